@@ -1,0 +1,64 @@
+"""One error hierarchy for the whole bridge.
+
+Library exceptions (botocore, httpx, KafkaException) are translated into these at the
+module that calls the library, so callers only ever handle ``BridgeError`` subclasses and
+the CLI can print one clear line for any of them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BridgeError",
+    "ConfigError",
+    "ConnectorError",
+    "RetriableError",
+    "TrimmedDataError",
+    "ConversionError",
+    "SchemaError",
+    "ProduceError",
+    "OffsetStoreError",
+]
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid or names something that does not exist; fix and restart."""
+
+
+class ConnectorError(BridgeError):
+    """A source system (DynamoDB, DynamoDB Streams, S3) failed in a way retrying will not fix."""
+
+
+class RetriableError(ConnectorError):
+    """A transient source failure (throttling, 5xx, dropped connection): retry with backoff."""
+
+
+class TrimmedDataError(ConnectorError):
+    """Records a task still had to read were trimmed from the stream (older than 24 hours)."""
+
+
+class ConversionError(BridgeError):
+    """A source record could not be turned into a Kafka record (bad attribute value, too large)."""
+
+
+class SchemaError(BridgeError):
+    """The Schema Registry refused or could not serve a schema.
+
+    ``status`` and ``code`` carry the HTTP status and Confluent error code when there is one.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ProduceError(BridgeError):
+    """Kafka refused a record or the broker could not be reached in time."""
+
+
+class OffsetStoreError(BridgeError):
+    """Source offsets could not be read from or written to the offsets topic."""

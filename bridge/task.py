@@ -1,0 +1,124 @@
+"""The seam between the runtime and the connectors, after Kafka Connect's SourceTask.
+
+A connector turns a table's configuration into tasks (a shard reader, a scan segment, an
+export file). Each task owns one *source partition* and hands the runtime batches of
+records together with the *source offset* that covers them. The runtime serializes and
+produces the records and writes the offset only once every record up to it has been
+acknowledged by the broker: a stored offset means "resume after this".
+
+Records carry items in DynamoDB JSON (``{"attr": {"S": "x"}}``) because the value schema
+is a lossless image of that format; the runtime never interprets the attributes itself.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from schemas import KeyField
+
+__all__ = [
+    "Batch",
+    "Op",
+    "OffsetReader",
+    "SourceConnector",
+    "SourceRecord",
+    "SourceTask",
+    "TaskRuntime",
+    "partition_key",
+]
+
+Op = Literal["c", "u", "d", "r"]
+Item = dict[str, dict[str, Any]]
+
+
+def partition_key(partition: Mapping[str, Any]) -> str:
+    """Canonical text of a source partition, used for dict keys and log lines."""
+    return json.dumps(partition, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    """One change to one item, before serialization.
+
+    ``key`` is the item's primary key in DynamoDB JSON; ``key_fields`` says which attributes
+    form it, in schema order, so the serializer can build the table's key schema.
+    """
+
+    topic: str
+    table: str
+    key_fields: tuple[KeyField, ...]
+    key: Item
+    op: Op
+    before: Item | None
+    after: Item | None
+    source: dict[str, Any]
+    ts_ms: int
+    tombstone: bool = False  # a delete is followed by a tombstone with the same key
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records from one task plus the offset that covers all of them.
+
+    ``final`` marks the task's end (shard end, segment done); the runtime writes its offset,
+    waits until it is durable, and then tells the connector, so that lineage can move on.
+    """
+
+    records: list[SourceRecord]
+    offset: dict[str, Any] | None
+    final: bool = False
+    # Why the task ended, when it ended on its own (e.g. "shard-end", "trimmed").
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceTask(ABC):
+    """One unit of reading; the runtime calls ``poll`` until it returns a final batch."""
+
+    partition: dict[str, Any]
+
+    @abstractmethod
+    async def poll(self) -> Batch:
+        """Return the next batch; may be empty; should wait (not spin) when idle."""
+
+    async def close(self) -> None:
+        """Release clients; called once when the task stops for any reason."""
+
+
+class OffsetReader(Protocol):
+    def offset(self, partition: Mapping[str, Any]) -> dict[str, Any] | None: ...
+
+
+class TaskRuntime(Protocol):
+    """What a connector may ask of the runtime."""
+
+    offsets: OffsetReader
+
+    def start_task(self, task: SourceTask) -> None:
+        """Run ``task`` until it ends; the connector hears of the end via ``task_finished``."""
+
+    def running(self, partition: Mapping[str, Any]) -> bool: ...
+
+
+class SourceConnector(ABC):
+    """Turns one table's configuration into tasks and follows change (new shards, segments)."""
+
+    name: str
+
+    @abstractmethod
+    async def validate(self) -> None:
+        """Check the source exists and is usable; raise ConfigError with the fix otherwise."""
+
+    @abstractmethod
+    async def run(self, runtime: TaskRuntime) -> None:
+        """Start tasks and keep following the source until cancelled or done."""
+
+    def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        """Called once a task's final offset is durable."""
+
+    async def close(self) -> None:
+        """Release clients."""
