@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit test-fast demo dev-up dev-down bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## The whole suite: unit, integration (local stack started by the tests) and slow end-to-end.
+test: install
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+## Everything but the slow end-to-end tests.
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## Local stack + demo table + bridge + a consumer printing decoded events.
+demo: install
+	$(BIN)/ddb-kafka-bridge dev up
+	$(BIN)/ddb-kafka-bridge demo
+	@echo "local stack still running: 'make dev-down' stops it"
+
+dev-up: install
+	$(BIN)/ddb-kafka-bridge dev up
+
+dev-down:
+	$(BIN)/ddb-kafka-bridge dev down
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .devstack .pytest_cache *.egg-info

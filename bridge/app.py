@@ -1,0 +1,123 @@
+"""Composition root: config → checked connections → connectors → worker.
+
+Everything that can be wrong with the setup is checked here, before anything is read or
+written, so a bad config or an unreachable service fails at start with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import httpx
+from confluent_kafka import Producer
+
+from bridge.config import BridgeConfig
+from bridge.errors import ConfigError, RetriableError, SchemaError
+from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
+from bridge.offsets import OffsetStore
+from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
+from bridge.serde.serializer import RecordSerializer
+from bridge.worker import Worker, WorkerSettings
+from connectors.dynamodb import RetryPolicy, StreamsConnector, make_clients
+
+__all__ = ["run_bridge"]
+
+log = logging.getLogger(__name__)
+
+STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
+
+
+def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
+    r = cfg.schema_registry
+    return SchemaRegistryClient(
+        RegistryClientConfig(
+            url=r.url,
+            username=r.basic_auth.username if r.basic_auth else None,
+            password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
+            bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
+            ca_file=r.ssl_ca_location,
+            cert_file=r.ssl_certificate_location,
+            key_file=r.ssl_key_location,
+            verify=r.ssl_verify,
+            timeout_s=r.timeout_s,
+            max_attempts=r.max_retries + 1,
+        )
+    )
+
+
+async def _check_tables(connectors: list[StreamsConnector], endpoint: str) -> None:
+    try:
+        await asyncio.gather(*(c.validate() for c in connectors))
+    except RetriableError as e:
+        raise ConfigError(f"aws: cannot reach DynamoDB at {endpoint}: {e}") from None
+
+
+async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True) -> Worker:
+    """Run until SIGINT/SIGTERM (drain, commit, return) or a failure (raise)."""
+    admin = admin_client(cfg.kafka)
+    check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
+
+    registry = registry_client(cfg)
+    try:
+        registry.subjects()
+    except SchemaError as e:
+        raise ConfigError(f"schema_registry.url: {e}") from None
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+        ddb, streams = make_clients(
+            region=cfg.aws.region,
+            profile=cfg.aws.profile,
+            endpoint_url=cfg.aws.endpoint_url,
+            streams_endpoint_url=cfg.aws.streams_endpoint_url,
+            http=http,
+            retry=STARTUP_RETRY,
+        )
+        connectors = [
+            StreamsConnector(
+                table=t.name,
+                topic=cfg.topic_for(t),
+                ddb=ddb,
+                streams=streams,
+                config=t.stream,
+                start_position=t.start_position,
+            )
+            for t in cfg.tables
+        ]
+        await _check_tables(connectors, ddb.url)
+        ddb.retry = streams.retry = RetryPolicy()
+
+        tc = cfg.topic_creation
+        topics = {cfg.topic_for(t): dict(tc.config) for t in cfg.tables}
+        topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
+        if cfg.errors.tolerance == "all":
+            topics[cfg.dead_letter_topic] = {}
+        ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
+
+        offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name)
+        offsets.load()
+        producer = Producer(producer_config(cfg.kafka))
+        worker = Worker(
+            WorkerSettings(
+                connector_name=cfg.name,
+                flush_interval_s=cfg.offsets.flush_interval_ms / 1000,
+                max_in_flight_records=cfg.max_in_flight_records,
+                buffer_max_bytes=cfg.buffer_max_bytes,
+                shutdown_timeout_s=cfg.shutdown_timeout_s,
+                dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,
+            ),
+            list(connectors),
+            producer,
+            offsets,
+            RecordSerializer(registry),
+        )
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, worker.stop)
+        log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
+        await worker.run()
+        log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)
+        return worker

@@ -1,0 +1,244 @@
+"""Typed, validated configuration: every problem reported at once, each naming key and fix.
+
+The YAML file is the whole interface a user has to the bridge, so a bad file must fail at
+start with one clear line, never half-start. ``${VAR}`` and ``${VAR:-default}`` in string
+values are replaced from the environment, so secrets need not sit in the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from bridge.errors import ConfigError
+
+__all__ = [
+    "AwsConfig",
+    "BridgeConfig",
+    "ErrorsConfig",
+    "OffsetsConfig",
+    "RegistryConfig",
+    "StreamConfig",
+    "TableConfig",
+    "TopicCreationConfig",
+    "load_config",
+    "parse_config",
+]
+
+# Producer settings the bridge sets itself: ordering and "offset after ack" depend on them.
+OWNED_KAFKA_KEYS = {
+    "enable.idempotence": "the bridge always enables idempotence to keep per-key order",
+    "acks": "the bridge always uses acks=all so an offset is never stored before its records",
+    "transactional.id": "set 'delivery: exactly-once' instead; the bridge derives transactional ids",
+    "partitioner": "the bridge partitions with murmur2 like the Java client",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BasicAuth(_Model):
+    username: str
+    password: SecretStr
+
+
+class RegistryConfig(_Model):
+    url: str = Field(description="Schema Registry URL; a comma-separated list is tried in turn")
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_verify: bool = True
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    auto_register: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        for u in v.split(","):
+            if not re.match(r"^https?://[^/\s]+", u.strip()):
+                raise ValueError(f"{u.strip()!r} is not an http(s) URL; use e.g. http://localhost:8081")
+        return v
+
+
+class AwsConfig(_Model):
+    region: str | None = Field(None, description="defaults to the boto3 chain (AWS_REGION, profile)")
+    profile: str | None = None
+    endpoint_url: str | None = Field(None, description="DynamoDB endpoint override (local testing)")
+    streams_endpoint_url: str | None = Field(None, description="defaults to endpoint_url")
+
+
+class StreamConfig(_Model):
+    poll_interval_ms: int = Field(1000, ge=0, description="wait after an empty GetRecords page")
+    discovery_interval_ms: int = Field(10000, ge=100, description="how often DescribeStream looks for new shards")
+    max_records_per_call: int = Field(1000, ge=1, le=1000)
+
+
+class TableConfig(_Model):
+    name: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    topic: str | None = None
+    start_position: Literal["trim_horizon", "latest"] = "trim_horizon"
+    stream: StreamConfig = StreamConfig()
+
+
+class TopicCreationConfig(_Model):
+    partitions: int = Field(1, ge=1)
+    replication_factor: int = Field(-1, description="-1 = the broker's default")
+    config: dict[str, str] = Field(default_factory=dict)
+
+
+class OffsetsConfig(_Model):
+    topic: str | None = Field(None, description="defaults to '<name>-offsets'")
+    flush_interval_ms: int = Field(1000, ge=10)
+
+
+class ErrorsConfig(_Model):
+    tolerance: Literal["none", "all"] = Field(
+        "none", description="none: stop on a record that cannot be written; all: send it to the dead-letter topic"
+    )
+    dead_letter_topic: str | None = Field(None, description="defaults to '<name>-dlq'")
+
+
+class BridgeConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="connector name: offsets and ids hang off it")
+    kafka: dict[str, str | int | float | bool]
+    schema_registry: RegistryConfig
+    aws: AwsConfig = AwsConfig()
+    topic_prefix: str = Field("ddb", pattern=r"^[A-Za-z0-9_.-]*$")
+    tables: list[TableConfig] = Field(min_length=1)
+    topic_creation: TopicCreationConfig = TopicCreationConfig()
+    offsets: OffsetsConfig = OffsetsConfig()
+    errors: ErrorsConfig = ErrorsConfig()
+    delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
+    buffer_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="per worker")
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka")
+    @classmethod
+    def _kafka(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "bootstrap.servers" not in v:
+            raise ValueError("'bootstrap.servers' is required, e.g. kafka: {bootstrap.servers: localhost:9092}")
+        for key, why in OWNED_KAFKA_KEYS.items():
+            if key in v:
+                raise ValueError(f"remove {key!r}: {why}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> BridgeConfig:
+        names = [t.name for t in self.tables]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"table {dup[0]!r} is listed twice; list each table once")
+        return self
+
+    def topic_for(self, table: TableConfig) -> str:
+        return table.topic or (f"{self.topic_prefix}.{table.name}" if self.topic_prefix else table.name)
+
+    @property
+    def offsets_topic(self) -> str:
+        return self.offsets.topic or f"{self.name}-offsets"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.errors.dead_letter_topic or f"{self.name}-dlq"
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, missing: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            env = os.environ.get(m.group(1), m.group(2))
+            if env is None:
+                missing.append(f"{path}: environment variable {m.group(1)} is not set; set it or use ${{{m.group(1)}:-default}}")
+                return ""
+            return env
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that holds the key at ``loc``, to suggest valid keys for a typo."""
+    model: Any = BridgeConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    where = _location(loc)
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        valid = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        return f"{where}: unknown key; {hint}"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}"
+
+
+def parse_config(data: Any, source: str = "config") -> BridgeConfig:
+    """Validate a parsed YAML document; raises ConfigError listing every problem on one line."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a YAML mapping at the top level")
+    missing: list[str] = []
+    data = _interpolate(data, "", missing)
+    if missing:
+        raise ConfigError(f"{source}: " + "; ".join(missing))
+    try:
+        return BridgeConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(_describe(err) for err in e.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path) -> BridgeConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    return parse_config(data, str(p))

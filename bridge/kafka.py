@@ -1,0 +1,101 @@
+"""librdkafka configuration shared by the producer, the offset reader and the admin client.
+
+The bridge's own settings win over the user's pass-through ones where correctness depends
+on them (idempotence, acks=all, murmur2 partitioning); consumers and the admin client get
+only the connection and security settings, so librdkafka does not warn about producer keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bridge.errors import ConfigError, ProduceError
+
+__all__ = ["admin_client", "check_reachable", "client_config", "ensure_topics", "producer_config"]
+
+_CLIENT_PREFIXES = (
+    "bootstrap.servers",
+    "client.",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "ssl_",
+    "socket.",
+    "broker.",
+    "metadata.",
+    "api.version",
+    "enable.ssl",
+    "connections.max",
+    "reconnect.",
+    "retry.backoff",
+    "topic.metadata",
+    "debug",
+    "log_level",
+    "client.dns",
+)
+
+
+def client_config(kafka: dict[str, Any]) -> dict[str, Any]:
+    """Connection and security settings only: for consumers and the admin client."""
+    return {k: v for k, v in kafka.items() if k.startswith(_CLIENT_PREFIXES)}
+
+
+def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = None) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        # Two 400 KB item images plus envelope fit; anything larger goes to the DLQ.
+        "message.max.bytes": 2 * 1024 * 1024,
+        "batch.size": 1024 * 1024,
+    }
+    conf.update(kafka)
+    conf.update({"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
+    if transactional_id:
+        conf["transactional.id"] = transactional_id
+    return conf
+
+
+def admin_client(kafka: dict[str, Any]) -> AdminClient:
+    return AdminClient(client_config(kafka))
+
+
+def check_reachable(admin: AdminClient, bootstrap: str, timeout_s: float = 10.0) -> None:
+    """Fail at start, with one line, when no broker answers."""
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as e:
+        raise ConfigError(
+            f"kafka.bootstrap.servers: cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s "
+            f"({e.args[0].str() if e.args else e}); check the address and that the broker is up"
+        ) from None
+
+
+def ensure_topics(
+    admin: AdminClient,
+    topics: dict[str, dict[str, str]],
+    *,
+    partitions: int,
+    replication_factor: int,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create the topics that are missing; ``topics`` maps name to topic config."""
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [
+        NewTopic(name, num_partitions=1 if conf.get("cleanup.policy") == "compact" else partitions,
+                 replication_factor=replication_factor, config=conf)
+        for name, conf in topics.items()
+        if name not in existing
+    ]
+    if not missing:
+        return
+    for name, fut in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None

@@ -1,0 +1,58 @@
+"""SourceRecord → (key bytes, value bytes) in Confluent wire format.
+
+Schemas are registered once per topic (TopicNameStrategy: ``<topic>-key``/``<topic>-value``)
+and their ids cached; registration is a blocking HTTP call, so the worker calls ``prepare``
+off the event loop and ``serialize`` (pure CPU) on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.serde.avro import encode_envelope, encode_key
+from bridge.serde.wire import frame
+from bridge.task import SourceRecord
+from schemas import KeyField, TableSchemas, table_schemas
+
+__all__ = ["RecordSerializer", "SchemaIds"]
+
+
+class _Registry(Protocol):
+    def register(self, subject: str, schema_str: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaIds:
+    key: int
+    value: int
+
+
+class RecordSerializer:
+    def __init__(self, registry: _Registry) -> None:
+        self._registry = registry
+        self._ids: dict[tuple[str, str, tuple[KeyField, ...]], SchemaIds] = {}
+
+    def ready(self, record: SourceRecord) -> bool:
+        return (record.topic, record.table, record.key_fields) in self._ids
+
+    def prepare(self, record: SourceRecord) -> SchemaIds:
+        """Register (or look up) the record's key and value schemas; blocking."""
+        k = (record.topic, record.table, record.key_fields)
+        ids = self._ids.get(k)
+        if ids is None:
+            s: TableSchemas = table_schemas(record.table, record.key_fields)
+            ids = SchemaIds(
+                key=self._registry.register(f"{record.topic}-key", s.key_schema),
+                value=self._registry.register(f"{record.topic}-value", s.value_schema),
+            )
+            self._ids[k] = ids
+        return ids
+
+    def serialize(self, record: SourceRecord) -> tuple[bytes, bytes | None]:
+        ids = self._ids[(record.topic, record.table, record.key_fields)]
+        key = frame(ids.key, encode_key(record.key_fields, record.key))
+        if record.tombstone:
+            return key, None
+        value = encode_envelope(record.op, record.before, record.after, record.source, record.ts_ms)
+        return key, frame(ids.value, value)

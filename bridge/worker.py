@@ -1,0 +1,385 @@
+"""Runs source tasks: poll → serialize → produce → commit offsets after acknowledgement.
+
+One worker owns one producer and one offset store and drives every task of every
+connector on one asyncio event loop. The guarantees live here:
+
+- an offset is written only when every record it covers, and every record before it from
+  the same source partition, has been acknowledged by the broker (``_Progress``);
+- a task's final offset (shard end) is durable before its connector is told, so a child
+  shard never starts while its parent could still be re-read after a crash;
+- a reader waits while its records wait for the broker (per-task record bound and
+  per-worker byte bound), so a slow broker stops reading instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.offsets import OffsetStore
+from bridge.serde.serializer import RecordSerializer
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
+
+__all__ = ["Worker", "WorkerSettings"]
+
+log = logging.getLogger(__name__)
+
+# Errors that concern one record, not the connection: these may go to the dead-letter topic.
+_RECORD_ERRORS = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    connector_name: str
+    flush_interval_s: float = 1.0
+    max_in_flight_records: int = 20000
+    buffer_max_bytes: int = 256 * 1024 * 1024
+    shutdown_timeout_s: float = 30.0
+    dead_letter_topic: str | None = None  # None: errors.tolerance = none
+
+
+@dataclass(slots=True)
+class _Entry:
+    remaining: int
+    offset: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Acknowledgement bookkeeping for one source partition."""
+
+    partition: dict[str, Any]
+    pending: deque[_Entry] = field(default_factory=deque)
+    in_flight: int = 0
+    committable: dict[str, Any] | None = None
+    dirty: bool = False
+    writing: bool = False
+    durable_waiters: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+
+    def acked(self, entry: _Entry) -> None:
+        entry.remaining -= 1
+        self.in_flight -= 1
+        self.advance()
+
+    def advance(self) -> None:
+        while self.pending and self.pending[0].remaining == 0:
+            offset = self.pending.popleft().offset
+            if offset is not None:
+                self.committable = offset
+                self.dirty = True
+
+
+class _ConnectorRuntime:
+    """The ``TaskRuntime`` a connector sees: its own tasks, the worker's offsets."""
+
+    def __init__(self, worker: Worker, connector: SourceConnector) -> None:
+        self._worker = worker
+        self._connector = connector
+        self.offsets = worker.offsets
+
+    def start_task(self, task: SourceTask) -> None:
+        self._worker._start_task(self._connector, task)
+
+    def running(self, partition: Mapping[str, Any]) -> bool:
+        return partition_key(partition) in self._worker._tasks
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        connectors: list[SourceConnector],
+        producer: Producer,
+        offsets: OffsetStore,
+        serializer: RecordSerializer,
+    ) -> None:
+        self.settings = settings
+        self.connectors = connectors
+        self.producer = producer
+        self.offsets = offsets
+        self.serializer = serializer
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._progress: dict[str, _Progress] = {}
+        self._buffered_bytes = 0
+        self._space = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._failure: BaseException | None = None
+        self.records_produced = 0
+        self.records_dead_lettered = 0
+
+    # ---- task lifecycle -------------------------------------------------------------
+
+    def _start_task(self, connector: SourceConnector, task: SourceTask) -> None:
+        pkey = partition_key(task.partition)
+        if pkey in self._tasks:
+            raise BridgeError(f"task for {pkey} is already running")
+        self._tasks[pkey] = asyncio.create_task(self._run_task(connector, task), name=f"task {pkey}")
+
+    async def _run_task(self, connector: SourceConnector, task: SourceTask) -> None:
+        pkey = partition_key(task.partition)
+        progress = self._progress.setdefault(pkey, _Progress(dict(task.partition)))
+        try:
+            while True:
+                await self._wait_for_space(progress)
+                batch = await task.poll()
+                await self._submit(progress, batch)
+                if batch.final:
+                    if batch.offset is not None:
+                        await self._durable(progress, batch.offset)
+                    connector.task_finished(task, batch)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
+        finally:
+            self._tasks.pop(pkey, None)
+            with contextlib.suppress(Exception):
+                await task.close()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+            log.error("stopping: %s", error)
+        self._stop.set()
+
+    # ---- produce ----------------------------------------------------------------------
+
+    async def _wait_for_space(self, progress: _Progress) -> None:
+        s = self.settings
+        while progress.in_flight >= s.max_in_flight_records or self._buffered_bytes >= s.buffer_max_bytes:
+            self._space.clear()
+            await self._space.wait()
+
+    async def _submit(self, progress: _Progress, batch: Batch) -> None:
+        for record in batch.records:
+            if not self.serializer.ready(record):
+                await asyncio.to_thread(self.serializer.prepare, record)
+        entry = _Entry(remaining=0, offset=batch.offset)
+        progress.pending.append(entry)
+        for record in batch.records:
+            try:
+                key, value = self.serializer.serialize(record)
+            except ConversionError as e:
+                self._dead_letter(progress, entry, record, None, None, e)
+                continue
+            self._produce(progress, entry, record, key, value)
+        progress.advance()
+
+    def _produce(
+        self, progress: _Progress, entry: _Entry, record: SourceRecord, key: bytes, value: bytes | None
+    ) -> None:
+        size = len(key) + (len(value) if value else 0)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._buffered_bytes -= size
+            if err is None:
+                progress.acked(entry)
+                return
+            if err.code() in _RECORD_ERRORS:
+                self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
+            else:
+                self._fail(ProduceError(f"writing to {record.topic!r} failed: {err.str()}"))
+
+        entry.remaining += 1
+        progress.in_flight += 1
+        self._buffered_bytes += size
+        while True:
+            try:
+                self.producer.produce(record.topic, value, key, on_delivery=on_delivery)
+                self.records_produced += 1
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: serve callbacks, then retry
+            except KafkaException as e:
+                err = e.args[0]
+                if err.code() in _RECORD_ERRORS:
+                    self._buffered_bytes -= size
+                    self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
+                    return
+                raise ProduceError(f"writing to {record.topic!r} failed: {err.str()}") from None
+
+    def _dead_letter(
+        self,
+        progress: _Progress,
+        entry: _Entry,
+        record: SourceRecord,
+        key: bytes | None,
+        value: bytes | None,
+        error: BridgeError,
+        *,
+        counted: bool = False,
+    ) -> None:
+        """Send a record that cannot be written to the dead-letter topic, never drop it.
+
+        With ``errors.tolerance = none`` (no dead-letter topic) the worker stops instead,
+        and the offset does not move past the record.
+        """
+        dlq = self.settings.dead_letter_topic
+        if dlq is None:
+            self._fail(type(error)(f"record {record.source} cannot be written: {error}"))
+            return
+        if not counted:
+            entry.remaining += 1
+            progress.in_flight += 1
+        headers = {
+            "__connect.errors.topic": record.topic,
+            "__connect.errors.connector.name": self.settings.connector_name,
+            "__connect.errors.exception.class.name": type(error).__name__,
+            "__connect.errors.exception.message": str(error)[:2000],
+            "__bridge.source.partition": json.dumps(progress.partition, sort_keys=True),
+            "__bridge.source.position": json.dumps(record.source, sort_keys=True, default=str),
+        }
+        if value is None and not record.tombstone:
+            # The value never serialized: keep the source record itself, as JSON.
+            value = json.dumps(
+                {"op": record.op, "key": record.key, "before": record.before, "after": record.after},
+                default=str,
+            ).encode()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                self.records_dead_lettered += 1
+                log.warning("record sent to dead-letter topic %s: %s", dlq, error)
+                progress.acked(entry)
+            else:
+                self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {err.str()}"))
+
+        try:
+            self.producer.produce(dlq, value, key, headers=list(headers.items()), on_delivery=on_delivery)
+        except KafkaException as e:
+            self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {e.args[0].str()}"))
+
+    async def _poll_loop(self) -> None:
+        """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
+        while True:
+            served = self.producer.poll(0)
+            s = self.settings
+            if self._buffered_bytes < s.buffer_max_bytes:
+                self._space.set()
+            await asyncio.sleep(0 if served else 0.002)
+
+    # ---- offsets ----------------------------------------------------------------------
+
+    def _write_offset(self, progress: _Progress) -> None:
+        if not progress.dirty or progress.writing:
+            return
+        offset = progress.committable
+        progress.dirty = False
+        progress.writing = True
+        key, value = self.offsets.encode(progress.partition, offset)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            progress.writing = False
+            if err is not None:
+                self._fail(ProduceError(f"writing offsets to {self.offsets.topic!r} failed: {err.str()}"))
+                return
+            self.offsets.stored(progress.partition, offset)
+            still = []
+            for want, fut in progress.durable_waiters:
+                if want is offset or want == offset:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    still.append((want, fut))
+            progress.durable_waiters = still
+            if progress.dirty:
+                self._flush_now.set()
+
+        try:
+            self.producer.produce(self.offsets.topic, value, key, on_delivery=on_delivery)
+        except (KafkaException, BufferError) as e:
+            progress.writing = False
+            progress.dirty = True
+            log.warning("offset write deferred: %s", e)
+
+    async def _durable(self, progress: _Progress, offset: dict[str, Any]) -> None:
+        """Wait until ``offset`` is acknowledged by the offsets topic."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        progress.durable_waiters.append((offset, fut))
+        self._flush_now.set()
+        await fut
+
+    def _write_offsets(self) -> None:
+        for progress in self._progress.values():
+            self._write_offset(progress)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
+            self._flush_now.clear()
+            self._write_offsets()
+
+    # ---- run --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def in_flight(self) -> int:
+        return sum(p.in_flight for p in self._progress.values())
+
+    async def run(self) -> None:
+        """Run until ``stop()`` or a failure; then drain, commit and return (or raise)."""
+        helpers = [
+            asyncio.create_task(self._poll_loop(), name="producer poll"),
+            asyncio.create_task(self._flush_loop(), name="offset flush"),
+        ]
+        runners = [
+            asyncio.create_task(self._run_connector(c), name=f"connector {c.name}") for c in self.connectors
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(runners, helpers)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _run_connector(self, connector: SourceConnector) -> None:
+        try:
+            await connector.run(_ConnectorRuntime(self, connector))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
+
+    async def _shutdown(self, runners: list[asyncio.Task[Any]], helpers: list[asyncio.Task[Any]]) -> None:
+        """Stop reading, wait for acknowledgements, commit what they cover."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        to_cancel = runners + list(self._tasks.values())
+        for t in to_cancel:
+            t.cancel()
+        await asyncio.gather(*to_cancel, return_exceptions=True)
+        while self.in_flight() and time.monotonic() < deadline and self._failure is None:
+            await asyncio.sleep(0.01)
+        if self.in_flight():
+            log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
+        self._write_offsets()
+        while any(p.writing for p in self._progress.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for t in helpers:
+            t.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        if remaining:
+            log.warning("shutdown: %d messages not delivered before the timeout", remaining)
+        for c in self.connectors:
+            with contextlib.suppress(Exception):
+                await c.close()

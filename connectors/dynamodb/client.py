@@ -1,0 +1,195 @@
+"""DynamoDB and DynamoDB Streams calls over one async HTTP client.
+
+Why not boto3 for the data plane: a busy table has hundreds of shards, and botocore's
+response parser plus a thread per shard costs more than the rest of the bridge. Requests
+are signed with botocore's SigV4Auth (credentials from the standard boto3 chain, refreshed
+as needed) and bodies are parsed with orjson; DynamoDB JSON stays as-is (B as base64 text).
+
+Errors are translated here, once: throttling, 5xx and dropped connections become
+``RetriableError`` (retried with exponential backoff and full jitter), an expired iterator
+``ExpiredIteratorError``, trimmed data ``TrimmedDataError``; anything else ``AwsApiError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import httpx
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
+
+__all__ = [
+    "AwsApiError",
+    "AwsJsonClient",
+    "ExpiredIteratorError",
+    "RetryPolicy",
+    "ThrottledError",
+    "make_clients",
+]
+
+log = logging.getLogger(__name__)
+
+DYNAMODB_TARGET = "DynamoDB_20120810"
+STREAMS_TARGET = "DynamoDBStreams_20120810"
+# Both APIs sign as "dynamodb" (botocore's signing_name for dynamodbstreams too).
+SIGNING_NAME = "dynamodb"
+
+RETRIABLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+}
+
+
+class AwsApiError(ConnectorError):
+    def __init__(self, message: str, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class ThrottledError(RetriableError):
+    """Throttling, a 5xx or a dropped connection; ``code`` says which."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ExpiredIteratorError(ConnectorError):
+    """The shard iterator is older than 15 minutes: get a new one after the last record."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_s: float = 0.05
+    cap_s: float = 10.0
+    max_attempts: int | None = None  # None: retry for as long as the task runs
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter (AWS architecture blog): spreads retries of many shards apart."""
+        return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+def _endpoint(service: str, region: str) -> str:
+    host = "dynamodb" if service == DYNAMODB_TARGET else "streams.dynamodb"
+    return f"https://{host}.{region}.amazonaws.com"
+
+
+class AwsJsonClient:
+    """One AWS JSON 1.0 API (DynamoDB or DynamoDB Streams) at one endpoint."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        session: boto3.Session,
+        http: httpx.AsyncClient,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.target = target
+        self.region = region
+        self.url = (endpoint_url or _endpoint(target, region)).rstrip("/") + "/"
+        self._session = session
+        self._credentials = session.get_credentials()
+        if self._credentials is None:
+            raise ConfigError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or an instance role"
+            )
+        self._http = http
+        self.retry = retry
+        self.calls: dict[str, int] = {}
+
+    def _sign(self, operation: str, body: bytes) -> dict[str, str]:
+        req = AWSRequest(
+            method="POST",
+            url=self.url,
+            data=body,
+            headers={"X-Amz-Target": f"{self.target}.{operation}", "Content-Type": "application/x-amz-json-1.0"},
+        )
+        SigV4Auth(self._credentials.get_frozen_credentials(), SIGNING_NAME, self.region).add_auth(req)
+        return dict(req.headers.items())
+
+    async def call_once(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One attempt; raises the translated error."""
+        body = orjson.dumps(payload)
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        try:
+            resp = await self._http.post(self.url, content=body, headers=self._sign(operation, body))
+        except httpx.TransportError as e:
+            raise ThrottledError(f"{operation} to {self.url} failed: {type(e).__name__}: {e}", "Connection") from None
+        if resp.status_code == 200:
+            return orjson.loads(resp.content) if resp.content else {}
+        return self._raise(operation, resp)
+
+    def _raise(self, operation: str, resp: httpx.Response) -> Any:
+        code, message = f"HTTP{resp.status_code}", resp.text[:200]
+        try:
+            err = orjson.loads(resp.content)
+            code = str(err.get("__type", code)).rsplit("#", 1)[-1]
+            message = err.get("message") or err.get("Message") or message
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        text = f"{operation}: {code}: {message}"
+        if code in RETRIABLE_CODES or resp.status_code >= 500:
+            raise ThrottledError(text, code)
+        if code == "ExpiredIteratorException":
+            raise ExpiredIteratorError(text)
+        if code == "TrimmedDataAccessException":
+            raise TrimmedDataError(text)
+        raise AwsApiError(text, code, resp.status_code)
+
+    async def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Call with retries on ``RetriableError``, bounded by the retry policy."""
+        attempt = 0
+        while True:
+            try:
+                return await self.call_once(operation, payload)
+            except RetriableError as e:
+                attempt += 1
+                if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
+                    raise
+                delay = self.retry.delay(attempt)
+                level = logging.WARNING if attempt in (1, 10) or attempt % 100 == 0 else logging.DEBUG
+                log.log(level, "%s (attempt %d, retrying in %.2fs)", e, attempt, delay)
+                await asyncio.sleep(delay)
+
+
+def make_clients(
+    *,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    streams_endpoint_url: str | None,
+    http: httpx.AsyncClient,
+    retry: RetryPolicy = RetryPolicy(),
+) -> tuple[AwsJsonClient, AwsJsonClient]:
+    """DynamoDB and Streams clients sharing one credential chain and one connection pool."""
+    session = boto3.Session(profile_name=profile, region_name=region)
+    region = session.region_name
+    if not region:
+        raise ConfigError("aws.region: no AWS region configured; set aws.region or AWS_REGION")
+    ddb = AwsJsonClient(DYNAMODB_TARGET, region=region, endpoint_url=endpoint_url, session=session, http=http, retry=retry)
+    streams = AwsJsonClient(
+        STREAMS_TARGET,
+        region=region,
+        endpoint_url=streams_endpoint_url or endpoint_url,
+        session=session,
+        http=http,
+        retry=retry,
+    )
+    return ddb, streams

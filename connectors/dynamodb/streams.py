@@ -1,0 +1,232 @@
+"""DynamoDB Streams: the shard graph, one reader per shard, parents before children.
+
+Per-key order across a split or a rollover holds only if a child shard is read after its
+parent is finished, so the connector starts a shard's reader only when every parent it
+names has a durable "ended" offset (or has aged out of the stream). The stream is listed
+every ``discovery_interval`` (DescribeStream is limited to ~10 calls/s per account) and at
+once when a shard ends, so its children start without waiting for the next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.config import StreamConfig
+from bridge.errors import ConfigError
+from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
+from connectors.dynamodb.client import AwsJsonClient, ExpiredIteratorError
+from connectors.dynamodb.records import StreamContext, from_stream_records
+from connectors.dynamodb.table import TableInfo, describe_table
+
+__all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    id: str
+    parents: tuple[str, ...]
+    start_seq: str | None
+    end_seq: str | None  # set once the shard is closed
+
+    @property
+    def closed(self) -> bool:
+        return self.end_seq is not None
+
+
+def _shard(s: dict[str, Any]) -> Shard:
+    parents = tuple(p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p)
+    rng = s.get("SequenceNumberRange") or {}
+    return Shard(s["ShardId"], parents, rng.get("StartingSequenceNumber"), rng.get("EndingSequenceNumber"))
+
+
+async def list_shards(streams: AwsJsonClient, stream_arn: str) -> tuple[dict[str, Shard], str]:
+    """Every shard of the stream (paginated), and the stream's status."""
+    shards: dict[str, Shard] = {}
+    payload: dict[str, Any] = {"StreamArn": stream_arn}
+    while True:
+        desc = (await streams.call("DescribeStream", payload))["StreamDescription"]
+        for s in desc.get("Shards", []):
+            shards[s["ShardId"]] = _shard(s)
+        last = desc.get("LastEvaluatedShardId")
+        if not last:
+            return shards, desc.get("StreamStatus", "ENABLED")
+        payload = {"StreamArn": stream_arn, "ExclusiveStartShardId": last}
+
+
+class ShardReader(SourceTask):
+    """Reads one shard from a start position to its end, handing on one page at a time."""
+
+    def __init__(
+        self,
+        *,
+        streams: AwsJsonClient,
+        ctx: StreamContext,
+        shard: Shard,
+        start: tuple[str, str | None],
+        config: StreamConfig,
+    ) -> None:
+        self.partition = {"table": ctx.table, "shard": shard.id}
+        self.shard = shard
+        self._streams = streams
+        self._ctx = ctx
+        self._config = config
+        self._start_type, self._last_seq = start
+        self._iterator: str | None = None
+        self.pages = 0
+
+    async def _get_iterator(self) -> str:
+        req: dict[str, Any] = {"StreamArn": self._ctx.stream_arn, "ShardId": self.shard.id}
+        if self._last_seq is not None:
+            req |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last_seq}
+        else:
+            req["ShardIteratorType"] = self._start_type
+        return (await self._streams.call("GetShardIterator", req))["ShardIterator"]
+
+    async def poll(self) -> Batch:
+        if self._iterator is None:
+            self._iterator = await self._get_iterator()
+        try:
+            resp = await self._streams.call(
+                "GetRecords", {"ShardIterator": self._iterator, "Limit": self._config.max_records_per_call}
+            )
+        except ExpiredIteratorError:
+            # Iterators live 15 minutes; the next poll resumes after the last record handed on.
+            log.info("iterator expired on %s; re-acquiring after %s", self.shard.id, self._last_seq)
+            self._iterator = None
+            return Batch([], None)
+        self.pages += 1
+        raw = resp.get("Records") or []
+        records = from_stream_records(raw, self._ctx)
+        if raw:
+            self._last_seq = raw[-1]["dynamodb"]["SequenceNumber"]
+        self._iterator = resp.get("NextShardIterator")
+        if self._iterator is None:
+            log.info("shard %s ended after %s", self.shard.id, self._last_seq)
+            return Batch(records, {"seq": self._last_seq, "ended": True}, final=True, reason="shard-end")
+        if not raw and not self.shard.closed and self._config.poll_interval_ms:
+            # An idle open shard: wait before asking again (about 5 GetRecords/s per shard).
+            await asyncio.sleep(self._config.poll_interval_ms / 1000)
+        return Batch(records, {"seq": self._last_seq, "ended": False} if raw else None)
+
+
+@dataclass
+class _Lineage:
+    shards: dict[str, Shard] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    started: set[str] = field(default_factory=set)
+
+
+class StreamsConnector(SourceConnector):
+    """Follows one table's stream: discovers shards and starts readers in lineage order."""
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        topic: str,
+        ddb: AwsJsonClient,
+        streams: AwsJsonClient,
+        config: StreamConfig,
+        start_position: str = "trim_horizon",
+    ) -> None:
+        self.name = f"streams:{table}"
+        self.table_name = table
+        self.topic = topic
+        self._ddb = ddb
+        self._streams = streams
+        self._config = config
+        self._start_position = start_position
+        self._lineage = _Lineage()
+        self._wake = asyncio.Event()
+        self.table: TableInfo | None = None
+
+    async def validate(self) -> None:
+        self.table = await describe_table(self._ddb, self.table_name)
+        if self.table.stream_arn is None:
+            raise ConfigError(
+                f"tables: table {self.table_name!r} has no stream enabled; enable it with "
+                f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
+            )
+
+    def _partition(self, shard_id: str) -> dict[str, str]:
+        return {"table": self.table_name, "shard": shard_id}
+
+    async def run(self, runtime: TaskRuntime) -> None:
+        if self.table is None:
+            await self.validate()
+        assert self.table is not None and self.table.stream_arn is not None
+        fresh = True
+        while True:
+            shards, _status = await list_shards(self._streams, self.table.stream_arn)
+            self._lineage.shards = shards
+            self._start_ready(runtime, fresh)
+            fresh = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._config.discovery_interval_ms / 1000)
+            self._wake.clear()
+
+    def _has_offset_below(self, shard_id: str, runtime: TaskRuntime) -> bool:
+        """True if any descendant has a stored offset: then this shard was already passed."""
+        todo = [shard_id]
+        while todo:
+            sid = todo.pop()
+            for child in self._lineage.shards.values():
+                if sid in child.parents:
+                    if runtime.offsets.offset(self._partition(child.id)) is not None:
+                        return True
+                    todo.append(child.id)
+        return False
+
+    def _start_ready(self, runtime: TaskRuntime, first_listing: bool) -> None:
+        lin = self._lineage
+        table = self.table
+        assert table is not None and table.stream_arn is not None
+        no_offsets = not any(runtime.offsets.offset(self._partition(s)) for s in lin.shards)
+        latest = first_listing and no_offsets and self._start_position == "latest"
+        # Walk parents before children so one listing can start a whole ready chain's head.
+        for shard in lin.shards.values():
+            if shard.id in lin.finished or shard.id in lin.started:
+                continue
+            stored = runtime.offsets.offset(self._partition(shard.id))
+            if stored and stored.get("ended"):
+                lin.finished.add(shard.id)
+                continue
+            if stored is None and (self._has_offset_below(shard.id, runtime) or (latest and shard.closed)):
+                lin.finished.add(shard.id)
+                continue
+        for shard in lin.shards.values():
+            if shard.id in lin.finished or shard.id in lin.started:
+                continue
+            waiting = [p for p in shard.parents if p in lin.shards and p not in lin.finished]
+            if waiting:
+                continue
+            stored = runtime.offsets.offset(self._partition(shard.id))
+            if stored is not None and stored.get("seq"):
+                start: tuple[str, str | None] = ("AFTER_SEQUENCE_NUMBER", stored["seq"])
+            elif latest:
+                start = ("LATEST", None)
+            else:
+                start = ("TRIM_HORIZON", None)
+            ctx = StreamContext(
+                topic=self.topic,
+                table=table.name,
+                region=table.region,
+                key_fields=table.key_fields,
+                stream_arn=table.stream_arn,
+                shard_id=shard.id,
+            )
+            log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
+            lin.started.add(shard.id)
+            runtime.start_task(ShardReader(streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config))
+
+    def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        shard_id = task.partition["shard"]
+        self._lineage.finished.add(shard_id)
+        self._lineage.started.discard(shard_id)
+        self._wake.set()

@@ -1,0 +1,239 @@
+"""Shared test tooling: a bridge process, a real Avro consumer, table helpers.
+
+The consumer is confluent-kafka's own DeserializingConsumer with AvroDeserializer and
+SchemaRegistryClient, talking to the registry over HTTP: what a user would run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from confluent_kafka import DeserializingConsumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+from bridge.serde.avro import item_from_avro
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def create_table(
+    ddb: Any,
+    name: str,
+    *,
+    hash_key: tuple[str, str] = ("pk", "S"),
+    range_key: tuple[str, str] | None = ("sk", "N"),
+    view_type: str | None = "NEW_AND_OLD_IMAGES",
+) -> None:
+    keys = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
+    attrs = [{"AttributeName": hash_key[0], "AttributeType": hash_key[1]}]
+    if range_key:
+        keys.append({"AttributeName": range_key[0], "KeyType": "RANGE"})
+        attrs.append({"AttributeName": range_key[0], "AttributeType": range_key[1]})
+    kwargs: dict[str, Any] = {}
+    if view_type:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
+    ddb.create_table(
+        TableName=name, KeySchema=keys, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST", **kwargs
+    )
+
+
+def bridge_config(stack: Any, tables: Iterable[str | dict[str, Any]], name: str | None = None, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "name": name or unique("bridge"),
+        "kafka": {"bootstrap.servers": stack.kafka_bootstrap},
+        "schema_registry": {"url": stack.registry_url},
+        "aws": {"region": "us-east-1", "endpoint_url": stack.dynamodb_endpoint},
+        "topic_prefix": "ddb",
+        "tables": [t if isinstance(t, dict) else {"name": t, "stream": {"poll_interval_ms": 100, "discovery_interval_ms": 1000}} for t in tables],
+        "offsets": {"flush_interval_ms": 200},
+        "shutdown_timeout_s": 20,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def bridge_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@dataclass
+class BridgeProcess:
+    """The bridge as users run it: ``ddb-kafka-bridge run -c FILE`` in its own process."""
+
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def write(cls, tmp: Path, cfg: dict[str, Any]) -> BridgeProcess:
+        tmp.mkdir(parents=True, exist_ok=True)
+        path = tmp / f"{cfg['name']}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return cls(path, tmp / f"{cfg['name']}.log")
+
+    def start(self) -> BridgeProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "run", "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=bridge_env(),
+            cwd=ROOT,
+        )
+        return self
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.send(sig)
+        return self.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bridge exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"bridge did not log {text!r} in {timeout}s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Event:
+    partition: int
+    offset: int
+    key: dict[str, Any]
+    value: dict[str, Any] | None  # None: tombstone
+
+    @property
+    def op(self) -> str | None:
+        return None if self.value is None else self.value["op"]
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        return None if self.value is None else item_from_avro(self.value["before"])
+
+    @property
+    def after(self) -> dict[str, Any] | None:
+        return None if self.value is None else item_from_avro(self.value["after"])
+
+
+class TopicReader:
+    """Reads a topic from the start with the Confluent Avro deserializer, via assign()."""
+
+    def __init__(self, bootstrap: str, registry_url: str, topic: str) -> None:
+        registry = SchemaRegistryClient({"url": registry_url})
+        self.topic = topic
+        self.consumer = DeserializingConsumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("reader"),
+                "enable.auto.commit": False,
+                "key.deserializer": AvroDeserializer(registry),
+                "value.deserializer": AvroDeserializer(registry),
+            }
+        )
+        self._assigned = False
+        self.events: list[Event] = []
+
+    def _assign(self, timeout: float) -> bool:
+        meta = self.consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return False
+        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
+        self._assigned = True
+        return True
+
+    def read_until(self, done: Callable[[list[Event]], bool], timeout: float = 60) -> list[Event]:
+        """Poll until ``done(events)`` holds; fail with what was read if it never does."""
+        deadline = time.monotonic() + timeout
+        while not done(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met in {timeout}s; read {len(self.events)} events")
+            if not self._assigned and not self._assign(5):
+                time.sleep(0.1)
+                continue
+            msg = self.consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                raise AssertionError(f"consumer error: {msg.error()}")
+            self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value()))
+        return self.events
+
+    def read_count(self, n: int, timeout: float = 60) -> list[Event]:
+        return self.read_until(lambda ev: len(ev) >= n, timeout)
+
+    def drain(self, quiet_s: float = 2.0) -> list[Event]:
+        """Keep reading until nothing new arrives for ``quiet_s``: proves there are no extras."""
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            msg = self.consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value()))
+                last = time.monotonic()
+        return self.events
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def normalize(item: dict[str, Any] | None) -> Any:
+    """Compare DynamoDB JSON images: sets are unordered, B may be bytes or bytearray."""
+    if item is None:
+        return None
+
+    def av(v: dict[str, Any]) -> Any:
+        ((t, x),) = v.items()
+        if t in ("SS", "NS", "BS"):
+            return (t, frozenset(bytes(y) if isinstance(y, (bytes, bytearray)) else y for y in x))
+        if t == "M":
+            return ("M", normalize(x))
+        if t == "L":
+            return ("L", tuple(av(y) for y in x))
+        if t == "B":
+            return ("B", bytes(x))
+        return (t, x)
+
+    return {k: av(v) for k, v in item.items()}
