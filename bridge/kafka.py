@@ -7,6 +7,7 @@ only the connection and security settings, so librdkafka does not warn about pro
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -38,9 +39,16 @@ _CLIENT_PREFIXES = (
 )
 
 
+# librdkafka logs through Python logging (served on poll) instead of writing to stderr
+# from its own threads, where it would interleave with, and follow, our one-line errors.
+RDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
 def client_config(kafka: dict[str, Any]) -> dict[str, Any]:
     """Connection and security settings only: for consumers and the admin client."""
-    return {k: v for k, v in kafka.items() if k.startswith(_CLIENT_PREFIXES)}
+    conf = {k: v for k, v in kafka.items() if k.startswith(_CLIENT_PREFIXES)}
+    conf["logger"] = RDKAFKA_LOGGER
+    return conf
 
 
 def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = None) -> dict[str, Any]:
@@ -50,6 +58,7 @@ def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = Non
         # Two 400 KB item images plus envelope fit; anything larger goes to the DLQ.
         "message.max.bytes": 2 * 1024 * 1024,
         "batch.size": 1024 * 1024,
+        "logger": RDKAFKA_LOGGER,
     }
     conf.update(kafka)
     conf.update({"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
