@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
+from bridge.metrics import MetricsServer
 from bridge.offsets import OffsetStore
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
@@ -98,7 +99,9 @@ async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True)
 
         offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name)
         offsets.load()
-        producer = Producer(producer_config(cfg.kafka))
+        exactly_once = cfg.delivery == "exactly-once"
+        # One transactional id per bridge name: a second process with the same name fences this one.
+        producer = Producer(producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None))
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
@@ -107,17 +110,26 @@ async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True)
                 buffer_max_bytes=cfg.buffer_max_bytes,
                 shutdown_timeout_s=cfg.shutdown_timeout_s,
                 dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,
+                exactly_once=exactly_once,
             ),
             list(connectors),
             producer,
             offsets,
-            RecordSerializer(registry),
+            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
         )
+        metrics = None
+        if cfg.metrics.port is not None:
+            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
-        await worker.run()
+        try:
+            await worker.run()
+        finally:
+            if metrics is not None:
+                metrics.stop()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)
         return worker

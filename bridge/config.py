@@ -22,6 +22,7 @@ __all__ = [
     "AwsConfig",
     "BridgeConfig",
     "ErrorsConfig",
+    "MetricsConfig",
     "OffsetsConfig",
     "RegistryConfig",
     "StreamConfig",
@@ -81,6 +82,11 @@ class StreamConfig(_Model):
     poll_interval_ms: int = Field(1000, ge=0, description="wait after an empty GetRecords page")
     discovery_interval_ms: int = Field(10000, ge=100, description="how often DescribeStream looks for new shards")
     max_records_per_call: int = Field(1000, ge=1, le=1000)
+    trimmed_policy: Literal["fail", "skip-and-alert", "resnapshot"] = Field(
+        "fail",
+        description="records trimmed (>24 h old) before they were read: stop, or continue from the oldest "
+        "record and alert, or continue and snapshot the table again",
+    )
 
 
 class TableConfig(_Model):
@@ -108,6 +114,11 @@ class ErrorsConfig(_Model):
     dead_letter_topic: str | None = Field(None, description="defaults to '<name>-dlq'")
 
 
+class MetricsConfig(_Model):
+    port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
+    host: str = "0.0.0.0"
+
+
 class BridgeConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="connector name: offsets and ids hang off it")
     kafka: dict[str, str | int | float | bool]
@@ -118,6 +129,7 @@ class BridgeConfig(_Model):
     topic_creation: TopicCreationConfig = TopicCreationConfig()
     offsets: OffsetsConfig = OffsetsConfig()
     errors: ErrorsConfig = ErrorsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
     buffer_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="per worker")

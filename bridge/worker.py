@@ -8,7 +8,12 @@ connector on one asyncio event loop. The guarantees live here:
 - a task's final offset (shard end) is durable before its connector is told, so a child
   shard never starts while its parent could still be re-read after a crash;
 - a reader waits while its records wait for the broker (per-task record bound and
-  per-worker byte bound), so a slow broker stops reading instead of growing memory.
+  per-worker byte bound), so a slow broker stops reading instead of growing memory;
+- a registry outage pauses the task that needs a schema until the registry is back.
+
+In exactly-once mode the producer is transactional: records and the offsets that cover
+them are committed in one transaction every flush interval; nothing is written outside a
+transaction, and a second process with the same name fences this one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -25,7 +31,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
+from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
@@ -43,6 +50,8 @@ _RECORD_ERRORS = {
     KafkaError.RECORD_LIST_TOO_LARGE,
 }
 
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -52,6 +61,8 @@ class WorkerSettings:
     buffer_max_bytes: int = 256 * 1024 * 1024
     shutdown_timeout_s: float = 30.0
     dead_letter_topic: str | None = None  # None: errors.tolerance = none
+    exactly_once: bool = False
+    transaction_timeout_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -68,6 +79,8 @@ class _Progress:
     pending: deque[_Entry] = field(default_factory=deque)
     in_flight: int = 0
     committable: dict[str, Any] | None = None
+    committable_txn: dict[str, Any] | None = None  # exactly-once: offset in the last commit
+    submitted: dict[str, Any] | None = None  # newest offset handed to the producer
     dirty: bool = False
     writing: bool = False
     durable_waiters: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
@@ -123,6 +136,15 @@ class Worker:
         self._failure: BaseException | None = None
         self.records_produced = 0
         self.records_dead_lettered = 0
+        self._txn_dirty = False
+        for name, fn, text in (
+            ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
+            ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
+            ("bridge_records_in_flight", self.in_flight, "records produced, not yet acknowledged"),
+            ("bridge_buffered_bytes", lambda: self._buffered_bytes, "bytes produced, not yet acknowledged"),
+            ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (shard readers, segments)"),
+        ):
+            METRICS.gauge(name, fn, text)
 
     # ---- task lifecycle -------------------------------------------------------------
 
@@ -168,12 +190,39 @@ class Worker:
             self._space.clear()
             await self._space.wait()
 
+    async def _prepare(self, record: SourceRecord) -> None:
+        """Register the record's schemas; while the registry is unreachable, wait and retry.
+
+        Waiting here holds the task's next poll, so an outage pauses reading instead of
+        dropping records; a 4xx (incompatible schema, bad subject) is final.
+        """
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.serializer.prepare, record)
+                if attempt:
+                    log.info("schema registry is back; %s resumes", record.topic)
+                return
+            except SchemaError as e:
+                if e.status is not None and e.status < 500 and e.status != 429:
+                    raise
+                attempt += 1
+                METRICS.inc("bridge_registry_unavailable_total", help="failed schema registrations, retried")
+                delay = random.uniform(0, min(10.0, 0.5 * 2**attempt))
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("schema registry unavailable (%s); %s paused, retrying", e, record.topic)
+                await asyncio.sleep(delay)
+
     async def _submit(self, progress: _Progress, batch: Batch) -> None:
         for record in batch.records:
             if not self.serializer.ready(record):
-                await asyncio.to_thread(self.serializer.prepare, record)
+                await self._prepare(record)
         entry = _Entry(remaining=0, offset=batch.offset)
         progress.pending.append(entry)
+        if batch.offset is not None:
+            progress.submitted = batch.offset
+        if batch.offset is not None or batch.records:
+            self._txn_dirty = True
         for record in batch.records:
             try:
                 key, value = self.serializer.serialize(record)
@@ -196,7 +245,7 @@ class Worker:
             if err.code() in _RECORD_ERRORS:
                 self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
             else:
-                self._fail(ProduceError(f"writing to {record.topic!r} failed: {err.str()}"))
+                self._fail(ProduceError(self._kafka_error(record.topic, err)))
 
         entry.remaining += 1
         progress.in_flight += 1
@@ -214,7 +263,7 @@ class Worker:
                     self._buffered_bytes -= size
                     self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
                     return
-                raise ProduceError(f"writing to {record.topic!r} failed: {err.str()}") from None
+                raise ProduceError(self._kafka_error(record.topic, err)) from None
 
     def _dead_letter(
         self,
@@ -310,6 +359,63 @@ class Worker:
             progress.dirty = True
             log.warning("offset write deferred: %s", e)
 
+    def _commit_transaction(self) -> None:
+        """Exactly-once: offsets of everything produced so far, then commit, in one go.
+
+        Runs on the loop thread on purpose: commit flushes and serves delivery callbacks
+        here, and no record can be produced into the transaction while it commits.
+        """
+        if not self._txn_dirty:
+            return
+        for progress in self._progress.values():
+            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                key, value = self.offsets.encode(progress.partition, progress.submitted)
+                self.producer.produce(self.offsets.topic, value, key)
+        try:
+            self.producer.commit_transaction(self.settings.transaction_timeout_s)
+        except KafkaException as e:
+            err = e.args[0]
+            if err.txn_requires_abort():
+                with contextlib.suppress(KafkaException):
+                    self.producer.abort_transaction(self.settings.transaction_timeout_s)
+            raise ProduceError(self._txn_error(err)) from None
+        self._txn_dirty = False
+        for progress in self._progress.values():
+            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                progress.committable_txn = progress.submitted
+                self.offsets.stored(progress.partition, progress.submitted)
+            still = []
+            for want, fut in progress.durable_waiters:
+                if want is progress.committable_txn or want == progress.committable_txn:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    still.append((want, fut))
+            progress.durable_waiters = still
+        self.producer.begin_transaction()
+
+    def _kafka_error(self, topic: str, err: KafkaError) -> str:
+        if err.code() in _FENCED:
+            return self._txn_error(err)
+        return f"writing to {topic!r} failed: {err.str()}"
+
+    def _txn_error(self, err: KafkaError) -> str:
+        if err.code() in _FENCED:
+            return (
+                f"fenced: another bridge process named {self.settings.connector_name!r} took over "
+                f"(same transactional.id); this one stops"
+            )
+        return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
+
+    def _commit(self) -> None:
+        if self.settings.exactly_once:
+            try:
+                self._commit_transaction()
+            except BridgeError as e:
+                self._fail(e)
+        else:
+            self._write_offsets()
+
     async def _durable(self, progress: _Progress, offset: dict[str, Any]) -> None:
         """Wait until ``offset`` is acknowledged by the offsets topic."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -326,7 +432,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
             self._flush_now.clear()
-            self._write_offsets()
+            self._commit()
 
     # ---- run --------------------------------------------------------------------------
 
@@ -336,8 +442,17 @@ class Worker:
     def in_flight(self) -> int:
         return sum(p.in_flight for p in self._progress.values())
 
+    def healthy(self) -> bool:
+        return self._failure is None and not self._stop.is_set()
+
     async def run(self) -> None:
         """Run until ``stop()`` or a failure; then drain, commit and return (or raise)."""
+        if self.settings.exactly_once:
+            try:
+                self.producer.init_transactions(self.settings.transaction_timeout_s)
+                self.producer.begin_transaction()
+            except KafkaException as e:
+                raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
         helpers = [
             asyncio.create_task(self._poll_loop(), name="producer poll"),
             asyncio.create_task(self._flush_loop(), name="offset flush"),
@@ -371,7 +486,14 @@ class Worker:
             await asyncio.sleep(0.01)
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
-        self._write_offsets()
+        if self.settings.exactly_once:
+            if self._failure is None:
+                self._commit()
+            else:
+                with contextlib.suppress(KafkaException):
+                    self.producer.abort_transaction(max(1.0, deadline - time.monotonic()))
+        else:
+            self._write_offsets()
         while any(p.writing for p in self._progress.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for t in helpers:

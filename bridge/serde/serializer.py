@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.errors import SchemaError
 from bridge.serde.avro import encode_envelope, encode_key
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord
@@ -18,8 +19,14 @@ from schemas import KeyField, TableSchemas, table_schemas
 __all__ = ["RecordSerializer", "SchemaIds"]
 
 
+class _Registered(Protocol):
+    schema_id: int
+
+
 class _Registry(Protocol):
     def register(self, subject: str, schema_str: str) -> int: ...
+
+    def lookup(self, subject: str, schema_str: str) -> _Registered | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +36,9 @@ class SchemaIds:
 
 
 class RecordSerializer:
-    def __init__(self, registry: _Registry) -> None:
+    def __init__(self, registry: _Registry, *, auto_register: bool = True) -> None:
         self._registry = registry
+        self._auto_register = auto_register
         self._ids: dict[tuple[str, str, tuple[KeyField, ...]], SchemaIds] = {}
 
     def ready(self, record: SourceRecord) -> bool:
@@ -42,12 +50,22 @@ class RecordSerializer:
         ids = self._ids.get(k)
         if ids is None:
             s: TableSchemas = table_schemas(record.table, record.key_fields)
-            ids = SchemaIds(
-                key=self._registry.register(f"{record.topic}-key", s.key_schema),
-                value=self._registry.register(f"{record.topic}-value", s.value_schema),
-            )
+            ids = SchemaIds(key=self._id(f"{record.topic}-key", s.key_schema),
+                            value=self._id(f"{record.topic}-value", s.value_schema))
             self._ids[k] = ids
         return ids
+
+    def _id(self, subject: str, schema: str) -> int:
+        if self._auto_register:
+            return self._registry.register(subject, schema)
+        found = self._registry.lookup(subject, schema)
+        if found is None:
+            raise SchemaError(
+                f"schema for subject {subject!r} is not registered and schema_registry.auto_register is false; "
+                f"register it first or set auto_register: true",
+                status=404,
+            )
+        return found.schema_id
 
     def serialize(self, record: SourceRecord) -> tuple[bytes, bytes | None]:
         ids = self._ids[(record.topic, record.table, record.key_fields)]

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import StreamConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, TrimmedDataError
+from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
-from connectors.dynamodb.client import AwsJsonClient, ExpiredIteratorError
+from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError
 from connectors.dynamodb.records import StreamContext, from_stream_records
 from connectors.dynamodb.table import TableInfo, describe_table
 
@@ -70,8 +72,10 @@ class ShardReader(SourceTask):
         shard: Shard,
         start: tuple[str, str | None],
         config: StreamConfig,
+        on_trimmed: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
+        self._on_trimmed = on_trimmed
         self.shard = shard
         self._streams = streams
         self._ctx = ctx
@@ -88,13 +92,43 @@ class ShardReader(SourceTask):
             req["ShardIteratorType"] = self._start_type
         return (await self._streams.call("GetShardIterator", req))["ShardIterator"]
 
+    def _trimmed(self, cause: str, *, gone: bool = False) -> Batch:
+        """Records this reader still had to read are gone: apply ``trimmed_policy``."""
+        what = (
+            f"table {self._ctx.table!r} shard {self.shard.id}: records after sequence {self._last_seq} "
+            if self._last_seq
+            else f"table {self._ctx.table!r} shard {self.shard.id}: records from the shard's start "
+        ) + f"were trimmed before they were read ({cause})"
+        METRICS.inc("bridge_trimmed_shards_total", help="shards that lost unread records to trimming",
+                    table=self._ctx.table)
+        policy = self._config.trimmed_policy
+        if policy == "fail":
+            raise TrimmedDataError(
+                f"{what}; changes were lost. To go on, set tables[].stream.trimmed_policy to "
+                f"skip-and-alert or resnapshot"
+            )
+        log.error("%s; continuing from the oldest record still in the shard (trimmed_policy=%s)", what, policy)
+        if self._on_trimmed is not None:
+            self._on_trimmed(self.shard.id, self._last_seq)
+        if gone:  # nothing left to read: the shard is finished, its children may start
+            return Batch([], {"seq": self._last_seq, "ended": True, "trimmed": True}, final=True, reason="trimmed")
+        self._start_type, self._last_seq, self._iterator = "TRIM_HORIZON", None, None
+        return Batch([], None)
+
     async def poll(self) -> Batch:
-        if self._iterator is None:
-            self._iterator = await self._get_iterator()
         try:
+            if self._iterator is None:
+                self._iterator = await self._get_iterator()
             resp = await self._streams.call(
                 "GetRecords", {"ShardIterator": self._iterator, "Limit": self._config.max_records_per_call}
             )
+        except TrimmedDataError as e:
+            return self._trimmed(str(e))
+        except AwsApiError as e:
+            if e.code != "ResourceNotFoundException":
+                raise
+            # The shard aged out of the stream (24 h) before we finished it.
+            return self._trimmed(str(e), gone=True)
         except ExpiredIteratorError:
             # Iterators live 15 minutes; the next poll resumes after the last record handed on.
             log.info("iterator expired on %s; re-acquiring after %s", self.shard.id, self._last_seq)
@@ -145,6 +179,9 @@ class StreamsConnector(SourceConnector):
         self._lineage = _Lineage()
         self._wake = asyncio.Event()
         self.table: TableInfo | None = None
+        # Called with (shard id, last sequence read) when records were lost to trimming;
+        # the snapshot side sets it for trimmed_policy=resnapshot.
+        self.on_trimmed: Callable[[str, str | None], None] | None = None
 
     async def validate(self) -> None:
         self.table = await describe_table(self._ddb, self.table_name)
@@ -206,6 +243,9 @@ class StreamsConnector(SourceConnector):
             waiting = [p for p in shard.parents if p in lin.shards and p not in lin.finished]
             if waiting:
                 continue
+            for parent in shard.parents:
+                if parent not in lin.shards and parent not in lin.finished:
+                    self._parent_aged_out(parent, runtime)
             stored = runtime.offsets.offset(self._partition(shard.id))
             if stored is not None and stored.get("seq"):
                 start: tuple[str, str | None] = ("AFTER_SEQUENCE_NUMBER", stored["seq"])
@@ -223,7 +263,32 @@ class StreamsConnector(SourceConnector):
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)
-            runtime.start_task(ShardReader(streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config))
+            runtime.start_task(
+                ShardReader(
+                    streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config,
+                    on_trimmed=self.on_trimmed,
+                )
+            )
+
+    def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
+        """A parent left DescribeStream (24 h retention). Fine if it was finished or never
+        ours to read; if we had started it and not finished, its tail was lost."""
+        self._lineage.finished.add(parent)
+        stored = runtime.offsets.offset(self._partition(parent))
+        if stored is None or stored.get("ended"):
+            return
+        what = (
+            f"table {self.table_name!r} shard {parent}: aged out of the stream after sequence "
+            f"{stored.get('seq')} before it was read to its end"
+        )
+        METRICS.inc("bridge_trimmed_shards_total", help="shards that lost unread records to trimming",
+                    table=self.table_name)
+        if self._config.trimmed_policy == "fail":
+            raise TrimmedDataError(f"{what}; changes were lost. To go on, set tables[].stream.trimmed_policy "
+                                   f"to skip-and-alert or resnapshot")
+        log.error("%s; its children start now (trimmed_policy=%s)", what, self._config.trimmed_policy)
+        if self.on_trimmed is not None:
+            self.on_trimmed(parent, stored.get("seq"))
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         shard_id = task.partition["shard"]

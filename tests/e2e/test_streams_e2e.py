@@ -133,9 +133,12 @@ def test_every_change_arrives_in_order_with_exact_values(stack, dynamodb, table,
     assert src["approximate_creation_ms"] > 1_600_000_000_000
 
 
-def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(stack, dynamodb, table, tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(
+    stack, dynamodb, table, tmp_path: Path, delivery: str
+) -> None:
     w = TableWriter(dynamodb, table)
-    cfg = bridge_config(stack, [table], name=unique("restart"))
+    cfg = bridge_config(stack, [table], name=unique("restart"), delivery=delivery)
     bridge = BridgeProcess.write(tmp_path, cfg).start()
     reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
     try:
