@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import httpx
 from confluent_kafka import Producer
@@ -21,7 +22,9 @@ from bridge.offsets import OffsetStore
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
-from connectors.dynamodb import RetryPolicy, StreamsConnector, make_clients
+from bridge.task import SourceConnector
+from connectors.dynamodb import RetryPolicy, make_clients
+from connectors.dynamodb.snapshot import table_connectors
 
 __all__ = ["run_bridge"]
 
@@ -48,15 +51,23 @@ def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
     )
 
 
-async def _check_tables(connectors: list[StreamsConnector], endpoint: str) -> None:
+async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:
     try:
         await asyncio.gather(*(c.validate() for c in connectors))
     except RetriableError as e:
         raise ConfigError(f"aws: cannot reach DynamoDB at {endpoint}: {e}") from None
 
 
-async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True) -> Worker:
-    """Run until SIGINT/SIGTERM (drain, commit, return) or a failure (raise)."""
+async def run_bridge(
+    cfg: BridgeConfig,
+    *,
+    install_signal_handlers: bool = True,
+    on_start: Callable[[Worker], None] | None = None,
+) -> Worker:
+    """Run until SIGINT/SIGTERM or ``worker.stop()`` (drain, commit, return) or a failure (raise).
+
+    ``on_start`` receives the worker once it is built, for embedding (tests, other runtimes).
+    """
     admin = admin_client(cfg.kafka)
     check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
 
@@ -76,17 +87,8 @@ async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True)
             http=http,
             retry=STARTUP_RETRY,
         )
-        connectors = [
-            StreamsConnector(
-                table=t.name,
-                topic=cfg.topic_for(t),
-                ddb=ddb,
-                streams=streams,
-                config=t.stream,
-                start_position=t.start_position,
-            )
-            for t in cfg.tables
-        ]
+        # A table's stream, its snapshot (scan or export), or both coupled by a handoff mode.
+        connectors = [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
         await _check_tables(connectors, ddb.url)
         ddb.retry = streams.retry = RetryPolicy()
 
@@ -125,6 +127,8 @@ async def run_bridge(cfg: BridgeConfig, *, install_signal_handlers: bool = True)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
+        if on_start is not None:
+            on_start(worker)
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
         try:
             await worker.run()

@@ -6,10 +6,12 @@ SchemaRegistryClient, talking to the registry over HTTP: what a user would run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -128,6 +130,11 @@ class BridgeProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def check(self) -> None:
+        """Raise if the bridge has exited, so a reader does not wait out its timeout."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"bridge exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+
     def wait_for_log(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log():
@@ -137,6 +144,53 @@ class BridgeProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"bridge did not log {text!r} in {timeout}s:\n{self.log()[-3000:]}")
             time.sleep(0.05)
+
+
+class InProcessBridge:
+    """The bridge on its own event loop in a thread; leaving the block stops it like SIGTERM.
+
+    For integration tests that need no process boundary; AWS credentials come from
+    ``bridge_env()`` as for the process.
+    """
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from bridge.config import parse_config
+
+        self.cfg = parse_config(cfg)
+        self.loop = asyncio.new_event_loop()
+        self.error: BaseException | None = None
+        self.worker: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from bridge.app import run_bridge
+
+        def started(worker: Any) -> None:
+            self.worker = worker
+
+        try:
+            self.loop.run_until_complete(run_bridge(self.cfg, install_signal_handlers=False, on_start=started))
+        except BaseException as e:  # noqa: BLE001 - re-raised by check() and __exit__
+            self.error = e
+
+    def check(self) -> None:
+        if not self.thread.is_alive() and self.error is not None:
+            raise AssertionError(f"bridge failed: {self.error!r}")
+
+    def __enter__(self) -> InProcessBridge:
+        for k, v in bridge_env().items():
+            if k.startswith("AWS_"):
+                os.environ.setdefault(k, v)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.worker is not None:
+            self.loop.call_soon_threadsafe(self.worker.stop)
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "bridge did not stop within 60 s"
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 @dataclass(frozen=True)
@@ -185,10 +239,17 @@ class TopicReader:
         self._assigned = True
         return True
 
-    def read_until(self, done: Callable[[list[Event]], bool], timeout: float = 60) -> list[Event]:
-        """Poll until ``done(events)`` holds; fail with what was read if it never does."""
+    def read_until(
+        self, done: Callable[[list[Event]], bool], timeout: float = 60, check: Callable[[], None] | None = None
+    ) -> list[Event]:
+        """Poll until ``done(events)`` holds; fail with what was read if it never does.
+
+        ``check`` is called on every round and may raise (e.g. the bridge died).
+        """
         deadline = time.monotonic() + timeout
         while not done(self.events):
+            if check is not None:
+                check()
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met in {timeout}s; read {len(self.events)} events")
             if not self._assigned and not self._assign(5):
@@ -202,8 +263,8 @@ class TopicReader:
             self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value()))
         return self.events
 
-    def read_count(self, n: int, timeout: float = 60) -> list[Event]:
-        return self.read_until(lambda ev: len(ev) >= n, timeout)
+    def read_count(self, n: int, timeout: float = 60, check: Callable[[], None] | None = None) -> list[Event]:
+        return self.read_until(lambda ev: len(ev) >= n, timeout, check)
 
     def drain(self, quiet_s: float = 2.0) -> list[Event]:
         """Keep reading until nothing new arrives for ``quiet_s``: proves there are no extras."""

@@ -116,7 +116,7 @@ def test_every_change_arrives_in_order_with_exact_values(stack, dynamodb, table,
     bridge = BridgeProcess.write(tmp_path, bridge_config(stack, [table], topic_creation={"partitions": 3})).start()
     reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
     try:
-        reader.read_count(w.count, timeout=90)
+        reader.read_count(w.count, timeout=90, check=lambda: bridge.check())
         reader.drain(1.0)
     finally:
         assert bridge.stop() == 0, bridge.log()[-3000:]
@@ -144,7 +144,7 @@ def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(
     try:
         for i in range(20):
             w.put(rich_item(f"k{i % 5}", i % 5, i))
-        reader.read_count(w.count, timeout=90)
+        reader.read_count(w.count, timeout=90, check=lambda: bridge.check())
         assert bridge.stop(signal.SIGTERM) == 0, bridge.log()[-3000:]
         assert "stopped" in bridge.log()
 
@@ -152,7 +152,7 @@ def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(
             w.put(rich_item(f"k{i % 5}", i % 5, i))
         w.delete("k1", "1")
         bridge = BridgeProcess.write(tmp_path, cfg).start()
-        reader.read_count(w.count, timeout=90)
+        reader.read_count(w.count, timeout=90, check=lambda: bridge.check())
         reader.drain(2.0)
     finally:
         bridge.stop()
@@ -178,16 +178,17 @@ def test_sigkill_mid_stream_loses_nothing(stack, dynamodb, table, tmp_path: Path
     t = threading.Thread(target=writer)
     try:
         t.start()
-        reader.read_until(lambda ev: len(ev) >= 30, timeout=90)
+        reader.read_until(lambda ev: len(ev) >= 30, timeout=90, check=lambda: bridge.check())
         bridge.stop(signal.SIGKILL)
         bridge = BridgeProcess.write(tmp_path, cfg).start()
-        reader.read_until(lambda ev: len(ev) >= 100 + rng.randint(0, 50), timeout=90)
+        reader.read_until(lambda ev: len(ev) >= 100 + rng.randint(0, 50), timeout=90, check=lambda: bridge.check())
         bridge.stop(signal.SIGKILL)
         stop_writing.set()
         t.join()
         bridge = BridgeProcess.write(tmp_path, cfg).start()
         reader.read_until(lambda ev: {(e.key["pk"], e.key["sk"], e.after["version"]["N"]) for e in ev if e.value}
-                          >= {(k[0], k[1], v["version"]["N"]) for k, v in w.state.items()}, timeout=120)
+                          >= {(k[0], k[1], v["version"]["N"]) for k, v in w.state.items()}, timeout=120,
+                          check=lambda: bridge.check())
         reader.drain(2.0)
     finally:
         stop_writing.set()
