@@ -58,6 +58,9 @@ def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = Non
         # Two 400 KB item images plus envelope fit; anything larger goes to the DLQ.
         "message.max.bytes": 2 * 1024 * 1024,
         "batch.size": 1024 * 1024,
+        # As Kafka Connect's source producers: never give up on a record while the broker
+        # is away; backpressure pauses the readers meanwhile.
+        "message.timeout.ms": 0,
         "logger": RDKAFKA_LOGGER,
     }
     conf.update(kafka)
