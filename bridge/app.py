@@ -103,7 +103,8 @@ async def run_bridge(
         offsets.load()
         exactly_once = cfg.delivery == "exactly-once"
         # One transactional id per bridge name: a second process with the same name fences this one.
-        producer = Producer(producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None))
+        pconf = producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None)
+        producer = Producer(pconf)
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
@@ -113,6 +114,7 @@ async def run_bridge(
                 shutdown_timeout_s=cfg.shutdown_timeout_s,
                 dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,
                 exactly_once=exactly_once,
+                max_message_bytes=int(pconf["message.max.bytes"]),
             ),
             list(connectors),
             producer,

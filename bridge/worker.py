@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ _RECORD_ERRORS = {
 }
 
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+_DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class WorkerSettings:
     shutdown_timeout_s: float = 30.0
     dead_letter_topic: str | None = None  # None: errors.tolerance = none
     exactly_once: bool = False
+    max_message_bytes: int = 2 * 1024 * 1024  # the producer's message.max.bytes
     transaction_timeout_s: float = 60.0
 
 
@@ -285,36 +287,47 @@ class Worker:
         if dlq is None:
             self._fail(type(error)(f"record {record.source} cannot be written: {error}"))
             return
-        if not counted:
-            entry.remaining += 1
-            progress.in_flight += 1
-        headers = {
-            "__connect.errors.topic": record.topic,
-            "__connect.errors.connector.name": self.settings.connector_name,
-            "__connect.errors.exception.class.name": type(error).__name__,
-            "__connect.errors.exception.message": str(error)[:2000],
-            "__bridge.source.partition": json.dumps(progress.partition, sort_keys=True),
-            "__bridge.source.position": json.dumps(record.source, sort_keys=True, default=str),
-        }
+        headers = [
+            ("__connect.errors.topic", record.topic),
+            ("__connect.errors.connector.name", self.settings.connector_name),
+            ("__connect.errors.exception.class.name", type(error).__name__),
+            ("__connect.errors.exception.message", str(error)[:2000]),
+            ("__bridge.source.partition", json.dumps(progress.partition, sort_keys=True)),
+            ("__bridge.source.position", json.dumps(record.source, sort_keys=True, default=str)),
+        ]
         if value is None and not record.tombstone:
             # The value never serialized: keep the source record itself, as JSON.
             value = json.dumps(
                 {"op": record.op, "key": record.key, "before": record.before, "after": record.after},
                 default=str,
             ).encode()
+        # A record refused for its size would be refused by the DLQ too: split it into
+        # chunks (same key, so same partition, in order) rather than lose any of it.
+        room = max(1024, self.settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))
+        chunks: list[bytes | None] = [value[i : i + room] for i in range(0, len(value), room)] if value else [value]
+        extra = len(chunks) - (1 if counted else 0)
+        entry.remaining += extra
+        progress.in_flight += extra
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                self.records_dead_lettered += 1
-                log.warning("record sent to dead-letter topic %s: %s", dlq, error)
+        def on_delivery(first: bool) -> Callable[[KafkaError | None, Message], None]:
+            def done(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {err.str()}"))
+                    return
+                if first:
+                    self.records_dead_lettered += 1
+                    log.warning("record sent to dead-letter topic %s: %s", dlq, error)
                 progress.acked(entry)
-            else:
-                self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {err.str()}"))
 
-        try:
-            self.producer.produce(dlq, value, key, headers=list(headers.items()), on_delivery=on_delivery)
-        except KafkaException as e:
-            self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {e.args[0].str()}"))
+            return done
+
+        for i, chunk in enumerate(chunks, 1):
+            h = headers + ([("__bridge.chunk", str(i)), ("__bridge.chunks", str(len(chunks)))] if len(chunks) > 1 else [])
+            try:
+                self.producer.produce(dlq, chunk, key, headers=h, on_delivery=on_delivery(i == 1))
+            except KafkaException as e:
+                self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {e.args[0].str()}"))
+                return
 
     async def _poll_loop(self) -> None:
         """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
@@ -395,7 +408,7 @@ class Worker:
         self.producer.begin_transaction()
 
     def _kafka_error(self, topic: str, err: KafkaError) -> str:
-        if err.code() in _FENCED:
+        if err.code() in _FENCED or (self.settings.exactly_once and err.code() == KafkaError._FATAL):
             return self._txn_error(err)
         return f"writing to {topic!r} failed: {err.str()}"
 
@@ -404,6 +417,12 @@ class Worker:
             return (
                 f"fenced: another bridge process named {self.settings.connector_name!r} took over "
                 f"(same transactional.id); this one stops"
+            )
+        if err.code() == KafkaError._FATAL:
+            # librdkafka reports fencing on produce() only as a generic fatal error.
+            return (
+                f"transactional producer failed fatally ({err.str()}), most likely fenced: another bridge "
+                f"process named {self.settings.connector_name!r} took over (same transactional.id); this one stops"
             )
         return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
 

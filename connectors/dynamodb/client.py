@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import httpx
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DYNAMODB_TARGET = "DynamoDB_20120810"
 STREAMS_TARGET = "DynamoDBStreams_20120810"
@@ -126,6 +128,11 @@ class AwsJsonClient:
 
     async def call_once(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One attempt; raises the translated error."""
+        content = await self.call_once_raw(operation, payload)
+        return orjson.loads(content) if content else {}
+
+    async def call_once_raw(self, operation: str, payload: dict[str, Any]) -> bytes:
+        """One attempt returning the response body unparsed; raises the translated error."""
         body = orjson.dumps(payload)
         self.calls[operation] = self.calls.get(operation, 0) + 1
         try:
@@ -133,7 +140,7 @@ class AwsJsonClient:
         except httpx.TransportError as e:
             raise ThrottledError(f"{operation} to {self.url} failed: {type(e).__name__}: {e}", "Connection") from None
         if resp.status_code == 200:
-            return orjson.loads(resp.content) if resp.content else {}
+            return resp.content
         return self._raise(operation, resp)
 
     def _raise(self, operation: str, resp: httpx.Response) -> Any:
@@ -144,7 +151,7 @@ class AwsJsonClient:
             message = err.get("message") or err.get("Message") or message
         except (orjson.JSONDecodeError, AttributeError):
             pass
-        text = f"{operation}: {code}: {message}"
+        text = " ".join(f"{operation}: {code}: {message}".split())  # one line, even for HTML bodies
         if code in RETRIABLE_CODES or resp.status_code >= 500:
             raise ThrottledError(text, code)
         if code == "ExpiredIteratorException":
@@ -155,10 +162,18 @@ class AwsJsonClient:
 
     async def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call with retries on ``RetriableError``, bounded by the retry policy."""
+        return await self._retrying(self.call_once, operation, payload)
+
+    async def call_raw(self, operation: str, payload: dict[str, Any]) -> bytes:
+        """``call`` without parsing: the body as received, for one-pass decoding (GetRecords)."""
+        return await self._retrying(self.call_once_raw, operation, payload)
+
+    async def _retrying(self, once: Callable[[str, dict[str, Any]], Awaitable[T]], operation: str,
+                        payload: dict[str, Any]) -> T:
         attempt = 0
         while True:
             try:
-                return await self.call_once(operation, payload)
+                return await once(operation, payload)
             except RetriableError as e:
                 attempt += 1
                 if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:

@@ -3,6 +3,7 @@
 from tests.doubles.streams_double import (
     AWS_ERRORS,
     OPERATIONS,
+    TABLE_OPERATIONS,
     TRANSPORT_FAULTS,
     CallCounter,
     FaultPlan,
@@ -12,10 +13,12 @@ from tests.doubles.streams_double import (
     ShardView,
     StreamsDouble,
 )
+from tests.doubles.tcp_proxy import TcpProxy
 
 __all__ = [
     "AWS_ERRORS",
     "OPERATIONS",
+    "TABLE_OPERATIONS",
     "TRANSPORT_FAULTS",
     "CallCounter",
     "FaultPlan",
@@ -24,4 +27,5 @@ __all__ = [
     "PutResult",
     "ShardView",
     "StreamsDouble",
+    "TcpProxy",
 ]

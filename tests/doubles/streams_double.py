@@ -48,6 +48,7 @@ __all__ = [
     "ManualClock",
     "OPERATIONS",
     "PutResult",
+    "TABLE_OPERATIONS",
     "ShardView",
     "StreamsDouble",
     "TRANSPORT_FAULTS",
@@ -55,6 +56,12 @@ __all__ = [
 
 TARGET_PREFIX = "DynamoDBStreams_20120810."
 OPERATIONS = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
+#: The DynamoDB (not Streams) calls a stream reader makes: DescribeTable, for the key
+#: schema and the stream ARN, and Scan, for a snapshot (e.g. re-snapshotting after data
+#: was trimmed). Served on the same endpoint, dispatched by target, so a bridge can run
+#: with ``endpoint_url`` and ``streams_endpoint_url`` both on the double.
+TABLE_TARGET_PREFIX = "DynamoDB_20120810."
+TABLE_OPERATIONS = ("DescribeTable", "Scan")
 HASH_SPACE = 1 << 128
 ACCOUNT_ID = "123456789012"
 
@@ -285,8 +292,8 @@ class FaultPlan:
             raise ValueError(
                 f"unknown fault {error!r}; use one of {sorted(AWS_ERRORS) + list(TRANSPORT_FAULTS)}"
             )
-        if op is not None and op not in OPERATIONS:
-            raise ValueError(f"unknown operation {op!r}; use one of {OPERATIONS}")
+        if op is not None and op not in OPERATIONS + TABLE_OPERATIONS:
+            raise ValueError(f"unknown operation {op!r}; use one of {OPERATIONS + TABLE_OPERATIONS}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
         rule = FaultRule(error, op, shard, times, skip, delay, message)
@@ -428,18 +435,30 @@ class StreamsDouble:
         #: (which is all boto3 will parse). "lower" or "model".
         self.ttl_identity_style: Literal["lower", "model"] = "lower"
         self.stream_status = "ENABLED"
+        #: What DescribeTable says about the stream. False: no LatestStreamArn and
+        #: StreamEnabled false, as for a table whose stream was never switched on.
+        self.stream_enabled = True
 
         self.faults = FaultPlan()
         self.calls = CallCounter()
         #: Exceptions raised inside the double while serving; a test that sees an
         #: unexpected InternalServerError should look here first.
         self.server_errors: list[BaseException] = []
+        #: Every GetShardIterator request that reached the model (faulted ones did
+        #: not), as {"shard", "type", "seq"}: lets a test check *where* a reader resumed.
+        self.iterator_requests: list[dict[str, Any]] = []
+        #: Records served by GetRecords, per shard (re-reads counted again): a reader
+        #: that pauses shows a counter that stops moving.
+        self.records_served: Counter[str] = Counter()
 
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self._seq = 300_000_000_000_000_000_000  # 21 digits, as DynamoDB's are
         self._last_shard_ms = 0
         self._shards: dict[str, _Shard] = {}
+        #: The table as the stream has built it: item image by canonical key (images the
+        #: view type leaves out are the bare key). DescribeTable counts it, Scan serves it.
+        self._items: dict[bytes, dict[str, Any]] = {}
         self._generation = 0
         self._created = self.clock()
         self.stream_label = _iso_millis(self._created)
@@ -495,6 +514,10 @@ class StreamsDouble:
             raise RuntimeError("not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def table_arn(self) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.table}"
 
     # ------------------------------------------------------------------ test-facing API
 
@@ -582,6 +605,11 @@ class StreamsDouble:
                     wire["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
                 else:
                     wire["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
+            canonical = _dumps(keys, sort_keys=True)
+            if event == "REMOVE":
+                self._items.pop(canonical, None)
+            else:
+                self._items[canonical] = copy.deepcopy(dict(new_image if new_image is not None else keys))
             target.records.append(_Record(seq, now, len(_dumps(wire)), wire))
             target.seqs.append(seq)
             target.last_seq = seq
@@ -749,8 +777,18 @@ class StreamsDouble:
         if not auth.startswith("AWS4-HMAC-SHA256 Credential="):
             return _error_reply("MissingAuthenticationTokenException")
         target = headers.get("X-Amz-Target") or ""
-        op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
-        if op not in OPERATIONS:
+        if target.startswith(TARGET_PREFIX):
+            op = target[len(TARGET_PREFIX):]
+            known = op in OPERATIONS
+        elif target.startswith(TABLE_TARGET_PREFIX):
+            # AWS: the real DynamoDB endpoint knows many more operations; this double
+            # serves DescribeTable only and refuses the rest as unknown, so a reader
+            # that strays into the table API (Scan, PutItem) fails loudly here.
+            op = target[len(TABLE_TARGET_PREFIX):]
+            known = op in TABLE_OPERATIONS
+        else:
+            op, known = "", False
+        if not known:
             return _error_reply("UnknownOperationException", f"Unknown operation: {target!r}")
         try:
             params = json.loads(raw or b"{}")
@@ -855,6 +893,99 @@ class StreamsDouble:
             out["AdjacentParentShardId"] = s.adjacent_parent_id
         return out
 
+    def _op_DescribeTable(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("TableName")
+        if not isinstance(name, str) or not name:
+            raise _AwsError("ValidationException", "TableName is required")
+        # AWS: DescribeTable also accepts the table ARN in TableName.
+        if name not in (self.table, self.table_arn):
+            raise _AwsError(
+                "ResourceNotFoundException",
+                f"Requested resource not found: Table: {name} not found",
+            )
+        types = dict(self.key_schema)
+        table: dict[str, Any] = {
+            "TableName": self.table,
+            "TableArn": self.table_arn,
+            "TableId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.table_arn)),
+            "TableStatus": "ACTIVE",
+            "CreationDateTime": self._created,
+            "KeySchema": [
+                {"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"}
+                for i, (n, _) in enumerate(self.key_schema)
+            ],
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": types[n]} for n, _ in self.key_schema
+            ],
+            "ProvisionedThroughput": {
+                "NumberOfDecreasesToday": 0,
+                "ReadCapacityUnits": 0,
+                "WriteCapacityUnits": 0,
+            },
+            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+            # AWS: ItemCount and TableSizeBytes are refreshed about every six hours;
+            # the double keeps them current, which no correct reader can tell apart.
+            "ItemCount": len(self._items),
+            "TableSizeBytes": sum(r.size for s in self._shards.values() for r in s.records),
+        }
+        if self.stream_enabled:
+            table["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": self.view_type}
+            table["LatestStreamArn"] = self.stream_arn
+            table["LatestStreamLabel"] = self.stream_label
+        else:
+            table["StreamSpecification"] = {"StreamEnabled": False}
+        return {"Table": table}
+
+    def _op_Scan(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A plain full-table Scan: Limit, ExclusiveStartKey/LastEvaluatedKey and parallel
+        Segment/TotalSegments; no filters or projections (a snapshot needs none)."""
+        name = params.get("TableName")
+        if name not in (self.table, self.table_arn):
+            raise _AwsError(
+                "ResourceNotFoundException", f"Requested resource not found: Table: {name} not found"
+            )
+        for unsupported in ("FilterExpression", "ProjectionExpression", "ScanFilter", "AttributesToGet"):
+            if unsupported in params:
+                raise _AwsError("ValidationException", f"the double does not support {unsupported}")
+        limit = _limit(params, 1_000_000, 1_000_000)
+        total = params.get("TotalSegments")
+        segment = params.get("Segment")
+        if (total is None) != (segment is None):
+            raise _AwsError("ValidationException", "Segment and TotalSegments go together")
+        if total is not None and not (
+            isinstance(total, int) and isinstance(segment, int) and 1 <= total <= 1_000_000 and 0 <= segment < total
+        ):
+            raise _AwsError("ValidationException", f"invalid Segment {segment!r} of TotalSegments {total!r}")
+        # Items in hash order, so segments are hash ranges as in DynamoDB.
+        rows = sorted(
+            (int.from_bytes(hashlib.md5(k).digest(), "big"), k, item) for k, item in self._items.items()
+        )
+        if total is not None:
+            lo, hi = HASH_SPACE * segment // total, HASH_SPACE * (segment + 1) // total
+            rows = [r for r in rows if lo <= r[0] < hi]
+        start = params.get("ExclusiveStartKey")
+        if start is not None:
+            if not isinstance(start, dict):
+                raise _AwsError("ValidationException", "ExclusiveStartKey must be a map")
+            mark = _dumps(self._check_key_or_validation(start), sort_keys=True)
+            pos = (int.from_bytes(hashlib.md5(mark).digest(), "big"), mark)
+            rows = [r for r in rows if (r[0], r[1]) > pos]
+        page = rows[:limit]
+        out: dict[str, Any] = {
+            "Items": [copy.deepcopy(item) for _, _, item in page],
+            "Count": len(page),
+            "ScannedCount": len(page),
+        }
+        if len(rows) > limit:
+            out["LastEvaluatedKey"] = json.loads(page[-1][1])
+        return out
+
+    def _check_key_or_validation(self, key: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._check_key(key)
+        except ValueError as e:
+            raise _AwsError("ValidationException", str(e)) from None
+
     def _op_ListStreams(self, params: dict[str, Any]) -> dict[str, Any]:
         _limit(params, 100, 100)
         table = params.get("TableName")
@@ -904,6 +1035,9 @@ class StreamsDouble:
                     "TrimmedDataAccessException",
                     f"Sequence number {raw} has been trimmed from shard {s.shard_id}",
                 )
+        self.iterator_requests.append(
+            {"shard": s.shard_id, "type": kind, "seq": params.get("SequenceNumber")}
+        )
         return {"ShardIterator": self._issue(s.shard_id, position, self.empty_pages_before_data)}
 
     def _issue(self, shard_id: str, position: int, empty_left: int) -> str:
@@ -962,6 +1096,7 @@ class StreamsDouble:
             taken.append(rec)
             budget -= rec.size
         position = taken[-1].seq + 1 if taken else it.position
+        self.records_served[s.shard_id] += len(taken)
         out: dict[str, Any] = {"Records": [r.wire for r in taken]}
         at_end = s.closed and bisect.bisect_left(s.seqs, position) >= len(s.seqs)
         if not at_end or self.closed_shard_final_empty_page:

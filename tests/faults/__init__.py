@@ -1,0 +1,1 @@
+"""Fault tests: the bridge process against a fault-injecting Streams double and real brokers."""
