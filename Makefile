@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# setup.py builds the C transcoder: a changed source must be compiled again.
+$(VENV)/.installed: pyproject.toml setup.py bridge/serde/_transcode.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 

@@ -15,9 +15,11 @@ __all__ = ["main"]
 
 def _run(args: argparse.Namespace) -> int:
     from bridge.app import run_bridge
+    from bridge.gctune import tune_for_throughput
 
     cfg = load_config(args.config)
     logging.getLogger().setLevel(args.log_level or cfg.log_level)
+    tune_for_throughput()
     asyncio.run(run_bridge(cfg))
     return 0
 

@@ -25,6 +25,8 @@ __all__ = [
     "MetricsConfig",
     "OffsetsConfig",
     "RegistryConfig",
+    "SnapshotConfig",
+    "SnapshotExportConfig",
     "StreamConfig",
     "TableConfig",
     "TopicCreationConfig",
@@ -89,11 +91,131 @@ class StreamConfig(_Model):
     )
 
 
+_AV_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+
+
+class SnapshotExportConfig(_Model):
+    """Where an S3 export lives, or where to ask DynamoDB to write one (``trigger``)."""
+
+    s3_bucket: str | None = Field(None, description="bucket of the export (required with trigger)")
+    s3_prefix: str | None = Field(None, description="prefix the export was (or is to be) written under")
+    export_arn: str | None = Field(None, description="read this finished export (DescribeExport finds its files)")
+    trigger: bool = Field(False, description="request ExportTableToPointInTime (needs PITR) and wait for it")
+    poll_interval_s: float = Field(10.0, gt=0, description="DescribeExport interval while an export runs")
+    parallel_files: int = Field(4, ge=1, le=256, description="data files read at the same time")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint override; defaults to aws.endpoint_url")
+
+    @model_validator(mode="after")
+    def _where(self) -> SnapshotExportConfig:
+        if self.trigger and self.export_arn:
+            raise ValueError("set either export_arn (read an existing export) or trigger: true (request one), not both")
+        if self.trigger and not (self.s3_bucket and self.s3_prefix):
+            raise ValueError("trigger: true needs s3_bucket and s3_prefix to write the export to")
+        if not self.trigger and not self.export_arn and not self.s3_bucket:
+            raise ValueError("name the export: export_arn, or s3_bucket (+ s3_prefix) of its files, or trigger: true")
+        return self
+
+
+class SnapshotConfig(_Model):
+    """How a table's existing items reach the topic, and how that hands over to the stream."""
+
+    mode: Literal["never", "initial", "concurrent", "only"] = Field(
+        "never",
+        description="never: stream only; initial: record stream positions, snapshot, then stream from them; "
+        "concurrent: stream from the start while the snapshot runs (watermark windows); only: snapshot, no stream",
+    )
+    method: Literal["scan", "export"] = "scan"
+    segments: int = Field(4, ge=1, le=1000, description="parallel Scan workers")
+    straggler_split: bool = Field(True, description="scan segments * split_factor fine segments from a shared queue")
+    split_factor: int = Field(8, ge=2, le=1000)
+    page_size: int | None = Field(None, ge=1, description="Scan Limit per call; default: DynamoDB's 1 MB pages")
+    filter_expression: str | None = None
+    projection_expression: str | None = None
+    expression_attribute_names: dict[str, str] = Field(default_factory=dict)
+    expression_attribute_values: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="DynamoDB JSON, e.g. {':min': {N: '10'}}"
+    )
+    consistent_read: bool | None = Field(None, description="default: true for initial/concurrent, false for only")
+    max_items_per_second: float | None = Field(None, gt=0, description="read-rate limit in items scanned")
+    max_rcu_per_second: float | None = Field(None, gt=0, description="read-rate limit in read capacity units")
+    repeat: Literal["once", "continuous"] = "once"
+    pass_interval_s: float = Field(3600.0, ge=0, description="pause between passes with repeat: continuous")
+    progress_interval_s: float = Field(10.0, gt=0, description="progress log line interval when not on a terminal")
+    export: SnapshotExportConfig | None = None
+    retention_warn_hours: float = Field(
+        20.0, gt=0, lt=24, description="initial: warn when recorded stream positions get this old"
+    )
+    fail_on_retention_risk: bool = Field(
+        False, description="initial: stop at retention_warn_hours, before recorded positions leave the 24 h retention"
+    )
+    watermarks: bool = Field(
+        True, description="concurrent: write marker items (PutItem/DeleteItem) so idle shards close chunk windows"
+    )
+    clock_skew_ms: int = Field(1000, ge=0, description="concurrent: allowed clock difference to DynamoDB")
+
+    @field_validator("expression_attribute_names")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not k.startswith("#")]
+        if bad:
+            raise ValueError(f"expression attribute names start with '#', e.g. '#{bad[0]}'")
+        return v
+
+    @field_validator("expression_attribute_values")
+    @classmethod
+    def _values(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for k, av in v.items():
+            if not k.startswith(":"):
+                raise ValueError(f"expression attribute values start with ':', e.g. ':{k}'")
+            if len(av) != 1 or next(iter(av)) not in _AV_TYPES:
+                raise ValueError(
+                    f"{k}: write the value in DynamoDB JSON with one type key ({', '.join(sorted(_AV_TYPES))}), "
+                    "e.g. {N: '10'}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SnapshotConfig:
+        problems: list[str] = []
+        if self.method == "export" and self.export is None:
+            problems.append("method: export needs an 'export' section (export_arn, s3_bucket/s3_prefix or trigger)")
+        if self.method == "scan" and self.export is not None:
+            problems.append("the 'export' section is only read with method: export")
+        if self.method == "export" and (
+            self.filter_expression or self.projection_expression or self.max_items_per_second or self.max_rcu_per_second
+        ):
+            problems.append("filter/projection expressions and read-rate limits apply to method: scan only")
+        if self.mode == "concurrent" and self.method != "scan":
+            problems.append("mode: concurrent reads the table in chunks and needs method: scan")
+        if self.mode == "concurrent" and self.consistent_read is False:
+            problems.append("mode: concurrent needs consistent_read: true (an eventually consistent chunk may be stale)")
+        if self.mode == "initial" and self.method == "export" and not (self.export and self.export.trigger):
+            problems.append("mode: initial with method: export needs export.trigger: true, so the export is newer than the recorded stream positions")
+        if self.repeat == "continuous" and self.mode != "only":
+            problems.append("repeat: continuous needs mode: only (a handoff snapshots once)")
+        if self.repeat == "continuous" and self.method == "export":
+            problems.append("repeat: continuous needs method: scan")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def reads_consistent(self) -> bool:
+        if self.consistent_read is not None:
+            return self.consistent_read
+        return self.mode in ("initial", "concurrent")
+
+    @property
+    def total_segments(self) -> int:
+        return self.segments * (self.split_factor if self.straggler_split else 1)
+
+
 class TableConfig(_Model):
     name: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     topic: str | None = None
     start_position: Literal["trim_horizon", "latest"] = "trim_horizon"
     stream: StreamConfig = StreamConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
 
 
 class TopicCreationConfig(_Model):

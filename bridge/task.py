@@ -46,6 +46,12 @@ class SourceRecord:
 
     ``key`` is the item's primary key in DynamoDB JSON; ``key_fields`` says which attributes
     form it, in schema order, so the serializer can build the table's key schema.
+
+    ``encoded_key`` / ``encoded_value``, when set, are the Avro bodies of the key and the
+    envelope, already written by a source that decodes and encodes in one pass (the Streams
+    reader's transcoder); the serializer then only frames them. Such records carry the key
+    and the source block, but ``before`` and ``after`` stay None: the images exist only in
+    ``encoded_value``.
     """
 
     topic: str
@@ -58,6 +64,8 @@ class SourceRecord:
     source: dict[str, Any]
     ts_ms: int
     tombstone: bool = False  # a delete is followed by a tombstone with the same key
+    encoded_key: bytes | None = None
+    encoded_value: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +110,9 @@ class TaskRuntime(Protocol):
         """Run ``task`` until it ends; the connector hears of the end via ``task_finished``."""
 
     def running(self, partition: Mapping[str, Any]) -> bool: ...
+
+    def add_connector(self, connector: SourceConnector) -> None:
+        """Run another connector beside this one, until it is done or the worker stops."""
 
 
 class SourceConnector(ABC):

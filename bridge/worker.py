@@ -114,6 +114,10 @@ class _ConnectorRuntime:
     def running(self, partition: Mapping[str, Any]) -> bool:
         return partition_key(partition) in self._worker._tasks
 
+    def add_connector(self, connector: SourceConnector) -> None:
+        """Start another connector while running (e.g. a resnapshot after trimmed data)."""
+        self._worker._add_connector(connector)
+
 
 class Worker:
     def __init__(
@@ -130,6 +134,7 @@ class Worker:
         self.offsets = offsets
         self.serializer = serializer
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runners: list[asyncio.Task[None]] = []
         self._progress: dict[str, _Progress] = {}
         self._buffered_bytes = 0
         self._space = asyncio.Event()
@@ -476,15 +481,20 @@ class Worker:
             asyncio.create_task(self._poll_loop(), name="producer poll"),
             asyncio.create_task(self._flush_loop(), name="offset flush"),
         ]
-        runners = [
-            asyncio.create_task(self._run_connector(c), name=f"connector {c.name}") for c in self.connectors
-        ]
+        for c in list(self.connectors):
+            self._runners.append(asyncio.create_task(self._run_connector(c), name=f"connector {c.name}"))
         try:
             await self._stop.wait()
         finally:
-            await self._shutdown(runners, helpers)
+            await self._shutdown(self._runners, helpers)
         if self._failure is not None:
             raise self._failure
+
+    def _add_connector(self, connector: SourceConnector) -> None:
+        if self._stop.is_set():
+            return
+        self.connectors.append(connector)
+        self._runners.append(asyncio.create_task(self._run_connector(connector), name=f"connector {connector.name}"))
 
     async def _run_connector(self, connector: SourceConnector) -> None:
         try:

@@ -40,9 +40,12 @@ class RecordSerializer:
         self._registry = registry
         self._auto_register = auto_register
         self._ids: dict[tuple[str, str, tuple[KeyField, ...]], SchemaIds] = {}
+        # The same, as the 5-byte Confluent headers of key and value, for serialize().
+        self._headers: dict[tuple[str, str, tuple[KeyField, ...]], tuple[bytes, bytes]] = {}
+        self._last: tuple[tuple[KeyField, ...], str, str, tuple[bytes, bytes]] | None = None
 
     def ready(self, record: SourceRecord) -> bool:
-        return (record.topic, record.table, record.key_fields) in self._ids
+        return self._headers_of(record) is not None
 
     def prepare(self, record: SourceRecord) -> SchemaIds:
         """Register (or look up) the record's key and value schemas; blocking."""
@@ -53,6 +56,7 @@ class RecordSerializer:
             ids = SchemaIds(key=self._id(f"{record.topic}-key", s.key_schema),
                             value=self._id(f"{record.topic}-value", s.value_schema))
             self._ids[k] = ids
+            self._headers[k] = (frame(ids.key, b""), frame(ids.value, b""))
         return ids
 
     def _id(self, subject: str, schema: str) -> int:
@@ -68,9 +72,33 @@ class RecordSerializer:
         return found.schema_id
 
     def serialize(self, record: SourceRecord) -> tuple[bytes, bytes | None]:
-        ids = self._ids[(record.topic, record.table, record.key_fields)]
-        key = frame(ids.key, encode_key(record.key_fields, record.key))
+        """Confluent framing of the record's Avro key and value (encoded here unless the
+        source already did: ``encoded_key``/``encoded_value``)."""
+        headers = self._headers_of(record)
+        if headers is None:
+            raise KeyError(f"schemas of {record.topic!r} not prepared")
+        key_header, value_header = headers
+        body = record.encoded_key
+        key = key_header + (encode_key(record.key_fields, record.key) if body is None else body)
         if record.tombstone:
             return key, None
-        value = encode_envelope(record.op, record.before, record.after, record.source, record.ts_ms)
-        return key, frame(ids.value, value)
+        body = record.encoded_value
+        if body is None:
+            body = encode_envelope(record.op, record.before, record.after, record.source, record.ts_ms)
+        return key, value_header + body
+
+    def _headers_of(self, record: SourceRecord) -> tuple[bytes, bytes] | None:
+        """The record's key and value headers, or None before ``prepare``.
+
+        Runs twice per record (``ready`` and ``serialize``); hashing the key-field tuple
+        costs two Python-level dataclass hashes per field, so the last answer is kept and
+        reused while the same objects come by (a reader's records all share them).
+        """
+        topic, table, key_fields = record.topic, record.table, record.key_fields
+        last = self._last
+        if last is not None and last[0] is key_fields and last[1] is topic and last[2] is table:
+            return last[3]
+        headers = self._headers.get((topic, table, key_fields))
+        if headers is not None:
+            self._last = (key_fields, topic, table, headers)
+        return headers

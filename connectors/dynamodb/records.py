@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
+import orjson
+
 from bridge.errors import ConversionError
+from bridge.serde.transcode import RECORD_FIELDS, Transcoder
 from bridge.task import SourceRecord
 from schemas import KeyField
 
-__all__ = ["StreamContext", "from_stream_records", "is_ttl_delete"]
+__all__ = ["PageReader", "StreamContext", "from_stream_records", "is_ttl_delete"]
+
+log = logging.getLogger(__name__)
 
 OPS = {"INSERT": "c", "MODIFY": "u", "REMOVE": "d"}
 
@@ -80,3 +86,57 @@ def from_stream_records(raw: list[dict[str, Any]], ctx: StreamContext) -> list[S
                 SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, "d", None, None, source, ts_ms, tombstone=True)
             )
     return out
+
+
+# The transcoder sets SourceRecord's slots itself, bypassing __init__: only while it knows
+# every field and nothing runs in __init__ that it would skip (tests/unit/test_transcode.py
+# fails if this turns false, so the fast way is not lost silently).
+RECORDS_IN_ONE_PASS = tuple(f.name for f in fields(SourceRecord)) == RECORD_FIELDS and not hasattr(
+    SourceRecord, "__post_init__"
+)
+
+
+class PageReader:
+    """One shard's GetRecords response bodies → (records, last sequence, next iterator).
+
+    The fast way is one pass from the body's bytes to each record's Avro key and value
+    (the C transcoder, ``bridge.serde.transcode``), which also builds the SourceRecords (with
+    ``encoded_key``/``encoded_value`` set and no decoded images). A page the transcoder does
+    not take (it raises ValueError on anything unusual), and every page where it was not
+    built, goes the general way: orjson, then ``from_stream_records``, where a bad record
+    becomes a ConversionError for the dead-letter topic as always.
+    """
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self._ctx = ctx
+        self._transcoder = None if Transcoder is None else Transcoder(
+            tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
+            records=(SourceRecord, ctx.topic, ctx.key_fields) if RECORDS_IN_ONE_PASS else None,
+        )
+
+    def read(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
+        if self._transcoder is None:
+            return self._general(body)
+        ts_ms = int(time.time() * 1000)
+        try:
+            page, last_seq, next_iterator = self._transcoder.page(body, ts_ms)
+        except ValueError as e:
+            log.info("%s %s: page takes the general path: %s", self._ctx.table, self._ctx.shard_id, e)
+            return self._general(body)
+        if RECORDS_IN_ONE_PASS:
+            return page, last_seq, next_iterator
+        ctx = self._ctx
+        out = []
+        for op, key, source, key_avro, value_avro in page:
+            out.append(SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, op, None, None, source, ts_ms,
+                                    encoded_key=key_avro, encoded_value=value_avro))
+            if op == "d":
+                out.append(SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, op, None, None, source, ts_ms,
+                                        tombstone=True, encoded_key=key_avro))
+        return out, last_seq, next_iterator
+
+    def _general(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
+        resp = orjson.loads(body) if body else {}
+        raw = resp.get("Records") or []
+        last = raw[-1]["dynamodb"]["SequenceNumber"] if raw else None
+        return from_stream_records(raw, self._ctx), last, resp.get("NextShardIterator")

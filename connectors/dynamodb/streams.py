@@ -21,7 +21,7 @@ from bridge.errors import ConfigError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError
-from connectors.dynamodb.records import StreamContext, from_stream_records
+from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
@@ -81,13 +81,21 @@ class ShardReader(SourceTask):
         self._ctx = ctx
         self._config = config
         self._start_type, self._last_seq = start
+        # AT_SEQUENCE_NUMBER: a position recorded before a snapshot (mode initial): read from
+        # that record on. Every other start's sequence means "resume after this".
+        self._at_seq: str | None = None
+        if self._start_type == "AT_SEQUENCE_NUMBER":
+            self._at_seq, self._last_seq = self._last_seq, None
         self._iterator: str | None = None
+        self._pages = PageReader(ctx)
         self.pages = 0
 
     async def _get_iterator(self) -> str:
         req: dict[str, Any] = {"StreamArn": self._ctx.stream_arn, "ShardId": self.shard.id}
         if self._last_seq is not None:
             req |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last_seq}
+        elif self._at_seq is not None:
+            req |= {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": self._at_seq}
         else:
             req["ShardIteratorType"] = self._start_type
         return (await self._streams.call("GetShardIterator", req))["ShardIterator"]
@@ -113,13 +121,14 @@ class ShardReader(SourceTask):
         if gone:  # nothing left to read: the shard is finished, its children may start
             return Batch([], {"seq": self._last_seq, "ended": True, "trimmed": True}, final=True, reason="trimmed")
         self._start_type, self._last_seq, self._iterator = "TRIM_HORIZON", None, None
+        self._at_seq = None
         return Batch([], None)
 
     async def poll(self) -> Batch:
         try:
             if self._iterator is None:
                 self._iterator = await self._get_iterator()
-            resp = await self._streams.call(
+            body = await self._streams.call_raw(
                 "GetRecords", {"ShardIterator": self._iterator, "Limit": self._config.max_records_per_call}
             )
         except TrimmedDataError as e:
@@ -135,18 +144,16 @@ class ShardReader(SourceTask):
             self._iterator = None
             return Batch([], None)
         self.pages += 1
-        raw = resp.get("Records") or []
-        records = from_stream_records(raw, self._ctx)
-        if raw:
-            self._last_seq = raw[-1]["dynamodb"]["SequenceNumber"]
-        self._iterator = resp.get("NextShardIterator")
+        records, last_seq, self._iterator = self._pages.read(body)
+        if last_seq is not None:
+            self._last_seq = last_seq
         if self._iterator is None:
             log.info("shard %s ended after %s", self.shard.id, self._last_seq)
             return Batch(records, {"seq": self._last_seq, "ended": True}, final=True, reason="shard-end")
-        if not raw and not self.shard.closed and self._config.poll_interval_ms:
+        if last_seq is None and not self.shard.closed and self._config.poll_interval_ms:
             # An idle open shard: wait before asking again (about 5 GetRecords/s per shard).
             await asyncio.sleep(self._config.poll_interval_ms / 1000)
-        return Batch(records, {"seq": self._last_seq, "ended": False} if raw else None)
+        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None)
 
 
 @dataclass
@@ -182,6 +189,7 @@ class StreamsConnector(SourceConnector):
         # Called with (shard id, last sequence read) when records were lost to trimming;
         # the snapshot side sets it for trimmed_policy=resnapshot.
         self.on_trimmed: Callable[[str, str | None], None] | None = None
+        self.runtime: TaskRuntime | None = None
 
     async def validate(self) -> None:
         self.table = await describe_table(self._ddb, self.table_name)
@@ -195,6 +203,7 @@ class StreamsConnector(SourceConnector):
         return {"table": self.table_name, "shard": shard_id}
 
     async def run(self, runtime: TaskRuntime) -> None:
+        self.runtime = runtime
         if self.table is None:
             await self.validate()
         assert self.table is not None and self.table.stream_arn is not None
@@ -249,6 +258,8 @@ class StreamsConnector(SourceConnector):
             stored = runtime.offsets.offset(self._partition(shard.id))
             if stored is not None and stored.get("seq"):
                 start: tuple[str, str | None] = ("AFTER_SEQUENCE_NUMBER", stored["seq"])
+            elif stored is not None and stored.get("at"):
+                start = ("AT_SEQUENCE_NUMBER", stored["at"])  # recorded by a snapshot handoff
             elif latest:
                 start = ("LATEST", None)
             else:
@@ -263,12 +274,13 @@ class StreamsConnector(SourceConnector):
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)
-            runtime.start_task(
-                ShardReader(
-                    streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config,
-                    on_trimmed=self.on_trimmed,
-                )
-            )
+            runtime.start_task(self._make_reader(ctx, shard, start))
+
+    def _make_reader(self, ctx: StreamContext, shard: Shard, start: tuple[str, str | None]) -> SourceTask:
+        """The task that reads one shard (a snapshot handoff wraps it)."""
+        return ShardReader(
+            streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed
+        )
 
     def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
         """A parent left DescribeStream (24 h retention). Fine if it was finished or never

@@ -1,0 +1,1852 @@
+/*
+ * bridge.serde._transcode: a DynamoDB Streams GetRecords response body (JSON bytes)
+ * straight to Avro, in one pass, without building Python objects for the items.
+ *
+ * For each stream record it returns (op, key, source, key_avro, value_avro):
+ *   op          "c" | "u" | "d"
+ *   key         the record's Keys in DynamoDB JSON ({"pk": {"S": "x"}}, B as base64 text)
+ *   source      the envelope's source block as a dict (same keys and values as
+ *               connectors.dynamodb.records.from_stream_records builds)
+ *   key_avro    Avro body of the table's Key record (no Confluent framing)
+ *   value_avro  Avro body of the Envelope record (no Confluent framing)
+ * plus the page's last SequenceNumber and its NextShardIterator. Given records=(type, topic,
+ * key_fields), it builds instances of `type` (bridge.task.SourceRecord: a slots dataclass whose
+ * fields RECORD_FIELDS names) instead of tuples, setting the slots directly, each REMOVE
+ * followed by its tombstone; the caller checks that the type's fields are exactly those.
+ *
+ * The bytes are exactly those of bridge.serde.avro.encode_key / encode_envelope (and so of
+ * fastavro) for the same input; bridge/serde/_transcode_py.py is the same function in
+ * Python and tests/unit/test_transcode.py holds the two to identical output.
+ *
+ * Anything unusual raises ValueError and the caller takes the general path for that page:
+ * invalid JSON (the grammar orjson accepts, UTF-8 checked, lone surrogates refused), a
+ * value of the wrong JSON type, attribute values that are not exactly one known type,
+ * base64 that is not canonical, a name given twice in one map, attributes nested deeper
+ * than MAX_AV_DEPTH.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_JSON_DEPTH 1024 /* orjson refuses deeper documents */
+#define MAX_AV_DEPTH 100    /* must equal MAX_ATTRIBUTE_DEPTH in _transcode_py.py */
+
+/* ------------------------------------------------------------------ growable buffer */
+
+typedef struct {
+    unsigned char *d;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Buf;
+
+static int
+buf_grow(Buf *b, Py_ssize_t extra)
+{
+    Py_ssize_t need = b->len + extra;
+    Py_ssize_t cap = b->cap ? b->cap : 1024;
+    while (cap < need) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    unsigned char *d = PyMem_Realloc(b->d, (size_t)cap);
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->d = d;
+    b->cap = cap;
+    return 0;
+}
+
+#define RESERVE(b, n)                                                         \
+    do {                                                                      \
+        if ((b)->len + (Py_ssize_t)(n) > (b)->cap && buf_grow((b), (n)) < 0)  \
+            return -1;                                                        \
+    } while (0)
+
+static void
+buf_free(Buf *b)
+{
+    PyMem_Free(b->d);
+    b->d = NULL;
+    b->len = b->cap = 0;
+}
+
+static inline uint64_t
+zigzag(int64_t n)
+{
+    return ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
+}
+
+static inline int
+varint_len(uint64_t z)
+{
+    int n = 1;
+    while (z >= 0x80) {
+        z >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Caller has reserved 10 bytes. */
+static inline void
+put_varint(Buf *b, uint64_t z)
+{
+    while (z >= 0x80) {
+        b->d[b->len++] = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    b->d[b->len++] = (unsigned char)z;
+}
+
+static int
+put_avro_string(Buf *b, const char *s, Py_ssize_t n)
+{
+    RESERVE(b, n + 10);
+    put_varint(b, zigzag(n));
+    memcpy(b->d + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* A block count was reserved as one byte at `at`; write the real count there. */
+static int
+finish_count(Buf *b, Py_ssize_t at, Py_ssize_t count)
+{
+    uint64_t z = zigzag(count);
+    int vl = varint_len(z);
+    if (vl > 1) {
+        RESERVE(b, vl - 1);
+        memmove(b->d + at + vl, b->d + at + 1, (size_t)(b->len - at - 1));
+        b->len += vl - 1;
+    }
+    Py_ssize_t end = b->len;
+    b->len = at;
+    put_varint(b, z);
+    b->len = end;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ module state */
+
+typedef struct {
+    PyObject *k_connector, *k_table, *k_region, *k_stream_arn, *k_shard_id;
+    PyObject *k_sequence_number, *k_event_id, *k_approximate_creation_ms, *k_ttl_delete;
+    PyObject *s_dynamodb, *op_c, *op_u, *op_d, *t_S, *t_N, *t_B;
+} State;
+
+static State S; /* interned constants; the module is single-phase and never unloaded */
+
+/* ------------------------------------------------------------------ transcoder object */
+
+typedef struct {
+    PyObject *name;    /* str */
+    PyObject *type;    /* interned "S" | "N" | "B" */
+    char t;
+} KeyField;
+
+typedef struct {
+    Py_ssize_t off, len;
+} Span;
+
+#define NFIELDS 12
+static const char *const RECORD_FIELDS[NFIELDS] = {
+    "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
+    "encoded_value",
+};
+enum { F_TOPIC, F_TABLE, F_KEY_FIELDS, F_KEY, F_OP, F_BEFORE, F_AFTER, F_SOURCE, F_TS_MS, F_TOMBSTONE, F_EKEY, F_EVALUE };
+
+typedef struct {
+    PyObject_HEAD
+    KeyField *kf;
+    Py_ssize_t nkf;
+    PyObject *table, *region, *stream_arn, *shard_id;
+    PyObject *source_template; /* the source dict with the per-record values at their defaults */
+    /* records=(type, topic, key_fields): build instances of type (a slots dataclass) */
+    PyTypeObject *rec_type;
+    PyObject *rec_topic, *rec_key_fields;
+    PyObject *rec_descr[NFIELDS];
+    PyObject *last_seq; /* while a page is read: the newest SequenceNumber */
+    PyObject *last_ms;  /* the newest approximate_creation_ms int, and its value */
+    int64_t last_ms_value;
+    PyObject *region_utf8; /* bytes */
+    Buf src_head;          /* string "dynamodb", string table */
+    Buf src_tail;          /* 0x02 string stream_arn, 0x02 string shard_id */
+    Buf src_region;        /* 0x02 string region (the default) */
+    /* reused across records and pages */
+    Buf before, after, key, src, scratch;
+    Span *names;
+    Py_ssize_t nnames, capnames;
+} Transcoder;
+
+typedef struct {
+    const unsigned char *base, *p, *end;
+    int depth;
+    Transcoder *t;
+} Parser;
+
+static int
+fail(Parser *ps, const char *msg)
+{
+    PyErr_Format(PyExc_ValueError, "GetRecords page: %s at byte %zd", msg, (Py_ssize_t)(ps->p - ps->base));
+    return -1;
+}
+
+static inline void
+ws(Parser *ps)
+{
+    const unsigned char *p = ps->p, *e = ps->end;
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    ps->p = p;
+}
+
+/* Next significant byte, or -1 at the end; does not consume it. */
+static inline int
+peek(Parser *ps)
+{
+    ws(ps);
+    return ps->p < ps->end ? *ps->p : -1;
+}
+
+static inline int
+expect(Parser *ps, unsigned char c, const char *msg)
+{
+    if (peek(ps) != c)
+        return fail(ps, msg);
+    ps->p++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ JSON strings */
+
+static inline int
+hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
+hex4(const unsigned char *p, const unsigned char *e, unsigned *out)
+{
+    if (e - p < 4)
+        return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | (unsigned)h;
+    }
+    *out = v;
+    return 0;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/*
+ * ps->p is at an opening quote. Checks the string (control characters, escapes, UTF-8,
+ * surrogate pairs), leaves ps->p after the closing quote, and gives the raw content.
+ */
+static int
+scan_string(Parser *ps, const unsigned char **start, Py_ssize_t *rawlen, int *escaped)
+{
+    const unsigned char *p = ps->p + 1, *e = ps->end;
+    int esc = 0;
+    *start = p;
+    for (;;) {
+        /* eight bytes at a time until one is '"', '\\', a control character or non-ASCII */
+        while (e - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t q = w ^ (ONES * '"'), bs = w ^ (ONES * '\\');
+            uint64_t hit = (((q - ONES) & ~q) | ((bs - ONES) & ~bs) | ((w - ONES * 0x20) & ~w) | w) & HIGHS;
+            if (hit) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                p += __builtin_ctzll(hit) >> 3; /* the lowest flag is exact; only higher ones can be false */
+#endif
+                break;
+            }
+            p += 8;
+        }
+        if (p >= e) {
+            ps->p = e;
+            return fail(ps, "unterminated string");
+        }
+        unsigned c = *p;
+        if (c == '"') {
+            *rawlen = p - *start;
+            *escaped = esc;
+            ps->p = p + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            esc = 1;
+            if (p + 1 >= e) {
+                ps->p = p;
+                return fail(ps, "unterminated string");
+            }
+            unsigned x = p[1];
+            if (x == 'u') {
+                unsigned u;
+                if (hex4(p + 2, e, &u) < 0) {
+                    ps->p = p;
+                    return fail(ps, "invalid \\u escape");
+                }
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    unsigned lo;
+                    if (e - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, e, &lo) < 0 || lo < 0xDC00 ||
+                        lo > 0xDFFF) {
+                        ps->p = p;
+                        return fail(ps, "lone surrogate in \\u escape");
+                    }
+                    p += 12;
+                }
+                else if (u >= 0xDC00 && u <= 0xDFFF) {
+                    ps->p = p;
+                    return fail(ps, "lone surrogate in \\u escape");
+                }
+                else {
+                    p += 6;
+                }
+            }
+            else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' || x == 'r' || x == 't') {
+                p += 2;
+            }
+            else {
+                ps->p = p;
+                return fail(ps, "invalid escape in string");
+            }
+            continue;
+        }
+        if (c < 0x20) {
+            ps->p = p;
+            return fail(ps, "control character in string");
+        }
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        /* UTF-8: reject overlongs, surrogates and code points above U+10FFFF */
+        Py_ssize_t left = e - p;
+        int ok = 0;
+        if (c >= 0xC2 && c <= 0xDF) {
+            ok = left >= 2 && (p[1] & 0xC0) == 0x80;
+            if (ok)
+                p += 2;
+        }
+        else if (c >= 0xE0 && c <= 0xEF) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+            ok = left >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80;
+            if (ok)
+                p += 3;
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+            ok = left >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80;
+            if (ok)
+                p += 4;
+        }
+        if (!ok) {
+            ps->p = p;
+            return fail(ps, "invalid UTF-8 in string");
+        }
+    }
+}
+
+static inline void
+put_utf8(Buf *b, unsigned cp)
+{
+    unsigned char *o = b->d + b->len;
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        b->len += 1;
+    }
+    else if (cp < 0x800) {
+        o[0] = (unsigned char)(0xC0 | (cp >> 6));
+        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        b->len += 2;
+    }
+    else if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | (cp >> 12));
+        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        b->len += 3;
+    }
+    else {
+        o[0] = (unsigned char)(0xF0 | (cp >> 18));
+        o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        b->len += 4;
+    }
+}
+
+/* Decode checked string content (scan_string passed it) into b; never longer than raw. */
+static int
+unescape(const unsigned char *s, Py_ssize_t n, Buf *b)
+{
+    RESERVE(b, n);
+    const unsigned char *e = s + n;
+    while (s < e) {
+        const unsigned char *bs = memchr(s, '\\', (size_t)(e - s));
+        const unsigned char *stop = bs ? bs : e;
+        memcpy(b->d + b->len, s, (size_t)(stop - s));
+        b->len += stop - s;
+        if (!bs)
+            break;
+        unsigned char x = bs[1];
+        s = bs + 2;
+        switch (x) {
+        case 'b': b->d[b->len++] = '\b'; break;
+        case 'f': b->d[b->len++] = '\f'; break;
+        case 'n': b->d[b->len++] = '\n'; break;
+        case 'r': b->d[b->len++] = '\r'; break;
+        case 't': b->d[b->len++] = '\t'; break;
+        case 'u': {
+            unsigned u, lo;
+            hex4(s, e, &u);
+            s += 4;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                hex4(s + 2, e, &lo);
+                s += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            put_utf8(b, u);
+            break;
+        }
+        default: b->d[b->len++] = x; break; /* " \ / */
+        }
+    }
+    return 0;
+}
+
+/* The string at ps->p, decoded: a pointer into the input or into t->scratch. */
+static int
+read_string(Parser *ps, const unsigned char **s, Py_ssize_t *n)
+{
+    if (peek(ps) != '"')
+        return fail(ps, "expected a string");
+    int esc;
+    if (scan_string(ps, s, n, &esc) < 0)
+        return -1;
+    if (esc) {
+        Buf *sc = &ps->t->scratch;
+        sc->len = 0;
+        if (unescape(*s, *n, sc) < 0)
+            return -1;
+        *s = sc->d;
+        *n = sc->len;
+    }
+    return 0;
+}
+
+/* The string at ps->p as a new str. */
+static PyObject *
+read_pystring(Parser *ps)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (read_string(ps, &s, &n) < 0)
+        return NULL;
+    return PyUnicode_DecodeUTF8((const char *)s, n, NULL);
+}
+
+/* Avro string (length, UTF-8) of the JSON string at ps->p; *at gives where its bytes are. */
+static int
+put_json_string(Parser *ps, Buf *out, Py_ssize_t *at, Py_ssize_t *len)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (read_string(ps, &s, &n) < 0)
+        return -1;
+    RESERVE(out, n + 10);
+    put_varint(out, zigzag(n));
+    memcpy(out->d + out->len, s, (size_t)n);
+    if (at)
+        *at = out->len;
+    if (len)
+        *len = n;
+    out->len += n;
+    return 0;
+}
+
+static const signed char B64[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+}; /* value + 1; 0 = not in the alphabet */
+
+/* Avro bytes of canonical base64 text (length a multiple of 4, at most two '=' at the end). */
+static int
+put_base64(Parser *ps, Buf *out, const unsigned char *s, Py_ssize_t n)
+{
+    if (n % 4)
+        return fail(ps, "binary value is not canonical base64 (length not a multiple of 4)");
+    int pads = 0;
+    if (n && s[n - 1] == '=')
+        pads = (s[n - 2] == '=') ? 2 : 1;
+    Py_ssize_t outlen = n / 4 * 3 - pads;
+    RESERVE(out, outlen + 10);
+    put_varint(out, zigzag(outlen));
+    unsigned char *o = out->d + out->len;
+    Py_ssize_t data = n - pads;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= data; i += 4) {
+        int a = B64[s[i]], b = B64[s[i + 1]], c = B64[s[i + 2]], d = B64[s[i + 3]];
+        if (!a || !b || !c || !d)
+            return fail(ps, "binary value is not base64");
+        uint32_t v = ((uint32_t)(a - 1) << 18) | ((uint32_t)(b - 1) << 12) | ((uint32_t)(c - 1) << 6) | (uint32_t)(d - 1);
+        *o++ = (unsigned char)(v >> 16);
+        *o++ = (unsigned char)(v >> 8);
+        *o++ = (unsigned char)v;
+    }
+    if (pads) {
+        int a = B64[s[i]], b = B64[s[i + 1]];
+        if (!a || !b)
+            return fail(ps, "binary value is not base64");
+        *o++ = (unsigned char)(((a - 1) << 2) | ((b - 1) >> 4));
+        if (pads == 1) {
+            int c = B64[s[i + 2]];
+            if (!c)
+                return fail(ps, "binary value is not base64");
+            *o++ = (unsigned char)((((b - 1) & 0xF) << 4) | ((c - 1) >> 2));
+        }
+    }
+    out->len += outlen;
+    return 0;
+}
+
+static int
+put_json_base64(Parser *ps, Buf *out)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (read_string(ps, &s, &n) < 0)
+        return -1;
+    return put_base64(ps, out, s, n);
+}
+
+/* ------------------------------------------------------------------ other JSON values */
+
+static int
+literal(Parser *ps, int *value)
+{
+    const unsigned char *p = ps->p;
+    Py_ssize_t left = ps->end - p;
+    if (left >= 4 && memcmp(p, "true", 4) == 0) {
+        *value = 1;
+        ps->p += 4;
+        return 0;
+    }
+    if (left >= 5 && memcmp(p, "false", 5) == 0) {
+        *value = 0;
+        ps->p += 5;
+        return 0;
+    }
+    if (left >= 4 && memcmp(p, "null", 4) == 0) {
+        *value = -1;
+        ps->p += 4;
+        return 0;
+    }
+    return fail(ps, "invalid literal");
+}
+
+/* A JSON number at ps->p (grammar checked); *d gets its value when d is not NULL. */
+static int
+number(Parser *ps, double *d)
+{
+    const unsigned char *p = ps->p, *e = ps->end, *start = p;
+    int exp = 0;
+    if (p < e && *p == '-')
+        p++;
+    if (p < e && *p == '0')
+        p++;
+    else if (p < e && *p >= '1' && *p <= '9')
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return fail(ps, "invalid number");
+    if (p < e && *p == '.') {
+        p++;
+        if (!(p < e && *p >= '0' && *p <= '9'))
+            return fail(ps, "invalid number");
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        exp = 1;
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        if (!(p < e && *p >= '0' && *p <= '9'))
+            return fail(ps, "invalid number");
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    Py_ssize_t n = p - start;
+    if (d != NULL || exp || n > 300) {
+        /* orjson refuses numbers that overflow a double; we need the value anyway */
+        char small[64];
+        char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
+        if (text == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(text, start, (size_t)n);
+        text[n] = '\0';
+        double v = PyOS_string_to_double(text, NULL, NULL);
+        if (text != small)
+            PyMem_Free(text);
+        if (v == -1.0 && PyErr_Occurred())
+            return -1;
+        if (isinf(v))
+            return fail(ps, "number is infinity when parsed as double");
+        if (d)
+            *d = v;
+    }
+    ps->p = p;
+    return 0;
+}
+
+/* After a member or element: 1 = another follows, 0 = the container closed. */
+static int
+next_or_close(Parser *ps, unsigned char close)
+{
+    int c = peek(ps);
+    if (c == ',') {
+        ps->p++;
+        return 1;
+    }
+    if (c == close) {
+        ps->p++;
+        return 0;
+    }
+    return fail(ps, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+}
+
+static int skip_value(Parser *ps);
+
+static int
+skip_container(Parser *ps, unsigned char close, int object)
+{
+    if (++ps->depth > MAX_JSON_DEPTH)
+        return fail(ps, "JSON nested too deeply");
+    ps->p++;
+    if (peek(ps) == close) {
+        ps->p++;
+        ps->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (object) {
+            const unsigned char *s;
+            Py_ssize_t n;
+            int esc;
+            if (peek(ps) != '"')
+                return fail(ps, "expected a member name");
+            if (scan_string(ps, &s, &n, &esc) < 0 || expect(ps, ':', "expected ':'") < 0)
+                return -1;
+        }
+        if (skip_value(ps) < 0)
+            return -1;
+        int more = next_or_close(ps, close);
+        if (more < 0)
+            return -1;
+        if (!more)
+            break;
+    }
+    ps->depth--;
+    return 0;
+}
+
+static int
+skip_value(Parser *ps)
+{
+    int c = peek(ps);
+    if (c == '"') {
+        const unsigned char *s;
+        Py_ssize_t n;
+        int esc;
+        return scan_string(ps, &s, &n, &esc);
+    }
+    if (c == '{')
+        return skip_container(ps, '}', 1);
+    if (c == '[')
+        return skip_container(ps, ']', 0);
+    if (c == 't' || c == 'f' || c == 'n') {
+        int v;
+        return literal(ps, &v);
+    }
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return number(ps, NULL);
+    return fail(ps, "expected a JSON value");
+}
+
+/* Member name of an object; ps->p at '"'. Leaves ps->p after the ':'. */
+static int
+member_name(Parser *ps, const unsigned char **s, Py_ssize_t *n)
+{
+    if (peek(ps) != '"')
+        return fail(ps, "expected a member name");
+    if (read_string(ps, s, n) < 0)
+        return -1;
+    return expect(ps, ':', "expected ':'");
+}
+
+#define NAME_IS(s, n, lit) ((n) == (Py_ssize_t)(sizeof(lit) - 1) && memcmp((s), (lit), sizeof(lit) - 1) == 0)
+
+/* ------------------------------------------------------------------ attribute values */
+
+enum { T_S, T_N, T_B, T_BOOL, T_NULL, T_M, T_L, T_SS, T_NS, T_BS };
+
+static int
+type_index(const unsigned char *s, Py_ssize_t n)
+{
+    switch (n) {
+    case 1:
+        return s[0] == 'S' ? T_S : s[0] == 'N' ? T_N : s[0] == 'B' ? T_B : s[0] == 'M' ? T_M : s[0] == 'L' ? T_L : -1;
+    case 2:
+        if (s[1] != 'S')
+            return -1;
+        return s[0] == 'S' ? T_SS : s[0] == 'N' ? T_NS : s[0] == 'B' ? T_BS : -1;
+    case 4:
+        return memcmp(s, "BOOL", 4) == 0 ? T_BOOL : memcmp(s, "NULL", 4) == 0 ? T_NULL : -1;
+    }
+    return -1;
+}
+
+static int put_item(Parser *ps, Buf *out, int depth);
+
+/* Array whose block count is not known until its end: reserve one byte, fix it after. */
+static int
+put_array(Parser *ps, Buf *out, int kind, int depth)
+{
+    if (peek(ps) != '[')
+        return fail(ps, "expected an array");
+    ps->p++;
+    if (peek(ps) == ']') {
+        ps->p++;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 0;
+    }
+    RESERVE(out, 1);
+    Py_ssize_t at = out->len++;
+    Py_ssize_t count = 0;
+    int more;
+    do {
+        int r;
+        if (kind == T_L)
+            r = put_item(ps, out, -depth); /* negative: one attribute value, not a map */
+        else if (kind == T_BS)
+            r = put_json_base64(ps, out);
+        else
+            r = put_json_string(ps, out, NULL, NULL);
+        if (r < 0)
+            return -1;
+        count++;
+    } while ((more = next_or_close(ps, ']')) == 1);
+    if (more < 0 || finish_count(out, at, count) < 0)
+        return -1;
+    RESERVE(out, 1);
+    out->d[out->len++] = 0;
+    return 0;
+}
+
+static int
+put_attribute(Parser *ps, Buf *out, int depth)
+{
+    if (depth > MAX_AV_DEPTH)
+        return fail(ps, "attributes nested too deeply");
+    if (peek(ps) != '{')
+        return fail(ps, "attribute value must be an object");
+    ps->p++;
+    if (peek(ps) == '}')
+        return fail(ps, "attribute value must have exactly one type, got none");
+    const unsigned char *s, *p = ps->p;
+    Py_ssize_t n;
+    int t = -1;
+    /* fast path: a plain "S", "SS" or "BOOL" followed directly by ':' */
+    if (ps->end - p >= 7 && p[0] == '"') {
+        n = p[2] == '"' ? 1 : p[3] == '"' ? 2 : p[5] == '"' ? 4 : 0;
+        if (n && p[n + 2] == ':' && (t = type_index(p + 1, n)) >= 0)
+            ps->p = p + n + 3;
+    }
+    if (t < 0) {
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        t = type_index(s, n);
+        if (t < 0)
+            return fail(ps, "unknown DynamoDB attribute type");
+    }
+    RESERVE(out, 10);
+    memset(out->d + out->len, 0, (size_t)t);
+    out->len += t;
+    out->d[out->len++] = 2;
+    int c;
+    switch (t) {
+    case T_S:
+    case T_N:
+        if (put_json_string(ps, out, NULL, NULL) < 0)
+            return -1;
+        break;
+    case T_B:
+        if (put_json_base64(ps, out) < 0)
+            return -1;
+        break;
+    case T_BOOL:
+    case T_NULL: {
+        int v;
+        c = peek(ps);
+        if ((c != 't' && c != 'f') || literal(ps, &v) < 0)
+            return fail(ps, "BOOL and NULL take true or false");
+        RESERVE(out, 1);
+        out->d[out->len++] = (unsigned char)v;
+        break;
+    }
+    case T_M:
+        if (put_item(ps, out, depth + 1) < 0)
+            return -1;
+        break;
+    case T_L:
+        if (put_array(ps, out, T_L, depth + 1) < 0)
+            return -1;
+        break;
+    default: /* SS NS BS */
+        if (put_array(ps, out, t, depth) < 0)
+            return -1;
+    }
+    RESERVE(out, 10);
+    memset(out->d + out->len, 0, (size_t)(9 - t));
+    out->len += 9 - t;
+    if (peek(ps) != '}')
+        return fail(ps, "attribute value must have exactly one type");
+    ps->p++;
+    return 0;
+}
+
+static int
+span_cmp(const void *a, const void *b, void *base)
+{
+    const Span *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp((unsigned char *)base + x->off, (unsigned char *)base + y->off, (size_t)x->len);
+}
+
+/* qsort without a context argument: the buffer being checked, set just before sorting. */
+static const unsigned char *sort_base;
+static int
+span_cmp_global(const void *a, const void *b)
+{
+    return span_cmp(a, b, (void *)sort_base);
+}
+
+static int
+check_unique(Parser *ps, Buf *out, Span *names, Py_ssize_t n)
+{
+    if (n <= 16) {
+        for (Py_ssize_t i = 1; i < n; i++)
+            for (Py_ssize_t j = 0; j < i; j++)
+                if (names[i].len == names[j].len &&
+                    memcmp(out->d + names[i].off, out->d + names[j].off, (size_t)names[i].len) == 0)
+                    return fail(ps, "attribute name repeated in one map");
+        return 0;
+    }
+    sort_base = out->d;
+    qsort(names, (size_t)n, sizeof(Span), span_cmp_global);
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (span_cmp(&names[i - 1], &names[i], out->d) == 0)
+            return fail(ps, "attribute name repeated in one map");
+    return 0;
+}
+
+/*
+ * depth > 0: a JSON object of name -> attribute value, written as Avro map<AttributeValue>.
+ * depth < 0: one attribute value at depth -depth (an element of L).
+ */
+static int
+put_item(Parser *ps, Buf *out, int depth)
+{
+    if (depth < 0)
+        return put_attribute(ps, out, -depth);
+    if (peek(ps) != '{')
+        return fail(ps, "item must be an object");
+    ps->p++;
+    if (peek(ps) == '}') {
+        ps->p++;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 0;
+    }
+    Transcoder *t = ps->t;
+    RESERVE(out, 1);
+    Py_ssize_t at = out->len++;
+    Py_ssize_t base = t->nnames, count = 0;
+    int more;
+    do {
+        Span sp;
+        if (peek(ps) != '"')
+            return fail(ps, "expected an attribute name");
+        if (put_json_string(ps, out, &sp.off, &sp.len) < 0 || expect(ps, ':', "expected ':'") < 0)
+            return -1;
+        if (t->nnames == t->capnames) {
+            Py_ssize_t cap = t->capnames ? t->capnames * 2 : 64;
+            Span *ns = PyMem_Realloc(t->names, (size_t)cap * sizeof(Span));
+            if (ns == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            t->names = ns;
+            t->capnames = cap;
+        }
+        t->names[t->nnames++] = sp;
+        if (put_attribute(ps, out, depth) < 0)
+            return -1;
+        count++;
+    } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    int r = check_unique(ps, out, t->names + base, count);
+    t->nnames = base;
+    if (r < 0 || finish_count(out, at, count) < 0)
+        return -1;
+    RESERVE(out, 1);
+    out->d[out->len++] = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ one stream record */
+
+typedef struct {
+    PyObject *op;          /* borrowed interned constant */
+    PyObject *event_id;    /* owned or NULL (null) */
+    PyObject *region;      /* owned or NULL (use the default) */
+    PyObject *seq;         /* owned */
+    PyObject *keys;        /* owned dict */
+    int has_dynamodb, has_before, has_after, has_ms;
+    int64_t ms;
+    int type_lower, type_lower_ok, type_upper_ok; /* userIdentity */
+    int principal_lower, principal_lower_ok, principal_upper_ok;
+} Rec;
+
+static void
+rec_clear(Rec *r)
+{
+    Py_CLEAR(r->event_id);
+    Py_CLEAR(r->region);
+    Py_CLEAR(r->seq);
+    Py_CLEAR(r->keys);
+}
+
+/* A key attribute's name: the key field's own str when it is one of them (the usual case). */
+static PyObject *
+read_key_name(Parser *ps)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (read_string(ps, &s, &n) < 0)
+        return NULL;
+    Transcoder *t = ps->t;
+    for (Py_ssize_t i = 0; i < t->nkf; i++) {
+        Py_ssize_t fn;
+        const char *f = PyUnicode_AsUTF8AndSize(t->kf[i].name, &fn);
+        if (f == NULL)
+            return NULL;
+        if (fn == n && memcmp(f, s, (size_t)n) == 0)
+            return Py_NewRef(t->kf[i].name);
+    }
+    return PyUnicode_DecodeUTF8((const char *)s, n, NULL);
+}
+
+/* {"pk": {"S": "x"}, ...}: every value exactly one S, N or B string. */
+static int
+parse_keys(Parser *ps, Rec *r)
+{
+    if (peek(ps) != '{')
+        return fail(ps, "dynamodb.Keys must be an object");
+    ps->p++;
+    PyObject *keys = PyDict_New();
+    if (keys == NULL)
+        return -1;
+    Py_XSETREF(r->keys, keys);
+    if (peek(ps) == '}') {
+        ps->p++;
+        return 0;
+    }
+    int more;
+    do {
+        if (peek(ps) != '"')
+            return fail(ps, "expected a key attribute name");
+        PyObject *name = read_key_name(ps);
+        if (name == NULL)
+            return -1;
+        const unsigned char *s;
+        Py_ssize_t n;
+        PyObject *type, *value, *inner;
+        if (expect(ps, ':', "expected ':'") < 0 || expect(ps, '{', "key attribute value must be an object") < 0 ||
+            member_name(ps, &s, &n) < 0)
+            goto error;
+        if (NAME_IS(s, n, "S"))
+            type = S.t_S;
+        else if (NAME_IS(s, n, "N"))
+            type = S.t_N;
+        else if (NAME_IS(s, n, "B"))
+            type = S.t_B;
+        else {
+            fail(ps, "key attribute must be S, N or B");
+            goto error;
+        }
+        value = read_pystring(ps);
+        if (value == NULL)
+            goto error;
+        if (peek(ps) != '}') {
+            Py_DECREF(value);
+            fail(ps, "key attribute value must have exactly one type");
+            goto error;
+        }
+        ps->p++;
+        inner = PyDict_New();
+        if (inner == NULL || PyDict_SetItem(inner, type, value) < 0 || PyDict_SetItem(keys, name, inner) < 0) {
+            Py_XDECREF(inner);
+            Py_DECREF(value);
+            goto error;
+        }
+        Py_DECREF(inner);
+        Py_DECREF(value);
+        Py_DECREF(name);
+        continue;
+    error:
+        Py_DECREF(name);
+        return -1;
+    } while ((more = next_or_close(ps, '}')) == 1);
+    /* Only str in dicts of str: no cycle can pass through, so the collector need not visit
+     * it (CPython untracks dicts of atoms itself, and tracks this one again the moment a
+     * container is put in). Records in flight are many, and every collection visits them. */
+    if (more == 0 && PyObject_GC_IsTracked(keys))
+        PyObject_GC_UnTrack(keys);
+    return more;
+}
+
+static int
+parse_image(Parser *ps, Buf *out, int *present)
+{
+    if (peek(ps) == 'n') {
+        int v;
+        if (literal(ps, &v) < 0)
+            return -1;
+        if (v != -1)
+            return fail(ps, "image must be an object or null");
+        *present = -1; /* seen, null */
+        return 0;
+    }
+    out->len = 0;
+    if (put_item(ps, out, 1) < 0)
+        return -1;
+    *present = 1;
+    return 0;
+}
+
+static int
+parse_dynamodb(Parser *ps, Rec *r)
+{
+    Transcoder *t = ps->t;
+    if (peek(ps) != '{')
+        return fail(ps, "dynamodb must be an object");
+    ps->p++;
+    ps->depth++;
+    /* a member given twice: the last one counts, as in a parsed dict */
+    Py_CLEAR(r->keys);
+    Py_CLEAR(r->seq);
+    r->has_before = r->has_after = r->has_ms = 0;
+    if (peek(ps) == '}') {
+        ps->p++;
+        return fail(ps, "dynamodb.Keys missing");
+    }
+    int more;
+    do {
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        if (NAME_IS(s, n, "Keys")) {
+            ps->depth++;
+            if (parse_keys(ps, r) < 0)
+                return -1;
+            ps->depth--;
+        }
+        else if (NAME_IS(s, n, "NewImage")) {
+            if (parse_image(ps, &t->after, &r->has_after) < 0)
+                return -1;
+        }
+        else if (NAME_IS(s, n, "OldImage")) {
+            if (parse_image(ps, &t->before, &r->has_before) < 0)
+                return -1;
+        }
+        else if (NAME_IS(s, n, "SequenceNumber")) {
+            if (peek(ps) != '"')
+                return fail(ps, "dynamodb.SequenceNumber must be a string");
+            Py_XSETREF(r->seq, read_pystring(ps));
+            if (r->seq == NULL)
+                return -1;
+        }
+        else if (NAME_IS(s, n, "ApproximateCreationDateTime")) {
+            int c = peek(ps);
+            if (c == 'n') {
+                int v;
+                if (literal(ps, &v) < 0)
+                    return -1;
+                if (v != -1)
+                    return fail(ps, "ApproximateCreationDateTime must be a number or null");
+                r->has_ms = 0;
+            }
+            else if (c == '-' || (c >= '0' && c <= '9')) {
+                double d;
+                if (number(ps, &d) < 0)
+                    return -1;
+                d *= 1000.0;
+                if (!(d > -9223372036854775808.0 && d < 9223372036854775808.0))
+                    return fail(ps, "ApproximateCreationDateTime out of range");
+                r->ms = (int64_t)d; /* truncates toward zero, as int() does */
+                r->has_ms = 1;
+            }
+            else
+                return fail(ps, "ApproximateCreationDateTime must be a number or null");
+        }
+        else if (skip_value(ps) < 0)
+            return -1;
+    } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    ps->depth--;
+    if (r->keys == NULL)
+        return fail(ps, "dynamodb.Keys missing");
+    if (r->seq == NULL)
+        return fail(ps, "dynamodb.SequenceNumber missing");
+    return 0;
+}
+
+/* A userIdentity member value: 1 if it is the string `want`, else 0 (any JSON value). */
+static int
+identity_value(Parser *ps, const char *want)
+{
+    if (peek(ps) == '"') {
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (read_string(ps, &s, &n) < 0)
+            return -1;
+        return n == (Py_ssize_t)strlen(want) && memcmp(s, want, (size_t)n) == 0;
+    }
+    return skip_value(ps) < 0 ? -1 : 0;
+}
+
+static int
+parse_identity(Parser *ps, Rec *r)
+{
+    r->type_lower = r->type_lower_ok = r->type_upper_ok = 0;
+    r->principal_lower = r->principal_lower_ok = r->principal_upper_ok = 0;
+    int c = peek(ps);
+    if (c == 'n') {
+        int v;
+        if (literal(ps, &v) < 0)
+            return -1;
+        if (v != -1)
+            return fail(ps, "userIdentity must be an object or null");
+        return 0;
+    }
+    if (c != '{')
+        return fail(ps, "userIdentity must be an object or null");
+    ps->p++;
+    ps->depth++;
+    if (peek(ps) == '}') {
+        ps->p++;
+        ps->depth--;
+        return 0;
+    }
+    int more;
+    do {
+        const unsigned char *s;
+        Py_ssize_t n;
+        int v;
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        if (NAME_IS(s, n, "type")) {
+            if ((v = identity_value(ps, "Service")) < 0)
+                return -1;
+            r->type_lower = 1;
+            r->type_lower_ok = v;
+        }
+        else if (NAME_IS(s, n, "Type")) {
+            if ((v = identity_value(ps, "Service")) < 0)
+                return -1;
+            r->type_upper_ok = v;
+        }
+        else if (NAME_IS(s, n, "principalId")) {
+            if ((v = identity_value(ps, "dynamodb.amazonaws.com")) < 0)
+                return -1;
+            r->principal_lower = 1;
+            r->principal_lower_ok = v;
+        }
+        else if (NAME_IS(s, n, "PrincipalId")) {
+            if ((v = identity_value(ps, "dynamodb.amazonaws.com")) < 0)
+                return -1;
+            r->principal_upper_ok = v;
+        }
+        else if (skip_value(ps) < 0)
+            return -1;
+    } while ((more = next_or_close(ps, '}')) == 1);
+    ps->depth--;
+    return more;
+}
+
+static int
+put_opt_pystring(Buf *b, PyObject *s)
+{
+    if (s == NULL) {
+        RESERVE(b, 1);
+        b->d[b->len++] = 0;
+        return 0;
+    }
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL)
+        return -1;
+    RESERVE(b, 1);
+    b->d[b->len++] = 2;
+    return put_avro_string(b, u, n);
+}
+
+static int
+put_buf(Buf *b, const Buf *src)
+{
+    RESERVE(b, src->len);
+    memcpy(b->d + b->len, src->d, (size_t)src->len);
+    b->len += src->len;
+    return 0;
+}
+
+/* Key record body: the table's key attributes in schema order. */
+static int
+put_key(Parser *ps, Rec *r)
+{
+    Transcoder *t = ps->t;
+    Buf *k = &t->key;
+    k->len = 0;
+    for (Py_ssize_t i = 0; i < t->nkf; i++) {
+        KeyField *f = &t->kf[i];
+        PyObject *inner = PyDict_GetItemWithError(r->keys, f->name);
+        PyObject *v = inner ? PyDict_GetItemWithError(inner, f->type) : NULL;
+        if (v == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            PyErr_Format(PyExc_ValueError, "GetRecords page: key attribute %R of type %U missing in Keys at byte %zd",
+                         f->name, f->type, (Py_ssize_t)(ps->p - ps->base));
+            return -1;
+        }
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(v, &n);
+        if (u == NULL)
+            return -1;
+        if (f->t == 'B') {
+            if (put_base64(ps, k, (const unsigned char *)u, n) < 0)
+                return -1;
+        }
+        else if (put_avro_string(k, u, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* An instance of the record type with its twelve fields set, __init__ bypassed. */
+static PyObject *
+new_record(Transcoder *t, PyObject *const *values)
+{
+    PyObject *obj = t->rec_type->tp_alloc(t->rec_type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (int i = 0; i < NFIELDS; i++) {
+        PyObject *d = t->rec_descr[i];
+        if (Py_TYPE(d)->tp_descr_set(d, obj, values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+/* Appends the record (and, for a REMOVE in records mode, its tombstone) to out. */
+static int
+build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
+{
+    Transcoder *t = ps->t;
+    if (put_key(ps, r) < 0)
+        return -1;
+    int ttl = 0;
+    if (r->op == S.op_d) {
+        int kind = r->type_lower ? r->type_lower_ok : r->type_upper_ok;
+        int principal = r->principal_lower ? r->principal_lower_ok : r->principal_upper_ok;
+        ttl = kind && principal;
+    }
+    /* source block */
+    Buf *src = &t->src;
+    src->len = 0;
+    if (put_buf(src, &t->src_head) < 0)
+        return -1;
+    if (r->region == NULL) {
+        if (put_buf(src, &t->src_region) < 0)
+            return -1;
+    }
+    else if (put_opt_pystring(src, r->region) < 0)
+        return -1;
+    if (put_buf(src, &t->src_tail) < 0 || put_opt_pystring(src, r->seq) < 0 || put_opt_pystring(src, r->event_id) < 0)
+        return -1;
+    if (buf_grow(src, 16) < 0)
+        return -1;
+    src->d[src->len++] = 0; /* snapshot */
+    src->d[src->len++] = 0; /* segment */
+    src->d[src->len++] = 0; /* total_segments */
+    if (r->has_ms) {
+        src->d[src->len++] = 2;
+        put_varint(src, zigzag(r->ms));
+    }
+    else
+        src->d[src->len++] = 0;
+    src->d[src->len++] = (unsigned char)ttl;
+
+    Py_ssize_t nb = r->has_before == 1 ? t->before.len : 0, na = r->has_after == 1 ? t->after.len : 0;
+    Py_ssize_t total = 2 + 1 + nb + 1 + na + src->len + ts->len;
+    PyObject *value = PyBytes_FromStringAndSize(NULL, total);
+    if (value == NULL)
+        return -1;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
+    *o++ = 2; /* op: a one-character string */
+    *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
+    *o++ = r->has_before == 1 ? 2 : 0;
+    memcpy(o, t->before.d, (size_t)nb);
+    o += nb;
+    *o++ = r->has_after == 1 ? 2 : 0;
+    memcpy(o, t->after.d, (size_t)na);
+    o += na;
+    memcpy(o, src->d, (size_t)src->len);
+    o += src->len;
+    memcpy(o, ts->d, (size_t)ts->len);
+
+    PyObject *key = PyBytes_FromStringAndSize((const char *)t->key.d, t->key.len);
+    PyObject *source = PyDict_Copy(t->source_template);
+    PyObject *ms = NULL;
+    if (r->has_ms) { /* one creation time per second: neighbours share the int */
+        if (t->last_ms == NULL || t->last_ms_value != r->ms) {
+            Py_XSETREF(t->last_ms, PyLong_FromLongLong(r->ms));
+            t->last_ms_value = r->ms;
+        }
+        ms = Py_XNewRef(t->last_ms);
+    }
+    int rc = -1;
+    if (key == NULL || source == NULL || (r->has_ms && ms == NULL))
+        goto done;
+    if (PyDict_SetItem(source, S.k_sequence_number, r->seq) < 0 ||
+        (r->region && PyDict_SetItem(source, S.k_region, r->region) < 0) ||
+        (r->event_id && PyDict_SetItem(source, S.k_event_id, r->event_id) < 0) ||
+        (ms && PyDict_SetItem(source, S.k_approximate_creation_ms, ms) < 0) ||
+        (ttl && PyDict_SetItem(source, S.k_ttl_delete, Py_True) < 0))
+        goto done;
+    if (t->rec_type == NULL) {
+        PyObject *tuple = PyTuple_Pack(5, r->op, r->keys, source, key, value);
+        if (tuple == NULL)
+            goto done;
+        rc = PyList_Append(out_list, tuple);
+        Py_DECREF(tuple);
+        goto done;
+    }
+    PyObject *values[NFIELDS] = {
+        t->rec_topic, t->table, t->rec_key_fields, r->keys, r->op, Py_None, Py_None, source, ts_obj, Py_False, key,
+        value,
+    };
+    PyObject *rec = new_record(t, values);
+    if (rec == NULL)
+        goto done;
+    rc = PyList_Append(out_list, rec);
+    Py_DECREF(rec);
+    if (rc == 0 && r->op == S.op_d) { /* a delete is followed by a tombstone with the same key */
+        values[F_TOMBSTONE] = Py_True;
+        values[F_EVALUE] = Py_None;
+        rec = new_record(t, values);
+        rc = rec == NULL ? -1 : PyList_Append(out_list, rec);
+        Py_XDECREF(rec);
+    }
+done:
+    if (rc == 0)
+        Py_XSETREF(t->last_seq, Py_NewRef(r->seq));
+    Py_XDECREF(key);
+    Py_XDECREF(source);
+    Py_XDECREF(ms);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int
+parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
+{
+    Transcoder *t = ps->t;
+    Rec r;
+    memset(&r, 0, sizeof r);
+    int out = -1;
+    if (peek(ps) != '{')
+        return fail(ps, "a record must be an object");
+    ps->p++;
+    ps->depth++;
+    int more = 0;
+    if (peek(ps) == '}') {
+        ps->p++;
+        return fail(ps, "record has no eventName");
+    }
+    do {
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (member_name(ps, &s, &n) < 0)
+            goto done;
+        if (NAME_IS(s, n, "dynamodb")) {
+            r.has_dynamodb = 1;
+            if (parse_dynamodb(ps, &r) < 0)
+                goto done;
+        }
+        else if (NAME_IS(s, n, "eventName")) {
+            if (peek(ps) != '"' || read_string(ps, &s, &n) < 0) {
+                if (!PyErr_Occurred())
+                    fail(ps, "eventName must be a string");
+                goto done;
+            }
+            if (NAME_IS(s, n, "INSERT"))
+                r.op = S.op_c;
+            else if (NAME_IS(s, n, "MODIFY"))
+                r.op = S.op_u;
+            else if (NAME_IS(s, n, "REMOVE"))
+                r.op = S.op_d;
+            else {
+                fail(ps, "unknown eventName");
+                goto done;
+            }
+        }
+        else if (NAME_IS(s, n, "eventID")) {
+            int c = peek(ps);
+            Py_CLEAR(r.event_id);
+            if (c == '"') {
+                if ((r.event_id = read_pystring(ps)) == NULL)
+                    goto done;
+            }
+            else {
+                int v;
+                if (c != 'n' || literal(ps, &v) < 0 || v != -1) {
+                    if (!PyErr_Occurred())
+                        fail(ps, "eventID must be a string or null");
+                    goto done;
+                }
+            }
+        }
+        else if (NAME_IS(s, n, "awsRegion")) {
+            int c = peek(ps);
+            Py_CLEAR(r.region);
+            if (c == '"') {
+                if (read_string(ps, &s, &n) < 0)
+                    goto done;
+                Py_ssize_t dn = PyBytes_GET_SIZE(t->region_utf8);
+                int same = n == 0 || (n == dn && memcmp(s, PyBytes_AS_STRING(t->region_utf8), (size_t)n) == 0);
+                if (!same && (r.region = PyUnicode_DecodeUTF8((const char *)s, n, NULL)) == NULL)
+                    goto done;
+            }
+            else {
+                int v;
+                if (c != 'n' || literal(ps, &v) < 0 || v != -1) {
+                    if (!PyErr_Occurred())
+                        fail(ps, "awsRegion must be a string or null");
+                    goto done;
+                }
+            }
+        }
+        else if (NAME_IS(s, n, "userIdentity")) {
+            if (parse_identity(ps, &r) < 0)
+                goto done;
+        }
+        else if (skip_value(ps) < 0)
+            goto done;
+    } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        goto done;
+    ps->depth--;
+    if (r.op == NULL) {
+        fail(ps, "record has no eventName");
+        goto done;
+    }
+    if (!r.has_dynamodb) {
+        fail(ps, "record has no dynamodb");
+        goto done;
+    }
+    out = build_record(ps, &r, ts, ts_obj, out_list);
+done:
+    rec_clear(&r);
+    return out;
+}
+
+/* ------------------------------------------------------------------ the page */
+
+static PyObject *
+Transcoder_page(Transcoder *self, PyObject *args)
+{
+    Py_buffer view;
+    long long ts_ms;
+    if (self->source_template == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Transcoder.__init__ was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*L:page", &view, &ts_ms))
+        return NULL;
+    Parser ps = {view.buf, view.buf, (const unsigned char *)view.buf + view.len, 0, self};
+    PyObject *ts_obj = PyLong_FromLongLong(ts_ms);
+    if (ts_obj == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    unsigned char tsbytes[10];
+    Buf ts = {tsbytes, 0, sizeof tsbytes};
+    put_varint(&ts, zigzag(ts_ms));
+    self->nnames = 0;
+
+    PyObject *records = PyList_New(0), *next = NULL, *result = NULL;
+    Py_CLEAR(self->last_seq);
+    int more;
+    if (records == NULL)
+        goto done;
+    if (expect(&ps, '{', "expected a JSON object") < 0)
+        goto done;
+    ps.depth = 1;
+    if (peek(&ps) == '}')
+        ps.p++;
+    else {
+        do {
+            const unsigned char *s;
+            Py_ssize_t n;
+            if (member_name(&ps, &s, &n) < 0)
+                goto done;
+            if (NAME_IS(s, n, "Records")) {
+                /* given twice: the last one counts */
+                if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0)
+                    goto done;
+                Py_CLEAR(self->last_seq);
+                int c = peek(&ps);
+                if (c == 'n') {
+                    int v;
+                    if (literal(&ps, &v) < 0)
+                        goto done;
+                    if (v != -1) {
+                        fail(&ps, "Records must be an array or null");
+                        goto done;
+                    }
+                    continue;
+                }
+                if (c != '[') {
+                    fail(&ps, "Records must be an array or null");
+                    goto done;
+                }
+                ps.p++;
+                ps.depth = 2;
+                if (peek(&ps) == ']') {
+                    ps.p++;
+                }
+                else {
+                    int m;
+                    do {
+                        if (parse_record(&ps, &ts, ts_obj, records) < 0)
+                            goto done;
+                    } while ((m = next_or_close(&ps, ']')) == 1);
+                    if (m < 0)
+                        goto done;
+                }
+                ps.depth = 1;
+            }
+            else if (NAME_IS(s, n, "NextShardIterator")) {
+                Py_CLEAR(next);
+                int c = peek(&ps);
+                if (c == '"') {
+                    if ((next = read_pystring(&ps)) == NULL)
+                        goto done;
+                }
+                else {
+                    int v;
+                    if (c != 'n' || literal(&ps, &v) < 0 || v != -1) {
+                        if (!PyErr_Occurred())
+                            fail(&ps, "NextShardIterator must be a string or null");
+                        goto done;
+                    }
+                }
+            }
+            else if (skip_value(&ps) < 0)
+                goto done;
+        } while ((more = next_or_close(&ps, '}')) == 1);
+        if (more < 0)
+            goto done;
+    }
+    ws(&ps);
+    if (ps.p != ps.end) {
+        fail(&ps, "trailing characters after the JSON document");
+        goto done;
+    }
+    {
+        result = PyTuple_Pack(3, records, self->last_seq ? self->last_seq : Py_None, next ? next : Py_None);
+    }
+done:
+    /* drop what big pages left behind, so an idle reader does not hold megabytes */
+    if (self->before.cap > (1 << 20))
+        buf_free(&self->before);
+    if (self->after.cap > (1 << 20))
+        buf_free(&self->after);
+    if (self->scratch.cap > (1 << 20))
+        buf_free(&self->scratch);
+    Py_XDECREF(records);
+    Py_XDECREF(next);
+    Py_CLEAR(self->last_seq);
+    Py_DECREF(ts_obj);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------ type plumbing */
+
+static int
+prefix_string(Buf *b, PyObject *s, int optional)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL)
+        return -1;
+    if (optional) {
+        RESERVE(b, 1);
+        b->d[b->len++] = 2;
+    }
+    return put_avro_string(b, u, n);
+}
+
+static int
+Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"key_fields", "table", "region", "stream_arn", "shard_id", "records", NULL};
+    PyObject *key_fields, *table, *region, *stream_arn, *shard_id, *records = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUUUU|$O:Transcoder", kwlist, &key_fields, &table, &region,
+                                     &stream_arn, &shard_id, &records))
+        return -1;
+    if (self->kf != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Transcoder is already initialised");
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(key_fields, "key_fields must be a sequence of (name, type) pairs");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "key_fields must name at least one attribute");
+        return -1;
+    }
+    self->kf = PyMem_Calloc((size_t)n, sizeof(KeyField));
+    if (self->kf == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->nkf = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name, *type;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UU:key field", &name, &type)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (PyUnicode_CompareWithASCIIString(type, "S") == 0)
+            self->kf[i].type = Py_NewRef(S.t_S);
+        else if (PyUnicode_CompareWithASCIIString(type, "N") == 0)
+            self->kf[i].type = Py_NewRef(S.t_N);
+        else if (PyUnicode_CompareWithASCIIString(type, "B") == 0)
+            self->kf[i].type = Py_NewRef(S.t_B);
+        else {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "key attribute %R has type %R; expected S, N or B", name, type);
+            return -1;
+        }
+        self->kf[i].name = Py_NewRef(name);
+        self->kf[i].t = PyUnicode_AsUTF8(type)[0];
+    }
+    Py_DECREF(seq);
+    self->table = Py_NewRef(table);
+    self->region = Py_NewRef(region);
+    self->stream_arn = Py_NewRef(stream_arn);
+    self->shard_id = Py_NewRef(shard_id);
+    self->region_utf8 = PyUnicode_AsUTF8String(region);
+    if (self->region_utf8 == NULL)
+        return -1;
+    if (prefix_string(&self->src_head, S.s_dynamodb, 0) < 0 || prefix_string(&self->src_head, table, 0) < 0 ||
+        prefix_string(&self->src_region, region, 1) < 0 || prefix_string(&self->src_tail, stream_arn, 1) < 0 ||
+        prefix_string(&self->src_tail, shard_id, 1) < 0)
+        return -1;
+    PyObject *tpl = self->source_template = PyDict_New();
+    if (tpl == NULL || PyDict_SetItem(tpl, S.k_connector, S.s_dynamodb) < 0 || PyDict_SetItem(tpl, S.k_table, table) < 0 ||
+        PyDict_SetItem(tpl, S.k_region, region) < 0 || PyDict_SetItem(tpl, S.k_stream_arn, stream_arn) < 0 ||
+        PyDict_SetItem(tpl, S.k_shard_id, shard_id) < 0 || PyDict_SetItem(tpl, S.k_sequence_number, Py_None) < 0 ||
+        PyDict_SetItem(tpl, S.k_event_id, Py_None) < 0 || PyDict_SetItem(tpl, S.k_approximate_creation_ms, Py_None) < 0 ||
+        PyDict_SetItem(tpl, S.k_ttl_delete, Py_False) < 0)
+        return -1;
+    if (records == Py_None)
+        return 0;
+    PyObject *type, *topic, *kf_obj;
+    if (!PyArg_ParseTuple(records, "O!UO:records", &PyType_Type, &type, &topic, &kf_obj))
+        return -1;
+    for (int i = 0; i < NFIELDS; i++) {
+        PyObject *d = PyObject_GetAttrString(type, RECORD_FIELDS[i]);
+        if (d == NULL)
+            return -1;
+        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type) || Py_TYPE(d)->tp_descr_set == NULL) {
+            Py_DECREF(d);
+            PyErr_Format(PyExc_TypeError, "records type %R: field %s is not a slot", type, RECORD_FIELDS[i]);
+            return -1;
+        }
+        self->rec_descr[i] = d;
+    }
+    self->rec_type = (PyTypeObject *)Py_NewRef(type);
+    self->rec_topic = Py_NewRef(topic);
+    self->rec_key_fields = Py_NewRef(kf_obj);
+    return 0;
+}
+
+static void
+Transcoder_dealloc(Transcoder *self)
+{
+    for (Py_ssize_t i = 0; i < self->nkf; i++) {
+        Py_XDECREF(self->kf[i].name);
+        Py_XDECREF(self->kf[i].type);
+    }
+    PyMem_Free(self->kf);
+    Py_XDECREF(self->table);
+    Py_XDECREF(self->region);
+    Py_XDECREF(self->stream_arn);
+    Py_XDECREF(self->shard_id);
+    Py_XDECREF(self->region_utf8);
+    Py_XDECREF(self->source_template);
+    Py_XDECREF(self->rec_type);
+    Py_XDECREF(self->rec_topic);
+    Py_XDECREF(self->rec_key_fields);
+    Py_XDECREF(self->last_seq);
+    Py_XDECREF(self->last_ms);
+    for (int i = 0; i < NFIELDS; i++)
+        Py_XDECREF(self->rec_descr[i]);
+    Buf *bufs[] = {&self->src_head, &self->src_tail, &self->src_region, &self->before,
+                   &self->after,    &self->key,      &self->src,        &self->scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        buf_free(bufs[i]);
+    PyMem_Free(self->names);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Transcoder_methods[] = {
+    {"page", (PyCFunction)Transcoder_page, METH_VARARGS,
+     "page(body, ts_ms) -> (records, last_sequence_number, next_shard_iterator)\n\n"
+     "records: list of (op, key, source, key_avro, value_avro), or with records=(type, topic,\n"
+     "key_fields) instances of type (a REMOVE followed by its tombstone); ValueError on input\n"
+     "the general path must handle."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TranscoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.serde._transcode.Transcoder",
+    .tp_basicsize = sizeof(Transcoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Transcoder(key_fields, table, region, stream_arn, shard_id, *, records=None):\n"
+              "GetRecords JSON -> Avro for one shard.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Transcoder_init,
+    .tp_dealloc = (destructor)Transcoder_dealloc,
+    .tp_methods = Transcoder_methods,
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "bridge.serde._transcode",
+    "GetRecords JSON -> Avro in one pass (see bridge/serde/transcode.py).", -1, NULL,
+};
+
+#define INTERN(field, text)                                   \
+    do {                                                      \
+        if ((S.field = PyUnicode_InternFromString(text)) == NULL) \
+            return NULL;                                      \
+    } while (0)
+
+PyMODINIT_FUNC
+PyInit__transcode(void)
+{
+    INTERN(k_connector, "connector");
+    INTERN(k_table, "table");
+    INTERN(k_region, "region");
+    INTERN(k_stream_arn, "stream_arn");
+    INTERN(k_shard_id, "shard_id");
+    INTERN(k_sequence_number, "sequence_number");
+    INTERN(k_event_id, "event_id");
+    INTERN(k_approximate_creation_ms, "approximate_creation_ms");
+    INTERN(k_ttl_delete, "ttl_delete");
+    INTERN(s_dynamodb, "dynamodb");
+    INTERN(op_c, "c");
+    INTERN(op_u, "u");
+    INTERN(op_d, "d");
+    INTERN(t_S, "S");
+    INTERN(t_N, "N");
+    INTERN(t_B, "B");
+    if (PyType_Ready(&TranscoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    PyObject *fields = PyTuple_New(NFIELDS);
+    if (fields == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    for (int i = 0; i < NFIELDS; i++) {
+        PyObject *f = PyUnicode_InternFromString(RECORD_FIELDS[i]);
+        if (f == NULL) {
+            Py_DECREF(fields);
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(fields, i, f);
+    }
+    if (PyModule_AddObjectRef(m, "Transcoder", (PyObject *)&TranscoderType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_ATTRIBUTE_DEPTH", MAX_AV_DEPTH) < 0 ||
+        PyModule_AddObject(m, "RECORD_FIELDS", fields) < 0) {
+        Py_XDECREF(fields);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,212 @@
+"""The pure-Python twin of ``_transcode.c``: the same function, the same bytes, slower.
+
+The reference the C code is held to (tests/unit/test_transcode.py), and a transcoder for
+anyone without the extension. It parses with orjson, refuses what the C code refuses (so
+both raise ValueError on the same pages), and encodes with ``bridge.serde.avro``, the
+reference encoder. One difference is inherent: a parsed dict cannot show a name given twice
+in one item map, which the C code refuses; the general path, which the Streams reader falls
+back to, keeps the last value as a dict does, and so does this twin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from bridge.errors import ConversionError
+from bridge.serde.avro import encode_envelope, encode_key
+from schemas import KeyField
+
+__all__ = ["MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "Transcoder"]
+
+MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
+# With records=(type, topic, key_fields), page() builds type(*values) in this field order.
+RECORD_FIELDS = (
+    "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
+    "encoded_value",
+)
+_OPS = {"INSERT": "c", "MODIFY": "u", "REMOVE": "d"}
+# Canonical base64 only: what base64.b64decode(validate=True) accepts, stated exactly.
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_SCALAR_TYPES = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
+_LONG_MIN, _LONG_MAX = -9223372036854775808.0, 9223372036854775808.0
+
+Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes]
+
+
+def _bad(message: str) -> ValueError:
+    return ValueError(f"GetRecords page: {message}")
+
+
+def _check_base64(v: Any) -> None:
+    if type(v) is not str or not _BASE64.fullmatch(v):
+        raise _bad("binary value is not canonical base64")
+
+
+def _check_attribute(av: Any, depth: int) -> None:
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise _bad("attributes nested too deeply")
+    if type(av) is not dict or len(av) != 1:
+        raise _bad(f"attribute value must be an object with exactly one type, got {av!r:.80}")
+    ((t, v),) = av.items()
+    scalar = _SCALAR_TYPES.get(t)
+    if scalar is not None:
+        if type(v) is not scalar:
+            raise _bad(f"{t} takes a {scalar.__name__}, got {v!r:.80}")
+    elif t == "B":
+        _check_base64(v)
+    elif t == "M":
+        _check_item(v, depth + 1)
+    elif t in ("L", "SS", "NS", "BS"):
+        if type(v) is not list:
+            raise _bad(f"{t} takes an array, got {v!r:.80}")
+        for x in v:
+            if t == "L":
+                _check_attribute(x, depth + 1)
+            elif t == "BS":
+                _check_base64(x)
+            elif type(x) is not str:
+                raise _bad(f"{t} takes strings, got {x!r:.80}")
+    else:
+        raise _bad(f"unknown DynamoDB attribute type {t!r}")
+
+
+def _check_item(item: Any, depth: int) -> None:
+    if type(item) is not dict:
+        raise _bad("item must be an object")
+    for av in item.values():
+        _check_attribute(av, depth)
+
+
+def _check_keys(keys: Any) -> None:
+    if type(keys) is not dict:
+        raise _bad("dynamodb.Keys must be an object")
+    for av in keys.values():
+        if type(av) is not dict or len(av) != 1:
+            raise _bad("key attribute value must have exactly one type")
+        ((t, v),) = av.items()
+        if t not in ("S", "N", "B") or type(v) is not str:
+            raise _bad("key attribute must be an S, N or B string")
+
+
+def _optional(r: dict[str, Any], name: str, kind: type) -> Any:
+    v = r.get(name)
+    if v is not None and type(v) is not kind:
+        raise _bad(f"{name} must be a {kind.__name__} or null")
+    return v
+
+
+def _creation_ms(v: Any) -> int | None:
+    """ApproximateCreationDateTime: epoch seconds, as int(float(v) * 1000) does."""
+    if v is None:
+        return None
+    if type(v) is not int and type(v) is not float:
+        raise _bad("ApproximateCreationDateTime must be a number or null")
+    ms = float(v) * 1000.0
+    if not _LONG_MIN < ms < _LONG_MAX:
+        raise _bad("ApproximateCreationDateTime out of range")
+    return int(ms)
+
+
+class Transcoder:
+    """``Transcoder(key_fields, table, region, stream_arn, shard_id, *, records=None)``; see ``page``."""
+
+    def __init__(
+        self, key_fields: Sequence[tuple[str, str]], table: str, region: str, stream_arn: str, shard_id: str,
+        *, records: tuple[type, str, Any] | None = None,
+    ) -> None:
+        if not key_fields:
+            raise ValueError("key_fields must name at least one attribute")
+        fields = []
+        for name, t in key_fields:
+            if t not in ("S", "N", "B"):
+                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
+            fields.append(KeyField(name, t))  # type: ignore[arg-type]
+        self._key_fields = tuple(fields)
+        self._binary_keys = [(f.name, f.type) for f in fields if f.type == "B"]
+        self._table = table
+        self._region = region
+        self._stream_arn = stream_arn
+        self._shard_id = shard_id
+        self._records = records
+
+    def page(self, body: bytes, ts_ms: int) -> tuple[list[Any], str | None, str | None]:
+        """GetRecords body → ([(op, key, source, key_avro, value_avro)], last seq, next iterator).
+
+        With ``records=(type, topic, key_fields)`` the list holds ``type`` instances instead
+        (fields in RECORD_FIELDS order), each REMOVE followed by its tombstone.
+        """
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise _bad(f"not valid JSON: {e}") from None
+        if type(doc) is not dict:
+            raise _bad("expected a JSON object")
+        raw = doc.get("Records")
+        if raw is None:
+            raw = []
+        elif type(raw) is not list:
+            raise _bad("Records must be an array or null")
+        nxt = _optional(doc, "NextShardIterator", str)
+        out = [self._record(r, ts_ms) for r in raw]
+        last = out[-1][2]["sequence_number"] if out else None
+        if self._records is None:
+            return out, last, nxt
+        make, topic, key_fields = self._records
+        table = self._table
+        objs = []
+        for op, key, source, key_avro, value_avro in out:
+            objs.append(make(topic, table, key_fields, key, op, None, None, source, ts_ms, False, key_avro, value_avro))
+            if op == "d":
+                objs.append(make(topic, table, key_fields, key, op, None, None, source, ts_ms, True, key_avro, None))
+        return objs, last, nxt
+
+    def _record(self, r: Any, ts_ms: int) -> Record:
+        if type(r) is not dict:
+            raise _bad("a record must be an object")
+        name = r.get("eventName")
+        op = _OPS.get(name) if type(name) is str else None
+        if op is None:
+            raise _bad(f"unknown eventName {name!r}")
+        event_id = _optional(r, "eventID", str)
+        region = _optional(r, "awsRegion", str) or self._region
+        ident = _optional(r, "userIdentity", dict) or {}
+        d = r.get("dynamodb")
+        if type(d) is not dict:
+            raise _bad("record has no dynamodb object")
+        keys = d.get("Keys")
+        _check_keys(keys)
+        seq = d.get("SequenceNumber")
+        if type(seq) is not str:
+            raise _bad("dynamodb.SequenceNumber must be a string")
+        ms = _creation_ms(d.get("ApproximateCreationDateTime"))
+        before, after = d.get("OldImage"), d.get("NewImage")
+        for image in (before, after):
+            if image is not None:
+                _check_item(image, 1)
+        for name, t in self._binary_keys:
+            _check_base64(keys.get(name, {}).get(t))
+        ttl = (
+            op == "d"
+            and ident.get("type", ident.get("Type")) == "Service"
+            and ident.get("principalId", ident.get("PrincipalId")) == "dynamodb.amazonaws.com"
+        )
+        source = {
+            "connector": "dynamodb",
+            "table": self._table,
+            "region": region,
+            "stream_arn": self._stream_arn,
+            "shard_id": self._shard_id,
+            "sequence_number": seq,
+            "event_id": event_id,
+            "approximate_creation_ms": ms,
+            "ttl_delete": ttl,
+        }
+        try:
+            key_avro = encode_key(self._key_fields, keys)
+        except ConversionError as e:
+            raise _bad(str(e)) from None
+        return op, keys, source, key_avro, encode_envelope(op, before, after, source, ts_ms)

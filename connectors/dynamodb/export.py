@@ -1,0 +1,393 @@
+"""Snapshots from a DynamoDB export to S3 (``DYNAMODB_JSON``, gzip), one task per data file.
+
+Where the files are:
+- ``export_arn``: DescribeExport names the bucket, the prefix and the manifest
+  (``manifest-summary.json`` → ``manifest-files.json`` → one ``dataFileS3Key`` per line);
+- ``s3_bucket``/``s3_prefix``: a ``manifest-files.json`` under the prefix if there is one,
+  otherwise every ``AWSDynamoDB/<export id>/data/*.gz`` object under it (moto writes no
+  manifest); two exports under one prefix without manifests are refused as ambiguous;
+- ``trigger``: the bridge requests ``ExportTableToPointInTime`` itself (the table needs
+  point-in-time recovery), stores the export ARN as an offset before waiting for it, so a
+  restart waits for the same export instead of requesting another, and then reads it as
+  above. The request carries a ``ClientToken`` derived from the bridge, table and prefix,
+  so a crash between the request and storing its ARN repeats the same request (DynamoDB
+  treats it as the same export for 8 hours).
+
+Each data file is a task with source partition ``{"table", "export", "file"}`` and offset
+``{"line", "items", "done"}``; a restart skips the lines already acknowledged (gzip cannot
+seek, so the file is read again from its start but nothing before ``line`` is published).
+Up to ``parallel_files`` files are read at once; S3 reads run in threads (boto3), parsing
+on the event loop with orjson a page at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bridge.config import SnapshotConfig
+from bridge.errors import ConfigError, ConnectorError
+from bridge.progress import SnapshotProgress
+from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
+from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.marks import OffsetTask
+from connectors.dynamodb.scan import snapshot_records
+from connectors.dynamodb.table import TableInfo, describe_table
+
+__all__ = ["ExportConnector", "ExportFileTask", "ExportLocation", "find_data_files"]
+
+log = logging.getLogger(__name__)
+
+LINES_PER_BATCH = 1000
+
+
+class ExportLocation:
+    def __init__(self, bucket: str, prefix: str, export_arn: str | None = None, manifest_key: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.export_arn = export_arn
+        self.manifest_key = manifest_key
+
+    @property
+    def id(self) -> str:
+        return self.export_arn or f"s3://{self.bucket}/{self.prefix}"
+
+
+def _s3_error(what: str, e: Exception) -> ConnectorError:
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        return ConnectorError(f"{what}: {err.get('Code')}: {err.get('Message')}")
+    return ConnectorError(f"{what}: {type(e).__name__}: {e}")
+
+
+def _lines(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def find_data_files(s3: Any, loc: ExportLocation) -> list[tuple[str, int | None]]:
+    """Data files of one export, with item counts when a manifest gives them (blocking)."""
+    try:
+        manifest_files = None
+        if loc.manifest_key:
+            summary = orjson.loads(s3.get_object(Bucket=loc.bucket, Key=loc.manifest_key)["Body"].read())
+            manifest_files = summary.get("manifestFilesS3Key")
+        keys: list[str] = []
+        if manifest_files is None:
+            paginator = s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.prefix + "/" if loc.prefix else ""):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+            manifests = [k for k in keys if k.endswith("/manifest-files.json")]
+            if len(manifests) > 1:
+                raise ConfigError(
+                    f"s3://{loc.bucket}/{loc.prefix} holds {len(manifests)} exports; set export.export_arn "
+                    "or an s3_prefix that ends at one export's directory"
+                )
+            manifest_files = manifests[0] if manifests else None
+        if manifest_files is not None:
+            body = s3.get_object(Bucket=loc.bucket, Key=manifest_files)["Body"].read()
+            return [(m["dataFileS3Key"], m.get("itemCount")) for m in _lines(body)]
+        data = sorted(k for k in keys if "/data/" in k and k.endswith(".gz"))
+        exports = {k.split("/data/")[0] for k in data}
+        if len(exports) > 1:
+            raise ConfigError(
+                f"s3://{loc.bucket}/{loc.prefix} holds data of {len(exports)} exports and no manifest; "
+                "set export.export_arn or narrow export.s3_prefix to one export"
+            )
+        if not data:
+            raise ConfigError(f"no export data files (…/data/*.gz) under s3://{loc.bucket}/{loc.prefix}")
+        return [(k, None) for k in data]
+    except (ClientError, BotoCoreError) as e:
+        raise _s3_error(f"listing export files under s3://{loc.bucket}/{loc.prefix}", e) from None
+
+
+class ExportFileTask(SourceTask):
+    """Reads one gzip data file, ``LINES_PER_BATCH`` items per poll, skipping stored lines."""
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        key: str,
+        export_id: str,
+        table: TableInfo,
+        topic: str,
+        resume: dict[str, Any] | None,
+        progress: SnapshotProgress | None,
+    ) -> None:
+        self.partition = {"table": table.name, "export": export_id, "file": key}
+        self.key = key
+        self._s3 = s3
+        self._bucket = bucket
+        self._table = table
+        self._topic = topic
+        self._progress = progress
+        resume = resume or {}
+        self.skip = int(resume.get("line", 0))
+        self.line = 0
+        self.items = int(resume.get("items", 0))
+        self.items_this_run = 0
+        self._file: gzip.GzipFile | None = None
+        self._body: Any = None
+        self._source = {
+            "connector": "dynamodb",
+            "table": table.name,
+            "region": table.region,
+            "snapshot": "export",
+            "ttl_delete": False,
+        }
+
+    def _open(self) -> None:
+        try:
+            self._body = self._s3.get_object(Bucket=self._bucket, Key=self.key)["Body"]
+        except (ClientError, BotoCoreError) as e:
+            raise _s3_error(f"reading s3://{self._bucket}/{self.key}", e) from None
+        self._file = gzip.GzipFile(fileobj=self._body, mode="rb")
+
+    def _read(self) -> tuple[list[bytes], bool]:
+        """Next lines after the stored position (blocking: runs in a thread)."""
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        out: list[bytes] = []
+        try:
+            while len(out) < LINES_PER_BATCH:
+                raw = self._file.readline()
+                if not raw:
+                    return out, True
+                self.line += 1
+                if self.line <= self.skip or not raw.strip():
+                    continue
+                out.append(raw)
+        except (OSError, EOFError, BotoCoreError) as e:
+            raise ConnectorError(f"reading s3://{self._bucket}/{self.key} at line {self.line}: {e}") from None
+        return out, False
+
+    async def poll(self) -> Batch:
+        lines, eof = await asyncio.to_thread(self._read)
+        try:
+            items = [orjson.loads(x)["Item"] for x in lines]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConnectorError(f"s3://{self._bucket}/{self.key} near line {self.line}: not DYNAMODB_JSON: {e}") from None
+        records = snapshot_records(items, topic=self._topic, table=self._table, source=self._source)
+        self.items += len(records)
+        self.items_this_run += len(records)
+        if self._progress is not None and records:
+            self._progress.add(len(records))
+        offset = {"line": self.line, "items": self.items, "done": eof}
+        if eof:
+            return Batch(records, offset, final=True, reason="file-done")
+        return Batch(records, offset)
+
+    async def close(self) -> None:
+        if self._body is not None:
+            await asyncio.to_thread(self._body.close)
+
+
+class ExportConnector(SourceConnector):
+    """Publishes every item of one export; ``done`` is set once all files are durable."""
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        topic: str,
+        ddb: AwsJsonClient,
+        config: SnapshotConfig,
+        bridge_name: str,
+        region: str,
+        profile: str | None = None,
+        s3_endpoint_url: str | None = None,
+        s3: Any = None,
+        start_after: asyncio.Event | None = None,
+        progress_stream: Any = None,
+    ) -> None:
+        assert config.export is not None
+        self.name = f"export:{table}"
+        self.table_name = table
+        self.topic = topic
+        self._ddb = ddb
+        self._config = config
+        self._export = config.export
+        self._bridge_name = bridge_name
+        self._s3 = s3 or boto3.Session(profile_name=profile, region_name=region).client(
+            "s3",
+            endpoint_url=self._export.s3_endpoint_url or s3_endpoint_url,
+            config=BotoConfig(retries={"mode": "standard", "max_attempts": 8}, s3={"addressing_style": "path"}),
+        )
+        self._progress_stream = progress_stream
+        self._start_after = start_after  # a handoff lets the snapshot start once stream positions are held
+        self.table: TableInfo | None = None
+        self.done = asyncio.Event()
+        self.progress: SnapshotProgress | None = None
+        self.location: ExportLocation | None = None
+        self.items_this_run = 0
+        self._queue: deque[tuple[str, dict[str, Any] | None]] = deque()
+        self._running: set[str] = set()
+        self._all_done = asyncio.Event()
+        self._marked = asyncio.Event()
+        self._runtime: TaskRuntime | None = None
+
+    @property
+    def _request_partition(self) -> dict[str, Any]:
+        return {"table": self.table_name, "export": "request"}
+
+    async def validate(self) -> None:
+        self.table = await describe_table(self._ddb, self.table_name)
+        if self._export.trigger:
+            cb = await self._ddb.call("DescribeContinuousBackups", {"TableName": self.table_name})
+            pitr = cb.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
+            if pitr.get("PointInTimeRecoveryStatus") != "ENABLED":
+                raise ConfigError(
+                    f"tables: {self.table_name}.snapshot.export.trigger needs point-in-time recovery on the table; "
+                    "enable it (UpdateContinuousBackups PointInTimeRecoveryEnabled=true) or name an existing export"
+                )
+
+    # ---- finding the export ------------------------------------------------------------
+
+    async def _describe(self, arn: str) -> dict[str, Any]:
+        try:
+            return (await self._ddb.call("DescribeExport", {"ExportArn": arn}))["ExportDescription"]
+        except AwsApiError as e:
+            if e.code in ("ExportNotFoundException", "ValidationException"):
+                raise ConfigError(f"tables: {self.table_name}.snapshot.export.export_arn: {e}") from None
+            raise
+
+    async def _wait_for(self, arn: str) -> dict[str, Any]:
+        started = time.monotonic()
+        while True:
+            desc = await self._describe(arn)
+            status = desc.get("ExportStatus")
+            if status == "COMPLETED":
+                return desc
+            if status == "FAILED":
+                raise ConnectorError(
+                    f"export {arn} of {self.table_name} failed: {desc.get('FailureCode')}: {desc.get('FailureMessage')}"
+                )
+            log.info("export of %s %s for %.0fs; waiting", self.table_name, status, time.monotonic() - started)
+            await asyncio.sleep(self._export.poll_interval_s)
+
+    async def _request(self, runtime: TaskRuntime) -> str:
+        stored = runtime.offsets.offset(self._request_partition)
+        if stored and stored.get("export_arn"):
+            log.info("export of %s already requested: %s", self.table_name, stored["export_arn"])
+            return str(stored["export_arn"])
+        desc = (await self._ddb.call("DescribeTable", {"TableName": self.table_name}))["Table"]
+        token = hashlib.sha256(f"{self._bridge_name}/{self.table_name}/{self._export.s3_prefix}".encode()).hexdigest()[:32]
+        resp = await self._ddb.call(
+            "ExportTableToPointInTime",
+            {
+                "TableArn": desc["TableArn"],
+                "S3Bucket": self._export.s3_bucket,
+                "S3Prefix": f"{self._export.s3_prefix.strip('/')}/{self.table_name}-{token[:8]}",
+                "ExportFormat": "DYNAMODB_JSON",
+                "ClientToken": token,
+            },
+        )
+        arn = resp["ExportDescription"]["ExportArn"]
+        log.info("requested export of %s: %s", self.table_name, arn)
+        mark = OffsetTask(self._request_partition, {"export_arn": arn, "requested_ms": int(time.time() * 1000)}, "export-requested")
+        self._marked.clear()
+        runtime.start_task(mark)
+        await self._marked.wait()
+        return str(arn)
+
+    async def _locate(self, runtime: TaskRuntime) -> ExportLocation:
+        e = self._export
+        arn = await self._request(runtime) if e.trigger else e.export_arn
+        if arn is None:
+            assert e.s3_bucket is not None
+            return ExportLocation(e.s3_bucket, e.s3_prefix or "")
+        desc = await self._wait_for(arn)
+        return ExportLocation(desc["S3Bucket"], desc.get("S3Prefix") or "", arn, desc.get("ExportManifest"))
+
+    # ---- running -----------------------------------------------------------------------
+
+    async def run(self, runtime: TaskRuntime) -> None:
+        if self.table is None:
+            await self.validate()
+        assert self.table is not None
+        self._runtime = runtime
+        if self._start_after is not None:
+            await self._start_after.wait()
+        loc = self.location = await self._locate(runtime)
+        files = await asyncio.to_thread(find_data_files, self._s3, loc)
+        expected = sum(c for _, c in files if c is not None) if all(c is not None for _, c in files) else None
+        progress = self.progress = SnapshotProgress(
+            self.table_name,
+            kind="export",
+            units="files",
+            total_units=len(files),
+            expected_items=expected if expected is not None else (self.table.item_count or None),
+            interval_s=self._config.progress_interval_s,
+            stream=self._progress_stream,
+        )
+        todo: list[tuple[str, dict[str, Any] | None]] = []
+        resumed = 0
+        for key, _ in files:
+            o = runtime.offsets.offset(self._partition(loc, key))
+            if o and o.get("done"):
+                progress.resumed(int(o.get("items", 0)), units_done=1)
+                resumed += int(o.get("items", 0))
+                continue
+            if o:
+                progress.resumed(int(o.get("items", 0)))
+                resumed += int(o.get("items", 0))
+            todo.append((key, o))
+        log.info(
+            "snapshot of %s from export %s: %d of %d files to read (%d at a time), %d items already published",
+            self.table_name, loc.id, len(todo), len(files), self._export.parallel_files, resumed,
+        )
+        if todo:
+            self._queue = deque(todo)
+            self._fill()
+            await self._all_done.wait()
+        progress.finish()
+        log.info(
+            "snapshot of %s complete: export %s, %d items read in this run, %d resumed from stored offsets",
+            self.table_name, loc.id, self.items_this_run, resumed,
+        )
+        self.done.set()
+
+    def _partition(self, loc: ExportLocation, key: str) -> dict[str, Any]:
+        return {"table": self.table_name, "export": loc.id, "file": key}
+
+    def _fill(self) -> None:
+        assert self._runtime is not None and self.location is not None and self.table is not None
+        while self._queue and len(self._running) < self._export.parallel_files:
+            key, resume = self._queue.popleft()
+            task = ExportFileTask(
+                s3=self._s3,
+                bucket=self.location.bucket,
+                key=key,
+                export_id=self.location.id,
+                table=self.table,
+                topic=self.topic,
+                resume=resume,
+                progress=self.progress,
+            )
+            self._running.add(key)
+            self._runtime.start_task(task)
+
+    def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        if isinstance(task, OffsetTask):
+            self._marked.set()
+            return
+        assert isinstance(task, ExportFileTask)
+        self._running.discard(task.key)
+        self.items_this_run += task.items_this_run
+        if self.progress is not None:
+            self.progress.unit_done()
+        self._fill()
+        if not self._queue and not self._running:
+            self._all_done.set()
