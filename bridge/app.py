@@ -104,6 +104,8 @@ async def run_bridge(
         exactly_once = cfg.delivery == "exactly-once"
         # One transactional id per bridge name: a second process with the same name fences this one.
         pconf = producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None)
+        # Fatal producer errors (fenced, idempotence broken) surface only here; the worker stops.
+        pconf["error_cb"] = lambda err: worker.producer_error(err)
         producer = Producer(pconf)
         worker = Worker(
             WorkerSettings(
@@ -115,6 +117,7 @@ async def run_bridge(
                 dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,
                 exactly_once=exactly_once,
                 max_message_bytes=int(pconf["message.max.bytes"]),
+                transaction_timeout_s=int(pconf.get("transaction.timeout.ms", 60000)) / 1000,
             ),
             list(connectors),
             producer,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
+import signal
 import sys
 
 from bridge.config import load_config
@@ -20,6 +22,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     logging.getLogger().setLevel(args.log_level or cfg.log_level)
     tune_for_throughput()
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: for a bridge that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     asyncio.run(run_bridge(cfg))
     return 0
 

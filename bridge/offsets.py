@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,11 +38,13 @@ class OffsetStore:
         self._offsets: dict[str, dict[str, Any]] = {}
 
     def load(self, timeout_s: float = 30.0) -> int:
-        """Read the whole topic; returns how many offsets this connector has.
+        """Read the topic up to its end at start; returns how many offsets this connector has.
 
-        Reads past the reported high watermark until a poll comes back empty: the local
-        broker (tansu) reports the watermark short of a multi-record batch's end, and
-        stopping at it would lose the newest offsets.
+        Stops once every partition is read past the end offset it had when loading began,
+        as Kafka Connect does, so another process writing offsets meanwhile cannot keep the
+        load going forever. It also reads on until a poll comes back empty or a second has
+        passed: the local broker (tansu) reports the end short of a multi-record batch's
+        end, and stopping at it would lose the newest offsets.
         """
         conf = client_config(self._kafka) | {
             "group.id": f"{self.connector}-offset-reader",
@@ -53,7 +56,11 @@ class OffsetStore:
             meta = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
             if meta is None or meta.error is not None:
                 return 0
-            consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
+            parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in parts}
+            consumer.assign(parts)
+            deadline = time.monotonic() + timeout_s
+            reached: float | None = None
             while True:
                 msg = consumer.poll(0.5)
                 if msg is None:
@@ -61,6 +68,13 @@ class OffsetStore:
                 if msg.error():
                     raise OffsetStoreError(f"reading offsets topic {self.topic!r}: {msg.error().str()}")
                 self._apply(msg.key(), msg.value())
+                now = time.monotonic()
+                if reached is None and all(tp.offset >= ends[tp.partition] for tp in consumer.position(parts)):
+                    reached = now
+                if (reached is not None and now - reached > 1.0) or now > deadline:
+                    if reached is None:
+                        log.warning("offsets topic %s still growing after %.0f s; using what was read", self.topic, timeout_s)
+                    break
         except KafkaException as e:
             raise OffsetStoreError(f"reading offsets topic {self.topic!r}: {e}") from None
         finally:

@@ -50,6 +50,7 @@ _RECORD_ERRORS = {
     KafkaError.RECORD_LIST_TOO_LARGE,
 }
 
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 
@@ -144,6 +145,9 @@ class Worker:
         self.records_produced = 0
         self.records_dead_lettered = 0
         self._txn_dirty = False
+        self._fenced = False
+        self._txn_failure: str | None = None
+        self._committing: asyncio.Event | None = None  # set while a transaction commits
         for name, fn, text in (
             ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
             ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
@@ -224,6 +228,8 @@ class Worker:
         for record in batch.records:
             if not self.serializer.ready(record):
                 await self._prepare(record)
+        while self._committing is not None:  # exactly-once: not into a committing transaction
+            await self._committing.wait()
         entry = _Entry(remaining=0, offset=batch.offset)
         progress.pending.append(entry)
         if batch.offset is not None:
@@ -251,6 +257,8 @@ class Worker:
                 return
             if err.code() in _RECORD_ERRORS:
                 self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
+            elif self.settings.exactly_once and err.code() in _PURGED:
+                self._transaction_failed(record.topic, err)
             else:
                 self._fail(ProduceError(self._kafka_error(record.topic, err)))
 
@@ -269,6 +277,9 @@ class Worker:
                 if err.code() in _RECORD_ERRORS:
                     self._buffered_bytes -= size
                     self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
+                    return
+                if self.settings.exactly_once and err.code() == KafkaError._STATE:
+                    self._transaction_failed(record.topic, err)
                     return
                 raise ProduceError(self._kafka_error(record.topic, err)) from None
 
@@ -377,26 +388,53 @@ class Worker:
             progress.dirty = True
             log.warning("offset write deferred: %s", e)
 
-    def _commit_transaction(self) -> None:
+    async def _commit_transaction(self) -> None:
         """Exactly-once: offsets of everything produced so far, then commit, in one go.
 
-        Runs on the loop thread on purpose: commit flushes and serves delivery callbacks
-        here, and no record can be produced into the transaction while it commits.
+        No record may join the transaction while it commits (``_submit`` waits on the gate),
+        or it would be committed without its offset. The acknowledgements are awaited here
+        without holding the loop (``_poll_loop`` serves them); only EndTxn blocks. A
+        transaction in which any record failed is aborted, never committed: its offsets
+        would cover a record that is not in it.
         """
         if not self._txn_dirty:
             return
-        for progress in self._progress.values():
-            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
-                key, value = self.offsets.encode(progress.partition, progress.submitted)
-                self.producer.produce(self.offsets.topic, value, key)
+        gate = self._committing = asyncio.Event()
         try:
-            self.producer.commit_transaction(self.settings.transaction_timeout_s)
-        except KafkaException as e:
-            err = e.args[0]
-            if err.txn_requires_abort():
-                with contextlib.suppress(KafkaException):
-                    self.producer.abort_transaction(self.settings.transaction_timeout_s)
-            raise ProduceError(self._txn_error(err)) from None
+            for progress in self._progress.values():
+                if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                    key, value = self.offsets.encode(progress.partition, progress.submitted)
+                    self.producer.produce(self.offsets.topic, value, key)
+            deadline = time.monotonic() + self.settings.transaction_timeout_s
+            while len(self.producer) and self._txn_failure is None and self._failure is None:
+                if time.monotonic() > deadline:
+                    self._txn_failure = "transaction timed out waiting for the broker; a restart resumes from the last commit"
+                    break
+                await asyncio.sleep(0.002)
+            if self._txn_failure is not None or self._failure is not None:
+                raise ProduceError(self._abort(self._txn_failure or str(self._failure)))
+            while True:
+                try:
+                    # Short slices, resumed on timeout: the loop keeps serving error_cb, which
+                    # reports fencing that a blocked commit would only report at its timeout.
+                    self.producer.commit_transaction(1.0)
+                    break
+                except KafkaException as e:
+                    err = e.args[0]
+                    if err.retriable() and self._failure is None and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                        continue
+                    reason = self._txn_error(err)
+                    if err.code() == KafkaError._TIMED_OUT:
+                        reason = (
+                            f"transaction commit timed out after {self.settings.transaction_timeout_s:g} s: the broker "
+                            f"is unreachable, or another bridge process named {self.settings.connector_name!r} took "
+                            f"over (fenced); a restart resumes from the last commit"
+                        )
+                    raise ProduceError(self._abort(reason) if err.txn_requires_abort() else reason) from None
+        finally:
+            self._committing = None
+            gate.set()
         self._txn_dirty = False
         for progress in self._progress.values():
             if progress.submitted is not None and progress.submitted is not progress.committable_txn:
@@ -412,12 +450,45 @@ class Worker:
             progress.durable_waiters = still
         self.producer.begin_transaction()
 
+    def _abort(self, reason: str) -> str:
+        """Abort the open transaction; returns the reason to stop with (fencing, if that is
+        what the abort reveals: a purged record does not say why it was purged)."""
+        with contextlib.suppress(KafkaException):
+            self.producer.purge()
+        if self._fenced:
+            return reason
+        try:
+            self.producer.abort_transaction(10.0)
+        except KafkaException as e:
+            if e.args[0].code() in _FENCED or e.args[0].fatal():
+                return self._txn_error(e.args[0])
+        return reason
+
+    def producer_error(self, err: KafkaError) -> None:
+        """librdkafka's ``error_cb``, served by ``poll``: a fatal error makes the producer
+        useless (e.g. fenced), so stop now rather than wait for a commit to time out."""
+        if err.fatal():
+            reason = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
+            self._fail(ProduceError(reason))
+
+    def _transaction_failed(self, topic: str, err: KafkaError) -> None:
+        """A record was refused because the transaction failed (purged, erroneous state).
+
+        Its error does not say why; the next commit does (e.g. fenced), so commit soon and
+        make sure that commit cannot succeed. The record stays unacknowledged: its offset
+        never moves.
+        """
+        if self._txn_failure is None:
+            self._txn_failure = self._kafka_error(topic, err)
+        self._flush_now.set()
+
     def _kafka_error(self, topic: str, err: KafkaError) -> str:
         if err.code() in _FENCED or (self.settings.exactly_once and err.code() == KafkaError._FATAL):
             return self._txn_error(err)
         return f"writing to {topic!r} failed: {err.str()}"
 
     def _txn_error(self, err: KafkaError) -> str:
+        self._fenced = self._fenced or err.code() in _FENCED or err.code() == KafkaError._FATAL
         if err.code() in _FENCED:
             return (
                 f"fenced: another bridge process named {self.settings.connector_name!r} took over "
@@ -431,10 +502,12 @@ class Worker:
             )
         return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
 
-    def _commit(self) -> None:
+    async def _commit(self) -> None:
         if self.settings.exactly_once:
+            while self._committing is not None:
+                await self._committing.wait()
             try:
-                self._commit_transaction()
+                await self._commit_transaction()
             except BridgeError as e:
                 self._fail(e)
         else:
@@ -456,7 +529,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
             self._flush_now.clear()
-            self._commit()
+            await self._commit()
 
     # ---- run --------------------------------------------------------------------------
 
@@ -516,11 +589,12 @@ class Worker:
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
         if self.settings.exactly_once:
+            while self._committing is not None:
+                await self._committing.wait()
             if self._failure is None:
-                self._commit()
+                await self._commit()
             else:
-                with contextlib.suppress(KafkaException):
-                    self.producer.abort_transaction(max(1.0, deadline - time.monotonic()))
+                self._abort("")
         else:
             self._write_offsets()
         while any(p.writing for p in self._progress.values()) and time.monotonic() < deadline:
