@@ -103,13 +103,19 @@ async def run_bridge(
         offsets.load()
         exactly_once = cfg.delivery == "exactly-once"
         # One transactional id per bridge name: a second process with the same name fences this one.
-        pconf = producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None)
+        pconf = producer_config(
+            cfg.kafka,
+            transactional_id=f"{cfg.name}-bridge" if exactly_once else None,
+            max_in_flight_records=cfg.max_in_flight_records_total,
+            buffer_max_bytes=cfg.buffer_max_bytes,
+        )
         producer = Producer(pconf)
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
                 flush_interval_s=cfg.offsets.flush_interval_ms / 1000,
                 max_in_flight_records=cfg.max_in_flight_records,
+                max_in_flight_records_total=cfg.max_in_flight_records_total,
                 buffer_max_bytes=cfg.buffer_max_bytes,
                 shutdown_timeout_s=cfg.shutdown_timeout_s,
                 dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,

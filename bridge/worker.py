@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
-from bridge.serde.serializer import RecordSerializer
+from bridge.serde.serializer import Framed, RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -58,8 +58,9 @@ _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.
 class WorkerSettings:
     connector_name: str
     flush_interval_s: float = 1.0
-    max_in_flight_records: int = 20000
-    buffer_max_bytes: int = 256 * 1024 * 1024
+    max_in_flight_records: int = 20000  # per task
+    max_in_flight_records_total: int = 100000  # per worker: tasks × the per-task bound bounds nothing
+    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker, counted as _record_bytes() does
     shutdown_timeout_s: float = 30.0
     dead_letter_topic: str | None = None  # None: errors.tolerance = none
     exactly_once: bool = False
@@ -67,10 +68,88 @@ class WorkerSettings:
     transaction_timeout_s: float = 60.0
 
 
-@dataclass(slots=True)
+# What one in-flight record costs beyond its payload: the SourceRecord with its key and
+# source dicts (~1.6 KB for the Streams reader's records) and librdkafka's message (~0.4 KB).
+# Its payload is held twice: the record's Avro bodies and librdkafka's copy.
+_RECORD_OVERHEAD = 2048
+_PAYLOAD_COPIES = 2
+_QUEUE_FULL_WAIT_S = 0.05
+
+
 class _Entry:
-    remaining: int
-    offset: dict[str, Any] | None
+    """One batch from produce to acknowledgement, and the delivery callback of all its records.
+
+    One object per batch instead of a closure per record: per record in flight that saves
+    nine GC-tracked objects (closure and cells), and the callback does two attribute updates.
+    ``remaining`` counts the messages not yet acknowledged, plus one while the batch is still
+    being produced (so that early acks cannot complete a half-produced batch). When it
+    reaches zero the batch's offset may be committed and its records and bytes are released.
+    The records stay referenced until then because the dead-letter path needs the source
+    position of a record the broker refuses.
+    """
+
+    __slots__ = ("remaining", "offset", "progress", "worker", "records", "count", "size", "dead_lettered")
+
+    def __init__(
+        self, worker: Worker, progress: _Progress, offset: dict[str, Any] | None, records: list[SourceRecord], size: int
+    ) -> None:
+        self.remaining = 1
+        self.offset = offset
+        self.progress = progress
+        self.worker = worker
+        self.records: list[SourceRecord] | None = records
+        self.count = len(records)
+        self.size = size
+        self.dead_lettered: set[int] = set()
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._refused(err, msg)
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._complete()
+
+    def ack(self) -> None:
+        """One message of this batch (a record or a dead-letter chunk) is done."""
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.records = None
+        self.worker._released(self)
+        self.progress.advance()
+
+    def _refused(self, err: KafkaError, msg: Message) -> None:
+        worker = self.worker
+        if err.code() not in _RECORD_ERRORS:
+            worker._fail(ProduceError(worker._kafka_error(msg.topic() or "?", err)))
+            return
+        key, value = msg.key(), msg.value()
+        record = self._find(key, value)
+        if record is None:  # cannot happen: every message of the batch comes from its records
+            worker._fail(ProduceError(f"writing to {msg.topic()!r} failed ({err.str()}) for a record not in its batch"))
+            return
+        worker._dead_letter(self.progress, self, record, key, value, ProduceError(err.str()), counted=True)
+
+    def _find(self, key: bytes | None, value: bytes | None) -> SourceRecord | None:
+        """The record a refused message was made from; the error path only, so a linear search.
+
+        Matched on the framed key and value: identical messages (two tombstones of the same
+        key) each get a different one of their records.
+        """
+        serialize = self.worker.serializer.serialize
+        for i, record in enumerate(self.records or ()):
+            if i in self.dead_lettered or record.tombstone != (value is None):
+                continue
+            try:
+                if serialize(record) == (key, value):
+                    self.dead_lettered.add(i)
+                    return record
+            except (ConversionError, KeyError):
+                continue
+        return None
 
 
 @dataclass(slots=True)
@@ -79,18 +158,13 @@ class _Progress:
 
     partition: dict[str, Any]
     pending: deque[_Entry] = field(default_factory=deque)
-    in_flight: int = 0
+    in_flight: int = 0  # records of this partition's batches not yet completely acknowledged
     committable: dict[str, Any] | None = None
     committable_txn: dict[str, Any] | None = None  # exactly-once: offset in the last commit
     submitted: dict[str, Any] | None = None  # newest offset handed to the producer
     dirty: bool = False
     writing: bool = False
     durable_waiters: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
-
-    def acked(self, entry: _Entry) -> None:
-        entry.remaining -= 1
-        self.in_flight -= 1
-        self.advance()
 
     def advance(self) -> None:
         while self.pending and self.pending[0].remaining == 0:
@@ -137,6 +211,10 @@ class Worker:
         self._runners: list[asyncio.Task[None]] = []
         self._progress: dict[str, _Progress] = {}
         self._buffered_bytes = 0
+        self._records_in_flight = 0  # worker-wide, per batch: released when a batch is fully acked
+        self._producing = 0  # batches waiting for room in librdkafka's queue, half produced
+        self._partial_batch = False  # a task was cancelled with its batch half produced
+        self._producing_done = asyncio.Event()
         self._space = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stop = asyncio.Event()
@@ -192,10 +270,25 @@ class Worker:
     # ---- produce ----------------------------------------------------------------------
 
     async def _wait_for_space(self, progress: _Progress) -> None:
+        """Hold the task's next poll while its records, or the worker's, are at a bound.
+
+        Checked before each poll, so a task may go over by one batch.
+        """
         s = self.settings
-        while progress.in_flight >= s.max_in_flight_records or self._buffered_bytes >= s.buffer_max_bytes:
+        while (
+            progress.in_flight >= s.max_in_flight_records
+            or self._records_in_flight >= s.max_in_flight_records_total
+            or self._buffered_bytes >= s.buffer_max_bytes
+        ):
             self._space.clear()
             await self._space.wait()
+
+    def _released(self, entry: _Entry) -> None:
+        """A batch is acknowledged (or given up): its records and bytes leave the bounds."""
+        self._records_in_flight -= entry.count
+        self._buffered_bytes -= entry.size
+        entry.progress.in_flight -= entry.count
+        self._space.set()
 
     async def _prepare(self, record: SourceRecord) -> None:
         """Register the record's schemas; while the registry is unreachable, wait and retry.
@@ -221,56 +314,87 @@ class Worker:
                 await asyncio.sleep(delay)
 
     async def _submit(self, progress: _Progress, batch: Batch) -> None:
-        for record in batch.records:
-            if not self.serializer.ready(record):
-                await self._prepare(record)
-        entry = _Entry(remaining=0, offset=batch.offset)
+        records = batch.records
+        for record in self.serializer.unprepared(records):
+            await self._prepare(record)
+        framed = self.serializer.serialize_batch(records)
+        size = _PAYLOAD_COPIES * framed.payload + _RECORD_OVERHEAD * len(records)
+        entry = _Entry(self, progress, batch.offset, records, size)
         progress.pending.append(entry)
+        progress.in_flight += entry.count
+        self._records_in_flight += entry.count
+        self._buffered_bytes += size
+        if batch.offset is not None or records:
+            self._txn_dirty = True
+        try:
+            await self._produce_all(entry, framed)
+        except asyncio.CancelledError:
+            # Half produced: what was produced is delivered, but the offset must not cover the rest.
+            entry.offset = None
+            self._partial_batch = True
+            entry.ack()
+            raise
         if batch.offset is not None:
             progress.submitted = batch.offset
-        if batch.offset is not None or batch.records:
-            self._txn_dirty = True
-        for record in batch.records:
-            try:
-                key, value = self.serializer.serialize(record)
-            except ConversionError as e:
-                self._dead_letter(progress, entry, record, None, None, e)
-                continue
-            self._produce(progress, entry, record, key, value)
-        progress.advance()
+        entry.ack()  # the hold taken at creation: the batch is complete once its messages are acked
 
-    def _produce(
-        self, progress: _Progress, entry: _Entry, record: SourceRecord, key: bytes, value: bytes | None
-    ) -> None:
-        size = len(key) + (len(value) if value else 0)
+    async def _produce_all(self, entry: _Entry, framed: Framed) -> None:
+        """Produce the batch in order; when librdkafka's queue is full, wait without blocking the loop.
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            self._buffered_bytes -= size
-            if err is None:
-                progress.acked(entry)
-                return
-            if err.code() in _RECORD_ERRORS:
-                self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
-            else:
-                self._fail(ProduceError(self._kafka_error(record.topic, err)))
+        The worker's own bounds keep the queue below librdkafka's limits (``producer_config``),
+        so the wait is the exception. While a batch waits half produced, an exactly-once
+        commit waits for it (``_flush_loop``): a transaction holds whole batches only.
+        """
+        start = self._enqueue(entry, framed, 0)
+        if start == len(framed.keys):
+            return
+        self._producing += 1
+        self._producing_done.clear()
+        try:
+            while start < len(framed.keys):
+                await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
+                start = self._enqueue(entry, framed, start)
+        finally:
+            self._producing -= 1
+            if not self._producing:
+                self._producing_done.set()
 
-        entry.remaining += 1
-        progress.in_flight += 1
-        self._buffered_bytes += size
-        while True:
-            try:
-                self.producer.produce(record.topic, value, key, on_delivery=on_delivery)
-                self.records_produced += 1
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: serve callbacks, then retry
-            except KafkaException as e:
-                err = e.args[0]
-                if err.code() in _RECORD_ERRORS:
-                    self._buffered_bytes -= size
-                    self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
-                    return
-                raise ProduceError(self._kafka_error(record.topic, err)) from None
+    def _enqueue(self, entry: _Entry, framed: Framed, start: int) -> int:
+        """Produce records ``start``... until the queue is full; returns where it stopped.
+
+        Synchronous: no delivery callback runs in between, so counting the batch's messages
+        once at the end is the same as counting each one as it goes.
+        """
+        produce = self.producer.produce
+        on_delivery = entry.on_delivery
+        records = entry.records
+        assert records is not None
+        keys, values = framed.keys, framed.values
+        i = start
+        unconverted = refused = 0  # records that went to the dead-letter path instead
+        try:
+            for i in range(start, len(keys)):
+                key = keys[i]
+                if key is None:
+                    unconverted += 1  # its dead-letter chunks count themselves
+                    self._dead_letter(entry.progress, entry, records[i], None, None, framed.errors[i])
+                    continue
+                try:
+                    produce(records[i].topic, values[i], key, on_delivery=on_delivery)
+                except BufferError:
+                    return i
+                except KafkaException as e:
+                    err = e.args[0]
+                    if err.code() not in _RECORD_ERRORS:
+                        raise ProduceError(self._kafka_error(records[i].topic, err)) from None
+                    refused += 1  # counted as this record's message: its first chunk stands in
+                    self._dead_letter(entry.progress, entry, records[i], key, values[i], ProduceError(err.str()),
+                                      counted=True)
+            i = len(keys)
+            return i
+        finally:
+            entry.remaining += i - start - unconverted
+            self.records_produced += i - start - unconverted - refused
 
     def _dead_letter(
         self,
@@ -310,9 +434,7 @@ class Worker:
         # chunks (same key, so same partition, in order) rather than lose any of it.
         room = max(1024, self.settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))
         chunks: list[bytes | None] = [value[i : i + room] for i in range(0, len(value), room)] if value else [value]
-        extra = len(chunks) - (1 if counted else 0)
-        entry.remaining += extra
-        progress.in_flight += extra
+        entry.remaining += len(chunks) - (1 if counted else 0)
 
         def on_delivery(first: bool) -> Callable[[KafkaError | None, Message], None]:
             def done(err: KafkaError | None, msg: Message) -> None:
@@ -322,7 +444,7 @@ class Worker:
                 if first:
                     self.records_dead_lettered += 1
                     log.warning("record sent to dead-letter topic %s: %s", dlq, error)
-                progress.acked(entry)
+                entry.ack()
 
             return done
 
@@ -338,9 +460,6 @@ class Worker:
         """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
         while True:
             served = self.producer.poll(0)
-            s = self.settings
-            if self._buffered_bytes < s.buffer_max_bytes:
-                self._space.set()
             await asyncio.sleep(0 if served else 0.002)
 
     # ---- offsets ----------------------------------------------------------------------
@@ -456,6 +575,8 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
             self._flush_now.clear()
+            while self.settings.exactly_once and self._producing:
+                await self._producing_done.wait()  # a transaction holds whole batches only
             self._commit()
 
     # ---- run --------------------------------------------------------------------------
@@ -516,7 +637,7 @@ class Worker:
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
         if self.settings.exactly_once:
-            if self._failure is None:
+            if self._failure is None and not self._partial_batch:
                 self._commit()
             else:
                 with contextlib.suppress(KafkaException):
