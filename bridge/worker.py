@@ -507,7 +507,13 @@ class Worker:
         for progress in self._progress.values():
             if progress.submitted is not None and progress.submitted is not progress.committable_txn:
                 key, value = self.offsets.encode(progress.partition, progress.submitted)
-                self.producer.produce(self.offsets.topic, value, key)
+                try:
+                    self.producer.produce(self.offsets.topic, value, key)
+                except BufferError:
+                    return  # queue full: commit at the next flush (offsets in the txn so far stay valid)
+                except KafkaException as e:
+                    # e.g. fenced: must stop the worker, not end the flush loop unnoticed
+                    raise ProduceError(self._kafka_error(self.offsets.topic, e.args[0])) from None
         try:
             self.producer.commit_transaction(self.settings.transaction_timeout_s)
         except KafkaException as e:
@@ -577,7 +583,11 @@ class Worker:
             self._flush_now.clear()
             while self.settings.exactly_once and self._producing:
                 await self._producing_done.wait()  # a transaction holds whole batches only
-            self._commit()
+            try:
+                self._commit()
+            except Exception as e:  # noqa: BLE001 - a dead flush loop would stop commits unnoticed
+                self._fail(e)
+                return
 
     # ---- run --------------------------------------------------------------------------
 
