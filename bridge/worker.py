@@ -60,7 +60,7 @@ class WorkerSettings:
     flush_interval_s: float = 1.0
     max_in_flight_records: int = 20000  # per task
     max_in_flight_records_total: int = 100000  # per worker: tasks × the per-task bound bounds nothing
-    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker, counted as _record_bytes() does
+    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker: 2 × payload + 2 KiB per record (see _Entry)
     shutdown_timeout_s: float = 30.0
     dead_letter_topic: str | None = None  # None: errors.tolerance = none
     exactly_once: bool = False
@@ -414,6 +414,8 @@ class Worker:
         """
         dlq = self.settings.dead_letter_topic
         if dlq is None:
+            if not counted:
+                entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
             self._fail(type(error)(f"record {record.source} cannot be written: {error}"))
             return
         headers = [

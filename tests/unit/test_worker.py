@@ -294,3 +294,17 @@ def test_exactly_once_fenced_while_writing_offsets_stops_the_worker() -> None:
     worker, _ = make_worker(Fenced(), ListTask(batches(2, 5, final=False), gate), exactly_once=True)
     with pytest.raises(Exception, match="fenced"):
         asyncio.run(asyncio.wait_for(worker.run(), 20))
+
+
+def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
+    """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
+    acknowledged, the offset covering the bad record is never written."""
+    bad = SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
+                       {"seq": 3}, 0)
+    first = Batch([record(0), record(1)], {"seq": 1})
+    second = Batch([record(2), bad, record(4)], {"seq": 4})
+    producer = FakeProducer()
+    worker, offsets = make_worker(producer, ListTask([first, second, Batch([], {"seq": 4}, final=True)]))
+    with pytest.raises(Exception, match="cannot be written"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+    assert offsets.offset(PARTITION) in (None, {"seq": 1})
