@@ -482,7 +482,7 @@ def stages(pages: Pages, serializer: RecordSerializer, conf: dict[str, Any], top
         ("fast: transcode, C (parse+convert+encode)", lambda: [c_impl.page(b, 0) for b in bodies]),
         ("fast: transcode, pure Python", lambda: [py_impl.page(b, 0) for b in bodies]),
         ("fast: PageReader.read (transcode + SourceRecords)", lambda: [reader.read(b) for b in bodies]),
-        ("fast: serialize (frame only)", lambda: [serializer.serialize(r) for rs in fast for r in rs]),
+        ("fast: serialize_batch (frame only)", lambda: [serializer.serialize_batch(rs) for rs in fast]),
         ("produce + delivery callback + flush", produce_all),
     ]
     if Transcoder is None:  # no C extension: the reader takes the general path
