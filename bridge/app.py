@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RetriableError, SchemaError
@@ -49,6 +49,17 @@ def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
             max_attempts=r.max_retries + 1,
         )
     )
+
+
+class _FatalErrors:
+    """The producer's error_cb, handed on to the worker once it exists (it needs the producer)."""
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if self.worker is not None:
+            self.worker.on_kafka_error(err)
 
 
 async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:
@@ -109,7 +120,8 @@ async def run_bridge(
             max_in_flight_records=cfg.max_in_flight_records_total,
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
-        producer = Producer(pconf)
+        errors = _FatalErrors()
+        producer = Producer(pconf | {"error_cb": errors})
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
@@ -127,6 +139,7 @@ async def run_bridge(
             offsets,
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
         )
+        errors.worker = worker
         metrics = None
         if cfg.metrics.port is not None:
             metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()

@@ -212,9 +212,10 @@ class Worker:
         self._progress: dict[str, _Progress] = {}
         self._buffered_bytes = 0
         self._records_in_flight = 0  # worker-wide, per batch: released when a batch is fully acked
-        self._producing = 0  # batches waiting for room in librdkafka's queue, half produced
         self._partial_batch = False  # a task was cancelled with its batch half produced
-        self._producing_done = asyncio.Event()
+        self._drained = asyncio.Event()  # set when no record is in flight
+        self._committing = False  # exactly-once: new batches wait while a commit drains and runs
+        self._commit_done = asyncio.Event()
         self._space = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stop = asyncio.Event()
@@ -261,6 +262,19 @@ class Worker:
             with contextlib.suppress(Exception):
                 await task.close()
 
+    def on_kafka_error(self, err: KafkaError) -> None:
+        """The producer's ``error_cb``: a fatal error (fenced, idempotence broken) stops the worker.
+
+        Without it a fatal error is only logged, and a worker whose records never get an
+        answer could wait for them indefinitely. Other errors are transient (librdkafka
+        retries) and logged by librdkafka itself.
+        """
+        if self._failure is not None or self._stop.is_set():
+            return  # stopping already; flush() at shutdown may call this with its own exception pending
+        if err.fatal():
+            text = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
+            self._fail(ProduceError(text))
+
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
@@ -289,6 +303,8 @@ class Worker:
         self._buffered_bytes -= entry.size
         entry.progress.in_flight -= entry.count
         self._space.set()
+        if not self._records_in_flight:
+            self._drained.set()
 
     async def _prepare(self, record: SourceRecord) -> None:
         """Register the record's schemas; while the registry is unreachable, wait and retry.
@@ -318,6 +334,8 @@ class Worker:
         for record in self.serializer.unprepared(records):
             await self._prepare(record)
         framed = self.serializer.serialize_batch(records)
+        while self._committing:  # exactly-once: a transaction holds whole batches only
+            await self._commit_done.wait()
         size = _PAYLOAD_COPIES * framed.payload + _RECORD_OVERHEAD * len(records)
         entry = _Entry(self, progress, batch.offset, records, size)
         progress.pending.append(entry)
@@ -342,22 +360,13 @@ class Worker:
         """Produce the batch in order; when librdkafka's queue is full, wait without blocking the loop.
 
         The worker's own bounds keep the queue below librdkafka's limits (``producer_config``),
-        so the wait is the exception. While a batch waits half produced, an exactly-once
-        commit waits for it (``_flush_loop``): a transaction holds whole batches only.
+        so the wait is the exception. A half-produced batch is in flight, so an exactly-once
+        commit waits for it (``_quiesce``).
         """
         start = self._enqueue(entry, framed, 0)
-        if start == len(framed.keys):
-            return
-        self._producing += 1
-        self._producing_done.clear()
-        try:
-            while start < len(framed.keys):
-                await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
-                start = self._enqueue(entry, framed, start)
-        finally:
-            self._producing -= 1
-            if not self._producing:
-                self._producing_done.set()
+        while start < len(framed.keys):
+            await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
+            start = self._enqueue(entry, framed, start)
 
     def _enqueue(self, entry: _Entry, framed: Framed, start: int) -> int:
         """Produce records ``start``... until the queue is full; returns where it stopped.
@@ -461,7 +470,11 @@ class Worker:
     async def _poll_loop(self) -> None:
         """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
         while True:
-            served = self.producer.poll(0)
+            try:
+                served = self.producer.poll(0)
+            except KafkaException as e:  # a fatal error: stop, rather than serve no callbacks from now on
+                self._fail(ProduceError(self._kafka_error("?", e.args[0])))
+                return
             await asyncio.sleep(0 if served else 0.002)
 
     # ---- offsets ----------------------------------------------------------------------
@@ -583,13 +596,30 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
             self._flush_now.clear()
-            while self.settings.exactly_once and self._producing:
-                await self._producing_done.wait()  # a transaction holds whole batches only
             try:
+                if self.settings.exactly_once and self._txn_dirty:
+                    await self._quiesce()
                 self._commit()
             except Exception as e:  # noqa: BLE001 - a dead flush loop would stop commits unnoticed
                 self._fail(e)
                 return
+            finally:
+                self._committing = False
+                self._commit_done.set()
+
+    async def _quiesce(self) -> None:
+        """Exactly-once, before a commit: hold new batches and wait until every record produced
+        is acknowledged.
+
+        ``commit_transaction`` blocks the loop while it flushes; with nothing left in flight
+        it does not wait on the broker, and a broker that stops answering (or a fence) is
+        met here, where the loop still serves callbacks and errors, instead of inside it.
+        """
+        self._committing = True
+        self._commit_done.clear()
+        while self._records_in_flight:
+            self._drained.clear()
+            await self._drained.wait()
 
     # ---- run --------------------------------------------------------------------------
 

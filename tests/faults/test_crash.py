@@ -30,6 +30,7 @@ from tests.faults.support import (
     last_line,
     read_offsets,
     topic_of,
+    wait_for_log_count,
 )
 
 pytestmark = pytest.mark.slow
@@ -211,6 +212,10 @@ def test_exactly_once_duplicate_process_is_fenced(stack, make_double, bridges, m
     second = bridges.start(
         dict(cfg, metrics={"port": free_port(), "host": "127.0.0.1"}), instance="second"
     )
+    # "running" is logged before the worker initialises its transactions, its readers after:
+    # only then is the first process fenced. Written earlier, the changes could be read and
+    # committed by the first process before the fence, leaving it nothing to be fenced on.
+    wait_for_log_count(second, "starting reader", 2, 60)
     log.write_many(100, keys=20)  # the next transaction of the first process meets the fence
     code = first.wait(60)
     line = last_line(first.log())
