@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
+from bridge.kafka import RDKAFKA_LOGGER
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import Framed, RecordSerializer
@@ -267,13 +268,15 @@ class Worker:
 
         Without it a fatal error is only logged, and a worker whose records never get an
         answer could wait for them indefinitely. Other errors are transient (librdkafka
-        retries) and logged by librdkafka itself.
+        retries); they are logged, as librdkafka does when no error_cb is set.
         """
         if self._failure is not None or self._stop.is_set():
             return  # stopping already; flush() at shutdown may call this with its own exception pending
         if err.fatal():
             text = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
             self._fail(ProduceError(text))
+        else:  # what librdkafka logs itself when no error_cb is set
+            RDKAFKA_LOGGER.error("ERROR %s", err.str())
 
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
