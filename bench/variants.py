@@ -335,16 +335,21 @@ class BridgeRun:
 
 def make_worker(
     conf: dict[str, Any], serializer: RecordSerializer, tasks: list[SourceTask], *, producer: Any = None,
-    max_in_flight_records: int = 20000, buffer_max_bytes: int = 256 * 1024 * 1024, offsets_topic: str = "bench-offsets",
+    max_in_flight_records: int = 20000, max_in_flight_records_total: int = 100000,
+    buffer_max_bytes: int = 256 * 1024 * 1024, offsets_topic: str = "bench-offsets",
 ) -> tuple[Worker, BenchConnector]:
+    """A worker set up as ``bridge.app`` sets it up (librdkafka's queue limits from the bounds)."""
     connector = BenchConnector(tasks)
+    if producer is None:
+        producer = Producer(producer_config(conf, max_in_flight_records=max_in_flight_records_total,
+                                            buffer_max_bytes=buffer_max_bytes))
     worker = Worker(
         WorkerSettings(
             connector_name="bench", flush_interval_s=1.0, max_in_flight_records=max_in_flight_records,
-            buffer_max_bytes=buffer_max_bytes,
+            max_in_flight_records_total=max_in_flight_records_total, buffer_max_bytes=buffer_max_bytes,
         ),
         [connector],
-        producer if producer is not None else Producer(producer_config(conf)),
+        producer,
         OffsetStore(conf, offsets_topic, "bench"),
         serializer,
     )
@@ -477,7 +482,7 @@ def stages(pages: Pages, serializer: RecordSerializer, conf: dict[str, Any], top
         ("fast: transcode, C (parse+convert+encode)", lambda: [c_impl.page(b, 0) for b in bodies]),
         ("fast: transcode, pure Python", lambda: [py_impl.page(b, 0) for b in bodies]),
         ("fast: PageReader.read (transcode + SourceRecords)", lambda: [reader.read(b) for b in bodies]),
-        ("fast: serialize (frame only)", lambda: [serializer.serialize(r) for rs in fast for r in rs]),
+        ("fast: serialize_batch (frame only)", lambda: [serializer.serialize_batch(rs) for rs in fast]),
         ("produce + delivery callback + flush", produce_all),
     ]
     if Transcoder is None:  # no C extension: the reader takes the general path

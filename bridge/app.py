@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RetriableError, SchemaError
@@ -49,6 +49,17 @@ def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
             max_attempts=r.max_retries + 1,
         )
     )
+
+
+class _FatalErrors:
+    """The producer's error_cb, handed on to the worker once it exists (it needs the producer)."""
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if self.worker is not None:
+            self.worker.on_kafka_error(err)
 
 
 async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:
@@ -103,15 +114,20 @@ async def run_bridge(
         offsets.load()
         exactly_once = cfg.delivery == "exactly-once"
         # One transactional id per bridge name: a second process with the same name fences this one.
-        pconf = producer_config(cfg.kafka, transactional_id=f"{cfg.name}-bridge" if exactly_once else None)
-        # Fatal producer errors (fenced, idempotence broken) surface only here; the worker stops.
-        pconf["error_cb"] = lambda err: worker.producer_error(err)
-        producer = Producer(pconf)
+        pconf = producer_config(
+            cfg.kafka,
+            transactional_id=f"{cfg.name}-bridge" if exactly_once else None,
+            max_in_flight_records=cfg.max_in_flight_records_total,
+            buffer_max_bytes=cfg.buffer_max_bytes,
+        )
+        errors = _FatalErrors()
+        producer = Producer(pconf | {"error_cb": errors})
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
                 flush_interval_s=cfg.offsets.flush_interval_ms / 1000,
                 max_in_flight_records=cfg.max_in_flight_records,
+                max_in_flight_records_total=cfg.max_in_flight_records_total,
                 buffer_max_bytes=cfg.buffer_max_bytes,
                 shutdown_timeout_s=cfg.shutdown_timeout_s,
                 dead_letter_topic=cfg.dead_letter_topic if cfg.errors.tolerance == "all" else None,
@@ -124,6 +140,7 @@ async def run_bridge(
             offsets,
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
         )
+        errors.worker = worker
         metrics = None
         if cfg.metrics.port is not None:
             metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()

@@ -254,6 +254,7 @@ class BridgeConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
+    max_in_flight_records_total: int = Field(100000, ge=1, description="per worker; every reader waits above it")
     buffer_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="per worker")
     shutdown_timeout_s: float = Field(30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

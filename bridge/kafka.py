@@ -51,7 +51,25 @@ def client_config(kafka: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
-def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = None) -> dict[str, Any]:
+# librdkafka's defaults for its local queue (queue.buffering.max.messages / .kbytes).
+_QUEUE_MAX_MESSAGES = 100_000
+_QUEUE_MAX_KBYTES = 1024 * 1024
+
+
+def producer_config(
+    kafka: dict[str, Any],
+    *,
+    transactional_id: str | None = None,
+    max_in_flight_records: int | None = None,
+    buffer_max_bytes: int | None = None,
+) -> dict[str, Any]:
+    """The bridge's producer settings; the user's pass-through ones in between.
+
+    ``max_in_flight_records`` and ``buffer_max_bytes`` are the worker's own bounds: librdkafka's
+    queue limits are kept at twice those (a task may go one batch over the worker's bound
+    before it stops reading), so that the worker's backpressure, which pauses reading, binds
+    first, and librdkafka's queue-full (which makes produce wait) stays an exception.
+    """
     conf: dict[str, Any] = {
         "linger.ms": 5,
         "compression.type": "lz4",
@@ -64,6 +82,12 @@ def producer_config(kafka: dict[str, Any], *, transactional_id: str | None = Non
         "logger": RDKAFKA_LOGGER,
     }
     conf.update(kafka)
+    if max_in_flight_records is not None:
+        queued = int(conf.get("queue.buffering.max.messages", _QUEUE_MAX_MESSAGES))
+        conf["queue.buffering.max.messages"] = max(queued, 2 * max_in_flight_records)
+    if buffer_max_bytes is not None:
+        kbytes = int(conf.get("queue.buffering.max.kbytes", _QUEUE_MAX_KBYTES))
+        conf["queue.buffering.max.kbytes"] = min(2**31 - 1, max(kbytes, 2 * buffer_max_bytes // 1024))
     conf.update({"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
     if transactional_id:
         conf["transactional.id"] = transactional_id

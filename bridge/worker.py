@@ -32,9 +32,10 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
+from bridge.kafka import RDKAFKA_LOGGER
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
-from bridge.serde.serializer import RecordSerializer
+from bridge.serde.serializer import Framed, RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -50,7 +51,7 @@ _RECORD_ERRORS = {
     KafkaError.RECORD_LIST_TOO_LARGE,
 }
 
-_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+_TXN_FAILED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE}
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 
@@ -59,8 +60,9 @@ _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.
 class WorkerSettings:
     connector_name: str
     flush_interval_s: float = 1.0
-    max_in_flight_records: int = 20000
-    buffer_max_bytes: int = 256 * 1024 * 1024
+    max_in_flight_records: int = 20000  # per task
+    max_in_flight_records_total: int = 100000  # per worker: tasks × the per-task bound bounds nothing
+    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker: 2 × payload + 2 KiB per record (see _Entry)
     shutdown_timeout_s: float = 30.0
     dead_letter_topic: str | None = None  # None: errors.tolerance = none
     exactly_once: bool = False
@@ -68,10 +70,88 @@ class WorkerSettings:
     transaction_timeout_s: float = 60.0
 
 
-@dataclass(slots=True)
+# What one in-flight record costs beyond its payload: the SourceRecord with its key and
+# source dicts (~1.6 KB for the Streams reader's records) and librdkafka's message (~0.4 KB).
+# Its payload is held twice: the record's Avro bodies and librdkafka's copy.
+_RECORD_OVERHEAD = 2048
+_PAYLOAD_COPIES = 2
+_QUEUE_FULL_WAIT_S = 0.05
+
+
 class _Entry:
-    remaining: int
-    offset: dict[str, Any] | None
+    """One batch from produce to acknowledgement, and the delivery callback of all its records.
+
+    One object per batch instead of a closure per record: per record in flight that saves
+    nine GC-tracked objects (closure and cells), and the callback does two attribute updates.
+    ``remaining`` counts the messages not yet acknowledged, plus one while the batch is still
+    being produced (so that early acks cannot complete a half-produced batch). When it
+    reaches zero the batch's offset may be committed and its records and bytes are released.
+    The records stay referenced until then because the dead-letter path needs the source
+    position of a record the broker refuses.
+    """
+
+    __slots__ = ("remaining", "offset", "progress", "worker", "records", "count", "size", "dead_lettered")
+
+    def __init__(
+        self, worker: Worker, progress: _Progress, offset: dict[str, Any] | None, records: list[SourceRecord], size: int
+    ) -> None:
+        self.remaining = 1
+        self.offset = offset
+        self.progress = progress
+        self.worker = worker
+        self.records: list[SourceRecord] | None = records
+        self.count = len(records)
+        self.size = size
+        self.dead_lettered: set[int] = set()
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._refused(err, msg)
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._complete()
+
+    def ack(self) -> None:
+        """One message of this batch (a record or a dead-letter chunk) is done."""
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.records = None
+        self.worker._released(self)
+        self.progress.advance()
+
+    def _refused(self, err: KafkaError, msg: Message) -> None:
+        worker = self.worker
+        if err.code() not in _RECORD_ERRORS:
+            worker._fail(ProduceError(worker._kafka_error(msg.topic() or "?", err)))
+            return
+        key, value = msg.key(), msg.value()
+        record = self._find(key, value)
+        if record is None:  # cannot happen: every message of the batch comes from its records
+            worker._fail(ProduceError(f"writing to {msg.topic()!r} failed ({err.str()}) for a record not in its batch"))
+            return
+        worker._dead_letter(self.progress, self, record, key, value, ProduceError(err.str()), counted=True)
+
+    def _find(self, key: bytes | None, value: bytes | None) -> SourceRecord | None:
+        """The record a refused message was made from; the error path only, so a linear search.
+
+        Matched on the framed key and value: identical messages (two tombstones of the same
+        key) each get a different one of their records.
+        """
+        serialize = self.worker.serializer.serialize
+        for i, record in enumerate(self.records or ()):
+            if i in self.dead_lettered or record.tombstone != (value is None):
+                continue
+            try:
+                if serialize(record) == (key, value):
+                    self.dead_lettered.add(i)
+                    return record
+            except (ConversionError, KeyError):
+                continue
+        return None
 
 
 @dataclass(slots=True)
@@ -80,18 +160,13 @@ class _Progress:
 
     partition: dict[str, Any]
     pending: deque[_Entry] = field(default_factory=deque)
-    in_flight: int = 0
+    in_flight: int = 0  # records of this partition's batches not yet completely acknowledged
     committable: dict[str, Any] | None = None
     committable_txn: dict[str, Any] | None = None  # exactly-once: offset in the last commit
     submitted: dict[str, Any] | None = None  # newest offset handed to the producer
     dirty: bool = False
     writing: bool = False
     durable_waiters: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
-
-    def acked(self, entry: _Entry) -> None:
-        entry.remaining -= 1
-        self.in_flight -= 1
-        self.advance()
 
     def advance(self) -> None:
         while self.pending and self.pending[0].remaining == 0:
@@ -138,16 +213,19 @@ class Worker:
         self._runners: list[asyncio.Task[None]] = []
         self._progress: dict[str, _Progress] = {}
         self._buffered_bytes = 0
+        self._records_in_flight = 0  # worker-wide, per batch: released when a batch is fully acked
+        self._partial_batch = False  # a task was cancelled with its batch half produced
+        self._drained = asyncio.Event()  # set when no record is in flight
+        self._committing = False  # exactly-once: new batches wait while a commit drains and runs
+        self._commit_done = asyncio.Event()
         self._space = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
+        self._fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
         self.records_produced = 0
         self.records_dead_lettered = 0
         self._txn_dirty = False
-        self._fenced = False
-        self._txn_failure: str | None = None
-        self._committing: asyncio.Event | None = None  # set while a transaction commits
         for name, fn, text in (
             ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
             ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
@@ -187,6 +265,22 @@ class Worker:
             with contextlib.suppress(Exception):
                 await task.close()
 
+    def on_kafka_error(self, err: KafkaError) -> None:
+        """The producer's ``error_cb``: a fatal error (fenced, idempotence broken) stops the worker.
+
+        Without it a fatal error is only logged, and a worker whose records never get an
+        answer could wait for them indefinitely. Other errors are transient (librdkafka
+        retries); they are logged, as librdkafka does when no error_cb is set.
+        """
+        if self._failure is not None or self._stop.is_set():
+            return  # stopping already; flush() at shutdown may call this with its own exception pending
+        if err.fatal():
+            self._fatal = True
+            text = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
+            self._fail(ProduceError(text))
+        else:  # what librdkafka logs itself when no error_cb is set
+            RDKAFKA_LOGGER.error("ERROR %s", err.str())
+
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
@@ -196,10 +290,27 @@ class Worker:
     # ---- produce ----------------------------------------------------------------------
 
     async def _wait_for_space(self, progress: _Progress) -> None:
+        """Hold the task's next poll while its records, or the worker's, are at a bound.
+
+        Checked before each poll, so a task may go over by one batch.
+        """
         s = self.settings
-        while progress.in_flight >= s.max_in_flight_records or self._buffered_bytes >= s.buffer_max_bytes:
+        while (
+            progress.in_flight >= s.max_in_flight_records
+            or self._records_in_flight >= s.max_in_flight_records_total
+            or self._buffered_bytes >= s.buffer_max_bytes
+        ):
             self._space.clear()
             await self._space.wait()
+
+    def _released(self, entry: _Entry) -> None:
+        """A batch is acknowledged (or given up): its records and bytes leave the bounds."""
+        self._records_in_flight -= entry.count
+        self._buffered_bytes -= entry.size
+        entry.progress.in_flight -= entry.count
+        self._space.set()
+        if not self._records_in_flight:
+            self._drained.set()
 
     async def _prepare(self, record: SourceRecord) -> None:
         """Register the record's schemas; while the registry is unreachable, wait and retry.
@@ -225,63 +336,80 @@ class Worker:
                 await asyncio.sleep(delay)
 
     async def _submit(self, progress: _Progress, batch: Batch) -> None:
-        for record in batch.records:
-            if not self.serializer.ready(record):
-                await self._prepare(record)
-        while self._committing is not None:  # exactly-once: not into a committing transaction
-            await self._committing.wait()
-        entry = _Entry(remaining=0, offset=batch.offset)
+        records = batch.records
+        for record in self.serializer.unprepared(records):
+            await self._prepare(record)
+        framed = self.serializer.serialize_batch(records)
+        while self._committing:  # exactly-once: a transaction holds whole batches only
+            await self._commit_done.wait()
+        size = _PAYLOAD_COPIES * framed.payload + _RECORD_OVERHEAD * len(records)
+        entry = _Entry(self, progress, batch.offset, records, size)
         progress.pending.append(entry)
+        progress.in_flight += entry.count
+        self._records_in_flight += entry.count
+        self._buffered_bytes += size
+        if batch.offset is not None or records:
+            self._txn_dirty = True
+        try:
+            await self._produce_all(entry, framed)
+        except asyncio.CancelledError:
+            # Half produced: what was produced is delivered, but the offset must not cover the rest.
+            entry.offset = None
+            self._partial_batch = True
+            entry.ack()
+            raise
         if batch.offset is not None:
             progress.submitted = batch.offset
-        if batch.offset is not None or batch.records:
-            self._txn_dirty = True
-        for record in batch.records:
-            try:
-                key, value = self.serializer.serialize(record)
-            except ConversionError as e:
-                self._dead_letter(progress, entry, record, None, None, e)
-                continue
-            self._produce(progress, entry, record, key, value)
-        progress.advance()
+        entry.ack()  # the hold taken at creation: the batch is complete once its messages are acked
 
-    def _produce(
-        self, progress: _Progress, entry: _Entry, record: SourceRecord, key: bytes, value: bytes | None
-    ) -> None:
-        size = len(key) + (len(value) if value else 0)
+    async def _produce_all(self, entry: _Entry, framed: Framed) -> None:
+        """Produce the batch in order; when librdkafka's queue is full, wait without blocking the loop.
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            self._buffered_bytes -= size
-            if err is None:
-                progress.acked(entry)
-                return
-            if err.code() in _RECORD_ERRORS:
-                self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
-            elif self.settings.exactly_once and err.code() in _PURGED:
-                self._transaction_failed(record.topic, err)
-            else:
-                self._fail(ProduceError(self._kafka_error(record.topic, err)))
+        The worker's own bounds keep the queue below librdkafka's limits (``producer_config``),
+        so the wait is the exception. A half-produced batch is in flight, so an exactly-once
+        commit waits for it (``_quiesce``).
+        """
+        start = self._enqueue(entry, framed, 0)
+        while start < len(framed.keys):
+            await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
+            start = self._enqueue(entry, framed, start)
 
-        entry.remaining += 1
-        progress.in_flight += 1
-        self._buffered_bytes += size
-        while True:
-            try:
-                self.producer.produce(record.topic, value, key, on_delivery=on_delivery)
-                self.records_produced += 1
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: serve callbacks, then retry
-            except KafkaException as e:
-                err = e.args[0]
-                if err.code() in _RECORD_ERRORS:
-                    self._buffered_bytes -= size
-                    self._dead_letter(progress, entry, record, key, value, ProduceError(err.str()), counted=True)
-                    return
-                if self.settings.exactly_once and err.code() == KafkaError._STATE:
-                    self._transaction_failed(record.topic, err)
-                    return
-                raise ProduceError(self._kafka_error(record.topic, err)) from None
+    def _enqueue(self, entry: _Entry, framed: Framed, start: int) -> int:
+        """Produce records ``start``... until the queue is full; returns where it stopped.
+
+        Synchronous: no delivery callback runs in between, so counting the batch's messages
+        once at the end is the same as counting each one as it goes.
+        """
+        produce = self.producer.produce
+        on_delivery = entry.on_delivery
+        records = entry.records
+        assert records is not None
+        keys, values = framed.keys, framed.values
+        i = start
+        unconverted = refused = 0  # records that went to the dead-letter path instead
+        try:
+            for i in range(start, len(keys)):
+                key = keys[i]
+                if key is None:
+                    unconverted += 1  # its dead-letter chunks count themselves
+                    self._dead_letter(entry.progress, entry, records[i], None, None, framed.errors[i])
+                    continue
+                try:
+                    produce(records[i].topic, values[i], key, on_delivery=on_delivery)
+                except BufferError:
+                    return i
+                except KafkaException as e:
+                    err = e.args[0]
+                    if err.code() not in _RECORD_ERRORS:
+                        raise ProduceError(self._kafka_error(records[i].topic, err)) from None
+                    refused += 1  # counted as this record's message: its first chunk stands in
+                    self._dead_letter(entry.progress, entry, records[i], key, values[i], ProduceError(err.str()),
+                                      counted=True)
+            i = len(keys)
+            return i
+        finally:
+            entry.remaining += i - start - unconverted
+            self.records_produced += i - start - unconverted - refused
 
     def _dead_letter(
         self,
@@ -301,6 +429,8 @@ class Worker:
         """
         dlq = self.settings.dead_letter_topic
         if dlq is None:
+            if not counted:
+                entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
             self._fail(type(error)(f"record {record.source} cannot be written: {error}"))
             return
         headers = [
@@ -321,9 +451,7 @@ class Worker:
         # chunks (same key, so same partition, in order) rather than lose any of it.
         room = max(1024, self.settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))
         chunks: list[bytes | None] = [value[i : i + room] for i in range(0, len(value), room)] if value else [value]
-        extra = len(chunks) - (1 if counted else 0)
-        entry.remaining += extra
-        progress.in_flight += extra
+        entry.remaining += len(chunks) - (1 if counted else 0)
 
         def on_delivery(first: bool) -> Callable[[KafkaError | None, Message], None]:
             def done(err: KafkaError | None, msg: Message) -> None:
@@ -333,7 +461,7 @@ class Worker:
                 if first:
                     self.records_dead_lettered += 1
                     log.warning("record sent to dead-letter topic %s: %s", dlq, error)
-                progress.acked(entry)
+                entry.ack()
 
             return done
 
@@ -348,10 +476,11 @@ class Worker:
     async def _poll_loop(self) -> None:
         """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
         while True:
-            served = self.producer.poll(0)
-            s = self.settings
-            if self._buffered_bytes < s.buffer_max_bytes:
-                self._space.set()
+            try:
+                served = self.producer.poll(0)
+            except KafkaException as e:  # a fatal error: stop, rather than serve no callbacks from now on
+                self._fail(ProduceError(self._kafka_error("?", e.args[0])))
+                return
             await asyncio.sleep(0 if served else 0.002)
 
     # ---- offsets ----------------------------------------------------------------------
@@ -388,53 +517,32 @@ class Worker:
             progress.dirty = True
             log.warning("offset write deferred: %s", e)
 
-    async def _commit_transaction(self) -> None:
+    def _commit_transaction(self) -> None:
         """Exactly-once: offsets of everything produced so far, then commit, in one go.
 
-        No record may join the transaction while it commits (``_submit`` waits on the gate),
-        or it would be committed without its offset. The acknowledgements are awaited here
-        without holding the loop (``_poll_loop`` serves them); only EndTxn blocks. A
-        transaction in which any record failed is aborted, never committed: its offsets
-        would cover a record that is not in it.
+        Runs on the loop thread on purpose: commit flushes and serves delivery callbacks
+        here, and no record can be produced into the transaction while it commits.
         """
         if not self._txn_dirty:
             return
-        gate = self._committing = asyncio.Event()
-        try:
-            for progress in self._progress.values():
-                if progress.submitted is not None and progress.submitted is not progress.committable_txn:
-                    key, value = self.offsets.encode(progress.partition, progress.submitted)
-                    self.producer.produce(self.offsets.topic, value, key)
-            deadline = time.monotonic() + self.settings.transaction_timeout_s
-            while len(self.producer) and self._txn_failure is None and self._failure is None:
-                if time.monotonic() > deadline:
-                    self._txn_failure = "transaction timed out waiting for the broker; a restart resumes from the last commit"
-                    break
-                await asyncio.sleep(0.002)
-            if self._txn_failure is not None or self._failure is not None:
-                raise ProduceError(self._abort(self._txn_failure or str(self._failure)))
-            while True:
+        for progress in self._progress.values():
+            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                key, value = self.offsets.encode(progress.partition, progress.submitted)
                 try:
-                    # Short slices, resumed on timeout: the loop keeps serving error_cb, which
-                    # reports fencing that a blocked commit would only report at its timeout.
-                    self.producer.commit_transaction(1.0)
-                    break
+                    self.producer.produce(self.offsets.topic, value, key)
+                except BufferError:
+                    return  # queue full: commit at the next flush (offsets in the txn so far stay valid)
                 except KafkaException as e:
-                    err = e.args[0]
-                    if err.retriable() and self._failure is None and time.monotonic() < deadline:
-                        await asyncio.sleep(0.01)
-                        continue
-                    reason = self._txn_error(err)
-                    if err.code() == KafkaError._TIMED_OUT:
-                        reason = (
-                            f"transaction commit timed out after {self.settings.transaction_timeout_s:g} s: the broker "
-                            f"is unreachable, or another bridge process named {self.settings.connector_name!r} took "
-                            f"over (fenced); a restart resumes from the last commit"
-                        )
-                    raise ProduceError(self._abort(reason) if err.txn_requires_abort() else reason) from None
-        finally:
-            self._committing = None
-            gate.set()
+                    # e.g. fenced: must stop the worker, not end the flush loop unnoticed
+                    raise ProduceError(self._kafka_error(self.offsets.topic, e.args[0])) from None
+        try:
+            self.producer.commit_transaction(self.settings.transaction_timeout_s)
+        except KafkaException as e:
+            err = e.args[0]
+            if err.txn_requires_abort():
+                with contextlib.suppress(KafkaException):
+                    self.producer.abort_transaction(self.settings.transaction_timeout_s)
+            raise ProduceError(self._txn_error(err)) from None
         self._txn_dirty = False
         for progress in self._progress.values():
             if progress.submitted is not None and progress.submitted is not progress.committable_txn:
@@ -450,45 +558,18 @@ class Worker:
             progress.durable_waiters = still
         self.producer.begin_transaction()
 
-    def _abort(self, reason: str) -> str:
-        """Abort the open transaction; returns the reason to stop with (fencing, if that is
-        what the abort reveals: a purged record does not say why it was purged)."""
-        with contextlib.suppress(KafkaException):
-            self.producer.purge()
-        if self._fenced:
-            return reason
-        try:
-            self.producer.abort_transaction(10.0)
-        except KafkaException as e:
-            if e.args[0].code() in _FENCED or e.args[0].fatal():
-                return self._txn_error(e.args[0])
-        return reason
-
-    def producer_error(self, err: KafkaError) -> None:
-        """librdkafka's ``error_cb``, served by ``poll``: a fatal error makes the producer
-        useless (e.g. fenced), so stop now rather than wait for a commit to time out."""
-        if err.fatal():
-            reason = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
-            self._fail(ProduceError(reason))
-
-    def _transaction_failed(self, topic: str, err: KafkaError) -> None:
-        """A record was refused because the transaction failed (purged, erroneous state).
-
-        Its error does not say why; the next commit does (e.g. fenced), so commit soon and
-        make sure that commit cannot succeed. The record stays unacknowledged: its offset
-        never moves.
-        """
-        if self._txn_failure is None:
-            self._txn_failure = self._kafka_error(topic, err)
-        self._flush_now.set()
-
     def _kafka_error(self, topic: str, err: KafkaError) -> str:
         if err.code() in _FENCED or (self.settings.exactly_once and err.code() == KafkaError._FATAL):
             return self._txn_error(err)
+        if self.settings.exactly_once and err.code() in _TXN_FAILED:
+            # librdkafka purges a failed transaction's records; the record's error hides why.
+            return (
+                f"transaction failed ({err.str()}): another bridge process named {self.settings.connector_name!r} "
+                f"took over (fenced), or the broker refused the transaction; a restart resumes from the last commit"
+            )
         return f"writing to {topic!r} failed: {err.str()}"
 
     def _txn_error(self, err: KafkaError) -> str:
-        self._fenced = self._fenced or err.code() in _FENCED or err.code() == KafkaError._FATAL
         if err.code() in _FENCED:
             return (
                 f"fenced: another bridge process named {self.settings.connector_name!r} took over "
@@ -502,12 +583,10 @@ class Worker:
             )
         return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
 
-    async def _commit(self) -> None:
+    def _commit(self) -> None:
         if self.settings.exactly_once:
-            while self._committing is not None:
-                await self._committing.wait()
             try:
-                await self._commit_transaction()
+                self._commit_transaction()
             except BridgeError as e:
                 self._fail(e)
         else:
@@ -529,7 +608,30 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
             self._flush_now.clear()
-            await self._commit()
+            try:
+                if self.settings.exactly_once and self._txn_dirty:
+                    await self._quiesce()
+                self._commit()
+            except Exception as e:  # noqa: BLE001 - a dead flush loop would stop commits unnoticed
+                self._fail(e)
+                return
+            finally:
+                self._committing = False
+                self._commit_done.set()
+
+    async def _quiesce(self) -> None:
+        """Exactly-once, before a commit: hold new batches and wait until every record produced
+        is acknowledged.
+
+        ``commit_transaction`` blocks the loop while it flushes; with nothing left in flight
+        it does not wait on the broker, and a broker that stops answering (or a fence) is
+        met here, where the loop still serves callbacks and errors, instead of inside it.
+        """
+        self._committing = True
+        self._commit_done.clear()
+        while self._records_in_flight:
+            self._drained.clear()
+            await self._drained.wait()
 
     # ---- run --------------------------------------------------------------------------
 
@@ -589,12 +691,16 @@ class Worker:
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
         if self.settings.exactly_once:
-            while self._committing is not None:
-                await self._committing.wait()
-            if self._failure is None:
-                await self._commit()
+            if self._failure is None and not self._partial_batch:
+                self._commit()
             else:
-                self._abort("")
+                # Records of an aborted (or fenced) transaction will never count: drop them, or
+                # the abort (and the flush below) waits out the timeout for their acknowledgements.
+                with contextlib.suppress(KafkaException):
+                    self.producer.purge()
+                if not self._fatal:  # a fenced producer cannot abort; it would wait out the timeout
+                    with contextlib.suppress(KafkaException):
+                        self.producer.abort_transaction(max(1.0, deadline - time.monotonic()))
         else:
             self._write_offsets()
         while any(p.writing for p in self._progress.values()) and time.monotonic() < deadline:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.errors import SchemaError
+from bridge.errors import ConversionError, SchemaError
 from bridge.serde.avro import encode_envelope, encode_key
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord
 from schemas import KeyField, TableSchemas, table_schemas
 
-__all__ = ["RecordSerializer", "SchemaIds"]
+__all__ = ["Framed", "RecordSerializer", "SchemaIds"]
 
 
 class _Registered(Protocol):
@@ -35,6 +35,21 @@ class SchemaIds:
     value: int
 
 
+@dataclass(slots=True)
+class Framed:
+    """A batch's records in wire format, index for index.
+
+    ``keys[i]`` is None where record i did not serialize (its error is ``errors[i]``);
+    ``values[i]`` is None for tombstones and those. ``payload`` is the sum of the key and
+    value lengths, what the worker counts against its byte bound.
+    """
+
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    errors: dict[int, ConversionError]
+    payload: int
+
+
 class RecordSerializer:
     def __init__(self, registry: _Registry, *, auto_register: bool = True) -> None:
         self._registry = registry
@@ -46,6 +61,25 @@ class RecordSerializer:
 
     def ready(self, record: SourceRecord) -> bool:
         return self._headers_of(record) is not None
+
+    def unprepared(self, records: list[SourceRecord]) -> list[SourceRecord]:
+        """One record per distinct (topic, table, key fields) whose schemas are not registered yet.
+
+        A reader's records share those objects, so this is an identity check per record
+        and one lookup per distinct triple, not a hash of the key-field tuple per record.
+        """
+        out: list[SourceRecord] = []
+        seen: list[tuple[str, str, tuple[KeyField, ...]]] = []
+        last: tuple[str, str, tuple[KeyField, ...]] | None = None
+        for record in records:
+            topic, table, key_fields = record.topic, record.table, record.key_fields
+            if last is not None and last[0] is topic and last[1] is table and last[2] is key_fields:
+                continue
+            last = (topic, table, key_fields)
+            if self._headers_of(record) is None and last not in seen:
+                seen.append(last)
+                out.append(record)
+        return out
 
     def prepare(self, record: SourceRecord) -> SchemaIds:
         """Register (or look up) the record's key and value schemas; blocking."""
@@ -86,6 +120,49 @@ class RecordSerializer:
         if body is None:
             body = encode_envelope(record.op, record.before, record.after, record.source, record.ts_ms)
         return key, value_header + body
+
+    def serialize_batch(self, records: list[SourceRecord]) -> Framed:
+        """``serialize`` for a whole batch, in one loop; every record's schemas must be prepared.
+
+        Records the source already encoded (the Streams transcoder's) are only framed, inline:
+        per record that is two concatenations, where ``serialize`` costs a method call and a
+        header lookup. A record that does not convert gets its ConversionError in ``errors``
+        (for the dead-letter topic) instead of stopping the batch.
+        """
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        errors: dict[int, ConversionError] = {}
+        add_key, add_value = keys.append, values.append
+        last: tuple[str, str, tuple[KeyField, ...]] | None = None
+        key_header = value_header = b""
+        for i, record in enumerate(records):
+            topic, table, key_fields = record.topic, record.table, record.key_fields
+            if last is None or last[0] is not topic or last[1] is not table or last[2] is not key_fields:
+                headers = self._headers_of(record)
+                if headers is None:
+                    raise KeyError(f"schemas of {topic!r} not prepared")
+                key_header, value_header = headers
+                last = (topic, table, key_fields)
+            body = record.encoded_key
+            if body is not None:
+                if record.tombstone:
+                    add_key(key_header + body)
+                    add_value(None)
+                    continue
+                value = record.encoded_value
+                if value is not None:
+                    add_key(key_header + body)
+                    add_value(value_header + value)
+                    continue
+            try:
+                key, value = self.serialize(record)
+            except ConversionError as e:
+                errors[i] = e
+                key = value = None
+            add_key(key)
+            add_value(value)
+        payload = sum(map(len, filter(None, keys))) + sum(map(len, filter(None, values)))
+        return Framed(keys, values, errors, payload)
 
     def _headers_of(self, record: SourceRecord) -> tuple[bytes, bytes] | None:
         """The record's key and value headers, or None before ``prepare``.

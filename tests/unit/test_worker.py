@@ -1,0 +1,317 @@
+"""The worker's produce path against an in-memory producer: order, offsets after acks,
+queue-full waits that do not hold the event loop, refused records to the dead-letter topic,
+and half-produced batches that never have their offset committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from bridge.offsets import OffsetStore
+from bridge.serde.serializer import RecordSerializer
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
+from bridge.worker import Worker, WorkerSettings
+from schemas import KeyField
+
+TOPIC = "t.data"
+KEY_FIELDS = (KeyField("pk", "S"),)
+PARTITION = {"shard": "s-1"}
+
+Delivery = Callable[[KafkaError | None, Any], None]
+
+
+class _Registry:
+    def register(self, subject: str, schema_str: str) -> int:
+        return 7
+
+    def lookup(self, subject: str, schema_str: str) -> Any:
+        return None
+
+
+class _Msg:
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        self._topic, self._key, self._value, self._headers = topic, key, value, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> Any:
+        return self._headers
+
+
+class FakeProducer:
+    """librdkafka's local queue in miniature: ``capacity`` messages, delivered on poll in order.
+
+    ``refuse(msg)`` makes the broker refuse a message (MSG_SIZE_TOO_LARGE) on delivery;
+    ``hold`` keeps everything queued (a paused broker).
+    """
+
+    def __init__(self, capacity: int = 1_000_000, refuse: Callable[[_Msg], bool] | None = None) -> None:
+        self.capacity = capacity
+        self.refuse = refuse or (lambda m: False)
+        self.hold = False
+        self.queue: deque[tuple[_Msg, Delivery | None]] = deque()
+        self.produced: list[_Msg] = []
+        self.delivered: list[_Msg] = []
+        self.queue_full = 0
+        self.commits: list[list[_Msg]] = []  # exactly-once: what each commit covered
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                on_delivery: Delivery | None = None, headers: Any = None) -> None:
+        if len(self.queue) >= self.capacity:
+            self.queue_full += 1
+            raise BufferError("queue full")
+        msg = _Msg(topic, key, value, headers)
+        self.produced.append(msg)
+        self.queue.append((msg, on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        if self.hold:
+            return 0
+        served = 0
+        while self.queue:
+            msg, cb = self.queue.popleft()
+            self.delivered.append(msg)
+            served += 1
+            if cb is not None:
+                err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if self.refuse(msg) else None
+                cb(err, msg)
+        return served
+
+    def flush(self, timeout: float = 0) -> int:
+        self.hold = False
+        self.poll()
+        return 0
+
+    def purge(self) -> None:
+        """As librdkafka: queued messages fail with _PURGE_QUEUE on the next poll."""
+        purged, self.queue = self.queue, deque()
+        for msg, cb in purged:
+            if cb is not None:
+                cb(KafkaError(KafkaError._PURGE_QUEUE), msg)
+
+    def list_topics(self, *a: Any, **kw: Any) -> None:
+        return None
+
+    # exactly-once
+    def init_transactions(self, timeout: float = 0) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        self._txn_start = len(self.produced)
+
+    def commit_transaction(self, timeout: float = 0) -> None:
+        self.flush()
+        self.commits.append(self.produced[getattr(self, "_txn_start", 0):])
+
+    def abort_transaction(self, timeout: float = 0) -> None:
+        self.commits.append([])
+
+
+class ListTask(SourceTask):
+    def __init__(self, batches: list[Batch], gate: asyncio.Event | None = None) -> None:
+        self.partition = dict(PARTITION)
+        self._batches = deque(batches)
+        self._gate = gate
+
+    async def poll(self) -> Batch:
+        if not self._batches and self._gate is not None:
+            await self._gate.wait()
+        return self._batches.popleft()
+
+
+class OneTask(SourceConnector):
+    def __init__(self, task: SourceTask) -> None:
+        self.name = "test"
+        self.task = task
+        self.worker: Worker | None = None
+
+    async def validate(self) -> None:
+        return None
+
+    async def run(self, runtime: TaskRuntime) -> None:
+        runtime.start_task(self.task)
+        await asyncio.Event().wait()
+
+    def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        assert self.worker is not None
+        self.worker.stop()
+
+
+def record(seq: int, pk: str = "", *, tombstone: bool = False) -> SourceRecord:
+    key = {"pk": {"S": pk or f"k{seq}"}}
+    return SourceRecord(TOPIC, "tbl", KEY_FIELDS, key, "d" if tombstone else "u", None, None, {"seq": seq}, 0,
+                        tombstone=tombstone, encoded_key=(pk or f"k{seq}").encode(),
+                        encoded_value=None if tombstone else f"v{seq}".encode())
+
+
+def batches(n: int, size: int, *, final: bool = True) -> list[Batch]:
+    out = [Batch([record(b * size + i) for i in range(size)], {"seq": (b + 1) * size - 1}) for b in range(n)]
+    if final:
+        out.append(Batch([], {"seq": n * size - 1}, final=True, reason="shard-end"))
+    return out
+
+
+def make_worker(producer: FakeProducer, task: SourceTask, **settings: Any) -> tuple[Worker, OffsetStore]:
+    connector = OneTask(task)
+    offsets = OffsetStore({"bootstrap.servers": "unused:9"}, "t.offsets", "test")
+    defaults: dict[str, Any] = {"connector_name": "test", "flush_interval_s": 0.01, "shutdown_timeout_s": 0.5}
+    worker = Worker(WorkerSettings(**(defaults | settings)), [connector], producer,  # type: ignore[arg-type]
+                    offsets, RecordSerializer(_Registry()))
+    connector.worker = worker
+    return worker, offsets
+
+
+def data(producer: FakeProducer, attr: str = "produced") -> list[_Msg]:
+    return [m for m in getattr(producer, attr) if m.topic() == TOPIC]
+
+
+def test_queue_full_waits_without_holding_the_loop_and_keeps_order() -> None:
+    producer = FakeProducer(capacity=7)
+    worker, offsets = make_worker(producer, ListTask(batches(5, 20)))
+    ticks = 0
+
+    async def main() -> None:
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.wait_for(worker.run(), 20)
+        beat.cancel()
+
+    asyncio.run(main())
+    assert producer.queue_full > 0, "the test did not fill the queue"
+    assert [m.key() for m in data(producer)] == [b"\x00\x00\x00\x00\x07" + f"k{i}".encode() for i in range(100)]
+    assert ticks > producer.queue_full // 2, "the event loop was held while the queue was full"
+    assert offsets.offset(PARTITION) == {"seq": 99}
+    assert worker.records_produced == 100
+    assert worker.in_flight() == 0 and worker._buffered_bytes == 0 and worker._records_in_flight == 0
+
+
+def test_refused_records_go_to_the_dead_letter_topic_with_their_own_source() -> None:
+    # k1 refused; a delete of k2 with its tombstone, then a second delete of k2 with its
+    # tombstone: both tombstones are refused and are identical messages.
+    records = [record(0), record(1), record(2, "k2"), record(2, "k2", tombstone=True), record(3),
+               record(4, "k2"), record(4, "k2", tombstone=True)]
+    refused = {b"\x00\x00\x00\x00\x07k1"}
+    producer = FakeProducer(refuse=lambda m: m.topic() == TOPIC and (m.key() in refused or m.value() is None))
+    task = ListTask([Batch(records, {"seq": 4}), Batch([], {"seq": 4}, final=True)])
+    worker, offsets = make_worker(producer, task, dead_letter_topic="t.dlq")
+    asyncio.run(worker.run())
+    letters = [m for m in producer.delivered if m.topic() == "t.dlq"]
+    positions = sorted((m.key(), m.value(), json.loads(dict(m.headers())["__bridge.source.position"])["seq"])
+                       for m in letters)
+    assert positions == [(b"\x00\x00\x00\x00\x07k1", b"\x00\x00\x00\x00\x07v1", 1),
+                         (b"\x00\x00\x00\x00\x07k2", None, 2), (b"\x00\x00\x00\x00\x07k2", None, 4)]
+    assert worker.records_dead_lettered == 3
+    assert offsets.offset(PARTITION) == {"seq": 4}
+    assert worker.in_flight() == 0 and worker._buffered_bytes == 0
+
+
+def test_refused_record_with_tolerance_none_stops_and_keeps_the_offset() -> None:
+    producer = FakeProducer(refuse=lambda m: m.key() == b"\x00\x00\x00\x00\x07k3")
+    worker, offsets = make_worker(producer, ListTask(batches(3, 2)))
+    try:
+        asyncio.run(worker.run())
+    except Exception as e:  # noqa: BLE001
+        assert "cannot be written" in str(e)
+    else:
+        raise AssertionError("the worker did not stop")
+    assert offsets.offset(PARTITION) in (None, {"seq": 1})
+
+
+def test_half_produced_batch_never_has_its_offset_committed() -> None:
+    producer = FakeProducer(capacity=5)
+    gate = asyncio.Event()  # the task never ends on its own: the worker is stopped mid-batch
+    task = ListTask([Batch([record(i) for i in range(3)], {"seq": 2}),
+                     Batch([record(i) for i in range(3, 15)], {"seq": 14})], gate)
+    worker, offsets = make_worker(producer, task)
+
+    async def main() -> None:
+        run = asyncio.create_task(worker.run())
+        while len(data(producer)) < 3:
+            await asyncio.sleep(0.001)
+        producer.hold = True  # the broker stops answering: the second batch stays half produced
+        while not producer.queue_full:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # flush intervals pass while the batch is half produced
+        producer.hold = False
+        worker.stop()
+        await asyncio.wait_for(run, 20)
+
+    asyncio.run(main())
+    assert 3 < len(data(producer)) < 15
+    assert offsets.offset(PARTITION) == {"seq": 2}
+
+
+def test_exactly_once_commits_whole_batches_only() -> None:
+    producer = FakeProducer(capacity=9)
+    worker, offsets = make_worker(producer, ListTask(batches(6, 10)), exactly_once=True, flush_interval_s=0.001)
+
+    async def main() -> None:
+        async def throttle() -> None:  # deliver slowly, so batches wait half produced
+            while True:
+                producer.hold = not producer.hold
+                await asyncio.sleep(0.002)
+
+        t = asyncio.create_task(throttle())
+        await asyncio.wait_for(worker.run(), 20)
+        t.cancel()
+
+    asyncio.run(main())
+    assert producer.queue_full > 0
+    seen = 0
+    for commit in producer.commits:
+        n = len([m for m in commit if m.topic() == TOPIC])
+        seen += n
+        assert seen % 10 == 0, f"a transaction ended inside a batch ({seen} records committed)"
+        for m in commit:
+            if m.topic() == "t.offsets":
+                assert json.loads(m.value()) == {"seq": seen - 1}
+    assert seen == 60
+    assert offsets.offset(PARTITION) == {"seq": 59}
+
+
+def test_exactly_once_fenced_while_writing_offsets_stops_the_worker() -> None:
+    """librdkafka reports fencing on produce() as a fatal error; met while the commit writes
+    the offsets, it must stop the worker with the 'fenced' line, not end the flush loop."""
+
+    class Fenced(FakeProducer):
+        def produce(self, topic: str, *a: Any, **kw: Any) -> None:
+            if topic == "t.offsets":
+                raise KafkaException(KafkaError(KafkaError._FATAL))
+            super().produce(topic, *a, **kw)
+
+    gate = asyncio.Event()
+    worker, _ = make_worker(Fenced(), ListTask(batches(2, 5, final=False), gate), exactly_once=True)
+    with pytest.raises(Exception, match="fenced"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+
+
+def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
+    """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
+    acknowledged, the offset covering the bad record is never written."""
+    bad = SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
+                       {"seq": 3}, 0)
+    first = Batch([record(0), record(1)], {"seq": 1})
+    second = Batch([record(2), bad, record(4)], {"seq": 4})
+    producer = FakeProducer()
+    worker, offsets = make_worker(producer, ListTask([first, second, Batch([], {"seq": 4}, final=True)]))
+    with pytest.raises(Exception, match="cannot be written"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+    assert offsets.offset(PARTITION) in (None, {"seq": 1})
