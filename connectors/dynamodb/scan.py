@@ -276,9 +276,12 @@ class ScanConnector(SourceConnector):
         start_after: asyncio.Event | None = None,
         progress_stream: Any = None,
         new_pass: bool = False,
+        resume_only: bool = False,
     ) -> None:
         self.name = f"scan:{table}"
         self._new_pass = new_pass  # a resnapshot: start the pass after the newest stored one
+        # A restart after a resnapshot was cut off: finish its pass, or do nothing if none is open.
+        self._resume_only = resume_only
         self.table_name = table
         self.topic = topic
         self._ddb = ddb
@@ -336,6 +339,11 @@ class ScanConnector(SourceConnector):
         self._pass = max((int(o.get("pass", 0)) for o in stored.values() if o), default=0)
         if self._new_pass and any(stored.values()):
             self._pass += 1
+        if self._resume_only and not any(
+            o and int(o.get("pass", 0)) == self._pass and not o.get("done") for o in stored.values()
+        ):
+            self.done.set()
+            return
         while True:
             stored = {i: runtime.offsets.offset(self._partition(i)) for i in range(self.total_segments)}
             todo = [i for i, o in stored.items() if not (o and int(o.get("pass", 0)) == self._pass and o.get("done"))]

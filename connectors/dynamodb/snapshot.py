@@ -672,7 +672,9 @@ class _LateWindows:
         self._s.windows.release(window)
 
 
-def _resnapshot_on_trim(stream: StreamsConnector, cfg: BridgeConfig, t: TableConfig, ddb: AwsJsonClient) -> None:
+def _resnapshot_on_trim(
+    stream: StreamsConnector, cfg: BridgeConfig, t: TableConfig, ddb: AwsJsonClient
+) -> ScanConnector | None:
     """trimmed_policy=resnapshot: when a shard lost unread records, Scan the table again.
 
     One Scan pass (the next pass number, so an earlier snapshot's stored offsets do not
@@ -680,8 +682,16 @@ def _resnapshot_on_trim(stream: StreamsConnector, cfg: BridgeConfig, t: TableCon
     whose changes were trimmed are published again. Rows are not windowed
     against the stream (as ``snapshot.mode: concurrent`` would): a row may follow a newer
     change to its key that was published meanwhile. One resnapshot runs at a time.
+
+    The trimming that started a resnapshot does not recur after a restart, so for a table
+    without a snapshot of its own (whose connector would resume the pass anyway) this
+    returns a connector that finishes an interrupted pass from its stored segment offsets.
     """
-    running: list[ScanConnector] = []
+    config = t.snapshot.model_copy(update={"mode": "only", "repeat": "once"})
+    resume = None
+    if t.snapshot.mode == "never":
+        resume = ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config, resume_only=True)
+    running: list[ScanConnector] = [resume] if resume is not None else []
 
     def resnapshot(shard_id: str, seq: str | None) -> None:
         if running and not running[-1].done.is_set():
@@ -690,13 +700,13 @@ def _resnapshot_on_trim(stream: StreamsConnector, cfg: BridgeConfig, t: TableCon
         if stream.runtime is None:
             log.error("cannot resnapshot %s: the stream connector is not running", t.name)
             return
-        config = t.snapshot.model_copy(update={"mode": "only", "repeat": "once"})
         scan = ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config, new_pass=True)
         running.append(scan)
         log.error("resnapshot of table %s started: shard %s lost records after %s to trimming", t.name, shard_id, seq)
         stream.runtime.add_connector(scan)
 
     stream.on_trimmed = resnapshot
+    return resume
 
 
 def table_connectors(
@@ -711,9 +721,8 @@ def table_connectors(
         stream = StreamsConnector(
             table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position
         )
-        if t.stream.trimmed_policy == "resnapshot":
-            _resnapshot_on_trim(stream, cfg, t, ddb)
-        return [stream]
+        resume = _resnapshot_on_trim(stream, cfg, t, ddb) if t.stream.trimmed_policy == "resnapshot" else None
+        return [stream] if resume is None else [stream, resume]
     stream = HandoffStreamsConnector(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
         start_position=t.start_position,

@@ -29,6 +29,7 @@ from tests.faults.support import (
     last_line,
     metric,
     topic_of,
+    wait_for_log_count,
     wait_until,
 )
 
@@ -195,3 +196,46 @@ def test_resnapshot_snapshots_or_says_it_cannot(stack, make_double, bridges, mak
         assert {e.key["pk"] for e in snapshot_rows} >= set(log.state), "the resnapshot missed live items"
         assert all(e.value["source"]["snapshot"] == "scan" for e in snapshot_rows)
 
+
+
+def test_resnapshot_cut_off_by_a_crash_is_finished_after_the_restart(stack, make_double, bridges, make_reader) -> None:
+    """The trimming that started a resnapshot does not recur after a restart, so the bridge
+    must finish the interrupted pass itself, from its stored segment offsets."""
+    d = make_double()
+    shard = d.open_shard_ids()[0]
+    log = ChangeLog(d)
+    log.write_many(150, keys=150)
+    cfg = double_config(stack, d, stream={"trimmed_policy": "resnapshot"}, offsets={"flush_interval_ms": 100})
+    cfg["tables"][0]["snapshot"] = {"segments": 2, "straggler_split": False, "page_size": 10, "max_items_per_second": 25}
+    bridge = bridges.start(cfg)
+    reader = make_reader(stack.kafka_bootstrap, stack.registry_url, topic_of(cfg))
+    reader.wait_for_log(log, 60)
+    assert bridge.stop(signal.SIGTERM) == 0, bridge.log()[-3000:]
+
+    more = log.write_many(50, keys=150)
+    lost = {r.sequence_number for r in more[:25]}
+    d.trim(shard, before=more[25].sequence_number)
+    bridge = bridges.start(cfg, wait_running=False)
+    wait_until(lambda: _reported(bridge, shard), 30, f"a log line naming {shard} as trimmed")
+
+    def rows_read() -> int:
+        reader.poll_for(0.2)
+        return sum(1 for e in reader.events if e.op == "r")
+
+    wait_until(lambda: rows_read() >= 40, 60, "40 resnapshot rows before the kill")
+    bridge.proc.kill()
+    bridge.proc.wait(10)
+    first_run_rows = {e.key["pk"] for e in reader.events if e.op == "r"}
+    assert len(first_run_rows) < len(log.state), "the resnapshot finished before the kill; the test needs it cut off"
+
+    log_before = bridge.log().count("resumed from stored offsets")
+    bridge = bridges.start(cfg)
+    wait_for_log_count(bridge, "resumed from stored offsets", log_before + 1, 60)
+    reader.wait_for(log.without(lost).seqs, 60)
+    reader.drain(1.0)
+    rows = {e.key["pk"] for e in reader.events if e.op == "r"}
+    assert rows >= set(log.state), f"items never resnapshotted: {sorted(set(log.state) - rows)[:10]}"
+    line = [ln for ln in bridge.log().splitlines() if "resumed from stored offsets" in ln][-1]
+    resumed = int(line.split(" resumed from stored offsets")[0].rsplit(", ", 1)[1])
+    assert resumed > 0, f"the pass started again instead of resuming: {line}"
+    assert bridge.stop() == 0, bridge.log()[-3000:]
