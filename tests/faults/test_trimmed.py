@@ -55,18 +55,24 @@ def _assert_failed_on(bridge: Any, shard: str) -> None:
     assert shard in line and "trimmed" in line.lower(), f"last line does not name the shard and 'trimmed': {line}"
 
 
-def _stale_offset(stack: Any, make_double: Any, bridges: Any, make_reader: Any, policy: str):
-    """Read 50 changes, stop; write 50 more; trim the first 25 of those; restart."""
+def _stale_offset(
+    stack: Any, make_double: Any, bridges: Any, make_reader: Any, policy: str, *, keys: int = 10,
+    snapshot: dict[str, Any] | None = None,
+):
+    """Read max(50, keys) changes, stop; write 50 more; trim the first 25 of those; restart."""
     d = make_double()
     shard = d.open_shard_ids()[0]
     log = ChangeLog(d)
-    log.write_many(50, keys=10)
-    cfg, bridge = _start(stack, d, bridges, policy)
+    log.write_many(max(50, keys), keys=keys)
+    cfg = double_config(stack, d, stream={"trimmed_policy": policy}, offsets={"flush_interval_ms": 100})
+    if snapshot:
+        cfg["tables"][0]["snapshot"] = snapshot
+    bridge = bridges.start(cfg)
     reader = make_reader(stack.kafka_bootstrap, stack.registry_url, topic_of(cfg))
     reader.wait_for_log(log, 60)
     assert bridge.stop(signal.SIGTERM) == 0, bridge.log()[-3000:]
 
-    more = log.write_many(50, keys=10)
+    more = log.write_many(50, keys=keys)
     lost = {r.sequence_number for r in more[:25]}
     d.trim(shard, before=more[25].sequence_number)
     bridge = bridges.start(cfg, wait_running=False)
@@ -201,21 +207,10 @@ def test_resnapshot_snapshots_or_says_it_cannot(stack, make_double, bridges, mak
 def test_resnapshot_cut_off_by_a_crash_is_finished_after_the_restart(stack, make_double, bridges, make_reader) -> None:
     """The trimming that started a resnapshot does not recur after a restart, so the bridge
     must finish the interrupted pass itself, from its stored segment offsets."""
-    d = make_double()
-    shard = d.open_shard_ids()[0]
-    log = ChangeLog(d)
-    log.write_many(150, keys=150)
-    cfg = double_config(stack, d, stream={"trimmed_policy": "resnapshot"}, offsets={"flush_interval_ms": 100})
-    cfg["tables"][0]["snapshot"] = {"segments": 2, "straggler_split": False, "page_size": 10, "max_items_per_second": 25}
-    bridge = bridges.start(cfg)
-    reader = make_reader(stack.kafka_bootstrap, stack.registry_url, topic_of(cfg))
-    reader.wait_for_log(log, 60)
-    assert bridge.stop(signal.SIGTERM) == 0, bridge.log()[-3000:]
-
-    more = log.write_many(50, keys=150)
-    lost = {r.sequence_number for r in more[:25]}
-    d.trim(shard, before=more[25].sequence_number)
-    bridge = bridges.start(cfg, wait_running=False)
+    snapshot = {"segments": 2, "straggler_split": False, "page_size": 10, "max_items_per_second": 25}
+    d, shard, log, _, lost, cfg, bridge, reader = _stale_offset(
+        stack, make_double, bridges, make_reader, "resnapshot", keys=150, snapshot=snapshot
+    )
     wait_until(lambda: _reported(bridge, shard), 30, f"a log line naming {shard} as trimmed")
 
     def rows_read() -> int:
