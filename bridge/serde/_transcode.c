@@ -579,6 +579,26 @@ literal(Parser *ps, int *value)
     return fail(ps, "invalid literal");
 }
 
+/* The literal null at ps->p; anything else fails with `what`. */
+static int
+expect_null(Parser *ps, const char *what)
+{
+    int v;
+    if (peek(ps) == 'n' && literal(ps, &v) == 0 && v == -1)
+        return 0;
+    return PyErr_Occurred() ? -1 : fail(ps, what);
+}
+
+/* A JSON string (a new str in *out) or null (*out left NULL); anything else fails with `what`. */
+static int
+string_or_null(Parser *ps, PyObject **out, const char *what)
+{
+    Py_CLEAR(*out);
+    if (peek(ps) == '"')
+        return (*out = read_pystring(ps)) == NULL ? -1 : 0;
+    return expect_null(ps, what);
+}
+
 /* A JSON number at ps->p (grammar checked); *d gets its value when d is not NULL. */
 static int
 number(Parser *ps, double *d)
@@ -1456,20 +1476,8 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
             }
         }
         else if (NAME_IS(s, n, "eventID")) {
-            int c = peek(ps);
-            Py_CLEAR(r.event_id);
-            if (c == '"') {
-                if ((r.event_id = read_pystring(ps)) == NULL)
-                    goto done;
-            }
-            else {
-                int v;
-                if (c != 'n' || literal(ps, &v) < 0 || v != -1) {
-                    if (!PyErr_Occurred())
-                        fail(ps, "eventID must be a string or null");
-                    goto done;
-                }
-            }
+            if (string_or_null(ps, &r.event_id, "eventID must be a string or null") < 0)
+                goto done;
         }
         else if (NAME_IS(s, n, "awsRegion")) {
             int c = peek(ps);
@@ -1482,14 +1490,8 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
                 if (!same && (r.region = PyUnicode_DecodeUTF8((const char *)s, n, NULL)) == NULL)
                     goto done;
             }
-            else {
-                int v;
-                if (c != 'n' || literal(ps, &v) < 0 || v != -1) {
-                    if (!PyErr_Occurred())
-                        fail(ps, "awsRegion must be a string or null");
-                    goto done;
-                }
-            }
+            else if (expect_null(ps, "awsRegion must be a string or null") < 0)
+                goto done;
         }
         else if (NAME_IS(s, n, "userIdentity")) {
             if (parse_identity(ps, &r) < 0)
@@ -1592,20 +1594,8 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 ps.depth = 1;
             }
             else if (NAME_IS(s, n, "NextShardIterator")) {
-                Py_CLEAR(next);
-                int c = peek(&ps);
-                if (c == '"') {
-                    if ((next = read_pystring(&ps)) == NULL)
-                        goto done;
-                }
-                else {
-                    int v;
-                    if (c != 'n' || literal(&ps, &v) < 0 || v != -1) {
-                        if (!PyErr_Occurred())
-                            fail(&ps, "NextShardIterator must be a string or null");
-                        goto done;
-                    }
-                }
+                if (string_or_null(&ps, &next, "NextShardIterator must be a string or null") < 0)
+                    goto done;
             }
             else if (skip_value(&ps) < 0)
                 goto done;
