@@ -9,10 +9,10 @@
  *               connectors.dynamodb.records.from_stream_records builds)
  *   key_avro    Avro body of the table's Key record (no Confluent framing)
  *   value_avro  Avro body of the Envelope record (no Confluent framing)
- * plus the page's last SequenceNumber and its NextShardIterator. Given records=(type, topic,
- * key_fields), it builds instances of `type` (bridge.task.SourceRecord: a slots dataclass whose
- * fields RECORD_FIELDS names) instead of tuples, setting the slots directly, each REMOVE
- * followed by its tombstone; the caller checks that the type's fields are exactly those.
+ * plus the page's last SequenceNumber and its NextShardIterator. Given records=(topic,
+ * key_fields), it returns StreamRecords instead of tuples, each REMOVE followed by its
+ * tombstone: objects with bridge.task.SourceRecord's fields (RECORD_FIELDS), made for the hot
+ * path (see StreamRecord below).
  *
  * The bytes are exactly those of bridge.serde.avro.encode_key / encode_envelope (and so of
  * fastavro) for the same input; bridge/serde/_transcode_py.py is the same function in
@@ -149,7 +149,10 @@ static State S; /* interned constants; the module is single-phase and never unlo
 typedef struct {
     PyObject *name;    /* str */
     PyObject *type;    /* interned "S" | "N" | "B" */
+    const char *utf8;  /* name's UTF-8 (owned by name) */
+    Py_ssize_t ulen;
     char t;
+    Buf val;           /* while a record is read: its value (S/N text, B as base64 text) */
 } KeyField;
 
 typedef struct {
@@ -161,7 +164,8 @@ static const char *const RECORD_FIELDS[NFIELDS] = {
     "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
     "encoded_value",
 };
-enum { F_TOPIC, F_TABLE, F_KEY_FIELDS, F_KEY, F_OP, F_BEFORE, F_AFTER, F_SOURCE, F_TS_MS, F_TOMBSTONE, F_EKEY, F_EVALUE };
+#define ABI 2 /* what the module returns; transcode.py refuses a build of another version */
+#define MAX_KEY_FIELDS 8
 
 typedef struct {
     PyObject_HEAD
@@ -169,13 +173,11 @@ typedef struct {
     Py_ssize_t nkf;
     PyObject *table, *region, *stream_arn, *shard_id;
     PyObject *source_template; /* the source dict with the per-record values at their defaults */
-    /* records=(type, topic, key_fields): build instances of type (a slots dataclass) */
-    PyTypeObject *rec_type;
+    int records;               /* records=(topic, key_fields) given: page() returns StreamRecords */
     PyObject *rec_topic, *rec_key_fields;
-    PyObject *rec_descr[NFIELDS];
-    PyObject *last_seq; /* while a page is read: the newest SequenceNumber */
-    PyObject *last_ms;  /* the newest approximate_creation_ms int, and its value */
-    int64_t last_ms_value;
+    Buf seq_text, event_id_text, region_text; /* while a record is read: SequenceNumber, eventID, awsRegion */
+    Buf last_seq_text;         /* while a page is read: the newest SequenceNumber */
+    int has_last_seq;
     PyObject *region_utf8; /* bytes */
     Buf src_head;          /* string "dynamodb", string table */
     Buf src_tail;          /* 0x02 string stream_arn, 0x02 string shard_id */
@@ -966,113 +968,74 @@ put_item(Parser *ps, Buf *out, int depth)
 
 /* ------------------------------------------------------------------ one stream record */
 
+/* What one record's JSON gave, besides the images (in t->before/after) and the strings kept
+ * in the transcoder's buffers (key values, SequenceNumber, eventID, awsRegion). */
 typedef struct {
     PyObject *op;          /* borrowed interned constant */
-    PyObject *event_id;    /* owned or NULL (null) */
-    PyObject *region;      /* owned or NULL (use the default) */
-    PyObject *seq;         /* owned */
-    PyObject *keys;        /* owned dict */
-    int has_dynamodb, has_before, has_after, has_ms;
+    int has_dynamodb, has_before, has_after, has_ms, has_keys, has_seq, has_event_id, has_region;
+    unsigned keys_seen;    /* bit i: key field i was in Keys */
     int64_t ms;
     int type_lower, type_lower_ok, type_upper_ok; /* userIdentity */
     int principal_lower, principal_lower_ok, principal_upper_ok;
 } Rec;
 
-static void
-rec_clear(Rec *r)
-{
-    Py_CLEAR(r->event_id);
-    Py_CLEAR(r->region);
-    Py_CLEAR(r->seq);
-    Py_CLEAR(r->keys);
-}
-
-/* A key attribute's name: the key field's own str when it is one of them (the usual case). */
-static PyObject *
-read_key_name(Parser *ps)
+/* The decoded JSON string at ps->p, copied into b (read_string may point into the scratch). */
+static int
+read_into(Parser *ps, Buf *b)
 {
     const unsigned char *s;
     Py_ssize_t n;
     if (read_string(ps, &s, &n) < 0)
-        return NULL;
-    Transcoder *t = ps->t;
-    for (Py_ssize_t i = 0; i < t->nkf; i++) {
-        Py_ssize_t fn;
-        const char *f = PyUnicode_AsUTF8AndSize(t->kf[i].name, &fn);
-        if (f == NULL)
-            return NULL;
-        if (fn == n && memcmp(f, s, (size_t)n) == 0)
-            return Py_NewRef(t->kf[i].name);
-    }
-    return PyUnicode_DecodeUTF8((const char *)s, n, NULL);
+        return -1;
+    b->len = 0;
+    RESERVE(b, n);
+    memcpy(b->d, s, (size_t)n);
+    b->len = n;
+    return 0;
 }
 
-/* {"pk": {"S": "x"}, ...}: every value exactly one S, N or B string. */
+/* {"pk": {"S": "x"}, ...}: exactly the table's key attributes, each its declared S, N or B
+ * type. Values go to the key fields' buffers; the dict form is built only when asked for
+ * (StreamRecord.key). Anything else (another attribute, a name twice) is for the general path. */
 static int
 parse_keys(Parser *ps, Rec *r)
 {
+    Transcoder *t = ps->t;
     if (peek(ps) != '{')
         return fail(ps, "dynamodb.Keys must be an object");
     ps->p++;
-    PyObject *keys = PyDict_New();
-    if (keys == NULL)
-        return -1;
-    Py_XSETREF(r->keys, keys);
+    r->has_keys = 1;
+    r->keys_seen = 0;
     if (peek(ps) == '}') {
         ps->p++;
         return 0;
     }
     int more;
     do {
-        if (peek(ps) != '"')
-            return fail(ps, "expected a key attribute name");
-        PyObject *name = read_key_name(ps);
-        if (name == NULL)
-            return -1;
         const unsigned char *s;
         Py_ssize_t n;
-        PyObject *type, *value, *inner;
-        if (expect(ps, ':', "expected ':'") < 0 || expect(ps, '{', "key attribute value must be an object") < 0 ||
-            member_name(ps, &s, &n) < 0)
-            goto error;
-        if (NAME_IS(s, n, "S"))
-            type = S.t_S;
-        else if (NAME_IS(s, n, "N"))
-            type = S.t_N;
-        else if (NAME_IS(s, n, "B"))
-            type = S.t_B;
-        else {
-            fail(ps, "key attribute must be S, N or B");
-            goto error;
-        }
-        value = read_pystring(ps);
-        if (value == NULL)
-            goto error;
-        if (peek(ps) != '}') {
-            Py_DECREF(value);
-            fail(ps, "key attribute value must have exactly one type");
-            goto error;
-        }
+        if (peek(ps) != '"')
+            return fail(ps, "expected a key attribute name");
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        Py_ssize_t i = 0;
+        while (i < t->nkf && !(t->kf[i].ulen == n && memcmp(t->kf[i].utf8, s, (size_t)n) == 0))
+            i++;
+        if (i == t->nkf)
+            return fail(ps, "dynamodb.Keys has an attribute that is not part of the table's key");
+        if (r->keys_seen & (1u << i))
+            return fail(ps, "key attribute given twice in dynamodb.Keys");
+        if (expect(ps, '{', "key attribute value must be an object") < 0 || member_name(ps, &s, &n) < 0)
+            return -1;
+        if (!(n == 1 && s[0] == t->kf[i].t))
+            return fail(ps, "key attribute's type is not the table's");
+        if (read_into(ps, &t->kf[i].val) < 0)
+            return -1;
+        if (peek(ps) != '}')
+            return fail(ps, "key attribute value must have exactly one type");
         ps->p++;
-        inner = PyDict_New();
-        if (inner == NULL || PyDict_SetItem(inner, type, value) < 0 || PyDict_SetItem(keys, name, inner) < 0) {
-            Py_XDECREF(inner);
-            Py_DECREF(value);
-            goto error;
-        }
-        Py_DECREF(inner);
-        Py_DECREF(value);
-        Py_DECREF(name);
-        continue;
-    error:
-        Py_DECREF(name);
-        return -1;
+        r->keys_seen |= 1u << i;
     } while ((more = next_or_close(ps, '}')) == 1);
-    /* Only str in dicts of str: no cycle can pass through, so the collector need not visit
-     * it (CPython untracks dicts of atoms itself, and tracks this one again the moment a
-     * container is put in). Records in flight are many, and every collection visits them. */
-    if (more == 0 && PyObject_GC_IsTracked(keys))
-        PyObject_GC_UnTrack(keys);
     return more;
 }
 
@@ -1104,8 +1067,7 @@ parse_dynamodb(Parser *ps, Rec *r)
     ps->p++;
     ps->depth++;
     /* a member given twice: the last one counts, as in a parsed dict */
-    Py_CLEAR(r->keys);
-    Py_CLEAR(r->seq);
+    r->has_keys = r->has_seq = 0;
     r->has_before = r->has_after = r->has_ms = 0;
     if (peek(ps) == '}') {
         ps->p++;
@@ -1134,9 +1096,9 @@ parse_dynamodb(Parser *ps, Rec *r)
         else if (NAME_IS(s, n, "SequenceNumber")) {
             if (peek(ps) != '"')
                 return fail(ps, "dynamodb.SequenceNumber must be a string");
-            Py_XSETREF(r->seq, read_pystring(ps));
-            if (r->seq == NULL)
+            if (read_into(ps, &t->seq_text) < 0)
                 return -1;
+            r->has_seq = 1;
         }
         else if (NAME_IS(s, n, "ApproximateCreationDateTime")) {
             int c = peek(ps);
@@ -1167,9 +1129,9 @@ parse_dynamodb(Parser *ps, Rec *r)
     if (more < 0)
         return -1;
     ps->depth--;
-    if (r->keys == NULL)
+    if (!r->has_keys)
         return fail(ps, "dynamodb.Keys missing");
-    if (r->seq == NULL)
+    if (!r->has_seq)
         return fail(ps, "dynamodb.SequenceNumber missing");
     return 0;
 }
@@ -1247,21 +1209,22 @@ parse_identity(Parser *ps, Rec *r)
     return more;
 }
 
+/* An Avro ["null", "string"] from a buffer (or null); *at gets where the string's bytes start. */
 static int
-put_opt_pystring(Buf *b, PyObject *s)
+put_opt_text(Buf *b, const Buf *text, int present, Py_ssize_t *at)
 {
-    if (s == NULL) {
-        RESERVE(b, 1);
+    RESERVE(b, text->len + 11);
+    if (!present) {
         b->d[b->len++] = 0;
+        *at = -1;
         return 0;
     }
-    Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u == NULL)
-        return -1;
-    RESERVE(b, 1);
     b->d[b->len++] = 2;
-    return put_avro_string(b, u, n);
+    put_varint(b, zigzag(text->len));
+    *at = b->len;
+    memcpy(b->d + b->len, text->d, (size_t)text->len);
+    b->len += text->len;
+    return 0;
 }
 
 static int
@@ -1282,47 +1245,285 @@ put_key(Parser *ps, Rec *r)
     k->len = 0;
     for (Py_ssize_t i = 0; i < t->nkf; i++) {
         KeyField *f = &t->kf[i];
-        PyObject *inner = PyDict_GetItemWithError(r->keys, f->name);
-        PyObject *v = inner ? PyDict_GetItemWithError(inner, f->type) : NULL;
-        if (v == NULL) {
-            if (PyErr_Occurred())
-                return -1;
+        if (!(r->keys_seen & (1u << i))) {
             PyErr_Format(PyExc_ValueError, "GetRecords page: key attribute %R of type %U missing in Keys at byte %zd",
                          f->name, f->type, (Py_ssize_t)(ps->p - ps->base));
             return -1;
         }
-        Py_ssize_t n;
-        const char *u = PyUnicode_AsUTF8AndSize(v, &n);
-        if (u == NULL)
-            return -1;
         if (f->t == 'B') {
-            if (put_base64(ps, k, (const unsigned char *)u, n) < 0)
+            if (put_base64(ps, k, f->val.d, f->val.len) < 0)
                 return -1;
         }
-        else if (put_avro_string(k, u, n) < 0)
+        else if (put_avro_string(k, (const char *)f->val.d, f->val.len) < 0)
             return -1;
     }
     return 0;
 }
 
-/* An instance of the record type with its twelve fields set, __init__ bypassed. */
+/* ------------------------------------------------------------------ the records */
+
+/*
+ * One stream record with the fields of bridge.task.SourceRecord, read-only. Tens of thousands
+ * wait for the broker at once, so a record is one small object holding its two byte strings
+ * and objects shared by its page: not tracked by the cyclic collector (it cannot be part of a
+ * cycle), and no dicts. `key` and `source` are built when asked for (dead-letter path,
+ * snapshot handoff) from the Avro bodies, which hold everything they say.
+ */
+typedef struct {
+    PyObject_HEAD
+    Transcoder *t;   /* topic, table, key fields, the source template */
+    PyObject *op;    /* "c" | "u" | "d" */
+    PyObject *ts_ms; /* the page's int */
+    PyObject *key;   /* bytes: Avro key body */
+    PyObject *value; /* bytes: Avro envelope body; a tombstone keeps its delete's, for `source` */
+    int64_t ms;
+    /* where source strings are in value; -1: null (event_id) or the transcoder's (region) */
+    int32_t seq_at, seq_len, event_id_at, event_id_len, region_at, region_len;
+    char has_ms, ttl, tombstone;
+} StreamRecord;
+
+static PyTypeObject StreamRecordType;
+
+static const char B64_ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 static PyObject *
-new_record(Transcoder *t, PyObject *const *values)
+base64_text(const unsigned char *s, Py_ssize_t n)
 {
-    PyObject *obj = t->rec_type->tp_alloc(t->rec_type, 0);
-    if (obj == NULL)
+    PyObject *out = PyUnicode_New((n + 2) / 3 * 4, 127);
+    if (out == NULL)
         return NULL;
-    for (int i = 0; i < NFIELDS; i++) {
-        PyObject *d = t->rec_descr[i];
-        if (Py_TYPE(d)->tp_descr_set(d, obj, values[i]) < 0) {
-            Py_DECREF(obj);
-            return NULL;
-        }
+    Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
+    Py_ssize_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        *o++ = B64_ALPHABET[v >> 18];
+        *o++ = B64_ALPHABET[(v >> 12) & 63];
+        *o++ = B64_ALPHABET[(v >> 6) & 63];
+        *o++ = B64_ALPHABET[v & 63];
     }
-    return obj;
+    if (n - i == 1) {
+        *o++ = B64_ALPHABET[s[i] >> 2];
+        *o++ = B64_ALPHABET[(s[i] & 3) << 4];
+        *o++ = '=';
+        *o++ = '=';
+    }
+    else if (n - i == 2) {
+        *o++ = B64_ALPHABET[s[i] >> 2];
+        *o++ = B64_ALPHABET[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+        *o++ = B64_ALPHABET[(s[i + 1] & 15) << 2];
+        *o++ = '=';
+    }
+    return out;
 }
 
-/* Appends the record (and, for a REMOVE in records mode, its tombstone) to out. */
+/* An Avro string or bytes length at *p (this module wrote it, so it is well formed). */
+static Py_ssize_t
+read_length(const unsigned char **p, const unsigned char *e)
+{
+    uint64_t z = 0;
+    int shift = 0;
+    while (*p < e && shift < 64) {
+        unsigned char c = *(*p)++;
+        z |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80)) {
+            int64_t n = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            if (n >= 0 && n <= e - *p)
+                return (Py_ssize_t)n;
+            break;
+        }
+        shift += 7;
+    }
+    PyErr_SetString(PyExc_ValueError, "StreamRecord: corrupt Avro key");
+    return -1;
+}
+
+/* The record's Keys in DynamoDB JSON ({"pk": {"S": "x"}}, B as base64 text), from its Avro key. */
+static PyObject *
+StreamRecord_key(StreamRecord *r, void *closure)
+{
+    Transcoder *t = r->t;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key);
+    const unsigned char *e = p + PyBytes_GET_SIZE(r->key);
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < t->nkf; i++) {
+        Py_ssize_t n = read_length(&p, e);
+        if (n < 0)
+            goto error;
+        PyObject *v = t->kf[i].t == 'B' ? base64_text(p, n) : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+        p += n;
+        if (v == NULL)
+            goto error;
+        PyObject *inner = PyDict_New();
+        int rc = inner == NULL ? -1 : PyDict_SetItem(inner, t->kf[i].type, v);
+        Py_DECREF(v);
+        if (rc == 0)
+            rc = PyDict_SetItem(out, t->kf[i].name, inner);
+        Py_XDECREF(inner);
+        if (rc < 0)
+            goto error;
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static int
+set_text(PyObject *d, PyObject *name, PyObject *bytes, int32_t at, int32_t len)
+{
+    PyObject *v = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes) + at, len, NULL);
+    int rc = v == NULL ? -1 : PyDict_SetItem(d, name, v);
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* The envelope's source block as a dict (what from_stream_records builds). */
+static PyObject *
+StreamRecord_source(StreamRecord *r, void *closure)
+{
+    PyObject *src = PyDict_Copy(r->t->source_template);
+    if (src == NULL)
+        return NULL;
+    if (set_text(src, S.k_sequence_number, r->value, r->seq_at, r->seq_len) < 0 ||
+        (r->region_at >= 0 && set_text(src, S.k_region, r->value, r->region_at, r->region_len) < 0) ||
+        (r->event_id_at >= 0 && set_text(src, S.k_event_id, r->value, r->event_id_at, r->event_id_len) < 0) ||
+        (r->ttl && PyDict_SetItem(src, S.k_ttl_delete, Py_True) < 0))
+        goto error;
+    if (r->has_ms) {
+        PyObject *ms = PyLong_FromLongLong(r->ms);
+        int rc = ms == NULL ? -1 : PyDict_SetItem(src, S.k_approximate_creation_ms, ms);
+        Py_XDECREF(ms);
+        if (rc < 0)
+            goto error;
+    }
+    return src;
+error:
+    Py_DECREF(src);
+    return NULL;
+}
+
+static PyObject *
+StreamRecord_topic(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->t->rec_topic ? r->t->rec_topic : Py_None);
+}
+
+static PyObject *
+StreamRecord_table(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->t->table);
+}
+
+static PyObject *
+StreamRecord_key_fields(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->t->rec_key_fields ? r->t->rec_key_fields : Py_None);
+}
+
+static PyObject *
+StreamRecord_op(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->op);
+}
+
+static PyObject *
+StreamRecord_none(StreamRecord *r, void *closure)
+{
+    Py_RETURN_NONE; /* before / after: the images exist only in encoded_value */
+}
+
+static PyObject *
+StreamRecord_ts_ms(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->ts_ms);
+}
+
+static PyObject *
+StreamRecord_tombstone(StreamRecord *r, void *closure)
+{
+    return PyBool_FromLong(r->tombstone);
+}
+
+static PyObject *
+StreamRecord_encoded_key(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->key);
+}
+
+static PyObject *
+StreamRecord_encoded_value(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->tombstone ? Py_None : r->value);
+}
+
+/* In RECORD_FIELDS order. */
+static PyGetSetDef StreamRecord_getset[] = {
+    {"topic", (getter)StreamRecord_topic, NULL, NULL, NULL},
+    {"table", (getter)StreamRecord_table, NULL, NULL, NULL},
+    {"key_fields", (getter)StreamRecord_key_fields, NULL, NULL, NULL},
+    {"key", (getter)StreamRecord_key, NULL, "the Keys in DynamoDB JSON, built from encoded_key", NULL},
+    {"op", (getter)StreamRecord_op, NULL, NULL, NULL},
+    {"before", (getter)StreamRecord_none, NULL, "None: the old image is in encoded_value only", NULL},
+    {"after", (getter)StreamRecord_none, NULL, "None: the new image is in encoded_value only", NULL},
+    {"source", (getter)StreamRecord_source, NULL, "the envelope's source block, built from the Avro value", NULL},
+    {"ts_ms", (getter)StreamRecord_ts_ms, NULL, NULL, NULL},
+    {"tombstone", (getter)StreamRecord_tombstone, NULL, NULL, NULL},
+    {"encoded_key", (getter)StreamRecord_encoded_key, NULL, NULL, NULL},
+    {"encoded_value", (getter)StreamRecord_encoded_value, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyObject *
+StreamRecord_repr(StreamRecord *r)
+{
+    PyObject *seq = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->value) + r->seq_at, r->seq_len, NULL);
+    if (seq == NULL)
+        return NULL;
+    PyObject *out = PyUnicode_FromFormat("StreamRecord(topic=%R, table=%R, op=%R, sequence_number=%R%s)",
+                                         r->t->rec_topic ? r->t->rec_topic : Py_None, r->t->table, r->op, seq,
+                                         r->tombstone ? ", tombstone=True" : "");
+    Py_DECREF(seq);
+    return out;
+}
+
+static void
+StreamRecord_dealloc(StreamRecord *r)
+{
+    Py_DECREF(r->t);
+    Py_DECREF(r->op);
+    Py_DECREF(r->ts_ms);
+    Py_DECREF(r->key);
+    Py_DECREF(r->value);
+    PyObject_Free(r);
+}
+
+static PyTypeObject StreamRecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.serde._transcode.StreamRecord",
+    .tp_basicsize = sizeof(StreamRecord),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One DynamoDB Streams record, transcoded: bridge.task.SourceRecord's fields, read-only.",
+    .tp_dealloc = (destructor)StreamRecord_dealloc,
+    .tp_repr = (reprfunc)StreamRecord_repr,
+    .tp_getset = StreamRecord_getset,
+};
+
+static StreamRecord *
+new_stream_record(Transcoder *t, PyObject *op, PyObject *ts_obj, PyObject *key, PyObject *value)
+{
+    StreamRecord *r = PyObject_New(StreamRecord, &StreamRecordType);
+    if (r == NULL)
+        return NULL;
+    r->t = (Transcoder *)Py_NewRef((PyObject *)t);
+    r->op = Py_NewRef(op);
+    r->ts_ms = Py_NewRef(ts_obj);
+    r->key = Py_NewRef(key);
+    r->value = Py_NewRef(value);
+    return r;
+}
+
+/* Appends the record (in records mode a StreamRecord, and for a REMOVE its tombstone) to out. */
 static int
 build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
 {
@@ -1338,15 +1539,17 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     /* source block */
     Buf *src = &t->src;
     src->len = 0;
+    Py_ssize_t seq_at, event_id_at, region_at = -1;
     if (put_buf(src, &t->src_head) < 0)
         return -1;
-    if (r->region == NULL) {
+    if (!r->has_region) {
         if (put_buf(src, &t->src_region) < 0)
             return -1;
     }
-    else if (put_opt_pystring(src, r->region) < 0)
+    else if (put_opt_text(src, &t->region_text, 1, &region_at) < 0)
         return -1;
-    if (put_buf(src, &t->src_tail) < 0 || put_opt_pystring(src, r->seq) < 0 || put_opt_pystring(src, r->event_id) < 0)
+    if (put_buf(src, &t->src_tail) < 0 || put_opt_text(src, &t->seq_text, 1, &seq_at) < 0 ||
+        put_opt_text(src, &t->event_id_text, r->has_event_id, &event_id_at) < 0)
         return -1;
     if (buf_grow(src, 16) < 0)
         return -1;
@@ -1362,7 +1565,11 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     src->d[src->len++] = (unsigned char)ttl;
 
     Py_ssize_t nb = r->has_before == 1 ? t->before.len : 0, na = r->has_after == 1 ? t->after.len : 0;
-    Py_ssize_t total = 2 + 1 + nb + 1 + na + src->len + ts->len;
+    Py_ssize_t src_at = 2 + 1 + nb + 1 + na, total = src_at + src->len + ts->len;
+    if (total > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "GetRecords page: record too large");
+        return -1;
+    }
     PyObject *value = PyBytes_FromStringAndSize(NULL, total);
     if (value == NULL)
         return -1;
@@ -1380,55 +1587,60 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     memcpy(o, ts->d, (size_t)ts->len);
 
     PyObject *key = PyBytes_FromStringAndSize((const char *)t->key.d, t->key.len);
-    PyObject *source = PyDict_Copy(t->source_template);
-    PyObject *ms = NULL;
-    if (r->has_ms) { /* one creation time per second: neighbours share the int */
-        if (t->last_ms == NULL || t->last_ms_value != r->ms) {
-            Py_XSETREF(t->last_ms, PyLong_FromLongLong(r->ms));
-            t->last_ms_value = r->ms;
-        }
-        ms = Py_XNewRef(t->last_ms);
-    }
-    int rc = -1;
-    if (key == NULL || source == NULL || (r->has_ms && ms == NULL))
-        goto done;
-    if (PyDict_SetItem(source, S.k_sequence_number, r->seq) < 0 ||
-        (r->region && PyDict_SetItem(source, S.k_region, r->region) < 0) ||
-        (r->event_id && PyDict_SetItem(source, S.k_event_id, r->event_id) < 0) ||
-        (ms && PyDict_SetItem(source, S.k_approximate_creation_ms, ms) < 0) ||
-        (ttl && PyDict_SetItem(source, S.k_ttl_delete, Py_True) < 0))
-        goto done;
-    if (t->rec_type == NULL) {
-        PyObject *tuple = PyTuple_Pack(5, r->op, r->keys, source, key, value);
-        if (tuple == NULL)
-            goto done;
-        rc = PyList_Append(out_list, tuple);
-        Py_DECREF(tuple);
-        goto done;
-    }
-    PyObject *values[NFIELDS] = {
-        t->rec_topic, t->table, t->rec_key_fields, r->keys, r->op, Py_None, Py_None, source, ts_obj, Py_False, key,
-        value,
-    };
-    PyObject *rec = new_record(t, values);
-    if (rec == NULL)
-        goto done;
-    rc = PyList_Append(out_list, rec);
-    Py_DECREF(rec);
-    if (rc == 0 && r->op == S.op_d) { /* a delete is followed by a tombstone with the same key */
-        values[F_TOMBSTONE] = Py_True;
-        values[F_EVALUE] = Py_None;
-        rec = new_record(t, values);
-        rc = rec == NULL ? -1 : PyList_Append(out_list, rec);
-        Py_XDECREF(rec);
-    }
-done:
-    if (rc == 0)
-        Py_XSETREF(t->last_seq, Py_NewRef(r->seq));
+    StreamRecord *rec = key == NULL ? NULL : new_stream_record(t, r->op, ts_obj, key, value);
     Py_XDECREF(key);
-    Py_XDECREF(source);
-    Py_XDECREF(ms);
     Py_DECREF(value);
+    if (rec == NULL)
+        return -1;
+    rec->ms = r->ms;
+    rec->has_ms = (char)r->has_ms;
+    rec->ttl = (char)ttl;
+    rec->tombstone = 0;
+    rec->seq_at = (int32_t)(src_at + seq_at);
+    rec->seq_len = (int32_t)t->seq_text.len;
+    rec->event_id_at = event_id_at < 0 ? -1 : (int32_t)(src_at + event_id_at);
+    rec->event_id_len = (int32_t)t->event_id_text.len;
+    rec->region_at = region_at < 0 ? -1 : (int32_t)(src_at + region_at);
+    rec->region_len = (int32_t)t->region_text.len;
+    int rc;
+    if (t->records) {
+        rc = PyList_Append(out_list, (PyObject *)rec);
+        if (rc == 0 && r->op == S.op_d) { /* a delete is followed by a tombstone with the same key */
+            StreamRecord *tomb = new_stream_record(t, r->op, ts_obj, rec->key, rec->value);
+            if (tomb == NULL)
+                rc = -1;
+            else {
+                tomb->ms = rec->ms;
+                tomb->has_ms = rec->has_ms;
+                tomb->ttl = rec->ttl;
+                tomb->tombstone = 1;
+                tomb->seq_at = rec->seq_at;
+                tomb->seq_len = rec->seq_len;
+                tomb->event_id_at = rec->event_id_at;
+                tomb->event_id_len = rec->event_id_len;
+                tomb->region_at = rec->region_at;
+                tomb->region_len = rec->region_len;
+                rc = PyList_Append(out_list, (PyObject *)tomb);
+                Py_DECREF(tomb);
+            }
+        }
+    }
+    else { /* (op, key, source, key_avro, value_avro) */
+        PyObject *keys = StreamRecord_key(rec, NULL), *source = keys ? StreamRecord_source(rec, NULL) : NULL;
+        PyObject *tuple = source ? PyTuple_Pack(5, r->op, keys, source, rec->key, rec->value) : NULL;
+        rc = tuple == NULL ? -1 : PyList_Append(out_list, tuple);
+        Py_XDECREF(tuple);
+        Py_XDECREF(keys);
+        Py_XDECREF(source);
+    }
+    Py_DECREF(rec);
+    if (rc == 0) {
+        Buf *last = &t->last_seq_text;
+        last->len = 0;
+        if (put_buf(last, &t->seq_text) < 0)
+            return -1;
+        t->has_last_seq = 1;
+    }
     return rc;
 }
 
@@ -1476,19 +1688,20 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
             }
         }
         else if (NAME_IS(s, n, "eventID")) {
-            if (string_or_null(ps, &r.event_id, "eventID must be a string or null") < 0)
+            r.has_event_id = peek(ps) == '"';
+            if (r.has_event_id ? read_into(ps, &t->event_id_text) < 0
+                               : expect_null(ps, "eventID must be a string or null") < 0)
                 goto done;
         }
         else if (NAME_IS(s, n, "awsRegion")) {
             int c = peek(ps);
-            Py_CLEAR(r.region);
+            r.has_region = 0;
             if (c == '"') {
-                if (read_string(ps, &s, &n) < 0)
+                if (read_into(ps, &t->region_text) < 0)
                     goto done;
-                Py_ssize_t dn = PyBytes_GET_SIZE(t->region_utf8);
-                int same = n == 0 || (n == dn && memcmp(s, PyBytes_AS_STRING(t->region_utf8), (size_t)n) == 0);
-                if (!same && (r.region = PyUnicode_DecodeUTF8((const char *)s, n, NULL)) == NULL)
-                    goto done;
+                Py_ssize_t rn = t->region_text.len, dn = PyBytes_GET_SIZE(t->region_utf8);
+                int same = rn == 0 || (rn == dn && memcmp(t->region_text.d, PyBytes_AS_STRING(t->region_utf8), (size_t)rn) == 0);
+                r.has_region = !same;
             }
             else if (expect_null(ps, "awsRegion must be a string or null") < 0)
                 goto done;
@@ -1513,7 +1726,6 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
     }
     out = build_record(ps, &r, ts, ts_obj, out_list);
 done:
-    rec_clear(&r);
     return out;
 }
 
@@ -1542,7 +1754,7 @@ Transcoder_page(Transcoder *self, PyObject *args)
     self->nnames = 0;
 
     PyObject *records = PyList_New(0), *next = NULL, *result = NULL;
-    Py_CLEAR(self->last_seq);
+    self->has_last_seq = 0;
     int more;
     if (records == NULL)
         goto done;
@@ -1561,7 +1773,7 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 /* given twice: the last one counts */
                 if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0)
                     goto done;
-                Py_CLEAR(self->last_seq);
+                self->has_last_seq = 0;
                 int c = peek(&ps);
                 if (c == 'n') {
                     int v;
@@ -1609,7 +1821,12 @@ Transcoder_page(Transcoder *self, PyObject *args)
         goto done;
     }
     {
-        result = PyTuple_Pack(3, records, self->last_seq ? self->last_seq : Py_None, next ? next : Py_None);
+        PyObject *last = self->has_last_seq
+                             ? PyUnicode_DecodeUTF8((const char *)self->last_seq_text.d, self->last_seq_text.len, NULL)
+                             : Py_NewRef(Py_None);
+        if (last != NULL)
+            result = PyTuple_Pack(3, records, last, next ? next : Py_None);
+        Py_XDECREF(last);
     }
 done:
     /* drop what big pages left behind, so an idle reader does not hold megabytes */
@@ -1621,7 +1838,6 @@ done:
         buf_free(&self->scratch);
     Py_XDECREF(records);
     Py_XDECREF(next);
-    Py_CLEAR(self->last_seq);
     Py_DECREF(ts_obj);
     PyBuffer_Release(&view);
     return result;
@@ -1659,9 +1875,10 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
     if (seq == NULL)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0) {
+    if (n == 0 || n > MAX_KEY_FIELDS) {
         Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "key_fields must name at least one attribute");
+        PyErr_SetString(PyExc_ValueError, n ? "key_fields: a DynamoDB key has at most two attributes"
+                                            : "key_fields must name at least one attribute");
         return -1;
     }
     self->kf = PyMem_Calloc((size_t)n, sizeof(KeyField));
@@ -1690,6 +1907,10 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
         }
         self->kf[i].name = Py_NewRef(name);
         self->kf[i].t = PyUnicode_AsUTF8(type)[0];
+        if ((self->kf[i].utf8 = PyUnicode_AsUTF8AndSize(name, &self->kf[i].ulen)) == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
     }
     Py_DECREF(seq);
     self->table = Py_NewRef(table);
@@ -1712,21 +1933,10 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
         return -1;
     if (records == Py_None)
         return 0;
-    PyObject *type, *topic, *kf_obj;
-    if (!PyArg_ParseTuple(records, "O!UO:records", &PyType_Type, &type, &topic, &kf_obj))
+    PyObject *topic, *kf_obj;
+    if (!PyArg_ParseTuple(records, "UO:records", &topic, &kf_obj))
         return -1;
-    for (int i = 0; i < NFIELDS; i++) {
-        PyObject *d = PyObject_GetAttrString(type, RECORD_FIELDS[i]);
-        if (d == NULL)
-            return -1;
-        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type) || Py_TYPE(d)->tp_descr_set == NULL) {
-            Py_DECREF(d);
-            PyErr_Format(PyExc_TypeError, "records type %R: field %s is not a slot", type, RECORD_FIELDS[i]);
-            return -1;
-        }
-        self->rec_descr[i] = d;
-    }
-    self->rec_type = (PyTypeObject *)Py_NewRef(type);
+    self->records = 1;
     self->rec_topic = Py_NewRef(topic);
     self->rec_key_fields = Py_NewRef(kf_obj);
     return 0;
@@ -1738,6 +1948,7 @@ Transcoder_dealloc(Transcoder *self)
     for (Py_ssize_t i = 0; i < self->nkf; i++) {
         Py_XDECREF(self->kf[i].name);
         Py_XDECREF(self->kf[i].type);
+        buf_free(&self->kf[i].val);
     }
     PyMem_Free(self->kf);
     Py_XDECREF(self->table);
@@ -1746,15 +1957,11 @@ Transcoder_dealloc(Transcoder *self)
     Py_XDECREF(self->shard_id);
     Py_XDECREF(self->region_utf8);
     Py_XDECREF(self->source_template);
-    Py_XDECREF(self->rec_type);
     Py_XDECREF(self->rec_topic);
     Py_XDECREF(self->rec_key_fields);
-    Py_XDECREF(self->last_seq);
-    Py_XDECREF(self->last_ms);
-    for (int i = 0; i < NFIELDS; i++)
-        Py_XDECREF(self->rec_descr[i]);
-    Buf *bufs[] = {&self->src_head, &self->src_tail, &self->src_region, &self->before,
-                   &self->after,    &self->key,      &self->src,        &self->scratch};
+    Buf *bufs[] = {&self->src_head, &self->src_tail,  &self->src_region,    &self->before,
+                   &self->after,    &self->key,       &self->src,           &self->scratch,
+                   &self->seq_text, &self->event_id_text, &self->region_text, &self->last_seq_text};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         buf_free(bufs[i]);
     PyMem_Free(self->names);
@@ -1764,9 +1971,9 @@ Transcoder_dealloc(Transcoder *self)
 static PyMethodDef Transcoder_methods[] = {
     {"page", (PyCFunction)Transcoder_page, METH_VARARGS,
      "page(body, ts_ms) -> (records, last_sequence_number, next_shard_iterator)\n\n"
-     "records: list of (op, key, source, key_avro, value_avro), or with records=(type, topic,\n"
-     "key_fields) instances of type (a REMOVE followed by its tombstone); ValueError on input\n"
-     "the general path must handle."},
+     "records: list of (op, key, source, key_avro, value_avro), or with records=(topic, key_fields)\n"
+     "StreamRecords (a REMOVE followed by its tombstone); ValueError on input the general path\n"
+     "must handle."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1812,7 +2019,7 @@ PyInit__transcode(void)
     INTERN(t_S, "S");
     INTERN(t_N, "N");
     INTERN(t_B, "B");
-    if (PyType_Ready(&TranscoderType) < 0)
+    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
@@ -1832,6 +2039,8 @@ PyInit__transcode(void)
         PyTuple_SET_ITEM(fields, i, f);
     }
     if (PyModule_AddObjectRef(m, "Transcoder", (PyObject *)&TranscoderType) < 0 ||
+        PyModule_AddObjectRef(m, "StreamRecord", (PyObject *)&StreamRecordType) < 0 ||
+        PyModule_AddIntConstant(m, "ABI", ABI) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ATTRIBUTE_DEPTH", MAX_AV_DEPTH) < 0 ||
         PyModule_AddObject(m, "RECORD_FIELDS", fields) < 0) {
         Py_XDECREF(fields);

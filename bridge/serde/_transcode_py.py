@@ -18,12 +18,14 @@ import orjson
 
 from bridge.errors import ConversionError
 from bridge.serde.avro import encode_envelope, encode_key
+from bridge.task import SourceRecord
 from schemas import KeyField
 
-__all__ = ["MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "Transcoder"]
+__all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "Transcoder"]
 
+ABI = 2  # must equal ABI in _transcode.c: what page() returns
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
-# With records=(type, topic, key_fields), page() builds type(*values) in this field order.
+# The fields of the records page() returns with records=(topic, key_fields): SourceRecord's.
 RECORD_FIELDS = (
     "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
     "encoded_value",
@@ -81,15 +83,19 @@ def _check_item(item: Any, depth: int) -> None:
         _check_attribute(av, depth)
 
 
-def _check_keys(keys: Any) -> None:
+def _check_keys(keys: Any, key_fields: tuple[KeyField, ...]) -> None:
+    """Exactly the table's key attributes, each its declared type (the general path takes others)."""
     if type(keys) is not dict:
         raise _bad("dynamodb.Keys must be an object")
-    for av in keys.values():
+    types = {f.name: f.type for f in key_fields}
+    for name, av in keys.items():
+        if name not in types:
+            raise _bad("dynamodb.Keys has an attribute that is not part of the table's key")
         if type(av) is not dict or len(av) != 1:
             raise _bad("key attribute value must have exactly one type")
         ((t, v),) = av.items()
-        if t not in ("S", "N", "B") or type(v) is not str:
-            raise _bad("key attribute must be an S, N or B string")
+        if t != types[name] or type(v) is not str:
+            raise _bad("key attribute's type is not the table's")
 
 
 def _optional(r: dict[str, Any], name: str, kind: type) -> Any:
@@ -116,7 +122,7 @@ class Transcoder:
 
     def __init__(
         self, key_fields: Sequence[tuple[str, str]], table: str, region: str, stream_arn: str, shard_id: str,
-        *, records: tuple[type, str, Any] | None = None,
+        *, records: tuple[str, Any] | None = None,
     ) -> None:
         if not key_fields:
             raise ValueError("key_fields must name at least one attribute")
@@ -136,8 +142,8 @@ class Transcoder:
     def page(self, body: bytes, ts_ms: int) -> tuple[list[Any], str | None, str | None]:
         """GetRecords body → ([(op, key, source, key_avro, value_avro)], last seq, next iterator).
 
-        With ``records=(type, topic, key_fields)`` the list holds ``type`` instances instead
-        (fields in RECORD_FIELDS order), each REMOVE followed by its tombstone.
+        With ``records=(topic, key_fields)`` the list holds SourceRecords instead, each REMOVE
+        followed by its tombstone (the C transcoder's StreamRecords have the same fields).
         """
         try:
             doc = orjson.loads(body)
@@ -155,13 +161,15 @@ class Transcoder:
         last = out[-1][2]["sequence_number"] if out else None
         if self._records is None:
             return out, last, nxt
-        make, topic, key_fields = self._records
+        topic, key_fields = self._records
         table = self._table
         objs = []
         for op, key, source, key_avro, value_avro in out:
-            objs.append(make(topic, table, key_fields, key, op, None, None, source, ts_ms, False, key_avro, value_avro))
+            objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, False, key_avro,
+                                     value_avro))  # type: ignore[arg-type]
             if op == "d":
-                objs.append(make(topic, table, key_fields, key, op, None, None, source, ts_ms, True, key_avro, None))
+                objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, True, key_avro,
+                                         None))  # type: ignore[arg-type]
         return objs, last, nxt
 
     def _record(self, r: Any, ts_ms: int) -> Record:
@@ -178,7 +186,7 @@ class Transcoder:
         if type(d) is not dict:
             raise _bad("record has no dynamodb object")
         keys = d.get("Keys")
-        _check_keys(keys)
+        _check_keys(keys, self._key_fields)
         seq = d.get("SequenceNumber")
         if type(seq) is not str:
             raise _bad("dynamodb.SequenceNumber must be a string")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from bridge.serde._transcode_py import MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
+from bridge.serde._transcode_py import ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
 from bridge.serde._transcode_py import Transcoder as PyTranscoder
 
 __all__ = ["CTranscoder", "IMPLEMENTATION", "MAX_ATTRIBUTE_DEPTH", "PyTranscoder", "RECORD_FIELDS", "Transcoder"]
@@ -35,7 +35,9 @@ except ImportError:  # not compiled here (no compiler at install time)
     CTranscoder = None
 else:
     # A stale build of an older _transcode.c is not used.
-    same = (_transcode.MAX_ATTRIBUTE_DEPTH, _transcode.RECORD_FIELDS) == (MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS)
+    same = (getattr(_transcode, "ABI", 1), _transcode.MAX_ATTRIBUTE_DEPTH, _transcode.RECORD_FIELDS) == (
+        ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
+    )
     CTranscoder = _transcode.Transcoder if same else None
 
 Transcoder = None if os.environ.get("BRIDGE_PURE_PYTHON") == "1" else CTranscoder

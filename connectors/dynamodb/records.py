@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -88,20 +88,18 @@ def from_stream_records(raw: list[dict[str, Any]], ctx: StreamContext) -> list[S
     return out
 
 
-# The transcoder sets SourceRecord's slots itself, bypassing __init__: only while it knows
-# every field and nothing runs in __init__ that it would skip (tests/unit/test_transcode.py
-# fails if this turns false, so the fast way is not lost silently).
-RECORDS_IN_ONE_PASS = tuple(f.name for f in fields(SourceRecord)) == RECORD_FIELDS and not hasattr(
-    SourceRecord, "__post_init__"
-)
+# The C transcoder's records stand in for SourceRecords: only while they have the same fields
+# (tests/unit/test_transcode.py fails if this turns false, so the fast way is not lost silently).
+RECORDS_IN_ONE_PASS = tuple(f.name for f in fields(SourceRecord)) == RECORD_FIELDS
 
 
 class PageReader:
     """One shard's GetRecords response bodies → (records, last sequence, next iterator).
 
     The fast way is one pass from the body's bytes to each record's Avro key and value
-    (the C transcoder, ``bridge.serde.transcode``), which also builds the SourceRecords (with
-    ``encoded_key``/``encoded_value`` set and no decoded images). A page the transcoder does
+    (the C transcoder, ``bridge.serde.transcode``), which also builds the records: its
+    StreamRecords, with SourceRecord's fields (``encoded_key``/``encoded_value`` set, no
+    decoded images, ``key`` and ``source`` built when read). A page the transcoder does
     not take (it raises ValueError on anything unusual), and every page where it was not
     built, goes the general way: orjson, then ``from_stream_records``, where a bad record
     becomes a ConversionError for the dead-letter topic as always.
@@ -111,7 +109,7 @@ class PageReader:
         self._ctx = ctx
         self._transcoder = None if Transcoder is None else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
-            records=(SourceRecord, ctx.topic, ctx.key_fields) if RECORDS_IN_ONE_PASS else None,
+            records=(ctx.topic, ctx.key_fields) if RECORDS_IN_ONE_PASS else None,
         )
 
     def read(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
@@ -124,7 +122,7 @@ class PageReader:
             log.info("%s %s: page takes the general path: %s", self._ctx.table, self._ctx.shard_id, e)
             return self._general(body)
         if RECORDS_IN_ONE_PASS:
-            return page, last_seq, next_iterator
+            return cast(list[SourceRecord], page), last_seq, next_iterator
         ctx = self._ctx
         out = []
         for op, key, source, key_avro, value_avro in page:
