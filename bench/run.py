@@ -42,7 +42,7 @@ MB = 1024 * 1024
 
 # pages per run: (ceiling/bridge, naive, pure-Python bridge, distinct pages)
 SIZES = {
-    "full": {"wide": (48, 2, 4, 4), "small": (96, 8, 12, 8)},
+    "full": {"wide": (96, 2, 4, 4), "small": (192, 8, 12, 8)},
     "quick": {"wide": (8, 1, 2, 2), "small": (16, 2, 2, 2)},
 }
 TARGET_CEILING, TARGET_NAIVE = 0.40, 10.0

@@ -70,9 +70,10 @@ class WorkerSettings:
     transaction_timeout_s: float = 60.0
 
 
-# What one in-flight record costs beyond its payload: the SourceRecord with its key and
-# source dicts (~1.6 KB for the Streams reader's records) and librdkafka's message (~0.4 KB).
-# Its payload is held twice: the record's Avro bodies and librdkafka's copy.
+# What one in-flight record costs beyond its payload, at most: a SourceRecord with its key and
+# source dicts (~1.6 KB for stream records built in Python; the C transcoder's records take
+# ~0.2 KB) and librdkafka's message (~0.4 KB). Its payload is held twice: the record's Avro
+# bodies (framed in place for the C transcoder's) and librdkafka's copy.
 _RECORD_OVERHEAD = 2048
 _PAYLOAD_COPIES = 2
 _QUEUE_FULL_WAIT_S = 0.05

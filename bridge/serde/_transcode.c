@@ -164,7 +164,8 @@ static const char *const RECORD_FIELDS[NFIELDS] = {
     "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
     "encoded_value",
 };
-#define ABI 2 /* what the module returns; transcode.py refuses a build of another version */
+#define ABI 3 /* what the module returns; transcode.py refuses a build of another version */
+#define HEADER 5 /* Confluent wire format: magic byte 0, schema id (4 bytes, big-endian) */
 #define MAX_KEY_FIELDS 8
 
 typedef struct {
@@ -1268,14 +1269,19 @@ put_key(Parser *ps, Rec *r)
  * and objects shared by its page: not tracked by the cyclic collector (it cannot be part of a
  * cycle), and no dicts. `key` and `source` are built when asked for (dead-letter path,
  * snapshot handoff) from the Avro bodies, which hold everything they say.
+ *
+ * The byte strings start with HEADER bytes left zero for the Confluent header: frame() writes
+ * it there, once, so the message is not copied again to be framed. Until then the objects are
+ * never handed out (encoded_key/encoded_value return copies of the bodies), so writing into
+ * them is invisible; once framed, a different header gets a fresh copy.
  */
 typedef struct {
     PyObject_HEAD
     Transcoder *t;   /* topic, table, key fields, the source template */
     PyObject *op;    /* "c" | "u" | "d" */
     PyObject *ts_ms; /* the page's int */
-    PyObject *key;   /* bytes: Avro key body */
-    PyObject *value; /* bytes: Avro envelope body; a tombstone keeps its delete's, for `source` */
+    PyObject *key;   /* bytes: header room + Avro key body */
+    PyObject *value; /* bytes: header room + Avro envelope body; a tombstone keeps its delete's */
     int64_t ms;
     /* where source strings are in value; -1: null (event_id) or the transcoder's (region) */
     int32_t seq_at, seq_len, event_id_at, event_id_len, region_at, region_len;
@@ -1342,8 +1348,8 @@ static PyObject *
 StreamRecord_key(StreamRecord *r, void *closure)
 {
     Transcoder *t = r->t;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key);
-    const unsigned char *e = p + PyBytes_GET_SIZE(r->key);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key) + HEADER;
+    const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(r->key) + PyBytes_GET_SIZE(r->key);
     PyObject *out = PyDict_New();
     if (out == NULL)
         return NULL;
@@ -1447,15 +1453,21 @@ StreamRecord_tombstone(StreamRecord *r, void *closure)
 }
 
 static PyObject *
+body_copy(PyObject *b)
+{
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b) + HEADER, PyBytes_GET_SIZE(b) - HEADER);
+}
+
+static PyObject *
 StreamRecord_encoded_key(StreamRecord *r, void *closure)
 {
-    return Py_NewRef(r->key);
+    return body_copy(r->key);
 }
 
 static PyObject *
 StreamRecord_encoded_value(StreamRecord *r, void *closure)
 {
-    return Py_NewRef(r->tombstone ? Py_None : r->value);
+    return r->tombstone ? Py_NewRef(Py_None) : body_copy(r->value);
 }
 
 /* In RECORD_FIELDS order. */
@@ -1470,8 +1482,8 @@ static PyGetSetDef StreamRecord_getset[] = {
     {"source", (getter)StreamRecord_source, NULL, "the envelope's source block, built from the Avro value", NULL},
     {"ts_ms", (getter)StreamRecord_ts_ms, NULL, NULL, NULL},
     {"tombstone", (getter)StreamRecord_tombstone, NULL, NULL, NULL},
-    {"encoded_key", (getter)StreamRecord_encoded_key, NULL, NULL, NULL},
-    {"encoded_value", (getter)StreamRecord_encoded_value, NULL, NULL, NULL},
+    {"encoded_key", (getter)StreamRecord_encoded_key, NULL, "the Avro key body (a copy)", NULL},
+    {"encoded_value", (getter)StreamRecord_encoded_value, NULL, "the Avro envelope body (a copy); None: tombstone", NULL},
     {NULL},
 };
 
@@ -1565,7 +1577,7 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     src->d[src->len++] = (unsigned char)ttl;
 
     Py_ssize_t nb = r->has_before == 1 ? t->before.len : 0, na = r->has_after == 1 ? t->after.len : 0;
-    Py_ssize_t src_at = 2 + 1 + nb + 1 + na, total = src_at + src->len + ts->len;
+    Py_ssize_t src_at = HEADER + 2 + 1 + nb + 1 + na, total = src_at + src->len + ts->len;
     if (total > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "GetRecords page: record too large");
         return -1;
@@ -1574,6 +1586,8 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     if (value == NULL)
         return -1;
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
+    memset(o, 0, HEADER);
+    o += HEADER;
     *o++ = 2; /* op: a one-character string */
     *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
     *o++ = r->has_before == 1 ? 2 : 0;
@@ -1586,7 +1600,11 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     o += src->len;
     memcpy(o, ts->d, (size_t)ts->len);
 
-    PyObject *key = PyBytes_FromStringAndSize((const char *)t->key.d, t->key.len);
+    PyObject *key = PyBytes_FromStringAndSize(NULL, HEADER + t->key.len);
+    if (key != NULL) {
+        memset(PyBytes_AS_STRING(key), 0, HEADER);
+        memcpy(PyBytes_AS_STRING(key) + HEADER, t->key.d, (size_t)t->key.len);
+    }
     StreamRecord *rec = key == NULL ? NULL : new_stream_record(t, r->op, ts_obj, key, value);
     Py_XDECREF(key);
     Py_DECREF(value);
@@ -1627,11 +1645,14 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     }
     else { /* (op, key, source, key_avro, value_avro) */
         PyObject *keys = StreamRecord_key(rec, NULL), *source = keys ? StreamRecord_source(rec, NULL) : NULL;
-        PyObject *tuple = source ? PyTuple_Pack(5, r->op, keys, source, rec->key, rec->value) : NULL;
+        PyObject *kb = source ? body_copy(rec->key) : NULL, *vb = kb ? body_copy(rec->value) : NULL;
+        PyObject *tuple = vb ? PyTuple_Pack(5, r->op, keys, source, kb, vb) : NULL;
         rc = tuple == NULL ? -1 : PyList_Append(out_list, tuple);
         Py_XDECREF(tuple);
         Py_XDECREF(keys);
         Py_XDECREF(source);
+        Py_XDECREF(kb);
+        Py_XDECREF(vb);
     }
     Py_DECREF(rec);
     if (rc == 0) {
@@ -1727,6 +1748,69 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
     out = build_record(ps, &r, ts, ts_obj, out_list);
 done:
     return out;
+}
+
+/* The message: b framed with header, in place the first time (see StreamRecord), else a copy. */
+static PyObject *
+framed(PyObject *b, const char *header)
+{
+    char *d = PyBytes_AS_STRING(b);
+    if (memcmp(d, header, HEADER) == 0)
+        return Py_NewRef(b);
+    static const char room[HEADER] = {0};
+    if (memcmp(d, room, HEADER) == 0) {
+        memcpy(d, header, HEADER);
+        return Py_NewRef(b);
+    }
+    PyObject *copy = PyBytes_FromStringAndSize(d, PyBytes_GET_SIZE(b));
+    if (copy != NULL)
+        memcpy(PyBytes_AS_STRING(copy), header, HEADER);
+    return copy;
+}
+
+static PyObject *
+frame(PyObject *module, PyObject *args)
+{
+    PyObject *records;
+    const char *kh, *vh;
+    Py_ssize_t khn, vhn;
+    if (!PyArg_ParseTuple(args, "O!y#y#:frame", &PyList_Type, &records, &kh, &khn, &vh, &vhn))
+        return NULL;
+    if (khn != HEADER || vhn != HEADER) {
+        PyErr_SetString(PyExc_ValueError, "frame: headers are 5 bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(records);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(records, i);
+        if (!Py_IS_TYPE(r, &StreamRecordType) ||
+            ((StreamRecord *)r)->t != ((StreamRecord *)PyList_GET_ITEM(records, 0))->t)
+            Py_RETURN_NONE;
+    }
+    PyObject *keys = PyList_New(n), *values = PyList_New(n);
+    if (keys == NULL || values == NULL)
+        goto error;
+    Py_ssize_t payload = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        StreamRecord *r = (StreamRecord *)PyList_GET_ITEM(records, i);
+        PyObject *k = framed(r->key, kh);
+        if (k == NULL)
+            goto error;
+        PyList_SET_ITEM(keys, i, k);
+        payload += PyBytes_GET_SIZE(k);
+        PyObject *v = r->tombstone ? Py_NewRef(Py_None) : framed(r->value, vh);
+        if (v == NULL)
+            goto error;
+        PyList_SET_ITEM(values, i, v);
+        if (v != Py_None)
+            payload += PyBytes_GET_SIZE(v);
+    }
+    PyObject *out = Py_BuildValue("(NNn)", keys, values, payload);
+    return out;
+error:
+    Py_XDECREF(keys);
+    Py_XDECREF(values);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ the page */
@@ -1989,9 +2073,18 @@ static PyTypeObject TranscoderType = {
     .tp_methods = Transcoder_methods,
 };
 
+static PyMethodDef module_methods[] = {
+    {"frame", frame, METH_VARARGS,
+     "frame(records, key_header, value_header) -> (keys, values, payload) | None\n\n"
+     "The Kafka messages of a list of StreamRecords from one transcoder, in Confluent wire format\n"
+     "(values None for tombstones; payload: their total length); None when the list holds anything\n"
+     "else (the caller frames it itself)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "bridge.serde._transcode",
-    "GetRecords JSON -> Avro in one pass (see bridge/serde/transcode.py).", -1, NULL,
+    "GetRecords JSON -> Avro in one pass (see bridge/serde/transcode.py).", -1, module_methods,
 };
 
 #define INTERN(field, text)                                   \

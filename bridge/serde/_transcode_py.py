@@ -23,7 +23,7 @@ from schemas import KeyField
 
 __all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "Transcoder"]
 
-ABI = 2  # must equal ABI in _transcode.c: what page() returns
+ABI = 3  # must equal ABI in _transcode.c: what page() returns
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
 # The fields of the records page() returns with records=(topic, key_fields): SourceRecord's.
 RECORD_FIELDS = (

@@ -419,6 +419,12 @@ def test_page_reader_falls_back_to_the_general_path() -> None:
     assert serializer.serialize(fast)[0] == key
     assert serializer.serialize(fast)[1] == value[:5] + encode_envelope("c", None, good["dynamodb"]["NewImage"],
                                                                       fast.source, fast.ts_ms)
+    # serialize_batch (framed in C where built) gives what serialize gives, record by record
+    remove = {"eventName": "REMOVE", "dynamodb": {**GOOD, "SequenceNumber": "102", "OldImage": GOOD["Keys"]}}
+    page, _, _ = reader.read(orjson.dumps({"Records": [good, remove]}))
+    batch = serializer.serialize_batch(page)
+    assert list(zip(batch.keys, batch.values, strict=True)) == [serializer.serialize(r) for r in page]
+    assert batch.payload == sum(len(m) for m in batch.keys + batch.values if m) and not batch.errors
 
 
 @needs_c
@@ -436,6 +442,28 @@ def test_c_records_stay_out_of_the_collector() -> None:
     assert [(r.key, r.source, r.tombstone) for r in recs] == [(g.key, g.source, g.tombstone) for g in general]
     assert recs[0].source["region"] == "eu-west-1" and recs[0].source["approximate_creation_ms"] == 1700000000500
     assert recs[0].key is not recs[0].key  # built on each read, not kept
+
+
+@needs_c
+def test_frame_records_writes_headers_once_and_never_changes_a_message_handed_out() -> None:
+    body = orjson.dumps({"Records": [
+        {"eventName": "REMOVE", "dynamodb": {**GOOD, "OldImage": GOOD["Keys"]}},
+        {"eventName": "MODIFY", "dynamodb": {**GOOD, "SequenceNumber": "101", "NewImage": {"v": {"N": "2"}}}},
+    ]})
+    recs, _, _ = make(transcode.CTranscoder, records=True).page(body, TS)
+    bodies = [(r.encoded_key, r.encoded_value) for r in recs]
+    h1, h2 = (b"\0\0\0\0\x07", b"\0\0\0\0\x08"), (b"\0\0\0\x01\x00", b"\0\0\0\x01\x01")
+    keys, values, payload = transcode.frame_records(recs, *h1)
+    assert keys == [h1[0] + k for k, _ in bodies]
+    assert values == [None if v is None else h1[1] + v for _, v in bodies]
+    assert payload == sum(len(m) for m in keys + values if m is not None)
+    assert transcode.frame_records(recs, *h1)[0][0] is keys[0]  # the same header again: no copy
+    keys2, values2, _ = transcode.frame_records(recs, *h2)  # another header: copies, the first stay
+    assert keys2 == [h2[0] + k for k, _ in bodies] and keys == [h1[0] + k for k, _ in bodies]
+    assert values2[2] == h2[1] + bodies[2][1] and values[2] == h1[1] + bodies[2][1]
+    assert [(r.encoded_key, r.encoded_value) for r in recs] == bodies  # bodies are unchanged
+    general = from_stream_records(orjson.loads(body)["Records"], ctx(KEY_SETS["S+N"]))
+    assert transcode.frame_records(recs + general[:1], *h1) is None  # not all its records: caller frames
 
 
 def test_one_pass_records_are_on() -> None:
