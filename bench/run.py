@@ -131,7 +131,7 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
     stages = variants.stages(pages, serializer, conf, topic, messages, min_s=stage_s)
     say(render(stage_rows(stages)))
     by = {s.name: s for s in stages}
-    prefixes = ("fast: PageReader", "fast: serialize", "produce") if IMPLEMENTATION == "c" else ("general:", "produce")
+    prefixes = ("fast: PageReader.read +", "produce") if IMPLEMENTATION == "c" else ("general:", "produce")
     path = [s for s in stages if s.name.startswith(prefixes)]
     accounted = sum(s.us_per_record for s in path)
     residual = bridge.us_per_record - accounted

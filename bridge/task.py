@@ -51,7 +51,9 @@ class SourceRecord:
     envelope, already written by a source that decodes and encodes in one pass (the Streams
     reader's transcoder); the serializer then only frames them. Such records carry the key
     and the source block, but ``before`` and ``after`` stay None: the images exist only in
-    ``encoded_value``.
+    ``encoded_value``. The C transcoder returns its own record type with these same fields,
+    read-only (``bridge.serde._transcode.StreamRecord``); code that takes SourceRecords reads
+    fields and never assigns them, so both pass.
     """
 
     topic: str
