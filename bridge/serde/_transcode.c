@@ -28,6 +28,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1628,16 +1629,10 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
             if (tomb == NULL)
                 rc = -1;
             else {
-                tomb->ms = rec->ms;
-                tomb->has_ms = rec->has_ms;
-                tomb->ttl = rec->ttl;
+                /* the delete's plain fields (everything from ms on), flagged */
+                size_t at = offsetof(StreamRecord, ms);
+                memcpy((char *)tomb + at, (char *)rec + at, sizeof(StreamRecord) - at);
                 tomb->tombstone = 1;
-                tomb->seq_at = rec->seq_at;
-                tomb->seq_len = rec->seq_len;
-                tomb->event_id_at = rec->event_id_at;
-                tomb->event_id_len = rec->event_id_len;
-                tomb->region_at = rec->region_at;
-                tomb->region_len = rec->region_len;
                 rc = PyList_Append(out_list, (PyObject *)tomb);
                 Py_DECREF(tomb);
             }
