@@ -222,6 +222,10 @@ class Worker:
         self._space = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stop = asyncio.Event()
+        # Dead-letter messages waiting for room in librdkafka's queue, in order (see _send_dead_letters).
+        self._dead_letters: deque[tuple[str, bytes | None, bytes | None, list[tuple[str, str]],
+                                        Callable[[KafkaError | None, Message], None]]] = deque()
+        self._dead_letters_waiting = asyncio.Event()
         self._failure: BaseException | None = None
         self._fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
         self.records_produced = 0
@@ -468,11 +472,37 @@ class Worker:
 
         for i, chunk in enumerate(chunks, 1):
             h = headers + ([("__bridge.chunk", str(i)), ("__bridge.chunks", str(len(chunks)))] if len(chunks) > 1 else [])
+            self._dead_letters.append((dlq, chunk, key, h, on_delivery(i == 1)))
+        self._send_dead_letters()
+
+    def _send_dead_letters(self) -> None:
+        """Produce the waiting dead-letter messages in order, as far as librdkafka's queue takes them.
+
+        Called where waiting is not possible (inside a batch being enqueued, inside a delivery
+        callback), so a full queue leaves the rest to ``_dead_letter_loop`` instead of raising;
+        they count in their batch, which is not complete (and its offset not written) until
+        they are acknowledged.
+        """
+        while self._dead_letters:
+            topic, value, key, headers, on_delivery = self._dead_letters[0]
             try:
-                self.producer.produce(dlq, chunk, key, headers=h, on_delivery=on_delivery(i == 1))
-            except KafkaException as e:
-                self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {e.args[0].str()}"))
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            except BufferError:
+                self._dead_letters_waiting.set()
                 return
+            except KafkaException as e:
+                self._dead_letters.clear()
+                self._fail(ProduceError(f"dead-letter topic {topic!r} refused a record too: {e.args[0].str()}"))
+                return
+            self._dead_letters.popleft()
+
+    async def _dead_letter_loop(self) -> None:
+        while True:
+            await self._dead_letters_waiting.wait()
+            self._dead_letters_waiting.clear()
+            while self._dead_letters:
+                await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
+                self._send_dead_letters()
 
     async def _poll_loop(self) -> None:
         """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
@@ -656,6 +686,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._poll_loop(), name="producer poll"),
             asyncio.create_task(self._flush_loop(), name="offset flush"),
+            asyncio.create_task(self._dead_letter_loop(), name="dead letters"),
         ]
         for c in list(self.connectors):
             self._runners.append(asyncio.create_task(self._run_connector(c), name=f"connector {c.name}"))

@@ -223,6 +223,37 @@ def test_refused_records_go_to_the_dead_letter_topic_with_their_own_source() -> 
     assert worker.in_flight() == 0 and worker._buffered_bytes == 0
 
 
+def test_dead_letters_wait_for_room_in_a_full_queue() -> None:
+    """A dead-letter message met by a full queue waits (in order) instead of stopping the worker,
+    and the batch's offset waits for it."""
+    bad = [SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string"}}, "u", None, {"x": {"S": "1"}},
+                        {"seq": seq}, 0) for seq in (3, 5)]
+    records = [record(0), record(1), record(2), bad[0], record(4), bad[1], record(6)]
+    producer = FakeProducer(capacity=3)
+    dlq_full = 0
+    produce = producer.produce
+
+    def counting_produce(topic: str, *args: Any, **kw: Any) -> None:
+        nonlocal dlq_full
+        try:
+            produce(topic, *args, **kw)
+        except BufferError:
+            dlq_full += topic == "t.dlq"
+            raise
+
+    producer.produce = counting_produce  # type: ignore[method-assign]
+    task = ListTask([Batch(records, {"seq": 6}), Batch([], {"seq": 6}, final=True)])
+    worker, offsets = make_worker(producer, task, dead_letter_topic="t.dlq")
+    asyncio.run(asyncio.wait_for(worker.run(), 20))
+    assert dlq_full > 0, "the test did not meet a full queue on the dead-letter path"
+    letters = [m for m in producer.delivered if m.topic() == "t.dlq"]
+    assert [json.loads(dict(m.headers())["__bridge.source.position"])["seq"] for m in letters] == [3, 5]
+    assert [m.key() for m in data(producer, "delivered")] == [b"\x00\x00\x00\x00\x07k" + str(i).encode()
+                                                              for i in (0, 1, 2, 4, 6)]
+    assert worker.records_dead_lettered == 2 and offsets.offset(PARTITION) == {"seq": 6}
+    assert worker.in_flight() == 0 and worker._buffered_bytes == 0
+
+
 def test_refused_record_with_tolerance_none_stops_and_keeps_the_offset() -> None:
     producer = FakeProducer(refuse=lambda m: m.key() == b"\x00\x00\x00\x00\x07k3")
     worker, offsets = make_worker(producer, ListTask(batches(3, 2)))
