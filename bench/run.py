@@ -294,6 +294,8 @@ def main() -> None:
     report["elapsed_s"] = time.perf_counter() - started
     report["loadavg_end"] = os.getloadavg()
     say("\n== summary ==")
+    if args.quick:
+        say("  (--quick: runs this short are dominated by start-up; judge the targets on a full run)")
     for w in report["workloads"]:
         if w["name"] == "wide":  # the issue sets the ceiling target on the 10-attribute workload
             ok_c = ("ok" if w["ratio_ceiling"] >= TARGET_CEILING else "BELOW") + f" target {TARGET_CEILING:.2f}"
