@@ -104,10 +104,13 @@ async def run_bridge(
         ddb.retry = streams.retry = RetryPolicy()
 
         tc = cfg.topic_creation
-        topics = {cfg.topic_for(t): dict(tc.config) for t in cfg.tables}
+        # A broker's default max.message.bytes (1 MiB) is below what the producer may send
+        # (two 400 KB images and the envelope): the topics the bridge creates take its size.
+        sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
+        topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
         topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
         if cfg.errors.tolerance == "all":
-            topics[cfg.dead_letter_topic] = {}
+            topics[cfg.dead_letter_topic] = dict(sized)
         ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
 
         offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name)

@@ -1,5 +1,10 @@
-"""A local stack to develop and test against: Kafka (tansu), DynamoDB + Streams (moto) and
-the project's own Schema Registry, each a plain subprocess on a loopback port.
+"""A local stack to develop and test against: Kafka, DynamoDB + Streams (moto) and the
+project's own Schema Registry, each a plain subprocess on a loopback port.
+
+Kafka is tansu by default (pip-only, in memory, starts in a second) or, with
+``broker="kafka"``, Apache Kafka in KRaft mode on the JDK (``bridge.apache_kafka``): the
+reference broker, with data that survives restarts, and optionally three nodes
+(``kafka_nodes=3``: parts ``kafka``, ``kafka-2``, ``kafka-3``) for failover.
 
 Why subprocesses and not containers: the test machines have no Docker engine, and the three
 parts together start in a few seconds. ``LocalStack`` is what the test fixtures use (it owns
@@ -19,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,9 +38,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bridge import apache_kafka
 from bridge.errors import BridgeError
 
 __all__ = [
+    "BROKERS",
     "DEFAULT_KAFKA_PORT",
     "DEFAULT_MOTO_PORT",
     "DEFAULT_REGISTRY_PORT",
@@ -51,7 +59,10 @@ __all__ = [
 
 HOST = "127.0.0.1"
 PARTS: tuple[str, ...] = ("kafka", "moto", "registry")
-"""Start order: the registry keeps its schemas in Kafka, so it comes last."""
+"""Start order: the registry keeps its schemas in Kafka, so it comes last. A stack of
+Apache Kafka with N nodes has parts ``kafka``, ``kafka-2`` … ``kafka-N`` in place of ``kafka``."""
+BROKERS: tuple[str, ...] = ("tansu", "kafka")
+_BROKER_NAMES = {"tansu": "tansu, in memory", "kafka": f"Apache Kafka {apache_kafka.KAFKA_VERSION}"}
 
 # Fixed ports for `dev up`, so a config written once keeps working: the usual ports
 # (9092, 8000, 8081) shifted into 1xxxx to stay clear of real services on a developer box.
@@ -61,13 +72,29 @@ DEFAULT_REGISTRY_PORT = 18081
 DEFAULT_WORKDIR = Path(".devstack")
 DEFAULT_STARTUP_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 5.0
+KAFKA_STOP_GRACE_SECONDS = 20.0  # Apache Kafka's controlled shutdown moves leaders first
 STATE_FILE = "state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
 AWS_REGION = "us-east-1"
 
-# tansu drains client connections for about 5 s on SIGTERM but exits at once on SIGINT;
-# its storage is in memory, so a drain buys nothing and only slows every restart and teardown.
-_STOP_SIGNAL = {"kafka": signal.SIGINT, "moto": signal.SIGTERM, "registry": signal.SIGTERM}
+
+def _stop_signal(name: str, broker: str) -> int:
+    # tansu drains client connections for about 5 s on SIGTERM but exits at once on SIGINT;
+    # its storage is in memory, so a drain buys nothing and only slows every restart and
+    # teardown. Apache Kafka's SIGTERM is its clean, controlled shutdown.
+    return signal.SIGINT if _is_kafka(name) and broker == "tansu" else signal.SIGTERM
+
+
+def _stop_grace(name: str, broker: str) -> float:
+    return KAFKA_STOP_GRACE_SECONDS if _is_kafka(name) and broker == "kafka" else STOP_GRACE_SECONDS
+
+
+def _is_kafka(name: str) -> bool:
+    return name == "kafka" or name.startswith("kafka-")
+
+
+def kafka_parts(nodes: int) -> tuple[str, ...]:
+    return ("kafka", *(f"kafka-{i}" for i in range(2, nodes + 1)))
 
 _POLL_INTERVAL = 0.1
 _LOG_TAIL_LINES = 12
@@ -250,6 +277,9 @@ class LocalStack:
     ``start_one`` bring a part back where clients expect it (fault tests rely on that).
     With ``detach=True`` the children are meant to outlive this object (``dev up``);
     otherwise they are tied to the creating process and die with it.
+
+    ``broker`` is ``"tansu"`` (default) or ``"kafka"`` (Apache Kafka, ``kafka_nodes`` nodes,
+    data under ``<workdir>/kafka-data`` kept across restarts of the stack).
     """
 
     def __init__(
@@ -259,23 +289,38 @@ class LocalStack:
         moto_port: int = 0,
         registry_port: int = 0,
         *,
+        broker: str = "tansu",
+        kafka_nodes: int = 1,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         detach: bool = False,
     ) -> None:
+        if broker not in BROKERS:
+            raise BridgeError(f"broker: {broker!r} is not one of {', '.join(BROKERS)}")
+        if kafka_nodes < 1 or (broker == "tansu" and kafka_nodes != 1):
+            raise BridgeError("kafka nodes: tansu runs one node; use --broker kafka for a cluster")
         # Absolute, so log paths in errors and in state.json hold from any directory.
         self.workdir = Path(workdir).absolute()
         self.startup_timeout = startup_timeout
         self.detach = detach
+        self.broker = broker
+        self.kafka_nodes = kafka_nodes
+        self.parts: tuple[str, ...] = (*kafka_parts(kafka_nodes), "moto", "registry")
         self._requested = {"kafka": kafka_port, "moto": moto_port, "registry": registry_port}
         self._ports: dict[str, int] = {}
+        self._controller_ports: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._started_once: set[str] = set()
+        self._kafka_libs: Path | None = None
 
     # ----- public
 
     @property
     def log_dir(self) -> Path:
         return self.workdir / "logs"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.workdir / "kafka-data"
 
     def log_path(self, name: str) -> Path:
         self._check_name(name)
@@ -287,10 +332,18 @@ class LocalStack:
             raise BridgeError(f"{name}: not started yet, so it has no port")
         return self._ports[name]
 
+    def kafka_part(self, node_id: int) -> str:
+        """The part that runs Apache Kafka node ``node_id`` (1-based, as in ``node.id``)."""
+        return kafka_parts(self.kafka_nodes)[node_id - 1]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return ",".join(f"{HOST}:{self.port(n)}" for n in kafka_parts(self.kafka_nodes))
+
     @property
     def endpoints(self) -> StackEndpoints:
         return StackEndpoints(
-            kafka_bootstrap=f"{HOST}:{self.port('kafka')}",
+            kafka_bootstrap=self.kafka_bootstrap,
             dynamodb_endpoint=f"http://{HOST}:{self.port('moto')}",
             registry_url=f"http://{HOST}:{self.port('registry')}",
         )
@@ -316,12 +369,14 @@ class LocalStack:
         """Start every part, in order, and return once each one answers."""
         try:
             deadline = time.monotonic() + self.startup_timeout
-            # moto needs nothing from Kafka: spawn both, then wait for both.
-            for name in ("kafka", "moto"):
+            # moto needs nothing from Kafka, and a KRaft quorum needs all its nodes: spawn
+            # them together, then wait for each.
+            first = [n for n in self.parts if n != "registry"]
+            for name in first:
                 if not self.is_running(name):
                     self._spawn(name)
-            self._wait_ready("kafka", deadline)
-            self._wait_ready("moto", deadline)
+            for name in first:
+                self._wait_ready(name, deadline)
             if not self.is_running("registry"):
                 self._spawn("registry")
             self._wait_ready("registry", time.monotonic() + self.startup_timeout)
@@ -344,17 +399,31 @@ class LocalStack:
             self.stop_one(name)
             raise
 
-    def stop_one(self, name: str) -> None:
-        """Stop one part and keep its port reserved for ``start_one``."""
+    def stop_one(self, name: str, sig: int | None = None) -> None:
+        """Stop one part and keep its port reserved for ``start_one``.
+
+        ``sig=signal.SIGKILL`` kills it without a clean shutdown (an Apache Kafka node then
+        recovers its log on the next start, as after a crash).
+        """
         self._check_name(name)
         proc = self._procs.pop(name, None)
         if proc is not None:
-            _terminate(proc, _STOP_SIGNAL[name])
+            _terminate(proc, sig or _stop_signal(name, self.broker), _stop_grace(name, self.broker))
 
     def stop(self) -> None:
-        """Stop every part, registry first; safe to call twice or after a failed start."""
-        for name in reversed(PARTS):
+        """Stop every part, registry first; safe to call twice or after a failed start.
+
+        Kafka nodes are signalled together: one by one, the last would wait for a quorum
+        that is already gone.
+        """
+        for name in ("registry", "moto"):
             self.stop_one(name)
+        nodes = [(n, self._procs.pop(n)) for n in kafka_parts(self.kafka_nodes) if n in self._procs]
+        for name, proc in nodes:
+            if proc.poll() is None:
+                _signal_group(proc.pid, _stop_signal(name, self.broker))
+        for name, proc in nodes:
+            _wait_or_kill(proc, _stop_grace(name, self.broker))
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -370,12 +439,34 @@ class LocalStack:
 
     # ----- internals
 
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if name not in PARTS:
-            raise ValueError(f"unknown stack part {name!r}; expected one of {', '.join(PARTS)}")
+    def _check_name(self, name: str) -> None:
+        if name not in self.parts:
+            raise ValueError(f"unknown stack part {name!r}; expected one of {', '.join(self.parts)}")
+
+    def _kafka_nodes(self) -> list[apache_kafka.KafkaNode]:
+        """Every node of the Apache Kafka cluster; ports fixed on first call (the quorum's
+        voters are in every node's config, so no node may move once the cluster exists)."""
+        parts = kafka_parts(self.kafka_nodes)
+        if parts[0] not in self._ports:
+            base = self._requested["kafka"]
+            for i, name in enumerate(parts):
+                # Fixed ports (dev up): client 19092, 19094, … and controller one above each.
+                self._ports[name] = base + 2 * i if base else free_port()
+                self._controller_ports[name] = base + 2 * i + 1 if base else free_port()
+        return [
+            apache_kafka.KafkaNode(i + 1, self._ports[n], self._controller_ports[n], self.kafka_data_dir / n)
+            for i, n in enumerate(parts)
+        ]
 
     def _command(self, name: str, port: int) -> list[str]:
+        if _is_kafka(name) and self.broker == "kafka":
+            if self._kafka_libs is None:
+                self._kafka_libs = apache_kafka.ensure_distribution()
+            cluster = self._kafka_nodes()
+            node = cluster[kafka_parts(self.kafka_nodes).index(name)]
+            config = apache_kafka.write_node_config(node, cluster, self.workdir / "kafka-config" / f"{name}.properties")
+            apache_kafka.format_storage(self._kafka_libs, config, node, self.kafka_data_dir)
+            return apache_kafka.node_command(self._kafka_libs, config)
         if name == "kafka":
             url = f"tcp://{HOST}:{port}"
             return [
@@ -397,19 +488,24 @@ class LocalStack:
             "--port",
             str(port),
             "--bootstrap-servers",
-            f"{HOST}:{self._ports['kafka']}",
+            self.kafka_bootstrap,
+            "--replication-factor",
+            str(min(self.kafka_nodes, 3)),
         ]
 
     def _spawn(self, name: str) -> None:
+        if _is_kafka(name) and self.broker == "kafka":
+            self._kafka_nodes()  # fixes every node's ports at once
         if name in self._ports:
             port = self._ports[name]
         elif self._requested[name]:
             port = self._requested[name]
         else:
             port = free_port()
-        if not _port_is_free(port):
+        busy = [p for p in (port, self._controller_ports.get(name)) if p and not _port_is_free(p)]
+        if busy:
             raise BridgeError(
-                f"{name}: port {port} on {HOST} is already in use; "
+                f"{name}: port {busy[0]} on {HOST} is already in use; "
                 f"stop whatever holds it or choose another port"
             )
         self._ports[name] = port
@@ -448,7 +544,7 @@ class LocalStack:
 
     def _probe(self, name: str, remaining: float) -> bool:
         port = self._ports[name]
-        if name == "kafka":
+        if _is_kafka(name):
             return _tcp_open(port) and _kafka_answers(f"{HOST}:{port}", min(2.0, remaining))
         if name == "moto":
             return _http_status(f"http://{HOST}:{port}/", timeout=min(2.0, remaining)) is not None
@@ -462,7 +558,8 @@ class LocalStack:
             if code is not None:
                 log = self.log_path(name)
                 if (
-                    not self._requested[name]
+                    not self._requested.get(name, 0)
+                    and not (_is_kafka(name) and self.broker == "kafka")  # the quorum knows its ports
                     and name not in self._started_once
                     and retries < _PORT_RETRIES
                     and "in use" in _tail(log, 5)
@@ -497,12 +594,17 @@ class LocalStack:
         return BridgeError(message)
 
 
-def _terminate(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def _terminate(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = STOP_GRACE_SECONDS) -> None:
     """Signal the child's group to stop, give it the grace period, then SIGKILL."""
     if proc.poll() is None:
         _signal_group(proc.pid, sig)
+    _wait_or_kill(proc, grace)
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], grace: float) -> None:
+    if proc.poll() is None:
         try:
-            proc.wait(timeout=STOP_GRACE_SECONDS)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -538,7 +640,7 @@ def _write_state(workdir: Path, data: dict[str, Any]) -> None:
 
 
 def _part_reachable(name: str, port: int) -> bool:
-    if name == "kafka":
+    if _is_kafka(name):
         return _tcp_open(port) and _kafka_answers(f"{HOST}:{port}", 3.0)
     if name == "moto":
         return _http_status(f"http://{HOST}:{port}/") is not None
@@ -559,8 +661,9 @@ def dev_status(workdir: Path | str = DEFAULT_WORKDIR) -> dict[str, Any]:
     if state is None:
         return result
     result["endpoints"] = state.get("endpoints")
+    result["broker"] = state.get("broker", "tansu")
     healthy = True
-    for name in PARTS:
+    for name in state.get("parts", PARTS):
         proc = state.get("processes", {}).get(name)
         if proc is None:
             healthy = False
@@ -585,18 +688,27 @@ def dev_up(
     moto_port: int = DEFAULT_MOTO_PORT,
     registry_port: int = DEFAULT_REGISTRY_PORT,
     *,
+    broker: str = "tansu",
+    kafka_nodes: int = 1,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
 ) -> StackEndpoints:
     """Start a detached stack and record it in ``workdir/state.json``.
 
     Running it again while the recorded stack is healthy returns that stack's endpoints,
-    so scripts can call it unconditionally. A half-alive stack is an error: only the user
+    so scripts can call it unconditionally (asking for another broker than the running
+    one is an error). Apache Kafka keeps its data in ``workdir/kafka-data`` across
+    ``dev down`` / ``dev up`` unless ``dev down --wipe`` removes it. A half-alive stack is an error: only the user
     knows whether to keep it, and ``dev down`` clears it.
     """
     workdir = Path(workdir)
     status = dev_status(workdir)
     if status["endpoints"] is not None:
         if status["running"]:
+            if status["broker"] != broker:
+                raise BridgeError(
+                    f"a dev stack with broker {status['broker']} already runs in {workdir}; "
+                    f"run `ddb-kafka-bridge dev down --dir {workdir}` first"
+                )
             return StackEndpoints.from_dict(status["endpoints"])
         alive = [n for n, p in status["parts"].items() if p["alive"]]
         if alive:
@@ -607,7 +719,14 @@ def dev_up(
         _state_path(workdir).unlink(missing_ok=True)  # stale: every process is gone
     workdir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(
-        workdir, kafka_port, moto_port, registry_port, startup_timeout=startup_timeout, detach=True
+        workdir,
+        kafka_port,
+        moto_port,
+        registry_port,
+        broker=broker,
+        kafka_nodes=kafka_nodes,
+        startup_timeout=startup_timeout,
+        detach=True,
     )
     endpoints = stack.start()
     try:
@@ -617,6 +736,8 @@ def dev_up(
                 "version": STATE_VERSION,
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "endpoints": endpoints.to_dict(),
+                "broker": broker,
+                "parts": list(stack.parts),
                 "processes": stack.processes(),
             },
         )
@@ -626,25 +747,33 @@ def dev_up(
     return endpoints
 
 
-def dev_down(workdir: Path | str = DEFAULT_WORKDIR) -> None:
-    """Stop the stack recorded in ``workdir`` (registry first) and forget it; idempotent."""
+def dev_down(workdir: Path | str = DEFAULT_WORKDIR, *, wipe: bool = False) -> None:
+    """Stop the stack recorded in ``workdir`` (registry first) and forget it; idempotent.
+
+    ``wipe`` also removes Apache Kafka's data, which is otherwise kept for the next ``dev up``.
+    """
     workdir = Path(workdir)
     state = _read_state(workdir)
     if state is None:
+        if wipe:
+            shutil.rmtree(workdir / "kafka-data", ignore_errors=True)
         return
+    broker = state.get("broker", "tansu")
     procs: dict[str, dict[str, Any]] = state.get("processes", {})
     targets: list[tuple[int, int]] = []
-    for name in reversed(PARTS):
+    grace = STOP_GRACE_SECONDS
+    for name in reversed(state.get("parts", PARTS)):
         info = procs.get(name)
         if info is None:
             continue
         pid, pgid = int(info["pid"]), int(info.get("pgid", info["pid"]))
         if _pid_alive(pid, info.get("start_ticks")):
-            _signal_group(pgid, _STOP_SIGNAL[name])
+            _signal_group(pgid, _stop_signal(name, broker))
             targets.append((pid, pgid))
+            grace = max(grace, _stop_grace(name, broker))
         else:
             _reap(pid)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     for pid, pgid in targets:
         while time.monotonic() < deadline:
             _reap(pid)
@@ -656,6 +785,8 @@ def dev_down(workdir: Path | str = DEFAULT_WORKDIR) -> None:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)  # returns at once when it is not our child
     _state_path(workdir).unlink(missing_ok=True)
+    if wipe:
+        shutil.rmtree(workdir / "kafka-data", ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -677,8 +808,9 @@ def config_snippet(endpoints: StackEndpoints) -> str:
 def _print_up(endpoints: StackEndpoints, workdir: Path, already: bool) -> None:
     # Every human line is a YAML comment, so `dev up > local.yaml` gives a usable fragment.
     verb = "already running" if already else "up"
+    broker = dev_status(workdir).get("broker", "tansu")
     print(f"# dev stack {verb} (state and logs in {workdir})")
-    print(f"#   kafka bootstrap:   {endpoints.kafka_bootstrap}")
+    print(f"#   kafka bootstrap:   {endpoints.kafka_bootstrap}  ({_BROKER_NAMES[broker]})")
     print(f"#   dynamodb endpoint: {endpoints.dynamodb_endpoint}  (moto; any access key works)")
     print(f"#   schema registry:   {endpoints.registry_url}")
     print(f"# stop it with: ddb-kafka-bridge dev down --dir {workdir}")
@@ -694,6 +826,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         kafka_port=args.kafka_port,
         moto_port=args.moto_port,
         registry_port=args.registry_port,
+        broker=args.broker,
+        kafka_nodes=args.kafka_nodes,
         startup_timeout=args.timeout,
     )
     _print_up(endpoints, workdir, already)
@@ -703,8 +837,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_down(args: argparse.Namespace) -> int:
     workdir = Path(args.dir)
     had_state = _state_path(workdir).exists()
-    dev_down(workdir)
+    dev_down(workdir, wipe=args.wipe)
     print(f"dev stack in {workdir} stopped" if had_state else f"no dev stack recorded in {workdir}")
+    if args.wipe:
+        print(f"Apache Kafka data in {workdir / 'kafka-data'} removed")
     return 0
 
 
@@ -738,8 +874,9 @@ def add_dev_subcommands(subparsers: Any) -> argparse.ArgumentParser:
     dev = subparsers.add_parser(
         "dev",
         help="run a local Kafka, DynamoDB (moto) and Schema Registry for development",
-        description="Local stack for development and demos: tansu (Kafka), moto (DynamoDB + "
-        "Streams) and the bundled Schema Registry, as background processes.",
+        description="Local stack for development and demos: a Kafka broker (tansu, or Apache "
+        "Kafka with --broker kafka), moto (DynamoDB + Streams) and the bundled Schema Registry, "
+        "as background processes.",
     )
     sub = dev.add_subparsers(dest="dev_command", metavar="{up,down,status}")
     sub.required = True
@@ -753,7 +890,28 @@ def add_dev_subcommands(subparsers: Any) -> argparse.ArgumentParser:
         return p
 
     up = with_dir(sub.add_parser("up", help="start the stack in the background and print its endpoints"))
-    up.add_argument("--kafka-port", type=_port, default=DEFAULT_KAFKA_PORT, help=f"default {DEFAULT_KAFKA_PORT}")
+    up.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default="tansu",
+        help="tansu: pip-only, in memory (default); kafka: Apache Kafka "
+        f"{apache_kafka.KAFKA_VERSION} in KRaft mode on the JDK, jars resolved once with mvn, "
+        "data kept across dev down/up",
+    )
+    up.add_argument(
+        "--kafka-nodes",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="with --broker kafka: 3 runs a cluster (replication factor 3, min.insync.replicas=2) "
+        "on ports --kafka-port, +2, +4 (controllers one above each)",
+    )
+    up.add_argument(
+        "--kafka-port",
+        type=_port,
+        default=DEFAULT_KAFKA_PORT,
+        help=f"default {DEFAULT_KAFKA_PORT} (Apache Kafka's controller listens one above)",
+    )
     up.add_argument(
         "--dynamodb-port",
         "--moto-port",
@@ -774,6 +932,7 @@ def add_dev_subcommands(subparsers: Any) -> argparse.ArgumentParser:
     up.set_defaults(func=_cmd_up)
 
     down = with_dir(sub.add_parser("down", help="stop the stack started by `dev up`"))
+    down.add_argument("--wipe", action="store_true", help="also remove Apache Kafka's data in --dir")
     down.set_defaults(func=_cmd_down)
 
     status = with_dir(sub.add_parser("status", help="check each part's process and endpoint"))

@@ -8,14 +8,26 @@ only the connection and security settings, so librdkafka does not warn about pro
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.errors import ConfigError, ProduceError
 
-__all__ = ["admin_client", "check_reachable", "client_config", "ensure_topics", "producer_config"]
+__all__ = [
+    "END_READER_CONFIG",
+    "TopicEnd",
+    "admin_client",
+    "check_reachable",
+    "client_config",
+    "ensure_topics",
+    "producer_config",
+    "read_to_end",
+]
 
 _CLIENT_PREFIXES = (
     "bootstrap.servers",
@@ -135,3 +147,68 @@ def ensure_topics(
             if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
                 continue
             raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None
+
+
+# A consumer that reads a topic to its end: the broker's end-of-partition event says when,
+# and a short fetch wait makes that event come within milliseconds of the last record.
+END_READER_CONFIG: dict[str, Any] = {
+    "enable.partition.eof": True,
+    "fetch.wait.max.ms": 20,
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+}
+
+
+@dataclass(frozen=True)
+class TopicEnd:
+    """Where a read to the end stopped: per partition, the high watermark when the read
+    began and the offset at which the broker said "end of partition"."""
+
+    watermarks: dict[int, int]
+    eof_offsets: dict[int, int]
+    records: int
+
+
+def read_to_end(
+    consumer: Consumer,
+    topic: str,
+    apply: Callable[[Message], None],
+    *,
+    timeout_s: float = 30.0,
+) -> TopicEnd:
+    """Feed every record of ``topic`` to ``apply``, from the beginning to its end now.
+
+    The end is the first end-of-partition event of each partition (``consumer`` must be
+    made with ``END_READER_CONFIG``), not the high watermark: the event comes where the
+    broker has nothing more to serve, past transaction markers and, for a
+    ``read_committed`` consumer, at the last stable offset, so an open transaction of a
+    crashed writer does not hold the read up. A watermark alone would not do on every
+    broker: tansu reports it short of a multi-record batch's end. A writer that keeps
+    writing cannot hold the read up either: the event comes whenever a fetch finds
+    nothing new. Raises ``TimeoutError`` when the end is not reached in ``timeout_s``.
+    """
+    meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return TopicEnd({}, {}, 0)
+    parts = sorted(meta.partitions)
+    watermarks = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1] for p in parts
+    }
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    eof: dict[int, int] = {}
+    records = 0
+    deadline = time.monotonic() + timeout_s
+    while len(eof) < len(parts):
+        if time.monotonic() > deadline:
+            behind = sorted(set(parts) - set(eof))
+            raise TimeoutError(f"topic {topic!r}: partitions {behind} not read to their end within {timeout_s:.0f} s")
+        for msg in consumer.consume(num_messages=1000, timeout=0.2):
+            err = msg.error()
+            if err is None:
+                apply(msg)
+                records += 1
+            elif err.code() == KafkaError._PARTITION_EOF:
+                eof.setdefault(msg.partition(), msg.offset())
+            else:
+                raise KafkaException(err)
+    return TopicEnd(watermarks, eof, records)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from bridge.errors import OffsetStoreError
-from bridge.kafka import client_config
+from bridge.kafka import END_READER_CONFIG, client_config, read_to_end
 from bridge.task import partition_key
 
 __all__ = ["OffsetStore", "encode_offset_key"]
@@ -40,43 +39,21 @@ class OffsetStore:
     def load(self, timeout_s: float = 30.0) -> int:
         """Read the topic up to its end at start; returns how many offsets this connector has.
 
-        Stops once every partition is read past the end offset it had when loading began,
-        as Kafka Connect does, so another process writing offsets meanwhile cannot keep the
-        load going forever. It also reads on until a poll comes back empty or a second has
-        passed: the local broker (tansu) reports the end short of a multi-record batch's
-        end, and stopping at it would lose the newest offsets.
+        The end is where the broker says so (``read_to_end``): past the last batch on every
+        broker, at the last stable offset for this ``read_committed`` reader, so a crashed
+        exactly-once writer's open transaction neither holds up the load nor counts.
         """
-        conf = client_config(self._kafka) | {
+        conf = client_config(self._kafka) | END_READER_CONFIG | {
             "group.id": f"{self.connector}-offset-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
         }
         consumer = Consumer(conf)
         try:
-            meta = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
-            if meta is None or meta.error is not None:
-                return 0
-            parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
-            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in parts}
-            consumer.assign(parts)
-            deadline = time.monotonic() + timeout_s
-            reached: float | None = None
-            while True:
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    break
-                if msg.error():
-                    raise OffsetStoreError(f"reading offsets topic {self.topic!r}: {msg.error().str()}")
-                self._apply(msg.key(), msg.value())
-                now = time.monotonic()
-                if reached is None and all(tp.offset >= ends[tp.partition] for tp in consumer.position(parts)):
-                    reached = now
-                if (reached is not None and now - reached > 1.0) or now > deadline:
-                    if reached is None:
-                        log.warning("offsets topic %s still growing after %.0f s; using what was read", self.topic, timeout_s)
-                    break
+            read_to_end(consumer, self.topic, lambda m: self._apply(m.key(), m.value()), timeout_s=timeout_s)
         except KafkaException as e:
             raise OffsetStoreError(f"reading offsets topic {self.topic!r}: {e}") from None
+        except TimeoutError as e:
+            raise OffsetStoreError(f"reading offsets topic: {e}; check that the brokers are up") from None
         finally:
             consumer.close()
         log.info("loaded %d stored offsets from %s", len(self._offsets), self.topic)

@@ -1,9 +1,15 @@
 """Shared fixtures: one stack per test session, and clients for it.
 
-``--stack=local`` (default, or ``BRIDGE_TEST_STACK``) runs tansu, moto and the project's
+``--stack=local`` (default, or ``BRIDGE_TEST_STACK``) runs a broker, moto and the project's
 registry as subprocesses; ``--stack=docker`` runs the real images through testcontainers
 and, where no Docker engine can be used, falls back to the local stack and says so in the
-terminal summary.
+terminal summary. ``--broker`` (or ``BRIDGE_TEST_BROKER``) picks the local stack's broker:
+tansu (default) or Apache Kafka.
+
+Tests whose truth depends on the broker (exactly-once, restarts, failover) ask for
+``kafka_stack`` / ``kafka_cluster``: Apache Kafka, always. Where Java or Maven is missing
+they are reported as not run with the reason, and ``BRIDGE_REQUIRE_APACHE_KAFKA=1`` (set by
+``.ci/run``) turns that into a failure, so CI can never pass without running them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from bridge.devstack import LocalStack, StackEndpoints
+from bridge.apache_kafka import java_available
+from bridge.devstack import BROKERS, LocalStack, StackEndpoints
 from bridge.errors import BridgeError
 from tests.stacks.docker_stack import STACK_KINDS, OpenedStack, open_stack
 
@@ -32,6 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="services the integration tests run against: local subprocesses (default) or "
         "docker containers (falls back to local when no Docker engine is usable); "
         "default from $BRIDGE_TEST_STACK",
+    )
+    parser.addoption(
+        "--broker",
+        choices=BROKERS,
+        default=os.environ.get("BRIDGE_TEST_BROKER", "tansu"),
+        help="the local stack's broker for the shared `stack` fixture: tansu (default) or "
+        "kafka (Apache Kafka); default from $BRIDGE_TEST_BROKER",
     )
 
 
@@ -52,8 +66,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     requested = config.getoption("--stack")
     workdir = tmp_path_factory.mktemp("stack")
     _remember_logs(config, workdir / "logs")
+    broker = config.getoption("--broker")
+    if broker == "kafka":
+        _need_apache_kafka()
     try:
-        opened: OpenedStack = open_stack(requested, workdir)
+        opened: OpenedStack = open_stack(requested, workdir, local_factory=lambda w: LocalStack(w, broker=broker))
     except BridgeError as exc:
         pytest.fail(f"the local test stack did not start (logs in {workdir / 'logs'}):\n{exc}", pytrace=False)
     if opened.not_run_reason:
@@ -62,6 +79,44 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield opened.endpoints
     finally:
         opened.close()
+
+
+REQUIRE_APACHE_KAFKA = "BRIDGE_REQUIRE_APACHE_KAFKA"
+
+
+def _need_apache_kafka() -> None:
+    """Skip (on a laptop without a JDK or Maven) or fail (in CI) where Apache Kafka cannot run."""
+    reason = java_available()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_APACHE_KAFKA, "").strip() not in ("", "0"):
+        pytest.fail(f"Apache Kafka tests required (${REQUIRE_APACHE_KAFKA}) but cannot run: {reason}", pytrace=False)
+    pytest.skip(f"Apache Kafka tests not run: {reason}")
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackEndpoints]:
+    """A stack on Apache Kafka (one KRaft node), for tests whose truth depends on the broker.
+
+    It is the session's ``stack`` when that runs on Apache Kafka already (``--broker kafka``).
+    """
+    _need_apache_kafka()
+    if request.config.getoption("--broker") == "kafka" and request.config.getoption("--stack") == "local":
+        yield request.getfixturevalue("stack")
+        return
+    workdir = tmp_path_factory.mktemp("apache-kafka-stack")
+    _remember_logs(request.config, workdir / "logs")
+    local = LocalStack(workdir, broker="kafka")
+    try:
+        endpoints = local.start()
+    except BridgeError as exc:
+        pytest.fail(f"the Apache Kafka stack did not start (logs in {workdir / 'logs'}):\n{exc}", pytrace=False)
+    try:
+        yield endpoints
+    finally:
+        local.stop()
 
 
 @pytest.fixture
@@ -76,6 +131,8 @@ def local_stack_factory(
     made: list[LocalStack] = []
 
     def make(**kwargs: Any) -> LocalStack:
+        if kwargs.get("broker") == "kafka":
+            _need_apache_kafka()
         workdir = tmp_path_factory.mktemp("private-stack")
         _remember_logs(request.config, workdir / "logs")
         local = LocalStack(workdir, **kwargs)

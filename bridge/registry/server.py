@@ -37,9 +37,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from bridge.kafka import END_READER_CONFIG, read_to_end
 from bridge.registry.compat import (
     CompatibilityLevel,
     InvalidSchemaError,
@@ -257,7 +258,6 @@ class KafkaLog:
         replication_factor: int = 1,
         timeout_s: float = 10.0,
         restore_timeout_s: float = 30.0,
-        restore_idle_s: float = 0.5,
     ) -> None:
         self.topic = topic
         # librdkafka's own log lines go through Python logging, to stderr with the rest.
@@ -265,7 +265,6 @@ class KafkaLog:
         self._replication_factor = replication_factor
         self._timeout_s = timeout_s
         self._restore_timeout_s = restore_timeout_s
-        self._restore_idle_s = restore_idle_s
         self._producer: Producer | None = None
 
     def ensure_topic(self) -> None:
@@ -300,61 +299,28 @@ class KafkaLog:
     def replay(self, apply: Callable[[bytes | None, bytes | None], None]) -> int:
         """Feed every record from the beginning to ``apply``; return how many there were.
 
-        The high watermark is only a lower bound of the end: tansu reports the last batch's
-        first offset + 1, so after reaching it we keep polling until a poll comes back empty.
+        Reads until the broker's end-of-partition event, not just to the high watermark:
+        tansu reports the watermark short of a multi-record batch's end (``read_to_end``).
         ``assign()`` rather than a group: nothing is committed and a group join costs seconds.
         """
         consumer = Consumer(
             {
                 **self._base,
+                **END_READER_CONFIG,
                 "group.id": f"schema-registry-restore-{uuid.uuid4()}",
-                "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
                 "isolation.level": "read_uncommitted",
-                "fetch.wait.max.ms": 100,
             }
         )
-        count = 0
         try:
-            tp = TopicPartition(self.topic, 0)
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
-            except KafkaException as exc:
-                raise RegistryStoreError(f"cannot read the offsets of topic {self.topic}: {exc}") from exc
-            if high <= low:
-                return 0
-            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-            next_offset = low
-            deadline = time.monotonic() + self._restore_timeout_s
-            while True:
-                caught_up = next_offset >= high
-                if caught_up:
-                    # poll() returns on the first record; consume() would wait out its timeout.
-                    message = consumer.poll(self._restore_idle_s)
-                    messages = [message] if message is not None else []
-                else:
-                    messages = consumer.consume(num_messages=1000, timeout=0.1)
-                if not messages:
-                    if caught_up:
-                        return count
-                    if time.monotonic() > deadline:
-                        raise RegistryStoreError(
-                            f"could not read topic {self.topic} up to offset {high} within "
-                            f"{self._restore_timeout_s:.0f}s (reached {next_offset})"
-                        )
-                    continue
-                for message in messages:
-                    err = message.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise RegistryStoreError(f"error reading topic {self.topic}: {err}")
-                    apply(message.key(), message.value())
-                    count += 1
-                    next_offset = (message.offset() or 0) + 1
+            end = read_to_end(consumer, self.topic, lambda m: apply(m.key(), m.value()), timeout_s=self._restore_timeout_s)
+        except TimeoutError as exc:
+            raise RegistryStoreError(f"could not restore from {exc}") from exc
+        except KafkaException as exc:
+            raise RegistryStoreError(f"error reading topic {self.topic}: {exc}") from exc
         finally:
             consumer.close()
+        return end.records
 
     def append(self, key: bytes, value: bytes | None) -> None:
         """Write one record and return only once the broker has acknowledged it."""

@@ -35,6 +35,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bridge.kafka import END_READER_CONFIG, read_to_end
 from tests.doubles.streams_double import PutResult, StreamsDouble
 from tests.helpers import BridgeProcess, Event, TopicReader, bridge_config, normalize, unique
 
@@ -443,27 +444,20 @@ def metric(cfg: dict[str, Any], name: str) -> float | None:
     return None if m is None else m.get(name)
 
 
-def read_offsets(bootstrap: str, cfg: dict[str, Any], quiet_s: float = 1.0) -> dict[str, dict[str, Any] | None]:
+def read_offsets(bootstrap: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     """The newest stored offset per shard for this bridge name, read straight from the
-    offsets topic (past tansu's short watermark: until a poll comes back empty)."""
+    offsets topic to its end (``read_committed``, as the bridge itself reads it)."""
     topic = (cfg.get("offsets") or {}).get("topic") or f"{cfg['name']}-offsets"
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("offsets-reader"), "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("offsets-reader"), **END_READER_CONFIG})
     out: dict[str, dict[str, Any] | None] = {}
-    try:
-        meta = c.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return out
-        c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        last = time.monotonic()
-        while time.monotonic() - last < quiet_s:
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            last = time.monotonic()
-            name, partition = json.loads(msg.key())
-            if name != cfg["name"]:
-                continue
+
+    def apply(msg: Any) -> None:
+        name, partition = json.loads(msg.key())
+        if name == cfg["name"] and "shard" in partition:
             out[partition["shard"]] = None if msg.value() is None else json.loads(msg.value())
+
+    try:
+        read_to_end(c, topic, apply, timeout_s=30)
     finally:
         c.close()
     return out
