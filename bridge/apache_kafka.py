@@ -216,6 +216,8 @@ def write_node_config(node: KafkaNode, cluster: list[KafkaNode], path: Path) -> 
         # A dead node is noticed in ~3 s instead of 9, so failover tests do not wait long.
         "broker.session.timeout.ms": 3000,
         "broker.heartbeat.interval.ms": 500,
+        # Transactions past transaction.timeout.ms are aborted within a second, not ten.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))

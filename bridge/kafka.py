@@ -147,6 +147,25 @@ def ensure_topics(
             if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
                 continue
             raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None
+    _wait_for_leaders(admin, [t.topic for t in missing], timeout_s)
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """A created topic is usable once every partition has a leader; on Apache Kafka that
+    takes a moment after CreateTopics returns, and reads meanwhile fail with NOT_LEADER."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = admin.list_topics(timeout=timeout_s).topics
+        pending = [
+            t for t in topics
+            if t not in meta or meta[t].error is not None
+            or any(p.leader < 0 or p.error is not None for p in meta[t].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise ProduceError(f"topics {pending} have no partition leader {timeout_s:.0f} s after creation")
+        time.sleep(0.1)
 
 
 # A consumer that reads a topic to its end: the broker's end-of-partition event says when,
@@ -187,17 +206,15 @@ def read_to_end(
     writing cannot hold the read up either: the event comes whenever a fetch finds
     nothing new. Raises ``TimeoutError`` when the end is not reached in ``timeout_s``.
     """
+    deadline = time.monotonic() + timeout_s
     meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     if meta is None or meta.error is not None:
         return TopicEnd({}, {}, 0)
     parts = sorted(meta.partitions)
-    watermarks = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1] for p in parts
-    }
+    watermarks = {p: _end_offset(consumer, TopicPartition(topic, p), deadline) for p in parts}
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     eof: dict[int, int] = {}
     records = 0
-    deadline = time.monotonic() + timeout_s
     while len(eof) < len(parts):
         if time.monotonic() > deadline:
             behind = sorted(set(parts) - set(eof))
@@ -209,6 +226,28 @@ def read_to_end(
                 records += 1
             elif err.code() == KafkaError._PARTITION_EOF:
                 eof.setdefault(msg.partition(), msg.offset())
-            else:
+            elif not err.retriable():
                 raise KafkaException(err)
     return TopicEnd(watermarks, eof, records)
+
+
+# A partition whose leader is moving (a new topic, a broker restart, a failover) answers
+# these for a moment; the read waits them out within its deadline.
+_LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=max(1.0, deadline - time.monotonic()), cached=False)[1])
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if err is None or err.code() not in _LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

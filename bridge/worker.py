@@ -231,6 +231,7 @@ class Worker:
         self.records_produced = 0
         self.records_dead_lettered = 0
         self._txn_dirty = False
+        self._txn_began = time.monotonic()
         for name, fn, text in (
             ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
             ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
@@ -588,19 +589,39 @@ class Worker:
                     still.append((want, fut))
             progress.durable_waiters = still
         self.producer.begin_transaction()
+        self._txn_began = time.monotonic()
 
     def _kafka_error(self, topic: str, err: KafkaError) -> str:
         if err.code() in _FENCED or (self.settings.exactly_once and err.code() == KafkaError._FATAL):
             return self._txn_error(err)
         if self.settings.exactly_once and err.code() in _TXN_FAILED:
             # librdkafka purges a failed transaction's records; the record's error hides why.
+            timed_out = self._txn_timed_out(err)
+            if timed_out:
+                return timed_out
             return (
                 f"transaction failed ({err.str()}): another bridge process named {self.settings.connector_name!r} "
                 f"took over (fenced), or the broker refused the transaction; a restart resumes from the last commit"
             )
         return f"writing to {topic!r} failed: {err.str()}"
 
+    def _txn_timed_out(self, err: KafkaError) -> str | None:
+        """The reason when the open transaction outlived ``transaction.timeout.ms``: the process
+        was frozen (SIGSTOP, a VM pause) and the broker aborted the transaction, which also
+        bumps the producer's epoch, so librdkafka reports it like a fence."""
+        open_s = time.monotonic() - self._txn_began
+        if open_s <= self.settings.transaction_timeout_s:
+            return None
+        return (
+            f"transaction aborted by the broker: it stayed open {open_s:.0f} s, longer than "
+            f"transaction.timeout.ms={self.settings.transaction_timeout_s * 1000:.0f} (was the process paused?); "
+            f"this one stops and a restart resumes from the last commit ({err.str()})"
+        )
+
     def _txn_error(self, err: KafkaError) -> str:
+        timed_out = self._txn_timed_out(err)
+        if timed_out:
+            return timed_out
         if err.code() in _FENCED:
             return (
                 f"fenced: another bridge process named {self.settings.connector_name!r} took over "
@@ -681,6 +702,7 @@ class Worker:
             try:
                 self.producer.init_transactions(self.settings.transaction_timeout_s)
                 self.producer.begin_transaction()
+                self._txn_began = time.monotonic()
             except KafkaException as e:
                 raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
         helpers = [

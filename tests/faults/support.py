@@ -59,6 +59,7 @@ __all__ = [
     "topic_of",
     "wait_for_log_count",
     "wait_until",
+    "Writer",
 ]
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -196,6 +197,47 @@ class ChangeLog:
                     if c.seq not in drop:
                         other._remember(pk, c)
         return other
+
+
+class Writer(threading.Thread):
+    """Writes ``total`` changes over ``keys`` keys as fast as its quota allows, splitting
+    (and once rolling over) a random open shard at the given write counts."""
+
+    def __init__(self, log: ChangeLog, total: int, keys: int, rng: random.Random, reshapes: dict[int, str]) -> None:
+        super().__init__(daemon=True, name="change-writer")
+        self.log, self.total, self.rng = log, total, rng
+        self.names = [f"k{i:04d}" for i in range(keys)]
+        self.reshapes = dict(reshapes)
+        self.quota = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self.events: list[str] = []
+
+    def run(self) -> None:
+        try:
+            i = 0
+            while i < self.total and not self._halt.is_set():
+                if i >= self.quota:
+                    time.sleep(0.01)
+                    continue
+                for _ in range(min(50, self.quota - i, self.total - i)):
+                    pk = self.rng.choice(self.names)
+                    self.log.write(pk, delete=i % 37 == 36 and pk in self.log.state)
+                    i += 1
+                    what = self.reshapes.pop(i, None)
+                    if what:
+                        shard = self.rng.choice(self.log.double.open_shard_ids())
+                        if what == "split":
+                            self.log.double.split(shard)
+                        else:
+                            self.log.double.rollover(shard)
+                        self.events.append(f"{what} {shard[-8:]} at write {i}")
+                time.sleep(0.1)  # a stream (~500 changes/s), not one burst
+        except BaseException as e:  # surfaced by the test
+            self.error = e
+
+    def stop(self) -> None:
+        self._halt.set()
 
 
 # --------------------------------------------------------------------------- reading
