@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-fast demo dev-up dev-down bench clean
+.PHONY: install test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ demo: install
 dev-up: install
 	$(BIN)/ddb-kafka-bridge dev up
 
+## The same stack on Apache Kafka (KRaft, on the JDK; jars resolved once with mvn).
+dev-up-kafka: install
+	$(BIN)/ddb-kafka-bridge dev up --broker kafka
+
 dev-down:
 	$(BIN)/ddb-kafka-bridge dev down
+
+## Resolve Apache Kafka's jars into the user cache now (the tests do it on first use).
+apache-kafka: install
+	$(BIN)/python -c "from bridge.apache_kafka import ensure_distribution; print(ensure_distribution())"
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -192,6 +192,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="CI-sized run (fewer pages, 100k backlog)")
     ap.add_argument("--bootstrap", help="use this Kafka instead of starting a local stack")
     ap.add_argument("--registry", help="use this Schema Registry instead of starting a local stack")
+    ap.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+                    help="the local stack's broker: tansu (default) or Apache Kafka (KRaft, on the JDK)")
     ap.add_argument("--shards", type=int, default=4, help="shard readers in the bridge runs")
     ap.add_argument("--reps", type=int, help="repetitions of ceiling and bridge runs (best is kept)")
     ap.add_argument("--skip", action="append", default=[], choices=["wide", "small", "backlog", "latency", "idle"])
@@ -224,11 +226,13 @@ def main() -> None:
     else:
         from bridge.devstack import LocalStack
 
-        stack = LocalStack(tempfile.mkdtemp(prefix="bench-stack-"))  # removed after a good run
+        # removed after a good run
+        stack = LocalStack(tempfile.mkdtemp(prefix="bench-stack-"), broker=args.broker)
         ep = stack.start()
         bootstrap, registry_url = ep.kafka_bootstrap, ep.registry_url
         broker_pid = stack.processes()["kafka"]["pid"]
-        say(f"local stack: kafka {bootstrap}, registry {registry_url}")
+        say(f"local stack: {'Apache Kafka' if args.broker == 'kafka' else 'tansu'} {bootstrap}, "
+            f"registry {registry_url}")
     try:
         conf = {"bootstrap.servers": bootstrap}
         topics = {f"bench.{w}": {} for w in WORKLOADS} | {f"bench-naive.{w}": {} for w in WORKLOADS}
@@ -239,7 +243,7 @@ def main() -> None:
         serializer = RecordSerializer(registry)
         say("producer settings: the bridge's (acks=all, idempotent, lz4, linger.ms=5); topics with 1 partition")
 
-        report: dict[str, Any] = {"machine": info, "workloads": []}
+        report: dict[str, Any] = {"machine": info, "workloads": [], "broker": args.broker}
         for name in ("wide", "small"):
             if name not in args.skip:
                 report["workloads"].append(run_workload(name, SIZES[size][name], conf, registry_url, serializer, reps,
@@ -319,7 +323,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Measured with `python bench/run.py` on {m['cpus']} CPUs ({m['cpu_model']}) shared with other work, "
         f"Python {m['python']}, librdkafka {m['librdkafka']}, transcoder `{m['transcoder']}`, local stack "
-        f"(tansu broker, the project's registry) on the same machine. Rates are per CPU-second of the bridge "
+        f"({'Apache Kafka' if report.get('broker') == 'kafka' else 'tansu'} broker, the project's registry) "
+        f"on the same machine. Rates are per CPU-second of the bridge "
         f"process (all threads, librdkafka's included; the broker not counted). MB/s is GetRecords JSON. "
         f"Producer settings are the bridge's (acks=all, idempotent, lz4, linger.ms=5).",
         "",

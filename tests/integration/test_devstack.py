@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge import devstack
 from bridge.devstack import LocalStack, StackEndpoints
@@ -201,3 +201,72 @@ def test_dev_up_status_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     devstack.dev_down(workdir)  # idempotent
     args = _cli(["dev", "status", "--dir", str(workdir)])
     assert args.func(args) == 1
+
+
+def test_dev_up_apache_kafka_keeps_its_data_across_down_and_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dev up --broker kafka`: a record written before `dev down` is there after `dev up`;
+    `dev down --wipe` removes the data."""
+    from tests.conftest import _need_apache_kafka
+
+    _need_apache_kafka()
+    workdir = tmp_path / "devstack"
+    up = ["dev", "up", "--broker", "kafka", "--dir", str(workdir),
+          "--kafka-port", "0", "--dynamodb-port", "0", "--registry-port", "0"]
+    topic = f"kept-{uuid.uuid4().hex[:8]}"
+    try:
+        args = _cli(up)
+        assert args.func(args) == 0
+        assert "Apache Kafka" in capsys.readouterr().out
+        bootstrap = devstack.dev_status(workdir)["endpoints"]["kafka_bootstrap"]
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, 1)])[topic].result(timeout=30)
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce(topic, b"survives")
+        assert producer.flush(30) == 0
+
+        args = _cli(["dev", "down", "--dir", str(workdir)])
+        assert args.func(args) == 0
+        assert (workdir / "kafka-data" / "kafka" / "meta.properties").is_file()
+
+        args = _cli(up)
+        assert args.func(args) == 0
+        bootstrap = devstack.dev_status(workdir)["endpoints"]["kafka_bootstrap"]
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kept", "enable.auto.commit": False})
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            got = None
+            for _ in range(100):  # bounded: 100 polls of at most 0.3 s
+                msg = consumer.poll(0.3)
+                if msg is not None and not msg.error():
+                    got = msg.value()
+                    break
+        finally:
+            consumer.close()
+        assert got == b"survives"
+    finally:
+        args = _cli(["dev", "down", "--wipe", "--dir", str(workdir)])
+        assert args.func(args) == 0
+    assert not (workdir / "kafka-data").exists()
+
+
+def test_apache_kafka_without_java_or_maven_says_what_to_install(tmp_path: Path) -> None:
+    """No `java` or `mvn` on PATH and no cached jars: one line naming both and the fix."""
+    import subprocess
+    import sys
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = dict(os.environ, PATH=str(bare), DDB_BRIDGE_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "dev", "up", "--broker", "kafka", "--dir", str(tmp_path / "stack"),
+         "--kafka-port", "0", "--dynamodb-port", "0", "--registry-port", "0"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).resolve().parents[2],
+    )
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert "java and mvn" in lines[0] and "apt-get install openjdk-17-jre-headless maven" in lines[0], lines[0]
+    assert "--broker tansu" in lines[0]
+    assert not (tmp_path / "stack" / "state.json").exists()
