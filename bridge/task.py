@@ -113,6 +113,10 @@ class TaskRuntime(Protocol):
 
     def running(self, partition: Mapping[str, Any]) -> bool: ...
 
+    def owns(self, partition: Mapping[str, Any]) -> bool:
+        """Whether this worker reads ``partition`` now: workers of one name share the source
+        partitions through Kafka's group protocol (``bridge.group``); alone, a worker owns all."""
+
     def add_connector(self, connector: SourceConnector) -> None:
         """Run another connector beside this one, until it is done or the worker stops."""
 
@@ -132,6 +136,10 @@ class SourceConnector(ABC):
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         """Called once a task's final offset is durable."""
+
+    def task_stopped(self, task: SourceTask) -> None:
+        """Called when the runtime stopped a task before its end (its partition moved to another
+        worker); its offsets are committed. The connector may start it again if it comes back."""
 
     async def close(self) -> None:
         """Release clients."""

@@ -1,180 +1,47 @@
-"""Runs source tasks: poll → serialize → produce → commit offsets after acknowledgement.
+"""Runs source tasks: the task lifecycle, over producer lanes that carry the guarantees.
 
-One worker owns one producer and one offset store and drives every task of every
-connector on one asyncio event loop. The guarantees live here:
+One worker drives every task of every connector on one asyncio event loop. What happens to
+a batch after a task hands it on lives beside this module, one concern each:
 
-- an offset is written only when every record it covers, and every record before it from
-  the same source partition, has been acknowledged by the broker (``_Progress``);
-- a task's final offset (shard end) is durable before its connector is told, so a child
-  shard never starts while its parent could still be re-read after a crash;
-- a reader waits while its records wait for the broker (per-task record bound and
-  per-worker byte bound), so a slow broker stops reading instead of growing memory;
-- a registry outage pauses the task that needs a schema until the registry is back.
+- ``bridge.lane``: serialize → produce → serve acknowledgements, per producer;
+- ``bridge.accounting``: an offset is written only when every record it covers, and every
+  record before it from the same source partition, has been acknowledged; readers wait
+  while the worker holds too many records or bytes;
+- ``bridge.dead_letters``: a record that cannot be written goes to the dead-letter topic;
+- ``bridge.commits``: offset writes (at-least-once) or transactions (exactly-once).
 
-In exactly-once mode the producer is transactional: records and the offsets that cover
-them are committed in one transaction every flush interval; nothing is written outside a
-transaction, and a second process with the same name fences this one.
+This module keeps what is left: starting and stopping tasks, a task's final offset made
+durable before its connector hears of the end (so a child shard never starts while its
+parent could still be re-read), stopping on the first failure, and the drain at shutdown.
+It also lets group membership (``bridge.group``) add and remove lanes and hand tasks over
+while the worker runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Producer
 
-from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
-from bridge.kafka import RDKAFKA_LOGGER
+from bridge.accounting import Bounds
+from bridge.errors import BridgeError
+from bridge.lane import ProducerLane
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
-from bridge.serde.serializer import Framed, RecordSerializer
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
+from bridge.serde.serializer import RecordSerializer
+from bridge.settings import WorkerSettings
+from bridge.task import SourceConnector, SourceTask, partition_key
 
 __all__ = ["Worker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
-# Errors that concern one record, not the connection: these may go to the dead-letter topic.
-_RECORD_ERRORS = {
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.INVALID_MSG_SIZE,
-    KafkaError.INVALID_MSG,
-    KafkaError.INVALID_RECORD,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-}
-
-_TXN_FAILED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE}
-_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-_DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    connector_name: str
-    flush_interval_s: float = 1.0
-    max_in_flight_records: int = 20000  # per task
-    max_in_flight_records_total: int = 100000  # per worker: tasks × the per-task bound bounds nothing
-    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker: 2 × payload + 2 KiB per record (see _Entry)
-    shutdown_timeout_s: float = 30.0
-    dead_letter_topic: str | None = None  # None: errors.tolerance = none
-    exactly_once: bool = False
-    max_message_bytes: int = 2 * 1024 * 1024  # the producer's message.max.bytes
-    transaction_timeout_s: float = 60.0
-
-
-# What one in-flight record costs beyond its payload, at most: a SourceRecord with its key and
-# source dicts (~1.6 KB for stream records built in Python; the C transcoder's records take
-# ~0.2 KB) and librdkafka's message (~0.4 KB). Its payload is held twice: the record's Avro
-# bodies (framed in place for the C transcoder's) and librdkafka's copy.
-_RECORD_OVERHEAD = 2048
-_PAYLOAD_COPIES = 2
-_QUEUE_FULL_WAIT_S = 0.05
-
-
-class _Entry:
-    """One batch from produce to acknowledgement, and the delivery callback of all its records.
-
-    One object per batch instead of a closure per record: per record in flight that saves
-    nine GC-tracked objects (closure and cells), and the callback does two attribute updates.
-    ``remaining`` counts the messages not yet acknowledged, plus one while the batch is still
-    being produced (so that early acks cannot complete a half-produced batch). When it
-    reaches zero the batch's offset may be committed and its records and bytes are released.
-    The records stay referenced until then because the dead-letter path needs the source
-    position of a record the broker refuses.
-    """
-
-    __slots__ = ("remaining", "offset", "progress", "worker", "records", "count", "size", "dead_lettered")
-
-    def __init__(
-        self, worker: Worker, progress: _Progress, offset: dict[str, Any] | None, records: list[SourceRecord], size: int
-    ) -> None:
-        self.remaining = 1
-        self.offset = offset
-        self.progress = progress
-        self.worker = worker
-        self.records: list[SourceRecord] | None = records
-        self.count = len(records)
-        self.size = size
-        self.dead_lettered: set[int] = set()
-
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._refused(err, msg)
-            return
-        self.remaining -= 1
-        if self.remaining == 0:
-            self._complete()
-
-    def ack(self) -> None:
-        """One message of this batch (a record or a dead-letter chunk) is done."""
-        self.remaining -= 1
-        if self.remaining == 0:
-            self._complete()
-
-    def _complete(self) -> None:
-        self.records = None
-        self.worker._released(self)
-        self.progress.advance()
-
-    def _refused(self, err: KafkaError, msg: Message) -> None:
-        worker = self.worker
-        if err.code() not in _RECORD_ERRORS:
-            worker._fail(ProduceError(worker._kafka_error(msg.topic() or "?", err)))
-            return
-        key, value = msg.key(), msg.value()
-        record = self._find(key, value)
-        if record is None:  # cannot happen: every message of the batch comes from its records
-            worker._fail(ProduceError(f"writing to {msg.topic()!r} failed ({err.str()}) for a record not in its batch"))
-            return
-        worker._dead_letter(self.progress, self, record, key, value, ProduceError(err.str()), counted=True)
-
-    def _find(self, key: bytes | None, value: bytes | None) -> SourceRecord | None:
-        """The record a refused message was made from; the error path only, so a linear search.
-
-        Matched on the framed key and value: identical messages (two tombstones of the same
-        key) each get a different one of their records.
-        """
-        serialize = self.worker.serializer.serialize
-        for i, record in enumerate(self.records or ()):
-            if i in self.dead_lettered or record.tombstone != (value is None):
-                continue
-            try:
-                if serialize(record) == (key, value):
-                    self.dead_lettered.add(i)
-                    return record
-            except (ConversionError, KeyError):
-                continue
-        return None
-
-
-@dataclass(slots=True)
-class _Progress:
-    """Acknowledgement bookkeeping for one source partition."""
-
-    partition: dict[str, Any]
-    pending: deque[_Entry] = field(default_factory=deque)
-    in_flight: int = 0  # records of this partition's batches not yet completely acknowledged
-    committable: dict[str, Any] | None = None
-    committable_txn: dict[str, Any] | None = None  # exactly-once: offset in the last commit
-    submitted: dict[str, Any] | None = None  # newest offset handed to the producer
-    dirty: bool = False
-    writing: bool = False
-    durable_waiters: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
-
-    def advance(self) -> None:
-        while self.pending and self.pending[0].remaining == 0:
-            offset = self.pending.popleft().offset
-            if offset is not None:
-                self.committable = offset
-                self.dirty = True
+DEFAULT_LANE = "main"
 
 
 class _ConnectorRuntime:
@@ -191,9 +58,25 @@ class _ConnectorRuntime:
     def running(self, partition: Mapping[str, Any]) -> bool:
         return partition_key(partition) in self._worker._tasks
 
+    def owns(self, partition: Mapping[str, Any]) -> bool:
+        """Whether this worker may read ``partition`` now (always, unless it shares work in a group)."""
+        return self._worker.owns(partition)
+
     def add_connector(self, connector: SourceConnector) -> None:
         """Start another connector while running (e.g. a resnapshot after trimmed data)."""
         self._worker._add_connector(connector)
+
+
+class _Running:
+    """A running task with what its hand-over needs."""
+
+    __slots__ = ("connector", "task", "handle", "lane")
+
+    def __init__(self, connector: SourceConnector, task: SourceTask, lane: ProducerLane) -> None:
+        self.connector = connector
+        self.task = task
+        self.lane = lane
+        self.handle: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -201,45 +84,127 @@ class Worker:
         self,
         settings: WorkerSettings,
         connectors: list[SourceConnector],
-        producer: Producer,
+        producer: Producer | None,
         offsets: OffsetStore,
         serializer: RecordSerializer,
     ) -> None:
+        """``producer`` becomes the one lane every partition uses; None when group membership
+        adds lanes itself (``add_lane``, ``route``)."""
         self.settings = settings
         self.connectors = connectors
-        self.producer = producer
         self.offsets = offsets
         self.serializer = serializer
+        self.bounds = Bounds(settings)
+        self.lanes: dict[str, ProducerLane] = {}
+        # Which lane a source partition's records take, and whether this worker reads it at all.
+        self.route: Callable[[Mapping[str, Any]], str] = lambda partition: DEFAULT_LANE
+        self.owns: Callable[[Mapping[str, Any]], bool] = lambda partition: True
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, _Running] = {}
         self._runners: list[asyncio.Task[None]] = []
-        self._progress: dict[str, _Progress] = {}
-        self._buffered_bytes = 0
-        self._records_in_flight = 0  # worker-wide, per batch: released when a batch is fully acked
-        self._partial_batch = False  # a task was cancelled with its batch half produced
-        self._drained = asyncio.Event()  # set when no record is in flight
-        self._committing = False  # exactly-once: new batches wait while a commit drains and runs
-        self._commit_done = asyncio.Event()
-        self._space = asyncio.Event()
-        self._flush_now = asyncio.Event()
         self._stop = asyncio.Event()
-        # Dead-letter messages waiting for room in librdkafka's queue, in order (see _send_dead_letters).
-        self._dead_letters: deque[tuple[str, bytes | None, bytes | None, list[tuple[str, str]],
-                                        Callable[[KafkaError | None, Message], None]]] = deque()
-        self._dead_letters_waiting = asyncio.Event()
+        self._started = False
         self._failure: BaseException | None = None
-        self._fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
-        self.records_produced = 0
-        self.records_dead_lettered = 0
-        self._txn_dirty = False
-        self._txn_began = time.monotonic()
+        self.on_stopping: list[Callable[[], None]] = []
+        if producer is not None:
+            self.lanes[DEFAULT_LANE] = self._make_lane(DEFAULT_LANE, producer)
         for name, fn, text in (
             ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
             ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
             ("bridge_records_in_flight", self.in_flight, "records produced, not yet acknowledged"),
-            ("bridge_buffered_bytes", lambda: self._buffered_bytes, "bytes produced, not yet acknowledged"),
+            ("bridge_buffered_bytes", lambda: self.bounds.buffered_bytes, "bytes produced, not yet acknowledged"),
             ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (shard readers, segments)"),
         ):
             METRICS.gauge(name, fn, text)
+
+    # ---- accounting views (metrics, tests) ----------------------------------------------
+
+    @property
+    def records_produced(self) -> int:
+        return self.bounds.records_produced
+
+    @property
+    def records_dead_lettered(self) -> int:
+        return self.bounds.records_dead_lettered
+
+    @property
+    def _buffered_bytes(self) -> int:
+        return self.bounds.buffered_bytes
+
+    @property
+    def _records_in_flight(self) -> int:
+        return self.bounds.records_in_flight
+
+    @property
+    def producer(self) -> Producer:
+        """The default lane's producer (single-process modes)."""
+        return self.lanes[DEFAULT_LANE].producer
+
+    # ---- lanes ----------------------------------------------------------------------
+
+    def _make_lane(self, name: str, producer: Producer) -> ProducerLane:
+        return ProducerLane(
+            name=name, producer=producer, settings=self.settings, offsets=self.offsets,
+            serializer=self.serializer, bounds=self.bounds, fail=self._fail, worker_stopping=self._stop.is_set,
+        )
+
+    async def add_lane(self, name: str, producer: Producer) -> ProducerLane:
+        """A new producer lane, started (exactly-once: ``init_transactions`` fences its previous owner)."""
+        lane = self._make_lane(name, producer)
+        self.lanes[name] = lane
+        if self._started:
+            await lane.start()
+        return lane
+
+    async def hand_over(self, which: Callable[[Mapping[str, Any]], bool], *, lanes: list[str] = (),  # type: ignore[assignment]
+                        lost: bool = False) -> int:
+        """Stop the tasks whose partitions ``which`` selects, wait for their records, commit
+        their offsets, then close ``lanes``; returns how many tasks stopped.
+
+        This is the revocation half of a rebalance: it returns only when the next owner can
+        resume exactly where these tasks stopped. ``lost`` (the group already gave the work
+        to someone else): nothing is committed, the lanes' open transactions are dropped.
+        """
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        stopping = [r for k, r in self._running.items() if which(r.task.partition)]
+        for r in stopping:
+            if r.handle is not None:
+                r.handle.cancel()
+        await asyncio.gather(*(r.handle for r in stopping if r.handle is not None), return_exceptions=True)
+        by_lane: dict[str, set[str]] = {}
+        for lane_name, lane in self.lanes.items():
+            keys = {k for k, p in lane.progress.items() if which(p.partition)}
+            if keys:
+                by_lane[lane_name] = keys
+        if not lost:
+            for lane_name, keys in by_lane.items():
+                lane = self.lanes[lane_name]
+                if not await lane.quiet(keys, deadline):
+                    log.warning("hand-over: records of %d partitions still unacknowledged; their offsets are not "
+                                "committed (the next owner replays them)", len(keys))
+                if lane_name not in lanes:  # a shared lane: commit just these partitions
+                    if lane.settings.exactly_once:
+                        lane.commits.flush_now.set()
+                        for k in keys:
+                            p = lane.progress.get(k)
+                            if p is not None and p.submitted is not None:
+                                await asyncio.wait_for(lane.commits.durable(p, p.submitted),
+                                                       max(0.1, deadline - time.monotonic()))
+                        lane.drop_partitions(keys)
+                    else:
+                        await lane.commit_partitions(keys, deadline)
+        for lane_name in lanes:
+            lane = self.lanes.pop(lane_name, None)
+            if lane is None:
+                continue
+            if lost:
+                await lane.discard()
+            else:
+                await lane.finish(deadline, failed=lane.partial_batch)
+        for r in stopping:
+            with contextlib.suppress(Exception):
+                r.connector.task_stopped(r.task)
+        return len(stopping)
 
     # ---- task lifecycle -------------------------------------------------------------
 
@@ -247,19 +212,26 @@ class Worker:
         pkey = partition_key(task.partition)
         if pkey in self._tasks:
             raise BridgeError(f"task for {pkey} is already running")
-        self._tasks[pkey] = asyncio.create_task(self._run_task(connector, task), name=f"task {pkey}")
+        lane_name = self.route(task.partition)
+        lane = self.lanes.get(lane_name)
+        if lane is None:
+            raise BridgeError(f"task for {pkey}: no producer lane {lane_name!r} (its partition is not owned here)")
+        running = _Running(connector, task, lane)
+        self._running[pkey] = running
+        running.handle = self._tasks[pkey] = asyncio.create_task(self._run_task(running), name=f"task {pkey}")
 
-    async def _run_task(self, connector: SourceConnector, task: SourceTask) -> None:
+    async def _run_task(self, running: _Running) -> None:
+        connector, task, lane = running.connector, running.task, running.lane
         pkey = partition_key(task.partition)
-        progress = self._progress.setdefault(pkey, _Progress(dict(task.partition)))
+        progress = lane.progress_for(task.partition)
         try:
             while True:
-                await self._wait_for_space(progress)
+                await self.bounds.wait_for_space(progress)
                 batch = await task.poll()
-                await self._submit(progress, batch)
+                await lane.submit(progress, batch)
                 if batch.final:
                     if batch.offset is not None:
-                        await self._durable(progress, batch.offset)
+                        await lane.durable(progress, batch.offset)
                     connector.task_finished(task, batch)
                     return
         except asyncio.CancelledError:
@@ -268,24 +240,15 @@ class Worker:
             self._fail(e)
         finally:
             self._tasks.pop(pkey, None)
+            self._running.pop(pkey, None)
             with contextlib.suppress(Exception):
                 await task.close()
 
     def on_kafka_error(self, err: KafkaError) -> None:
-        """The producer's ``error_cb``: a fatal error (fenced, idempotence broken) stops the worker.
-
-        Without it a fatal error is only logged, and a worker whose records never get an
-        answer could wait for them indefinitely. Other errors are transient (librdkafka
-        retries); they are logged, as librdkafka does when no error_cb is set.
-        """
-        if self._failure is not None or self._stop.is_set():
-            return  # stopping already; flush() at shutdown may call this with its own exception pending
-        if err.fatal():
-            self._fatal = True
-            text = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
-            self._fail(ProduceError(text))
-        else:  # what librdkafka logs itself when no error_cb is set
-            RDKAFKA_LOGGER.error("ERROR %s", err.str())
+        """The default lane's producer ``error_cb`` (see ``ProducerLane.on_kafka_error``)."""
+        lane = self.lanes.get(DEFAULT_LANE)
+        if lane is not None:
+            lane.on_kafka_error(err)
 
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
@@ -293,437 +256,69 @@ class Worker:
             log.error("stopping: %s", error)
         self._stop.set()
 
-    # ---- produce ----------------------------------------------------------------------
-
-    async def _wait_for_space(self, progress: _Progress) -> None:
-        """Hold the task's next poll while its records, or the worker's, are at a bound.
-
-        Checked before each poll, so a task may go over by one batch.
-        """
-        s = self.settings
-        while (
-            progress.in_flight >= s.max_in_flight_records
-            or self._records_in_flight >= s.max_in_flight_records_total
-            or self._buffered_bytes >= s.buffer_max_bytes
-        ):
-            self._space.clear()
-            await self._space.wait()
-
-    def _released(self, entry: _Entry) -> None:
-        """A batch is acknowledged (or given up): its records and bytes leave the bounds."""
-        self._records_in_flight -= entry.count
-        self._buffered_bytes -= entry.size
-        entry.progress.in_flight -= entry.count
-        self._space.set()
-        if not self._records_in_flight:
-            self._drained.set()
-
-    async def _prepare(self, record: SourceRecord) -> None:
-        """Register the record's schemas; while the registry is unreachable, wait and retry.
-
-        Waiting here holds the task's next poll, so an outage pauses reading instead of
-        dropping records; a 4xx (incompatible schema, bad subject) is final.
-        """
-        attempt = 0
-        while True:
-            try:
-                await asyncio.to_thread(self.serializer.prepare, record)
-                if attempt:
-                    log.info("schema registry is back; %s resumes", record.topic)
-                return
-            except SchemaError as e:
-                if e.status is not None and e.status < 500 and e.status != 429:
-                    raise
-                attempt += 1
-                METRICS.inc("bridge_registry_unavailable_total", help="failed schema registrations, retried")
-                delay = random.uniform(0, min(10.0, 0.5 * 2**attempt))
-                if attempt == 1 or attempt % 10 == 0:
-                    log.warning("schema registry unavailable (%s); %s paused, retrying", e, record.topic)
-                await asyncio.sleep(delay)
-
-    async def _submit(self, progress: _Progress, batch: Batch) -> None:
-        records = batch.records
-        for record in self.serializer.unprepared(records):
-            await self._prepare(record)
-        framed = self.serializer.serialize_batch(records)
-        while self._committing:  # exactly-once: a transaction holds whole batches only
-            await self._commit_done.wait()
-        size = _PAYLOAD_COPIES * framed.payload + _RECORD_OVERHEAD * len(records)
-        entry = _Entry(self, progress, batch.offset, records, size)
-        progress.pending.append(entry)
-        progress.in_flight += entry.count
-        self._records_in_flight += entry.count
-        self._buffered_bytes += size
-        if batch.offset is not None or records:
-            self._txn_dirty = True
-        try:
-            await self._produce_all(entry, framed)
-        except asyncio.CancelledError:
-            # Half produced: what was produced is delivered, but the offset must not cover the rest.
-            entry.offset = None
-            self._partial_batch = True
-            entry.ack()
-            raise
-        if batch.offset is not None:
-            progress.submitted = batch.offset
-        entry.ack()  # the hold taken at creation: the batch is complete once its messages are acked
-
-    async def _produce_all(self, entry: _Entry, framed: Framed) -> None:
-        """Produce the batch in order; when librdkafka's queue is full, wait without blocking the loop.
-
-        The worker's own bounds keep the queue below librdkafka's limits (``producer_config``),
-        so the wait is the exception. A half-produced batch is in flight, so an exactly-once
-        commit waits for it (``_quiesce``).
-        """
-        start = self._enqueue(entry, framed, 0)
-        while start < len(framed.keys):
-            await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
-            start = self._enqueue(entry, framed, start)
-
-    def _enqueue(self, entry: _Entry, framed: Framed, start: int) -> int:
-        """Produce records ``start``... until the queue is full; returns where it stopped.
-
-        Synchronous: no delivery callback runs in between, so counting the batch's messages
-        once at the end is the same as counting each one as it goes.
-        """
-        produce = self.producer.produce
-        on_delivery = entry.on_delivery
-        records = entry.records
-        assert records is not None
-        keys, values = framed.keys, framed.values
-        i = start
-        unconverted = refused = 0  # records that went to the dead-letter path instead
-        try:
-            for i in range(start, len(keys)):
-                key = keys[i]
-                if key is None:
-                    unconverted += 1  # its dead-letter chunks count themselves
-                    self._dead_letter(entry.progress, entry, records[i], None, None, framed.errors[i])
-                    continue
-                try:
-                    produce(records[i].topic, values[i], key, on_delivery=on_delivery)
-                except BufferError:
-                    return i
-                except KafkaException as e:
-                    err = e.args[0]
-                    if err.code() not in _RECORD_ERRORS:
-                        raise ProduceError(self._kafka_error(records[i].topic, err)) from None
-                    refused += 1  # counted as this record's message: its first chunk stands in
-                    self._dead_letter(entry.progress, entry, records[i], key, values[i], ProduceError(err.str()),
-                                      counted=True)
-            i = len(keys)
-            return i
-        finally:
-            entry.remaining += i - start - unconverted
-            self.records_produced += i - start - unconverted - refused
-
-    def _dead_letter(
-        self,
-        progress: _Progress,
-        entry: _Entry,
-        record: SourceRecord,
-        key: bytes | None,
-        value: bytes | None,
-        error: BridgeError,
-        *,
-        counted: bool = False,
-    ) -> None:
-        """Send a record that cannot be written to the dead-letter topic, never drop it.
-
-        With ``errors.tolerance = none`` (no dead-letter topic) the worker stops instead,
-        and the offset does not move past the record.
-        """
-        dlq = self.settings.dead_letter_topic
-        if dlq is None:
-            if not counted:
-                entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
-            self._fail(type(error)(f"record {record.source} cannot be written: {error}"))
-            return
-        headers = [
-            ("__connect.errors.topic", record.topic),
-            ("__connect.errors.connector.name", self.settings.connector_name),
-            ("__connect.errors.exception.class.name", type(error).__name__),
-            ("__connect.errors.exception.message", str(error)[:2000]),
-            ("__bridge.source.partition", json.dumps(progress.partition, sort_keys=True)),
-            ("__bridge.source.position", json.dumps(record.source, sort_keys=True, default=str)),
-        ]
-        if value is None and not record.tombstone:
-            # The value never serialized: keep the source record itself, as JSON.
-            value = json.dumps(
-                {"op": record.op, "key": record.key, "before": record.before, "after": record.after},
-                default=str,
-            ).encode()
-        # A record refused for its size would be refused by the DLQ too: split it into
-        # chunks (same key, so same partition, in order) rather than lose any of it.
-        room = max(1024, self.settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))
-        chunks: list[bytes | None] = [value[i : i + room] for i in range(0, len(value), room)] if value else [value]
-        entry.remaining += len(chunks) - (1 if counted else 0)
-
-        def on_delivery(first: bool) -> Callable[[KafkaError | None, Message], None]:
-            def done(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    self._fail(ProduceError(f"dead-letter topic {dlq!r} refused a record too: {err.str()}"))
-                    return
-                if first:
-                    self.records_dead_lettered += 1
-                    log.warning("record sent to dead-letter topic %s: %s", dlq, error)
-                entry.ack()
-
-            return done
-
-        for i, chunk in enumerate(chunks, 1):
-            h = headers + ([("__bridge.chunk", str(i)), ("__bridge.chunks", str(len(chunks)))] if len(chunks) > 1 else [])
-            self._dead_letters.append((dlq, chunk, key, h, on_delivery(i == 1)))
-        self._send_dead_letters()
-
-    def _send_dead_letters(self) -> None:
-        """Produce the waiting dead-letter messages in order, as far as librdkafka's queue takes them.
-
-        Called where waiting is not possible (inside a batch being enqueued, inside a delivery
-        callback), so a full queue leaves the rest to ``_dead_letter_loop`` instead of raising;
-        they count in their batch, which is not complete (and its offset not written) until
-        they are acknowledged.
-        """
-        while self._dead_letters:
-            topic, value, key, headers, on_delivery = self._dead_letters[0]
-            try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-            except BufferError:
-                self._dead_letters_waiting.set()
-                return
-            except KafkaException as e:
-                self._dead_letters.clear()
-                self._fail(ProduceError(f"dead-letter topic {topic!r} refused a record too: {e.args[0].str()}"))
-                return
-            self._dead_letters.popleft()
-
-    async def _dead_letter_loop(self) -> None:
-        while True:
-            await self._dead_letters_waiting.wait()
-            self._dead_letters_waiting.clear()
-            while self._dead_letters:
-                await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
-                self._send_dead_letters()
-
-    async def _poll_loop(self) -> None:
-        """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
-        while True:
-            try:
-                served = self.producer.poll(0)
-            except KafkaException as e:  # a fatal error: stop, rather than serve no callbacks from now on
-                self._fail(ProduceError(self._kafka_error("?", e.args[0])))
-                return
-            await asyncio.sleep(0 if served else 0.002)
-
-    # ---- offsets ----------------------------------------------------------------------
-
-    def _write_offset(self, progress: _Progress) -> None:
-        if not progress.dirty or progress.writing:
-            return
-        offset = progress.committable
-        progress.dirty = False
-        progress.writing = True
-        key, value = self.offsets.encode(progress.partition, offset)
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            progress.writing = False
-            if err is not None:
-                self._fail(ProduceError(f"writing offsets to {self.offsets.topic!r} failed: {err.str()}"))
-                return
-            self.offsets.stored(progress.partition, offset)
-            still = []
-            for want, fut in progress.durable_waiters:
-                if want is offset or want == offset:
-                    if not fut.done():
-                        fut.set_result(None)
-                else:
-                    still.append((want, fut))
-            progress.durable_waiters = still
-            if progress.dirty:
-                self._flush_now.set()
-
-        try:
-            self.producer.produce(self.offsets.topic, value, key, on_delivery=on_delivery)
-        except (KafkaException, BufferError) as e:
-            progress.writing = False
-            progress.dirty = True
-            log.warning("offset write deferred: %s", e)
-
-    def _commit_transaction(self) -> None:
-        """Exactly-once: offsets of everything produced so far, then commit, in one go.
-
-        Runs on the loop thread on purpose: commit flushes and serves delivery callbacks
-        here, and no record can be produced into the transaction while it commits.
-        """
-        if not self._txn_dirty:
-            return
-        for progress in self._progress.values():
-            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
-                key, value = self.offsets.encode(progress.partition, progress.submitted)
-                try:
-                    self.producer.produce(self.offsets.topic, value, key)
-                except BufferError:
-                    return  # queue full: commit at the next flush (offsets in the txn so far stay valid)
-                except KafkaException as e:
-                    # e.g. fenced: must stop the worker, not end the flush loop unnoticed
-                    raise ProduceError(self._kafka_error(self.offsets.topic, e.args[0])) from None
-        try:
-            self.producer.commit_transaction(self.settings.transaction_timeout_s)
-        except KafkaException as e:
-            err = e.args[0]
-            if err.txn_requires_abort():
-                with contextlib.suppress(KafkaException):
-                    self.producer.abort_transaction(self.settings.transaction_timeout_s)
-            raise ProduceError(self._txn_error(err)) from None
-        self._txn_dirty = False
-        for progress in self._progress.values():
-            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
-                progress.committable_txn = progress.submitted
-                self.offsets.stored(progress.partition, progress.submitted)
-            still = []
-            for want, fut in progress.durable_waiters:
-                if want is progress.committable_txn or want == progress.committable_txn:
-                    if not fut.done():
-                        fut.set_result(None)
-                else:
-                    still.append((want, fut))
-            progress.durable_waiters = still
-        self.producer.begin_transaction()
-        self._txn_began = time.monotonic()
-
-    def _kafka_error(self, topic: str, err: KafkaError) -> str:
-        if err.code() in _FENCED or (self.settings.exactly_once and err.code() == KafkaError._FATAL):
-            return self._txn_error(err)
-        if self.settings.exactly_once and err.code() in _TXN_FAILED:
-            # librdkafka purges a failed transaction's records; the record's error hides why.
-            timed_out = self._txn_timed_out(err)
-            if timed_out:
-                return timed_out
-            return (
-                f"transaction failed ({err.str()}): another bridge process named {self.settings.connector_name!r} "
-                f"took over (fenced), or the broker refused the transaction; a restart resumes from the last commit"
-            )
-        return f"writing to {topic!r} failed: {err.str()}"
-
-    def _txn_timed_out(self, err: KafkaError) -> str | None:
-        """The reason when the open transaction outlived ``transaction.timeout.ms``: the process
-        was frozen (SIGSTOP, a VM pause) and the broker aborted the transaction, which also
-        bumps the producer's epoch, so librdkafka reports it like a fence."""
-        open_s = time.monotonic() - self._txn_began
-        if open_s <= self.settings.transaction_timeout_s:
-            return None
-        return (
-            f"transaction aborted by the broker: it stayed open {open_s:.0f} s, longer than "
-            f"transaction.timeout.ms={self.settings.transaction_timeout_s * 1000:.0f} (was the process paused?); "
-            f"this one stops and a restart resumes from the last commit ({err.str()})"
-        )
-
-    def _txn_error(self, err: KafkaError) -> str:
-        timed_out = self._txn_timed_out(err)
-        if timed_out:
-            return timed_out
-        if err.code() in _FENCED:
-            return (
-                f"fenced: another bridge process named {self.settings.connector_name!r} took over "
-                f"(same transactional.id); this one stops"
-            )
-        if err.code() == KafkaError._FATAL:
-            # librdkafka reports fencing on produce() only as a generic fatal error.
-            return (
-                f"transactional producer failed fatally ({err.str()}), most likely fenced: another bridge "
-                f"process named {self.settings.connector_name!r} took over (same transactional.id); this one stops"
-            )
-        return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
-
-    def _commit(self) -> None:
-        if self.settings.exactly_once:
-            try:
-                self._commit_transaction()
-            except BridgeError as e:
-                self._fail(e)
-        else:
-            self._write_offsets()
-
-    async def _durable(self, progress: _Progress, offset: dict[str, Any]) -> None:
-        """Wait until ``offset`` is acknowledged by the offsets topic."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        progress.durable_waiters.append((offset, fut))
-        self._flush_now.set()
-        await fut
-
-    def _write_offsets(self) -> None:
-        for progress in self._progress.values():
-            self._write_offset(progress)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval_s)
-            self._flush_now.clear()
-            try:
-                if self.settings.exactly_once and self._txn_dirty:
-                    await self._quiesce()
-                self._commit()
-            except Exception as e:  # noqa: BLE001 - a dead flush loop would stop commits unnoticed
-                self._fail(e)
-                return
-            finally:
-                self._committing = False
-                self._commit_done.set()
-
-    async def _quiesce(self) -> None:
-        """Exactly-once, before a commit: hold new batches and wait until every record produced
-        is acknowledged.
-
-        ``commit_transaction`` blocks the loop while it flushes; with nothing left in flight
-        it does not wait on the broker, and a broker that stops answering (or a fence) is
-        met here, where the loop still serves callbacks and errors, instead of inside it.
-        """
-        self._committing = True
-        self._commit_done.clear()
-        while self._records_in_flight:
-            self._drained.clear()
-            await self._drained.wait()
-
     # ---- run --------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
 
     def in_flight(self) -> int:
-        return sum(p.in_flight for p in self._progress.values())
+        return sum(lane.in_flight() for lane in self.lanes.values())
 
     def healthy(self) -> bool:
         return self._failure is None and not self._stop.is_set()
 
-    async def run(self) -> None:
-        """Run until ``stop()`` or a failure; then drain, commit and return (or raise)."""
-        if self.settings.exactly_once:
-            try:
-                self.producer.init_transactions(self.settings.transaction_timeout_s)
-                self.producer.begin_transaction()
-                self._txn_began = time.monotonic()
-            except KafkaException as e:
-                raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
-        helpers = [
-            asyncio.create_task(self._poll_loop(), name="producer poll"),
-            asyncio.create_task(self._flush_loop(), name="offset flush"),
-            asyncio.create_task(self._dead_letter_loop(), name="dead letters"),
-        ]
+    def tasks(self) -> list[dict[str, Any]]:
+        """The source partitions read right now."""
+        return [dict(r.task.partition) for r in self._running.values()]
+
+    async def run(self, *, beside: list[Callable[[], Any]] = ()) -> None:  # type: ignore[assignment]
+        """Run until ``stop()`` or a failure; then drain, commit and return (or raise).
+
+        ``beside``: coroutine functions run alongside the connectors (group membership);
+        one that fails stops the worker.
+        """
+        for lane in list(self.lanes.values()):
+            await lane.start()
+        self._started = True
         for c in list(self.connectors):
             self._runners.append(asyncio.create_task(self._run_connector(c), name=f"connector {c.name}"))
+        extra = [asyncio.create_task(self._guard(fn), name=getattr(fn, "__name__", "beside")) for fn in beside]
         try:
             await self._stop.wait()
         finally:
-            await self._shutdown(self._runners, helpers)
+            for fn in self.on_stopping:
+                with contextlib.suppress(Exception):
+                    fn()
+            await self._shutdown(self._runners, extra)
         if self._failure is not None:
             raise self._failure
+
+    async def _guard(self, fn: Callable[[], Any]) -> None:
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._fail(e)
 
     def _add_connector(self, connector: SourceConnector) -> None:
         if self._stop.is_set():
             return
         self.connectors.append(connector)
         self._runners.append(asyncio.create_task(self._run_connector(connector), name=f"connector {connector.name}"))
+
+    async def remove_connector(self, connector: SourceConnector) -> None:
+        """Stop one connector and its tasks (a table that was deleted), committing what they read."""
+        await self.hand_over(lambda p: any(r.connector is connector and r.task.partition == p
+                                           for r in self._running.values()))
+        for t in list(self._runners):
+            if t.get_name() == f"connector {connector.name}":
+                t.cancel()
+                self._runners.remove(t)
+        if connector in self.connectors:
+            self.connectors.remove(connector)
+        with contextlib.suppress(Exception):
+            await connector.close()
 
     async def _run_connector(self, connector: SourceConnector) -> None:
         try:
@@ -733,10 +328,10 @@ class Worker:
         except BaseException as e:
             self._fail(e)
 
-    async def _shutdown(self, runners: list[asyncio.Task[Any]], helpers: list[asyncio.Task[Any]]) -> None:
+    async def _shutdown(self, runners: list[asyncio.Task[Any]], extra: list[asyncio.Task[Any]]) -> None:
         """Stop reading, wait for acknowledgements, commit what they cover."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        to_cancel = runners + list(self._tasks.values())
+        to_cancel = runners + extra + list(self._tasks.values())
         for t in to_cancel:
             t.cancel()
         await asyncio.gather(*to_cancel, return_exceptions=True)
@@ -744,27 +339,7 @@ class Worker:
             await asyncio.sleep(0.01)
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
-        if self.settings.exactly_once:
-            if self._failure is None and not self._partial_batch:
-                self._commit()
-            else:
-                # Records of an aborted (or fenced) transaction will never count: drop them, or
-                # the abort (and the flush below) waits out the timeout for their acknowledgements.
-                with contextlib.suppress(KafkaException):
-                    self.producer.purge()
-                if not self._fatal:  # a fenced producer cannot abort; it would wait out the timeout
-                    with contextlib.suppress(KafkaException):
-                        self.producer.abort_transaction(max(1.0, deadline - time.monotonic()))
-        else:
-            self._write_offsets()
-        while any(p.writing for p in self._progress.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        for t in helpers:
-            t.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
-        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
-        if remaining:
-            log.warning("shutdown: %d messages not delivered before the timeout", remaining)
+        await asyncio.gather(*(lane.finish(deadline, self._failure is not None) for lane in self.lanes.values()))
         for c in self.connectors:
             with contextlib.suppress(Exception):
                 await c.close()

@@ -1,0 +1,264 @@
+"""Offset commits for one producer lane: plain offset writes, or transactions (exactly-once).
+
+At-least-once (``OffsetCommits``): a partition's offset is produced to the offsets topic
+once every record it covers is acknowledged (``Progress.advance``); the store learns it
+only when that write is acknowledged too.
+
+Exactly-once (``TransactionCommits``): every flush interval the lane holds new batches,
+waits until what it produced is acknowledged, adds the offsets of everything submitted to
+the open transaction and commits it. Nothing is written outside a transaction, and a
+producer with the same transactional id (a newer owner of the lane) fences this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from bridge.accounting import Progress
+from bridge.errors import BridgeError, ProduceError
+
+if TYPE_CHECKING:
+    from bridge.lane import ProducerLane
+
+__all__ = ["Commits", "OffsetCommits", "TransactionCommits"]
+
+log = logging.getLogger(__name__)
+
+_TXN_FAILED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE}
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+class Commits:
+    """What both commit styles share: the flush loop, waiting for durability, error texts."""
+
+    exactly_once = False
+
+    def __init__(self, lane: ProducerLane) -> None:
+        self.lane = lane
+        self.flush_now = asyncio.Event()
+        self.txn_began = time.monotonic()
+
+    async def start(self) -> None:
+        """Before the first record: nothing for plain offset writes."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    async def finish(self, deadline: float, failed: bool) -> None:
+        """At shutdown (or when the lane is handed over): commit what is acknowledged."""
+        raise NotImplementedError
+
+    async def durable(self, progress: Progress, offset: dict[str, Any]) -> None:
+        """Wait until ``offset`` is stored in the offsets topic (acknowledged, or committed)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        progress.durable_waiters.append((offset, fut))
+        self.flush_now.set()
+        await fut
+
+    async def before_commit(self) -> None:
+        """Exactly-once holds new batches and drains here; plain writes need nothing."""
+
+    async def run(self) -> None:
+        lane = self.lane
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush_now.wait(), lane.settings.flush_interval_s)
+            self.flush_now.clear()
+            try:
+                await self.before_commit()
+                self.commit()
+            except Exception as e:  # noqa: BLE001 - a dead flush loop would stop commits unnoticed
+                lane.fail(e)
+                return
+            finally:
+                lane.committing = False
+                lane.commit_done.set()
+
+    # ---- error texts ----------------------------------------------------------------
+
+    def kafka_error(self, topic: str, err: KafkaError) -> str:
+        if err.code() in _FENCED or (self.exactly_once and err.code() == KafkaError._FATAL):
+            return self.txn_error(err)
+        if self.exactly_once and err.code() in _TXN_FAILED:
+            # librdkafka purges a failed transaction's records; the record's error hides why.
+            timed_out = self._txn_timed_out(err)
+            if timed_out:
+                return timed_out
+            return (
+                f"transaction failed ({err.str()}): another bridge process named "
+                f"{self.lane.settings.connector_name!r} took over (fenced), or the broker refused the transaction; "
+                f"a restart resumes from the last commit"
+            )
+        return f"writing to {topic!r} failed: {err.str()}"
+
+    def _txn_timed_out(self, err: KafkaError) -> str | None:
+        """The reason when the open transaction outlived ``transaction.timeout.ms``: the process
+        was frozen (SIGSTOP, a VM pause) and the broker aborted the transaction, which also
+        bumps the producer's epoch, so librdkafka reports it like a fence."""
+        open_s = time.monotonic() - self.txn_began
+        timeout_s = self.lane.settings.transaction_timeout_s
+        if open_s <= timeout_s:
+            return None
+        return (
+            f"transaction aborted by the broker: it stayed open {open_s:.0f} s, longer than "
+            f"transaction.timeout.ms={timeout_s * 1000:.0f} (was the process paused?); "
+            f"this one stops and a restart resumes from the last commit ({err.str()})"
+        )
+
+    def txn_error(self, err: KafkaError) -> str:
+        timed_out = self._txn_timed_out(err)
+        if timed_out:
+            return timed_out
+        name = self.lane.settings.connector_name
+        if err.code() in _FENCED:
+            return f"fenced: another bridge process named {name!r} took over (same transactional.id); this one stops"
+        if err.code() == KafkaError._FATAL:
+            # librdkafka reports fencing on produce() only as a generic fatal error.
+            return (
+                f"transactional producer failed fatally ({err.str()}), most likely fenced: another bridge "
+                f"process named {name!r} took over (same transactional.id); this one stops"
+            )
+        return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
+
+
+class OffsetCommits(Commits):
+    """At-least-once: each partition's offset is written once its records are acknowledged."""
+
+    def write(self, progress: Progress) -> None:
+        if not progress.dirty or progress.writing:
+            return
+        lane = self.lane
+        offsets = lane.offsets
+        offset = progress.committable
+        progress.dirty = False
+        progress.writing = True
+        key, value = offsets.encode(progress.partition, offset)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            progress.writing = False
+            if err is not None:
+                lane.fail(ProduceError(f"writing offsets to {offsets.topic!r} failed: {err.str()}"))
+                return
+            offsets.stored(progress.partition, offset)
+            progress.resolve_waiters(offset)
+            if progress.dirty:
+                self.flush_now.set()
+
+        try:
+            lane.producer.produce(offsets.topic, value, key, on_delivery=on_delivery)
+        except (KafkaException, BufferError) as e:
+            progress.writing = False
+            progress.dirty = True
+            log.warning("offset write deferred: %s", e)
+
+    def commit(self) -> None:
+        for progress in list(self.lane.progress.values()):
+            self.write(progress)
+
+    async def finish(self, deadline: float, failed: bool) -> None:
+        self.commit()
+        while any(p.writing for p in self.lane.progress.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+
+class TransactionCommits(Commits):
+    """Exactly-once: records and the offsets that cover them, committed in one transaction."""
+
+    exactly_once = True
+
+    def __init__(self, lane: ProducerLane) -> None:
+        super().__init__(lane)
+        self.dirty = False
+
+    async def start(self) -> None:
+        """``init_transactions`` fences any older producer with this lane's transactional id and
+        aborts its open transaction; a blocking call, so it runs off the loop."""
+        producer = self.lane.producer
+        timeout = self.lane.settings.transaction_timeout_s
+        try:
+            await asyncio.to_thread(producer.init_transactions, timeout)
+            producer.begin_transaction()
+            self.txn_began = time.monotonic()
+        except KafkaException as e:
+            raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
+
+    async def before_commit(self) -> None:
+        if self.dirty:
+            await self._quiesce()
+
+    async def _quiesce(self) -> None:
+        """Hold new batches and wait until every record this lane produced is acknowledged.
+
+        ``commit_transaction`` blocks the loop while it flushes; with nothing left in flight
+        it does not wait on the broker, and a broker that stops answering (or a fence) is
+        met here, where the loop still serves callbacks and errors, instead of inside it.
+        """
+        lane = self.lane
+        lane.committing = True
+        lane.commit_done.clear()
+        while lane.records_in_flight:
+            lane.drained.clear()
+            await lane.drained.wait()
+
+    def commit(self) -> None:
+        try:
+            self._commit_transaction()
+        except BridgeError as e:
+            self.lane.fail(e)
+
+    def _commit_transaction(self) -> None:
+        """Offsets of everything produced so far, then commit, in one go.
+
+        Runs on the loop thread on purpose: commit flushes and serves delivery callbacks
+        here, and no record can be produced into the transaction while it commits.
+        """
+        if not self.dirty:
+            return
+        lane = self.lane
+        producer, offsets = lane.producer, lane.offsets
+        for progress in lane.progress.values():
+            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                key, value = offsets.encode(progress.partition, progress.submitted)
+                try:
+                    producer.produce(offsets.topic, value, key)
+                except BufferError:
+                    return  # queue full: commit at the next flush (offsets in the txn so far stay valid)
+                except KafkaException as e:
+                    # e.g. fenced: must stop the worker, not end the flush loop unnoticed
+                    raise ProduceError(self.kafka_error(offsets.topic, e.args[0])) from None
+        timeout = lane.settings.transaction_timeout_s
+        try:
+            producer.commit_transaction(timeout)
+        except KafkaException as e:
+            err = e.args[0]
+            if err.txn_requires_abort():
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(timeout)
+            raise ProduceError(self.txn_error(err)) from None
+        self.dirty = False
+        for progress in lane.progress.values():
+            if progress.submitted is not None and progress.submitted is not progress.committable_txn:
+                progress.committable_txn = progress.submitted
+                offsets.stored(progress.partition, progress.submitted)
+            progress.resolve_waiters(progress.committable_txn)
+        producer.begin_transaction()
+        self.txn_began = time.monotonic()
+
+    async def finish(self, deadline: float, failed: bool) -> None:
+        lane = self.lane
+        if not failed and not lane.partial_batch:
+            self.commit()
+            return
+        # Records of an aborted (or fenced) transaction will never count: drop them, or
+        # the abort (and the flush after it) waits out the timeout for their acknowledgements.
+        with contextlib.suppress(KafkaException):
+            lane.producer.purge()
+        if not lane.fatal:  # a fenced producer cannot abort; it would wait out the timeout
+            with contextlib.suppress(KafkaException):
+                lane.producer.abort_transaction(max(1.0, deadline - time.monotonic()))

@@ -1,0 +1,285 @@
+"""A producer lane: one Kafka producer and the records, dead letters and commits that ride on it.
+
+A worker has one lane per producer. At-least-once and a single exactly-once process use
+one; a distributed exactly-once worker has one per coordination partition it owns, each
+with its own transactional id, so that whoever owns the partition next fences this one
+(``bridge.group``). A source partition's records, its dead letters and its offsets always
+go through the same lane, so one transaction covers all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from bridge.accounting import PAYLOAD_COPIES, RECORD_ERRORS, RECORD_OVERHEAD, Bounds, Entry, Progress
+from bridge.commits import Commits, OffsetCommits, TransactionCommits
+from bridge.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
+from bridge.errors import ProduceError, SchemaError
+from bridge.kafka import RDKAFKA_LOGGER
+from bridge.metrics import METRICS
+from bridge.offsets import OffsetStore
+from bridge.serde.serializer import Framed, RecordSerializer
+from bridge.settings import WorkerSettings
+from bridge.task import Batch, SourceRecord, partition_key
+
+__all__ = ["ProducerLane"]
+
+log = logging.getLogger(__name__)
+
+
+class ProducerLane:
+    """Serialize → produce → serve acknowledgements → commit, for the partitions on one producer."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        producer: Producer,
+        settings: WorkerSettings,
+        offsets: OffsetStore,
+        serializer: RecordSerializer,
+        bounds: Bounds,
+        fail: Callable[[BaseException], None],
+        worker_stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.name = name
+        self.producer = producer
+        self.settings = settings
+        self.offsets = offsets
+        self.serializer = serializer
+        self.bounds = bounds
+        self._fail = fail
+        self._worker_stopping = worker_stopping
+        self.progress: dict[str, Progress] = {}
+        self.records_in_flight = 0  # this lane's, for an exactly-once commit to drain
+        self.drained = asyncio.Event()
+        self.committing = False  # exactly-once: new batches wait while a commit drains and runs
+        self.commit_done = asyncio.Event()
+        self.partial_batch = False  # a task was cancelled with its batch half produced
+        self.fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
+        self.stopping = False
+        self.dead_letters = DeadLetters(self)
+        self.commits: Commits = TransactionCommits(self) if settings.exactly_once else OffsetCommits(self)
+        self._helpers: list[asyncio.Task[Any]] = []
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.commits.start()
+        self._helpers = [
+            asyncio.create_task(self._poll_loop(), name=f"producer poll {self.name}"),
+            asyncio.create_task(self.commits.run(), name=f"offset flush {self.name}"),
+            asyncio.create_task(self.dead_letters.run(), name=f"dead letters {self.name}"),
+        ]
+
+    async def finish(self, deadline: float, failed: bool) -> None:
+        """Commit what is acknowledged (or abort), stop the helpers, flush the producer."""
+        self.stopping = True
+        await self.commits.finish(deadline, failed)
+        for t in self._helpers:
+            t.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        # On the loop thread: flush serves delivery callbacks where it runs.
+        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        if remaining:
+            log.warning("shutdown: %d messages not delivered before the timeout", remaining)
+
+    def fail(self, error: BaseException) -> None:
+        self._fail(error)
+
+    def progress_for(self, partition: dict[str, Any]) -> Progress:
+        pkey = partition_key(partition)
+        progress = self.progress.get(pkey)
+        if progress is None:
+            progress = self.progress[pkey] = Progress(dict(partition))
+        return progress
+
+    def in_flight(self) -> int:
+        return sum(p.in_flight for p in self.progress.values())
+
+    def on_kafka_error(self, err: KafkaError) -> None:
+        """The producer's ``error_cb``: a fatal error (fenced, idempotence broken) stops the worker.
+
+        Without it a fatal error is only logged, and a worker whose records never get an
+        answer could wait for them indefinitely. Other errors are transient (librdkafka
+        retries); they are logged, as librdkafka does when no error_cb is set.
+        """
+        if self.stopping or self._worker_stopping():
+            return  # stopping already; flush() at shutdown may call this with its own exception pending
+        if err.fatal():
+            self.fatal = True
+            text = self.commits.txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
+            self.fail(ProduceError(text))
+        else:  # what librdkafka logs itself when no error_cb is set
+            RDKAFKA_LOGGER.error("ERROR %s", err.str())
+
+    # ---- produce ----------------------------------------------------------------------
+
+    def released(self, entry: Entry) -> None:
+        """A batch is acknowledged (or given up): its records and bytes leave the bounds."""
+        self.bounds.released(entry)
+        self.records_in_flight -= entry.count
+        if not self.records_in_flight:
+            self.drained.set()
+
+    async def _prepare(self, record: SourceRecord) -> None:
+        """Register the record's schemas; while the registry is unreachable, wait and retry.
+
+        Waiting here holds the task's next poll, so an outage pauses reading instead of
+        dropping records; a 4xx (incompatible schema, bad subject) is final.
+        """
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.serializer.prepare, record)
+                if attempt:
+                    log.info("schema registry is back; %s resumes", record.topic)
+                return
+            except SchemaError as e:
+                if e.status is not None and e.status < 500 and e.status != 429:
+                    raise
+                attempt += 1
+                METRICS.inc("bridge_registry_unavailable_total", help="failed schema registrations, retried")
+                delay = random.uniform(0, min(10.0, 0.5 * 2**attempt))
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("schema registry unavailable (%s); %s paused, retrying", e, record.topic)
+                await asyncio.sleep(delay)
+
+    async def submit(self, progress: Progress, batch: Batch) -> None:
+        records = batch.records
+        for record in self.serializer.unprepared(records):
+            await self._prepare(record)
+        framed = self.serializer.serialize_batch(records)
+        while self.committing:  # exactly-once: a transaction holds whole batches only
+            await self.commit_done.wait()
+        size = PAYLOAD_COPIES * framed.payload + RECORD_OVERHEAD * len(records)
+        entry = Entry(self, progress, batch.offset, records, size)
+        progress.pending.append(entry)
+        self.bounds.taken(entry)
+        self.records_in_flight += entry.count
+        if isinstance(self.commits, TransactionCommits) and (batch.offset is not None or records):
+            self.commits.dirty = True
+        try:
+            await self._produce_all(entry, framed)
+        except asyncio.CancelledError:
+            # Half produced: what was produced is delivered, but the offset must not cover the rest.
+            entry.offset = None
+            self.partial_batch = True
+            entry.ack()
+            raise
+        if batch.offset is not None:
+            progress.submitted = batch.offset
+        entry.ack()  # the hold taken at creation: the batch is complete once its messages are acked
+
+    async def _produce_all(self, entry: Entry, framed: Framed) -> None:
+        """Produce the batch in order; when librdkafka's queue is full, wait without blocking the loop.
+
+        The worker's own bounds keep the queue below librdkafka's limits (``producer_config``),
+        so the wait is the exception. A half-produced batch is in flight, so an exactly-once
+        commit waits for it.
+        """
+        start = self._enqueue(entry, framed, 0)
+        while start < len(framed.keys):
+            await asyncio.sleep(QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
+            start = self._enqueue(entry, framed, start)
+
+    def _enqueue(self, entry: Entry, framed: Framed, start: int) -> int:
+        """Produce records ``start``... until the queue is full; returns where it stopped.
+
+        Synchronous: no delivery callback runs in between, so counting the batch's messages
+        once at the end is the same as counting each one as it goes.
+        """
+        produce = self.producer.produce
+        on_delivery = entry.on_delivery
+        records = entry.records
+        assert records is not None
+        keys, values = framed.keys, framed.values
+        dead_letters = self.dead_letters
+        i = start
+        unconverted = refused = 0  # records that went to the dead-letter path instead
+        try:
+            for i in range(start, len(keys)):
+                key = keys[i]
+                if key is None:
+                    unconverted += 1  # its dead-letter chunks count themselves
+                    dead_letters.send(entry.progress, entry, records[i], None, None, framed.errors[i])
+                    continue
+                try:
+                    produce(records[i].topic, values[i], key, on_delivery=on_delivery)
+                except BufferError:
+                    return i
+                except KafkaException as e:
+                    err = e.args[0]
+                    if err.code() not in RECORD_ERRORS:
+                        raise ProduceError(self.commits.kafka_error(records[i].topic, err)) from None
+                    refused += 1  # counted as this record's message: its first chunk stands in
+                    dead_letters.send(entry.progress, entry, records[i], key, values[i], ProduceError(err.str()),
+                                      counted=True)
+            i = len(keys)
+            return i
+        finally:
+            entry.remaining += i - start - unconverted
+            self.bounds.records_produced += i - start - unconverted - refused
+
+    async def _poll_loop(self) -> None:
+        """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
+        while True:
+            try:
+                served = self.producer.poll(0)
+            except KafkaException as e:  # a fatal error: stop, rather than serve no callbacks from now on
+                self.fail(ProduceError(self.commits.kafka_error("?", e.args[0])))
+                return
+            await asyncio.sleep(0 if served else 0.002)
+
+    async def durable(self, progress: Progress, offset: dict[str, Any]) -> None:
+        await self.commits.durable(progress, offset)
+
+    async def quiet(self, pkeys: set[str], deadline: float) -> bool:
+        """Wait until the partitions ``pkeys`` have nothing in flight; False at the deadline."""
+        while time.monotonic() < deadline:
+            if not any(self.progress[k].in_flight for k in pkeys if k in self.progress):
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
+    async def commit_partitions(self, pkeys: set[str], deadline: float) -> None:
+        """At-least-once hand-over: write these partitions' offsets and wait until they are stored."""
+        commits = self.commits
+        assert isinstance(commits, OffsetCommits)
+        for k in pkeys:
+            progress = self.progress.get(k)
+            if progress is not None:
+                commits.write(progress)
+        while time.monotonic() < deadline:
+            waiting = [self.progress[k] for k in pkeys if k in self.progress and
+                       (self.progress[k].writing or self.progress[k].dirty)]
+            if not waiting:
+                break
+            for p in waiting:
+                commits.write(p)
+            await asyncio.sleep(0.005)
+        for k in pkeys:
+            self.progress.pop(k, None)
+
+    def drop_partitions(self, pkeys: set[str]) -> None:
+        for k in pkeys:
+            self.progress.pop(k, None)
+
+    async def discard(self) -> None:
+        """A lane whose partition was lost (another worker owns it now): drop everything, quickly."""
+        self.stopping = True
+        for t in self._helpers:
+            t.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        with contextlib.suppress(KafkaException):
+            self.producer.purge()
+        with contextlib.suppress(Exception):
+            self.producer.flush(1.0)

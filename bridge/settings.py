@@ -1,0 +1,21 @@
+"""The worker's settings, derived from the config by the composition root (``bridge.app``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["WorkerSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    connector_name: str
+    flush_interval_s: float = 1.0
+    max_in_flight_records: int = 20000  # per task
+    max_in_flight_records_total: int = 100000  # per worker: tasks × the per-task bound bounds nothing
+    buffer_max_bytes: int = 256 * 1024 * 1024  # per worker: 2 × payload + 2 KiB per record (see accounting.Entry)
+    shutdown_timeout_s: float = 30.0
+    dead_letter_topic: str | None = None  # None: errors.tolerance = none
+    exactly_once: bool = False
+    max_message_bytes: int = 2 * 1024 * 1024  # the producer's message.max.bytes
+    transaction_timeout_s: float = 60.0
