@@ -213,6 +213,9 @@ def write_node_config(node: KafkaNode, cluster: list[KafkaNode], path: Path) -> 
         "transaction.state.log.min.isr": isr,
         "transaction.state.log.num.partitions": 10,
         "group.initial.rebalance.delay.ms": 0,
+        # Bridge workers in a group (group.session_timeout_ms) may be declared dead after 2 s in
+        # tests, instead of the broker's 6 s floor.
+        "group.min.session.timeout.ms": 2000,
         # A dead node is noticed in ~3 s instead of 9, so failover tests do not wait long.
         "broker.session.timeout.ms": 3000,
         "broker.heartbeat.interval.ms": 500,

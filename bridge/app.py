@@ -17,7 +17,9 @@ from confluent_kafka import KafkaError, Producer
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
+from bridge.group import GroupMembership, check_group_topic
 from bridge.metrics import MetricsServer
+from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
@@ -112,19 +114,25 @@ async def run_bridge(
         if cfg.errors.tolerance == "all":
             topics[cfg.dead_letter_topic] = dict(sized)
         ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
+        if cfg.group.enabled:
+            check_group_topic(admin, cfg.group_topic, cfg.group.partitions)
+            ensure_topics(admin, {cfg.group_topic: {}}, partitions=cfg.group.partitions,
+                          replication_factor=tc.replication_factor)
 
         offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name)
         offsets.load()
         exactly_once = cfg.delivery == "exactly-once"
+        grouped = cfg.group.enabled
         # One transactional id per bridge name: a second process with the same name fences this one.
+        # In a group, one per coordination partition instead (bridge.group), made as partitions come.
         pconf = producer_config(
             cfg.kafka,
-            transactional_id=f"{cfg.name}-bridge" if exactly_once else None,
+            transactional_id=f"{cfg.name}-bridge" if exactly_once and not grouped else None,
             max_in_flight_records=cfg.max_in_flight_records_total,
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
         errors = _FatalErrors()
-        producer = Producer(pconf | {"error_cb": errors})
+        producer = None if exactly_once and grouped else Producer(pconf | {"error_cb": errors})
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
@@ -144,6 +152,27 @@ async def run_bridge(
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
         )
         errors.worker = worker
+        membership: GroupMembership | None = None
+        follower: OffsetFollower | None = None
+        beside = []
+        if grouped:
+            loop = asyncio.get_running_loop()
+            follower = OffsetFollower(
+                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=worker.owns,
+                on_change=lambda: loop.call_soon_threadsafe(worker.wake_connectors),
+            )
+            follower.start()
+
+            def lane_producer(transactional_id: str | None, error_cb: Callable[[KafkaError], None]) -> Producer:
+                return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
+
+            membership = GroupMembership(
+                kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
+                session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
+                make_producer=lane_producer if exactly_once else None, handover_timeout_s=cfg.shutdown_timeout_s,
+            )
+            follower._skip = membership.owns
+            beside.append(membership.run)
         metrics = None
         if cfg.metrics.port is not None:
             metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()
@@ -156,8 +185,12 @@ async def run_bridge(
             on_start(worker)
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
         try:
-            await worker.run()
+            await worker.run(beside=beside)
         finally:
+            if membership is not None:
+                await membership.close()  # after the worker's final commit: then the others take over
+            if follower is not None:
+                follower.close()
             if metrics is not None:
                 metrics.stop()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)

@@ -22,6 +22,7 @@ __all__ = [
     "AwsConfig",
     "BridgeConfig",
     "ErrorsConfig",
+    "GroupConfig",
     "MetricsConfig",
     "OffsetsConfig",
     "RegistryConfig",
@@ -236,6 +237,23 @@ class ErrorsConfig(_Model):
     dead_letter_topic: str | None = Field(None, description="defaults to '<name>-dlq'")
 
 
+class GroupConfig(_Model):
+    """Several processes of one ``name`` sharing the work through Kafka's consumer group protocol."""
+
+    enabled: bool = Field(
+        False, description="join the group of every process with this name; each unit of work (a shard, a "
+        "snapshot segment) is read by one of them, and moves to another when one stops or dies",
+    )
+    partitions: int = Field(
+        16, ge=1, le=256, description="coordination partitions; a unit belongs to partition crc32(unit) mod this. "
+        "Exactly-once keeps one transactional producer per partition a process owns",
+    )
+    topic: str | None = Field(None, description="coordination topic; defaults to '<name>-workers'")
+    session_timeout_ms: int = Field(
+        10000, ge=1000, le=300000, description="a process silent this long is presumed dead and its work moves",
+    )
+
+
 class MetricsConfig(_Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
     host: str = "0.0.0.0"
@@ -252,6 +270,7 @@ class BridgeConfig(_Model):
     offsets: OffsetsConfig = OffsetsConfig()
     errors: ErrorsConfig = ErrorsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    group: GroupConfig = GroupConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
     max_in_flight_records_total: int = Field(100000, ge=1, description="per worker; every reader waits above it")
@@ -277,12 +296,27 @@ class BridgeConfig(_Model):
             raise ValueError(f"table {dup[0]!r} is listed twice; list each table once")
         return self
 
+    @model_validator(mode="after")
+    def _group_modes(self) -> BridgeConfig:
+        if self.group.enabled:
+            snap = [t.name for t in self.tables if t.snapshot.mode != "never"]
+            if snap:
+                raise ValueError(
+                    f"tables: snapshots (table {snap[0]!r}) are not shared between processes yet; with "
+                    f"group.enabled set snapshot.mode: never, or snapshot with one process without group"
+                )
+        return self
+
     def topic_for(self, table: TableConfig) -> str:
         return table.topic or (f"{self.topic_prefix}.{table.name}" if self.topic_prefix else table.name)
 
     @property
     def offsets_topic(self) -> str:
         return self.offsets.topic or f"{self.name}-offsets"
+
+    @property
+    def group_topic(self) -> str:
+        return self.group.topic or f"{self.name}-workers"
 
     @property
     def dead_letter_topic(self) -> str:

@@ -105,6 +105,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._started = False
         self._failure: BaseException | None = None
+        self._shut_down = asyncio.Event()
         self.on_stopping: list[Callable[[], None]] = []
         if producer is not None:
             self.lanes[DEFAULT_LANE] = self._make_lane(DEFAULT_LANE, producer)
@@ -148,9 +149,14 @@ class Worker:
             serializer=self.serializer, bounds=self.bounds, fail=self._fail, worker_stopping=self._stop.is_set,
         )
 
-    async def add_lane(self, name: str, producer: Producer) -> ProducerLane:
-        """A new producer lane, started (exactly-once: ``init_transactions`` fences its previous owner)."""
+    async def add_lane(self, name: str, producer: Producer, errors: Any = None) -> ProducerLane:
+        """A new producer lane, started (exactly-once: ``init_transactions`` fences its previous owner).
+
+        ``errors``: the producer's error_cb holder; its ``target`` becomes the lane's handler.
+        """
         lane = self._make_lane(name, producer)
+        if errors is not None:
+            errors.target = lane.on_kafka_error
         self.lanes[name] = lane
         if self._started:
             await lane.start()
@@ -261,6 +267,20 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
 
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def wait_shut_down(self) -> None:
+        """Until the shutdown has committed what it could (a group hand-over during shutdown waits here)."""
+        await self._shut_down.wait()
+
+    def wake_connectors(self) -> None:
+        """Ownership or others' offsets changed: connectors look again at what they may start."""
+        for c in list(self.connectors):
+            wake = getattr(c, "wake", None)
+            if wake is not None:
+                wake()
+
     def in_flight(self) -> int:
         return sum(lane.in_flight() for lane in self.lanes.values())
 
@@ -340,6 +360,7 @@ class Worker:
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
         await asyncio.gather(*(lane.finish(deadline, self._failure is not None) for lane in self.lanes.values()))
+        self._shut_down.set()
         for c in self.connectors:
             with contextlib.suppress(Exception):
                 await c.close()

@@ -94,6 +94,7 @@ class BridgeProcess:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # added to bridge_env(), e.g. a per-process AWS access key
 
     @classmethod
     def write(cls, tmp: Path, cfg: dict[str, Any]) -> BridgeProcess:
@@ -108,7 +109,7 @@ class BridgeProcess:
             [sys.executable, "-m", "bridge.cli", "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=bridge_env(),
+            env=bridge_env() | (self.env or {}),
             cwd=ROOT,
         )
         return self

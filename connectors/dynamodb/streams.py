@@ -246,9 +246,12 @@ class StreamsConnector(SourceConnector):
             if stored is None and (self._has_offset_below(shard.id, runtime) or (latest and shard.closed)):
                 lin.finished.add(shard.id)
                 continue
+        owns = getattr(runtime, "owns", None)
         for shard in lin.shards.values():
             if shard.id in lin.finished or shard.id in lin.started:
                 continue
+            if owns is not None and not owns(self._partition(shard.id)):
+                continue  # another worker of this name reads it (bridge.group)
             waiting = [p for p in shard.parents if p in lin.shards and p not in lin.finished]
             if waiting:
                 continue
@@ -306,4 +309,12 @@ class StreamsConnector(SourceConnector):
         shard_id = task.partition["shard"]
         self._lineage.finished.add(shard_id)
         self._lineage.started.discard(shard_id)
+        self._wake.set()
+
+    def task_stopped(self, task: SourceTask) -> None:
+        """The shard moved to another worker: forget it was started, so it can start again here."""
+        self._lineage.started.discard(task.partition["shard"])
+
+    def wake(self) -> None:
+        """Ownership changed, or another worker committed an offset: look at the shards again."""
         self._wake.set()

@@ -450,6 +450,10 @@ class StreamsDouble:
         #: Records served by GetRecords, per shard (re-reads counted again): a reader
         #: that pauses shows a counter that stops moving.
         self.records_served: Counter[str] = Counter()
+        #: Every GetRecords and GetShardIterator request, as (monotonic time, op, shard,
+        #: access key id of its signature): a test that gives each process its own key
+        #: can tell which process read which shard when.
+        self.request_log: list[tuple[float, str, str | None, str]] = []
 
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -800,6 +804,9 @@ class StreamsDouble:
         try:
             shard = self._shard_hint(op, params)
             self.calls._record(op, shard)
+            if op in ("GetRecords", "GetShardIterator"):
+                who = auth.split("Credential=", 1)[1].split("/", 1)[0]
+                self.request_log.append((time.monotonic(), op, shard, who))
             rule = self.faults._take(op, shard)
             if rule is not None:
                 if rule.error != "slow":

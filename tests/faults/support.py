@@ -628,12 +628,14 @@ class Bridges:
         self.started: list[BridgeProcess] = []
 
     def start(
-        self, cfg: dict[str, Any], *, wait_running: bool = True, timeout: float = 60, instance: str = ""
+        self, cfg: dict[str, Any], *, wait_running: bool = True, timeout: float = 60, instance: str = "",
+        env: dict[str, str] | None = None,
     ) -> BridgeProcess:
         """Start ``ddb-kafka-bridge run``; with ``wait_running``, return once *this* run
         logged that it is running (restarts append to the same log file). Processes that
         run side by side under one name need their own ``instance`` (own log file)."""
         b = BridgeProcess.write(self.tmp / instance if instance else self.tmp, cfg)
+        b.env = env
         before = b.log().count(RUNNING)
         b.start()
         self.started.append(b)

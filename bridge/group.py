@@ -1,0 +1,245 @@
+"""Workers of one name share the work through Kafka's consumer group protocol.
+
+Kafka Connect's distributed mode is the model: the group divides the work, not us. Every
+worker joins one consumer group on a small coordination topic of P partitions and reads
+nothing from it; the group protocol (cooperative-sticky, so unaffected partitions keep
+reading through a rebalance) hands each worker a set of partitions. A unit of work (a
+table's shard, a snapshot segment) belongs to partition ``crc32(unit) mod P`` and is read
+by whoever holds that partition.
+
+Revocation is a hand-over: the worker stops the readers of the revoked partitions, waits
+for their records to be acknowledged, commits their offsets, and only then returns from
+the callback, so the group gives the partitions to the next owner only after that. The
+next owner reads the offsets topic up to its end (``OffsetFollower.catch_up``) before it
+starts a reader, so it resumes exactly where the previous owner committed. A worker that
+dies (SIGKILL) commits nothing; its partitions move after ``session_timeout_ms`` and the
+next owner resumes from the last commit (at-least-once: the tail is replayed).
+
+Exactly-once: each owned partition k has its own transactional producer,
+``transactional.id = <name>-p<k>``. The next owner's ``init_transactions`` on that id
+aborts the previous owner's open transaction and fences it, before the next owner reads
+the offsets: so a zombie (a worker the group presumed dead, still running) can neither
+commit records nor offsets for units it no longer owns. Kafka Connect's KIP-618 uses
+per-task transactional ids the same way.
+
+The consumer runs on its own thread, since the group callbacks run inside ``poll``; a
+callback hands its work to the event loop and blocks until the loop has done it, and
+librdkafka keeps heartbeating meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from bridge.errors import ConfigError
+from bridge.kafka import client_config
+from bridge.metrics import METRICS
+from bridge.offset_follower import OffsetFollower
+from bridge.task import partition_key
+from bridge.worker import DEFAULT_LANE, Worker
+
+__all__ = ["GroupMembership", "unit_slot"]
+
+log = logging.getLogger(__name__)
+
+
+def unit_slot(partition: Mapping[str, Any], slots: int) -> int:
+    """The coordination partition a unit of work belongs to: stable across processes and versions."""
+    return zlib.crc32(partition_key(partition).encode()) % slots
+
+
+class _ErrorTarget:
+    """A producer's error_cb, pointed at its lane once the lane exists."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[KafkaError], None] | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if self.target is not None:
+            self.target(err)
+
+
+class GroupMembership:
+    """One worker's membership: which coordination partitions it owns, and the hand-overs."""
+
+    def __init__(
+        self,
+        *,
+        kafka: dict[str, Any],
+        name: str,
+        topic: str,
+        slots: int,
+        session_timeout_ms: int,
+        worker: Worker,
+        follower: OffsetFollower,
+        make_producer: Callable[[str | None, Callable[[KafkaError], None]], Producer] | None = None,
+        handover_timeout_s: float = 30.0,
+    ) -> None:
+        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition."""
+        self.name = name
+        self.topic = topic
+        self.slots = slots
+        self.worker = worker
+        self.follower = follower
+        self.exactly_once = make_producer is not None
+        self._make_producer = make_producer
+        self.owned: set[int] = set()
+        self.pauses: list[tuple[str, float]] = []  # (what, seconds) per rebalance step, for logs and tests
+        self._closing = threading.Event()
+        self._done = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        # A hand-over may take the worker's shutdown timeout; the group must not evict us meanwhile.
+        poll_interval_ms = max(300_000, int(handover_timeout_s * 1000) * 3)
+        self._consumer = Consumer(client_config(kafka) | {
+            "group.id": f"{name}-workers",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(100, session_timeout_ms // 4),
+            "max.poll.interval.ms": poll_interval_ms,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+        })
+        worker.owns = self.owns
+        worker.route = self.route
+        METRICS.gauge("bridge_group_partitions_owned", lambda: len(self.owned),
+                      "coordination partitions this worker owns")
+
+    # ---- what the worker asks ---------------------------------------------------------
+
+    def slot(self, partition: Mapping[str, Any]) -> int:
+        return unit_slot(partition, self.slots)
+
+    def owns(self, partition: Mapping[str, Any]) -> bool:
+        return self.slot(partition) in self.owned
+
+    def route(self, partition: Mapping[str, Any]) -> str:
+        return f"p{self.slot(partition)}" if self.exactly_once else DEFAULT_LANE
+
+    # ---- running ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Join the group and serve its callbacks until the worker stops (then ``close``)."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name="group member", daemon=True)
+        self._thread.start()
+        while not self._done.is_set():
+            if self._error is not None:
+                raise self._error
+            await asyncio.sleep(0.1)
+        if self._error is not None:
+            raise self._error
+
+    def _serve(self) -> None:
+        consumer = self._consumer
+        try:
+            consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                               on_lost=self._on_lost)
+            while not self._closing.is_set():
+                msg = consumer.poll(0.1)
+                if msg is not None and msg.error() is not None and msg.error().fatal():
+                    raise KafkaException(msg.error())
+        except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops the worker
+            if not self._closing.is_set():
+                self._error = e
+        finally:
+            try:
+                consumer.close()  # leaves the group: the others take our partitions now
+            except KafkaException as e:
+                log.warning("group: leaving the group failed: %s", e)
+            self._done.set()
+
+    async def close(self) -> None:
+        """Leave the group; call after the worker has committed everything at shutdown."""
+        self._closing.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+
+    def _call(self, coro_fn: Callable[[], Any]) -> None:
+        """Run ``coro_fn()`` on the loop and wait for it: the callback returns only when it is done."""
+        if self._closing.is_set() or self._loop is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(coro_fn(), self._loop)
+        try:
+            fut.result()
+        except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
+            log.error("group: rebalance step failed: %s", e)
+            self._loop.call_soon_threadsafe(self.worker._fail, e)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        ks = sorted(p.partition for p in partitions)
+        if ks:
+            self._call(lambda: self._assigned(ks))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        ks = sorted(p.partition for p in partitions)
+        if ks:
+            self._call(lambda: self._revoked(ks, lost=False))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        ks = sorted(p.partition for p in partitions)
+        if ks:
+            self._call(lambda: self._revoked(ks, lost=True))
+
+    async def _assigned(self, ks: list[int]) -> None:
+        if self.worker.stopping():
+            return
+        t0 = time.monotonic()
+        if self._make_producer is not None:
+            # Fence the previous owner of each lane (and abort its open transaction) before
+            # reading offsets: what it had not committed then never becomes visible.
+            await asyncio.gather(*(self._add_lane(k) for k in ks))
+        caught_up = await self.follower.catch_up()
+        self.owned.update(ks)
+        self.worker.wake_connectors()
+        took = time.monotonic() - t0
+        self.pauses.append(("assign", took))
+        METRICS.inc("bridge_group_rebalances_total", help="partitions assigned or revoked", kind="assign")
+        log.info("group: assigned partitions %s (owning %d of %d) in %.0f ms (offsets caught up in %.0f ms)",
+                 ks, len(self.owned), self.slots, took * 1000, caught_up * 1000)
+
+    async def _add_lane(self, k: int) -> None:
+        assert self._make_producer is not None
+        errors = _ErrorTarget()
+        producer = self._make_producer(f"{self.name}-p{k}", errors)
+        lane = await self.worker.add_lane(f"p{k}", producer, errors=errors)
+        del lane
+
+    async def _revoked(self, ks: list[int], *, lost: bool) -> None:
+        if self.worker.stopping():
+            # Shutting down: the worker commits everything itself; the group must not hand
+            # these partitions on before that, so wait for it.
+            await self.worker.wait_shut_down()
+            return
+        t0 = time.monotonic()
+        gone = set(ks)
+        self.owned -= gone
+        lanes = [f"p{k}" for k in ks] if self.exactly_once else []
+        stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        took = time.monotonic() - t0
+        self.pauses.append(("lost" if lost else "revoke", took))
+        METRICS.inc("bridge_group_rebalances_total", help="partitions assigned or revoked",
+                    kind="lost" if lost else "revoke")
+        log.info("group: %s partitions %s (owning %d of %d): %d readers handed over in %.0f ms",
+                 "lost" if lost else "revoked", ks, len(self.owned), self.slots, stopped, took * 1000)
+
+
+def check_group_topic(admin: Any, topic: str, slots: int) -> None:
+    """The coordination topic must have exactly ``slots`` partitions: every worker hashes with it."""
+    # All topics, not this one by name: a metadata request for one topic may auto-create it
+    # (with the broker's default partition count).
+    meta = admin.list_topics(timeout=10).topics.get(topic)
+    if meta is not None and meta.error is None and len(meta.partitions) != slots:
+        raise ConfigError(
+            f"group.partitions: {slots}, but coordination topic {topic!r} has {len(meta.partitions)} partitions; "
+            f"set group.partitions: {len(meta.partitions)} (every process of one name must agree)"
+        )
