@@ -229,6 +229,10 @@ class Writer(threading.Thread):
                         shard = self.rng.choice(self.log.double.open_shard_ids())
                         if what == "split":
                             self.log.double.split(shard)
+                        elif what == "merge":
+                            others = [s for s in self.log.double.open_shard_ids() if s != shard]
+                            if others:
+                                self.log.double.merge(shard, self.rng.choice(others))
                         else:
                             self.log.double.rollover(shard)
                         self.events.append(f"{what} {shard[-8:]} at write {i}")
