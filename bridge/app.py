@@ -14,7 +14,7 @@ from collections.abc import Callable
 import httpx
 from confluent_kafka import KafkaError, Producer
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, TableConfig
 from bridge.errors import ConfigError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.group import GroupMembership, check_group_topic
@@ -26,6 +26,7 @@ from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, make_clients
+from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.snapshot import table_connectors
 
 __all__ = ["run_bridge"]
@@ -101,14 +102,25 @@ async def run_bridge(
             retry=STARTUP_RETRY,
         )
         # A table's stream, its snapshot (scan or export), or both coupled by a handoff mode.
-        connectors = [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
-        await _check_tables(connectors, ddb.url)
-        ddb.retry = streams.retry = RetryPolicy()
-
+        connectors: list[SourceConnector] = [
+            c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)
+        ]
         tc = cfg.topic_creation
         # A broker's default max.message.bytes (1 MiB) is below what the producer may send
         # (two 400 KB images and the envelope): the topics the bridge creates take its size.
         sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
+        if cfg.table_discovery is not None:
+
+            async def discovered(t: TableConfig) -> list[SourceConnector]:
+                await asyncio.to_thread(ensure_topics, admin, {cfg.topic_for(t): sized | dict(tc.config)},
+                                        partitions=tc.partitions, replication_factor=tc.replication_factor)
+                return table_connectors(cfg, t, ddb=ddb, streams=streams)
+
+            connectors.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
+                                             listed={t.name for t in cfg.tables}))
+        await _check_tables(connectors, ddb.url)
+        ddb.retry = streams.retry = RetryPolicy()
+
         topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
         topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
         if cfg.errors.tolerance == "all":

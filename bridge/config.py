@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.errors import ConfigError
 
@@ -30,6 +39,8 @@ __all__ = [
     "SnapshotExportConfig",
     "StreamConfig",
     "TableConfig",
+    "TableDiscoveryConfig",
+    "TableTemplate",
     "TopicCreationConfig",
     "load_config",
     "parse_config",
@@ -219,6 +230,52 @@ class TableConfig(_Model):
     snapshot: SnapshotConfig = SnapshotConfig()
 
 
+class TableTemplate(_Model):
+    """What a discovered table is read with (its topic is ``<topic_prefix>.<table>``)."""
+
+    start_position: Literal["trim_horizon", "latest"] = "trim_horizon"
+    stream: StreamConfig = StreamConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
+
+
+class TableDiscoveryConfig(_Model):
+    """Tables found by name or tag (ListTables, ListTagsOfResource), looked for again every interval."""
+
+    name_prefix: str | None = Field(None, description="tables whose name starts with this")
+    name_regex: str | None = Field(None, description="tables whose whole name matches this regular expression")
+    tags: dict[str, str] = Field(default_factory=dict, description="tables carrying every one of these tags "
+                                 "(value '*': any value)")
+    exclude: list[str] = Field(default_factory=list, description="table names never picked up")
+    interval_ms: int = Field(60000, ge=1000, description="how often to look for new and deleted tables")
+    template: TableTemplate = TableTemplate()
+
+    @field_validator("name_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression ({e}); e.g. '^orders-.*$'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> TableDiscoveryConfig:
+        if not (self.name_prefix or self.name_regex or self.tags):
+            raise ValueError("set name_prefix, name_regex or tags, or every table in the account would be read")
+        return self
+
+    def matches_name(self, name: str) -> bool:
+        if name in self.exclude:
+            return False
+        if self.name_prefix is not None and not name.startswith(self.name_prefix):
+            return False
+        return self.name_regex is None or re.fullmatch(self.name_regex, name) is not None
+
+    def matches_tags(self, tags: dict[str, str]) -> bool:
+        return all(k in tags and (v == "*" or tags[k] == v) for k, v in self.tags.items())
+
+
 class TopicCreationConfig(_Model):
     partitions: int = Field(1, ge=1)
     replication_factor: int = Field(-1, description="-1 = the broker's default")
@@ -265,7 +322,8 @@ class BridgeConfig(_Model):
     schema_registry: RegistryConfig
     aws: AwsConfig = AwsConfig()
     topic_prefix: str = Field("ddb", pattern=r"^[A-Za-z0-9_.-]*$")
-    tables: list[TableConfig] = Field(min_length=1)
+    table_discovery: TableDiscoveryConfig | None = None  # before tables: their check reads it
+    tables: list[TableConfig] = Field(default_factory=list)
     topic_creation: TopicCreationConfig = TopicCreationConfig()
     offsets: OffsetsConfig = OffsetsConfig()
     errors: ErrorsConfig = ErrorsConfig()
@@ -296,10 +354,19 @@ class BridgeConfig(_Model):
             raise ValueError(f"table {dup[0]!r} is listed twice; list each table once")
         return self
 
+    @field_validator("tables")
+    @classmethod
+    def _some_tables(cls, v: list[TableConfig], info: ValidationInfo) -> list[TableConfig]:
+        if not v and info.data.get("table_discovery") is None:
+            raise ValueError("list at least one table, or set table_discovery (name_prefix, name_regex or tags)")
+        return v
+
     @model_validator(mode="after")
     def _group_modes(self) -> BridgeConfig:
         if self.group.enabled:
             snap = [t.name for t in self.tables if t.snapshot.mode != "never"]
+            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode != "never":
+                snap.append("(table_discovery.template)")
             if snap:
                 raise ValueError(
                     f"tables: snapshots (table {snap[0]!r}) are not shared between processes yet; with "

@@ -66,6 +66,16 @@ class _ConnectorRuntime:
         """Start another connector while running (e.g. a resnapshot after trimmed data)."""
         self._worker._add_connector(connector)
 
+    async def remove_connector(self, connector: SourceConnector) -> None:
+        """Stop another connector and its tasks, committing what they read (a deleted table)."""
+        await self._worker.remove_connector(connector)
+
+    async def stop_tasks(self) -> None:
+        """Stop this connector's tasks, committing what they read (its table is gone)."""
+        worker, me = self._worker, self._connector
+        await worker.hand_over(lambda p: any(r.connector is me and r.task.partition == p
+                                             for r in worker._running.values()))
+
 
 class _Running:
     """A running task with what its hand-over needs."""

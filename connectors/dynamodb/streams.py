@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,8 +73,10 @@ class ShardReader(SourceTask):
         start: tuple[str, str | None],
         config: StreamConfig,
         on_trimmed: Callable[[str, str | None], None] | None = None,
+        stream_alive: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
+        self._stream_alive = stream_alive
         self._on_trimmed = on_trimmed
         self.shard = shard
         self._streams = streams
@@ -136,6 +138,10 @@ class ShardReader(SourceTask):
         except AwsApiError as e:
             if e.code != "ResourceNotFoundException":
                 raise
+            if self._stream_alive is not None and not await self._stream_alive():
+                # The table was deleted (its stream with it): not a loss to report per shard;
+                # the connector stops the table. No offset: nothing more was read.
+                return Batch([], None, final=True, reason="stream-gone")
             # The shard aged out of the stream (24 h) before we finished it.
             return self._trimmed(str(e), gone=True)
         except ExpiredIteratorError:
@@ -190,6 +196,7 @@ class StreamsConnector(SourceConnector):
         # the snapshot side sets it for trimmed_policy=resnapshot.
         self.on_trimmed: Callable[[str, str | None], None] | None = None
         self.runtime: TaskRuntime | None = None
+        self.stopped_reason: str | None = None  # set once the table is deleted or its stream is done
 
     async def validate(self) -> None:
         self.table = await describe_table(self._ddb, self.table_name)
@@ -209,10 +216,26 @@ class StreamsConnector(SourceConnector):
         assert self.table is not None and self.table.stream_arn is not None
         fresh = True
         while True:
-            shards, _status = await list_shards(self._streams, self.table.stream_arn)
+            try:
+                shards, status = await list_shards(self._streams, self.table.stream_arn)
+            except AwsApiError as e:
+                if e.code != "ResourceNotFoundException":
+                    raise
+                await self._stop_table(runtime, "deleted (its stream is gone)")
+                return
+            if self.stopped_reason is not None:
+                await self._stop_table(runtime, self.stopped_reason)
+                return
             self._lineage.shards = shards
             self._start_ready(runtime, fresh)
             fresh = False
+            if status in ("DISABLED", "DISABLING") and not self._lineage.started and all(
+                s.closed for s in shards.values()
+            ):
+                # A disabled stream's shards stay readable for 24 h; once every one this
+                # worker started is read to its end, the table is done.
+                await self._stop_table(runtime, "stream disabled (every shard read to its end)")
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._config.discovery_interval_ms / 1000)
             self._wake.clear()
@@ -282,7 +305,8 @@ class StreamsConnector(SourceConnector):
     def _make_reader(self, ctx: StreamContext, shard: Shard, start: tuple[str, str | None]) -> SourceTask:
         """The task that reads one shard (a snapshot handoff wraps it)."""
         return ShardReader(
-            streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed
+            streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed,
+            stream_alive=self.stream_alive,
         )
 
     def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
@@ -305,7 +329,31 @@ class StreamsConnector(SourceConnector):
         if self.on_trimmed is not None:
             self.on_trimmed(parent, stored.get("seq"))
 
+    async def stream_alive(self) -> bool:
+        """Whether the table still has the stream this connector reads (a reader asks on
+        ResourceNotFoundException, to tell a deleted table from a shard that aged out)."""
+        try:
+            info = await describe_table(self._ddb, self.table_name)
+        except ConfigError:
+            return False
+        return self.table is not None and info.stream_arn == self.table.stream_arn
+
+    async def _stop_table(self, runtime: TaskRuntime, why: str) -> None:
+        """Stop this table cleanly: commit what its readers read, say so; the other tables carry on."""
+        self.stopped_reason = why
+        stop = getattr(runtime, "stop_tasks", None)
+        if stop is not None:
+            await stop()
+        METRICS.inc("bridge_tables_stopped_total", help="tables stopped while running (deleted, stream disabled)",
+                    table=self.table_name)
+        log.warning("table %s: %s; its readers stopped, the other tables carry on", self.table_name, why)
+
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        if batch.reason == "stream-gone":
+            self.stopped_reason = "deleted (its stream is gone)"
+            self._lineage.started.discard(task.partition["shard"])
+            self._wake.set()
+            return
         shard_id = task.partition["shard"]
         self._lineage.finished.add(shard_id)
         self._lineage.started.discard(shard_id)
