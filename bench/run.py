@@ -207,9 +207,21 @@ def main() -> None:
     ap.add_argument("--max-in-flight-records", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--buffer-max-bytes", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--pause-pid", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", help="only the scale-out bench: throughput of N bridge processes sharing one "
+                    "stream, e.g. --workers 1,2,3 (bench/workers.py; Apache Kafka unless --broker tansu)")
     args = ap.parse_args()
     if args.backlog_child:
         return backlog_child(args)
+    if args.workers:
+        from bench import workers
+
+        ns = argparse.Namespace(workers=args.workers, records=args.backlog_records or (20_000 if args.quick else 60_000),
+                                shards=16, value_bytes=200, delivery="at-least-once")
+        if not (args.bootstrap and args.registry) and "--broker" not in sys.argv:
+            args.broker = "kafka"  # the group protocol is what this measures; tansu's group joins take seconds
+        ns.bootstrap, ns.registry, ns.broker = args.bootstrap, args.registry, args.broker
+        workers.run(ns)
+        return None
     size = "quick" if args.quick else "full"
     reps = args.reps or (1 if args.quick else 2)
     if args.backlog_records is None:
