@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the C transcoder: a changed source must be compiled again.
-$(VENV)/.installed: pyproject.toml setup.py bridge/serde/_transcode.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 

@@ -1,8 +1,8 @@
 """Only the optional C extension lives here; everything else is in pyproject.toml.
 
-``bridge.serde._transcode`` turns a GetRecords body into Avro in one pass. It is optional:
+``connectors.dynamodb._transcode`` turns a GetRecords body into Avro in one pass. It is optional:
 where it does not compile, the install still succeeds and the bridge uses the pure-Python
-transcoder (bridge/serde/_transcode_py.py), which gives the same bytes, only slower.
+transcoder (connectors/dynamodb/_transcode_py.py), which gives the same bytes, only slower.
 """
 
 import sys
@@ -12,8 +12,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "bridge.serde._transcode",
-            ["bridge/serde/_transcode.c"],
+            "connectors.dynamodb._transcode",
+            ["connectors/dynamodb/_transcode.c"],
             optional=True,
             extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
         )

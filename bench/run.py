@@ -36,7 +36,7 @@ from bench.workload import WORKLOADS  # noqa: E402
 from bridge.kafka import admin_client, ensure_topics  # noqa: E402
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient  # noqa: E402
 from bridge.serde.serializer import RecordSerializer  # noqa: E402
-from bridge.serde.transcode import IMPLEMENTATION  # noqa: E402
+from connectors.dynamodb.transcode import IMPLEMENTATION, frame_records  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -145,7 +145,7 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
 
 def backlog_child(args: argparse.Namespace) -> None:
     conf = {"bootstrap.servers": args.bootstrap}
-    serializer = RecordSerializer(SchemaRegistryClient(RegistryClientConfig(url=args.registry)))
+    serializer = RecordSerializer(SchemaRegistryClient(RegistryClientConfig(url=args.registry)), frame_encoded=frame_records)
     topic = "bench.backlog"
     prepare(serializer, topic)
     out = scenarios.backlog(
@@ -252,7 +252,7 @@ def main() -> None:
         topics["bench-offsets"] = {"cleanup.policy": "compact"}
         ensure_topics(admin_client(conf), topics, partitions=1, replication_factor=-1)
         registry = SchemaRegistryClient(RegistryClientConfig(url=registry_url))
-        serializer = RecordSerializer(registry)
+        serializer = RecordSerializer(registry, frame_encoded=frame_records)
         say("producer settings: the bridge's (acks=all, idempotent, lz4, linger.ms=5); topics with 1 partition")
 
         report: dict[str, Any] = {"machine": info, "workloads": [], "broker": args.broker}

@@ -26,7 +26,7 @@ from bridge.gctune import tune_for_throughput
 from bridge.kafka import producer_config
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
-from bridge.serde.transcode import PyTranscoder, Transcoder
+from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from bridge.worker import Worker, WorkerSettings
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records

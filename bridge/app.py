@@ -28,6 +28,7 @@ from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, make_clients
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.snapshot import table_connectors
+from connectors.dynamodb.transcode import frame_records
 
 __all__ = ["run_bridge"]
 
@@ -161,7 +162,7 @@ async def run_bridge(
             list(connectors),
             producer,
             offsets,
-            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
+            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
         )
         errors.worker = worker
         membership: GroupMembership | None = None

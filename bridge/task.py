@@ -52,7 +52,7 @@ class SourceRecord:
     reader's transcoder); the serializer then only frames them. Such records carry the key
     and the source block, but ``before`` and ``after`` stay None: the images exist only in
     ``encoded_value``. The C transcoder returns its own record type with these same fields,
-    read-only (``bridge.serde._transcode.StreamRecord``); code that takes SourceRecords reads
+    read-only (``connectors.dynamodb._transcode.StreamRecord``); code that takes SourceRecords reads
     fields and never assigns them, so both pass.
     """
 

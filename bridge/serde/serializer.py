@@ -8,11 +8,11 @@ off the event loop and ``serialize`` (pure CPU) on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from bridge.errors import ConversionError, SchemaError
 from bridge.serde.avro import encode_envelope, encode_key
-from bridge.serde.transcode import frame_records
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord
 from schemas import KeyField, TableSchemas, table_schemas
@@ -52,7 +52,18 @@ class Framed:
 
 
 class RecordSerializer:
-    def __init__(self, registry: _Registry, *, auto_register: bool = True) -> None:
+    def __init__(
+        self,
+        registry: _Registry,
+        *,
+        auto_register: bool = True,
+        frame_encoded: Callable[[list[Any], bytes, bytes], tuple[list[bytes], list[bytes | None], int] | None]
+        | None = None,
+    ) -> None:
+        """``frame_encoded(records, key_header, value_header)``: a source's own framing of the
+        records it encoded (the DynamoDB C transcoder's, wired by ``bridge.app``), returning
+        None when the batch is not all its records; the runtime knows no source's types."""
+        self._frame_encoded = frame_encoded
         self._registry = registry
         self._auto_register = auto_register
         self._ids: dict[tuple[str, str, tuple[KeyField, ...]], SchemaIds] = {}
@@ -131,9 +142,10 @@ class RecordSerializer:
         not convert gets its ConversionError in ``errors`` (for the dead-letter topic) instead of
         stopping the batch.
         """
-        if frame_records is not None and records:
+        frame_encoded = self._frame_encoded
+        if frame_encoded is not None and records:
             headers = self._headers_of(records[0])
-            framed = None if headers is None else frame_records(records, *headers)
+            framed = None if headers is None else frame_encoded(records, *headers)
             if framed is not None:  # every record from the one transcoder, so the same headers
                 keys_, values_, payload = framed
                 return Framed(keys_, values_, {}, payload)

@@ -10,7 +10,7 @@ from typing import Any, cast
 import orjson
 
 from bridge.errors import ConversionError
-from bridge.serde.transcode import RECORD_FIELDS, Transcoder
+from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 from bridge.task import SourceRecord
 from schemas import KeyField
 
@@ -97,7 +97,7 @@ class PageReader:
     """One shard's GetRecords response bodies → (records, last sequence, next iterator).
 
     The fast way is one pass from the body's bytes to each record's Avro key and value
-    (the C transcoder, ``bridge.serde.transcode``), which also builds the records: its
+    (the C transcoder, ``connectors.dynamodb.transcode``), which also builds the records: its
     StreamRecords, with SourceRecord's fields (``encoded_key``/``encoded_value`` set, no
     decoded images, ``key`` and ``source`` built when read). A page the transcoder does
     not take (it raises ValueError on anything unusual), and every page where it was not

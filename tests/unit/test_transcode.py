@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import connectors.dynamodb.records as records_module
 from bridge.errors import ConversionError
-from bridge.serde import transcode
+from connectors.dynamodb import transcode
 from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import SourceRecord
@@ -407,7 +407,7 @@ def test_page_reader_falls_back_to_the_general_path() -> None:
     reader = PageReader(ctx(KEY_SETS["S+N"]))
     records, last, nxt = reader.read(body)
     assert (last, nxt) == ("101", "it") and [r.encoded_value for r in records] == [None, None]
-    serializer = RecordSerializer(_Registry())
+    serializer = RecordSerializer(_Registry(), frame_encoded=transcode.frame_records)
     serializer.prepare(records[0])
     key, value = serializer.serialize(records[0])
     assert value is not None and value[:5] == b"\x00\x00\x00\x00\x07"

@@ -9,8 +9,8 @@ bridge spent most on after the transcoder itself.
 
 Two implementations of one function, held to identical output by tests/unit/test_transcode.py:
 
-- ``bridge.serde._transcode`` (C, built by ``pip install`` where a compiler is present);
-- ``bridge.serde._transcode_py`` (orjson + the reference encoder in ``bridge.serde.avro``),
+- ``connectors.dynamodb._transcode`` (C, built by ``pip install`` where a compiler is present);
+- ``connectors.dynamodb._transcode_py`` (orjson + the reference encoder in ``bridge.serde.avro``),
   the reference the C code is tested against.
 
 ``frame_records(records, key_header, value_header)`` (C only, else None) frames a list of the C
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import os
 
-from bridge.serde._transcode_py import ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
-from bridge.serde._transcode_py import Transcoder as PyTranscoder
+from connectors.dynamodb._transcode_py import ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
+from connectors.dynamodb._transcode_py import Transcoder as PyTranscoder
 
 __all__ = [
     "CTranscoder", "IMPLEMENTATION", "MAX_ATTRIBUTE_DEPTH", "PyTranscoder", "RECORD_FIELDS", "Transcoder",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 try:
-    from bridge.serde import _transcode
+    from connectors.dynamodb import _transcode
 except ImportError:  # not compiled here (no compiler at install time)
     CTranscoder = frame_records = None
 else:

@@ -1,5 +1,5 @@
 /*
- * bridge.serde._transcode: a DynamoDB Streams GetRecords response body (JSON bytes)
+ * connectors.dynamodb._transcode: a DynamoDB Streams GetRecords response body (JSON bytes)
  * straight to Avro, in one pass, without building Python objects for the items.
  *
  * For each stream record it returns (op, key, source, key_avro, value_avro):
@@ -15,7 +15,7 @@
  * path (see StreamRecord below).
  *
  * The bytes are exactly those of bridge.serde.avro.encode_key / encode_envelope (and so of
- * fastavro) for the same input; bridge/serde/_transcode_py.py is the same function in
+ * fastavro) for the same input; connectors/dynamodb/_transcode_py.py is the same function in
  * Python and tests/unit/test_transcode.py holds the two to identical output.
  *
  * Anything unusual raises ValueError and the caller takes the general path for that page:
@@ -1513,7 +1513,7 @@ StreamRecord_dealloc(StreamRecord *r)
 }
 
 static PyTypeObject StreamRecordType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.serde._transcode.StreamRecord",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.StreamRecord",
     .tp_basicsize = sizeof(StreamRecord),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One DynamoDB Streams record, transcoded: bridge.task.SourceRecord's fields, read-only.",
@@ -2057,7 +2057,7 @@ static PyMethodDef Transcoder_methods[] = {
 };
 
 static PyTypeObject TranscoderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bridge.serde._transcode.Transcoder",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.Transcoder",
     .tp_basicsize = sizeof(Transcoder),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Transcoder(key_fields, table, region, stream_arn, shard_id, *, records=None):\n"
@@ -2078,8 +2078,8 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "bridge.serde._transcode",
-    "GetRecords JSON -> Avro in one pass (see bridge/serde/transcode.py).", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "connectors.dynamodb._transcode",
+    "GetRecords JSON -> Avro in one pass (see connectors/dynamodb/transcode.py).", -1, module_methods,
 };
 
 #define INTERN(field, text)                                   \
