@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a config file and exit")
     val.add_argument("-c", "--config", required=True)
     val.set_defaults(func=_validate)
+    from bridge.ops.cli import add_ops_subcommands
+
+    add_ops_subcommands(sub)
     try:
         from bridge.devstack import add_dev_subcommands
     except ImportError:  # the local stack needs the dev extras
