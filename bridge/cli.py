@@ -24,7 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     tune_for_throughput()
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a bridge that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    asyncio.run(run_bridge(cfg))
+    on_start = None
+    if args.until_caught_up:
+        from bridge.ops.wiring import until_caught_up_hook
+
+        on_start = until_caught_up_hook
+    asyncio.run(run_bridge(cfg, on_start=on_start))
     return 0
 
 
@@ -40,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", required=True, help="bridge YAML config")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--until-caught-up", action="store_true",
+                     help="exit 0 once every shard is read to its current end (and snapshots done) and committed")
     run.set_defaults(func=_run)
     val = sub.add_parser("validate", help="check a config file and exit")
     val.add_argument("-c", "--config", required=True)
