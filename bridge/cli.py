@@ -34,8 +34,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    load_config(args.config)
+    cfg = load_config(args.config)
     print(f"{args.config}: ok")
+    if args.connect:
+        from connectors.dynamodb.connect_check import check_connect
+
+        report = check_connect(cfg)
+        print("\n".join(report.lines()))
+        return 1 if report.problems else 0
     return 0
 
 
@@ -50,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     val = sub.add_parser("validate", help="check a config file and exit")
     val.add_argument("-c", "--config", required=True)
+    val.add_argument("--connect", action="store_true",
+                     help="also reach Kafka, the registry and DynamoDB, probe permissions and print what would run")
     val.set_defaults(func=_validate)
     from bridge.ops.cli import add_ops_subcommands
 

@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from bridge.kafka import client_config
-from bridge.ops.runtime import OpsState
+from bridge.ops.runtime import OpsState, TaskState
 
 __all__ = ["StatusWriter", "parse_status_key"]
 
@@ -57,7 +57,7 @@ class StatusWriter:
         self._producer = Producer(client_config(kafka) | {"enable.idempotence": True, "acks": "all",
                                                          "linger.ms": 50})
         self._wake = asyncio.Event()
-        self._written_tasks: set[str] = set()
+        self._written_tasks: dict[str, TaskState] = {}
         self._warned = False
         self.writes = 0
         ops.changed = self._wake.set
@@ -87,14 +87,17 @@ class StatusWriter:
                        "time_ms": now})
         self._produce(f"status-worker-{ops.worker_id}",
                       {"worker_id": ops.worker_id, "connector": ops.name, "rest_url": self.rest_url, "time_ms": now})
-        current: set[str] = set()
+        current: dict[str, TaskState] = {}
         for t in list(ops.tasks.values()) + list(ops.finished.values()):
             key = f"status-task-{ops.name}-{t.id}"
-            current.add(key)
+            current[key] = t
             self._produce(key, t.to_json() | {"name": ops.name, "time_ms": now})
-        for key in self._written_tasks - current:
-            self._produce(key, None)
-        self._written_tasks = current
+        if ops.state == "STOPPED":  # stopped on request: its tasks are gone (a shutdown keeps them, see close)
+            for key in set(self._written_tasks) - set(current):
+                self._produce(key, None)
+            self._written_tasks = current
+        else:
+            self._written_tasks |= current
         for c in list(ops.connectors.values()):
             describe = getattr(c, "describe", None)
             if describe is not None:
@@ -114,6 +117,14 @@ class StatusWriter:
             await asyncio.sleep(0.05)  # coalesce a burst of changes into one write
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """The process ends: its connector and tasks become UNASSIGNED, positions kept."""
+        ops, now = self.ops, int(time.time() * 1000)
         with contextlib.suppress(Exception):
-            self.write_all()
+            self._produce(f"status-connector-{ops.name}", {"name": ops.name, "state": "UNASSIGNED", "trace": ops.trace,
+                                                           "worker_id": ops.worker_id, "time_ms": now})
+            for key, t in self._written_tasks.items():
+                doc = t.to_json() | {"name": ops.name, "time_ms": now}
+                if t.state not in ("FINISHED", "FAILED"):
+                    doc["state"] = "UNASSIGNED"
+                self._produce(key, doc)
         self._producer.flush(timeout_s)
