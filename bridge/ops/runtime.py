@@ -76,6 +76,8 @@ class TaskState:
 
     def millis_behind_latest(self, now_ms: int | None = None) -> int | None:
         now = _now_ms() if now_ms is None else now_ms
+        if self.state == "FINISHED":
+            return 0  # read to its end: nothing of it is behind
         if self.caught_up and self.caught_up_at_ms is not None:
             since = now - self.caught_up_at_ms
             return 0 if since <= self.idle_grace_ms and not self.parked else max(0, since)
