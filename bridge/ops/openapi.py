@@ -23,7 +23,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
-    nullable_int = {"type": ["integer", "null"]}
+    nullable_int = {"type": "integer", "nullable": True}
     task_status = {
         "type": "object",
         "required": ["id", "state", "worker_id"],
@@ -31,7 +31,7 @@ def openapi_document() -> dict[str, Any]:
             "id": {"type": "string"},
             "state": {"type": "string", "enum": ["RUNNING", "PAUSED", "FAILED", "FINISHED"]},
             "worker_id": {"type": "string"},
-            "trace": {"type": ["string", "null"]},
+            "trace": {"type": "string", "nullable": True},
             "failed_at_ms": nullable_int,
         },
     }
@@ -44,10 +44,10 @@ def openapi_document() -> dict[str, Any]:
             "partition": {"type": "object"},
             "state": {"type": "string"},
             "worker_id": {"type": "string"},
-            "trace": {"type": ["string", "null"]},
+            "trace": {"type": "string", "nullable": True},
             "failed_at_ms": nullable_int,
             "records": {"type": "integer"},
-            "position": {"type": ["object", "null"]},
+            "position": {"type": "object", "nullable": True},
             "caught_up": {"type": "boolean"},
             "millis_behind_latest": nullable_int,
             "iterator_age_ms": nullable_int,
@@ -62,7 +62,7 @@ def openapi_document() -> dict[str, Any]:
             "type": {"type": "string", "enum": ["source"]},
             "connector": {"type": "object", "required": ["state", "worker_id"], "properties": {
                 "state": {"type": "string", "enum": ["RUNNING", "PAUSED", "STOPPED", "FAILED"]},
-                "worker_id": {"type": "string"}, "trace": {"type": ["string", "null"]}}},
+                "worker_id": {"type": "string"}, "trace": {"type": "string", "nullable": True}}},
             "tasks": {"type": "array", "items": task_status},
         },
     }
@@ -75,7 +75,7 @@ def openapi_document() -> dict[str, Any]:
                                                                    "properties": {
                                                                        "status": {"type": "string",
                                                                                   "enum": ["OK", "DEGRADED", "FAILED"]},
-                                                                       "reason": {"type": ["string", "null"]}}}},
+                                                                       "reason": {"type": "string", "nullable": True}}}},
             "time_ms": {"type": "integer"},
         },
     }
@@ -130,7 +130,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {"title": "dynamodb-kafka-bridge REST API", "version": "1",
                  "description": "Kafka Connect's REST shape where it fits, for one bridge worker."},
         "paths": paths,
