@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from confluent_kafka import KafkaError, Producer
@@ -19,6 +20,7 @@ from bridge.errors import ConfigError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.metrics import MetricsServer
 from bridge.offsets import OffsetStore
+from bridge.ops.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
@@ -49,6 +51,30 @@ def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
             max_attempts=r.max_retries + 1,
         )
     )
+
+
+def _registry_probe(cfg: BridgeConfig) -> Callable[[], None]:
+    """One quick GET for /health: is the registry answering? (no retries, a short timeout)"""
+    r = cfg.schema_registry
+    probe = SchemaRegistryClient(RegistryClientConfig(
+        url=r.url,
+        username=r.basic_auth.username if r.basic_auth else None,
+        password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
+        bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
+        ca_file=r.ssl_ca_location, cert_file=r.ssl_certificate_location, key_file=r.ssl_key_location,
+        verify=r.ssl_verify, timeout_s=min(3.0, r.timeout_s), max_attempts=1,
+    ))
+    return lambda: probe.subjects() and None
+
+
+def _snapshots(worker: Worker) -> list[dict[str, Any]]:
+    """Snapshot progress of the running connectors, for the REST API and the status page."""
+    out = []
+    for c in list(worker.connectors):
+        progress = getattr(c, "progress", None)
+        if progress is not None and hasattr(progress, "metrics"):
+            out.append(progress.metrics() | {"fraction": progress.fraction()})
+    return out
 
 
 class _FatalErrors:
@@ -109,6 +135,8 @@ async def run_bridge(
         sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
         topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
         topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
+        if cfg.status.enabled:
+            topics[cfg.status_topic] = {"cleanup.policy": "compact"}
         if cfg.errors.tolerance == "all":
             topics[cfg.dead_letter_topic] = dict(sized)
         ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
@@ -137,6 +165,8 @@ async def run_bridge(
                 exactly_once=exactly_once,
                 max_message_bytes=int(pconf["message.max.bytes"]),
                 transaction_timeout_s=int(pconf.get("transaction.timeout.ms", 60000)) / 1000,
+                worker_id=worker_identity(cfg),
+                task_failure=cfg.errors.task_failure,
             ),
             list(connectors),
             producer,
@@ -144,9 +174,15 @@ async def run_bridge(
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register),
         )
         errors.worker = worker
+
+        async def make_connectors() -> list[SourceConnector]:
+            return [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
+
+        ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
+                        snapshots=lambda: _snapshots(worker))
         metrics = None
         if cfg.metrics.port is not None:
-            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()
+            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=ops.health_answer).start()
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
@@ -158,6 +194,7 @@ async def run_bridge(
         try:
             await worker.run()
         finally:
+            await ops.stop()
             if metrics is not None:
                 metrics.stop()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)

@@ -22,7 +22,10 @@ __all__ = [
     "AwsConfig",
     "BridgeConfig",
     "ErrorsConfig",
+    "HealthConfig",
     "MetricsConfig",
+    "RestConfig",
+    "StatusConfig",
     "OffsetsConfig",
     "RegistryConfig",
     "SnapshotConfig",
@@ -234,11 +237,33 @@ class ErrorsConfig(_Model):
         "none", description="none: stop on a record that cannot be written; all: send it to the dead-letter topic"
     )
     dead_letter_topic: str | None = Field(None, description="defaults to '<name>-dlq'")
+    task_failure: Literal["stop", "fail-task"] = Field(
+        "stop", description="stop: a task's error stops the bridge (exit 1); fail-task: only that task stops, FAILED "
+        "in /health and the REST API, until restarted (POST /connectors/<name>/tasks/<task>/restart)"
+    )
 
 
 class MetricsConfig(_Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
-    host: str = "0.0.0.0"
+    host: str = Field("127.0.0.1", description="0.0.0.0 to let other hosts scrape (the default keeps it local)")
+
+
+class RestConfig(_Model):
+    port: int | None = Field(None, ge=0, le=65535, description="serve the REST API and the status page on this port")
+    host: str = Field("127.0.0.1", description="0.0.0.0 to serve other hosts (set bearer_token then)")
+    bearer_token: SecretStr | None = Field(None, description="required as 'Authorization: Bearer <token>' when set")
+
+
+class HealthConfig(_Model):
+    max_lag_ms: int = Field(60_000, ge=0, description="/health DEGRADED while a task's millis_behind_latest exceeds it")
+    max_retrying_s: float = Field(60.0, gt=0, description="/health DEGRADED while a task's read retries this long")
+    registry_probe_s: float = Field(15.0, gt=0, description="how often /health checks that the registry answers")
+
+
+class StatusConfig(_Model):
+    topic: str | None = Field(None, description="compacted status topic; defaults to '<name>-status'")
+    interval_ms: int = Field(5000, ge=100, description="how often task positions and lag are written to it")
+    enabled: bool = True
 
 
 class BridgeConfig(_Model):
@@ -252,6 +277,9 @@ class BridgeConfig(_Model):
     offsets: OffsetsConfig = OffsetsConfig()
     errors: ErrorsConfig = ErrorsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    rest: RestConfig = RestConfig()
+    health: HealthConfig = HealthConfig()
+    status: StatusConfig = StatusConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
     max_in_flight_records_total: int = Field(100000, ge=1, description="per worker; every reader waits above it")
@@ -283,6 +311,10 @@ class BridgeConfig(_Model):
     @property
     def offsets_topic(self) -> str:
         return self.offsets.topic or f"{self.name}-offsets"
+
+    @property
+    def status_topic(self) -> str:
+        return self.status.topic or f"{self.name}-status"
 
     @property
     def dead_letter_topic(self) -> str:

@@ -35,6 +35,7 @@ from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaErro
 from bridge.kafka import RDKAFKA_LOGGER
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
+from bridge.ops.runtime import OpsState
 from bridge.serde.serializer import Framed, RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, partition_key
 
@@ -68,6 +69,8 @@ class WorkerSettings:
     exactly_once: bool = False
     max_message_bytes: int = 2 * 1024 * 1024  # the producer's message.max.bytes
     transaction_timeout_s: float = 60.0
+    worker_id: str = "local"  # who runs the tasks, in the REST API and the status topic
+    task_failure: str = "stop"  # errors.task_failure: "fail-task" lets the other tasks go on
 
 
 # What one in-flight record costs beyond its payload, at most: a SourceRecord with its key and
@@ -232,9 +235,13 @@ class Worker:
         self.records_dead_lettered = 0
         self._txn_dirty = False
         self._txn_began = time.monotonic()
+        self.ops = OpsState(settings.connector_name, settings.worker_id,
+                            fail_tasks_alone=settings.task_failure == "fail-task")
+        METRICS.counter_fn("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer")
+        METRICS.counter_fn("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered,
+                           "records sent to the dead-letter topic")
         for name, fn, text in (
-            ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
-            ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
+            ("bridge_producer_queue_depth", lambda: len(self.producer), "messages in librdkafka's queue or in flight"),
             ("bridge_records_in_flight", self.in_flight, "records produced, not yet acknowledged"),
             ("bridge_buffered_bytes", lambda: self._buffered_bytes, "bytes produced, not yet acknowledged"),
             ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (shard readers, segments)"),
@@ -252,21 +259,32 @@ class Worker:
     async def _run_task(self, connector: SourceConnector, task: SourceTask) -> None:
         pkey = partition_key(task.partition)
         progress = self._progress.setdefault(pkey, _Progress(dict(task.partition)))
+        ops = self.ops  # operator view: state, pause gate, lag (bridge/ops/runtime.py)
+        state = ops.started(connector, task)
+        finished = False
         try:
             while True:
                 await self._wait_for_space(progress)
+                await ops.gate(state)
+                ops.polling(state)
                 batch = await task.poll()
+                ops.polled(state, batch)
                 await self._submit(progress, batch)
                 if batch.final:
                     if batch.offset is not None:
                         await self._durable(progress, batch.offset)
+                    finished = True
                     connector.task_finished(task, batch)
                     return
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            self._fail(e)
+            if not ops.failed(state, e):
+                self._fail(e)
+            else:
+                log.error("task %s failed (errors.task_failure=fail-task; the others go on): %s", state.id, e)
         finally:
+            ops.ended(state, finished)
             self._tasks.pop(pkey, None)
             with contextlib.suppress(Exception):
                 await task.close()
@@ -692,6 +710,12 @@ class Worker:
 
     def in_flight(self) -> int:
         return sum(p.in_flight for p in self._progress.values())
+
+    def offsets_settled(self) -> bool:
+        """Every acknowledged record's offset is committed (for a stop on request)."""
+        if self.settings.exactly_once:
+            return not self._txn_dirty
+        return not any(p.dirty or p.writing for p in self._progress.values())
 
     def healthy(self) -> bool:
         return self._failure is None and not self._stop.is_set()

@@ -26,6 +26,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
+from bridge.metrics import METRICS
 
 __all__ = [
     "AwsApiError",
@@ -52,6 +53,11 @@ RETRIABLE_CODES = {
     "InternalServerError",
     "InternalFailure",
     "ServiceUnavailable",
+}
+
+
+THROTTLE_CODES = {
+    "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "RequestLimitExceeded",
 }
 
 
@@ -135,6 +141,7 @@ class AwsJsonClient:
         """One attempt returning the response body unparsed; raises the translated error."""
         body = orjson.dumps(payload)
         self.calls[operation] = self.calls.get(operation, 0) + 1
+        METRICS.inc("bridge_aws_requests_total", help="DynamoDB and Streams requests sent", operation=operation)
         try:
             resp = await self._http.post(self.url, content=body, headers=self._sign(operation, body))
         except httpx.TransportError as e:
@@ -176,6 +183,11 @@ class AwsJsonClient:
                 return await once(operation, payload)
             except RetriableError as e:
                 attempt += 1
+                code = getattr(e, "code", "?")
+                METRICS.inc("bridge_aws_retries_total", help="requests retried (throttling, 5xx, connection)",
+                            operation=operation)
+                if code in THROTTLE_CODES:
+                    METRICS.inc("bridge_aws_throttles_total", help="requests throttled by AWS", operation=operation)
                 if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
                     raise
                 delay = self.retry.delay(attempt)

@@ -153,7 +153,9 @@ class ShardReader(SourceTask):
         if last_seq is None and not self.shard.closed and self._config.poll_interval_ms:
             # An idle open shard: wait before asking again (about 5 GetRecords/s per shard).
             await asyncio.sleep(self._config.poll_interval_ms / 1000)
-        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None)
+        # An empty page with an iterator to go on with: the open shard is read to its end for now (lag 0).
+        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None,
+                     extra={"caught_up": True} if last_seq is None and not self.shard.closed else {})
 
 
 @dataclass
@@ -301,6 +303,37 @@ class StreamsConnector(SourceConnector):
         log.error("%s; its children start now (trimmed_policy=%s)", what, self._config.trimmed_policy)
         if self.on_trimmed is not None:
             self.on_trimmed(parent, stored.get("seq"))
+
+    def restart_task(self, partition: dict[str, Any]) -> bool:
+        """A failed shard reader (``errors.task_failure: fail-task``) starts again from its
+        committed offset at the next listing, which this wakes."""
+        shard_id = partition.get("shard")
+        if shard_id not in self._lineage.started:
+            return False
+        self._lineage.started.discard(shard_id)
+        self._wake.set()
+        return True
+
+    def pending(self) -> bool:
+        """Shards known but neither finished nor reading (children waiting for a parent), or a
+        listing due because a shard ended: not caught up yet."""
+        lin = self._lineage
+        if not lin.shards:  # not listed yet
+            return True
+        return self._wake.is_set() or any(s not in lin.finished and s not in lin.started for s in lin.shards)
+
+    def describe(self) -> dict[str, Any]:
+        """The shard graph as last listed, for the REST API and the status page."""
+        lin = self._lineage
+        return {
+            "table": self.table_name,
+            "stream_arn": self.table.stream_arn if self.table else None,
+            "shards": [
+                {"id": s.id, "parents": list(s.parents), "closed": s.closed,
+                 "finished": s.id in lin.finished, "reading": s.id in lin.started}
+                for s in lin.shards.values()
+            ],
+        }
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         shard_id = task.partition["shard"]
