@@ -118,6 +118,16 @@ class PollScheduler:
         self._timer_at = at
         self._timer = asyncio.get_running_loop().call_at(at, self._fire)
 
+    def attach(self, streams: Any) -> PollScheduler:
+        """Make this the scheduler of a Streams client, and its DescribeStream / GetShardIterator
+        lanes the client's (``AwsJsonClient.lanes``, taken per attempt)."""
+        streams.scheduler = self
+        lanes = getattr(streams, "lanes", None)
+        if isinstance(lanes, dict):
+            lanes["GetShardIterator"] = self.iterators
+            lanes["DescribeStream"] = self.discovery
+        return self
+
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
@@ -131,11 +141,4 @@ def scheduler_for(streams: Any) -> PollScheduler:
     DescribeStream and GetShardIterator attempt takes a place in its own lane.
     """
     sched = getattr(streams, "scheduler", None)
-    if sched is None:
-        sched = PollScheduler()
-        streams.scheduler = sched
-        lanes = getattr(streams, "lanes", None)
-        if isinstance(lanes, dict):
-            lanes["GetShardIterator"] = sched.iterators
-            lanes["DescribeStream"] = sched.discovery
-    return sched
+    return sched if sched is not None else PollScheduler().attach(streams)
