@@ -187,7 +187,7 @@ def idle(shards: int, *, poll_interval_ms: int, max_idle_poll_interval_ms: int |
         # settle: past start-up bursts, with adaptive polling until the intervals reach their cap
         settle = 2 * poll_interval_ms / 1000 + 1
         if max_idle_poll_interval_ms:
-            settle = max(settle, 4 * max_idle_poll_interval_ms / 1000)
+            settle = max(settle, 2 * max_idle_poll_interval_ms / 1000 + 2)
         time.sleep(settle)
         bridge.check()
         t0, c0 = time.monotonic(), bridge.cpu()
@@ -239,3 +239,111 @@ def catch_up(shards: int, records: int, *, bootstrap: str, registry: str, src: P
     finally:
         bridge.stop()
         double.stop()
+
+
+# --------------------------------------------------------------------------- the section in bench/run.py
+
+# (shards, poll_interval_ms, max_idle_poll_interval_ms, window_s); the acceptance runs are marked
+IDLE_PLAN = {
+    "full": [(100, 1000, None, 20.0), (1000, 1000, None, 20.0), (3000, 1000, None, 20.0),
+             (3000, 5000, None, 30.0), (3000, 1000, 8000, 24.0)],
+    "quick": [(100, 1000, None, 8.0), (1000, 1000, None, 10.0)],
+}
+CATCH_UP_PLAN = {"full": [(1, 128_000), (256, 128_000)], "quick": [(1, 32_000), (64, 32_000)]}
+TARGET_CPU_PCT, TARGET_STARTUP_S, TARGET_INTERVAL, TARGET_CATCH_UP = 50.0, 10.0, 0.20, 1.5
+
+
+def run_section(size: str, bootstrap: str, registry: str, src: Path = ROOT,
+                say: Any = print) -> dict[str, Any]:
+    """Every idle and catch-up run of the plan, each printed as it finishes."""
+    out: dict[str, Any] = {"idle": [], "catch_up": [], "src": str(src)}
+    for shards, interval, cap, window in IDLE_PLAN[size]:
+        r = idle(shards, poll_interval_ms=interval, max_idle_poll_interval_ms=cap, window_s=window,
+                 bootstrap=bootstrap, registry=registry, src=src)
+        out["idle"].append(r)
+        say("  " + idle_line(r))
+    for shards, records in CATCH_UP_PLAN[size]:
+        r = catch_up(shards, records, bootstrap=bootstrap, registry=registry, src=src)
+        out["catch_up"].append(r)
+        say(f"  catch-up: {r['records']:,} records on {shards} shard(s): {r['cpu_s']:.2f} CPU s, "
+            f"{r['wall_s']:.1f} s wall, {r['per_cpu_s']:,.0f} records per CPU second")
+    return out
+
+
+def _fmt(v: float | None, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def idle_line(r: dict[str, Any]) -> str:
+    iv = r.get("per_shard_interval") or {}
+    return (f"{r['shards']:>5,} idle shards @ {r['poll_interval_ms'] / 1000:g} s"
+            f"{' adaptive to ' + format(r['max_idle_poll_interval_ms'] / 1000, 'g') + ' s' if r['max_idle_poll_interval_ms'] else ''}: "
+            f"{r['cpu_pct']:.1f}% of a core, {r['getrecords_per_s']:,.0f} GetRecords/s, "
+            f"{r['cpu_ms_per_getrecords']:.2f} ms CPU each; per-shard interval {_fmt(iv.get('min'), '.2f')}"
+            f"-{_fmt(iv.get('max'), '.2f')} s; start-up {_fmt(r['startup_s'])} s; "
+            f"listing periods {', '.join(f'{p:.1f}' for p in r['listing_periods']) or '-'} s")
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["open idle shards", "poll interval", "CPU, % of one core", "GetRecords/s (per shard)",
+             "CPU ms per GetRecords", "per-shard mean interval, min-max", "start-up until every shard asked",
+             "DescribeStream listing periods"]]
+    for r in report["idle"]:
+        iv = r.get("per_shard_interval") or {}
+        interval = f"{r['poll_interval_ms'] / 1000:g} s"
+        if r["max_idle_poll_interval_ms"]:
+            interval += f", adaptive to {r['max_idle_poll_interval_ms'] / 1000:g} s"
+        periods = r["listing_periods"]
+        rows.append([
+            f"{r['shards']:,}", interval, f"{r['cpu_pct']:.1f}",
+            f"{r['getrecords_per_s']:,.0f} ({r['getrecords_per_s'] / r['shards']:.2f})",
+            f"{r['cpu_ms_per_getrecords']:.2f}",
+            f"{_fmt(iv.get('min'), '.2f')}-{_fmt(iv.get('max'), '.2f')} s"
+            + ("" if r.get("shards_polled_twice", 0) == r["shards"] else f" ({r.get('shards_polled_twice', 0):,} shards)"),
+            f"{_fmt(r['startup_s'])} s" if r["startup_s"] is not None
+            else f"{r['asked_at_start']:,} of {r['shards']:,} asked",
+            (f"{min(periods):.2f}-{max(periods):.2f} s" if periods else "-"),
+        ])
+    return rows
+
+
+def catch_up_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["shards", "records", "CPU s", "wall s", "records per CPU second", "CPU per record vs 1 shard"]]
+    base = next((r for r in report["catch_up"] if r["shards"] == 1), None)
+    for r in report["catch_up"]:
+        ratio = (r["cpu_s"] / r["records"]) / (base["cpu_s"] / base["records"]) if base else None
+        rows.append([str(r["shards"]), f"{r['records']:,}", f"{r['cpu_s']:.2f}", f"{r['wall_s']:.1f}",
+                     f"{r['per_cpu_s']:,.0f}", _fmt(ratio, ".2f") + "×" if ratio else "-"])
+    return rows
+
+
+def verdicts(report: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The issue's acceptance lines, judged on this run."""
+    out: list[tuple[str, bool]] = []
+    for r in report["idle"]:
+        iv = r.get("per_shard_interval") or {}
+        want = r["poll_interval_ms"] / 1000
+        if r["shards"] == 3000 and r["poll_interval_ms"] == 5000 and not r["max_idle_poll_interval_ms"]:
+            ok_iv = (bool(iv) and r.get("shards_polled_twice") == r["shards"]
+                     and abs(iv["min"] / want - 1) <= TARGET_INTERVAL and abs(iv["max"] / want - 1) <= TARGET_INTERVAL)
+            out.append((f"3,000 idle shards @ 5 s: every shard's mean interval within ±20% "
+                        f"({_fmt(iv.get('min'), '.2f')}-{_fmt(iv.get('max'), '.2f')} s)", ok_iv))
+            periods = r["listing_periods"]
+            disc = r["discovery_interval_ms"] / 1000
+            ok_disc = bool(periods) and all(abs(p / disc - 1) <= TARGET_INTERVAL for p in periods)
+            out.append((f"3,000 idle shards: DescribeStream listings on schedule (every {disc:g} s; periods "
+                        f"{', '.join(f'{p:.2f}' for p in periods) or 'none'})", ok_disc))
+            out.append((f"3,000 idle shards @ 5 s: {r['cpu_pct']:.1f}% of one core (< {TARGET_CPU_PCT:.0f}%)",
+                        r["cpu_pct"] < TARGET_CPU_PCT))
+            out.append((f"3,000 idle shards: every shard asked {_fmt(r['startup_s'])} s after start "
+                        f"(<= {TARGET_STARTUP_S:.0f} s)", r["startup_s"] is not None and r["startup_s"] <= TARGET_STARTUP_S))
+        if r["shards"] == 1000 and r["poll_interval_ms"] == 1000 and not r["max_idle_poll_interval_ms"]:
+            out.append((f"1,000 idle shards @ 1 s: {r['cpu_pct']:.1f}% of one core (< {TARGET_CPU_PCT:.0f}%)",
+                        r["cpu_pct"] < TARGET_CPU_PCT))
+    cu = {r["shards"]: r for r in report["catch_up"]}
+    if 1 in cu and len(cu) > 1:
+        many = max(cu)
+        ratio = (cu[many]["cpu_s"] / cu[many]["records"]) / (cu[1]["cpu_s"] / cu[1]["records"])
+        out.append((f"catch-up: CPU per record on {many} shards = {ratio:.2f}× that of 1 shard "
+                    f"(<= {TARGET_CATCH_UP}×)", ratio <= TARGET_CATCH_UP))
+    return out
