@@ -329,8 +329,9 @@ def main() -> None:
                 f"({hi['cpu_ms_per_getrecords'] / lo['cpu_ms_per_getrecords']:.2f}x)")
         for text, ok in scale.verdicts(sc):
             say(f"  {'ok   ' if ok else 'FAIL '} {text}")
-    say(f"  peak RSS of this process: {peak / MB:.0f} MB; backlog child peaks: "
-        + ", ".join(f"{b['rss_peak'] / MB:.0f} MB" for b in report.get("backlog", [])))
+    say(f"  peak RSS of this process: {peak / MB:.0f} MB"
+        + ("; backlog child peaks: " + ", ".join(f"{b['rss_peak'] / MB:.0f} MB" for b in report["backlog"])
+           if report.get("backlog") else ""))
     say(f"  elapsed {report['elapsed_s']:.0f} s; load average at end {report['loadavg_end'][0]:.2f}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(report))

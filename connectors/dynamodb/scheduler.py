@@ -28,6 +28,8 @@ import heapq
 import itertools
 from typing import Any
 
+from bridge.metrics import METRICS
+
 __all__ = ["DISCOVERY_SLOTS", "ITERATOR_SLOTS", "PollScheduler", "RECORDS_SLOTS", "scheduler_for"]
 
 # Sized together with the connection pool (``KeepAlivePool(max_connections=256)`` per endpoint):
@@ -63,6 +65,17 @@ class PollScheduler:
     @property
     def waiting(self) -> int:
         return sum(1 for _, _, f in self._heap if not f.done())
+
+    def overdue(self) -> int:
+        """Readers past their due time still waiting for a slot: above zero for long, the
+        process asks for more GetRecords than it serves (CPU or the endpoint's latency)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # asked from another thread (the metrics server): the loop's clock is monotonic
+            import time
+
+            now = time.monotonic()
+        return sum(1 for due, _, f in list(self._heap) if due <= now and not f.done())
 
     async def turn(self, due: float) -> None:
         """Wait until ``due`` (event-loop time) and a free slot; the caller then holds the slot
@@ -141,4 +154,9 @@ def scheduler_for(streams: Any) -> PollScheduler:
     DescribeStream and GetShardIterator attempt takes a place in its own lane.
     """
     sched = getattr(streams, "scheduler", None)
-    return sched if sched is not None else PollScheduler().attach(streams)
+    if sched is None:
+        sched = PollScheduler().attach(streams)
+        METRICS.gauge("bridge_getrecords_in_flight", lambda: sched.in_flight, "GetRecords calls in flight")
+        METRICS.gauge("bridge_shards_overdue", sched.overdue,
+                      "shard readers past their due time waiting for a GetRecords slot")
+    return sched
