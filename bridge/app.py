@@ -12,7 +12,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from confluent_kafka import KafkaError, Producer
 
 from bridge.config import BridgeConfig
@@ -26,6 +25,7 @@ from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, make_clients
+from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.snapshot import table_connectors
 
 __all__ = ["run_bridge"]
@@ -114,8 +114,9 @@ async def run_bridge(
     except SchemaError as e:
         raise ConfigError(f"schema_registry.url: {e}") from None
 
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+    # One keep-alive pool for DynamoDB and Streams; the poll scheduler keeps fewer Streams calls
+    # in flight than it has connections per endpoint (connectors/dynamodb/scheduler.py).
+    async with KeepAlivePool(max_connections=256, timeout_s=30.0, connect_timeout_s=5.0) as http:
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,

@@ -85,6 +85,11 @@ class AwsConfig(_Model):
 
 class StreamConfig(_Model):
     poll_interval_ms: int = Field(1000, ge=0, description="wait after an empty GetRecords page")
+    max_idle_poll_interval_ms: int | None = Field(
+        None, ge=0, le=600_000,
+        description="adaptive idle polling: the wait after an empty page doubles from poll_interval_ms up to this; "
+        "the first record resets it. Unset or 0: off (always poll_interval_ms)",
+    )
     discovery_interval_ms: int = Field(10000, ge=100, description="how often DescribeStream looks for new shards")
     max_records_per_call: int = Field(1000, ge=1, le=1000)
     trimmed_policy: Literal["fail", "skip-and-alert", "resnapshot"] = Field(
@@ -92,6 +97,14 @@ class StreamConfig(_Model):
         description="records trimmed (>24 h old) before they were read: stop, or continue from the oldest "
         "record and alert, or continue and snapshot the table again",
     )
+
+    @model_validator(mode="after")
+    def _idle_cap(self) -> StreamConfig:
+        cap = self.max_idle_poll_interval_ms
+        if cap and cap < self.poll_interval_ms:
+            raise ValueError(f"max_idle_poll_interval_ms ({cap}) is below poll_interval_ms ({self.poll_interval_ms}); "
+                             f"set it at or above poll_interval_ms, or 0 to turn adaptive idle polling off")
+        return self
 
 
 _AV_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
