@@ -4,11 +4,14 @@
     python bench/run.py              # starts its own local stack (tansu, registry); ~1-2 min
     python bench/run.py --quick      # CI-sized
     python bench/run.py --bootstrap HOST:PORT --registry URL   # an existing stack
+    python bench/run.py --scale      # only the scale section (~5 min; --quick for a short one)
 
 Prints, per workload, records/s per core and MB/s for the librdkafka ceiling, the naive
 baseline, the bridge (real ShardReader + Worker path, pages served from memory), and the
 stage costs inside the bridge; then the ratios, a 1,000,000-record backlog's RSS against
-the configured bounds, latency (busy and idle) and this process's peak RSS.
+the configured bounds, latency (busy and idle), this process's peak RSS, and the scale section
+(``bench/scale.py``: the bridge process against 100 to 3,000 idle shards and a catch-up on 1
+and 256 shards; ``--scale-src DIR`` runs another source tree's bridge there, for before/after).
 ``--markdown FILE`` also writes the results as a README section.
 """
 
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import scenarios, variants  # noqa: E402
+from bench import scale, scenarios, variants  # noqa: E402
 from bench.variants import Pages, Result, best, prepare  # noqa: E402
 from bench.workload import WORKLOADS  # noqa: E402
 from bridge.kafka import admin_client, ensure_topics  # noqa: E402
@@ -196,7 +199,10 @@ def main() -> None:
                     help="the local stack's broker: tansu (default) or Apache Kafka (KRaft, on the JDK)")
     ap.add_argument("--shards", type=int, default=4, help="shard readers in the bridge runs")
     ap.add_argument("--reps", type=int, help="repetitions of ceiling and bridge runs (best is kept)")
-    ap.add_argument("--skip", action="append", default=[], choices=["wide", "small", "backlog", "latency", "idle"])
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=["wide", "small", "backlog", "latency", "idle", "scale"])
+    ap.add_argument("--scale", action="store_true", help="only the scale section (shard count)")
+    ap.add_argument("--scale-src", help="run the scale section with the bridge from this source tree")
     ap.add_argument("--markdown", help="also write the results as a README section to this file")
     ap.add_argument("--backlog-records", type=int)
     ap.add_argument("--backlog-shards", type=int, default=8)
@@ -212,6 +218,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.backlog_child:
         return backlog_child(args)
+    if args.scale:
+        args.skip = ["wide", "small", "backlog", "latency", "idle"]
     if args.workers:
         from bench import workers
 
@@ -296,6 +304,13 @@ def main() -> None:
                     f"new change -> broker ack: p50 {s.get('p50', float('nan')) * 1000:.0f} ms, "
                     f"p99 {s.get('p99', float('nan')) * 1000:.0f} ms, max {s.get('max', float('nan')) * 1000:.0f} ms "
                     f"({s['n']}/{r['changes']} changes seen)")
+
+        if "scale" not in args.skip:
+            src = Path(args.scale_src).resolve() if args.scale_src else ROOT
+            say(f"\n== scale: the bridge process against a Streams double of N shards (bridge from {src}) ==")
+            report["scale"] = scale.run_section(size, bootstrap, registry_url, src=src, say=say)
+            say(render(scale.table_rows(report["scale"])))
+            say(render(scale.catch_up_rows(report["scale"])))
         finished = True
     finally:
         if stack is not None:
@@ -320,8 +335,19 @@ def main() -> None:
         ok_n = "ok" if w["ratio_naive"] >= TARGET_NAIVE else "BELOW TARGET"
         say(f"  {w['name']:5s}: bridge/ceiling {w['ratio_ceiling']:.2f} ({ok_c}), "
             f"bridge/naive {w['ratio_naive']:.1f}x ({ok_n}, target {TARGET_NAIVE:.0f}x)")
-    say(f"  peak RSS of this process: {peak / MB:.0f} MB; backlog child peaks: "
-        + ", ".join(f"{b['rss_peak'] / MB:.0f} MB" for b in report.get("backlog", [])))
+    if report.get("scale"):
+        sc = report["scale"]
+        idle_runs = sc["idle"]
+        if len(idle_runs) > 1:
+            lo, hi = idle_runs[0], max(idle_runs, key=lambda r: r["shards"])
+            say(f"  scale: CPU per idle GetRecords {lo['cpu_ms_per_getrecords']:.2f} ms at {lo['shards']:,} shards, "
+                f"{hi['cpu_ms_per_getrecords']:.2f} ms at {hi['shards']:,} "
+                f"({hi['cpu_ms_per_getrecords'] / lo['cpu_ms_per_getrecords']:.2f}x)")
+        for text, ok in scale.verdicts(sc):
+            say(f"  {'ok   ' if ok else 'FAIL '} {text}")
+    say(f"  peak RSS of this process: {peak / MB:.0f} MB"
+        + ("; backlog child peaks: " + ", ".join(f"{b['rss_peak'] / MB:.0f} MB" for b in report["backlog"])
+           if report.get("backlog") else ""))
     say(f"  elapsed {report['elapsed_s']:.0f} s; load average at end {report['loadavg_end'][0]:.2f}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(report))
@@ -375,6 +401,11 @@ def markdown(report: dict[str, Any]) -> str:
         out += [f"- idle shard, poll_interval_ms={r['poll_interval_ms']}: {r['getrecords_per_shard_s']:.2f} "
                 f"GetRecords/s per shard; a new change reaches the broker in p50 {s.get('p50', 0) * 1000:.0f} ms, "
                 f"p99 {s.get('p99', 0) * 1000:.0f} ms"]
+    if report.get("scale"):
+        sc = report["scale"]
+        out += ["", "**Scale**: the bridge process against a Streams double of N shards:", "",
+                render(scale.table_rows(sc), markdown=True), "", render(scale.catch_up_rows(sc), markdown=True), ""]
+        out += [f"- {'ok' if ok else 'FAIL'}: {text}" for text, ok in scale.verdicts(sc)]
     out += ["", f"Peak RSS of the benchmark process: {report['peak_rss'] / MB:.0f} MB.", ""]
     return "\n".join(out)
 

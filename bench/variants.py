@@ -281,7 +281,7 @@ class MemoryStreams:
         assert operation == "GetShardIterator", operation
         return {"ShardIterator": "it-0"}
 
-    async def call_raw(self, operation: str, payload: dict[str, Any]) -> bytes:
+    async def call_once_raw(self, operation: str, payload: dict[str, Any]) -> bytes:
         assert operation == "GetRecords", operation
         if self.pace_s is not None:
             now = time.perf_counter()

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition
 
-from tests.doubles.streams_double import StreamsDouble  # noqa: E402
+from tests.doubles.streams_double import StreamsDouble
 
 PARTITIONS = 12
 
@@ -104,7 +104,7 @@ def run_count(workers: int, args: argparse.Namespace, bootstrap: str, registry: 
             with log.open("ab") as out:
                 procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg_path)],
                                               stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT))
-        while _owned(logs) < PARTITIONS or any(f"owning" not in log.read_text(errors="replace") for log in logs):
+        while _owned(logs) < PARTITIONS or any("owning" not in log.read_text(errors="replace") for log in logs):
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"a worker exited: {[log.read_text()[-2000:] for log in logs]}")
             if time.monotonic() - t_start > 120:

@@ -53,7 +53,7 @@ class Entry:
     position of a record the broker refuses.
     """
 
-    __slots__ = ("remaining", "offset", "progress", "lane", "records", "count", "size", "dead_lettered")
+    __slots__ = ("count", "dead_lettered", "lane", "offset", "progress", "records", "remaining", "size")
 
     def __init__(
         self, lane: ProducerLane, progress: Progress, offset: dict[str, Any] | None, records: list[SourceRecord],

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
-import httpx
 from confluent_kafka import KafkaError, Producer
 
 from bridge.config import BridgeConfig, TableConfig
@@ -21,12 +21,14 @@ from bridge.group import GroupMembership, check_group_topic
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
+from bridge.ops.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, make_clients
 from connectors.dynamodb.discovery import TableDiscovery
+from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.transcode import frame_records
 
@@ -53,6 +55,30 @@ def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
             max_attempts=r.max_retries + 1,
         )
     )
+
+
+def _registry_probe(cfg: BridgeConfig) -> Callable[[], None]:
+    """One quick GET for /health: is the registry answering? (no retries, a short timeout)"""
+    r = cfg.schema_registry
+    probe = SchemaRegistryClient(RegistryClientConfig(
+        url=r.url,
+        username=r.basic_auth.username if r.basic_auth else None,
+        password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
+        bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
+        ca_file=r.ssl_ca_location, cert_file=r.ssl_certificate_location, key_file=r.ssl_key_location,
+        verify=r.ssl_verify, timeout_s=min(3.0, r.timeout_s), max_attempts=1,
+    ))
+    return lambda: probe.subjects() and None
+
+
+def _snapshots(worker: Worker) -> list[dict[str, Any]]:
+    """Snapshot progress of the running connectors, for the REST API and the status page."""
+    out = []
+    for c in list(worker.connectors):
+        progress = getattr(c, "progress", None)
+        if progress is not None and hasattr(progress, "metrics"):
+            out.append(progress.metrics() | {"fraction": progress.fraction()})
+    return out
 
 
 class _FatalErrors:
@@ -92,8 +118,9 @@ async def run_bridge(
     except SchemaError as e:
         raise ConfigError(f"schema_registry.url: {e}") from None
 
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+    # One keep-alive pool for DynamoDB and Streams; the poll scheduler keeps fewer Streams calls
+    # in flight than it has connections per endpoint (connectors/dynamodb/scheduler.py).
+    async with KeepAlivePool(max_connections=256, timeout_s=30.0, connect_timeout_s=5.0) as http:
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,
@@ -124,6 +151,8 @@ async def run_bridge(
 
         topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
         topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
+        if cfg.status.enabled:
+            topics[cfg.status_topic] = {"cleanup.policy": "compact"}
         if cfg.errors.tolerance == "all":
             topics[cfg.dead_letter_topic] = dict(sized)
         ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
@@ -158,6 +187,8 @@ async def run_bridge(
                 exactly_once=exactly_once,
                 max_message_bytes=int(pconf["message.max.bytes"]),
                 transaction_timeout_s=int(pconf.get("transaction.timeout.ms", 60000)) / 1000,
+                worker_id=worker_identity(cfg),
+                task_failure=cfg.errors.task_failure,
             ),
             list(connectors),
             producer,
@@ -165,6 +196,16 @@ async def run_bridge(
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
         )
         errors.worker = worker
+
+        async def make_connectors() -> list[SourceConnector]:
+            made = [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
+            if cfg.table_discovery is not None:
+                made.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
+                                           listed={t.name for t in cfg.tables}))
+            return made
+
+        ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
+                        snapshots=lambda: _snapshots(worker))
         membership: GroupMembership | None = None
         follower: OffsetFollower | None = None
         beside = []
@@ -188,7 +229,7 @@ async def run_bridge(
             beside.append(membership.run)
         metrics = None
         if cfg.metrics.port is not None:
-            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=worker.healthy).start()
+            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=ops.health_answer).start()
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
@@ -200,6 +241,7 @@ async def run_bridge(
         try:
             await worker.run(beside=beside)
         finally:
+            await ops.stop()
             if membership is not None:
                 await membership.close()  # after the worker's final commit: then the others take over
             if follower is not None:

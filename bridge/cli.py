@@ -24,13 +24,24 @@ def _run(args: argparse.Namespace) -> int:
     tune_for_throughput()
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a bridge that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    asyncio.run(run_bridge(cfg))
+    on_start = None
+    if args.until_caught_up:
+        from bridge.ops.wiring import until_caught_up_hook
+
+        on_start = until_caught_up_hook
+    asyncio.run(run_bridge(cfg, on_start=on_start))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    load_config(args.config)
+    cfg = load_config(args.config)
     print(f"{args.config}: ok")
+    if args.connect:
+        from connectors.dynamodb.connect_check import check_connect
+
+        report = check_connect(cfg)
+        print("\n".join(report.lines()))
+        return 1 if report.problems else 0
     return 0
 
 
@@ -40,10 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", required=True, help="bridge YAML config")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--until-caught-up", action="store_true",
+                     help="exit 0 once every shard is read to its current end (and snapshots done) and committed")
     run.set_defaults(func=_run)
     val = sub.add_parser("validate", help="check a config file and exit")
     val.add_argument("-c", "--config", required=True)
+    val.add_argument("--connect", action="store_true",
+                     help="also reach Kafka, the registry and DynamoDB, probe permissions and print what would run")
     val.set_defaults(func=_validate)
+    from bridge.ops.cli import add_ops_subcommands
+
+    add_ops_subcommands(sub)
     try:
         from bridge.devstack import add_dev_subcommands
     except ImportError:  # the local stack needs the dev extras

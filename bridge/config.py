@@ -32,7 +32,10 @@ __all__ = [
     "BridgeConfig",
     "ErrorsConfig",
     "GroupConfig",
+    "HealthConfig",
     "MetricsConfig",
+    "RestConfig",
+    "StatusConfig",
     "OffsetsConfig",
     "RegistryConfig",
     "SnapshotConfig",
@@ -94,6 +97,11 @@ class AwsConfig(_Model):
 
 class StreamConfig(_Model):
     poll_interval_ms: int = Field(1000, ge=0, description="wait after an empty GetRecords page")
+    max_idle_poll_interval_ms: int | None = Field(
+        None, ge=0, le=600_000,
+        description="adaptive idle polling: the wait after an empty page doubles from poll_interval_ms up to this; "
+        "the first record resets it. Unset or 0: off (always poll_interval_ms)",
+    )
     discovery_interval_ms: int = Field(10000, ge=100, description="how often DescribeStream looks for new shards")
     max_records_per_call: int = Field(1000, ge=1, le=1000)
     trimmed_policy: Literal["fail", "skip-and-alert", "resnapshot"] = Field(
@@ -101,6 +109,14 @@ class StreamConfig(_Model):
         description="records trimmed (>24 h old) before they were read: stop, or continue from the oldest "
         "record and alert, or continue and snapshot the table again",
     )
+
+    @model_validator(mode="after")
+    def _idle_cap(self) -> StreamConfig:
+        cap = self.max_idle_poll_interval_ms
+        if cap and cap < self.poll_interval_ms:
+            raise ValueError(f"max_idle_poll_interval_ms ({cap}) is below poll_interval_ms ({self.poll_interval_ms}); "
+                             f"set it at or above poll_interval_ms, or 0 to turn adaptive idle polling off")
+        return self
 
 
 _AV_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
@@ -292,6 +308,10 @@ class ErrorsConfig(_Model):
         "none", description="none: stop on a record that cannot be written; all: send it to the dead-letter topic"
     )
     dead_letter_topic: str | None = Field(None, description="defaults to '<name>-dlq'")
+    task_failure: Literal["stop", "fail-task"] = Field(
+        "stop", description="stop: a task's error stops the bridge (exit 1); fail-task: only that task stops, FAILED "
+        "in /health and the REST API, until restarted (POST /connectors/<name>/tasks/<task>/restart)"
+    )
 
 
 class GroupConfig(_Model):
@@ -313,7 +333,25 @@ class GroupConfig(_Model):
 
 class MetricsConfig(_Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
-    host: str = "0.0.0.0"
+    host: str = Field("127.0.0.1", description="0.0.0.0 to let other hosts scrape (the default keeps it local)")
+
+
+class RestConfig(_Model):
+    port: int | None = Field(None, ge=0, le=65535, description="serve the REST API and the status page on this port")
+    host: str = Field("127.0.0.1", description="0.0.0.0 to serve other hosts (set bearer_token then)")
+    bearer_token: SecretStr | None = Field(None, description="required as 'Authorization: Bearer <token>' when set")
+
+
+class HealthConfig(_Model):
+    max_lag_ms: int = Field(60_000, ge=0, description="/health DEGRADED while a task's millis_behind_latest exceeds it")
+    max_retrying_s: float = Field(60.0, gt=0, description="/health DEGRADED while a task's read retries this long")
+    registry_probe_s: float = Field(15.0, gt=0, description="how often /health checks that the registry answers")
+
+
+class StatusConfig(_Model):
+    topic: str | None = Field(None, description="compacted status topic; defaults to '<name>-status'")
+    interval_ms: int = Field(5000, ge=100, description="how often task positions and lag are written to it")
+    enabled: bool = True
 
 
 class BridgeConfig(_Model):
@@ -329,6 +367,9 @@ class BridgeConfig(_Model):
     errors: ErrorsConfig = ErrorsConfig()
     metrics: MetricsConfig = MetricsConfig()
     group: GroupConfig = GroupConfig()
+    rest: RestConfig = RestConfig()
+    health: HealthConfig = HealthConfig()
+    status: StatusConfig = StatusConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
     max_in_flight_records_total: int = Field(100000, ge=1, description="per worker; every reader waits above it")
@@ -384,6 +425,8 @@ class BridgeConfig(_Model):
     @property
     def group_topic(self) -> str:
         return self.group.topic or f"{self.name}-workers"
+    def status_topic(self) -> str:
+        return self.status.topic or f"{self.name}-status"
 
     @property
     def dead_letter_topic(self) -> str:

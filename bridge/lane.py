@@ -19,7 +19,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from bridge.accounting import PAYLOAD_COPIES, RECORD_ERRORS, RECORD_OVERHEAD, Bounds, Entry, Progress
+from bridge.accounting import (
+    PAYLOAD_COPIES,
+    RECORD_ERRORS,
+    RECORD_OVERHEAD,
+    Bounds,
+    Entry,
+    Progress,
+)
 from bridge.commits import Commits, OffsetCommits, TransactionCommits
 from bridge.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
 from bridge.errors import ProduceError, SchemaError

@@ -33,6 +33,19 @@ class Metrics:
             self._help.setdefault(name, ("gauge", help))
             self._gauges[(name, tuple(sorted(labels.items())))] = value
 
+    def counter_fn(self, name: str, value: Callable[[], float], help: str = "", **labels: str) -> None:
+        """A counter whose value a callable reads (it must only ever grow): typed counter."""
+        with self._lock:
+            self._help[name] = ("counter", help)
+            self._gauges[(name, tuple(sorted(labels.items())))] = value
+
+    def remove(self, name: str, **labels: str) -> None:
+        """Forget one series (a task that ended), so /metrics does not grow without bound."""
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._counters.pop(key, None)
+            self._gauges.pop(key, None)
+
     def value(self, name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
@@ -55,19 +68,34 @@ class Metrics:
                 lines.append(f"# TYPE {name} {kind}")
                 seen.add(name)
             value = v() if callable(v) else v
-            label = "{" + ",".join(f'{k}="{val}"' for k, val in labels) + "}" if labels else ""
-            lines.append(f"{name}{label} {value:g}")
+            label = "{" + ",".join(f'{k}="{_escape(val)}"' for k, val in labels) + "}" if labels else ""
+            lines.append(f"{name}{label} {_number(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Exact for integers (``%g`` would print 1234567 as 1.23457e+06), repr otherwise."""
+    v = float(value)
+    return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
+
+
+def _escape(value: object) -> str:
+    """A label value in the text format: backslash, double quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 METRICS = Metrics()
 
 
 class MetricsServer:
-    """``GET /metrics`` (Prometheus text) and ``GET /health`` (200 while ``healthy()``)."""
+    """``GET /metrics`` (Prometheus text) and ``GET /health``.
 
-    def __init__(self, port: int, host: str = "0.0.0.0", metrics: Metrics = METRICS,
-                 healthy: Callable[[], bool] = lambda: True) -> None:
+    ``healthy()`` returns a bool or ``(ok, text)``: 200 with the text while ``ok``, else 503;
+    a text that is a JSON document (the health checks' answer) is served as JSON.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", metrics: Metrics = METRICS,
+                 healthy: Callable[[], bool | tuple[bool, str]] = lambda: True) -> None:
         metrics_ref, healthy_ref = metrics, healthy
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,8 +104,10 @@ class MetricsServer:
                     body, status = metrics_ref.render().encode(), 200
                     ctype = "text/plain; version=0.0.4"
                 elif self.path.split("?")[0] == "/health":
-                    ok = healthy_ref()
-                    body, status, ctype = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
+                    answer = healthy_ref()
+                    ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "unhealthy")
+                    body, status = f"{text}\n".encode(), (200 if ok else 503)
+                    ctype = "application/json" if text.startswith("{") else "text/plain"
                 else:
                     body, status, ctype = b"not found\n", 404, "text/plain"
                 self.send_response(status)

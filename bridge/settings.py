@@ -19,3 +19,5 @@ class WorkerSettings:
     exactly_once: bool = False
     max_message_bytes: int = 2 * 1024 * 1024  # the producer's message.max.bytes
     transaction_timeout_s: float = 60.0
+    worker_id: str = "local"  # who runs the tasks, in the REST API and the status topic
+    task_failure: str = "stop"  # errors.task_failure: "fail-task" lets the other tasks go on

@@ -33,6 +33,7 @@ from bridge.errors import BridgeError
 from bridge.lane import ProducerLane
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
+from bridge.ops.runtime import OpsState
 from bridge.serde.serializer import RecordSerializer
 from bridge.settings import WorkerSettings
 from bridge.task import SourceConnector, SourceTask, partition_key
@@ -80,13 +81,24 @@ class _ConnectorRuntime:
 class _Running:
     """A running task with what its hand-over needs."""
 
-    __slots__ = ("connector", "task", "handle", "lane")
+    __slots__ = ("connector", "handle", "lane", "task")
 
     def __init__(self, connector: SourceConnector, task: SourceTask, lane: ProducerLane) -> None:
         self.connector = connector
         self.task = task
         self.lane = lane
         self.handle: asyncio.Task[None] | None = None
+
+
+class _FlushAll:
+    """``worker._flush_now.set()``: ask every lane to commit now (the ops layer's stop-when-caught-up)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def set(self) -> None:
+        for lane in list(self._worker.lanes.values()):
+            lane.commits.flush_now.set()
 
 
 class Worker:
@@ -116,12 +128,18 @@ class Worker:
         self._started = False
         self._failure: BaseException | None = None
         self._shut_down = asyncio.Event()
+        self._flush_now = _FlushAll(self)
         self.on_stopping: list[Callable[[], None]] = []
         if producer is not None:
             self.lanes[DEFAULT_LANE] = self._make_lane(DEFAULT_LANE, producer)
+        self.ops = OpsState(settings.connector_name, settings.worker_id,
+                            fail_tasks_alone=settings.task_failure == "fail-task")
+        METRICS.counter_fn("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer")
+        METRICS.counter_fn("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered,
+                           "records sent to the dead-letter topic")
         for name, fn, text in (
-            ("bridge_records_produced_total", lambda: self.records_produced, "records handed to the producer"),
-            ("bridge_records_dead_lettered_total", lambda: self.records_dead_lettered, "records sent to the DLQ"),
+            ("bridge_producer_queue_depth", lambda: sum(len(lane.producer) for lane in list(self.lanes.values())),
+             "messages in librdkafka's queue or in flight"),
             ("bridge_records_in_flight", self.in_flight, "records produced, not yet acknowledged"),
             ("bridge_buffered_bytes", lambda: self.bounds.buffered_bytes, "bytes produced, not yet acknowledged"),
             ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (shard readers, segments)"),
@@ -240,21 +258,32 @@ class Worker:
         connector, task, lane = running.connector, running.task, running.lane
         pkey = partition_key(task.partition)
         progress = lane.progress_for(task.partition)
+        ops = self.ops  # operator view: state, pause gate, lag (bridge/ops/runtime.py)
+        state = ops.started(connector, task)
+        finished = False
         try:
             while True:
                 await self.bounds.wait_for_space(progress)
+                await ops.gate(state)
+                ops.polling(state)
                 batch = await task.poll()
+                ops.polled(state, batch)
                 await lane.submit(progress, batch)
                 if batch.final:
                     if batch.offset is not None:
                         await lane.durable(progress, batch.offset)
+                    finished = True
                     connector.task_finished(task, batch)
                     return
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            self._fail(e)
+            if not ops.failed(state, e):
+                self._fail(e)
+            else:
+                log.error("task %s failed (errors.task_failure=fail-task; the others go on): %s", state.id, e)
         finally:
+            ops.ended(state, finished)
             self._tasks.pop(pkey, None)
             self._running.pop(pkey, None)
             with contextlib.suppress(Exception):
@@ -293,6 +322,16 @@ class Worker:
 
     def in_flight(self) -> int:
         return sum(lane.in_flight() for lane in self.lanes.values())
+
+    def offsets_settled(self) -> bool:
+        """Every acknowledged record's offset is committed (for a stop on request)."""
+        for lane in self.lanes.values():
+            if self.settings.exactly_once:
+                if getattr(lane.commits, "dirty", False):
+                    return False
+            elif any(p.dirty or p.writing for p in lane.progress.values()):
+                return False
+        return True
 
     def healthy(self) -> bool:
         return self._failure is None and not self._stop.is_set()

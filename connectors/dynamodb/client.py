@@ -1,9 +1,15 @@
-"""DynamoDB and DynamoDB Streams calls over one async HTTP client.
+"""DynamoDB and DynamoDB Streams calls over one async HTTP transport.
 
 Why not boto3 for the data plane: a busy table has hundreds of shards, and botocore's
 response parser plus a thread per shard costs more than the rest of the bridge. Requests
-are signed with botocore's SigV4Auth (credentials from the standard boto3 chain, refreshed
-as needed) and bodies are parsed with orjson; DynamoDB JSON stays as-is (B as base64 text).
+are signed by ``sigv4.SigV4Signer`` (botocore's signature, computed without botocore's
+per-request objects; credentials from the standard boto3 chain, refreshed as needed), sent
+by ``http.KeepAlivePool`` (httpx where a proxy is configured) and bodies are parsed
+with orjson; DynamoDB JSON stays as-is (B as base64 text).
+
+``lanes`` bound how many calls of an operation are in flight, per attempt (a call waiting
+out its retry delay holds no place): the poll scheduler gives DescribeStream and
+GetShardIterator their own, so they never queue behind GetRecords.
 
 Errors are translated here, once: throttling, 5xx and dropped connections become
 ``RetriableError`` (retried with exponential backoff and full jitter), an expired iterator
@@ -20,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
-import httpx
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
+from bridge.metrics import METRICS
+from connectors.dynamodb.http import HttpTransport, HttpTransportError, HttpxTransport, canonical_host
+from connectors.dynamodb.sigv4 import SigV4Signer
 
 __all__ = [
     "AwsApiError",
@@ -52,6 +58,11 @@ RETRIABLE_CODES = {
     "InternalServerError",
     "InternalFailure",
     "ServiceUnavailable",
+}
+
+
+THROTTLE_CODES = {
+    "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException", "RequestLimitExceeded",
 }
 
 
@@ -85,6 +96,10 @@ class RetryPolicy:
         return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
 
 
+def _is_httpx(http: Any) -> bool:
+    return type(http).__module__.startswith("httpx")
+
+
 def _endpoint(service: str, region: str) -> str:
     host = "dynamodb" if service == DYNAMODB_TARGET else "streams.dynamodb"
     return f"https://{host}.{region}.amazonaws.com"
@@ -100,7 +115,7 @@ class AwsJsonClient:
         region: str,
         endpoint_url: str | None,
         session: boto3.Session,
-        http: httpx.AsyncClient,
+        http: HttpTransport | Any,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.target = target
@@ -112,19 +127,16 @@ class AwsJsonClient:
             raise ConfigError(
                 "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or an instance role"
             )
-        self._http = http
+        self._http: HttpTransport = HttpxTransport(http) if _is_httpx(http) else http
+        self._host = canonical_host(self.url)
+        self._signer = SigV4Signer(self._credentials, region, SIGNING_NAME)
         self.retry = retry
         self.calls: dict[str, int] = {}
+        # operation -> semaphore bounding its attempts in flight (set by the poll scheduler)
+        self.lanes: dict[str, asyncio.Semaphore] = {}
 
     def _sign(self, operation: str, body: bytes) -> dict[str, str]:
-        req = AWSRequest(
-            method="POST",
-            url=self.url,
-            data=body,
-            headers={"X-Amz-Target": f"{self.target}.{operation}", "Content-Type": "application/x-amz-json-1.0"},
-        )
-        SigV4Auth(self._credentials.get_frozen_credentials(), SIGNING_NAME, self.region).add_auth(req)
-        return dict(req.headers.items())
+        return self._signer.headers(self._host, f"{self.target}.{operation}", body)
 
     async def call_once(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One attempt; raises the translated error."""
@@ -135,30 +147,36 @@ class AwsJsonClient:
         """One attempt returning the response body unparsed; raises the translated error."""
         body = orjson.dumps(payload)
         self.calls[operation] = self.calls.get(operation, 0) + 1
+        METRICS.inc("bridge_aws_requests_total", help="DynamoDB and Streams requests sent", operation=operation)
+        lane = self.lanes.get(operation)
         try:
-            resp = await self._http.post(self.url, content=body, headers=self._sign(operation, body))
-        except httpx.TransportError as e:
-            raise ThrottledError(f"{operation} to {self.url} failed: {type(e).__name__}: {e}", "Connection") from None
-        if resp.status_code == 200:
-            return resp.content
-        return self._raise(operation, resp)
+            if lane is None:
+                status, content = await self._http.post(self.url, self._sign(operation, body), body)
+            else:
+                async with lane:
+                    status, content = await self._http.post(self.url, self._sign(operation, body), body)
+        except HttpTransportError as e:
+            raise ThrottledError(f"{operation} to {self.url} failed: {e}", "Connection") from None
+        if status == 200:
+            return content
+        return self._raise(operation, status, content)
 
-    def _raise(self, operation: str, resp: httpx.Response) -> Any:
-        code, message = f"HTTP{resp.status_code}", resp.text[:200]
+    def _raise(self, operation: str, status: int, content: bytes) -> Any:
+        code, message = f"HTTP{status}", content[:200].decode("utf-8", "replace")
         try:
-            err = orjson.loads(resp.content)
+            err = orjson.loads(content)
             code = str(err.get("__type", code)).rsplit("#", 1)[-1]
             message = err.get("message") or err.get("Message") or message
         except (orjson.JSONDecodeError, AttributeError):
             pass
         text = " ".join(f"{operation}: {code}: {message}".split())  # one line, even for HTML bodies
-        if code in RETRIABLE_CODES or resp.status_code >= 500:
+        if code in RETRIABLE_CODES or status >= 500:
             raise ThrottledError(text, code)
         if code == "ExpiredIteratorException":
             raise ExpiredIteratorError(text)
         if code == "TrimmedDataAccessException":
             raise TrimmedDataError(text)
-        raise AwsApiError(text, code, resp.status_code)
+        raise AwsApiError(text, code, status)
 
     async def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Call with retries on ``RetriableError``, bounded by the retry policy."""
@@ -176,6 +194,11 @@ class AwsJsonClient:
                 return await once(operation, payload)
             except RetriableError as e:
                 attempt += 1
+                code = getattr(e, "code", "?")
+                METRICS.inc("bridge_aws_retries_total", help="requests retried (throttling, 5xx, connection)",
+                            operation=operation)
+                if code in THROTTLE_CODES:
+                    METRICS.inc("bridge_aws_throttles_total", help="requests throttled by AWS", operation=operation)
                 if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
                     raise
                 delay = self.retry.delay(attempt)
@@ -190,10 +213,11 @@ def make_clients(
     profile: str | None,
     endpoint_url: str | None,
     streams_endpoint_url: str | None,
-    http: httpx.AsyncClient,
+    http: HttpTransport | Any,
     retry: RetryPolicy = RetryPolicy(),
 ) -> tuple[AwsJsonClient, AwsJsonClient]:
-    """DynamoDB and Streams clients sharing one credential chain and one connection pool."""
+    """DynamoDB and Streams clients sharing one credential chain and one transport
+    (``http.KeepAlivePool``, or an ``httpx.AsyncClient``)."""
     session = boto3.Session(profile_name=profile, region_name=region)
     region = session.region_name
     if not region:

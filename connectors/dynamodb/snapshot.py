@@ -36,11 +36,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bridge.config import BridgeConfig, SnapshotConfig, TableConfig
 from bridge.errors import ConnectorError
+from bridge.ops.decode import canonical_number
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsJsonClient
 from connectors.dynamodb.export import ExportConnector
@@ -81,10 +81,7 @@ def _now_ms() -> int:
 
 def _scalar(t: str, v: Any) -> str:
     if t == "N":
-        try:
-            return str(Decimal(str(v)).normalize())
-        except InvalidOperation:
-            return str(v)
+        return canonical_number(str(v))  # exact: Decimal.normalize() rounds to 28 digits
     if t == "B" and isinstance(v, (bytes, bytearray)):
         return base64.b64encode(bytes(v)).decode()
     return str(v)

@@ -3,8 +3,15 @@
 Per-key order across a split or a rollover holds only if a child shard is read after its
 parent is finished, so the connector starts a shard's reader only when every parent it
 names has a durable "ended" offset (or has aged out of the stream). The stream is listed
-every ``discovery_interval`` (DescribeStream is limited to ~10 calls/s per account) and at
-once when a shard ends, so its children start without waiting for the next interval.
+every ``discovery_interval`` (DescribeStream is limited to ~10 calls/s per account), timed
+from the start of one listing to the next, and at once when a shard ends, so its children
+start without waiting for the next interval.
+
+Readers do not call GetRecords on their own clock: each asks the process's poll scheduler
+(``scheduler.PollScheduler``) for a turn at its due time, so thousands of shards share a
+bounded number of requests in flight. An idle open shard is due again after
+``poll_interval_ms``; with ``max_idle_poll_interval_ms`` set, that wait doubles after every
+empty page up to the maximum, and the first record resets it.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import StreamConfig
-from bridge.errors import ConfigError, TrimmedDataError
+from bridge.errors import ConfigError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
-from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError
+from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
 from connectors.dynamodb.records import PageReader, StreamContext
+from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
@@ -74,6 +83,7 @@ class ShardReader(SourceTask):
         config: StreamConfig,
         on_trimmed: Callable[[str, str | None], None] | None = None,
         stream_alive: Callable[[], Awaitable[bool]] | None = None,
+        scheduler: PollScheduler | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
         self._stream_alive = stream_alive
@@ -91,6 +101,14 @@ class ShardReader(SourceTask):
         self._iterator: str | None = None
         self._pages = PageReader(ctx)
         self.pages = 0
+        self._scheduler = scheduler or scheduler_for(streams)
+        self._retry: RetryPolicy = getattr(streams, "retry", None) or RetryPolicy()
+        self._attempt = 0  # failed GetRecords attempts in a row (throttling, 5xx, connection)
+        self.due = 0.0  # event-loop time of the next GetRecords; 0: at once
+        self._poll_s = config.poll_interval_ms / 1000
+        self._max_idle_s = max(self._poll_s, (config.max_idle_poll_interval_ms or 0) / 1000)
+        self.idle_wait_s = self._poll_s  # the wait after the next empty page (adaptive: grows)
+        self._idle_pages = 0  # empty pages in a row on this open shard
 
     async def _get_iterator(self) -> str:
         req: dict[str, Any] = {"StreamArn": self._ctx.stream_arn, "ShardId": self.shard.id}
@@ -126,29 +144,79 @@ class ShardReader(SourceTask):
         self._at_seq = None
         return Batch([], None)
 
-    async def poll(self) -> Batch:
+    async def _get_records(self) -> bytes:
+        """One GetRecords attempt, in a turn the scheduler gives at this reader's due time."""
+        scheduler = self._scheduler
+        await scheduler.turn(self.due)
         try:
-            if self._iterator is None:
-                self._iterator = await self._get_iterator()
-            body = await self._streams.call_raw(
+            return await self._streams.call_once_raw(
                 "GetRecords", {"ShardIterator": self._iterator, "Limit": self._config.max_records_per_call}
             )
-        except TrimmedDataError as e:
-            return self._trimmed(str(e))
-        except AwsApiError as e:
-            if e.code != "ResourceNotFoundException":
-                raise
-            if self._stream_alive is not None and not await self._stream_alive():
-                # The table was deleted (its stream with it): not a loss to report per shard;
-                # the connector stops the table. No offset: nothing more was read.
-                return Batch([], None, final=True, reason="stream-gone")
-            # The shard aged out of the stream (24 h) before we finished it.
-            return self._trimmed(str(e), gone=True)
-        except ExpiredIteratorError:
-            # Iterators live 15 minutes; the next poll resumes after the last record handed on.
-            log.info("iterator expired on %s; re-acquiring after %s", self.shard.id, self._last_seq)
-            self._iterator = None
-            return Batch([], None)
+        finally:
+            scheduler.done()
+
+    def _retry_later(self, error: RetriableError) -> None:
+        """Throttled, 5xx or a dropped connection: due again after a jittered back-off.
+
+        The wait is a place in the scheduler's queue, not a sleeping task holding a slot.
+        """
+        self._attempt += 1
+        retry = self._retry
+        if retry.max_attempts is not None and self._attempt >= retry.max_attempts:
+            raise error
+        delay = retry.delay(self._attempt)
+        level = logging.WARNING if self._attempt in (1, 10) or self._attempt % 100 == 0 else logging.DEBUG
+        log.log(level, "%s (shard %s, attempt %d, retrying in %.2fs)", error, self.shard.id, self._attempt, delay)
+        self.due = asyncio.get_running_loop().time() + delay
+
+    def _schedule_next(self, had_records: bool) -> None:
+        """When this shard is due again: at once after records (or on a closed shard, whose
+        remaining pages are read without waiting), after the idle wait otherwise."""
+        now = asyncio.get_running_loop().time()
+        if had_records:
+            self.idle_wait_s = self._poll_s  # the first record resets the back-off
+            self._idle_pages = 0
+            self.due = now
+            return
+        if self.shard.closed or not self._poll_s:
+            self.due = now
+            return
+        wait = self.idle_wait_s
+        if self._idle_pages == 0:
+            # The first wait of an idle spell is drawn from [wait/2, wait]: shards started
+            # together do not stay in lock-step, so their polls spread over the interval.
+            wait *= random.uniform(0.5, 1.0)
+        self._idle_pages += 1
+        self.due = now + wait
+        self.idle_wait_s = min(self.idle_wait_s * 2, self._max_idle_s)
+
+    async def poll(self) -> Batch:
+        while True:
+            try:
+                if self._iterator is None:
+                    self._iterator = await self._get_iterator()
+                body = await self._get_records()
+            except TrimmedDataError as e:
+                return self._trimmed(str(e))
+            except AwsApiError as e:
+                if e.code != "ResourceNotFoundException":
+                    raise
+                if self._stream_alive is not None and not await self._stream_alive():
+                    # The table was deleted (its stream with it): not a loss to report per shard;
+                    # the connector stops the table. No offset: nothing more was read.
+                    return Batch([], None, final=True, reason="stream-gone")
+                # The shard aged out of the stream (24 h) before we finished it.
+                return self._trimmed(str(e), gone=True)
+            except ExpiredIteratorError:
+                # Iterators live 15 minutes; the next poll resumes after the last record handed on.
+                log.info("iterator expired on %s; re-acquiring after %s", self.shard.id, self._last_seq)
+                self._iterator = None
+                return Batch([], None)
+            except RetriableError as e:
+                self._retry_later(e)
+                continue
+            break
+        self._attempt = 0
         self.pages += 1
         records, last_seq, self._iterator = self._pages.read(body)
         if last_seq is not None:
@@ -156,10 +224,10 @@ class ShardReader(SourceTask):
         if self._iterator is None:
             log.info("shard %s ended after %s", self.shard.id, self._last_seq)
             return Batch(records, {"seq": self._last_seq, "ended": True}, final=True, reason="shard-end")
-        if last_seq is None and not self.shard.closed and self._config.poll_interval_ms:
-            # An idle open shard: wait before asking again (about 5 GetRecords/s per shard).
-            await asyncio.sleep(self._config.poll_interval_ms / 1000)
-        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None)
+        self._schedule_next(last_seq is not None)
+        # An empty page with an iterator to go on with: the open shard is read to its end for now (lag 0).
+        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None,
+                     extra={"caught_up": True} if last_seq is None and not self.shard.closed else {})
 
 
 @dataclass
@@ -191,6 +259,8 @@ class StreamsConnector(SourceConnector):
         self._start_position = start_position
         self._lineage = _Lineage()
         self._wake = asyncio.Event()
+        self.scheduler = scheduler_for(streams)  # installs the DescribeStream / GetShardIterator lanes
+        self.listings = 0
         self.table: TableInfo | None = None
         # Called with (shard id, last sequence read) when records were lost to trimming;
         # the snapshot side sets it for trimmed_policy=resnapshot.
@@ -214,8 +284,10 @@ class StreamsConnector(SourceConnector):
         if self.table is None:
             await self.validate()
         assert self.table is not None and self.table.stream_arn is not None
+        loop = asyncio.get_running_loop()
         fresh = True
         while True:
+            started = loop.time()
             try:
                 shards, status = await list_shards(self._streams, self.table.stream_arn)
             except AwsApiError as e:
@@ -226,6 +298,7 @@ class StreamsConnector(SourceConnector):
             if self.stopped_reason is not None:
                 await self._stop_table(runtime, self.stopped_reason)
                 return
+            self.listings += 1
             self._lineage.shards = shards
             self._start_ready(runtime, fresh)
             fresh = False
@@ -236,20 +309,34 @@ class StreamsConnector(SourceConnector):
                 # worker started is read to its end, the table is done.
                 await self._stop_table(runtime, "stream disabled (every shard read to its end)")
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._config.discovery_interval_ms / 1000)
+            # The next listing is due an interval after this one *started*, so the period holds
+            # however long a listing of many pages takes.
+            wait = started + self._config.discovery_interval_ms / 1000 - loop.time()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
 
-    def _has_offset_below(self, shard_id: str, runtime: TaskRuntime) -> bool:
+    def _children(self) -> dict[str, list[str]]:
+        """Shard id -> ids of the shards naming it as a parent (one pass, not one per shard)."""
+        out: dict[str, list[str]] = {}
+        for shard in self._lineage.shards.values():
+            for parent in shard.parents:
+                out.setdefault(parent, []).append(shard.id)
+        return out
+
+    def _has_offset_below(self, shard_id: str, runtime: TaskRuntime, children: dict[str, list[str]]) -> bool:
         """True if any descendant has a stored offset: then this shard was already passed."""
         todo = [shard_id]
+        seen: set[str] = set()
         while todo:
-            sid = todo.pop()
-            for child in self._lineage.shards.values():
-                if sid in child.parents:
-                    if runtime.offsets.offset(self._partition(child.id)) is not None:
-                        return True
-                    todo.append(child.id)
+            for child in children.get(todo.pop(), ()):
+                if child in seen:
+                    continue
+                seen.add(child)
+                if runtime.offsets.offset(self._partition(child)) is not None:
+                    return True
+                todo.append(child)
         return False
 
     def _start_ready(self, runtime: TaskRuntime, first_listing: bool) -> None:
@@ -258,6 +345,7 @@ class StreamsConnector(SourceConnector):
         assert table is not None and table.stream_arn is not None
         no_offsets = not any(runtime.offsets.offset(self._partition(s)) for s in lin.shards)
         latest = first_listing and no_offsets and self._start_position == "latest"
+        children = self._children()
         # Walk parents before children so one listing can start a whole ready chain's head.
         for shard in lin.shards.values():
             if shard.id in lin.finished or shard.id in lin.started:
@@ -266,7 +354,7 @@ class StreamsConnector(SourceConnector):
             if stored and stored.get("ended"):
                 lin.finished.add(shard.id)
                 continue
-            if stored is None and (self._has_offset_below(shard.id, runtime) or (latest and shard.closed)):
+            if stored is None and (self._has_offset_below(shard.id, runtime, children) or (latest and shard.closed)):
                 lin.finished.add(shard.id)
                 continue
         owns = getattr(runtime, "owns", None)
@@ -347,6 +435,37 @@ class StreamsConnector(SourceConnector):
         METRICS.inc("bridge_tables_stopped_total", help="tables stopped while running (deleted, stream disabled)",
                     table=self.table_name)
         log.warning("table %s: %s; its readers stopped, the other tables carry on", self.table_name, why)
+
+    def restart_task(self, partition: dict[str, Any]) -> bool:
+        """A failed shard reader (``errors.task_failure: fail-task``) starts again from its
+        committed offset at the next listing, which this wakes."""
+        shard_id = partition.get("shard")
+        if shard_id not in self._lineage.started:
+            return False
+        self._lineage.started.discard(shard_id)
+        self._wake.set()
+        return True
+
+    def pending(self) -> bool:
+        """Shards known but neither finished nor reading (children waiting for a parent), or a
+        listing due because a shard ended: not caught up yet."""
+        lin = self._lineage
+        if not lin.shards:  # not listed yet
+            return True
+        return self._wake.is_set() or any(s not in lin.finished and s not in lin.started for s in lin.shards)
+
+    def describe(self) -> dict[str, Any]:
+        """The shard graph as last listed, for the REST API and the status page."""
+        lin = self._lineage
+        return {
+            "table": self.table_name,
+            "stream_arn": self.table.stream_arn if self.table else None,
+            "shards": [
+                {"id": s.id, "parents": list(s.parents), "closed": s.closed,
+                 "finished": s.id in lin.finished, "reading": s.id in lin.started}
+                for s in lin.shards.values()
+            ],
+        }
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         if batch.reason == "stream-gone":

@@ -454,6 +454,10 @@ class StreamsDouble:
         #: access key id of its signature): a test that gives each process its own key
         #: can tell which process read which shard when.
         self.request_log: list[tuple[float, str, str | None, str]] = []
+        #: Requests being served now, and the most ever served at once, per operation:
+        #: what a client's bound on requests in flight looks like from the server.
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
 
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -801,11 +805,21 @@ class StreamsDouble:
         if not isinstance(params, dict):
             return _error_reply("SerializationException", "Request body must be a JSON object")
 
+        with self._lock:
+            self.in_flight[op] += 1
+            self.max_in_flight[op] = max(self.max_in_flight[op], self.in_flight[op])
+        who = auth.split("Credential=", 1)[1].split("/", 1)[0]
+        try:
+            return self._serve(op, params, who)
+        finally:
+            with self._lock:
+                self.in_flight[op] -= 1
+
+    def _serve(self, op: str, params: dict[str, Any], who: str = "") -> _Reply:
         try:
             shard = self._shard_hint(op, params)
             self.calls._record(op, shard)
             if op in ("GetRecords", "GetShardIterator"):
-                who = auth.split("Credential=", 1)[1].split("/", 1)[0]
                 self.request_log.append((time.monotonic(), op, shard, who))
             rule = self.faults._take(op, shard)
             if rule is not None:
@@ -1157,6 +1171,9 @@ def _fault_reply(rule: FaultRule) -> _Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a client opening more connections at once
+    # (the bridge's pool does, at start-up) sees SYNs dropped and retried a second later.
+    request_queue_size = 128
 
     def __init__(self, double: StreamsDouble) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from tests.faults.support import wait_until
-from tests.helpers import BridgeProcess, TopicReader, bridge_config, create_table, dynamodb_client, unique
+from tests.helpers import (
+    BridgeProcess,
+    TopicReader,
+    bridge_config,
+    create_table,
+    dynamodb_client,
+    unique,
+)
 
 pytestmark = pytest.mark.slow
 

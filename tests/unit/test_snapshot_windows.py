@@ -256,3 +256,14 @@ def test_retention_verdict_warns_then_fails_when_configured() -> None:
     assert retention_verdict(19 * hour, 20, fail=True) == "ok"
     assert retention_verdict(20 * hour, 20, fail=False) == "warn"
     assert retention_verdict(21 * hour, 20, fail=True) == "fail"
+
+
+def test_key_id_keeps_all_38_digits_of_a_number_key() -> None:
+    """Two numeric keys differing only past the 28th digit are two items: a snapshot row of
+    one must not be dropped because the other changed (Decimal.normalize() rounds to 28)."""
+    from connectors.dynamodb.snapshot import key_id
+
+    a = "12345678901234567890123456789012345678"
+    b = a[:-1] + "9"
+    assert key_id({"pk": {"N": a}}) != key_id({"pk": {"N": b}})
+    assert key_id({"pk": {"N": "1.50"}}) == key_id({"pk": {"N": "15E-1"}})

@@ -23,7 +23,6 @@ from bridge.errors import ConversionError
 from connectors.dynamodb import transcode
 from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
 from bridge.serde.serializer import RecordSerializer
-from bridge.task import SourceRecord
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from schemas import KeyField, table_schemas
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
