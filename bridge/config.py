@@ -425,6 +425,8 @@ class BridgeConfig(_Model):
     @property
     def group_topic(self) -> str:
         return self.group.topic or f"{self.name}-workers"
+
+    @property
     def status_topic(self) -> str:
         return self.status.topic or f"{self.name}-status"
 
