@@ -64,10 +64,16 @@ METRICS = Metrics()
 
 
 class MetricsServer:
-    """``GET /metrics`` (Prometheus text) and ``GET /health`` (200 while ``healthy()``)."""
+    """``GET /metrics`` (Prometheus text) and ``GET /health``.
+
+    ``healthy()`` returns a bool or ``(ok, text)``: 200 with ``ok`` while it holds, else 503
+    with the text (``DEGRADED: …``, ``STOPPING``), so a probe and a human both get an answer.
+    The socket is bound in the constructor, so a port in use fails before anything else
+    happens; requests are served from ``start()``.
+    """
 
     def __init__(self, port: int, host: str = "0.0.0.0", metrics: Metrics = METRICS,
-                 healthy: Callable[[], bool] = lambda: True) -> None:
+                 healthy: Callable[[], bool | tuple[bool, str]] = lambda: True) -> None:
         metrics_ref, healthy_ref = metrics, healthy
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,8 +82,9 @@ class MetricsServer:
                     body, status = metrics_ref.render().encode(), 200
                     ctype = "text/plain; version=0.0.4"
                 elif self.path.split("?")[0] == "/health":
-                    ok = healthy_ref()
-                    body, status, ctype = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
+                    answer = healthy_ref()
+                    ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "unhealthy")
+                    body, status, ctype = f"{text}\n".encode(), (200 if ok else 503), "text/plain"
                 else:
                     body, status, ctype = b"not found\n", 404, "text/plain"
                 self.send_response(status)

@@ -77,6 +77,10 @@ class FakeProducer:
         self.produced.append(msg)
         self.queue.append((msg, on_delivery))
 
+    def __len__(self) -> int:
+        """librdkafka's outq_len: messages queued or in flight (delivery reports not yet served)."""
+        return len(self.queue)
+
     def poll(self, timeout: float = 0) -> int:
         if self.hold:
             return 0
