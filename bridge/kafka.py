@@ -192,12 +192,15 @@ def check_kafka_settings(kafka: dict[str, Any], *, transactional: bool = False) 
     why = _librdkafka_refuses(conf)
     if why is None:
         return
-    for key, value in kafka.items():
-        alone = _librdkafka_refuses({key: value})
-        if alone is not None:
-            raise ConfigError(f"kafka.{key}: librdkafka refuses it: {alone}; fix or remove it "
-                              "(see librdkafka's CONFIGURATION.md)")
-    raise ConfigError(f"kafka: librdkafka refuses these settings together: {why}")
+    named = re.search(r'property:? "([^"]+)"', why)
+    culprit = named.group(1) if named and named.group(1) in kafka else None
+    if culprit is None:  # an alias (linger.ms is queue.buffering.max.ms) or no name: the key alone says
+        culprit = next((k for k, v in kafka.items() if _librdkafka_refuses({k: v}) == why), None)
+    if culprit is not None:
+        raise ConfigError(f"kafka.{culprit}: librdkafka refuses it: {why}; fix or remove it "
+                          "(see librdkafka's CONFIGURATION.md)")
+    raise ConfigError(f"kafka: librdkafka refuses these settings together: {why}; fix them "
+                      "(see librdkafka's CONFIGURATION.md)")
 
 
 def admin_client(kafka: dict[str, Any]) -> AdminClient:

@@ -153,7 +153,9 @@ class OffsetStore:
         try:
             name, partition, offset = parse_offset_record(key, value)
         except ValueError as e:
-            if not _another_connectors(key, self.connector):
+            if value is None:  # a tombstone for a key that is no offset key: how such a record is removed
+                self._corrupt.pop(("raw", key), None)
+            elif not _another_connectors(key, self.connector):
                 self._corrupt[("raw", key)] = self._corrupt_line(key, where, str(e))
             return
         if name != self.connector:
