@@ -90,7 +90,8 @@ def _say(prefix: str, error: BaseException | str) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     install_log_redaction()
-    for noisy in ("httpx", "httpx2", "httpcore"):  # request lines from the HTTP clients
+    # request lines from the HTTP clients, "Found credentials in environment variables" from botocore
+    for noisy in ("httpx", "httpx2", "httpcore", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     _Phase.running = False
