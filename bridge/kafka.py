@@ -67,7 +67,8 @@ class TroubleReports(logging.Filter):
     """
 
     _TROUBLE = re.compile(r"fail|error|unknown|refused|timed? ?out|down|cannot|invalid|fenced", re.IGNORECASE)
-    _PREFIX = re.compile(r"^\s*\[[^\]]*\]\s*\[thrd:[^\]]*\]:\s*")
+    # "DRAIN [rdkafka#producer-4] [thrd:127.0.0.1:34227/111]: " before the message proper
+    _PREFIX = re.compile(r"^\s*(?:[A-Z_]+\s+)?\[[^\]]*\]\s*\[thrd:[^\]]*\]:\s*")
 
     def __init__(self) -> None:
         super().__init__()

@@ -598,10 +598,7 @@ class Worker:
                 warned_at = time.monotonic()
                 until = (f"; the bridge stops at {s.stall_fail_s:g} s (stall.fail_after_s)"
                          if s.stall_fail_s is not None else "")
-                log.warning(
-                    "%s, oldest waiting since %.0f s; librdkafka reports: %s; /health is DEGRADED%s",
-                    self._stalled, age, cause, until,
-                )
+                log.warning("%s; librdkafka reports: %s; /health is DEGRADED%s", self._stalled, cause, until)
 
     # ---- offsets ----------------------------------------------------------------------
 
@@ -816,6 +813,11 @@ class Worker:
     async def _shutdown(self, runners: list[asyncio.Task[Any]], helpers: list[asyncio.Task[Any]]) -> None:
         """Stop reading, wait for acknowledgements, commit what they cover."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        if isinstance(self._failure, ProducerStalledError):
+            # The producer got no acknowledgement for stall_fail_s: waiting on for it only
+            # delays the restart that fixes it. Unacknowledged records are not lost: their
+            # offsets are not committed, so the restart reads them again.
+            deadline = time.monotonic()
         to_cancel = runners + list(self._tasks.values())
         for t in to_cancel:
             t.cancel()
@@ -842,6 +844,9 @@ class Worker:
         for t in helpers:
             t.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if isinstance(self._failure, ProducerStalledError):
+            with contextlib.suppress(KafkaException):
+                self.producer.purge()
         remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
         if remaining:
             log.warning("shutdown: %d messages not delivered before the timeout", remaining)
