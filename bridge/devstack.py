@@ -590,8 +590,9 @@ def dev_up(
     """Start a detached stack and record it in ``workdir/state.json``.
 
     Running it again while the recorded stack is healthy returns that stack's endpoints,
-    so scripts can call it unconditionally. A half-alive stack is an error: only the user
-    knows whether to keep it, and ``dev down`` clears it.
+    so scripts can call it unconditionally. A part that died is started again on its port
+    (``_revive``); one that runs but does not answer is an error (only the user knows
+    whether to wait for it), and ``dev down`` clears it.
     """
     workdir = Path(workdir)
     status = dev_status(workdir)
@@ -600,10 +601,7 @@ def dev_up(
             return StackEndpoints.from_dict(status["endpoints"])
         alive = [n for n, p in status["parts"].items() if p["alive"]]
         if alive:
-            raise BridgeError(
-                f"a dev stack in {workdir} is only partly running ({', '.join(alive)} alive); "
-                f"run `ddb-kafka-bridge dev down --dir {workdir}` first"
-            )
+            return _revive(workdir, status, startup_timeout)
         _state_path(workdir).unlink(missing_ok=True)  # stale: every process is gone
     workdir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(
@@ -626,6 +624,44 @@ def dev_up(
     return endpoints
 
 
+def _revive(workdir: Path, status: dict[str, Any], startup_timeout: float) -> StackEndpoints:
+    """Start the parts of a recorded stack that died, on their recorded ports.
+
+    tansu keeps everything in memory, so a broker that died took the registry's
+    ``_schemas`` topic with it: the registry is restarted with it, to start from the
+    (empty) topic instead of serving ids the broker no longer has.
+    """
+    state = _read_state(workdir)
+    assert state is not None
+    parts: dict[str, dict[str, Any]] = status["parts"]
+    hung = [n for n, p in parts.items() if p["alive"] and not p["reachable"]]
+    if hung:
+        raise BridgeError(
+            f"a dev stack in {workdir} has {', '.join(hung)} running but not answering; "
+            f"wait for it or run `ddb-kafka-bridge dev down --dir {workdir}` and `dev up` again"
+        )
+    dead = [n for n in PARTS if n not in parts or not parts[n]["alive"]]
+    if "kafka" in dead and "registry" not in dead:
+        info = state["processes"]["registry"]
+        if _pid_alive(int(info["pid"]), info.get("start_ticks")):
+            _signal_group(int(info.get("pgid", info["pid"])), _STOP_SIGNAL["registry"])
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while _pid_alive(int(info["pid"]), info.get("start_ticks")) and time.monotonic() < deadline:
+                _reap(int(info["pid"]))
+                time.sleep(_POLL_INTERVAL)
+        dead.append("registry")
+    ports = {n: int(state["processes"][n]["port"]) for n in PARTS if n in state.get("processes", {})}
+    stack = LocalStack(workdir, ports.get("kafka", 0), ports.get("moto", 0), ports.get("registry", 0),
+                       startup_timeout=startup_timeout, detach=True)
+    stack._ports.update(ports)  # every part keeps its port, so clients and the snippet stay right
+    for name in PARTS:  # kafka before the registry, which keeps its schemas there
+        if name in dead:
+            stack.start_one(name)
+    state["processes"].update(stack.processes())
+    _write_state(workdir, state)
+    return StackEndpoints.from_dict(state["endpoints"])
+
+
 def dev_down(workdir: Path | str = DEFAULT_WORKDIR) -> None:
     """Stop the stack recorded in ``workdir`` (registry first) and forget it; idempotent."""
     workdir = Path(workdir)
@@ -633,25 +669,27 @@ def dev_down(workdir: Path | str = DEFAULT_WORKDIR) -> None:
     if state is None:
         return
     procs: dict[str, dict[str, Any]] = state.get("processes", {})
-    targets: list[tuple[int, int]] = []
+    targets: list[tuple[int, int, int | None]] = []
     for name in reversed(PARTS):
         info = procs.get(name)
         if info is None:
             continue
         pid, pgid = int(info["pid"]), int(info.get("pgid", info["pid"]))
+        # Only a process that is still the one `dev up` started (same kernel start time):
+        # a recycled pid belongs to someone else and must not be signalled.
         if _pid_alive(pid, info.get("start_ticks")):
             _signal_group(pgid, _STOP_SIGNAL[name])
-            targets.append((pid, pgid))
+            targets.append((pid, pgid, info.get("start_ticks")))
         else:
             _reap(pid)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for pid, pgid in targets:
+    for pid, pgid, ticks in targets:
         while time.monotonic() < deadline:
             _reap(pid)
-            if not _pid_alive(pid):
+            if not _pid_alive(pid, ticks):
                 break
             time.sleep(_POLL_INTERVAL)  # not our child (another CLI run started it): poll
-        if _pid_alive(pid):
+        if _pid_alive(pid, ticks):
             _signal_group(pgid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)  # returns at once when it is not our child

@@ -358,3 +358,35 @@ def test_stop_signals_stop_gracefully(ctx: Ctx, tmp_path: Path, sig: signal.Sign
     assert "Traceback" not in log
     assert f"bridge {cfg['name']} stopped:" in [ln for ln in log.splitlines() if ln.strip()][-1]
     assert SECRET not in log
+
+
+def test_dev_up_snippet_works_as_printed(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    """`dev up` prints a config snippet; with a name and a table added it must run against
+    moto on a machine without any AWS credentials (it said "no AWS credentials found")."""
+    from bridge.devstack import config_snippet
+    from tests.helpers import TopicReader
+
+    table = unique("snippet")
+    create_table(dynamodb, table)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
+    name = unique("snippet")
+    path = tmp_path / "bridge.yaml"
+    path.write_text(config_snippet(stack) + f"name: {name}\ntables:\n  - name: {table}\n")
+    env = {k: v for k, v in bridge_env().items() if not k.startswith("AWS_")}
+    env |= {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
+    try:
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise AssertionError((tmp_path / "run.log").read_text()[-2000:])
+
+        events = reader.read_count(1, 60, check=alive)
+        assert events[0].key == {"pk": "a", "sk": "1"}
+    finally:
+        reader.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "run.log").read_text()[-2000:]
