@@ -234,3 +234,21 @@ def test_topic_names() -> None:
     assert check_topic_name("") is not None
     assert check_topic_name("a" * 249) is None
     assert check_topic_name("a" * 250) is not None
+
+
+def test_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from bridge.redact import RedactingFilter
+
+    register_secret("token-zz-991")
+    logger = logging.getLogger("test.redact")
+    f = RedactingFilter()
+    logger.addFilter(f)
+    try:
+        with caplog.at_level("INFO", logger="test.redact"):
+            logger.warning("registry %s failed with token %s", f"https://u:{SECRET}@r:8081", "token-zz-991")
+    finally:
+        logger.removeFilter(f)
+    text = caplog.text
+    assert SECRET not in text and "token-zz-991" not in text and "https://u:***@r:8081" in text
