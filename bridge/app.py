@@ -81,7 +81,9 @@ async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> Non
     try:
         await asyncio.gather(*(c.validate() for c in connectors))
     except RetriableError as e:
-        raise ConfigError(f"aws: cannot reach DynamoDB at {endpoint}: {e}") from None
+        raise ConfigError(
+            f"aws: cannot reach DynamoDB at {endpoint}: {e}; check aws.endpoint_url (is DynamoDB there?) and the network"
+        ) from None
     except AwsApiError as e:
         raise ConfigError(
             f"aws: DynamoDB at {endpoint} refused the start-up checks ({e}); check aws.endpoint_url (is it a "
@@ -165,7 +167,7 @@ async def run_bridge(
     *,
     install_signal_handlers: bool = True,
     on_start: Callable[[Worker], None] | None = None,
-) -> Worker:
+) -> Worker | None:
     """Run until SIGINT/SIGTERM/SIGHUP or ``worker.stop()`` (drain, commit, return) or a failure (raise).
 
     Every check comes before the first side effect (topics created, offsets written), in
@@ -174,13 +176,34 @@ async def run_bridge(
     topics created. ``on_start`` receives the worker once it is built, for embedding.
     """
     worker_ref: list[Worker] = []
+    stopping: list[bool] = []
 
     def health() -> tuple[bool, str]:
         return worker_ref[0].health() if worker_ref else (False, "STARTING")
 
+    if install_signal_handlers:
+        # Installed first, so a stop signal during the start-up checks stops cleanly too
+        # (SIGHUP as well: a closed terminal or a supervisor's reload).
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+
+        def on_signal() -> None:
+            if worker_ref:
+                worker_ref[0].stop()
+            elif not stopping and main is not None:
+                stopping.append(True)
+                main.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, on_signal)
     metrics = _bind_metrics(cfg, health)
     try:
-        return await _run(cfg, metrics, worker_ref, install_signal_handlers, on_start)
+        return await _run(cfg, metrics, worker_ref, on_start)
+    except asyncio.CancelledError:
+        if not stopping or worker_ref:
+            raise
+        log.info("bridge %s stopped during start-up: nothing was read or written", cfg.name)
+        return None
     finally:
         if metrics is not None:
             metrics.stop()
@@ -190,7 +213,6 @@ async def _run(
     cfg: BridgeConfig,
     metrics: MetricsServer | None,
     worker_ref: list[Worker],
-    install_signal_handlers: bool,
     on_start: Callable[[Worker], None] | None,
 ) -> Worker:
     admin = admin_client(cfg.kafka)
@@ -200,10 +222,17 @@ async def _run(
     try:
         registry.subjects()
     except SchemaError as e:
-        raise ConfigError(f"schema_registry.url: {e}") from None
+        if e.status in (401, 403):
+            raise ConfigError(
+                f"schema_registry: the registry refused the credentials ({e}); check schema_registry.basic_auth "
+                "or bearer_token"
+            ) from None
+        raise ConfigError(f"schema_registry.url: {e}; check that the URL is a Schema Registry") from None
 
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+    # Start-up checks wait 5 s per call (DescribeTable answers in milliseconds), so an
+    # endpoint that accepts and never answers fails the start in seconds, not minutes.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), limits=limits) as http:
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,
@@ -216,6 +245,7 @@ async def _run(
         connectors = [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
         await _check_tables(connectors, ddb.url)
         ddb.retry = streams.retry = RetryPolicy()
+        http.timeout = httpx.Timeout(30.0, connect=5.0)
         schemas = _key_schemas(cfg, connectors)
         if not cfg.schema_registry.auto_register:
             _check_subjects(registry, schemas)
@@ -264,11 +294,6 @@ async def _run(
         if metrics is not None:
             metrics.start()
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
-        if install_signal_handlers:
-            loop = asyncio.get_running_loop()
-            # SIGHUP too: a closed terminal or a supervisor's reload stops the bridge cleanly.
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(sig, worker.stop)
         if on_start is not None:
             on_start(worker)
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))

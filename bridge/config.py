@@ -554,6 +554,12 @@ def _describe(err: dict[str, Any]) -> str:
         if isinstance(got, (int, float)) and not isinstance(got, bool):
             return f"{where}: {msg} (got {got:g}); change it to a value within the bound"
         return f"{where}: {msg}"
+    if err["type"] == "string_pattern_mismatch":
+        got = err.get("input")
+        shown = f" ({redact(str(got))[:60]!r})" if isinstance(got, str) else ""
+        if loc and loc[-1] == "region":
+            return f"{where}: not an AWS region{shown}; write one such as us-east-1 or eu-west-1"
+        return f"{where}: has characters a name here cannot have{shown}; use only letters, digits, '.', '_' and '-'"
     if err["type"] == "finite_number":
         return f"{where}: must be a finite number (not .inf or .nan); write a number"
     return f"{where}: {msg}"

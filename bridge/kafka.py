@@ -237,11 +237,16 @@ def ensure_topics(
     ]
     if not missing:
         return
-    for name, fut in admin.create_topics(missing, operation_timeout=timeout_s).items():
-        try:
-            fut.result(timeout=timeout_s)
-        except KafkaException as e:
-            err = e.args[0] if e.args else None
-            if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
-                continue
-            raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None
+    # First ask the broker to validate every topic without creating any (a replication
+    # factor above the broker count, a bad topic config), so one refused topic does not
+    # leave the others created. Brokers that ignore validate_only (tansu creates the
+    # topics right away) make the second round find them: TOPIC_ALREADY_EXISTS is fine.
+    for validate_only in (True, False):
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout_s, validate_only=validate_only).items():
+            try:
+                fut.result(timeout=timeout_s)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
+                    continue
+                raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None

@@ -141,7 +141,8 @@ class AwsJsonClient:
         try:
             resp = await self._http.post(self.url, content=body, headers=self._sign(operation, body))
         except httpx.TransportError as e:
-            raise ThrottledError(f"{operation} to {self.url} failed: {type(e).__name__}: {e}", "Connection") from None
+            detail = f"{type(e).__name__}: {e}" if str(e) else f"{type(e).__name__} (no answer in time)"
+            raise ThrottledError(f"{operation} to {self.url} failed: {detail}", "Connection") from None
         if resp.status_code == 200:
             return resp.content
         return self._raise(operation, resp)
@@ -182,7 +183,9 @@ class AwsJsonClient:
                 if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
                     raise
                 delay = self.retry.delay(attempt)
-                level = logging.WARNING if attempt in (1, 10) or attempt % 100 == 0 else logging.DEBUG
+                # A bounded policy (the start-up checks) ends in one error line that says it all.
+                bounded = self.retry.max_attempts is not None
+                level = logging.WARNING if not bounded and (attempt in (1, 10) or attempt % 100 == 0) else logging.DEBUG
                 log.log(level, "%s (attempt %d, retrying in %.2fs)", e, attempt, delay)
                 await asyncio.sleep(delay)
 

@@ -182,6 +182,27 @@ def ddb_405(ctx: Ctx) -> dict[str, Any]:
     return cfg
 
 
+def endpoint_on_kafka_port(what: str) -> Callable[[Ctx], dict[str, Any]]:
+    """A URL that answers, but not HTTP: the broker's port."""
+
+    def make(ctx: Ctx) -> dict[str, Any]:
+        cfg = ctx.config()
+        url = f"http://{ctx.stack.kafka_bootstrap}"
+        if what == "registry":
+            cfg["schema_registry"] |= {"url": url, "max_retries": 1}
+        else:
+            cfg["aws"]["endpoint_url"] = url
+        return cfg
+
+    return make
+
+
+def registry_is_moto(ctx: Ctx) -> dict[str, Any]:
+    cfg = ctx.config()
+    cfg["schema_registry"] |= {"url": ctx.stack.dynamodb_endpoint, "max_retries": 0}
+    return cfg
+
+
 def metrics_port_busy(ctx: Ctx) -> dict[str, Any]:
     return ctx.config(metrics={"port": busy_port(ctx), "host": "0.0.0.0"})
 
@@ -219,6 +240,14 @@ CASES: list[Case] = [
          ["tables[0].topic", "offsets.topic"]),
     Case("topic-is-schemas", cfg_with(tables__0__topic="_schemas"), ["tables[0].topic", "Schema Registry"]),
     Case("table-name-makes-long-topic", cfg_with(tables__0__name="t" * 250), ["tables[0].name"]),
+    Case("table-name-illegal", cfg_with(tables__0__name="orders/v1"), ["tables[0].name", "letters, digits"]),
+    Case("bridge-name-illegal", cfg_with(name="my bridge"), ["name:", "letters, digits"]),
+    Case("no-tables", cfg_with(tables=[]), ["tables", "at least 1"]),
+    Case("table-listed-twice", lambda ctx: ctx.config() | {"tables": [{"name": ctx.table}, {"name": ctx.table}]},
+         ["listed twice", "list each table once"]),
+    Case("yaml-syntax", raw(lambda t: t + "kafka: [unclosed\n"), ["not valid YAML", "line"]),
+    Case("kafka-value-a-map", kafka_with("linger.ms", {"ms": 5}), ["kafka.linger.ms"]),
+    Case("region-typo", cfg_with(aws__region="us-east1"), ["aws.region", "us-east-1"]),
     Case("shared-topic-different-keys", shared_topic_different_keys, ["both write to topic", "give each its own topic"]),
     # --- librdkafka settings
     Case("kafka-not-a-number", kafka_with("linger.ms", "notanumber"), ["kafka.linger.ms", "librdkafka refuses"]),
@@ -231,6 +260,9 @@ CASES: list[Case] = [
          ["metrics.host", "cannot resolve"]),
     Case("dynamodb-endpoint-405", ddb_405, ["aws: DynamoDB at", "HTTP405", "aws.endpoint_url"]),
     Case("aws-profile-missing", cfg_with(aws__profile="no-such-profile-x"), ["aws.profile", "no-such-profile-x"]),
+    Case("registry-not-http", endpoint_on_kafka_port("registry"), ["schema_registry.url"]),
+    Case("registry-is-not-a-registry", registry_is_moto, ["schema_registry.url", "Schema Registry"]),
+    Case("dynamodb-endpoint-not-http", endpoint_on_kafka_port("dynamodb"), ["cannot reach DynamoDB", "aws"]),
     Case("registry-ca-missing", cfg_with(schema_registry__ssl_ca_location="/nonexistent/ca.pem"),
          ["schema_registry.ssl_", "ssl_ca_location"]),
     Case("auto-register-off-subject-missing", cfg_with(schema_registry__auto_register=False),
@@ -247,6 +279,17 @@ CASES: list[Case] = [
          prefix="ddb-kafka-bridge: error:"),
     Case("offset-key-not-json", offsets_holding(b'{"seq": "1", "ended": false}', key=lambda c, s: b"not json"),
          ["key is not JSON", "--key 'not json'"], prefix="ddb-kafka-bridge: error:"),
+    Case("offset-segment-done-string",
+         offsets_holding(b'{"pass": 0, "last_key": null, "done": "yes", "items": 1, "scanned": 1}',
+                         key=lambda c, s: offset_key(c, {"segment": 0, "table": "x", "total_segments": 4})),
+         ['"done" must be true or false', "offsets reset"], prefix="ddb-kafka-bridge: error:"),
+    Case("offset-unknown-field", offsets_holding(b'{"seq": "1", "ended": false, "skip": true}'),
+         ['unknown field "skip"'], prefix="ddb-kafka-bridge: error:"),
+    Case("offset-unknown-partition",
+         offsets_holding(b'{"seq": "1"}', key=lambda c, s: offset_key(c, {"table": "x", "stream": "y"})),
+         ["none this bridge writes"], prefix="ddb-kafka-bridge: error:"),
+    Case("offset-no-key", offsets_holding(b'{"seq": "1", "ended": false}', key=lambda c, s: None),
+         ["no key", "new offsets.topic"], prefix="ddb-kafka-bridge: error:"),
     Case("offset-key-not-utf8", offsets_holding(b'{"seq": "1", "ended": false}', key=lambda c, s: b"\xfe\xff"),
          ["key is not UTF-8", "--key-hex feff"], prefix="ddb-kafka-bridge: error:"),
     # --- the command line
@@ -390,3 +433,24 @@ def test_dev_up_snippet_works_as_printed(stack: Any, dynamodb: Any, tmp_path: Pa
         reader.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, (tmp_path / "run.log").read_text()[-2000:]
+
+
+def test_a_stop_signal_during_start_up_stops_cleanly(ctx: Ctx, tmp_path: Path) -> None:
+    """SIGTERM while the start-up checks wait on a DynamoDB endpoint that never answers:
+    exit 0 at once, no traceback, nothing created."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)  # accepts connections (the kernel does) and never answers
+    ctx.cleanups.append(hole.close)
+    cfg = ctx.config()
+    cfg["aws"]["endpoint_url"] = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    before = existing_topics(ctx.stack.kafka_bootstrap)
+    b = BridgeProcess.write(tmp_path, cfg).start()
+    deadline = time.monotonic() + 30
+    while len(hole.accept()[0:1]) == 0 and time.monotonic() < deadline:  # the bridge's first DescribeTable
+        pass
+    assert b.stop(signal.SIGTERM, timeout=15) == 0, b.log()[-2000:]
+    log = b.log()
+    assert "Traceback" not in log
+    assert "stopped during start-up" in [ln for ln in log.splitlines() if ln.strip()][-1]
+    assert not (existing_topics(ctx.stack.kafka_bootstrap) - before) & topics_of(cfg)
