@@ -197,6 +197,8 @@ async def run_bridge(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, on_signal)
     metrics = _bind_metrics(cfg, health)
+    if metrics is not None:  # /health answers 503 STARTING during the checks
+        metrics.start()
     try:
         return await _run(cfg, metrics, worker_ref, on_start)
     except asyncio.CancelledError:
@@ -291,8 +293,7 @@ async def _run(
         )
         errors.worker = worker
         worker_ref.append(worker)
-        if metrics is not None:
-            metrics.start()
+        if metrics is not None:  # logged once running: a start-up failure stays one line
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
         if on_start is not None:
             on_start(worker)

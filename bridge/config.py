@@ -85,7 +85,7 @@ def _topic_field(v: str | None) -> str | None:
     return v
 
 
-def _http_url(value: str, key: str, example: str) -> None:
+def _http_url(value: str, example: str) -> None:
     if not re.match(r"^https?://[^/\s]+", value.strip()):
         raise ValueError(f"{redact(value.strip())!r} is not an http(s) URL; use e.g. {example}")
 
@@ -111,7 +111,7 @@ class RegistryConfig(_Model):
     @classmethod
     def _url(cls, v: str) -> str:
         for u in v.split(","):
-            _http_url(u, "url", "http://localhost:8081")
+            _http_url(u, "http://localhost:8081")
         return v
 
     @model_validator(mode="after")
@@ -122,9 +122,7 @@ class RegistryConfig(_Model):
 
 
 class AwsConfig(_Model):
-    region: str | None = Field(
-        None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$", description="defaults to the boto3 chain (AWS_REGION, profile)"
-    )
+    region: str | None = Field(None, description="defaults to the boto3 chain (AWS_REGION, profile)")
     profile: str | None = None
     endpoint_url: str | None = Field(None, description="DynamoDB endpoint override (local testing)")
     streams_endpoint_url: str | None = Field(None, description="defaults to endpoint_url")
@@ -133,8 +131,19 @@ class AwsConfig(_Model):
     @classmethod
     def _endpoint(cls, v: str | None) -> str | None:
         if v is not None:
-            _http_url(v, "endpoint_url", "http://localhost:8000")
+            _http_url(v, "http://localhost:8000")
         return v
+
+    @model_validator(mode="after")
+    def _region(self) -> AwsConfig:
+        """An AWS region name; a local endpoint (DynamoDB Local, moto) takes any simple name."""
+        r = self.region
+        if r is None:
+            return self
+        aws_like = re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", r)
+        if not aws_like and not (self.endpoint_url and re.match(r"^[A-Za-z0-9-]+$", r)):
+            raise ValueError(f"aws.region {r!r} is not an AWS region; write one such as us-east-1 or eu-west-1")
+        return self
 
 
 class StreamConfig(_Model):

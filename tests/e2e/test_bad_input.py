@@ -247,7 +247,7 @@ CASES: list[Case] = [
          ["listed twice", "list each table once"]),
     Case("yaml-syntax", raw(lambda t: t + "kafka: [unclosed\n"), ["not valid YAML", "line"]),
     Case("kafka-value-a-map", kafka_with("linger.ms", {"ms": 5}), ["kafka.linger.ms"]),
-    Case("region-typo", cfg_with(aws__region="us-east1"), ["aws.region", "us-east-1"]),
+    Case("region-not-a-name", cfg_with(aws__region="us east 1"), ["aws.region", "us-east-1"]),
     Case("shared-topic-different-keys", shared_topic_different_keys, ["both write to topic", "give each its own topic"]),
     # --- librdkafka settings
     Case("kafka-not-a-number", kafka_with("linger.ms", "notanumber"), ["kafka.linger.ms", "librdkafka refuses"]),
