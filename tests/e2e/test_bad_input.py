@@ -383,10 +383,17 @@ def test_the_printed_offsets_fix_works(ctx: Ctx, stack: Any, tmp_path: Path) -> 
     reset = run_cli(["offsets", "reset", "-c", str(path), "--key", fix[len("--key '"):-1]])
     assert reset.returncode == 0, reset.stderr
     assert "tombstone written" in reset.stdout
+    # "ended": "no" must never have skipped the shard: after the fix its changes arrive.
+    pk = unique("fixed")
+    ctx.dynamodb.put_item(TableName=ctx.table, Item={"pk": {"S": pk}, "sk": {"N": "1"}})
     b = BridgeProcess.write(tmp_path / "run", cfg).start()
+    from tests.helpers import TopicReader
+
+    reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{ctx.table}")
     try:
-        b.wait_for_log(" running: ", 60)
+        reader.read_until(lambda ev: any(e.key.get("pk") == pk for e in ev), 60, check=b.check)
     finally:
+        reader.close()
         assert b.stop() == 0, b.log()[-2000:]
 
 
