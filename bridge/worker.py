@@ -9,7 +9,11 @@ connector on one asyncio event loop. The guarantees live here:
   shard never starts while its parent could still be re-read after a crash;
 - a reader waits while its records wait for the broker (per-task record bound and
   per-worker byte bound), so a slow broker stops reading instead of growing memory;
-- a registry outage pauses the task that needs a schema until the registry is back.
+- a registry outage pauses the task that needs a schema until the registry is back;
+- a producer that gets no acknowledgement is never waited on blind: past
+  ``stall_warn_s`` the worker says why (librdkafka's newest report) and /health turns
+  DEGRADED, past ``stall_fail_s`` it stops (exit 1) so a supervisor restarts it with a new
+  producer; the restart resumes from the committed offsets, so nothing is lost.
 
 In exactly-once mode the producer is transactional: records and the offsets that cover
 them are committed in one transaction every flush interval; nothing is written outside a
@@ -31,8 +35,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bridge.errors import BridgeError, ConversionError, ProduceError, SchemaError
-from bridge.kafka import RDKAFKA_LOGGER
+from bridge.errors import BridgeError, ConversionError, ProduceError, ProducerStalledError, SchemaError
+from bridge.kafka import LIBRDKAFKA_TROUBLE, RDKAFKA_LOGGER
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
 from bridge.ops.runtime import OpsState
@@ -71,6 +75,8 @@ class WorkerSettings:
     transaction_timeout_s: float = 60.0
     worker_id: str = "local"  # who runs the tasks, in the REST API and the status topic
     task_failure: str = "stop"  # errors.task_failure: "fail-task" lets the other tasks go on
+    stall_warn_s: float = 60.0  # oldest unacknowledged record this old: WARNING and /health DEGRADED
+    stall_fail_s: float | None = 900.0  # this old: stop (exit 1); None: wait forever
 
 
 # What one in-flight record costs beyond its payload, at most: a SourceRecord with its key and
@@ -94,7 +100,7 @@ class _Entry:
     position of a record the broker refuses.
     """
 
-    __slots__ = ("remaining", "offset", "progress", "worker", "records", "count", "size", "dead_lettered")
+    __slots__ = ("remaining", "offset", "progress", "worker", "records", "count", "size", "dead_lettered", "born")
 
     def __init__(
         self, worker: Worker, progress: _Progress, offset: dict[str, Any] | None, records: list[SourceRecord], size: int
@@ -107,6 +113,7 @@ class _Entry:
         self.count = len(records)
         self.size = size
         self.dead_lettered: set[int] = set()
+        self.born = time.monotonic()  # for the stall watch: how long the oldest record has waited
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -231,6 +238,9 @@ class Worker:
         self._dead_letters_waiting = asyncio.Event()
         self._failure: BaseException | None = None
         self._fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
+        self._produced = asyncio.Event()  # something was produced: the poll loop has callbacks to serve
+        self._last_produce = 0.0
+        self._stalled: str | None = None  # why /health is DEGRADED, while the producer is stalled
         self.records_produced = 0
         self.records_dead_lettered = 0
         self._txn_dirty = False
@@ -303,6 +313,7 @@ class Worker:
             text = self._txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
             self._fail(ProduceError(text))
         else:  # what librdkafka logs itself when no error_cb is set
+            LIBRDKAFKA_TROUBLE.report(err.str())
             RDKAFKA_LOGGER.error("ERROR %s", err.str())
 
     def _fail(self, error: BaseException) -> None:
@@ -434,6 +445,7 @@ class Worker:
         finally:
             entry.remaining += i - start - unconverted
             self.records_produced += i - start - unconverted - refused
+            self._kick()
 
     def _dead_letter(
         self,
@@ -514,6 +526,7 @@ class Worker:
                 self._fail(ProduceError(f"dead-letter topic {topic!r} refused a record too: {e.args[0].str()}"))
                 return
             self._dead_letters.popleft()
+            self._kick()
 
     async def _dead_letter_loop(self) -> None:
         while True:
@@ -523,15 +536,88 @@ class Worker:
                 await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the poll loop serves acks meanwhile
                 self._send_dead_letters()
 
+    def _kick(self) -> None:
+        """Something was produced: wake the poll loop if it waits for work."""
+        self._last_produce = time.monotonic()
+        self._produced.set()
+
     async def _poll_loop(self) -> None:
-        """Serve delivery callbacks; they run here, on the loop thread, so no locks."""
+        """Serve delivery callbacks; they run here, on the loop thread, so no locks.
+
+        Event-driven when idle: with nothing queued or in flight (``len(producer) == 0``
+        counts unsent messages, requests in flight and unserved delivery reports) it waits
+        for the next produce (``_kick``), and polls once a second for librdkafka's error and
+        log callbacks. While acknowledgements are due it polls every 2 ms; when none came for
+        a while (a broker outage) every 50 ms.
+        """
+        producer = self.producer
+        last_served = 0.0
         while True:
             try:
-                served = self.producer.poll(0)
+                served = producer.poll(0)
             except KafkaException as e:  # a fatal error: stop, rather than serve no callbacks from now on
                 self._fail(ProduceError(self._kafka_error("?", e.args[0])))
                 return
-            await asyncio.sleep(0 if served else 0.002)
+            if served:
+                last_served = time.monotonic()
+                await asyncio.sleep(0)
+                continue
+            if len(producer) == 0:
+                self._produced.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._produced.wait(), 1.0)
+                continue
+            recent = time.monotonic() - max(last_served, self._last_produce) < 0.2
+            await asyncio.sleep(0.002 if recent else 0.05)
+
+    # ---- stall watch -------------------------------------------------------------------
+
+    def oldest_unacknowledged_s(self) -> float:
+        """How long the oldest record not yet acknowledged has waited (0 with none in flight)."""
+        oldest: float | None = None
+        for progress in self._progress.values():
+            if progress.pending:
+                born = progress.pending[0].born
+                if oldest is None or born < oldest:
+                    oldest = born
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    async def _stall_watch(self) -> None:
+        """Turn a producer that gets no acknowledgement into a WARNING, DEGRADED, then a stop.
+
+        librdkafka retries without limit (``message.timeout.ms=0``), which is right for an
+        outage and wrong for a state it cannot leave (a broker that lost the producer's id
+        answers every retry with ``UnknownProducerId``). Both look the same from here, so
+        the age of the oldest unacknowledged record decides: warn, then fail so a new
+        process (a new producer) takes over from the committed offsets.
+        """
+        s = self.settings
+        interval = min(1.0, s.stall_warn_s / 4)
+        warned_at = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            age = self.oldest_unacknowledged_s()
+            if age < s.stall_warn_s:
+                if self._stalled is not None:
+                    log.info("Kafka acknowledges records again; /health is ok")
+                    self._stalled = None
+                continue
+            since = time.monotonic() - age
+            cause = LIBRDKAFKA_TROUBLE.latest(since) or "nothing (no error from librdkafka since the record was sent)"
+            in_flight = self._records_in_flight
+            self._stalled = f"no acknowledgement from Kafka for {age:.0f} s ({in_flight} records in flight)"
+            if s.stall_fail_s is not None and age >= s.stall_fail_s:
+                self._fail(ProducerStalledError(
+                    f"Kafka acknowledged none of the oldest records for {age:.0f} s (stall.fail_after_s="
+                    f"{s.stall_fail_s:g}); librdkafka reports: {cause}. Stopping so that a restart gets a new "
+                    f"producer; it resumes from the committed offsets"
+                ))
+                return
+            if warned_at == 0.0 or time.monotonic() - warned_at >= max(60.0, s.stall_warn_s):
+                warned_at = time.monotonic()
+                until = (f"; the bridge stops at {s.stall_fail_s:g} s (stall.fail_after_s)"
+                         if s.stall_fail_s is not None else "")
+                log.warning("%s; librdkafka reports: %s; /health is DEGRADED%s", self._stalled, cause, until)
 
     # ---- offsets ----------------------------------------------------------------------
 
@@ -566,6 +652,8 @@ class Worker:
             progress.writing = False
             progress.dirty = True
             log.warning("offset write deferred: %s", e)
+            return
+        self._kick()
 
     def _commit_transaction(self) -> None:
         """Exactly-once: offsets of everything produced so far, then commit, in one go.
@@ -720,6 +808,16 @@ class Worker:
     def healthy(self) -> bool:
         return self._failure is None and not self._stop.is_set()
 
+    def health(self) -> tuple[bool, str]:
+        """``/health``: (ok, text). DEGRADED while the producer is stalled (see ``_stall_watch``)."""
+        if self._failure is not None:
+            return False, f"FAILED: {self._failure}"
+        if self._stop.is_set():
+            return False, "STOPPING"
+        if self._stalled is not None:
+            return False, f"DEGRADED: {self._stalled}"
+        return True, "ok"
+
     async def run(self) -> None:
         """Run until ``stop()`` or a failure; then drain, commit and return (or raise)."""
         if self.settings.exactly_once:
@@ -733,6 +831,7 @@ class Worker:
             asyncio.create_task(self._poll_loop(), name="producer poll"),
             asyncio.create_task(self._flush_loop(), name="offset flush"),
             asyncio.create_task(self._dead_letter_loop(), name="dead letters"),
+            asyncio.create_task(self._stall_watch(), name="stall watch"),
         ]
         for c in list(self.connectors):
             self._runners.append(asyncio.create_task(self._run_connector(c), name=f"connector {c.name}"))
@@ -760,6 +859,11 @@ class Worker:
     async def _shutdown(self, runners: list[asyncio.Task[Any]], helpers: list[asyncio.Task[Any]]) -> None:
         """Stop reading, wait for acknowledgements, commit what they cover."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        if isinstance(self._failure, ProducerStalledError):
+            # The producer got no acknowledgement for stall_fail_s: waiting on for it only
+            # delays the restart that fixes it. Unacknowledged records are not lost: their
+            # offsets are not committed, so the restart reads them again.
+            deadline = time.monotonic()
         to_cancel = runners + list(self._tasks.values())
         for t in to_cancel:
             t.cancel()
@@ -786,6 +890,9 @@ class Worker:
         for t in helpers:
             t.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if isinstance(self._failure, ProducerStalledError):
+            with contextlib.suppress(KafkaException):
+                self.producer.purge()
         remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
         if remaining:
             log.warning("shutdown: %d messages not delivered before the timeout", remaining)

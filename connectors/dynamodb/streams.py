@@ -20,17 +20,18 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import StreamConfig
-from bridge.errors import ConfigError, RetriableError, TrimmedDataError
+from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
 from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
+from connectors.dynamodb.start import SkipOlder
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
@@ -83,9 +84,11 @@ class ShardReader(SourceTask):
         config: StreamConfig,
         on_trimmed: Callable[[str, str | None], None] | None = None,
         scheduler: PollScheduler | None = None,
+        on_gone: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
         self._on_trimmed = on_trimmed
+        self._on_gone = on_gone  # raises if the table or its stream is gone, not just this shard
         self.shard = shard
         self._streams = streams
         self._ctx = ctx
@@ -243,8 +246,11 @@ class StreamsConnector(SourceConnector):
         streams: AwsJsonClient,
         config: StreamConfig,
         start_position: str = "trim_horizon",
+        start_ms: int | None = None,
     ) -> None:
         self.name = f"streams:{table}"
+        self._start_ms = start_ms  # start_position: at_timestamp
+        self._disabled: str | None = None  # why the stream stopped: its shards are read to their ends
         self.table_name = table
         self.topic = topic
         self._ddb = ddb
@@ -269,6 +275,29 @@ class StreamsConnector(SourceConnector):
                 f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
             )
 
+    async def _gone(self) -> str | None:
+        """Why the table's stream is no longer the one being read, or None if it still is."""
+        assert self.table is not None
+        try:
+            now = await describe_table(self._ddb, self.table_name)
+        except ConfigError:
+            return f"table {self.table_name!r} was deleted while the bridge was running"
+        if now.stream_arn != self.table.stream_arn:
+            what = "disabled" if now.stream_arn is None else f"replaced by a new stream ({now.stream_arn})"
+            return f"table {self.table_name!r}: its stream {self.table.stream_arn} was {what} while the bridge was running"
+        return None
+
+    async def check_stream(self) -> None:
+        """A shard or the stream was not found: stop with one line naming the table if the
+        table was deleted or its stream disabled or replaced; return if it is still there
+        (then only a shard aged out, which ``trimmed_policy`` handles)."""
+        why = await self._gone()
+        if why is not None:
+            raise ConnectorError(
+                f"{why}; its unread records cannot be read any more. Remove the table from tables[], or re-create "
+                "it or enable its stream, and restart (the bridge then reads the new stream from its start)"
+            )
+
     def _partition(self, shard_id: str) -> dict[str, str]:
         return {"table": self.table_name, "shard": shard_id}
 
@@ -281,10 +310,27 @@ class StreamsConnector(SourceConnector):
         fresh = True
         while True:
             started = loop.time()
-            shards, _status = await list_shards(self._streams, self.table.stream_arn)
+            try:
+                shards, status = await list_shards(self._streams, self.table.stream_arn)
+            except AwsApiError as e:
+                if e.code != "ResourceNotFoundException":
+                    raise
+                await self.check_stream()
+                raise
             self.listings += 1
+            if status in ("DISABLING", "DISABLED") and self._disabled is None:
+                # The old stream's records stay readable (24 h): read every shard to its end first.
+                self._disabled = await self._gone() or (
+                    f"table {self.table_name!r}: its stream {self.table.stream_arn} was disabled while the bridge "
+                    "was running")
+                log.warning("%s; reading its shards to their ends, then stopping", self._disabled)
             self._lineage.shards = shards
             self._start_ready(runtime, fresh)
+            if self._disabled is not None and all(s in self._lineage.finished for s in shards):
+                raise ConnectorError(
+                    f"{self._disabled}; every record of that stream was read. Changes from now on are in no stream "
+                    "the bridge reads: enable the stream and restart (the bridge reads the new stream from its start)"
+                )
             fresh = False
             # The next listing is due an interval after this one *started*, so the period holds
             # however long a listing of many pages takes.
@@ -362,12 +408,16 @@ class StreamsConnector(SourceConnector):
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)
-            runtime.start_task(self._make_reader(ctx, shard, start))
+            reader = self._make_reader(ctx, shard, start)
+            if stored is None and self._start_ms is not None and start[0] == "TRIM_HORIZON":
+                reader = SkipOlder(reader, self._start_ms, table=table.name)
+            runtime.start_task(reader)
 
     def _make_reader(self, ctx: StreamContext, shard: Shard, start: tuple[str, str | None]) -> SourceTask:
         """The task that reads one shard (a snapshot handoff wraps it)."""
         return ShardReader(
-            streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed
+            streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed,
+            on_gone=self.check_stream,
         )
 
     def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
