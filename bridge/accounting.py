@@ -9,6 +9,7 @@ holds too many records or bytes, so a slow broker stops reading instead of growi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ class Entry:
     position of a record the broker refuses.
     """
 
-    __slots__ = ("count", "dead_lettered", "lane", "offset", "progress", "records", "remaining", "size")
+    __slots__ = ("born", "count", "dead_lettered", "lane", "offset", "progress", "records", "remaining", "size")
 
     def __init__(
         self, lane: ProducerLane, progress: Progress, offset: dict[str, Any] | None, records: list[SourceRecord],
@@ -67,6 +68,7 @@ class Entry:
         self.count = len(records)
         self.size = size
         self.dead_lettered: set[int] = set()
+        self.born = time.monotonic()  # for the stall watch: how long the oldest record has waited
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

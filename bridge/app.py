@@ -7,15 +7,18 @@ written, so a bad config or an unreachable service fails at start with one line.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.config import BridgeConfig, TableConfig
-from bridge.errors import ConfigError, RetriableError, SchemaError
+from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.group import GroupMembership, check_group_topic
 from bridge.metrics import MetricsServer
@@ -26,11 +29,15 @@ from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
-from connectors.dynamodb import RetryPolicy, make_clients
+from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
+from connectors.dynamodb.client import AwsApiError
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
+from connectors.dynamodb.offset_shapes import check_offset
 from connectors.dynamodb.snapshot import table_connectors
+from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records
+from schemas import KeyField, TableSchemas, table_schemas
 
 __all__ = ["run_bridge"]
 
@@ -41,20 +48,28 @@ STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
 
 def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
     r = cfg.schema_registry
-    return SchemaRegistryClient(
-        RegistryClientConfig(
-            url=r.url,
-            username=r.basic_auth.username if r.basic_auth else None,
-            password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
-            bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
-            ca_file=r.ssl_ca_location,
-            cert_file=r.ssl_certificate_location,
-            key_file=r.ssl_key_location,
-            verify=r.ssl_verify,
-            timeout_s=r.timeout_s,
-            max_attempts=r.max_retries + 1,
+    try:
+        return SchemaRegistryClient(
+            RegistryClientConfig(
+                url=r.url,
+                username=r.basic_auth.username if r.basic_auth else None,
+                password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
+                bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
+                ca_file=r.ssl_ca_location,
+                cert_file=r.ssl_certificate_location,
+                key_file=r.ssl_key_location,
+                verify=r.ssl_verify,
+                timeout_s=r.timeout_s,
+                max_attempts=r.max_retries + 1,
+            )
         )
-    )
+    except (OSError, ssl.SSLError) as e:  # a CA or certificate file that is missing or not PEM
+        raise ConfigError(
+            f"schema_registry.ssl_*: cannot load the TLS files ({e.strerror or e}); check ssl_ca_location, "
+            "ssl_certificate_location and ssl_key_location"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"schema_registry.url: {e}") from None
 
 
 def _registry_probe(cfg: BridgeConfig) -> Callable[[], None]:
@@ -96,7 +111,102 @@ async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> Non
     try:
         await asyncio.gather(*(c.validate() for c in connectors))
     except RetriableError as e:
-        raise ConfigError(f"aws: cannot reach DynamoDB at {endpoint}: {e}") from None
+        raise ConfigError(
+            f"aws: cannot reach DynamoDB at {endpoint}: {e}; check aws.endpoint_url (is DynamoDB there?) and the network"
+        ) from None
+    except AwsApiError as e:
+        raise ConfigError(
+            f"aws: DynamoDB at {endpoint} refused the start-up checks ({e}); check aws.endpoint_url (is it a "
+            "DynamoDB endpoint?), aws.region and the credentials' permissions"
+        ) from None
+
+
+def _bind_metrics(cfg: BridgeConfig, health: Callable[[], tuple[bool, str]]) -> MetricsServer | None:
+    """Bind the metrics port first: a port in use is a start-up error, not a traceback later."""
+    m = cfg.metrics
+    if m.port is None:
+        return None
+    try:
+        return MetricsServer(m.port, m.host, healthy=health)
+    except socket.gaierror as e:
+        raise ConfigError(f"metrics.host: cannot resolve {m.host!r} ({e.strerror}); use an address such as 0.0.0.0") from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"metrics.port: port {m.port} on {m.host} is already in use; choose another port or stop what holds it"
+            ) from None
+        raise ConfigError(f"metrics: cannot listen on {m.host}:{m.port} ({e.strerror or e}); check metrics.host and metrics.port") from None
+
+
+def _key_schemas(cfg: BridgeConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
+    """Each topic's key and value schemas, decided now that DescribeTable gave the key schemas.
+
+    Two tables may share a topic only if their keys are alike: the topic's key subject holds
+    one key schema.
+    """
+    by_topic: dict[str, TableSchemas] = {}
+    for c in connectors:
+        table: TableInfo | None = getattr(c, "table", None)
+        topic: str | None = getattr(c, "topic", None)
+        if table is None or topic is None:
+            continue
+        schemas = table_schemas(table.name, table.key_fields)
+        other = by_topic.get(topic)
+        if other is not None and other.table != table.name and other.key_fields != table.key_fields:
+            def keys(fields: tuple[KeyField, ...]) -> str:
+                return ", ".join(f"{f.name} ({f.type})" for f in fields)
+
+            raise ConfigError(
+                f"tables[].topic: tables {other.table!r} and {table.name!r} both write to topic {topic!r} but their "
+                f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
+            )
+        by_topic.setdefault(topic, schemas)
+    return by_topic
+
+
+def _check_subjects(registry: SchemaRegistryClient, schemas: dict[str, TableSchemas]) -> None:
+    """auto_register: false: every schema the bridge will write must be registered already."""
+    for topic, s in schemas.items():
+        for subject, text in ((f"{topic}-key", s.key_schema), (f"{topic}-value", s.value_schema)):
+            try:
+                found = registry.lookup(subject, text)
+            except SchemaError as e:
+                raise ConfigError(f"schema_registry: cannot look up subject {subject!r}: {e}") from None
+            if found is None:
+                raise ConfigError(
+                    f"schema_registry.auto_register is false and subject {subject!r} has no schema like the one "
+                    f"the bridge writes for table {s.table!r}; register it first or set auto_register: true"
+                )
+
+
+def _create_topics(admin: Any, cfg: BridgeConfig) -> None:
+    tc = cfg.topic_creation
+    # A broker's default max.message.bytes (1 MiB) is below what the producer may send
+    # (two 400 KB images and the envelope): the topics the bridge creates take its size.
+    sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
+    topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
+    topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
+    if cfg.status.enabled:
+        topics[cfg.status_topic] = {"cleanup.policy": "compact"}
+    if cfg.errors.tolerance == "all":
+        topics[cfg.dead_letter_topic] = dict(sized)
+    try:
+        ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
+    except ProduceError as e:
+        raise ConfigError(f"topic_creation: {e}; check topic_creation (partitions, replication_factor, config) "
+                          "and the bridge's permissions") from None
+    if cfg.group.enabled:
+        check_group_topic(admin, cfg.group_topic, cfg.group.partitions)
+        ensure_topics(admin, {cfg.group_topic: {}}, partitions=cfg.group.partitions,
+                      replication_factor=tc.replication_factor)
+
+
+def _create_table_topic(admin: Any, cfg: BridgeConfig, t: TableConfig) -> None:
+    """The topic of a table found while running (table_discovery)."""
+    tc = cfg.topic_creation
+    sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
+    ensure_topics(admin, {cfg.topic_for(t): sized | dict(tc.config)}, partitions=tc.partitions,
+                  replication_factor=tc.replication_factor)
 
 
 async def run_bridge(
@@ -104,11 +214,60 @@ async def run_bridge(
     *,
     install_signal_handlers: bool = True,
     on_start: Callable[[Worker], None] | None = None,
-) -> Worker:
-    """Run until SIGINT/SIGTERM or ``worker.stop()`` (drain, commit, return) or a failure (raise).
+) -> Worker | None:
+    """Run until SIGINT/SIGTERM/SIGHUP or ``worker.stop()`` (drain, commit, return) or a failure (raise).
 
-    ``on_start`` receives the worker once it is built, for embedding (tests, other runtimes).
+    Every check comes before the first side effect (topics created, offsets written), in
+    this order: metrics port, Kafka, registry, DynamoDB tables, key schemas (and registered
+    subjects with ``auto_register: false``), the offsets topic's contents; only then are
+    topics created. ``on_start`` receives the worker once it is built, for embedding.
     """
+    worker_ref: list[Worker] = []
+    health_answer: list[Callable[[], tuple[bool, str]]] = []  # the ops checks, once the worker runs
+    stopping: list[bool] = []
+
+    def health() -> tuple[bool, str]:
+        if health_answer:
+            return health_answer[0]()
+        return worker_ref[0].health() if worker_ref else (False, "STARTING")
+
+    if install_signal_handlers:
+        # Installed first, so a stop signal during the start-up checks stops cleanly too
+        # (SIGHUP as well: a closed terminal or a supervisor's reload).
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+
+        def on_signal() -> None:
+            if worker_ref:
+                worker_ref[0].stop()
+            elif not stopping and main is not None:
+                stopping.append(True)
+                main.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, on_signal)
+    metrics = _bind_metrics(cfg, health)
+    if metrics is not None:  # /health answers 503 STARTING during the checks
+        metrics.start()
+    try:
+        return await _run(cfg, metrics, worker_ref, health_answer, on_start)
+    except asyncio.CancelledError:
+        if not stopping or worker_ref:
+            raise
+        log.info("bridge %s stopped during start-up: nothing was read or written", cfg.name)
+        return None
+    finally:
+        if metrics is not None:
+            metrics.stop()
+
+
+async def _run(
+    cfg: BridgeConfig,
+    metrics: MetricsServer | None,
+    worker_ref: list[Worker],
+    health_answer: list[Callable[[], tuple[bool, str]]],
+    on_start: Callable[[Worker], None] | None,
+) -> Worker:
     admin = admin_client(cfg.kafka)
     check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
 
@@ -116,11 +275,18 @@ async def run_bridge(
     try:
         registry.subjects()
     except SchemaError as e:
-        raise ConfigError(f"schema_registry.url: {e}") from None
+        if e.status in (401, 403):
+            raise ConfigError(
+                f"schema_registry: the registry refused the credentials ({e}); check schema_registry.basic_auth "
+                "or bearer_token"
+            ) from None
+        raise ConfigError(f"schema_registry.url: {e}; check that the URL is a Schema Registry") from None
 
     # One keep-alive pool for DynamoDB and Streams; the poll scheduler keeps fewer Streams calls
     # in flight than it has connections per endpoint (connectors/dynamodb/scheduler.py).
-    async with KeepAlivePool(max_connections=256, timeout_s=30.0, connect_timeout_s=5.0) as http:
+    # Start-up checks wait 5 s per call (DescribeTable answers in milliseconds), so an
+    # endpoint that accepts and never answers fails the start in seconds, not minutes.
+    async with KeepAlivePool(max_connections=256, timeout_s=5.0, connect_timeout_s=5.0) as http:
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,
@@ -129,40 +295,43 @@ async def run_bridge(
             http=http,
             retry=STARTUP_RETRY,
         )
-        # A table's stream, its snapshot (scan or export), or both coupled by a handoff mode.
-        connectors: list[SourceConnector] = [
-            c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)
-        ]
-        tc = cfg.topic_creation
-        # A broker's default max.message.bytes (1 MiB) is below what the producer may send
-        # (two 400 KB images and the envelope): the topics the bridge creates take its size.
-        sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
-        if cfg.table_discovery is not None:
+        # With other tables beside it (several listed, or discovery), a deleted table or a
+        # disabled stream stops that table alone; a bridge of one table stops with one line.
+        alone = cfg.table_discovery is not None or len(cfg.tables) > 1
 
-            async def discovered(t: TableConfig) -> list[SourceConnector]:
-                await asyncio.to_thread(ensure_topics, admin, {cfg.topic_for(t): sized | dict(tc.config)},
-                                        partitions=tc.partitions, replication_factor=tc.replication_factor)
-                return table_connectors(cfg, t, ddb=ddb, streams=streams)
+        def table_parts(t: TableConfig) -> list[SourceConnector]:
+            """A table's stream, its snapshot (scan or export), or both coupled by a handoff mode."""
+            parts = table_connectors(cfg, t, ddb=ddb, streams=streams)
+            for c in parts:
+                if isinstance(c, StreamsConnector):
+                    c.stop_alone = alone
+            return parts
 
-            connectors.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
-                                             listed={t.name for t in cfg.tables}))
+        async def discovered(t: TableConfig) -> list[SourceConnector]:
+            await asyncio.to_thread(_create_table_topic, admin, cfg, t)
+            return table_parts(t)
+
+        def all_connectors() -> list[SourceConnector]:
+            made = [c for t in cfg.tables for c in table_parts(t)]
+            if cfg.table_discovery is not None:
+                made.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
+                                           listed={t.name for t in cfg.tables}))
+            return made
+
+        connectors = all_connectors()
         await _check_tables(connectors, ddb.url)
         ddb.retry = streams.retry = RetryPolicy()
+        http.timeout_s = 30.0
+        schemas = _key_schemas(cfg, connectors)
+        if not cfg.schema_registry.auto_register:
+            _check_subjects(registry, schemas)
 
-        topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
-        topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
-        if cfg.status.enabled:
-            topics[cfg.status_topic] = {"cleanup.policy": "compact"}
-        if cfg.errors.tolerance == "all":
-            topics[cfg.dead_letter_topic] = dict(sized)
-        ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
-        if cfg.group.enabled:
-            check_group_topic(admin, cfg.group_topic, cfg.group.partitions)
-            ensure_topics(admin, {cfg.group_topic: {}}, partitions=cfg.group.partitions,
-                          replication_factor=tc.replication_factor)
-
-        offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name)
+        # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
+        # before any topic is created.
+        offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name, check=check_offset)
         offsets.load()
+        _create_topics(admin, cfg)
+
         exactly_once = cfg.delivery == "exactly-once"
         grouped = cfg.group.enabled
         # One transactional id per bridge name: a second process with the same name fences this one.
@@ -174,7 +343,10 @@ async def run_bridge(
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
         errors = _FatalErrors()
-        producer = None if exactly_once and grouped else Producer(pconf | {"error_cb": errors})
+        try:
+            producer = None if exactly_once and grouped else Producer(pconf | {"error_cb": errors})
+        except KafkaException as e:  # validated at config load; a last guard for what only shows here
+            raise ConfigError(f"kafka: librdkafka refuses the producer settings: {e.args[0].str()}") from None
         worker = Worker(
             WorkerSettings(
                 connector_name=cfg.name,
@@ -189,6 +361,8 @@ async def run_bridge(
                 transaction_timeout_s=int(pconf.get("transaction.timeout.ms", 60000)) / 1000,
                 worker_id=worker_identity(cfg),
                 task_failure=cfg.errors.task_failure,
+                stall_warn_s=cfg.stall.warn_after_s,
+                stall_fail_s=cfg.stall.fail_after_s,
             ),
             list(connectors),
             producer,
@@ -196,16 +370,11 @@ async def run_bridge(
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
         )
         errors.worker = worker
+        worker_ref.append(worker)
 
         async def make_connectors() -> list[SourceConnector]:
-            made = [c for t in cfg.tables for c in table_connectors(cfg, t, ddb=ddb, streams=streams)]
-            if cfg.table_discovery is not None:
-                made.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
-                                           listed={t.name for t in cfg.tables}))
-            return made
+            return all_connectors()
 
-        ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
-                        snapshots=lambda: _snapshots(worker))
         membership: GroupMembership | None = None
         follower: OffsetFollower | None = None
         beside = []
@@ -227,14 +396,12 @@ async def run_bridge(
             )
             follower._skip = membership.owns
             beside.append(membership.run)
-        metrics = None
-        if cfg.metrics.port is not None:
-            metrics = MetricsServer(cfg.metrics.port, cfg.metrics.host, healthy=ops.health_answer).start()
+
+        ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
+                        snapshots=lambda: _snapshots(worker))
+        health_answer.append(ops.health_answer)
+        if metrics is not None:  # logged once running: a start-up failure stays one line
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
-        if install_signal_handlers:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, worker.stop)
         if on_start is not None:
             on_start(worker)
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
@@ -246,7 +413,5 @@ async def run_bridge(
                 await membership.close()  # after the worker's final commit: then the others take over
             if follower is not None:
                 follower.close()
-            if metrics is not None:
-                metrics.stop()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)
         return worker

@@ -10,9 +10,18 @@ import signal
 import sys
 
 from bridge.config import load_config
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError, StartupError
+from bridge.redact import install_log_redaction, redact
 
 __all__ = ["main"]
+
+log = logging.getLogger("bridge.cli")
+
+
+class _Phase:
+    """Whether the bridge got past its start: an unexpected error before is exit 2, after exit 1."""
+
+    running = False
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,12 +33,18 @@ def _run(args: argparse.Namespace) -> int:
     tune_for_throughput()
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a bridge that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    on_start = None
+    until_caught_up = None
     if args.until_caught_up:
         from bridge.ops.wiring import until_caught_up_hook
 
-        on_start = until_caught_up_hook
-    asyncio.run(run_bridge(cfg, on_start=on_start))
+        until_caught_up = until_caught_up_hook
+
+    def started(worker: object) -> None:
+        _Phase.running = True
+        if until_caught_up is not None:
+            until_caught_up(worker)
+
+    asyncio.run(run_bridge(cfg, on_start=started))
     return 0
 
 
@@ -45,8 +60,15 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ddb-kafka-bridge", description=__doc__)
+    p = _Parser(prog="ddb-kafka-bridge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", required=True, help="bridge YAML config")
@@ -77,21 +99,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(prefix: str, error: BaseException | str) -> None:
+    """The last line on stderr: one line, secrets masked."""
+    print(f"ddb-kafka-bridge: {prefix}: {' '.join(redact(str(error)).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpx2", "httpcore"):  # request lines from the HTTP clients
+    install_log_redaction()
+    # request lines from the HTTP clients, "Found credentials in environment variables" from botocore
+    for noisy in ("httpx", "httpx2", "httpcore", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    _Phase.running = False
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
-        print(f"ddb-kafka-bridge: config error: {e}", file=sys.stderr)
+        _say("config error", e)
+        return 2
+    except StartupError as e:
+        _say("error", e)
         return 2
     except BridgeError as e:
-        print(f"ddb-kafka-bridge: error: {e}", file=sys.stderr)
+        _say("error", e)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug must still end in one line, not a traceback
+        log.debug("unexpected error", exc_info=True)
+        _say("error", f"unexpected {type(e).__name__}: {e} (a bug in the bridge; run with --log-level DEBUG "
+                      "for the traceback and report it)")
+        return 1 if _Phase.running else 2
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ class OffsetCommits(Commits):
             progress.writing = False
             progress.dirty = True
             log.warning("offset write deferred: %s", e)
+            return
+        lane.kick()
 
     def commit(self) -> None:
         for progress in list(self.lane.progress.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.redact import redact, register_secret, register_secrets
 
 __all__ = [
     "AwsConfig",
@@ -45,6 +47,8 @@ __all__ = [
     "TableDiscoveryConfig",
     "TableTemplate",
     "TopicCreationConfig",
+    "StallConfig",
+    "check_topic_name",
     "load_config",
     "parse_config",
 ]
@@ -59,7 +63,46 @@ OWNED_KAFKA_KEYS = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: ".inf" or ".nan" for a timeout or an interval is never meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Kafka's own rules for topic names (kafka.common.internals.Topic).
+TOPIC_MAX_LENGTH = 249
+_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
+# Topics other software owns on the same cluster: the Schema Registry's store, Kafka's internals.
+RESERVED_TOPICS = {"_schemas": "the Schema Registry's own topic"}
+
+
+def check_topic_name(name: str) -> str | None:
+    """Why ``name`` cannot be a Kafka topic, or None if it can."""
+    if not name:
+        return "is empty; name a topic"
+    if name in (".", ".."):
+        return f"{name!r} is not a legal Kafka topic name; use letters, digits, '.', '_' or '-'"
+    if len(name) > TOPIC_MAX_LENGTH:
+        return f"{name[:40]!r}... is {len(name)} characters; Kafka allows at most {TOPIC_MAX_LENGTH}"
+    if not _TOPIC_CHARS.match(name):
+        bad = next(c for c in name if not _TOPIC_CHARS.match(c))
+        return f"{name!r} has {bad!r}, not legal in a Kafka topic name; use letters, digits, '.', '_' or '-'"
+    if name.startswith("__"):
+        return f"{name!r} starts with '__', which Kafka keeps for its internal topics; choose another name"
+    if name in RESERVED_TOPICS:
+        return f"{name!r} is {RESERVED_TOPICS[name]}; choose another name"
+    return None
+
+
+def _topic_field(v: str | None) -> str | None:
+    if v is not None:
+        why = check_topic_name(v)
+        if why is not None:
+            raise ValueError(why)
+    return v
+
+
+def _http_url(value: str, example: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", value.strip()):
+        raise ValueError(f"{redact(value.strip())!r} is not an http(s) URL; use e.g. {example}")
 
 
 class BasicAuth(_Model):
@@ -75,17 +118,22 @@ class RegistryConfig(_Model):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_verify: bool = True
-    timeout_s: float = Field(10.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    max_retries: int = Field(5, ge=0, le=100)
     auto_register: bool = True
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
+    def _url(cls, v: str) -> str:
         for u in v.split(","):
-            if not re.match(r"^https?://[^/\s]+", u.strip()):
-                raise ValueError(f"{u.strip()!r} is not an http(s) URL; use e.g. http://localhost:8081")
+            _http_url(u, "http://localhost:8081")
         return v
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> RegistryConfig:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("basic_auth and bearer_token are both set; keep the one your registry expects")
+        return self
 
 
 class AwsConfig(_Model):
@@ -94,15 +142,35 @@ class AwsConfig(_Model):
     endpoint_url: str | None = Field(None, description="DynamoDB endpoint override (local testing)")
     streams_endpoint_url: str | None = Field(None, description="defaults to endpoint_url")
 
+    @field_validator("endpoint_url", "streams_endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None:
+            _http_url(v, "http://localhost:8000")
+        return v
+
+    @model_validator(mode="after")
+    def _region(self) -> AwsConfig:
+        """An AWS region name; a local endpoint (DynamoDB Local, moto) takes any simple name."""
+        r = self.region
+        if r is None:
+            return self
+        aws_like = re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", r)
+        if not aws_like and not (self.endpoint_url and re.match(r"^[A-Za-z0-9-]+$", r)):
+            raise ValueError(f"aws.region {r!r} is not an AWS region; write one such as us-east-1 or eu-west-1")
+        return self
+
 
 class StreamConfig(_Model):
-    poll_interval_ms: int = Field(1000, ge=0, description="wait after an empty GetRecords page")
+    poll_interval_ms: int = Field(1000, ge=0, le=300_000, description="wait after an empty GetRecords page")
     max_idle_poll_interval_ms: int | None = Field(
         None, ge=0, le=600_000,
         description="adaptive idle polling: the wait after an empty page doubles from poll_interval_ms up to this; "
         "the first record resets it. Unset or 0: off (always poll_interval_ms)",
     )
-    discovery_interval_ms: int = Field(10000, ge=100, description="how often DescribeStream looks for new shards")
+    discovery_interval_ms: int = Field(
+        10000, ge=100, le=3_600_000, description="how often DescribeStream looks for new shards"
+    )
     max_records_per_call: int = Field(1000, ge=1, le=1000)
     trimmed_policy: Literal["fail", "skip-and-alert", "resnapshot"] = Field(
         "fail",
@@ -129,7 +197,7 @@ class SnapshotExportConfig(_Model):
     s3_prefix: str | None = Field(None, description="prefix the export was (or is to be) written under")
     export_arn: str | None = Field(None, description="read this finished export (DescribeExport finds its files)")
     trigger: bool = Field(False, description="request ExportTableToPointInTime (needs PITR) and wait for it")
-    poll_interval_s: float = Field(10.0, gt=0, description="DescribeExport interval while an export runs")
+    poll_interval_s: float = Field(10.0, gt=0, le=3600, description="DescribeExport interval while an export runs")
     parallel_files: int = Field(4, ge=1, le=256, description="data files read at the same time")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint override; defaults to aws.endpoint_url")
 
@@ -156,7 +224,7 @@ class SnapshotConfig(_Model):
     segments: int = Field(4, ge=1, le=1000, description="parallel Scan workers")
     straggler_split: bool = Field(True, description="scan segments * split_factor fine segments from a shared queue")
     split_factor: int = Field(8, ge=2, le=1000)
-    page_size: int | None = Field(None, ge=1, description="Scan Limit per call; default: DynamoDB's 1 MB pages")
+    page_size: int | None = Field(None, ge=1, le=1_000_000, description="Scan Limit per call; default: DynamoDB's 1 MB pages")
     filter_expression: str | None = None
     projection_expression: str | None = None
     expression_attribute_names: dict[str, str] = Field(default_factory=dict)
@@ -167,8 +235,12 @@ class SnapshotConfig(_Model):
     max_items_per_second: float | None = Field(None, gt=0, description="read-rate limit in items scanned")
     max_rcu_per_second: float | None = Field(None, gt=0, description="read-rate limit in read capacity units")
     repeat: Literal["once", "continuous"] = "once"
-    pass_interval_s: float = Field(3600.0, ge=0, description="pause between passes with repeat: continuous")
-    progress_interval_s: float = Field(10.0, gt=0, description="progress log line interval when not on a terminal")
+    pass_interval_s: float = Field(
+        3600.0, ge=0, le=30 * 86400, description="pause between passes with repeat: continuous"
+    )
+    progress_interval_s: float = Field(
+        10.0, gt=0, le=86400, description="progress log line interval when not on a terminal"
+    )
     export: SnapshotExportConfig | None = None
     retention_warn_hours: float = Field(
         20.0, gt=0, lt=24, description="initial: warn when recorded stream positions get this old"
@@ -179,7 +251,7 @@ class SnapshotConfig(_Model):
     watermarks: bool = Field(
         True, description="concurrent: write marker items (PutItem/DeleteItem) so idle shards close chunk windows"
     )
-    clock_skew_ms: int = Field(1000, ge=0, description="concurrent: allowed clock difference to DynamoDB")
+    clock_skew_ms: int = Field(1000, ge=0, le=600_000, description="concurrent: allowed clock difference to DynamoDB")
 
     @field_validator("expression_attribute_names")
     @classmethod
@@ -238,12 +310,61 @@ class SnapshotConfig(_Model):
         return self.segments * (self.split_factor if self.straggler_split else 1)
 
 
+def parse_timestamp(value: str | int) -> int:
+    """Epoch milliseconds of an ISO 8601 time with a zone (or of epoch milliseconds)."""
+    if isinstance(value, bool):
+        raise ValueError("write a time such as 2024-05-01T12:00:00Z or epoch milliseconds")
+    if isinstance(value, int):
+        if not 0 <= value < 10**14:
+            raise ValueError(f"{value} is not epoch milliseconds; write e.g. 2024-05-01T12:00:00Z")
+        return value
+    try:
+        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time; write e.g. 2024-05-01T12:00:00Z") from None
+    if t.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone; add one, e.g. {value}Z for UTC")
+    return int(t.astimezone(timezone.utc).timestamp() * 1000)
+
+
 class TableConfig(_Model):
     name: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     topic: str | None = None
-    start_position: Literal["trim_horizon", "latest"] = "trim_horizon"
+    start_position: Literal["trim_horizon", "latest", "at_timestamp"] = "trim_horizon"
+    start_timestamp: str | int | None = Field(
+        None, description="with start_position: at_timestamp: skip records older than this (ISO 8601 or epoch ms)"
+    )
     stream: StreamConfig = StreamConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return _topic_field(v)
+
+    @field_validator("start_timestamp")
+    @classmethod
+    def _timestamp(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_timestamp(v)
+        return v
+
+    @model_validator(mode="after")
+    def _start(self) -> TableConfig:
+        if self.start_position == "at_timestamp" and self.start_timestamp is None:
+            raise ValueError("start_position: at_timestamp needs start_timestamp, e.g. start_timestamp: 2024-05-01T12:00:00Z")
+        if self.start_timestamp is not None and self.start_position != "at_timestamp":
+            raise ValueError("start_timestamp is only read with start_position: at_timestamp; set that or remove it")
+        if self.start_position == "at_timestamp" and self.snapshot.mode != "never":
+            raise ValueError(
+                f"start_position: at_timestamp reads the stream only; snapshot.mode {self.snapshot.mode} "
+                "decides where the stream starts itself. Use one or the other"
+            )
+        return self
+
+    @property
+    def start_ms(self) -> int | None:
+        return None if self.start_timestamp is None else parse_timestamp(self.start_timestamp)
 
 
 class TableTemplate(_Model):
@@ -293,14 +414,26 @@ class TableDiscoveryConfig(_Model):
 
 
 class TopicCreationConfig(_Model):
-    partitions: int = Field(1, ge=1)
-    replication_factor: int = Field(-1, description="-1 = the broker's default")
+    partitions: int = Field(1, ge=1, le=10_000)
+    replication_factor: int = Field(-1, ge=-1, le=32767, description="-1 = the broker's default")
     config: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _rf(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("0 copies is not a replication factor; use -1 (the broker's default) or 1 and up")
+        return v
 
 
 class OffsetsConfig(_Model):
     topic: str | None = Field(None, description="defaults to '<name>-offsets'")
-    flush_interval_ms: int = Field(1000, ge=10)
+    flush_interval_ms: int = Field(1000, ge=10, le=300_000)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return _topic_field(v)
 
 
 class ErrorsConfig(_Model):
@@ -312,6 +445,11 @@ class ErrorsConfig(_Model):
         "stop", description="stop: a task's error stops the bridge (exit 1); fail-task: only that task stops, FAILED "
         "in /health and the REST API, until restarted (POST /connectors/<name>/tasks/<task>/restart)"
     )
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return _topic_field(v)
 
 
 class GroupConfig(_Model):
@@ -333,7 +471,8 @@ class GroupConfig(_Model):
 
 class MetricsConfig(_Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
-    host: str = Field("127.0.0.1", description="0.0.0.0 to let other hosts scrape (the default keeps it local)")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253,
+                      description="0.0.0.0 to let other hosts scrape (the default keeps it local)")
 
 
 class RestConfig(_Model):
@@ -354,8 +493,31 @@ class StatusConfig(_Model):
     enabled: bool = True
 
 
+class StallConfig(_Model):
+    """How long the broker may acknowledge nothing while records wait (see docs/fault-model.md)."""
+
+    warn_after_s: float = Field(
+        60.0, gt=0, le=86400, description="log a WARNING with librdkafka's last error and turn /health DEGRADED"
+    )
+    fail_after_s: float | None = Field(
+        900.0, gt=0, le=7 * 86400, description="exit 1 so a supervisor restarts the bridge; null: never"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> StallConfig:
+        if self.fail_after_s is not None and self.fail_after_s <= self.warn_after_s:
+            raise ValueError(
+                f"fail_after_s ({self.fail_after_s:g}) must be greater than warn_after_s ({self.warn_after_s:g})"
+            )
+        return self
+
+
 class BridgeConfig(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="connector name: offsets and ids hang off it")
+    # <name>-offsets must stay a legal topic name (at most 249 characters).
+    name: str = Field(
+        min_length=1, max_length=TOPIC_MAX_LENGTH - len("-offsets"), pattern=r"^[A-Za-z0-9_.-]+$",
+        description="connector name: offsets and ids hang off it",
+    )
     kafka: dict[str, str | int | float | bool]
     schema_registry: RegistryConfig
     aws: AwsConfig = AwsConfig()
@@ -370,11 +532,14 @@ class BridgeConfig(_Model):
     rest: RestConfig = RestConfig()
     health: HealthConfig = HealthConfig()
     status: StatusConfig = StatusConfig()
+    stall: StallConfig = StallConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
-    max_in_flight_records: int = Field(20000, ge=1, description="per task; a reader waits above it")
-    max_in_flight_records_total: int = Field(100000, ge=1, description="per worker; every reader waits above it")
-    buffer_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="per worker")
-    shutdown_timeout_s: float = Field(30.0, gt=0)
+    max_in_flight_records: int = Field(20000, ge=1, le=10_000_000, description="per task; a reader waits above it")
+    max_in_flight_records_total: int = Field(
+        100000, ge=1, le=10_000_000, description="per worker; every reader waits above it"
+    )
+    buffer_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, le=1 << 40, description="per worker")
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("kafka")
@@ -385,6 +550,8 @@ class BridgeConfig(_Model):
         for key, why in OWNED_KAFKA_KEYS.items():
             if key in v:
                 raise ValueError(f"remove {key!r}: {why}")
+        if not str(v["bootstrap.servers"]).strip():
+            raise ValueError("'bootstrap.servers' is empty; name at least one broker, e.g. localhost:9092")
         return v
 
     @model_validator(mode="after")
@@ -413,6 +580,51 @@ class BridgeConfig(_Model):
                     f"tables: snapshots (table {snap[0]!r}) are not shared between processes yet; with "
                     f"group.enabled set snapshot.mode: never, or snapshot with one process without group"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _topics(self) -> BridgeConfig:
+        """Every topic the bridge writes is a legal name, and no two roles share one.
+
+        Two tables may share a topic only with the same key schema, which is known at start
+        (DescribeTable); that part is checked there (``app``).
+        """
+        problems: list[str] = []
+        own = {self.offsets_topic: "offsets.topic"}
+        if self.errors.tolerance == "all":
+            if self.dead_letter_topic in own:
+                problems.append(
+                    f"errors.dead_letter_topic: {self.dead_letter_topic!r} is also the offsets topic; give each its own"
+                )
+            own[self.dead_letter_topic] = "errors.dead_letter_topic"
+        derived = [t for t, set_ in ((self.offsets_topic, self.offsets.topic), (self.dead_letter_topic,
+                                     self.errors.dead_letter_topic)) if set_ is None]
+        for topic in derived:
+            why = check_topic_name(topic)
+            if why is not None:
+                problems.append(f"name: the topic derived from it {why}")
+        seen_kafka: dict[str, str] = {}
+        for i, t in enumerate(self.tables):
+            topic = self.topic_for(t)
+            where = f"tables[{i}].topic" if t.topic else f"tables[{i}].name"
+            why = check_topic_name(topic)
+            if why is not None:
+                hint = "" if t.topic else "; set tables[].topic to a shorter name or shorten topic_prefix"
+                problems.append(f"{where}: topic {why}{hint}")
+                continue
+            if topic in own:
+                problems.append(f"{where}: topic {topic!r} is the bridge's {own[topic]}; give the table its own topic")
+            # Kafka refuses a topic whose name differs from another only in '.' versus '_'.
+            folded = topic.replace(".", "_")
+            other = seen_kafka.get(folded)
+            if other is not None and other != topic:
+                problems.append(
+                    f"{where}: topic {topic!r} collides with {other!r} (Kafka treats '.' and '_' alike in topic "
+                    "names); rename one"
+                )
+            seen_kafka.setdefault(folded, topic)
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)))
         return self
 
     def topic_for(self, table: TableConfig) -> str:
@@ -492,34 +704,116 @@ def _describe(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in _BOUND_ERRORS:
+        # "Input should be less than or equal to 600" names the bound; add what was given.
+        got = err.get("input")
+        if isinstance(got, (int, float)) and not isinstance(got, bool):
+            return f"{where}: {msg} (got {got:g}); change it to a value within the bound"
+        return f"{where}: {msg}"
+    if err["type"] == "string_pattern_mismatch":
+        got = err.get("input")
+        shown = f" ({redact(str(got))[:60]!r})" if isinstance(got, str) else ""
+        if loc and loc[-1] == "region":
+            return f"{where}: not an AWS region{shown}; write one such as us-east-1 or eu-west-1"
+        return f"{where}: has characters a name here cannot have{shown}; use only letters, digits, '.', '_' and '-'"
+    if err["type"] == "finite_number":
+        return f"{where}: must be a finite number (not .inf or .nan); write a number"
     return f"{where}: {msg}"
 
 
-def parse_config(data: Any, source: str = "config") -> BridgeConfig:
-    """Validate a parsed YAML document; raises ConfigError listing every problem on one line."""
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short",
+                 "string_too_long", "string_too_short"}
+
+
+def _register_secrets(data: dict[str, Any]) -> None:
+    """Mask the config's secrets in every message from now on (before anything can echo them)."""
+    kafka = data.get("kafka")
+    if isinstance(kafka, dict):
+        register_secrets({str(k): v for k, v in kafka.items() if isinstance(v, str)})
+    registry = data.get("schema_registry")
+    if isinstance(registry, dict):
+        auth = registry.get("basic_auth")
+        if isinstance(auth, dict):
+            register_secret(auth.get("password"))
+        register_secret(registry.get("bearer_token"))
+
+
+def parse_config(data: Any, source: str = "config", *, check_kafka: bool = True) -> BridgeConfig:
+    """Validate a parsed YAML document; raises ConfigError listing every problem on one line.
+
+    ``check_kafka`` also has librdkafka check the ``kafka`` settings (without connecting).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a YAML mapping at the top level")
     missing: list[str] = []
     data = _interpolate(data, "", missing)
+    _register_secrets(data)
     if missing:
         raise ConfigError(f"{source}: " + "; ".join(missing))
     try:
-        return BridgeConfig.model_validate(data)
+        cfg = BridgeConfig.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(_describe(err) for err in e.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(redact(f"{source}: {problems}")) from None
+    if check_kafka:
+        from bridge.kafka import check_kafka_settings
+
+        try:
+            check_kafka_settings(cfg.kafka, transactional=cfg.delivery == "exactly-once")
+        except ConfigError as e:
+            raise ConfigError(redact(f"{source}: {e}")) from None
+    return cfg
 
 
-def load_config(path: str | Path) -> BridgeConfig:
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what a config file never needs and an attacker could use.
+
+    Aliases (``*name``) let a small file expand into gigabytes (the "billion laughs");
+    duplicate keys silently keep the last value, so a second ``kafka:`` would drop the first.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem=f"YAML aliases (*{event.anchor}) are not allowed in a bridge config; write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_scalar(key_node)
+                if key in seen:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"key {key!r} appears twice in one mapping; keep one",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config(path: str | Path, *, check_kafka: bool = True) -> BridgeConfig:
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}; check the path") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}); save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
-    return parse_config(data, str(p))
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(redact(f"{p}:{where} is not valid YAML: {problem}")) from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a bridge config; flatten it") from None
+    return parse_config(data, str(p), check_kafka=check_kafka)

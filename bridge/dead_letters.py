@@ -121,6 +121,7 @@ class DeadLetters:
                 self.lane.fail(ProduceError(f"dead-letter topic {topic!r} refused a record too: {e.args[0].str()}"))
                 return
             self._waiting.popleft()
+            self.lane.kick()
 
     async def run(self) -> None:
         """Retry the messages a full queue left waiting; the lane's poll loop serves acks meanwhile."""

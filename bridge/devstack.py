@@ -363,6 +363,8 @@ class LocalStack:
                 "port": self._ports[name],
                 "log": str(self.log_path(name)),
             }
+            if name in self._controller_ports:  # the quorum's voters: a revived node needs it back
+                info[name]["controller_port"] = self._controller_ports[name]
         return info
 
     def start(self) -> StackEndpoints:
@@ -696,9 +698,10 @@ def dev_up(
 
     Running it again while the recorded stack is healthy returns that stack's endpoints,
     so scripts can call it unconditionally (asking for another broker than the running
-    one is an error). Apache Kafka keeps its data in ``workdir/kafka-data`` across
-    ``dev down`` / ``dev up`` unless ``dev down --wipe`` removes it. A half-alive stack is an error: only the user
-    knows whether to keep it, and ``dev down`` clears it.
+    one is an error). A part that died is started again on its port (``_revive``); one
+    that runs but does not answer is an error (only the user knows whether to wait for
+    it), and ``dev down`` clears it. Apache Kafka keeps its data in ``workdir/kafka-data``
+    across ``dev down`` / ``dev up`` unless ``dev down --wipe`` removes it.
     """
     workdir = Path(workdir)
     status = dev_status(workdir)
@@ -712,10 +715,7 @@ def dev_up(
             return StackEndpoints.from_dict(status["endpoints"])
         alive = [n for n, p in status["parts"].items() if p["alive"]]
         if alive:
-            raise BridgeError(
-                f"a dev stack in {workdir} is only partly running ({', '.join(alive)} alive); "
-                f"run `ddb-kafka-bridge dev down --dir {workdir}` first"
-            )
+            return _revive(workdir, status, startup_timeout)
         _state_path(workdir).unlink(missing_ok=True)  # stale: every process is gone
     workdir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(
@@ -747,6 +747,50 @@ def dev_up(
     return endpoints
 
 
+def _revive(workdir: Path, status: dict[str, Any], startup_timeout: float) -> StackEndpoints:
+    """Start the parts of a recorded stack that died, on their recorded ports.
+
+    tansu keeps everything in memory, so a tansu that died took the registry's
+    ``_schemas`` topic with it: the registry is restarted with it, to start from the
+    (empty) topic instead of serving ids the broker no longer has. Apache Kafka keeps its
+    data, so there the registry stays.
+    """
+    state = _read_state(workdir)
+    assert state is not None
+    broker = state.get("broker", "tansu")
+    names: list[str] = state.get("parts", list(PARTS))
+    parts: dict[str, dict[str, Any]] = status["parts"]
+    hung = [n for n, p in parts.items() if p["alive"] and not p["reachable"]]
+    if hung:
+        raise BridgeError(
+            f"a dev stack in {workdir} has {', '.join(hung)} running but not answering; "
+            f"wait for it or run `ddb-kafka-bridge dev down --dir {workdir}` and `dev up` again"
+        )
+    dead = [n for n in names if n not in parts or not parts[n]["alive"]]
+    if broker == "tansu" and "kafka" in dead and "registry" not in dead:
+        info = state["processes"]["registry"]
+        if _pid_alive(int(info["pid"]), info.get("start_ticks")):
+            _signal_group(int(info.get("pgid", info["pid"])), _stop_signal("registry", broker))
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while _pid_alive(int(info["pid"]), info.get("start_ticks")) and time.monotonic() < deadline:
+                _reap(int(info["pid"]))
+                time.sleep(_POLL_INTERVAL)
+        dead.append("registry")
+    procs = state.get("processes", {})
+    ports = {n: int(procs[n]["port"]) for n in names if n in procs}
+    nodes = sum(1 for n in names if _is_kafka(n))
+    stack = LocalStack(workdir, ports.get("kafka", 0), ports.get("moto", 0), ports.get("registry", 0),
+                       broker=broker, kafka_nodes=nodes, startup_timeout=startup_timeout, detach=True)
+    stack._ports.update(ports)  # every part keeps its port, so clients and the snippet stay right
+    stack._controller_ports.update({n: int(procs[n]["controller_port"]) for n in names if procs.get(n, {}).get("controller_port")})
+    for name in names:  # kafka before the registry, which keeps its schemas there
+        if name in dead:
+            stack.start_one(name)
+    state["processes"].update(stack.processes())
+    _write_state(workdir, state)
+    return StackEndpoints.from_dict(state["endpoints"])
+
+
 def dev_down(workdir: Path | str = DEFAULT_WORKDIR, *, wipe: bool = False) -> None:
     """Stop the stack recorded in ``workdir`` (registry first) and forget it; idempotent.
 
@@ -760,27 +804,29 @@ def dev_down(workdir: Path | str = DEFAULT_WORKDIR, *, wipe: bool = False) -> No
         return
     broker = state.get("broker", "tansu")
     procs: dict[str, dict[str, Any]] = state.get("processes", {})
-    targets: list[tuple[int, int]] = []
+    targets: list[tuple[int, int, int | None]] = []
     grace = STOP_GRACE_SECONDS
     for name in reversed(state.get("parts", PARTS)):
         info = procs.get(name)
         if info is None:
             continue
         pid, pgid = int(info["pid"]), int(info.get("pgid", info["pid"]))
+        # Only a process that is still the one `dev up` started (same kernel start time):
+        # a recycled pid belongs to someone else and must not be signalled.
         if _pid_alive(pid, info.get("start_ticks")):
             _signal_group(pgid, _stop_signal(name, broker))
-            targets.append((pid, pgid))
+            targets.append((pid, pgid, info.get("start_ticks")))
             grace = max(grace, _stop_grace(name, broker))
         else:
             _reap(pid)
     deadline = time.monotonic() + grace
-    for pid, pgid in targets:
+    for pid, pgid, ticks in targets:
         while time.monotonic() < deadline:
             _reap(pid)
-            if not _pid_alive(pid):
+            if not _pid_alive(pid, ticks):
                 break
             time.sleep(_POLL_INTERVAL)  # not our child (another CLI run started it): poll
-        if _pid_alive(pid):
+        if _pid_alive(pid, ticks):
             _signal_group(pgid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)  # returns at once when it is not our child

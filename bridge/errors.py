@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BridgeError",
+    "StartupError",
     "ConfigError",
     "ConnectorError",
     "RetriableError",
@@ -17,6 +18,8 @@ __all__ = [
     "SchemaError",
     "ProduceError",
     "OffsetStoreError",
+    "CorruptOffsetError",
+    "ProducerStalledError",
 ]
 
 
@@ -24,7 +27,15 @@ class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
 
 
-class ConfigError(BridgeError):
+class StartupError(BridgeError):
+    """The bridge refuses to start, before it has read or written anything: exit code 2.
+
+    Raised for whatever a user has to fix before a start can succeed (the config file, a
+    missing table, a corrupt offsets topic); a failure after the start is exit code 1.
+    """
+
+
+class ConfigError(StartupError):
     """The configuration is invalid or names something that does not exist; fix and restart."""
 
 
@@ -34,6 +45,10 @@ class ConnectorError(BridgeError):
 
 class RetriableError(ConnectorError):
     """A transient source failure (throttling, 5xx, dropped connection): retry with backoff."""
+
+
+class SourceGoneError(ConnectorError):
+    """The table was deleted, or its stream disabled or replaced, while the bridge ran."""
 
 
 class TrimmedDataError(ConnectorError):
@@ -62,3 +77,19 @@ class ProduceError(BridgeError):
 
 class OffsetStoreError(BridgeError):
     """Source offsets could not be read from or written to the offsets topic."""
+
+
+class CorruptOffsetError(OffsetStoreError, StartupError):
+    """A record in the offsets topic is not an offset this bridge wrote.
+
+    Acting on it could skip a shard or re-read a table, so the start stops instead; the
+    message names the topic, partition, offset and key, and how to remove the record.
+    """
+
+
+class ProducerStalledError(ProduceError):
+    """The broker has acknowledged nothing for longer than the configured stall limit.
+
+    The process exits so that a supervisor restarts it with a new producer; the restart
+    resumes from the committed offsets, so nothing is lost.
+    """

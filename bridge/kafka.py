@@ -8,6 +8,8 @@ only the connection and security settings, so librdkafka does not warn about pro
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +24,14 @@ __all__ = [
     "END_READER_CONFIG",
     "TopicEnd",
     "admin_client",
+    "check_kafka_settings",
     "check_reachable",
     "client_config",
     "ensure_topics",
     "producer_config",
     "read_to_end",
+    "LIBRDKAFKA_TROUBLE",
+    "TroubleReports",
 ]
 
 _CLIENT_PREFIXES = (
@@ -54,6 +59,54 @@ _CLIENT_PREFIXES = (
 # librdkafka logs through Python logging (served on poll) instead of writing to stderr
 # from its own threads, where it would interleave with, and follow, our one-line errors.
 RDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
+class TroubleReports(logging.Filter):
+    """Remembers librdkafka's newest report of trouble, for a stalled producer's warning.
+
+    Why a filter: the reason a produce is retried forever (e.g. ``Unknown Producer Id``
+    after a broker lost its producer state) is only in librdkafka's *debug* lines of the
+    ``eos`` context, which the producer enables (``debug: eos``, a few lines at start, quiet
+    while healthy). The filter reads every line for the cause and passes on only those the
+    root log level lets through, so the debug lines stay out of the log unless asked for.
+    """
+
+    _TROUBLE = re.compile(r"fail|error|unknown|refused|timed? ?out|down|cannot|invalid|fenced", re.IGNORECASE)
+    # "DRAIN [rdkafka#producer-4] [thrd:127.0.0.1:34227/111]: " before the message proper
+    _PREFIX = re.compile(r"^\s*(?:[A-Z_]+\s+)?\[[^\]]*\]\s*\[thrd:[^\]]*\]:\s*")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._last: tuple[float, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - never break logging over a report
+            return True
+        if record.levelno >= logging.WARNING or self._TROUBLE.search(message):
+            self.report(message)
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+    def report(self, text: str) -> None:
+        """Remember ``text`` (from a log line or the producer's error_cb) as the newest trouble."""
+        text = " ".join(self._PREFIX.sub("", text).split())[:400]
+        with self._lock:
+            self._last = (time.monotonic(), text)
+
+    def latest(self, since: float | None = None) -> str | None:
+        """The newest report, if any was made at or after ``since`` (a monotonic time)."""
+        with self._lock:
+            last = self._last
+        if last is None or (since is not None and last[0] < since):
+            return None
+        return last[1]
+
+
+LIBRDKAFKA_TROUBLE = TroubleReports()
+RDKAFKA_LOGGER.addFilter(LIBRDKAFKA_TROUBLE)
+RDKAFKA_LOGGER.setLevel(logging.DEBUG)  # the filter above decides what reaches the log
 
 
 def client_config(kafka: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +145,9 @@ def producer_config(
         # is away; backpressure pauses the readers meanwhile.
         "message.timeout.ms": 0,
         "logger": RDKAFKA_LOGGER,
+        # The idempotence state machine's debug lines: the only place librdkafka says why it
+        # retries a produce forever (TroubleReports). Quiet while the producer is healthy.
+        "debug": "eos",
     }
     conf.update(kafka)
     if max_in_flight_records is not None:
@@ -104,6 +160,53 @@ def producer_config(
     if transactional_id:
         conf["transactional.id"] = transactional_id
     return conf
+
+
+# Receives what librdkafka logs while a throwaway client checks settings (e.g. "no
+# bootstrap.servers"): nothing a user needs to read.
+_SILENT = logging.getLogger("bridge.kafka.check")
+_SILENT.propagate = False
+_SILENT.addHandler(logging.NullHandler())
+
+
+def _librdkafka_refuses(conf: dict[str, Any]) -> str | None:
+    """librdkafka's reason for refusing ``conf``, or None; builds a client that connects nowhere."""
+    from confluent_kafka import Producer
+
+    conf = {k: v for k, v in conf.items() if k != "bootstrap.servers"} | {"logger": _SILENT}
+    try:
+        Producer(conf)
+    except KafkaException as e:
+        err = e.args[0] if e.args else None
+        text = err.str() if err is not None and hasattr(err, "str") else str(e)
+        return " ".join(text.removeprefix("Failed to create producer: ").split())
+    except (TypeError, ValueError) as e:  # a value of a type the binding cannot pass on
+        return str(e)
+    return None
+
+
+def check_kafka_settings(kafka: dict[str, Any], *, transactional: bool = False) -> None:
+    """Refuse librdkafka settings librdkafka itself would refuse, naming the key.
+
+    Runs at config load (so ``validate`` catches them) and therefore before any side
+    effect of ``run``: a client is built with the settings but without
+    ``bootstrap.servers``, so nothing is contacted. librdkafka names aliases in its
+    messages (``queue.buffering.max.ms`` for ``linger.ms``), so a refusal is traced back
+    to the user's own key by trying the keys one at a time.
+    """
+    conf = producer_config(kafka, transactional_id="validate" if transactional else None)
+    why = _librdkafka_refuses(conf)
+    if why is None:
+        return
+    named = re.search(r'property:? "([^"]+)"', why)
+    culprit = named.group(1) if named and named.group(1) in kafka else None
+    if culprit is None:  # an alias (linger.ms is queue.buffering.max.ms) or no name: the key alone says
+        culprit = next((k for k, v in kafka.items() if _librdkafka_refuses({k: v}) == why), None)
+    if culprit is not None:
+        raise ConfigError(f"kafka.{culprit}: librdkafka refuses it: {why}; fix or remove it "
+                          "(see librdkafka's CONFIGURATION.md)")
+    raise ConfigError(f"kafka: librdkafka refuses these settings together: {why}; fix them "
+                      "(see librdkafka's CONFIGURATION.md)")
 
 
 def admin_client(kafka: dict[str, Any]) -> AdminClient:
@@ -139,14 +242,19 @@ def ensure_topics(
     ]
     if not missing:
         return
-    for name, fut in admin.create_topics(missing, operation_timeout=timeout_s).items():
-        try:
-            fut.result(timeout=timeout_s)
-        except KafkaException as e:
-            err = e.args[0] if e.args else None
-            if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
-                continue
-            raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None
+    # First ask the broker to validate every topic without creating any (a replication
+    # factor above the broker count, a bad topic config), so one refused topic does not
+    # leave the others created. Brokers that ignore validate_only (tansu creates the
+    # topics right away) make the second round find them: TOPIC_ALREADY_EXISTS is fine.
+    for validate_only in (True, False):
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout_s, validate_only=validate_only).items():
+            try:
+                fut.result(timeout=timeout_s)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                if err is not None and err.name() == "TOPIC_ALREADY_EXISTS":
+                    continue
+                raise ProduceError(f"cannot create topic {name!r}: {err.str() if err else e}") from None
     _wait_for_leaders(admin, [t.topic for t in missing], timeout_s)
 
 

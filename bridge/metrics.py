@@ -91,7 +91,9 @@ class MetricsServer:
     """``GET /metrics`` (Prometheus text) and ``GET /health``.
 
     ``healthy()`` returns a bool or ``(ok, text)``: 200 with the text while ``ok``, else 503;
-    a text that is a JSON document (the health checks' answer) is served as JSON.
+    a text that is a JSON document (the health checks' answer) is served as JSON. The socket
+    is bound in the constructor, so a port in use fails before anything else happens;
+    requests are served from ``start()``.
     """
 
     def __init__(self, port: int, host: str = "127.0.0.1", metrics: Metrics = METRICS,

@@ -21,3 +21,5 @@ class WorkerSettings:
     transaction_timeout_s: float = 60.0
     worker_id: str = "local"  # who runs the tasks, in the REST API and the status topic
     task_failure: str = "stop"  # errors.task_failure: "fail-task" lets the other tasks go on
+    stall_warn_s: float = 60.0  # oldest unacknowledged record this old: WARNING and /health DEGRADED
+    stall_fail_s: float | None = 900.0  # this old: stop (exit 1); None: wait forever

@@ -29,7 +29,8 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from bridge.accounting import Bounds
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ProducerStalledError
+from bridge.kafka import LIBRDKAFKA_TROUBLE
 from bridge.lane import ProducerLane
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
@@ -128,6 +129,7 @@ class Worker:
         self._started = False
         self._failure: BaseException | None = None
         self._shut_down = asyncio.Event()
+        self._stalled: str | None = None  # why /health is DEGRADED, while a producer is stalled
         self._flush_now = _FlushAll(self)
         self.on_stopping: list[Callable[[], None]] = []
         if producer is not None:
@@ -336,6 +338,60 @@ class Worker:
     def healthy(self) -> bool:
         return self._failure is None and not self._stop.is_set()
 
+    def health(self) -> tuple[bool, str]:
+        """``/health``: (ok, text). DEGRADED while a producer is stalled (see ``_stall_watch``)."""
+        if self._failure is not None:
+            return False, f"FAILED: {self._failure}"
+        if self._stop.is_set():
+            return False, "STOPPING"
+        if self._stalled is not None:
+            return False, f"DEGRADED: {self._stalled}"
+        return True, "ok"
+
+    # ---- stall watch -------------------------------------------------------------------
+
+    def oldest_unacknowledged_s(self) -> float:
+        """How long the oldest record not yet acknowledged has waited (0 with none in flight)."""
+        borns = [b for lane in list(self.lanes.values()) if (b := lane.oldest_born()) is not None]
+        return 0.0 if not borns else time.monotonic() - min(borns)
+
+    async def _stall_watch(self) -> None:
+        """Turn a producer that gets no acknowledgement into a WARNING, DEGRADED, then a stop.
+
+        librdkafka retries without limit (``message.timeout.ms=0``), which is right for an
+        outage and wrong for a state it cannot leave (a broker that lost the producer's id
+        answers every retry with ``UnknownProducerId``). Both look the same from here, so
+        the age of the oldest unacknowledged record decides: warn, then fail so a new
+        process (a new producer) takes over from the committed offsets.
+        """
+        s = self.settings
+        interval = min(1.0, s.stall_warn_s / 4)
+        warned_at = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            age = self.oldest_unacknowledged_s()
+            if age < s.stall_warn_s:
+                if self._stalled is not None:
+                    log.info("Kafka acknowledges records again; /health is ok")
+                    self._stalled = None
+                continue
+            since = time.monotonic() - age
+            cause = LIBRDKAFKA_TROUBLE.latest(since) or "nothing (no error from librdkafka since the record was sent)"
+            in_flight = self.bounds.records_in_flight
+            self._stalled = f"no acknowledgement from Kafka for {age:.0f} s ({in_flight} records in flight)"
+            if s.stall_fail_s is not None and age >= s.stall_fail_s:
+                self._fail(ProducerStalledError(
+                    f"Kafka acknowledged none of the oldest records for {age:.0f} s (stall.fail_after_s="
+                    f"{s.stall_fail_s:g}); librdkafka reports: {cause}. Stopping so that a restart gets a new "
+                    f"producer; it resumes from the committed offsets"
+                ))
+                return
+            if warned_at == 0.0 or time.monotonic() - warned_at >= max(60.0, s.stall_warn_s):
+                warned_at = time.monotonic()
+                until = (f"; the bridge stops at {s.stall_fail_s:g} s (stall.fail_after_s)"
+                         if s.stall_fail_s is not None else "")
+                log.warning("%s; librdkafka reports: %s; /health is DEGRADED%s", self._stalled, cause, until)
+
     def tasks(self) -> list[dict[str, Any]]:
         """The source partitions read right now."""
         return [dict(r.task.partition) for r in self._running.values()]
@@ -352,6 +408,7 @@ class Worker:
         for c in list(self.connectors):
             self._runners.append(asyncio.create_task(self._run_connector(c), name=f"connector {c.name}"))
         extra = [asyncio.create_task(self._guard(fn), name=getattr(fn, "__name__", "beside")) for fn in beside]
+        extra.append(asyncio.create_task(self._stall_watch(), name="stall watch"))
         try:
             await self._stop.wait()
         finally:
@@ -400,6 +457,12 @@ class Worker:
     async def _shutdown(self, runners: list[asyncio.Task[Any]], extra: list[asyncio.Task[Any]]) -> None:
         """Stop reading, wait for acknowledgements, commit what they cover."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        stalled = isinstance(self._failure, ProducerStalledError)
+        if stalled:
+            # The producer got no acknowledgement for stall_fail_s: waiting on for it only
+            # delays the restart that fixes it. Unacknowledged records are not lost: their
+            # offsets are not committed, so the restart reads them again.
+            deadline = time.monotonic()
         to_cancel = runners + extra + list(self._tasks.values())
         for t in to_cancel:
             t.cancel()
@@ -408,7 +471,8 @@ class Worker:
             await asyncio.sleep(0.01)
         if self.in_flight():
             log.warning("shutdown: %d records still unacknowledged; their offsets are not committed", self.in_flight())
-        await asyncio.gather(*(lane.finish(deadline, self._failure is not None) for lane in self.lanes.values()))
+        await asyncio.gather(*(lane.finish(deadline, self._failure is not None, purge=stalled)
+                               for lane in self.lanes.values()))
         self._shut_down.set()
         for c in self.connectors:
             with contextlib.suppress(Exception):

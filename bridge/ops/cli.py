@@ -174,9 +174,15 @@ def _offsets_import(args: argparse.Namespace) -> int:
 def _offsets_reset(args: argparse.Namespace) -> int:
     from bridge.ops.offsets_tool import read_offsets, select, write_offsets
 
+    if args.key is not None or args.key_hex is not None:
+        from bridge.offsets_cli import reset_key
+
+        return reset_key(args)
     cfg = load_config(args.config)
     if not (args.all or args.table or args.partition):
-        raise ConfigError("offsets reset: name what to reset: --all, --table NAME or --partition SHARD_OR_JSON")
+        raise ConfigError(
+            "offsets reset: name what to reset: --all, --table NAME, --partition SHARD_OR_JSON, --key or --key-hex"
+        )
     entries = select(read_offsets(cfg), args.table, args.partition)
     if not entries:
         print(f"nothing to reset: no stored offsets match in {cfg.offsets_topic!r}")
@@ -202,8 +208,8 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_ops_subcommands(sub: Any, offsets_parser: argparse.ArgumentParser | None = None) -> None:
-    """Add the operator commands; ``offsets_parser`` is an existing ``offsets`` command to extend."""
+def add_ops_subcommands(sub: Any) -> None:
+    """Add the operator commands: verify, tail, status and offsets show|reset|export|import."""
     v = sub.add_parser("verify", help="compare a table with its compacted topic; exit 0 clean, 1 not, 2 error")
     v.add_argument("-c", "--config", required=True)
     v.add_argument("--table", action="append", help="only this table (repeatable); default: every table")
@@ -229,11 +235,8 @@ def add_ops_subcommands(sub: Any, offsets_parser: argparse.ArgumentParser | None
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_status)
 
-    if offsets_parser is None:
-        offsets_parser = sub.add_parser("offsets", help="show, reset, export or import stored offsets")
-        osub = offsets_parser.add_subparsers(dest="offsets_command", required=True)
-    else:
-        osub = offsets_parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    offsets_parser = sub.add_parser("offsets", help="show, reset, export or import stored offsets")
+    osub = offsets_parser.add_subparsers(dest="offsets_command", required=True)
     show = osub.add_parser("show", help="print stored offsets")
     show.add_argument("-c", "--config", required=True)
     show.add_argument("--table")
@@ -249,12 +252,14 @@ def add_ops_subcommands(sub: Any, offsets_parser: argparse.ArgumentParser | None
     imp.add_argument("-c", "--config", required=True)
     imp.add_argument("-i", "--input", default="-")
     imp.set_defaults(func=_offsets_import)
-    if "reset" not in osub.choices:
-        reset = osub.add_parser("reset", help="delete stored offsets (stop the bridge first)")
-        reset.add_argument("-c", "--config", required=True)
-        reset.add_argument("--all", action="store_true", help="every offset of this connector")
-        reset.add_argument("--table")
-        reset.add_argument("--partition", help="a shard id or a partition as JSON")
-        reset.set_defaults(func=_offsets_reset)
+    reset = osub.add_parser("reset", help="delete stored offsets (stop the bridge first)")
+    reset.add_argument("-c", "--config", required=True)
+    what = reset.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="every offset of this connector")
+    what.add_argument("--table")
+    what.add_argument("--partition", help="a shard id or a partition as JSON")
+    what.add_argument("--key", help="one offsets-topic record's key as text, as a start-up error prints it")
+    what.add_argument("--key-hex", help="the same in hexadecimal, for keys that are not text")
+    reset.set_defaults(func=_offsets_reset)
 
 

@@ -387,6 +387,10 @@ def _parse_version(raw: str) -> int | None:
 
 
 def _parse_level(value: Any) -> CompatibilityLevel:
+    """A level from a request body; a missing or non-text one is refused (422, 42203) as by
+    Confluent and Karapace, never read as ``str(None)`` = NONE (a silent downgrade)."""
+    if not isinstance(value, str):
+        raise _invalid_level(value)
     try:
         return CompatibilityLevel.parse(value)
     except ValueError:

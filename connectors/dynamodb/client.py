@@ -19,14 +19,17 @@ Errors are translated here, once: throttling, 5xx and dropped connections become
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import orjson
+from botocore.exceptions import BotoCoreError
 
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
@@ -202,9 +205,21 @@ class AwsJsonClient:
                 if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
                     raise
                 delay = self.retry.delay(attempt)
-                level = logging.WARNING if attempt in (1, 10) or attempt % 100 == 0 else logging.DEBUG
+                # A bounded policy (the start-up checks) ends in one error line that says it all.
+                bounded = self.retry.max_attempts is not None
+                level = logging.WARNING if not bounded and (attempt in (1, 10) or attempt % 100 == 0) else logging.DEBUG
                 log.log(level, "%s (attempt %d, retrying in %.2fs)", e, attempt, delay)
                 await asyncio.sleep(delay)
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def make_clients(
@@ -217,11 +232,24 @@ def make_clients(
     retry: RetryPolicy = RetryPolicy(),
 ) -> tuple[AwsJsonClient, AwsJsonClient]:
     """DynamoDB and Streams clients sharing one credential chain and one transport
-    (``http.KeepAlivePool``, or an ``httpx.AsyncClient``)."""
-    session = boto3.Session(profile_name=profile, region_name=region)
+    (``http.KeepAlivePool``, or an ``httpx.AsyncClient``).
+
+    With no credentials anywhere in the chain and every endpoint on this machine
+    (``endpoint_url`` on loopback: moto or DynamoDB Local, which accept any key), the
+    clients sign with the dummy key ``local``/``local``, so the config ``dev up`` prints
+    works as printed. Against any other endpoint a missing credential stays an error.
+    """
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except BotoCoreError as e:  # ProfileNotFound and friends
+        raise ConfigError(f"aws.profile: {e}; name a profile from ~/.aws/config or remove aws.profile") from None
     region = session.region_name
     if not region:
         raise ConfigError("aws.region: no AWS region configured; set aws.region or AWS_REGION")
+    endpoints = [u for u in (endpoint_url, streams_endpoint_url) if u]
+    if endpoints and all(_is_loopback(u) for u in endpoints) and session.get_credentials() is None:
+        log.info("no AWS credentials found; signing with a dummy key for the local endpoint %s", endpoint_url)
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)
     ddb = AwsJsonClient(DYNAMODB_TARGET, region=region, endpoint_url=endpoint_url, session=session, http=http, retry=retry)
     streams = AwsJsonClient(
         STREAMS_TARGET,

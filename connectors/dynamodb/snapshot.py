@@ -716,7 +716,8 @@ def table_connectors(
         return [_snapshot_connector(cfg, t, ddb)]
     if mode == "never":
         stream = StreamsConnector(
-            table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position
+            table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position,
+            start_ms=t.start_ms,
         )
         resume = _resnapshot_on_trim(stream, cfg, t, ddb) if t.stream.trimmed_policy == "resnapshot" else None
         return [stream] if resume is None else [stream, resume]

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import StreamConfig
-from bridge.errors import ConfigError, RetriableError, TrimmedDataError
+from bridge.errors import ConfigError, ConnectorError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
 from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
+from connectors.dynamodb.start import SkipOlder
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
@@ -82,12 +83,12 @@ class ShardReader(SourceTask):
         start: tuple[str, str | None],
         config: StreamConfig,
         on_trimmed: Callable[[str, str | None], None] | None = None,
-        stream_alive: Callable[[], Awaitable[bool]] | None = None,
         scheduler: PollScheduler | None = None,
+        on_gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
-        self._stream_alive = stream_alive
         self._on_trimmed = on_trimmed
+        self._on_gone = on_gone  # True (or raises) if the table or its stream is gone, not just this shard
         self.shard = shard
         self._streams = streams
         self._ctx = ctx
@@ -201,9 +202,9 @@ class ShardReader(SourceTask):
             except AwsApiError as e:
                 if e.code != "ResourceNotFoundException":
                     raise
-                if self._stream_alive is not None and not await self._stream_alive():
-                    # The table was deleted (its stream with it): not a loss to report per shard;
-                    # the connector stops the table. No offset: nothing more was read.
+                if self._on_gone is not None and await self._on_gone():
+                    # The table is gone and stops alone (the connector says why); no offset:
+                    # nothing more was read.
                     return Batch([], None, final=True, reason="stream-gone")
                 # The shard aged out of the stream (24 h) before we finished it.
                 return self._trimmed(str(e), gone=True)
@@ -249,8 +250,11 @@ class StreamsConnector(SourceConnector):
         streams: AwsJsonClient,
         config: StreamConfig,
         start_position: str = "trim_horizon",
+        start_ms: int | None = None,
     ) -> None:
         self.name = f"streams:{table}"
+        self._start_ms = start_ms  # start_position: at_timestamp
+        self._disabled: str | None = None  # why the stream stopped: its shards are read to their ends
         self.table_name = table
         self.topic = topic
         self._ddb = ddb
@@ -266,7 +270,10 @@ class StreamsConnector(SourceConnector):
         # the snapshot side sets it for trimmed_policy=resnapshot.
         self.on_trimmed: Callable[[str, str | None], None] | None = None
         self.runtime: TaskRuntime | None = None
-        self.stopped_reason: str | None = None  # set once the table is deleted or its stream is done
+        # Other tables run beside this one (several listed, or table_discovery): a deleted
+        # table or a disabled stream then stops this table alone instead of the bridge.
+        self.stop_alone = False
+        self.stopped_reason: str | None = None
 
     async def validate(self) -> None:
         self.table = await describe_table(self._ddb, self.table_name)
@@ -274,6 +281,29 @@ class StreamsConnector(SourceConnector):
             raise ConfigError(
                 f"tables: table {self.table_name!r} has no stream enabled; enable it with "
                 f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
+            )
+
+    async def _gone(self) -> str | None:
+        """Why the table's stream is no longer the one being read, or None if it still is."""
+        assert self.table is not None
+        try:
+            now = await describe_table(self._ddb, self.table_name)
+        except ConfigError:
+            return f"table {self.table_name!r} was deleted while the bridge was running"
+        if now.stream_arn != self.table.stream_arn:
+            what = "disabled" if now.stream_arn is None else f"replaced by a new stream ({now.stream_arn})"
+            return f"table {self.table_name!r}: its stream {self.table.stream_arn} was {what} while the bridge was running"
+        return None
+
+    async def check_stream(self) -> None:
+        """A shard or the stream was not found: stop with one line naming the table if the
+        table was deleted or its stream disabled or replaced; return if it is still there
+        (then only a shard aged out, which ``trimmed_policy`` handles)."""
+        why = await self._gone()
+        if why is not None:
+            raise SourceGoneError(
+                f"{why}; its unread records cannot be read any more. Remove the table from tables[], or re-create "
+                "it or enable its stream, and restart (the bridge then reads the new stream from its start)"
             )
 
     def _partition(self, shard_id: str) -> dict[str, str]:
@@ -293,22 +323,36 @@ class StreamsConnector(SourceConnector):
             except AwsApiError as e:
                 if e.code != "ResourceNotFoundException":
                     raise
-                await self._stop_table(runtime, "deleted (its stream is gone)")
-                return
+                try:
+                    await self.check_stream()
+                except SourceGoneError as gone:
+                    if not self.stop_alone:
+                        raise
+                    await self._stop_table(runtime, str(gone))
+                    return
+                raise
             if self.stopped_reason is not None:
                 await self._stop_table(runtime, self.stopped_reason)
                 return
             self.listings += 1
+            if status in ("DISABLING", "DISABLED") and self._disabled is None:
+                # The old stream's records stay readable (24 h): read every shard to its end first.
+                self._disabled = await self._gone() or (
+                    f"table {self.table_name!r}: its stream {self.table.stream_arn} was disabled while the bridge "
+                    "was running")
+                log.warning("%s; reading its shards to their ends, then stopping", self._disabled)
             self._lineage.shards = shards
             self._start_ready(runtime, fresh)
-            fresh = False
-            if status in ("DISABLED", "DISABLING") and not self._lineage.started and all(
-                s.closed for s in shards.values()
-            ):
-                # A disabled stream's shards stay readable for 24 h; once every one this
-                # worker started is read to its end, the table is done.
-                await self._stop_table(runtime, "stream disabled (every shard read to its end)")
+            if self._disabled is not None and all(s in self._lineage.finished for s in shards):
+                done = SourceGoneError(
+                    f"{self._disabled}; every record of that stream was read. Changes from now on are in no stream "
+                    "the bridge reads: enable the stream and restart (the bridge reads the new stream from its start)"
+                )
+                if not self.stop_alone:
+                    raise done
+                await self._stop_table(runtime, str(done))
                 return
+            fresh = False
             # The next listing is due an interval after this one *started*, so the period holds
             # however long a listing of many pages takes.
             wait = started + self._config.discovery_interval_ms / 1000 - loop.time()
@@ -388,13 +432,16 @@ class StreamsConnector(SourceConnector):
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)
-            runtime.start_task(self._make_reader(ctx, shard, start))
+            reader = self._make_reader(ctx, shard, start)
+            if stored is None and self._start_ms is not None and start[0] == "TRIM_HORIZON":
+                reader = SkipOlder(reader, self._start_ms, table=table.name)
+            runtime.start_task(reader)
 
     def _make_reader(self, ctx: StreamContext, shard: Shard, start: tuple[str, str | None]) -> SourceTask:
         """The task that reads one shard (a snapshot handoff wraps it)."""
         return ShardReader(
             streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed,
-            stream_alive=self.stream_alive,
+            on_gone=self._reader_gone,
         )
 
     def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
@@ -416,25 +463,6 @@ class StreamsConnector(SourceConnector):
         log.error("%s; its children start now (trimmed_policy=%s)", what, self._config.trimmed_policy)
         if self.on_trimmed is not None:
             self.on_trimmed(parent, stored.get("seq"))
-
-    async def stream_alive(self) -> bool:
-        """Whether the table still has the stream this connector reads (a reader asks on
-        ResourceNotFoundException, to tell a deleted table from a shard that aged out)."""
-        try:
-            info = await describe_table(self._ddb, self.table_name)
-        except ConfigError:
-            return False
-        return self.table is not None and info.stream_arn == self.table.stream_arn
-
-    async def _stop_table(self, runtime: TaskRuntime, why: str) -> None:
-        """Stop this table cleanly: commit what its readers read, say so; the other tables carry on."""
-        self.stopped_reason = why
-        stop = getattr(runtime, "stop_tasks", None)
-        if stop is not None:
-            await stop()
-        METRICS.inc("bridge_tables_stopped_total", help="tables stopped while running (deleted, stream disabled)",
-                    table=self.table_name)
-        log.warning("table %s: %s; its readers stopped, the other tables carry on", self.table_name, why)
 
     def restart_task(self, partition: dict[str, Any]) -> bool:
         """A failed shard reader (``errors.task_failure: fail-task``) starts again from its
@@ -467,16 +495,27 @@ class StreamsConnector(SourceConnector):
             ],
         }
 
-    def task_finished(self, task: SourceTask, batch: Batch) -> None:
-        if batch.reason == "stream-gone":
-            self.stopped_reason = "deleted (its stream is gone)"
-            self._lineage.started.discard(task.partition["shard"])
-            self._wake.set()
-            return
-        shard_id = task.partition["shard"]
-        self._lineage.finished.add(shard_id)
-        self._lineage.started.discard(shard_id)
-        self._wake.set()
+    async def _reader_gone(self) -> bool:
+        """A reader met ResourceNotFoundException: True if the table is gone and stops alone;
+        raises if it is gone and the bridge stops; False if only the shard aged out."""
+        try:
+            await self.check_stream()
+        except SourceGoneError as e:
+            if not self.stop_alone:
+                raise
+            self.stopped_reason = str(e)
+            return True
+        return False
+
+    async def _stop_table(self, runtime: TaskRuntime, why: str) -> None:
+        """Stop this table cleanly: commit what its readers read, say so; the other tables carry on."""
+        self.stopped_reason = why
+        stop = getattr(runtime, "stop_tasks", None)
+        if stop is not None:
+            await stop()
+        METRICS.inc("bridge_tables_stopped_total", help="tables stopped while running (deleted, stream disabled)",
+                    table=self.table_name)
+        log.warning("%s; this table's readers stopped, the other tables carry on", why)
 
     def task_stopped(self, task: SourceTask) -> None:
         """The shard moved to another worker: forget it was started, so it can start again here."""
@@ -484,4 +523,14 @@ class StreamsConnector(SourceConnector):
 
     def wake(self) -> None:
         """Ownership changed, or another worker committed an offset: look at the shards again."""
+        self._wake.set()
+
+    def task_finished(self, task: SourceTask, batch: Batch) -> None:
+        if batch.reason == "stream-gone":
+            self._lineage.started.discard(task.partition["shard"])
+            self._wake.set()
+            return
+        shard_id = task.partition["shard"]
+        self._lineage.finished.add(shard_id)
+        self._lineage.started.discard(shard_id)
         self._wake.set()

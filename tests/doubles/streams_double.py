@@ -438,6 +438,8 @@ class StreamsDouble:
         #: What DescribeTable says about the stream. False: no LatestStreamArn and
         #: StreamEnabled false, as for a table whose stream was never switched on.
         self.stream_enabled = True
+        #: delete_table() was called: every operation on the table or stream is "not found".
+        self.table_deleted = False
 
         self.faults = FaultPlan()
         self.calls = CallCounter()
@@ -697,6 +699,23 @@ class StreamsDouble:
             s.records.clear()
             s.seqs.clear()
 
+    def disable_stream(self) -> None:
+        """Switch the table's stream off, as UpdateTable StreamEnabled=false does: every
+        shard closes, the stream reports DISABLED and stays readable (24 h), and
+        DescribeTable shows no stream."""
+        with self._lock:
+            for s in self._shards.values():
+                if not s.closed:
+                    self._close(s)
+            self.stream_status = "DISABLED"
+            self.stream_enabled = False
+
+    def delete_table(self) -> None:
+        """Delete the table and its stream: DescribeTable, DescribeStream and GetRecords
+        answer ResourceNotFoundException from now on."""
+        with self._lock:
+            self.table_deleted = True
+
     def expire_iterators(self) -> None:
         """Make every iterator issued so far expired (ones issued later are fine)."""
         with self._lock:
@@ -852,14 +871,14 @@ class StreamsDouble:
         arn = params.get("StreamArn")
         if not arn:
             raise _AwsError("ValidationException", "StreamArn is required")
-        if arn != self.stream_arn:
+        if arn != self.stream_arn or self.table_deleted:
             raise _AwsError(
                 "ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found"
             )
 
     def _live(self, shard_id: Any) -> _Shard:
         s = self._shards.get(shard_id) if isinstance(shard_id, str) else None
-        if s is None or s.removed:
+        if s is None or s.removed or self.table_deleted:
             raise _AwsError(
                 "ResourceNotFoundException", "Requested resource not found: Shard does not exist"
             )
@@ -919,7 +938,7 @@ class StreamsDouble:
         if not isinstance(name, str) or not name:
             raise _AwsError("ValidationException", "TableName is required")
         # AWS: DescribeTable also accepts the table ARN in TableName.
-        if name not in (self.table, self.table_arn):
+        if name not in (self.table, self.table_arn) or self.table_deleted:
             raise _AwsError(
                 "ResourceNotFoundException",
                 f"Requested resource not found: Table: {name} not found",

@@ -65,58 +65,93 @@ def make_reader(bridges: Bridges) -> Iterator[Callable[[str, str, str], ChangeRe
         r.close()
 
 
-@pytest.fixture
-def kafka_behind_proxy(tmp_path: Path) -> Iterator[tuple[str, TcpProxy]]:
-    """A private tansu broker every client reaches through a :class:`TcpProxy`.
+class ProxiedTansu:
+    """A private tansu broker that every client reaches through a :class:`TcpProxy`.
 
     The broker listens on its own port but advertises the proxy's, so bootstrap and every
-    broker connection learnt from metadata go through the proxy, and ``proxy.cut()`` takes
-    Kafka off the network while its in-memory data stays. Yields (bootstrap, proxy).
+    broker connection learnt from metadata go through the proxy: ``proxy.cut()`` takes
+    Kafka off the network while its in-memory data stays, and ``restart()`` replaces the
+    broker by a fresh one on the same port, which has lost every topic, record and
+    producer id (what an unclean failover or a re-created cluster does to a client).
     """
-    proxy = TcpProxy().start()
-    real = free_port()
-    proxy.upstream = ("127.0.0.1", real)
-    log_path = tmp_path / "tansu-behind-proxy.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                _tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{real}",
-                "--advertised-listener-url",
-                f"tcp://{proxy.address}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        admin = AdminClient({"bootstrap.servers": proxy.address, "socket.timeout.ms": 2000})
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.proxy = TcpProxy().start()
+        self.real = free_port()
+        self.proxy.upstream = ("127.0.0.1", self.real)
+        self.log_path = tmp_path / "tansu-behind-proxy.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.proxy.address
+
+    def start(self) -> ProxiedTansu:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    _tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    f"tcp://127.0.0.1:{self.real}",
+                    "--advertised-listener-url",
+                    f"tcp://{self.proxy.address}",
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        admin = AdminClient({"bootstrap.servers": self.proxy.address, "socket.timeout.ms": 2000})
         deadline = time.monotonic() + 30
         while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"tansu exited ({proc.returncode}): {log_path.read_text()[-2000:]}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"tansu exited ({self.proc.returncode}): {self.log_path.read_text()[-2000:]}")
             try:
                 md = admin.list_topics(timeout=2)
-                if all(b.port == proxy.port for b in md.brokers.values()):
-                    break
+                if all(b.port == self.proxy.port for b in md.brokers.values()):
+                    return self
             except KafkaException:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"tansu behind the proxy did not answer: {log_path.read_text()[-2000:]}")
+                raise AssertionError(f"tansu behind the proxy did not answer: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield proxy.address, proxy
-    finally:
-        proxy.restore()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """SIGKILL the broker and start an empty one in its place (same port, same proxy)."""
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.proxy.restore()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
             try:
-                proc.wait(10)
+                self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        proxy.stop()
+                self.kill()
+        self.proxy.stop()
+
+
+@pytest.fixture
+def proxied_tansu(tmp_path: Path) -> Iterator[ProxiedTansu]:
+    """A started :class:`ProxiedTansu`, stopped at teardown."""
+    broker = ProxiedTansu(tmp_path)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_behind_proxy(proxied_tansu: ProxiedTansu) -> Iterator[tuple[str, TcpProxy]]:
+    """A private tansu broker every client reaches through a :class:`TcpProxy`; yields
+    (bootstrap, proxy). See :class:`ProxiedTansu`."""
+    yield proxied_tansu.bootstrap, proxied_tansu.proxy

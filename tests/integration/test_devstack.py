@@ -7,7 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -270,3 +274,47 @@ def test_apache_kafka_without_java_or_maven_says_what_to_install(tmp_path: Path)
     assert "java and mvn" in lines[0] and "apt-get install openjdk-17-jre-headless maven" in lines[0], lines[0]
     assert "--broker tansu" in lines[0]
     assert not (tmp_path / "stack" / "state.json").exists()
+
+
+def test_dev_up_brings_back_a_part_that_died(tmp_path: Path) -> None:
+    """Issue 11: `dev up` on a stack with a dead part restarted nothing and refused ("only
+    partly running"). Now the dead part comes back on its port; the others keep running."""
+    workdir = tmp_path / "devstack"
+    endpoints = devstack.dev_up(workdir, 0, 0, 0)
+    try:
+        state = json.loads((workdir / "state.json").read_text())
+        moto, kafka = state["processes"]["moto"], state["processes"]["kafka"]
+        os.killpg(int(moto["pgid"]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while devstack.dev_status(workdir)["parts"]["moto"]["alive"]:
+            assert time.monotonic() < deadline, "moto did not die"
+            time.sleep(0.05)
+        assert devstack.dev_status(workdir)["running"] is False
+        assert devstack.dev_up(workdir, 0, 0, 0) == endpoints
+        status = devstack.dev_status(workdir)
+        assert status["running"], status
+        after = json.loads((workdir / "state.json").read_text())["processes"]
+        assert after["moto"]["port"] == moto["port"] and after["moto"]["pid"] != moto["pid"]
+        assert after["kafka"]["pid"] == kafka["pid"], "a live part must not be restarted"
+    finally:
+        devstack.dev_down(workdir)
+    assert devstack.dev_status(workdir)["running"] is False
+
+
+def test_dev_down_leaves_a_recycled_pid_alone(tmp_path: Path) -> None:
+    """The state names a pid that now belongs to another process (its start time differs):
+    `dev down` must not signal it."""
+    workdir = tmp_path / "devstack"
+    workdir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        fake = {"pid": other.pid, "pgid": other.pid, "start_ticks": 1, "port": 1, "log": "x"}
+        (workdir / "state.json").write_text(json.dumps({
+            "version": devstack.STATE_VERSION, "started_at": "", "endpoints": {},
+            "processes": {"kafka": fake, "moto": fake, "registry": fake},
+        }))
+        devstack.dev_down(workdir)
+        assert other.poll() is None, "dev down signalled a process it did not start"
+    finally:
+        other.kill()
+        other.wait()

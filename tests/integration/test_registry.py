@@ -338,6 +338,27 @@ def test_config_global_and_per_subject(
     assert subject in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"compatibility": None}, {"compatibility": 1}, {"compatibilityLevel": ["FULL"]}, {"other": "NONE"}],
+    ids=["empty", "null", "number", "list", "other-key"],
+)
+@pytest.mark.parametrize("where", ["subject", "global"])
+def test_put_config_without_a_level_is_refused_and_changes_nothing(
+    http: httpx.Client, subject: str, body: dict[str, Any], where: str
+) -> None:
+    """Issue 11: a PUT /config/{subject} without "compatibility" answered 200 and set NONE
+    (a silent downgrade). Confluent and Karapace answer 422 / 42203 and keep the setting."""
+    path = f"/config/{subject}" if where == "subject" else "/config"
+    if where == "subject":
+        assert http.put(path, json={"compatibility": "FULL"}).status_code == 200
+    before = http.get(path).json()
+    r = http.put(path, json=body)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42203), r.text
+    assert "Invalid compatibility level" in r.json()["message"]
+    assert http.get(path).json() == before
+
+
 def test_http_shapes_and_error_codes(http: httpx.Client, subject: str) -> None:
     schema = _schema(_unique_name(), ("a", "int"))
     r = http.post(f"/subjects/{subject}/versions?normalize=false&whatever=1", json={"schema": schema})

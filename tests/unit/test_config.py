@@ -11,7 +11,13 @@ from bridge.errors import ConfigError
 
 GOOD = {
     "name": "b",
-    "kafka": {"bootstrap.servers": "localhost:9092", "security.protocol": "SASL_SSL"},
+    "kafka": {
+        "bootstrap.servers": "localhost:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "bridge",
+        "sasl.password": "s3cr3t-pw",
+    },
     "schema_registry": {"url": "http://localhost:8081"},
     "tables": [{"name": "orders"}],
 }

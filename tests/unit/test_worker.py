@@ -77,6 +77,10 @@ class FakeProducer:
         self.produced.append(msg)
         self.queue.append((msg, on_delivery))
 
+    def __len__(self) -> int:
+        """librdkafka's outq_len: messages queued or in flight (delivery reports not yet served)."""
+        return len(self.queue)
+
     def poll(self, timeout: float = 0) -> int:
         if self.hold:
             return 0
@@ -346,3 +350,68 @@ def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -
     with pytest.raises(Exception, match="cannot be written"):
         asyncio.run(asyncio.wait_for(worker.run(), 20))
     assert offsets.offset(PARTITION) in (None, {"seq": 1})
+
+
+class CountingProducer(FakeProducer):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.polls = 0
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls += 1
+        return super().poll(timeout)
+
+
+def test_idle_poll_loop_waits_for_work_instead_of_spinning() -> None:
+    """Issue 11: with nothing in flight the loop woke 500 times a second (sleep(0.002)).
+    Now it waits for the next produce; a record produced later is still acknowledged."""
+    producer = CountingProducer()
+    gate = asyncio.Event()
+    worker, offsets = make_worker(producer, ListTask([], gate))
+
+    async def main() -> None:
+        run = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)  # the span being measured: an idle second
+        idle_polls = producer.polls
+        assert idle_polls <= 5, f"{idle_polls} polls in an idle second"
+        task = worker.connectors[0].task  # type: ignore[attr-defined]
+        task._batches.extend(batches(1, 3))
+        gate.set()
+        await asyncio.wait_for(run, 5)
+
+    asyncio.run(main())
+    assert len(data(producer, "delivered")) == 3
+    assert offsets.offset(PARTITION) == {"seq": 2}
+
+
+def test_stalled_producer_warns_turns_degraded_then_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11, bug 1: records that get no acknowledgement are not waited on blind."""
+    from bridge.errors import ProducerStalledError
+    from bridge.kafka import LIBRDKAFKA_TROUBLE
+
+    producer = FakeProducer()
+    producer.hold = True  # the broker answers nothing
+    gate = asyncio.Event()
+    worker, offsets = make_worker(producer, ListTask(batches(1, 5, final=False), gate),
+                                  stall_warn_s=0.3, stall_fail_s=1.5)
+    seen: list[tuple[bool, str]] = []
+
+    async def main() -> None:
+        run = asyncio.create_task(worker.run())
+        assert worker.health() == (True, "ok")
+        reported = False
+        while not run.done():
+            if worker.in_flight() and not reported:  # what librdkafka says after the send
+                LIBRDKAFKA_TROUBLE.report("MSGSET [rdkafka#producer-1] [thrd:b/1]: b/1: t [0]: encountered "
+                                          "error: Broker: Unknown Producer Id")
+                reported = True
+            seen.append(worker.health())
+            await asyncio.sleep(0.05)
+        await run
+
+    with caplog.at_level("WARNING"), pytest.raises(ProducerStalledError, match="Unknown Producer Id"):
+        asyncio.run(asyncio.wait_for(main(), 10))
+    assert any(not ok and text.startswith("DEGRADED: no acknowledgement from Kafka") for ok, text in seen), seen
+    warnings = [r.getMessage() for r in caplog.records if "no acknowledgement from Kafka" in r.getMessage()]
+    assert warnings and "librdkafka reports: b/1: t [0]: encountered error: Broker: Unknown Producer Id" in warnings[0]
+    assert offsets.offset(PARTITION) is None, "nothing acknowledged, so no offset"

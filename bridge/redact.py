@@ -1,0 +1,104 @@
+"""Keep secrets out of everything a user can see: error lines, log lines, validate output.
+
+Two kinds of secret reach messages by accident: credentials inside URLs
+(``https://user:password@host``, also in a mistyped URL that failed validation), and
+configured values a library echoes back (a SASL password in a librdkafka error, a
+registry token in an HTTP error). URLs are masked by shape; configured secrets are
+registered once at config load (:func:`register_secret`) and masked wherever they occur.
+A logging filter applies both to every log record, so no call site has to remember.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "install_log_redaction",
+    "is_secret_key",
+    "redact",
+    "register_secret",
+    "register_secrets",
+]
+
+MASK = "***"
+
+# scheme://user:password@  (any scheme, so a typo such as "htps://" is masked too) and
+# scheme://token@ where the user part looks like a credential (long, no dots).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/:@'\"]*):(?P<pw>[^\s/@'\"]*)@")
+# Bare "user:password@host" without a scheme (e.g. in a comma-separated broker list).
+_BARE_USERINFO = re.compile(r"(?<![\w/])(?P<user>[\w.\-]+):(?P<pw>[^\s/@:'\"]+)@(?=[\w.\-\[])")
+
+_SECRET_KEY = re.compile(r"password|secret|token|jaas|credential|(^|[._])key(\.pem)?$|private", re.IGNORECASE)
+_MIN_SECRET_LEN = 3
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config key (librdkafka property or our own) holds a secret value."""
+    return bool(_SECRET_KEY.search(key)) and not key.endswith((".location", "_location", ".id", ".algorithm"))
+
+
+def register_secret(value: Any) -> None:
+    """Mask ``value`` in every message from now on (too-short values would mask ordinary text)."""
+    if isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+        with _lock:
+            _secrets.add(value)
+
+
+def register_secrets(mapping: Mapping[str, Any]) -> None:
+    """Register the values of every secret-looking key of a flat mapping (librdkafka settings)."""
+    for k, v in mapping.items():
+        if is_secret_key(str(k)):
+            register_secret(str(v))
+
+
+def _mask_url(m: re.Match[str]) -> str:
+    return f"{m.group('scheme')}{m.group('user')}:{MASK}@"
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """``text`` with URL credentials and every registered (or ``extra``) secret masked."""
+    out = _URL_USERINFO.sub(_mask_url, text)
+    out = _BARE_USERINFO.sub(lambda m: f"{m.group('user')}:{MASK}@", out)
+    with _lock:
+        secrets = sorted(_secrets.union(s for s in extra if s and len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
+    for s in secrets:
+        if s in out:
+            out = out.replace(s, MASK)
+    return out
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a log record's final message (arguments included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is logging's problem, not ours
+            return True
+        clean = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # The formatter appends the traceback text; mask it by formatting it here.
+            import traceback
+
+            clean += "\n" + redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+            record.exc_text = None
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every handler of the root logger (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

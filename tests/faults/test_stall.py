@@ -1,0 +1,96 @@
+"""A producer that can make no progress is not waited on blind (issue 11, bug 1).
+
+The broker is replaced mid-stream by one that has lost every topic, record and producer
+id (tansu keeps everything in memory; on a real cluster an unclean leader election or a
+re-created topic does the same to a client). librdkafka then answers every retry with
+``UnknownProducerId`` and, with ``message.timeout.ms=0``, would retry forever while the
+bridge logs nothing and /health says 200. Now: past ``stall.warn_after_s`` a WARNING
+names librdkafka's reason and /health turns DEGRADED; past ``stall.fail_after_s`` the
+process exits 1; the restart (a new producer) loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import re
+
+import pytest
+
+from tests.faults.support import (
+    ChangeLog,
+    ChangeReader,
+    assert_complete_in_order,
+    double_config,
+    get_status,
+    last_line,
+    topic_of,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+WARN_S, FAIL_S = 2.0, 12.0
+
+
+def test_broker_loses_producer_state_mid_stream(stack, make_double, bridges, proxied_tansu) -> None:
+    d = make_double(shards=2)
+    log = ChangeLog(d)
+    log.write_many(60, keys=12)
+    cfg = double_config(
+        stack, d, kafka={"bootstrap.servers": proxied_tansu.bootstrap},
+        stall={"warn_after_s": WARN_S, "fail_after_s": FAIL_S},
+    )
+    health = f"http://127.0.0.1:{cfg['metrics']['port']}/health"
+    bridge = bridges.start(cfg)
+    reader = ChangeReader(proxied_tansu.bootstrap, stack.registry_url, topic_of(cfg))
+    reader.wait_for(log.seqs, 60)
+    reader.close()
+    assert _health(health) == (200, "OK")
+
+    proxied_tansu.restart()  # a broker without the bridge's topics, records and producer id
+    log.write_many(60, keys=12)
+
+    # Within the thresholds: the log says why, /health says DEGRADED, then the process exits 1.
+    warning = wait_until(
+        lambda: next((ln for ln in bridge.log().splitlines() if "no acknowledgement from Kafka" in ln), None),
+        FAIL_S, "the stall WARNING",
+    )
+    assert " WARNING " in warning, warning
+    assert re.search(r"librdkafka reports: .*unknown producer id", warning, re.IGNORECASE), warning
+    # DEGRADED answers 200 (a liveness probe must not restart a bridge that waits out an
+    # outage) with the reason in the JSON; ?strict answers 503 for it.
+    wait_until(lambda: _health(health) == (200, "DEGRADED"), FAIL_S, "/health DEGRADED")
+    body = json.loads(get_status(health)[1])
+    assert body["checks"]["worker"]["reason"].startswith("DEGRADED: no acknowledgement from Kafka"), body
+    assert get_status(health + "?strict")[0] == 503
+    assert bridge.wait(FAIL_S + 30) == 1, bridge.log()[-3000:]
+    line = last_line(bridge.log())
+    assert line.startswith("ddb-kafka-bridge: error: Kafka acknowledged none"), line
+    assert "stall.fail_after_s" in line and re.search("unknown producer id", line, re.IGNORECASE), line
+    assert "Traceback" not in bridge.log()
+
+    # The restart gets a new producer. This broker lost the committed offsets too, so the
+    # bridge reads every shard again from the trim horizon: duplicates, never a loss.
+    cfg2 = {**cfg, "stall": {}}
+    bridge2 = bridges.start(cfg2)
+    reader = ChangeReader(proxied_tansu.bootstrap, stack.registry_url, topic_of(cfg), bridges)
+    try:
+        reader.wait_for(log.seqs, 90)
+        log.write_many(20, keys=12)
+        reader.wait_for(log.seqs, 60)
+        assert _health(health) == (200, "OK")
+        assert bridge2.stop() == 0
+        dupes = assert_complete_in_order(reader.drain(1.0), log)
+    finally:
+        reader.close()
+    print(f"\nstall: exit 1 after {FAIL_S:g} s without acknowledgement; restart delivered all, {dupes} duplicates")
+
+
+def _health(url: str) -> tuple[int | None, str | None]:
+    """/health's status code and overall state (OK, DEGRADED, FAILED)."""
+    code, body = get_status(url)
+    try:
+        return code, json.loads(body)["status"]
+    except (ValueError, KeyError, TypeError):
+        return code, None
