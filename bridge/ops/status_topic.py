@@ -116,8 +116,12 @@ class StatusWriter:
                 self._warn(f"{type(e).__name__}: {e}")
             await asyncio.sleep(0.05)  # coalesce a burst of changes into one write
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """The process ends: its connector and tasks become UNASSIGNED, positions kept."""
+    def close(self, timeout_s: float = 1.0) -> None:
+        """The process ends: its connector and tasks become UNASSIGNED, positions kept.
+
+        Best effort and briefly: the worker has used ``shutdown_timeout_s`` already, and a
+        broker that is away must not hold the exit (the status is information, not data).
+        """
         ops, now = self.ops, int(time.time() * 1000)
         with contextlib.suppress(Exception):
             self._produce(f"status-connector-{ops.name}", {"name": ops.name, "state": "UNASSIGNED", "trace": ops.trace,
