@@ -6,6 +6,7 @@ numbers and probe liveness, not a metrics framework.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,11 +88,22 @@ def _escape(value: object) -> str:
 METRICS = Metrics()
 
 
+def _degraded(text: str) -> bool:
+    """Whether a health answer says DEGRADED (the JSON of the health checks, or a plain line)."""
+    if text.startswith("{"):
+        try:
+            return json.loads(text).get("status") == "DEGRADED"
+        except ValueError:
+            return False
+    return text.startswith("DEGRADED")
+
+
 class MetricsServer:
     """``GET /metrics`` (Prometheus text) and ``GET /health``.
 
-    ``healthy()`` returns a bool or ``(ok, text)``: 200 with the text while ``ok``, else 503;
-    a text that is a JSON document (the health checks' answer) is served as JSON. The socket
+    ``healthy()`` returns a bool or ``(ok, text)``: 200 with the text while ``ok``, else 503
+    (``/health?strict``: 503 for DEGRADED too); a text that is a JSON document (the health
+    checks' answer) is served as JSON. The socket
     is bound in the constructor, so a port in use fails before anything else happens;
     requests are served from ``start()``.
     """
@@ -110,6 +122,9 @@ class MetricsServer:
                     ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "unhealthy")
                     body, status = f"{text}\n".encode(), (200 if ok else 503)
                     ctype = "application/json" if text.startswith("{") else "text/plain"
+                    if ok and "strict" in self.path.partition("?")[2].split("&") and _degraded(text):
+                        status = 503  # as the REST server's /health?strict: DEGRADED counts as down
+
                 else:
                     body, status, ctype = b"not found\n", 404, "text/plain"
                 self.send_response(status)

@@ -109,7 +109,8 @@ class Control:
                 await c.close()
         w._runners.clear()
         w.connectors.clear()
-        w._progress.clear()
+        for lane in w.lanes.values():
+            lane.progress.clear()
         self.ops.tasks.clear()
         self.ops.finished.clear()
         self.ops.connectors.clear()
@@ -138,11 +139,15 @@ class Control:
             # Its acknowledged records' offset committed first, so the new task starts where this
             # one's records end (no duplicates).
             w = self.worker
-            progress = w._progress.get(partition_key(state.partition))
+            pkey = partition_key(state.partition)
+            lane = next((ln for ln in w.lanes.values() if pkey in ln.progress), None)
+            progress = lane.progress[pkey] if lane is not None else None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 60
-            while progress is not None and (progress.in_flight or progress.dirty or progress.writing
-                                            or (w.settings.exactly_once and w._txn_dirty)):
+            while lane is not None and progress is not None and (
+                progress.in_flight or progress.dirty or progress.writing
+                or (w.settings.exactly_once and lane.commits.dirty)
+            ):
                 if loop.time() > deadline:
                     raise Conflict(f"task {tid!r}: its records were not acknowledged within 60 s; try again")
                 w._flush_now.set()
@@ -151,7 +156,6 @@ class Control:
             restart = getattr(connector, "restart_task", None)
             if restart is None or not restart(state.partition):
                 raise Conflict(f"task {tid!r} of {state.connector} cannot restart alone; restart the connector")
-            pkey = partition_key(state.partition)
             if self.ops.tasks.get(pkey) is state:
                 del self.ops.tasks[pkey]
             self.ops.changed()

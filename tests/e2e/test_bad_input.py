@@ -242,7 +242,7 @@ CASES: list[Case] = [
     Case("table-name-makes-long-topic", cfg_with(tables__0__name="t" * 250), ["tables[0].name"]),
     Case("table-name-illegal", cfg_with(tables__0__name="orders/v1"), ["tables[0].name", "letters, digits"]),
     Case("bridge-name-illegal", cfg_with(name="my bridge"), ["name:", "letters, digits"]),
-    Case("no-tables", cfg_with(tables=[]), ["tables", "at least 1"]),
+    Case("no-tables", cfg_with(tables=[]), ["tables", "at least one table", "table_discovery"]),
     Case("table-listed-twice", lambda ctx: ctx.config() | {"tables": [{"name": ctx.table}, {"name": ctx.table}]},
          ["listed twice", "list each table once"]),
     Case("yaml-syntax", raw(lambda t: t + "kafka: [unclosed\n"), ["not valid YAML", "line"]),
