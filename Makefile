@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Where `dev up` keeps the local stack's state and logs, and its options (e.g. ports:
+# DEV_UP_ARGS="--kafka-port 0 --dynamodb-port 0 --registry-port 0" picks free ones).
+DEVSTACK_DIR ?= .devstack
+DEV_UP_ARGS ?=
 
 .PHONY: install test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
 
@@ -29,19 +33,19 @@ test-unit: install
 
 ## Local stack + demo table + bridge + a consumer printing decoded events.
 demo: install
-	$(BIN)/ddb-kafka-bridge dev up
-	$(BIN)/ddb-kafka-bridge demo
+	$(BIN)/ddb-kafka-bridge dev up --dir $(DEVSTACK_DIR) $(DEV_UP_ARGS)
+	$(BIN)/ddb-kafka-bridge demo --dir $(DEVSTACK_DIR)
 	@echo "local stack still running: 'make dev-down' stops it"
 
 dev-up: install
-	$(BIN)/ddb-kafka-bridge dev up
+	$(BIN)/ddb-kafka-bridge dev up --dir $(DEVSTACK_DIR) $(DEV_UP_ARGS)
 
 ## The same stack on Apache Kafka (KRaft, on the JDK; jars resolved once with mvn).
 dev-up-kafka: install
-	$(BIN)/ddb-kafka-bridge dev up --broker kafka
+	$(BIN)/ddb-kafka-bridge dev up --dir $(DEVSTACK_DIR) --broker kafka $(DEV_UP_ARGS)
 
 dev-down:
-	$(BIN)/ddb-kafka-bridge dev down
+	$(BIN)/ddb-kafka-bridge dev down --dir $(DEVSTACK_DIR)
 
 ## Resolve Apache Kafka's jars into the user cache now (the tests do it on first use).
 apache-kafka: install
@@ -51,4 +55,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DEVSTACK_DIR) .pytest_cache *.egg-info

@@ -222,6 +222,28 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+def aws_session(
+    *, region: str | None, profile: str | None, endpoint_url: str | None, streams_endpoint_url: str | None = None
+) -> boto3.Session:
+    """The boto3 session for the config's ``aws`` section.
+
+    With no credentials anywhere in the chain and every endpoint on this machine
+    (``endpoint_url`` on loopback: moto or DynamoDB Local, which accept any key), it signs
+    with the dummy key ``local``/``local``, so the config ``dev up`` prints works as printed
+    for every command (run, validate --connect, verify). Against any other endpoint a
+    missing credential stays an error.
+    """
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except BotoCoreError as e:  # ProfileNotFound and friends
+        raise ConfigError(f"aws.profile: {e}; name a profile from ~/.aws/config or remove aws.profile") from None
+    endpoints = [u for u in (endpoint_url, streams_endpoint_url) if u]
+    if endpoints and all(_is_loopback(u) for u in endpoints) and session.get_credentials() is None:
+        log.info("no AWS credentials found; signing with a dummy key for the local endpoint %s", endpoint_url)
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=session.region_name)
+    return session
+
+
 def make_clients(
     *,
     region: str | None,
@@ -234,22 +256,14 @@ def make_clients(
     """DynamoDB and Streams clients sharing one credential chain and one transport
     (``http.KeepAlivePool``, or an ``httpx.AsyncClient``).
 
-    With no credentials anywhere in the chain and every endpoint on this machine
-    (``endpoint_url`` on loopback: moto or DynamoDB Local, which accept any key), the
-    clients sign with the dummy key ``local``/``local``, so the config ``dev up`` prints
-    works as printed. Against any other endpoint a missing credential stays an error.
+    Credentials as ``aws_session`` finds them (a dummy key for loopback endpoints).
     """
-    try:
-        session = boto3.Session(profile_name=profile, region_name=region)
-    except BotoCoreError as e:  # ProfileNotFound and friends
-        raise ConfigError(f"aws.profile: {e}; name a profile from ~/.aws/config or remove aws.profile") from None
+    session = aws_session(
+        region=region, profile=profile, endpoint_url=endpoint_url, streams_endpoint_url=streams_endpoint_url
+    )
     region = session.region_name
     if not region:
         raise ConfigError("aws.region: no AWS region configured; set aws.region or AWS_REGION")
-    endpoints = [u for u in (endpoint_url, streams_endpoint_url) if u]
-    if endpoints and all(_is_loopback(u) for u in endpoints) and session.get_credentials() is None:
-        log.info("no AWS credentials found; signing with a dummy key for the local endpoint %s", endpoint_url)
-        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)
     ddb = AwsJsonClient(DYNAMODB_TARGET, region=region, endpoint_url=endpoint_url, session=session, http=http, retry=retry)
     streams = AwsJsonClient(
         STREAMS_TARGET,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from bridge.config import BridgeConfig
@@ -59,7 +58,14 @@ def check_connect(cfg: BridgeConfig) -> ConnectReport:
     except BridgeError as e:
         r.problems.append(f"schema_registry.url: {e}")
 
-    session = boto3.Session(profile_name=cfg.aws.profile, region_name=cfg.aws.region)
+    from connectors.dynamodb.client import aws_session
+
+    try:
+        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, endpoint_url=cfg.aws.endpoint_url,
+                              streams_endpoint_url=cfg.aws.streams_endpoint_url)
+    except BridgeError as e:
+        r.problems.append(str(e))
+        return r
     ddb = session.client("dynamodb", endpoint_url=cfg.aws.endpoint_url)
     streams = session.client("dynamodbstreams", endpoint_url=cfg.aws.streams_endpoint_url or cfg.aws.endpoint_url)
     if session.get_credentials() is None:

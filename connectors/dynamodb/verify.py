@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge.config import BridgeConfig, TableConfig
@@ -125,7 +124,9 @@ class _TableSide:
     """The table's key schema and items, read with boto3 (control-plane speed is enough)."""
 
     def __init__(self, cfg: BridgeConfig, table: str) -> None:
-        session = boto3.Session(profile_name=cfg.aws.profile, region_name=cfg.aws.region)
+        from connectors.dynamodb.client import aws_session
+
+        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, endpoint_url=cfg.aws.endpoint_url)
         self.client = session.client("dynamodb", endpoint_url=cfg.aws.endpoint_url)
         self.table = table
         try:
