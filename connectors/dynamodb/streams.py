@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import StreamConfig
-from bridge.errors import ConfigError, ConnectorError, RetriableError, SourceGoneError, TrimmedDataError
+from bridge.errors import ConfigError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
