@@ -29,6 +29,7 @@ from tests.stacks.docker_stack import STACK_KINDS, OpenedStack, open_stack
 AWS_REGION = "us-east-1"
 _NOTES = pytest.StashKey[list[str]]()
 _LOG_DIRS = pytest.StashKey[list[Path]]()
+_MEASURED = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_NOTES] = []
     config.stash[_LOG_DIRS] = []
+    config.stash[_MEASURED] = []
 
 
 def _remember_logs(config: pytest.Config, log_dir: Path | None) -> None:
@@ -120,6 +122,19 @@ def kafka_stack(
 
 
 @pytest.fixture
+def measured(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Report a figure a test measured (duplicates, pauses, ...): printed, and listed again in
+    the run's closing summary, so CI's output shows what the guarantees were measured at."""
+
+    def say(text: str) -> None:
+        text = text.strip()
+        print("\n" + text)
+        request.config.stash[_MEASURED].append(f"{request.node.name}: {text}")
+
+    return say
+
+
+@pytest.fixture
 def local_stack_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., LocalStack]]:
@@ -169,6 +184,11 @@ def kafka_admin(stack: StackEndpoints) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    figures = config.stash.get(_MEASURED, [])
+    if figures:
+        terminalreporter.section("measured")
+        for line in figures:
+            terminalreporter.write_line(line)
     notes = config.stash.get(_NOTES, [])
     if notes:
         terminalreporter.section("test stack")

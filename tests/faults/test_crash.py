@@ -65,7 +65,7 @@ def _kill_at_random(bridge: Any, reader: Any, log: ChangeLog, rng: random.Random
     return how
 
 
-def test_twenty_sigkills_at_least_once(on_broker, make_double, bridges, make_reader) -> None:
+def test_twenty_sigkills_at_least_once(on_broker, make_double, bridges, make_reader, measured) -> None:
     broker, stack = on_broker
     rng = random.Random(20240605)
     d = make_double(shards=4, seed=5)
@@ -98,7 +98,7 @@ def test_twenty_sigkills_at_least_once(on_broker, make_double, bridges, make_rea
 
     dupes = assert_complete_in_order(reader.events, log)
     shards = len(d.shards)
-    print(
+    measured(
         f"{broker}: 20 SIGKILLs: {log.writes} changes ({log.count} records incl. tombstones) over {shards} shards; "
         f"{len(reader.events)} records on the topic, {dupes} duplicates (at-least-once)"
     )
@@ -122,7 +122,7 @@ def _offsets_cover_only_present_data(stack: Any, cfg: dict[str, Any], reader: An
     return offsets
 
 
-def test_exactly_once_crashes(on_broker, make_double, bridges, make_reader) -> None:
+def test_exactly_once_crashes(on_broker, make_double, bridges, make_reader, measured) -> None:
     """On Apache Kafka: at least 10,000 changes and 10 SIGKILLs, 0 duplicates, 0 lost."""
     broker, stack = on_broker
     rng = random.Random(77)
@@ -162,7 +162,7 @@ def test_exactly_once_crashes(on_broker, make_double, bridges, make_reader) -> N
     assert offsets, "exactly-once wrote no offsets"
     dupes = assert_complete_in_order(reader.events, log)
     hides = broker_hides_aborted(stack.kafka_bootstrap)
-    print(
+    measured(
         f"\n{broker}: exactly-once, {kills} SIGKILLs: {log.writes} changes, {log.count} records, "
         f"{dupes} duplicates and 0 lost for a read_committed consumer "
         f"({'broker hides aborted records: must be 0' if hides else 'broker shows aborted records: not checkable'})"
@@ -174,7 +174,7 @@ def test_exactly_once_crashes(on_broker, make_double, bridges, make_reader) -> N
         assert dupes == 0, f"{dupes} duplicates in exactly-once mode"
 
 
-def test_exactly_once_duplicate_process_is_fenced(on_broker, make_double, bridges, make_reader) -> None:
+def test_exactly_once_duplicate_process_is_fenced(on_broker, make_double, bridges, make_reader, measured) -> None:
     """A second process with the same name takes over; the first stops with a clear line and
     a non-zero exit code instead of writing beside it. On Apache Kafka the fenced process's
     open transaction is aborted, so a read_committed consumer sees nothing twice."""
@@ -209,6 +209,6 @@ def test_exactly_once_duplicate_process_is_fenced(on_broker, make_double, bridge
     assert second.proc.poll() is None, f"the new process died:\n{second.log()[-2000:]}"
     assert second.stop() == 0, second.log()[-3000:]
     dupes = assert_complete_in_order(reader.events, log)
-    print(f"\n{broker}: fencing: {dupes} duplicates visible (aborted transaction of the fenced process)")
+    measured(f"{broker}: fencing: {dupes} duplicates visible (aborted transaction of the fenced process)")
     if broker == "apache-kafka":
         assert dupes == 0, f"{dupes} duplicates after fencing on Apache Kafka"

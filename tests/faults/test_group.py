@@ -72,7 +72,7 @@ def _summary(pauses: list[float]) -> str:
 
 
 def test_two_workers_share_the_shards_and_deliver_each_change_once(kafka_stack, make_double, bridges,
-                                                                    make_reader) -> None:
+                                                                    make_reader, measured) -> None:
     """At-least-once, no crash: the second worker takes half the shards through a committed
     hand-over, so nothing is read twice and every change arrives exactly once."""
     d = make_double(shards=8, seed=5)
@@ -95,7 +95,7 @@ def test_two_workers_share_the_shards_and_deliver_each_change_once(kafka_stack, 
     assert b.stop() == 0 and a.stop() == 0
     assert_exact(reader.events, log)
     assert not overlaps, overlaps
-    print(f"\ntwo workers, at-least-once: {log.writes} changes, each once; {_summary(pauses)}")
+    measured(f"two workers, at-least-once: {log.writes} changes, each once; {_summary(pauses)}")
 
 
 def _stints(double: Any) -> dict[str, list[tuple[str, float, float, int]]]:
@@ -176,7 +176,7 @@ def _pause_text(pauses: dict[str, list[float]]) -> str:
     return "; ".join(f"{k}: {_summary(v)}" for k, v in pauses.items())
 
 
-def test_three_workers_sigkill_add_sigterm_at_least_once(kafka_stack, make_double, bridges, make_reader) -> None:
+def test_three_workers_sigkill_add_sigterm_at_least_once(kafka_stack, make_double, bridges, make_reader, measured) -> None:
     """16 shards with splits, merges and a rollover while 3 workers share them; one is
     SIGKILLed, one added, one stopped: every change arrives, per-key order holds, and no
     shard is read by two workers at once."""
@@ -184,11 +184,11 @@ def test_three_workers_sigkill_add_sigterm_at_least_once(kafka_stack, make_doubl
                                                        "at-least-once", seed=71)
     dupes = assert_complete_in_order(reader.events, log)
     assert not overlaps, overlaps
-    print(f"\nthree workers, at-least-once: {log.writes} changes over {len(log.double.shards)} shards, 0 lost, "
+    measured(f"three workers, at-least-once: {log.writes} changes over {len(log.double.shards)} shards, 0 lost, "
           f"{dupes} duplicates (the SIGKILLed worker's uncommitted tail); rebalance pauses: {_pause_text(pauses)}")
 
 
-def test_three_workers_exactly_once_with_sigkills(kafka_stack, make_double, bridges, make_reader) -> None:
+def test_three_workers_exactly_once_with_sigkills(kafka_stack, make_double, bridges, make_reader, measured) -> None:
     """Exactly-once with per-partition transactional ids: a SIGKILLed worker's open
     transactions are aborted by the next owners, so a read_committed consumer sees 0 duplicates."""
     log, reader, pauses, overlaps = _run_three_workers(kafka_stack, make_double, bridges, make_reader,
@@ -196,5 +196,5 @@ def test_three_workers_exactly_once_with_sigkills(kafka_stack, make_double, brid
     dupes = assert_complete_in_order(reader.events, log)
     assert dupes == 0, f"{dupes} duplicates for a read_committed consumer"
     assert not overlaps, overlaps
-    print(f"\nthree workers, exactly-once: {log.writes} changes, 0 lost, 0 duplicates; "
+    measured(f"three workers, exactly-once: {log.writes} changes, 0 lost, 0 duplicates; "
           f"rebalance pauses: {_pause_text(pauses)}")

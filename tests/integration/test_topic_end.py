@@ -77,14 +77,14 @@ def _read(bootstrap: str, topic: str, isolation: str = "read_committed") -> tupl
     return got, end
 
 
-def test_reads_every_batch_and_stops_at_the_brokers_end(broker: tuple[str, str]) -> None:
+def test_reads_every_batch_and_stops_at_the_brokers_end(broker: tuple[str, str], measured) -> None:
     name, bootstrap = broker
     topic = _topic(bootstrap)
     written = _write_batches(bootstrap, topic, [4, 2, 5, 3])
     got, end = _read(bootstrap, topic)
     assert got == written, f"{name}: read {len(got)} of {len(written)} records"
     watermark, eof = end.watermarks[0], end.eof_offsets[0]
-    print(f"\n{name}: high watermark {watermark}, end of partition at {eof}, {len(written)} records")
+    measured(f"{name}: high watermark {watermark}, end of partition at {eof}, {len(written)} records")
     if name == "apache-kafka":
         # The watermark is exact: nothing needs reading past it.
         assert eof == watermark == len(written)
