@@ -31,7 +31,7 @@ __all__ = [
     "cache_dir",
     "ensure_distribution",
     "format_storage",
-    "java_available",
+    "cannot_run_reason",
     "missing_tools",
     "node_command",
     "write_node_config",
@@ -99,7 +99,10 @@ def missing_tools(*, need_mvn: bool = True) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 
 
-def java_available() -> str | None:
+_APT = {"java": "openjdk-17-jre-headless", "mvn": "maven"}
+
+
+def cannot_run_reason() -> str | None:
     """None when Apache Kafka can run here; otherwise the one-line reason it cannot."""
     lacking = missing_tools(need_mvn=not (cache_dir() / "libs" / _COMPLETE).is_file())
     if not lacking:
@@ -109,9 +112,6 @@ def java_available() -> str | None:
         f"(Debian: apt-get install {' '.join(_APT[t] for t in lacking)}); "
         "or use the pip-only tansu broker (--broker tansu)"
     )
-
-
-_APT = {"java": "openjdk-17-jre-headless", "mvn": "maven"}
 
 
 @contextlib.contextmanager
@@ -136,7 +136,7 @@ def ensure_distribution(timeout_s: float = 600.0) -> Path:
     libs = home / "libs"
     if (libs / _COMPLETE).is_file():
         return libs
-    reason = java_available()
+    reason = cannot_run_reason()
     if reason:
         raise BridgeError(f"kafka: {reason}")
     with _locked(home / ".lock"):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bridge.apache_kafka import java_available
+from bridge.apache_kafka import cannot_run_reason
 from bridge.devstack import BROKERS, LocalStack, StackEndpoints
 from bridge.errors import BridgeError
 from tests.stacks.docker_stack import STACK_KINDS, OpenedStack, open_stack
@@ -88,7 +88,7 @@ REQUIRE_APACHE_KAFKA = "BRIDGE_REQUIRE_APACHE_KAFKA"
 
 def _need_apache_kafka() -> None:
     """Skip (on a laptop without a JDK or Maven) or fail (in CI) where Apache Kafka cannot run."""
-    reason = java_available()
+    reason = cannot_run_reason()
     if reason is None:
         return
     if os.environ.get(REQUIRE_APACHE_KAFKA, "").strip() not in ("", "0"):
