@@ -35,28 +35,27 @@ def parse_offset_record(key: bytes | None, value: bytes | None) -> ParsedOffset:
     """
     if key is None:
         raise ValueError("the record has no key")
-    try:
-        parsed_key = json.loads(key.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"the key is not UTF-8 (byte 0x{key[e.start]:02x} at {e.start})") from None
-    except ValueError:
-        raise ValueError("the key is not JSON") from None
+    parsed_key = _utf8_json(key, "key")
     if (not isinstance(parsed_key, list) or len(parsed_key) != 2 or not isinstance(parsed_key[0], str)
             or not isinstance(parsed_key[1], dict)):
         raise ValueError('the key is not ["<connector name>", {source partition}]')
     name, partition = parsed_key
     if value is None:
         return name, partition, None
-    try:
-        offset = json.loads(value.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"the value is not UTF-8 (byte 0x{value[e.start]:02x} at {e.start})") from None
-    except ValueError:
-        raise ValueError("the value is not JSON") from None
+    offset = _utf8_json(value, "value")
     if not isinstance(offset, dict):
         kind = "a JSON list" if isinstance(offset, list) else f"JSON {type(offset).__name__}"
         raise ValueError(f"the value is {kind}, not an object (or null)")
     return name, partition, offset
+
+
+def _utf8_json(raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the {what} is not UTF-8 (byte 0x{raw[e.start]:02x} at {e.start})") from None
+    except ValueError:
+        raise ValueError(f"the {what} is not JSON") from None
 
 
 def _another_connectors(key: bytes | None, connector: str) -> bool:
