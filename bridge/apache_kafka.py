@@ -227,12 +227,21 @@ def write_node_config(node: KafkaNode, cluster: list[KafkaNode], path: Path) -> 
     return path
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64. One that starts with '-' is drawn
+    again, as Kafka's own Uuid.randomUuid does: a command line would read it as an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _cluster_id(data_root: Path) -> str:
     """A cluster id kept beside the nodes' data, so a restart formats nothing anew."""
     path = data_root / "cluster.id"
     with contextlib.suppress(FileNotFoundError):
         return path.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = new_cluster_id()
     data_root.mkdir(parents=True, exist_ok=True)
     path.write_text(cid + "\n")
     return cid
@@ -250,7 +259,8 @@ def format_storage(libs: Path, config: Path, node: KafkaNode, data_root: Path) -
     """Format a node's log directory for KRaft unless it holds data already (then keep it)."""
     if (node.data_dir / "meta.properties").is_file():
         return
-    cmd = _java(libs, _STORAGE_TOOL, "format", "-t", _cluster_id(data_root), "-c", str(config), "--ignore-formatted",
+    cmd = _java(libs, _STORAGE_TOOL, "format", f"--cluster-id={_cluster_id(data_root)}", "-c", str(config),
+                "--ignore-formatted",
                 jvm=("-Xmx256m", "-XX:TieredStopAtLevel=1"))
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
