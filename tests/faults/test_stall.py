@@ -79,7 +79,7 @@ def test_broker_loses_producer_state_mid_stream(stack, make_double, bridges, pro
         assert "stall.fail_after_s" in line and re.search("unknown producer id", line, re.IGNORECASE), line
     else:
         # The broker refused outright (a fence, a sequence desynchronization): one line naming it.
-        assert line.startswith("ddb-kafka-bridge: error: ") and ("fences" in line or "failed" in line), line
+        assert line.startswith("ddb-kafka-bridge: error: ") and ("fence" in line or "failed" in line), line
     measured(f"broker lost the producer state: {outcome}; last line: {line}")
     assert "Traceback" not in bridge.log()
 
