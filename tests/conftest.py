@@ -24,6 +24,7 @@ import pytest
 from bridge.apache_kafka import cannot_run_reason
 from bridge.devstack import BROKERS, LocalStack, StackEndpoints
 from bridge.errors import BridgeError
+from tests.helpers import not_run
 from tests.stacks.docker_stack import STACK_KINDS, OpenedStack, open_stack
 
 AWS_REGION = "us-east-1"
@@ -89,11 +90,8 @@ REQUIRE_APACHE_KAFKA = "BRIDGE_REQUIRE_APACHE_KAFKA"
 def _need_apache_kafka() -> None:
     """Skip (on a laptop without a JDK or Maven) or fail (in CI) where Apache Kafka cannot run."""
     reason = cannot_run_reason()
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_APACHE_KAFKA, "").strip() not in ("", "0"):
-        pytest.fail(f"Apache Kafka tests required (${REQUIRE_APACHE_KAFKA}) but cannot run: {reason}", pytrace=False)
-    pytest.skip(f"Apache Kafka tests not run: {reason}")
+    if reason is not None:
+        not_run(f"Apache Kafka: {reason}", REQUIRE_APACHE_KAFKA)
 
 
 @pytest.fixture(scope="session")

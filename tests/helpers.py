@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
+import pytest
 import yaml
 from confluent_kafka import DeserializingConsumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -299,3 +300,11 @@ def normalize(item: dict[str, Any] | None) -> Any:
         return (t, x)
 
     return {k: av(v) for k, v in item.items()}
+
+
+def not_run(reason: str, require_env: str) -> NoReturn:
+    """Skip a test whose tool or service is absent here, or fail it where ``require_env`` is
+    set (CI sets it): a skipped guarantee must never pass for a run one."""
+    if os.environ.get(require_env, "").strip() not in ("", "0"):
+        pytest.fail(f"required by ${require_env} but cannot run: {reason}", pytrace=False)
+    pytest.skip(f"not run: {reason}")
