@@ -83,8 +83,10 @@ class Commits:
     # ---- error texts ----------------------------------------------------------------
 
     def kafka_error(self, topic: str, err: KafkaError) -> str:
-        if err.code() in _FENCED or (self.exactly_once and err.code() == KafkaError._FATAL):
+        if self.exactly_once and (err.code() in _FENCED or err.code() == KafkaError._FATAL):
             return self.txn_error(err)
+        if err.code() in _FENCED or err.fatal():
+            return idempotent_refusal(err)
         if self.exactly_once and err.code() in _TXN_FAILED:
             # librdkafka purges a failed transaction's records; the record's error hides why.
             timed_out = self._txn_timed_out(err)
@@ -125,6 +127,17 @@ class Commits:
                 f"process named {name!r} took over (same transactional.id); this one stops"
             )
         return f"transaction failed and was aborted ({err.str()}); a restart resumes from the last commit"
+
+
+def idempotent_refusal(err: KafkaError) -> str:
+    """At-least-once has no transactional id, so a fence is never another bridge: the broker
+    no longer knows this producer's id or epoch (it lost its state: a restart without its
+    data, an unclean leader election, a re-created topic) and refuses its writes for good."""
+    return (
+        f"Kafka refused this producer for good ({err.str()}): the broker lost or reset its producer "
+        f"state (a broker restarted without its data, an unclean leader election or a re-created topic); "
+        f"this one stops and a restart resumes from the last commit (changes since may arrive twice, none is lost)"
+    )
 
 
 class OffsetCommits(Commits):

@@ -27,7 +27,7 @@ from bridge.accounting import (
     Entry,
     Progress,
 )
-from bridge.commits import Commits, OffsetCommits, TransactionCommits
+from bridge.commits import Commits, OffsetCommits, TransactionCommits, idempotent_refusal
 from bridge.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
 from bridge.errors import ProduceError, SchemaError
 from bridge.kafka import LIBRDKAFKA_TROUBLE, RDKAFKA_LOGGER
@@ -132,7 +132,7 @@ class ProducerLane:
             return  # stopping already; flush() at shutdown may call this with its own exception pending
         if err.fatal():
             self.fatal = True
-            text = self.commits.txn_error(err) if self.settings.exactly_once else f"producer failed fatally: {err.str()}"
+            text = self.commits.txn_error(err) if self.settings.exactly_once else idempotent_refusal(err)
             self.fail(ProduceError(text))
         else:  # what librdkafka logs itself when no error_cb is set
             LIBRDKAFKA_TROUBLE.report(err.str())
