@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bridge.config import SnapshotConfig
+from connectors.dynamodb.config import SnapshotConfig
 from bridge.task import Batch, SourceConnector, SourceTask
 from connectors.dynamodb.client import make_clients
 from connectors.dynamodb.scan import ScanConnector

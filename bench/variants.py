@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 
 import connectors.dynamodb.records as records_module
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, Workload, page_body, page_records
-from bridge.config import StreamConfig
+from connectors.dynamodb.config import StreamConfig
 from bridge.gctune import tune_for_throughput
 from bridge.kafka import producer_config
 from bridge.offsets import OffsetStore

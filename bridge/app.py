@@ -11,13 +11,12 @@ import errno
 import logging
 import signal
 import socket
-import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from bridge.config import BridgeConfig, TableConfig
 from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.group import GroupMembership, check_group_topic
@@ -25,12 +24,14 @@ from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
 from bridge.ops.wiring import start_ops, worker_identity
-from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient
+from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
 from connectors.dynamodb.client import AwsApiError
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig
+from connectors.dynamodb.config import load_config as load_dynamodb_config
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.offset_shapes import check_offset
@@ -39,40 +40,48 @@ from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records
 from schemas import KeyField, TableSchemas, table_schemas
 
-__all__ = ["run_bridge"]
+__all__ = ["add_connector_subcommands", "check_connect", "load_config", "run_bridge", "verify_source"]
 
 log = logging.getLogger(__name__)
 
 STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
 
 
-def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
-    r = cfg.schema_registry
+# ---- the connector's seams for the command line -----------------------------------------
+# The CLI (bridge/cli.py, bridge/ops/cli.py) asks here, so this module stays the one place
+# in bridge/ that knows the sources are DynamoDB tables.
+
+
+def load_config(path: str | Path, *, check_kafka: bool = True) -> DynamoDBConfig:
+    """The config file, validated against the DynamoDB connector's model."""
+    return load_dynamodb_config(path, check_kafka=check_kafka)
+
+
+def check_connect(cfg: DynamoDBConfig) -> Any:
+    """``validate --connect``: reach every service, probe permissions, say what would run."""
+    from connectors.dynamodb.connect_check import check_connect as check
+
+    return check(cfg)
+
+
+def add_connector_subcommands(sub: Any) -> None:
+    """The connector's own commands (``demo``: a DynamoDB table, writes, the bridge, a consumer)."""
     try:
-        return SchemaRegistryClient(
-            RegistryClientConfig(
-                url=r.url,
-                username=r.basic_auth.username if r.basic_auth else None,
-                password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
-                bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
-                ca_file=r.ssl_ca_location,
-                cert_file=r.ssl_certificate_location,
-                key_file=r.ssl_key_location,
-                verify=r.ssl_verify,
-                timeout_s=r.timeout_s,
-                max_attempts=r.max_retries + 1,
-            )
-        )
-    except (OSError, ssl.SSLError) as e:  # a CA or certificate file that is missing or not PEM
-        raise ConfigError(
-            f"schema_registry.ssl_*: cannot load the TLS files ({e.strerror or e}); check ssl_ca_location, "
-            "ssl_certificate_location and ssl_key_location"
-        ) from None
-    except ValueError as e:
-        raise ConfigError(f"schema_registry.url: {e}") from None
+        from connectors.dynamodb.demo import add_demo_subcommand
+    except ImportError:  # the demo needs the dev extras
+        return
+    add_demo_subcommand(sub)
 
 
-def _registry_probe(cfg: BridgeConfig) -> Callable[[], None]:
+def verify_source(cfg: DynamoDBConfig, name: str, **kw: Any) -> Any:
+    """``verify``: the source's current contents against its topic (a report with ``clean``)."""
+    from connectors.dynamodb.verify import verify_table
+
+    table = next(t for t in cfg.tables if t.name == name)
+    return verify_table(cfg, table, **kw)
+
+
+def _registry_probe(cfg: DynamoDBConfig) -> Callable[[], None]:
     """One quick GET for /health: is the registry answering? (no retries, a short timeout)"""
     r = cfg.schema_registry
     probe = SchemaRegistryClient(RegistryClientConfig(
@@ -121,7 +130,7 @@ async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> Non
         ) from None
 
 
-def _bind_metrics(cfg: BridgeConfig, health: Callable[[], tuple[bool, str]]) -> MetricsServer | None:
+def _bind_metrics(cfg: DynamoDBConfig, health: Callable[[], tuple[bool, str]]) -> MetricsServer | None:
     """Bind the metrics port first: a port in use is a start-up error, not a traceback later."""
     m = cfg.metrics
     if m.port is None:
@@ -138,7 +147,7 @@ def _bind_metrics(cfg: BridgeConfig, health: Callable[[], tuple[bool, str]]) -> 
         raise ConfigError(f"metrics: cannot listen on {m.host}:{m.port} ({e.strerror or e}); check metrics.host and metrics.port") from None
 
 
-def _key_schemas(cfg: BridgeConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
+def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
     """Each topic's key and value schemas, decided now that DescribeTable gave the key schemas.
 
     Two tables may share a topic only if their keys are alike: the topic's key subject holds
@@ -179,7 +188,7 @@ def _check_subjects(registry: SchemaRegistryClient, schemas: dict[str, TableSche
                 )
 
 
-def _create_topics(admin: Any, cfg: BridgeConfig) -> None:
+def _create_topics(admin: Any, cfg: DynamoDBConfig) -> None:
     tc = cfg.topic_creation
     # A broker's default max.message.bytes (1 MiB) is below what the producer may send
     # (two 400 KB images and the envelope): the topics the bridge creates take its size.
@@ -201,7 +210,7 @@ def _create_topics(admin: Any, cfg: BridgeConfig) -> None:
                       replication_factor=tc.replication_factor)
 
 
-def _create_table_topic(admin: Any, cfg: BridgeConfig, t: TableConfig) -> None:
+def _create_table_topic(admin: Any, cfg: DynamoDBConfig, t: TableConfig) -> None:
     """The topic of a table found while running (table_discovery)."""
     tc = cfg.topic_creation
     sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
@@ -210,7 +219,7 @@ def _create_table_topic(admin: Any, cfg: BridgeConfig, t: TableConfig) -> None:
 
 
 async def run_bridge(
-    cfg: BridgeConfig,
+    cfg: DynamoDBConfig,
     *,
     install_signal_handlers: bool = True,
     on_start: Callable[[Worker], None] | None = None,
@@ -262,7 +271,7 @@ async def run_bridge(
 
 
 async def _run(
-    cfg: BridgeConfig,
+    cfg: DynamoDBConfig,
     metrics: MetricsServer | None,
     worker_ref: list[Worker],
     health_answer: list[Callable[[], tuple[bool, str]]],

@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 
-from bridge.config import load_config
 from bridge.errors import BridgeError, ConfigError, StartupError
 from bridge.redact import install_log_redaction, redact
 
@@ -25,7 +24,7 @@ class _Phase:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bridge.app import run_bridge
+    from bridge.app import load_config, run_bridge
     from bridge.gctune import tune_for_throughput
 
     cfg = load_config(args.config)
@@ -49,11 +48,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from bridge.app import check_connect, load_config
+
     cfg = load_config(args.config)
     print(f"{args.config}: ok")
     if args.connect:
-        from connectors.dynamodb.connect_check import check_connect
-
         report = check_connect(cfg)
         print("\n".join(report.lines()))
         return 1 if report.problems else 0
@@ -90,12 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_dev_subcommands(sub)
-    try:
-        from bridge.demo import add_demo_subcommand
-    except ImportError:
-        pass
-    else:
-        add_demo_subcommand(sub)
+    from bridge.app import add_connector_subcommands
+
+    add_connector_subcommands(sub)
     return p
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from bridge.config import load_config
 from bridge.errors import ConfigError, OffsetStoreError
 from bridge.kafka import client_config
 
@@ -45,6 +44,8 @@ def write_tombstone(kafka: dict[str, Any], topic: str, key: bytes, timeout_s: fl
 
 def reset_key(args: argparse.Namespace) -> int:
     """``offsets reset --key|--key-hex``: one record's key, even one that is not an offset the bridge wrote."""
+    from bridge.app import load_config
+
     cfg = load_config(args.config)
     if args.key is not None:
         key = args.key.encode("utf-8")

@@ -156,7 +156,7 @@ class InProcessBridge:
     """
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        from bridge.config import parse_config
+        from connectors.dynamodb.config import parse_config
 
         self.cfg = parse_config(cfg)
         self.loop = asyncio.new_event_loop()

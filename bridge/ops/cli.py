@@ -13,16 +13,23 @@ import sys
 
 from typing import Any
 
-from bridge.config import BridgeConfig, load_config
+from bridge.config import BridgeConfig, SourceTopic
 from bridge.errors import BridgeError, ConfigError
 
 __all__ = ["add_ops_subcommands"]
 
 
-def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[Any]:
+def load_config(path: str) -> Any:
+    """The config file as the running connector reads it (``bridge/app.py`` picks the model)."""
+    from bridge.app import load_config as load
+
+    return load(path)
+
+
+def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[SourceTopic]:
+    known = {s.name: s for s in cfg.source_topics()}
     if not names:
-        return list(cfg.tables)
-    known = {t.name: t for t in cfg.tables}
+        return list(known.values())
     missing = [n for n in names if n not in known]
     if missing:
         raise ConfigError(f"--table: {missing[0]!r} is not in the config's tables ({', '.join(known)})")
@@ -33,15 +40,15 @@ def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[Any]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from connectors.dynamodb.verify import verify_table
+    from bridge.app import verify_source
 
     cfg = load_config(args.config)
     clean = True
     reports = []
     try:
         for t in _tables(cfg, args.table):
-            report = verify_table(
-                cfg, t, settle_s=args.settle_s, consistent=not args.eventually_consistent,
+            report = verify_source(
+                cfg, t.name, settle_s=args.settle_s, consistent=not args.eventually_consistent,
                 progress=(lambda m: print(f"verify: {m}", file=sys.stderr)) if not args.json else None,
             )
             reports.append(report)
@@ -69,7 +76,7 @@ def _tail(args: argparse.Namespace) -> int:
     from bridge.ops.decode import TopicDecoder, avro_item, to_jsonable
 
     cfg = load_config(args.config)
-    topic = args.topic or cfg.topic_for(_tables(cfg, [args.table] if args.table else None)[0])
+    topic = args.topic or _tables(cfg, [args.table] if args.table else None)[0].topic
     decoder = TopicDecoder.for_config(cfg)
     consumer = Consumer(client_config(cfg.kafka) | {
         "group.id": "ddb-kafka-bridge-tail", "enable.auto.commit": False, "enable.partition.eof": True,

@@ -33,7 +33,7 @@ class TopicDecoder:
 
     @classmethod
     def for_config(cls, cfg: BridgeConfig) -> TopicDecoder:
-        from bridge.app import registry_client
+        from bridge.registry.client import registry_client
 
         return cls(registry_client(cfg))
 

@@ -16,18 +16,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from bridge.errors import SchemaError
+from bridge.errors import ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig
 
 __all__ = [
     "CompatibilityResult",
     "RegisteredSchema",
     "RegistryClientConfig",
     "SchemaRegistryClient",
+    "registry_client",
 ]
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -409,3 +413,30 @@ class SchemaRegistryClient:
         if last is not None and last.retry_after_s is not None:
             delay = max(delay, min(last.retry_after_s, self.config.backoff_max_s))
         return delay
+
+
+def registry_client(cfg: BridgeConfig) -> SchemaRegistryClient:
+    """The client for the config's ``schema_registry``; a bad TLS file or URL is a ConfigError."""
+    r = cfg.schema_registry
+    try:
+        return SchemaRegistryClient(
+            RegistryClientConfig(
+                url=r.url,
+                username=r.basic_auth.username if r.basic_auth else None,
+                password=r.basic_auth.password.get_secret_value() if r.basic_auth else None,
+                bearer_token=r.bearer_token.get_secret_value() if r.bearer_token else None,
+                ca_file=r.ssl_ca_location,
+                cert_file=r.ssl_certificate_location,
+                key_file=r.ssl_key_location,
+                verify=r.ssl_verify,
+                timeout_s=r.timeout_s,
+                max_attempts=r.max_retries + 1,
+            )
+        )
+    except (OSError, ssl.SSLError) as e:  # a CA or certificate file that is missing or not PEM
+        raise ConfigError(
+            f"schema_registry.ssl_*: cannot load the TLS files ({e.strerror or e}); check ssl_ca_location, "
+            "ssl_certificate_location and ssl_key_location"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"schema_registry.url: {e}") from None

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from bridge.config import BridgeConfig
+from connectors.dynamodb.config import DynamoDBConfig
 
 __all__ = ["ConnectReport", "check_connect"]
 
@@ -37,8 +37,8 @@ def _aws_error(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def check_connect(cfg: BridgeConfig) -> ConnectReport:
-    from bridge.app import registry_client
+def check_connect(cfg: DynamoDBConfig) -> ConnectReport:
+    from bridge.registry.client import registry_client
     from bridge.errors import BridgeError
     from bridge.kafka import admin_client, check_reachable
 

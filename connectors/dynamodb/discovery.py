@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.config import TableConfig, TableDiscoveryConfig
+from connectors.dynamodb.config import TableConfig, TableDiscoveryConfig
 from bridge.errors import ConfigError
 from bridge.metrics import METRICS
 from bridge.task import SourceConnector, TaskRuntime

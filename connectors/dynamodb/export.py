@@ -35,7 +35,7 @@ import orjson
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bridge.config import SnapshotConfig
+from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.config import BridgeConfig, SnapshotConfig, TableConfig
+from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from bridge.errors import ConnectorError
 from bridge.ops.decode import canonical_number
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
@@ -632,7 +632,7 @@ class HandoffStreamsConnector(StreamsConnector):
 
 
 def _snapshot_connector(
-    cfg: BridgeConfig, t: TableConfig, ddb: AwsJsonClient, **kw: Any
+    cfg: DynamoDBConfig, t: TableConfig, ddb: AwsJsonClient, **kw: Any
 ) -> ScanConnector | ExportConnector:
     snap = t.snapshot
     if snap.method == "export":
@@ -670,7 +670,7 @@ class _LateWindows:
 
 
 def _resnapshot_on_trim(
-    stream: StreamsConnector, cfg: BridgeConfig, t: TableConfig, ddb: AwsJsonClient
+    stream: StreamsConnector, cfg: DynamoDBConfig, t: TableConfig, ddb: AwsJsonClient
 ) -> ScanConnector | None:
     """trimmed_policy=resnapshot: when a shard lost unread records, Scan the table again.
 
@@ -707,7 +707,7 @@ def _resnapshot_on_trim(
 
 
 def table_connectors(
-    cfg: BridgeConfig, t: TableConfig, *, ddb: AwsJsonClient, streams: AwsJsonClient
+    cfg: DynamoDBConfig, t: TableConfig, *, ddb: AwsJsonClient, streams: AwsJsonClient
 ) -> list[SourceConnector]:
     """The connectors that carry one table: stream, snapshot, or both coupled by a handoff."""
     mode = t.snapshot.mode

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.config import StreamConfig
+from connectors.dynamodb.config import StreamConfig
 from bridge.errors import ConfigError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime

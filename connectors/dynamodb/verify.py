@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bridge.config import BridgeConfig, TableConfig
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.ops.decode import TopicDecoder, avro_item, canonical_item, canonical_number, to_jsonable
 from bridge.ops.topicstate import CompactedView
@@ -123,7 +123,7 @@ def _scalar_id(t: str, v: Any) -> Any:
 class _TableSide:
     """The table's key schema and items, read with boto3 (control-plane speed is enough)."""
 
-    def __init__(self, cfg: BridgeConfig, table: str) -> None:
+    def __init__(self, cfg: DynamoDBConfig, table: str) -> None:
         from connectors.dynamodb.client import aws_session
 
         session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, endpoint_url=cfg.aws.endpoint_url)
@@ -182,7 +182,7 @@ class _TableSide:
 class _TopicSide:
     """The topic's latest value per key, as DynamoDB JSON items (None: deleted)."""
 
-    def __init__(self, cfg: BridgeConfig, topic: str, table: _TableSide) -> None:
+    def __init__(self, cfg: DynamoDBConfig, topic: str, table: _TableSide) -> None:
         self.table = table
         self.decoder = TopicDecoder.for_config(cfg)
         self.latest: dict[KeyId, dict[str, Any] | None] = {}
@@ -244,7 +244,7 @@ def _compare(kid: KeyId, key: dict[str, Any], table_item: dict[str, Any] | None,
 
 
 def verify_table(
-    cfg: BridgeConfig,
+    cfg: DynamoDBConfig,
     table_cfg: TableConfig,
     *,
     settle_s: float = 0.0,

@@ -146,7 +146,7 @@ def _fragments_in_order(expected: str, actual: str) -> bool:
 
 def test_readme_config_block_is_a_valid_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The YAML config the README shows loads as written, given the variables it names."""
-    from bridge.config import load_config
+    from connectors.dynamodb.config import load_config
 
     path = tmp_path / "bridge.yaml"
     path.write_text(block("yaml", "name: orders-cdc").text)

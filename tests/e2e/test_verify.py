@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.config import parse_config
+from connectors.dynamodb.config import parse_config
 from connectors.dynamodb.verify import verify_table
 from tests.helpers import ROOT, InProcessBridge, TopicReader, bridge_config, bridge_env, create_table, unique
 

@@ -48,11 +48,13 @@ __all__ = [
     "Bridges",
     "assert_exact",
     "broker_hides_aborted",
+    "dedupe",
     "double_config",
     "free_port",
     "get_status",
     "last_line",
     "metric",
+    "observed",
     "read_dead_letters",
     "read_offsets",
     "scrape",
@@ -385,7 +387,7 @@ def assert_exact(events: list[Event], log: ChangeLog) -> None:
     assert dupes == 0, f"{dupes} extra records on the topic"
 
 
-def _dedupe(changes: list[Change]) -> list[Change]:
+def dedupe(changes: list[Change]) -> list[Change]:
     seen: set[tuple[str, str]] = set()
     out = []
     for c in changes:
@@ -408,14 +410,14 @@ def assert_complete_in_order(
     got = observed(events)
     problems = []
     for pk in sorted(set(got) | set(log.expected)):
-        first = _dedupe(got.get(pk, []))
+        first = dedupe(got.get(pk, []))
         want = log.expected.get(pk, [])
         if prefix_only:
             want = want[: len(first)]
         if first != want:
             problems.append(f"key {pk}: {_first_difference(first, want)}")
     assert not problems, f"{len(problems)} keys lost or reordered changes:\n" + "\n".join(problems[:10])
-    distinct = sum(len(_dedupe(v)) for v in got.values())
+    distinct = sum(len(dedupe(v)) for v in got.values())
     return len(events) - distinct
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config, parse_config
+from connectors.dynamodb.config import load_config, parse_config
 from bridge.errors import ConfigError
 
 GOOD = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config import StreamConfig
+from connectors.dynamodb.config import StreamConfig
 from bridge.task import Batch
 from connectors.dynamodb.client import AwsJsonClient, make_clients
 from connectors.dynamodb.http import KeepAlivePool

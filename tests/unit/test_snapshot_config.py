@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.config import parse_config
+from connectors.dynamodb.config import parse_config
 from bridge.errors import ConfigError
 from connectors.dynamodb.scan import scan_request
 from connectors.dynamodb.table import TableInfo
