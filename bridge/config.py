@@ -571,14 +571,19 @@ class BridgeConfig(_Model):
 
     @model_validator(mode="after")
     def _group_modes(self) -> BridgeConfig:
+        """Snapshots with ``mode: only`` are shared (every segment or file a unit); the handoff
+        modes are not yet: they need every process's stream positions before the snapshot
+        starts, which no process can see today (docs/scaling.md)."""
         if self.group.enabled:
-            snap = [t.name for t in self.tables if t.snapshot.mode != "never"]
-            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode != "never":
-                snap.append("(table_discovery.template)")
+            snap = [(t.name, t.snapshot.mode) for t in self.tables if t.snapshot.mode in ("initial", "concurrent")]
+            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode in ("initial", "concurrent"):
+                snap.append(("(table_discovery.template)", self.table_discovery.template.snapshot.mode))
             if snap:
+                name, mode = snap[0]
                 raise ValueError(
-                    f"tables: snapshots (table {snap[0]!r}) are not shared between processes yet; with "
-                    f"group.enabled set snapshot.mode: never, or snapshot with one process without group"
+                    f"tables: {name}.snapshot.mode: {mode} is not shared between processes (it needs every process's "
+                    f"stream positions before the snapshot starts); with group.enabled use snapshot.mode: only, then "
+                    f"never, or run mode: {mode} in one process without group"
                 )
         return self
 
