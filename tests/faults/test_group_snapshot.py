@@ -9,12 +9,15 @@ offset per segment, no second pass), and what arrived in the topic.
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 import signal
 import time
 from collections import Counter, defaultdict
 from typing import Any
 
+import boto3
 import pytest
 from confluent_kafka import Consumer
 
@@ -71,7 +74,7 @@ def _switches(scans: dict[int, list[tuple[float, str]]]) -> tuple[list[tuple[int
     every overlap: the old reader reading the segment again after the new one began."""
     switches, overlaps = [], []
     for seg, reads in scans.items():
-        for (t0, a), (t1, b) in zip(reads, reads[1:]):
+        for (t0, a), (t1, b) in itertools.pairwise(reads):
             if a != b:
                 switches.append((seg, a, b, t0, t1))
                 later = [t for t, w in reads if w == a and t > t1]
@@ -211,3 +214,72 @@ def test_three_workers_share_a_scan_snapshot_exactly_once(kafka_stack, make_doub
     measured(f"snapshot shared by 3 workers (SIGKILL one, add one), exactly-once: {N_ITEMS} items, 0 lost, "
              f"0 duplicates; {len(killed)} segments taken over from the killed worker; {_pauses(r)}; "
              f"{r['took']:.1f}s in all")
+
+
+def _write_export(s3: Any, bucket: str, prefix: str, files: int, per_file: int) -> dict[str, Any]:
+    """An export's data files as AWS lays them out (no manifest: the bridge lists them)."""
+    items = {}
+    for f in range(files):
+        lines = []
+        for i in range(per_file):
+            pk = f"item#{f:02d}-{i:04d}"
+            image = {"pk": {"S": pk}, "n": {"N": str(i)}}
+            lines.append(json.dumps({"Item": image}))
+            items[pk] = normalize(image)
+        body = gzip.compress(("\n".join(lines) + "\n").encode())
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/AWSDynamoDB/01700000000000-abcdef12/data/f{f:02d}.json.gz", Body=body)
+    return items
+
+
+def test_two_workers_share_an_export(kafka_stack, make_double, bridges, measured) -> None:
+    """method: export in a group: every data file is a unit; each is read and finished by one
+    worker, and both workers call the snapshot complete only when all files are committed."""
+    d = make_double(shards=1, seed=3)  # the table (DescribeTable); the items come from S3
+    s3 = boto3.client("s3", endpoint_url=kafka_stack.dynamodb_endpoint, region_name="us-east-1",
+                      aws_access_key_id="t", aws_secret_access_key="t")
+    bucket, files = unique("export"), 24
+    s3.create_bucket(Bucket=bucket)
+    items = _write_export(s3, bucket, "exp", files, 250)
+    cfg = _cfg(kafka_stack, d, "at-least-once")
+    cfg["tables"][0]["snapshot"] = {
+        "mode": "only", "method": "export", "progress_interval_s": 1,
+        "export": {"s3_bucket": bucket, "s3_prefix": "exp", "parallel_files": 2,
+                   "s3_endpoint_url": kafka_stack.dynamodb_endpoint},
+    }
+    table = cfg["tables"][0]["name"]
+    reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
+    workers = {w: bridges.start(cfg, instance=w, env={"AWS_ACCESS_KEY_ID": w}, wait_running=False)
+               for w in ("w1", "w2")}
+    try:
+        reader.read_until(_DistinctKeys(len(items)), 180, check=workers["w2"].check)
+        for w, b in workers.items():
+            wait_until(lambda b=b: f"snapshot of {table} complete" in b.log(), 60, f"{w}'s verdict")
+        reader.drain(1.5)
+    finally:
+        reader.close()
+    logs = {w: b.log() for w, b in workers.items()}
+    for w, b in workers.items():
+        assert b.stop() == 0, logs[w][-3000:]
+    counts = Counter(e.key["pk"] for e in reader.events)
+    assert counts.keys() == items.keys() and set(counts.values()) == {1}, "every item exactly once (no kill)"
+    finished = {}
+    for w, log in logs.items():
+        (line,) = [x for x in log.splitlines() if f"snapshot of {table} complete" in x]
+        finished[w] = int(line.split("; ")[-1].split(" of ")[0])
+    assert sum(finished.values()) == files, finished
+    c = Consumer({"bootstrap.servers": kafka_stack.kafka_bootstrap, "group.id": unique("offsets-reader"),
+                  **END_READER_CONFIG})
+    done: Counter[str] = Counter()
+
+    def apply(msg: Any) -> None:
+        name, partition = json.loads(msg.key())
+        if name == cfg["name"] and "file" in partition and msg.value() and json.loads(msg.value()).get("done"):
+            done[partition["file"]] += 1
+
+    try:
+        read_to_end(c, f"{cfg['name']}-offsets", apply, timeout_s=30)
+    finally:
+        c.close()
+    assert len(done) == files and set(done.values()) == {1}, done
+    measured(f"export shared by 2 workers: {len(items)} items in {files} files, each once; files finished per "
+             f"worker: {finished}")
