@@ -571,19 +571,18 @@ class BridgeConfig(_Model):
 
     @model_validator(mode="after")
     def _group_modes(self) -> BridgeConfig:
-        """Snapshots with ``mode: only`` are shared (every segment or file a unit); the handoff
-        modes are not yet: they need every process's stream positions before the snapshot
-        starts, which no process can see today (docs/scaling.md)."""
+        """Snapshots are shared (every segment or file a unit) with ``mode: only`` and
+        ``initial``; ``concurrent`` is not (docs/scaling.md says why)."""
         if self.group.enabled:
-            snap = [(t.name, t.snapshot.mode) for t in self.tables if t.snapshot.mode in ("initial", "concurrent")]
-            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode in ("initial", "concurrent"):
-                snap.append(("(table_discovery.template)", self.table_discovery.template.snapshot.mode))
+            snap = [t.name for t in self.tables if t.snapshot.mode == "concurrent"]
+            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode == "concurrent":
+                snap.append("(table_discovery.template)")
             if snap:
-                name, mode = snap[0]
                 raise ValueError(
-                    f"tables: {name}.snapshot.mode: {mode} is not shared between processes (it needs every process's "
-                    f"stream positions before the snapshot starts); with group.enabled use snapshot.mode: only, then "
-                    f"never, or run mode: {mode} in one process without group"
+                    f"tables: {snap[0]}.snapshot.mode: concurrent is not shared between processes (every Scan chunk "
+                    f"waits until each shard's reader has passed its window, and those readers run in other "
+                    f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
+                    f"process without group"
                 )
         return self
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import random
 import signal
 import time
 from collections import Counter, defaultdict
@@ -283,3 +284,66 @@ def test_two_workers_share_an_export(kafka_stack, make_double, bridges, measured
     assert len(done) == files and set(done.values()) == {1}, done
     measured(f"export shared by 2 workers: {len(items)} items in {files} files, each once; files finished per "
              f"worker: {finished}")
+
+
+def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_double, bridges, measured) -> None:
+    """mode: initial in a group: both workers share the segments and the shards; every
+    process's stream readers hold their output until the whole snapshot (all segments,
+    whoever read them) is committed, so in every topic partition the snapshot rows come
+    before any change; the changes made during the snapshot all follow, the load's own
+    stream records (older than t0) are dropped."""
+    d = make_double(shards=4, seed=19)
+    items = _load(d)  # also INSERT records in the stream, older than t0: the readers drop them
+    cfg = _cfg(kafka_stack, d, "at-least-once")
+    cfg["tables"][0]["snapshot"]["mode"] = "initial"
+    table = cfg["tables"][0]["name"]
+    reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
+    workers = {w: _start(bridges, cfg, w) for w in ("w1", "w2")}
+    rng = random.Random(19)
+    changes: dict[str, list[int]] = defaultdict(list)
+
+    def change(n: int, first: int) -> None:
+        for v in range(first, first + n):
+            pk = f"item#{rng.randrange(N_ITEMS):05d}"
+            image = {"pk": {"S": pk}, "n": {"N": pk[5:].lstrip("0") or "0"}, "body": {"S": "x" * 40}, "v": {"N": str(v)}}
+            d.put({"pk": {"S": pk}}, image, event="MODIFY")
+            changes[pk].append(v)
+            items[pk] = normalize(image)
+
+    def seen(events: list[Event]) -> bool:
+        got = {(e.key["pk"], int(e.after["v"]["N"])) for e in events if e.op != "r" and e.after and "v" in e.after}
+        return len({e.key["pk"] for e in events if e.op == "r"}) >= N_ITEMS and all(
+            (pk, v) in got for pk, vs in changes.items() for v in vs)
+
+    try:
+        reader.read_until(lambda ev: len(ev) >= N_ITEMS // 10, 120, check=workers["w2"].check)
+        change(200, 0)  # during the snapshot: held by the readers until it is complete
+        for w, b in workers.items():
+            wait_until(lambda b=b: "streaming from the recorded positions" in b.log(), 120, f"{w}'s gate")
+        change(100, 200)  # after it
+        reader.read_until(seen, 120, check=workers["w2"].check)
+        reader.drain(1.5)
+    finally:
+        reader.close()
+    logs = {w: b.log() for w, b in workers.items()}
+    for w, b in workers.items():
+        assert b.stop() == 0, logs[w][-3000:]
+    events = reader.events
+    rows = Counter(e.key["pk"] for e in events if e.op == "r")
+    assert rows.keys() == items.keys() and set(rows.values()) == {1}, "one snapshot row per item"
+    assert not [e for e in events if e.op == "c"], "the load's INSERTs are older than t0: the snapshot has them"
+    by_partition: dict[int, list[Event]] = defaultdict(list)
+    for e in events:
+        by_partition[e.partition].append(e)
+    for p, evs in by_partition.items():
+        first_change = next((i for i, e in enumerate(evs) if e.op != "r"), len(evs))
+        assert all(e.op != "r" for e in evs[first_change:]), f"partition {p}: a snapshot row after a change"
+    last = {e.key["pk"]: e for e in sorted(events, key=lambda e: (e.partition, e.offset))}
+    assert {pk: normalize(e.after) for pk, e in last.items()} == items, "every key ends in its newest state"
+    readers = {who for _, op, _, who in d.request_log if op == "Scan"}, {
+        who for _, op, _, who in d.request_log if op == "GetRecords"}
+    assert readers == ({"w1", "w2"}, {"w1", "w2"}), f"segments and shards shared: {readers}"
+    for w, log in logs.items():
+        assert log.count(f"snapshot of {table} complete: pass 0") == 1, w
+    measured(f"initial snapshot shared by 2 workers: {N_ITEMS} rows, then {sum(map(len, changes.values()))} "
+             f"changes, all rows before any change in every partition")
