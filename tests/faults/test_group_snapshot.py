@@ -347,3 +347,50 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
         assert log.count(f"snapshot of {table} complete: pass 0") == 1, w
     measured(f"initial snapshot shared by 2 workers: {N_ITEMS} rows, then {sum(map(len, changes.values()))} "
              f"changes, all rows before any change in every partition")
+
+
+def test_continuous_passes_start_only_after_every_segment_of_the_last_is_committed(
+        kafka_stack, make_double, bridges, measured) -> None:
+    """repeat: continuous in a group: a worker begins pass P only once it has seen every
+    segment's done offset of pass P-1 committed, whoever read it. In the offsets topic: every
+    offset of pass P was written after every done offset of pass P-1 (one machine, one clock)."""
+    d = make_double(shards=1, seed=23)
+    _load_n = 800
+    for i in range(_load_n):
+        d.put({"pk": {"S": f"k{i:04d}"}}, {"pk": {"S": f"k{i:04d}"}, "n": {"N": str(i)}})
+    cfg = _cfg(kafka_stack, d, "at-least-once")
+    cfg["tables"][0]["snapshot"].update(repeat="continuous", pass_interval_s=0, segments=2, split_factor=4,
+                                        page_size=50, max_items_per_second=800)
+    table = cfg["tables"][0]["name"]
+    workers = {w: _start(bridges, cfg, w) for w in ("w1", "w2")}
+    for w, b in workers.items():
+        wait_until(lambda b=b: f"snapshot of {table} complete: pass 3" in b.log(), 120, f"{w}'s pass 3",
+                   interval=0.2)
+    logs = {w: b.log() for w, b in workers.items()}
+    for w, b in workers.items():
+        assert b.stop() == 0, logs[w][-3000:]
+    c = Consumer({"bootstrap.servers": kafka_stack.kafka_bootstrap, "group.id": unique("offsets-reader"),
+                  **END_READER_CONFIG})
+    written: dict[int, list[tuple[int, bool]]] = defaultdict(list)  # pass -> (write time ms, done)
+
+    def apply(msg: Any) -> None:
+        name, partition = json.loads(msg.key())
+        if name == cfg["name"] and "segment" in partition and msg.value() is not None:
+            o = json.loads(msg.value())
+            written[int(o["pass"])].append((msg.timestamp()[1], bool(o.get("done"))))
+
+    try:
+        read_to_end(c, f"{cfg['name']}-offsets", apply, timeout_s=30)
+    finally:
+        c.close()
+    gaps = []
+    for p in (1, 2, 3):
+        dones = [t for t, done in written[p - 1] if done]
+        assert len(dones) == 8, f"pass {p - 1}: {len(dones)} done offsets for 8 segments"
+        first = min(t for t, _ in written[p])
+        assert first >= max(dones), f"pass {p} began {max(dones) - first} ms before pass {p - 1} was complete"
+        gaps.append(first - max(dones))
+    scanned = {who for _, op, unit, who in d.request_log if op == "Scan" and unit and not unit.endswith("limit 1")}
+    assert scanned == {"w1", "w2"}, scanned
+    measured(f"continuous Scan shared by 2 workers: passes 1-3 each began {min(gaps)}-{max(gaps)} ms after the "
+             f"previous pass's last done offset (pass_interval_s: 0)")
