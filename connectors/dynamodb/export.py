@@ -18,6 +18,10 @@ Each data file is a task with source partition ``{"table", "export", "file"}`` a
 seek, so the file is read again from its start but nothing before ``line`` is published).
 Up to ``parallel_files`` files are read at once; S3 reads run in threads (boto3), parsing
 on the event loop with orjson a page at a time.
+
+In a group (``bridge.group``) every file is a unit read by whoever owns it, and the
+triggered request is one too (only its owner requests the export and stores the ARN); the
+export is complete when every file's ``done`` offset is committed, whoever read it.
 """
 
 from __future__ import annotations
@@ -295,7 +299,7 @@ class ExportConnector(SourceConnector):
                 log.info("export of %s already requested: %s", self.table_name, stored["export_arn"])
                 return str(stored["export_arn"])
             if owns(self._request_partition):
-                arn = await self._request_here(runtime)
+                arn = await self._request_here(runtime, owns)
                 if arn is not None:
                     return arn
                 continue  # the request's partition moved away before its ARN was stored
@@ -305,7 +309,7 @@ class ExportConnector(SourceConnector):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
 
-    async def _request_here(self, runtime: TaskRuntime) -> str | None:
+    async def _request_here(self, runtime: TaskRuntime, owns: Any) -> str | None:
         desc = (await self._ddb.call("DescribeTable", {"TableName": self.table_name}))["Table"]
         token = hashlib.sha256(f"{self._bridge_name}/{self.table_name}/{self._export.s3_prefix}".encode()).hexdigest()[:32]
         resp = await self._ddb.call(
@@ -320,6 +324,8 @@ class ExportConnector(SourceConnector):
         )
         arn = resp["ExportDescription"]["ExportArn"]
         log.info("requested export of %s: %s", self.table_name, arn)
+        if not owns(self._request_partition):
+            return None  # moved to another worker during the request: its owner stores the ARN
         mark = OffsetTask(self._request_partition, {"export_arn": arn, "requested_ms": int(time.time() * 1000)}, "export-requested")
         self._marked.clear()
         self._mark_stopped = False

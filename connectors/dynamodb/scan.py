@@ -1,5 +1,10 @@
 """Parallel Scan snapshots: segments from a shared queue, resumable mid-segment.
 
+Processes of one name in a group (``bridge.group``) share the segments: each is a unit read
+by whoever owns it (``connectors/dynamodb/units.py``); a pass is complete, and with
+``repeat: continuous`` the next one may begin, only when every segment's ``done`` offset is
+committed, whoever read it.
+
 Each Scan segment is one task with source partition ``{"table", "segment",
 "total_segments"}``; after every page it hands on the page's items (``op = r``, ``after``
 only) with the offset ``{"pass", "last_key", "done", "items", "scanned"}``, where

@@ -82,9 +82,6 @@ class UnitRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._recheck_s)
 
-    def ours(self, task: SourceTask) -> bool:
-        return self._running.get(partition_key(task.partition)) is task
-
     def finished(self, task: SourceTask) -> None:
         """The task's final offset is stored (the worker says so only then)."""
         if self._running.pop(partition_key(task.partition), None) is task:
