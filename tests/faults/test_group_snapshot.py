@@ -289,7 +289,9 @@ def test_two_workers_share_an_export(kafka_stack, make_double, bridges, measured
              f"worker: {finished}")
 
 
-def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_double, bridges, measured) -> None:
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_double, bridges, measured,
+                                                            delivery: str) -> None:
     """mode: initial in a group: both workers share the segments and the shards; every
     process's stream readers hold their output until the whole snapshot (all segments,
     whoever read them) is committed, so in every topic partition the snapshot rows come
@@ -297,7 +299,7 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
     stream records (older than t0) are dropped."""
     d = make_double(shards=4, seed=19)
     items = _load(d)  # also INSERT records in the stream, older than t0: the readers drop them
-    cfg = _cfg(kafka_stack, d, "at-least-once")
+    cfg = _cfg(kafka_stack, d, delivery)
     cfg["tables"][0]["snapshot"]["mode"] = "initial"
     table = cfg["tables"][0]["name"]
     reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
@@ -348,7 +350,7 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
     assert readers == ({"w1", "w2"}, {"w1", "w2"}), f"segments and shards shared: {readers}"
     for w, log in logs.items():
         assert log.count(f"snapshot of {table} complete: pass 0") == 1, w
-    measured(f"initial snapshot shared by 2 workers: {N_ITEMS} rows, then {sum(map(len, changes.values()))} "
+    measured(f"initial snapshot shared by 2 workers, {delivery}: {N_ITEMS} rows, then {sum(map(len, changes.values()))} "
              f"changes, all rows before any change in every partition")
 
 
