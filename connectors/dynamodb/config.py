@@ -334,14 +334,18 @@ class DynamoDBConfig(BridgeConfig):
 
     @model_validator(mode="after")
     def _group_modes(self) -> DynamoDBConfig:
+        """Snapshots are shared (every segment or file a unit) with ``mode: only`` and
+        ``initial``; ``concurrent`` is not (docs/scaling.md says why)."""
         if self.group.enabled:
-            snap = [t.name for t in self.tables if t.snapshot.mode != "never"]
-            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode != "never":
+            snap = [t.name for t in self.tables if t.snapshot.mode == "concurrent"]
+            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode == "concurrent":
                 snap.append("(table_discovery.template)")
             if snap:
                 raise ValueError(
-                    f"tables: snapshots (table {snap[0]!r}) are not shared between processes yet; with "
-                    f"group.enabled set snapshot.mode: never, or snapshot with one process without group"
+                    f"tables: {snap[0]}.snapshot.mode: concurrent is not shared between processes (every Scan chunk "
+                    f"waits until each shard's reader has passed its window, and those readers run in other "
+                    f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
+                    f"process without group"
                 )
         return self
 

@@ -18,16 +18,20 @@ Each data file is a task with source partition ``{"table", "export", "file"}`` a
 seek, so the file is read again from its start but nothing before ``line`` is published).
 Up to ``parallel_files`` files are read at once; S3 reads run in threads (boto3), parsing
 on the event loop with orjson a page at a time.
+
+In a group (``bridge.group``) every file is a unit read by whoever owns it, and the
+triggered request is one too (only its owner requests the export and stores the ARN); the
+export is complete when every file's ``done`` offset is committed, whoever read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import boto3
@@ -43,6 +47,7 @@ from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.scan import snapshot_records
 from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ExportConnector", "ExportFileTask", "ExportLocation", "find_data_files"]
 
@@ -232,10 +237,10 @@ class ExportConnector(SourceConnector):
         self.progress: SnapshotProgress | None = None
         self.location: ExportLocation | None = None
         self.items_this_run = 0
-        self._queue: deque[tuple[str, dict[str, Any] | None]] = deque()
-        self._running: set[str] = set()
-        self._all_done = asyncio.Event()
+        self._units: UnitRun | None = None
         self._marked = asyncio.Event()
+        self._mark_stopped = False
+        self._wake = asyncio.Event()
         self._runtime: TaskRuntime | None = None
 
     @property
@@ -278,10 +283,33 @@ class ExportConnector(SourceConnector):
             await asyncio.sleep(self._export.poll_interval_s)
 
     async def _request(self, runtime: TaskRuntime) -> str:
-        stored = runtime.offsets.offset(self._request_partition)
-        if stored and stored.get("export_arn"):
-            log.info("export of %s already requested: %s", self.table_name, stored["export_arn"])
-            return str(stored["export_arn"])
+        """The export's ARN: stored by whoever requested it, or requested here.
+
+        In a group the request is a unit too: only the owner of its partition requests the
+        export and stores the ARN; the others wait until they see it stored. An owner that
+        dies before storing it leaves the request to the next owner, whose repeated request
+        carries the same ``ClientToken`` and so names the same export.
+        """
+        owns = getattr(runtime, "owns", None) or (lambda p: True)
+        waiting_logged = False
+        while True:
+            self._wake.clear()
+            stored = runtime.offsets.offset(self._request_partition)
+            if stored and stored.get("export_arn"):
+                log.info("export of %s already requested: %s", self.table_name, stored["export_arn"])
+                return str(stored["export_arn"])
+            if owns(self._request_partition):
+                arn = await self._request_here(runtime, owns)
+                if arn is not None:
+                    return arn
+                continue  # the request's partition moved away before its ARN was stored
+            if not waiting_logged:
+                log.info("export of %s: waiting for another worker of this name to request it", self.table_name)
+                waiting_logged = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    async def _request_here(self, runtime: TaskRuntime, owns: Any) -> str | None:
         desc = (await self._ddb.call("DescribeTable", {"TableName": self.table_name}))["Table"]
         token = hashlib.sha256(f"{self._bridge_name}/{self.table_name}/{self._export.s3_prefix}".encode()).hexdigest()[:32]
         resp = await self._ddb.call(
@@ -296,11 +324,17 @@ class ExportConnector(SourceConnector):
         )
         arn = resp["ExportDescription"]["ExportArn"]
         log.info("requested export of %s: %s", self.table_name, arn)
+        if not owns(self._request_partition):
+            return None  # moved to another worker during the request: its owner stores the ARN
         mark = OffsetTask(self._request_partition, {"export_arn": arn, "requested_ms": int(time.time() * 1000)}, "export-requested")
         self._marked.clear()
+        self._mark_stopped = False
         runtime.start_task(mark)
-        await self._marked.wait()
-        return str(arn)
+        while not self._marked.is_set() and not self._mark_stopped:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+        return str(arn) if self._marked.is_set() else None
 
     async def _locate(self, runtime: TaskRuntime) -> ExportLocation:
         e = self._export
@@ -332,8 +366,8 @@ class ExportConnector(SourceConnector):
             interval_s=self._config.progress_interval_s,
             stream=self._progress_stream,
         )
-        todo: list[tuple[str, dict[str, Any] | None]] = []
         resumed = 0
+        todo: list[dict[str, Any]] = []
         for key, _ in files:
             o = runtime.offsets.offset(self._partition(loc, key))
             if o and o.get("done"):
@@ -343,51 +377,71 @@ class ExportConnector(SourceConnector):
             if o:
                 progress.resumed(int(o.get("items", 0)))
                 resumed += int(o.get("items", 0))
-            todo.append((key, o))
+            todo.append(self._partition(loc, key))
         log.info(
             "snapshot of %s from export %s: %d of %d files to read (%d at a time), %d items already published",
             self.table_name, loc.id, len(todo), len(files), self._export.parallel_files, resumed,
         )
+        finished_here = 0
         if todo:
-            self._queue = deque(todo)
-            self._fill()
-            await self._all_done.wait()
+            run = self._units = UnitRun(
+                runtime, todo, complete=lambda o: bool(o and o.get("done")), start=self._task,
+                concurrency=self._export.parallel_files,
+            )
+            try:
+                await run.run()
+            finally:
+                self._units = None
+            finished_here = run.finished_here
         progress.finish()
         log.info(
-            "snapshot of %s complete: export %s, %d items read in this run, %d resumed from stored offsets",
-            self.table_name, loc.id, self.items_this_run, resumed,
+            "snapshot of %s complete: export %s, %d items read in this run, %d resumed from stored offsets; "
+            "%d of %d files finished by this process",
+            self.table_name, loc.id, self.items_this_run, resumed, finished_here, len(todo),
         )
         self.done.set()
 
     def _partition(self, loc: ExportLocation, key: str) -> dict[str, Any]:
         return {"table": self.table_name, "export": loc.id, "file": key}
 
-    def _fill(self) -> None:
-        assert self._runtime is not None and self.location is not None and self.table is not None
-        while self._queue and len(self._running) < self._export.parallel_files:
-            key, resume = self._queue.popleft()
-            task = ExportFileTask(
-                s3=self._s3,
-                bucket=self.location.bucket,
-                key=key,
-                export_id=self.location.id,
-                table=self.table,
-                topic=self.topic,
-                resume=resume,
-                progress=self.progress,
-            )
-            self._running.add(key)
-            self._runtime.start_task(task)
+    def _task(self, unit: dict[str, Any], resume: dict[str, Any] | None) -> ExportFileTask:
+        assert self.location is not None and self.table is not None
+        return ExportFileTask(
+            s3=self._s3,
+            bucket=self.location.bucket,
+            key=str(unit["file"]),
+            export_id=self.location.id,
+            table=self.table,
+            topic=self.topic,
+            resume=resume,
+            progress=self.progress,
+        )
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         if isinstance(task, OffsetTask):
             self._marked.set()
+            self._wake.set()
             return
         assert isinstance(task, ExportFileTask)
-        self._running.discard(task.key)
         self.items_this_run += task.items_this_run
         if self.progress is not None:
             self.progress.unit_done()
-        self._fill()
-        if not self._queue and not self._running:
-            self._all_done.set()
+        if self._units is not None:
+            self._units.finished(task)
+
+    def task_stopped(self, task: SourceTask) -> None:
+        """The file (or the export request) moved to another worker of this name."""
+        if isinstance(task, OffsetTask):
+            self._mark_stopped = True
+            self._wake.set()
+            return
+        assert isinstance(task, ExportFileTask)
+        self.items_this_run += task.items_this_run
+        if self._units is not None:
+            self._units.stopped(task)
+
+    def wake(self) -> None:
+        """Ownership changed or another worker committed an offset."""
+        self._wake.set()
+        if self._units is not None:
+            self._units.wake()

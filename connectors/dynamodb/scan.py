@@ -1,5 +1,10 @@
 """Parallel Scan snapshots: segments from a shared queue, resumable mid-segment.
 
+Processes of one name in a group (``bridge.group``) share the segments: each is a unit read
+by whoever owns it (``connectors/dynamodb/units.py``); a pass is complete, and with
+``repeat: continuous`` the next one may begin, only when every segment's ``done`` offset is
+committed, whoever read it.
+
 Each Scan segment is one task with source partition ``{"table", "segment",
 "total_segments"}``; after every page it hands on the page's items (``op = r``, ``after``
 only) with the offset ``{"pass", "last_key", "done", "items", "scanned"}``, where
@@ -28,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +43,7 @@ from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ChunkGate", "RateLimiter", "ScanConnector", "ScanSegmentTask", "scan_request", "snapshot_records"]
 
@@ -295,9 +300,7 @@ class ScanConnector(SourceConnector):
         self.done = asyncio.Event()  # set when a pass is complete (durably)
         self.progress: SnapshotProgress | None = None
         self.items_this_run = 0
-        self._queue: deque[int] = deque()
-        self._running: dict[int, ScanSegmentTask] = {}
-        self._pass_done = asyncio.Event()
+        self._units: UnitRun | None = None
         self._runtime: TaskRuntime | None = None
         self._shared: _Shared | None = None
         self._pass = 0
@@ -335,7 +338,7 @@ class ScanConnector(SourceConnector):
             progress=None,
             gate=self._gate,
         )
-        stored = {i: runtime.offsets.offset(self._partition(i)) for i in range(self.total_segments)}
+        stored = self._stored(runtime)
         self._pass = max((int(o.get("pass", 0)) for o in stored.values() if o), default=0)
         if self._new_pass and any(stored.values()):
             self._pass += 1
@@ -345,8 +348,8 @@ class ScanConnector(SourceConnector):
             self.done.set()
             return
         while True:
-            stored = {i: runtime.offsets.offset(self._partition(i)) for i in range(self.total_segments)}
-            todo = [i for i, o in stored.items() if not (o and int(o.get("pass", 0)) == self._pass and o.get("done"))]
+            stored = self._stored(runtime)
+            todo = [i for i, o in stored.items() if not self._segment_done(o)]
             if todo:
                 await self._run_pass(runtime, stored, todo)
             else:
@@ -354,13 +357,35 @@ class ScanConnector(SourceConnector):
             self.done.set()
             if cfg.repeat == "once":
                 return
-            last = max((int(o.get("finished_ms", 0)) for o in stored.values() if o), default=0)
-            if todo:
-                last = int(time.time() * 1000)
+            # When the pass ended, from the stored offsets: every worker of a group waits the same.
+            stored = self._stored(runtime)
+            last = max((int(o.get("finished_ms", 0)) for o in stored.values()
+                        if o and int(o.get("pass", 0)) == self._pass), default=0)
             wait = max(0.0, last / 1000 + cfg.pass_interval_s - time.time())
             log.info("snapshot of %s: next pass in %.0fs", self.table_name, wait)
             await asyncio.sleep(wait)
-            self._pass += 1
+            # A worker that saw the pass end late may find the next one begun by the others.
+            newest = max((int(o.get("pass", 0)) for o in self._stored(runtime).values() if o), default=0)
+            self._pass = max(self._pass + 1, newest)
+
+    def _stored(self, runtime: TaskRuntime) -> dict[int, dict[str, Any] | None]:
+        return {i: runtime.offsets.offset(self._partition(i)) for i in range(self.total_segments)}
+
+    def _segment_done(self, o: dict[str, Any] | None) -> bool:
+        """The segment's stored offset finishes this pass: its done offset, or a later pass
+        begun (a pass begins only once every segment of the one before is done)."""
+        if not o:
+            return False
+        p = int(o.get("pass", 0))
+        return p > self._pass or (p == self._pass and bool(o.get("done")))
+
+    def _task(self, segment: int, o: dict[str, Any] | None) -> ScanSegmentTask:
+        assert self._shared is not None
+        resume = o if o and int(o.get("pass", 0)) == self._pass and not o.get("done") else None
+        task = ScanSegmentTask(self._shared, segment, self.total_segments, pass_no=self._pass, resume=resume)
+        if resume:
+            log.info("segment %d/%d of %s resumes after %d items", segment, self.total_segments, self.table_name, task.items)
+        return task
 
     async def _run_pass(self, runtime: TaskRuntime, stored: dict[int, dict[str, Any] | None], todo: list[int]) -> None:
         assert self._shared is not None and self.table is not None
@@ -374,7 +399,7 @@ class ScanConnector(SourceConnector):
             interval_s=cfg.progress_interval_s,
             stream=self._progress_stream,
         )
-        for i, o in stored.items():
+        for o in stored.values():
             if o and int(o.get("pass", 0)) == self._pass:
                 progress.resumed(int(o.get("scanned", 0)), units_done=1 if o.get("done") else 0)
         self.progress = self._shared.progress = progress
@@ -384,36 +409,42 @@ class ScanConnector(SourceConnector):
             self.table_name, self._pass, len(todo), self.total_segments, self.concurrency, resumed_items,
             self.table.item_count,
         )
-        self._queue = deque(todo)
-        self._pass_done.clear()
         self.items_this_run = 0
-        self._fill(runtime, stored)
-        await self._pass_done.wait()
+        run = self._units = UnitRun(
+            runtime,
+            [self._partition(i) for i in todo],
+            complete=self._segment_done,
+            start=lambda unit, o: self._task(int(unit["segment"]), o),
+            concurrency=self.concurrency,
+            shared=not self._new_pass,  # a resnapshot is one process's decision: it reads every segment
+        )
+        try:
+            await run.run()
+        finally:
+            self._units = None
         progress.finish()
         log.info(
-            "snapshot of %s complete: pass %d, %d items read in this run, %d resumed from stored offsets",
-            self.table_name, self._pass, self.items_this_run, resumed_items,
+            "snapshot of %s complete: pass %d, %d items read in this run, %d resumed from stored offsets; "
+            "%d of %d segments finished by this process",
+            self.table_name, self._pass, self.items_this_run, resumed_items, run.finished_here, len(todo),
         )
-
-    def _fill(self, runtime: TaskRuntime, stored: dict[int, dict[str, Any] | None] | None = None) -> None:
-        assert self._shared is not None
-        while self._queue and len(self._running) < self.concurrency:
-            seg = self._queue.popleft()
-            o = stored.get(seg) if stored is not None else runtime.offsets.offset(self._partition(seg))
-            resume = o if o and int(o.get("pass", 0)) == self._pass and not o.get("done") else None
-            task = ScanSegmentTask(self._shared, seg, self.total_segments, pass_no=self._pass, resume=resume)
-            if resume:
-                log.info("segment %d/%d of %s resumes after %d items", seg, self.total_segments, self.table_name, task.items)
-            self._running[seg] = task
-            runtime.start_task(task)
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         assert isinstance(task, ScanSegmentTask)
-        self._running.pop(task.segment, None)
         self.items_this_run += task.items_this_run
         if self.progress is not None:
             self.progress.unit_done()
-        if self._runtime is not None:
-            self._fill(self._runtime)
-        if not self._queue and not self._running:
-            self._pass_done.set()
+        if self._units is not None:
+            self._units.finished(task)
+
+    def task_stopped(self, task: SourceTask) -> None:
+        """The segment moved to another worker of this name (its offset is committed)."""
+        assert isinstance(task, ScanSegmentTask)
+        self.items_this_run += task.items_this_run
+        if self._units is not None:
+            self._units.stopped(task)
+
+    def wake(self) -> None:
+        """Ownership changed or another worker committed a segment's offset."""
+        if self._units is not None:
+            self._units.wake()

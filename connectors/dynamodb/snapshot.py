@@ -467,8 +467,13 @@ class HandoffReader(SourceTask):
 class HandoffStreamsConnector(StreamsConnector):
     """A StreamsConnector whose readers are wrapped for ``initial`` or ``concurrent``."""
 
-    def __init__(self, *, snapshot: SnapshotConfig, ddb: AwsJsonClient, **kw: Any) -> None:
+    def __init__(self, *, snapshot: SnapshotConfig, ddb: AwsJsonClient, grouped: bool = False, **kw: Any) -> None:
         super().__init__(ddb=ddb, **kw)
+        # Processes of one name share the table (bridge.group): t0 is one unit, written by its
+        # owner; every reader starts from TRIM_HORIZON and drops what is older than t0.
+        self.grouped = grouped
+        self._mark_stopped = False
+        self._meta_wake = asyncio.Event()
         self._ddb_client = ddb
         self.snapshot = snapshot
         self.mode = snapshot.mode
@@ -502,7 +507,15 @@ class HandoffStreamsConnector(StreamsConnector):
         assert self.table is not None
         self._runtime = runtime
         helpers: list[Any] = []
-        if self.mode == "initial":
+        if self.mode == "initial" and self.grouped:
+            t0 = await self._shared_t0(runtime)
+            # No reader can know when the others' readers got their positions, so none starts
+            # at LATEST: each reads its shard from TRIM_HORIZON and drops what is older than
+            # t0 (the snapshot, which starts after t0 is stored, has it). Safe, only slower.
+            self.gate = InitialGate(t0_ms=t0, fresh=False, skew_ms=self.snapshot.clock_skew_ms)
+            self._start_position = "trim_horizon"
+            helpers += [self._open_gate_when_done(), self._watch_retention()]
+        elif self.mode == "initial":
             stored = runtime.offsets.offset(self._meta_partition)
             if stored is None:
                 t0 = _now_ms()
@@ -525,6 +538,49 @@ class HandoffStreamsConnector(StreamsConnector):
             helpers.append(self._report())
         # One awaitable, so a helper's failure (retention risk) stops the bridge like any error.
         await asyncio.gather(super().run(runtime), *helpers)
+
+    async def _shared_t0(self, runtime: TaskRuntime) -> int:
+        """t0 of the handoff in a group: stored by the owner of its partition, seen by all.
+
+        An owner that dies before storing it leaves it to the next owner, which records a
+        new t0: nothing has read anything yet (the snapshot and the readers wait for it).
+        """
+        waiting_logged = False
+        while True:
+            self._meta_wake.clear()
+            stored = runtime.offsets.offset(self._meta_partition)
+            if stored is not None:
+                t0 = int(stored["t0_ms"])
+                log.info("snapshot of %s (initial, shared by the group): t0 is %d", self.table_name, t0)
+                return t0
+            if runtime.owns(self._meta_partition):
+                t0 = _now_ms()
+                log.info("snapshot of %s (initial, shared by the group): recording t0 = %d", self.table_name, t0)
+                self._marked.clear()
+                self._mark_stopped = False
+                runtime.start_task(OffsetTask(self._meta_partition, {"t0_ms": t0}, "handoff-start"))
+                while not self._marked.is_set() and not self._mark_stopped:
+                    self._meta_wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._meta_wake.wait(), 1.0)
+                continue  # stored (read it back), or its partition moved away first
+            if not waiting_logged:
+                log.info("snapshot of %s (initial): waiting for another worker of this name to record t0",
+                         self.table_name)
+                waiting_logged = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._meta_wake.wait(), 1.0)
+
+    def wake(self) -> None:
+        super().wake()
+        self._meta_wake.set()
+
+    def task_stopped(self, task: SourceTask) -> None:
+        if isinstance(task, OffsetTask):
+            self._mark_stopped = True
+            self._meta_wake.set()
+            return
+        super().task_stopped(task)
 
     async def _watermarks(self) -> None:
         assert self.windows is not None
@@ -624,6 +680,7 @@ class HandoffStreamsConnector(StreamsConnector):
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         if isinstance(task, OffsetTask):
             self._marked.set()
+            self._meta_wake.set()
             return
         super().task_finished(task, batch)
 
@@ -723,7 +780,7 @@ def table_connectors(
         return [stream] if resume is None else [stream, resume]
     stream = HandoffStreamsConnector(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
-        start_position=t.start_position,
+        start_position=t.start_position, grouped=cfg.group.enabled,
     )
     if t.stream.trimmed_policy == "resnapshot":
         _resnapshot_on_trim(stream, cfg, t, ddb)

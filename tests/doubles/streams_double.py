@@ -453,8 +453,9 @@ class StreamsDouble:
         #: that pauses shows a counter that stops moving.
         self.records_served: Counter[str] = Counter()
         #: Every GetRecords and GetShardIterator request, as (monotonic time, op, shard,
-        #: access key id of its signature): a test that gives each process its own key
-        #: can tell which process read which shard when.
+        #: access key id of its signature), and every Scan with "segment S/T limit L" for the
+        #: shard: a test that gives each process its own key can tell which process read
+        #: which shard or segment when.
         self.request_log: list[tuple[float, str, str | None, str]] = []
         #: Requests being served now, and the most ever served at once, per operation:
         #: what a client's bound on requests in flight looks like from the server.
@@ -840,6 +841,9 @@ class StreamsDouble:
             self.calls._record(op, shard)
             if op in ("GetRecords", "GetShardIterator"):
                 self.request_log.append((time.monotonic(), op, shard, who))
+            elif op == "Scan":  # which worker read which segment when (snapshots shared by a group)
+                unit = f"segment {params.get('Segment')}/{params.get('TotalSegments')} limit {params.get('Limit')}"
+                self.request_log.append((time.monotonic(), op, unit, who))
             rule = self.faults._take(op, shard)
             if rule is not None:
                 if rule.error != "slow":

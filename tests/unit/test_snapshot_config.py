@@ -70,3 +70,34 @@ def test_scan_request_always_projects_the_key() -> None:
     assert req["ReturnConsumedCapacity"] == "TOTAL" and req["ConsistentRead"] is False
     s2 = table(mode="only", projection_expression="pk, #s, v", expression_attribute_names={"#s": "sk"})
     assert scan_request(s2, info)["ProjectionExpression"] == "pk, #s, v"
+
+
+def _grouped(**snapshot):
+    return parse_config({**BASE, "group": {"enabled": True},
+                         "tables": [{"name": "orders", "snapshot": snapshot}]})
+
+
+def test_a_group_shares_snapshots_with_mode_only_and_initial() -> None:
+    """mode: only (Scan, continuous Scan, export) and initial are shared between the processes of a group."""
+    assert _grouped(mode="only").tables[0].snapshot.mode == "only"
+    assert _grouped(mode="only", repeat="continuous").tables[0].snapshot.repeat == "continuous"
+    export = {"s3_bucket": "b", "s3_prefix": "p"}
+    assert _grouped(mode="only", method="export", export=export).tables[0].snapshot.method == "export"
+    assert _grouped(mode="initial").tables[0].snapshot.mode == "initial"
+
+
+def test_a_group_refuses_mode_concurrent_in_one_line_naming_why_and_the_fix() -> None:
+    with pytest.raises(ConfigError) as e:
+        _grouped(mode="concurrent")
+    text = str(e.value)
+    assert len(text.strip().splitlines()) == 1, text
+    assert "orders.snapshot.mode: concurrent is not shared between processes" in text
+    assert "readers run in other processes" in text, "why"
+    assert "use snapshot.mode: initial" in text and "without group" in text, "the fix"
+
+
+def test_a_group_refuses_mode_concurrent_in_the_discovery_template() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({**BASE, "group": {"enabled": True}, "tables": [],
+                      "table_discovery": {"name_prefix": "o", "template": {"snapshot": {"mode": "concurrent"}}}})
+    assert "(table_discovery.template).snapshot.mode: concurrent is not shared" in str(e.value)
