@@ -347,6 +347,18 @@ class DynamoDBConfig(BridgeConfig):
                     f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
                     f"process without group"
                 )
+            if self.delivery == "exactly-once":
+                resnap = [t.name for t in self.tables if t.stream.trimmed_policy == "resnapshot"]
+                if self.table_discovery is not None and self.table_discovery.template.stream.trimmed_policy == "resnapshot":
+                    resnap.append("(table_discovery.template)")
+                if resnap:
+                    # One process decides a resnapshot alone and reads every segment itself,
+                    # but under exactly-once it may write only the units its partitions own.
+                    raise ValueError(
+                        f"tables: {resnap[0]}.stream.trimmed_policy: resnapshot is not shared between processes "
+                        f"under exactly-once; with group.enabled use trimmed_policy: fail or skip-and-alert (and "
+                        f"snapshot again with snapshot.mode: only), or delivery: at-least-once"
+                    )
         return self
 
     def topic_for(self, table: TableConfig) -> str:

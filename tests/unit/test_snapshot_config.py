@@ -101,3 +101,17 @@ def test_a_group_refuses_mode_concurrent_in_the_discovery_template() -> None:
         parse_config({**BASE, "group": {"enabled": True}, "tables": [],
                       "table_discovery": {"name_prefix": "o", "template": {"snapshot": {"mode": "concurrent"}}}})
     assert "(table_discovery.template).snapshot.mode: concurrent is not shared" in str(e.value)
+
+
+def test_a_group_refuses_resnapshot_under_exactly_once_but_not_at_least_once() -> None:
+    """A resnapshot is one process's decision and reads every segment; under exactly-once a
+    process may write only the units its partitions own, so that combination is refused."""
+    table = {"name": "orders", "stream": {"trimmed_policy": "resnapshot"}}
+    ok = parse_config({**BASE, "group": {"enabled": True}, "tables": [table]})
+    assert ok.tables[0].stream.trimmed_policy == "resnapshot"
+    with pytest.raises(ConfigError) as e:
+        parse_config({**BASE, "group": {"enabled": True}, "delivery": "exactly-once", "tables": [table]})
+    text = str(e.value)
+    assert len(text.strip().splitlines()) == 1, text
+    assert "orders.stream.trimmed_policy: resnapshot is not shared between processes under exactly-once" in text
+    assert "trimmed_policy: fail or skip-and-alert" in text
