@@ -134,6 +134,11 @@ class OffsetCommits(Commits):
         if not progress.dirty or progress.writing:
             return
         lane = self.lane
+        if lane.held():
+            # Paused past the group session (bridge.pause_guard): the unit may be someone
+            # else's now, further on. It stays dirty: written once the group has answered, or
+            # forgotten with the unit if it was lost.
+            return
         offsets = lane.offsets
         offset = progress.committable
         progress.dirty = False
