@@ -93,14 +93,37 @@ def _moved_back(bootstrap: str, cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def _copies_produced_after(events: list[Any], wall_ms: int) -> int:
+    """Second and later copies of a change that a producer was handed at or after ``wall_ms``."""
+    seen: set[tuple[str, str | None]] = set()
+    late = 0
+    for e in sorted(events, key=lambda e: (e.partition, e.offset)):
+        if e.value is None:
+            continue
+        ident = (e.value["source"]["sequence_number"], e.op)
+        if ident in seen and e.timestamp_ms >= wall_ms:
+            late += 1
+        seen.add(ident)
+    return late
+
+
+def _newest(log: ChangeLog) -> dict[str, int]:
+    """Per shard, the sequence number of the newest change written to it so far."""
+    newest: dict[str, int] = {}
+    for change in list(log.by_seq.values()):
+        newest[change.shard] = max(newest.get(change.shard, 0), int(change.seq))
+    return newest
+
+
+def _committed_past(offsets: dict[str, dict[str, Any] | None], newest: dict[str, int], shards: set[str]) -> bool:
+    return all(int((offsets.get(s) or {}).get("seq") or 0) >= newest.get(s, 0) for s in shards)
+
+
 def _behind(offsets: dict[str, dict[str, Any] | None], log: ChangeLog) -> list[str]:
     """Shards whose stored offset lies before the newest change written to them: a restart
     replays from there. After a clean stop with everything delivered, none should be."""
-    newest: dict[str, int] = {}
-    for change in log.by_seq.values():
-        newest[change.shard] = max(newest.get(change.shard, 0), int(change.seq))
     out = []
-    for shard, seq in newest.items():
+    for shard, seq in _newest(log).items():
         stored = (offsets.get(shard) or {}).get("seq")
         if stored is None or int(stored) < seq:
             out.append(f"{shard[-8:]}: stored {stored and stored[-6:]} < newest {str(seq)[-6:]}")
@@ -112,10 +135,14 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
     """SIGSTOP one of two workers until the other reads its shards, write on, SIGCONT it:
     nothing is lost, per-key order of first copies holds, the thawed worker logs that it
     lost its partitions and stops reading them, and a restart of both resumes with no loss."""
-    shards = 8
+    shards = 12
     d = make_double(shards=shards, seed=29)
     log = ChangeLog(d)
     cfg = _group_cfg(kafka_stack, d)
+    # A long flush interval: the frozen worker surely holds acknowledged records whose offsets
+    # it has not written yet, and its flush is overdue when it thaws (the write that would
+    # move an offset back).
+    cfg["offsets"] = {**cfg.get("offsets", {}), "flush_interval_ms": 2000}
     session_s = cfg["group"]["session_timeout_ms"] / 1000
     reader = make_reader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
     victim, survivor = "worker-a", "worker-b"
@@ -132,17 +159,19 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
 
         t_stop = time.monotonic()
         a.send(signal.SIGSTOP)
+        newest_at_stop = _newest(log)
         # The condition, not a clock: the survivor reads every shard the frozen worker read.
         wait_until(lambda: all(any(w == survivor and t > t_stop for t, w in _readers(d)[s]) for s in lost_shards),
                    60, "the survivor reading the frozen worker's shards")
         taken_s = time.monotonic() - t_stop
         # The session runs from the last heartbeat (every session/4) before the freeze.
         assert taken_s > session_s * 0.6, f"the shards moved after {taken_s:.1f}s, before the session timed out"
-        # The survivor delivers (and commits) past where the frozen worker stopped.
+        # The survivor delivers and commits past anything the frozen worker could have read.
         reader.wait_for(log.seqs, 60)
-        reader.grow_by(100, 60)
+        wait_until(lambda: _committed_past(read_offsets(kafka_stack.kafka_bootstrap, cfg), newest_at_stop,
+                                           lost_shards), 60, "the survivor's offsets past the frozen worker's", 0.3)
 
-        t_cont = time.monotonic()
+        t_cont, t_cont_ms = time.monotonic(), int(time.time() * 1000)
         a.send(signal.SIGCONT)
         a.wait_for_log(LOST, 60)
         lost_seen_s = time.monotonic() - t_cont
@@ -159,6 +188,10 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
     assert b.stop() == 0, b.log()[-3000:]
     assert a.stop() == 0, a.log()[-3000:]
     dupes = assert_complete_in_order(reader.events, log)
+    # The survivor replayed the frozen worker's uncommitted tail before the thaw; a copy
+    # produced after it can only come from the thawed worker handing on what it read.
+    late = _copies_produced_after(reader.events, t_cont_ms)
+    assert late == 0, f"{late} duplicates were produced after the thaw"
     # Reads end with the hand-over the lost callback does, which logs the line afterwards.
     assert kept_reading_s <= lost_seen_s + 0.5, (kept_reading_s, lost_seen_s)
     assert lost_seen_s < session_s + 10, f"the thawed worker noticed its loss only after {lost_seen_s:.1f}s"
@@ -184,6 +217,6 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
         f"paused worker, at-least-once: {log.writes} changes over {shards} shards, 0 lost; survivor read the "
         f"frozen worker's {len(lost_shards)} shards {taken_s:.1f}s after SIGSTOP (session {session_s:.0f}s); "
         f"thawed, it read them for {kept_reading_s:.2f}s more ({len(zombie)} GetRecords) and logged the loss "
-        f"{lost_seen_s:.2f}s after SIGCONT; {dupes} duplicates; offsets behind after the clean stop: "
+        f"{lost_seen_s:.2f}s after SIGCONT; {dupes} duplicates ({late} produced after the thaw); offsets behind after the clean stop: "
         f"{len(behind)}; offset writes that moved back: {len(moved_back)}; the restart replayed {replayed}"
     )
