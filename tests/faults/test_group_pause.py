@@ -24,6 +24,7 @@ from tests.faults.support import (
     ChangeLog,
     Writer,
     assert_complete_in_order,
+    assert_exact,
     read_offsets,
     topic_of,
     wait_for_log_count,
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.slow
 LOST = "group: lost partitions"
 ASSIGNED = "group: assigned"
 STOOD_STILL = "group: this process stood still for"
+STILL_A_MEMBER = "group: still a member after the pause"
 
 
 def _last_reader(double: Any) -> dict[str, tuple[float, str]]:
@@ -130,6 +132,24 @@ def _behind(offsets: dict[str, dict[str, Any] | None], log: ChangeLog) -> list[s
     return out
 
 
+def _two_workers_writing(bridges: Any, cfg: dict[str, Any], d: Any, log: ChangeLog, reader: Any) -> tuple[Any, Any, Writer]:
+    """worker-a and worker-b sharing the shards, a writer writing about 100 changes a second."""
+    a = _start(bridges, cfg, "worker-a")
+    b = _start(bridges, cfg, "worker-b")
+    writer = Writer(log, 1_000_000, keys=200, rng=random.Random(29), reshapes={}, per_tick=10)
+    writer.quota = writer.total
+    writer.start()
+    try:
+        shards = len(d.open_shard_ids())
+        wait_until(lambda: _shared(d, ("worker-a", "worker-b"), shards), 90, "both workers reading their shards")
+        reader.grow_by(200, 60)
+        wait_until(lambda: _shared(d, ("worker-a", "worker-b"), shards), 30, "both workers reading their shards")
+    except BaseException:
+        writer.stop()
+        raise
+    return a, b, writer
+
+
 def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_double, bridges, make_reader,
                                                                measured) -> None:
     """SIGSTOP one of two workers until the other reads its shards, write on, SIGCONT it:
@@ -146,15 +166,8 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
     session_s = cfg["group"]["session_timeout_ms"] / 1000
     reader = make_reader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
     victim, survivor = "worker-a", "worker-b"
-    a = _start(bridges, cfg, victim)
-    b = _start(bridges, cfg, survivor)
-    writer = Writer(log, 1_000_000, keys=200, rng=random.Random(29), reshapes={}, per_tick=10)
-    writer.quota = writer.total
-    writer.start()
+    a, b, writer = _two_workers_writing(bridges, cfg, d, log, reader)
     try:
-        wait_until(lambda: _shared(d, (victim, survivor), shards), 90, "both workers reading their shards")
-        reader.grow_by(200, 60)
-        wait_until(lambda: _shared(d, (victim, survivor), shards), 30, "both workers reading their shards")
         lost_shards = {s for s, (_, w) in _last_reader(d).items() if w == victim}
 
         t_stop = time.monotonic()
@@ -220,3 +233,39 @@ def test_worker_paused_past_the_session_timeout_at_least_once(kafka_stack, make_
         f"{lost_seen_s:.2f}s after SIGCONT; {dupes} duplicates ({late} produced after the thaw); offsets behind after the clean stop: "
         f"{len(behind)}; offset writes that moved back: {len(moved_back)}; the restart replayed {replayed}"
     )
+
+
+def test_worker_paused_under_the_session_timeout_holds_then_reads_on(kafka_stack, make_double, bridges, make_reader,
+                                                                     measured) -> None:
+    """A pause past half the session timeout but short of it: the group keeps the worker, so
+    its hold ends by itself after one heartbeat interval and 2 s; nothing moved, every change
+    arrives exactly once (what was read just before the pause was held, then handed on)."""
+    d = make_double(shards=12, seed=31)
+    log = ChangeLog(d)
+    cfg = _group_cfg(kafka_stack, d)
+    cfg["group"]["session_timeout_ms"] = 8000  # hold after 4 s still; the group expires it after >= 6 s
+    reader = make_reader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
+    a, b, writer = _two_workers_writing(bridges, cfg, d, log, reader)
+    try:
+        assigned = (a.log().count(ASSIGNED), b.log().count(ASSIGNED))
+        a.send(signal.SIGSTOP)
+        time.sleep(4.5)  # the fault itself: a pause of this length, not a wait for a condition
+        t_cont = time.monotonic()
+        a.send(signal.SIGCONT)
+        a.wait_for_log(STILL_A_MEMBER, 30)
+        resumed_s = time.monotonic() - t_cont
+        reader.grow_by(200, 60)
+    finally:
+        writer.stop()
+        writer.join(10)
+    assert writer.error is None, writer.error
+    reader.wait_for_log(log, 90)
+    reader.drain(1.5)
+    assert b.stop() == 0, b.log()[-3000:]
+    assert a.stop() == 0, a.log()[-3000:]
+    assert STOOD_STILL in a.log()
+    assert LOST not in a.log(), "the group expired the worker after a short pause"
+    assert (a.log().count(ASSIGNED), b.log().count(ASSIGNED)) == assigned, "partitions moved after a short pause"
+    assert_exact(reader.events, log)
+    measured(f"pause of 4.5 s under an 8 s session: held, then read on {resumed_s:.1f}s after SIGCONT; "
+             f"{log.writes} changes, each once")
