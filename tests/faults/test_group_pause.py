@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import pytest
-
 from confluent_kafka import Consumer
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
