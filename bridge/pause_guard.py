@@ -8,9 +8,10 @@ write positions older than the new owner's (an offset moved back: a restart repl
 readers hand on batches the new owner also reads (duplicates).
 
 The guard closes most of that moment. The group thread ticks it between polls (every
-0.1 s); a gap longer than half the session timeout means the whole process stood still
-long enough to have been expired (librdkafka's own heartbeats stood still with it: a
-Python-only stall such as a GC pause does not stop them, so it cannot expire us). While
+0.1 s); a gap longer than half the session timeout means the process may have stood still
+long enough to be expired (heartbeats go every quarter of it). A Python-only stall (a GC
+pause) does not stop librdkafka's heartbeats and cannot expire us; it only holds for a
+moment needlessly. While
 the tick is that stale, or for ``confirm_s`` after a stale tick was noticed, ``held()`` is
 true and the worker neither hands batches to the producer nor writes offsets. The hold
 ends at once when the group reports the loss (the units are gone, nothing to hold), or
