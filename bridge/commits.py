@@ -147,6 +147,11 @@ class OffsetCommits(Commits):
         if not progress.dirty or progress.writing:
             return
         lane = self.lane
+        if lane.held():
+            # Paused past the group session (bridge.pause_guard): the unit may be someone
+            # else's now, further on. It stays dirty: written once the group has answered, or
+            # forgotten with the unit if it was lost.
+            return
         offsets = lane.offsets
         offset = progress.committable
         progress.dirty = False
@@ -178,6 +183,11 @@ class OffsetCommits(Commits):
 
     async def finish(self, deadline: float, failed: bool) -> None:
         self.commit()
+        if self.lane.held():
+            unwritten = sum(1 for p in self.lane.progress.values() if p.dirty)
+            if unwritten:
+                log.warning("shutdown: offsets of %d partitions not written: this process was paused past the group "
+                            "session and the group has not answered yet; a restart reads them again", unwritten)
         while any(p.writing for p in self.lane.progress.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 

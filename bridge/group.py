@@ -22,6 +22,10 @@ the offsets: so a zombie (a worker the group presumed dead, still running) can n
 commit records nor offsets for units it no longer owns. Kafka Connect's KIP-618 uses
 per-task transactional ids the same way.
 
+At-least-once has no such fence; a worker thawed after a pause past the session timeout
+holds its reading and offset writes (``bridge.pause_guard``) until librdkafka reports the
+loss, and then drops the lost units' offsets instead of writing them.
+
 The consumer runs on its own thread, since the group callbacks run inside ``poll``; a
 callback hands its work to the event loop and blocks until the loop has done it, and
 librdkafka keeps heartbeating meanwhile.
@@ -30,6 +34,7 @@ librdkafka keeps heartbeating meanwhile.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -49,6 +54,7 @@ from bridge.errors import ConfigError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
+from bridge.pause_guard import PauseGuard
 from bridge.task import partition_key
 from bridge.worker import DEFAULT_LANE, Worker
 
@@ -104,19 +110,24 @@ class GroupMembership:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._held_logged = False
         # A hand-over may take the worker's shutdown timeout; the group must not evict us meanwhile.
         poll_interval_ms = max(300_000, int(handover_timeout_s * 1000) * 3)
+        heartbeat_ms = max(100, session_timeout_ms // 4)
+        self.guard = PauseGuard(session_timeout_ms / 1000, heartbeat_ms / 1000)
         self._consumer = Consumer(client_config(kafka) | {
             "group.id": f"{name}-workers",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": session_timeout_ms,
-            "heartbeat.interval.ms": max(100, session_timeout_ms // 4),
+            "heartbeat.interval.ms": heartbeat_ms,
             "max.poll.interval.ms": poll_interval_ms,
             "enable.auto.commit": False,
             "auto.offset.reset": "latest",
         })
         worker.owns = self.owns
         worker.route = self.route
+        if not self.exactly_once:  # exactly-once is fenced by the next owner's init_transactions
+            worker.held = self.guard.held
         METRICS.gauge("bridge_group_partitions_owned", lambda: len(self.owned),
                       "coordination partitions this worker owns")
 
@@ -151,6 +162,7 @@ class GroupMembership:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                on_lost=self._on_lost)
             while not self._closing.is_set():
+                self._tick()
                 msg = consumer.poll(0.1)
                 if msg is not None and msg.error() is not None and msg.error().fatal():
                     raise KafkaException(msg.error())
@@ -158,6 +170,7 @@ class GroupMembership:
             if not self._closing.is_set():
                 self._error = e
         finally:
+            self.guard.stop()
             try:
                 consumer.close()  # leaves the group: the others take our partitions now
             except KafkaException as e:
@@ -170,12 +183,28 @@ class GroupMembership:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
 
+    def _tick(self) -> None:
+        """Between polls (and while a callback waits): tell the pause guard this process runs."""
+        gap = self.guard.tick()
+        if gap is not None and not self.exactly_once and self.owned:
+            self._held_logged = True
+            log.warning("group: this process stood still for %.1f s (paused?), past half the session timeout; "
+                        "reading and offset writes wait up to %.1f s for the group to say whether it still owns "
+                        "partitions %s", gap, self.guard.confirm_s, sorted(self.owned))
+        elif self._held_logged and not self.guard.held():
+            self._held_logged = False
+            if self.owned:
+                log.info("group: still a member after the pause; reading resumes")
+
     def _call(self, coro_fn: Callable[[], Any]) -> None:
         """Run ``coro_fn()`` on the loop and wait for it: the callback returns only when it is done."""
         if self._closing.is_set() or self._loop is None:
             return
+        self._tick()  # on_lost right after a thaw: the pause is noticed (and logged) before the hand-over
         fut = asyncio.run_coroutine_threadsafe(coro_fn(), self._loop)
         try:
+            while not concurrent.futures.wait([fut], 0.1).done:
+                self._tick()  # a long hand-over is no pause
             fut.result()
         except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
             log.error("group: rebalance step failed: %s", e)
@@ -231,6 +260,8 @@ class GroupMembership:
         self.owned -= gone
         lanes = [f"p{k}" for k in ks] if self.exactly_once else []
         stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        if lost:
+            self.guard.release()  # the group answered: the held units are gone, and nothing of theirs was written
         took = time.monotonic() - t0
         self.pauses.append(("lost" if lost else "revoke", took))
         METRICS.inc("bridge_group_rebalances_total", help="partitions assigned or revoked",

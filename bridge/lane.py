@@ -56,7 +56,9 @@ class ProducerLane:
         bounds: Bounds,
         fail: Callable[[BaseException], None],
         worker_stopping: Callable[[], bool] = lambda: False,
+        held: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``held``: offset writes wait while it is true (a group worker that may have lost its units)."""
         self.name = name
         self.producer = producer
         self.settings = settings
@@ -65,6 +67,7 @@ class ProducerLane:
         self.bounds = bounds
         self._fail = fail
         self._worker_stopping = worker_stopping
+        self.held = held
         self.progress: dict[str, Progress] = {}
         self.records_in_flight = 0  # this lane's, for an exactly-once commit to drain
         self.drained = asyncio.Event()

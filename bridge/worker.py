@@ -122,6 +122,9 @@ class Worker:
         # Which lane a source partition's records take, and whether this worker reads it at all.
         self.route: Callable[[Mapping[str, Any]], str] = lambda partition: DEFAULT_LANE
         self.owns: Callable[[Mapping[str, Any]], bool] = lambda partition: True
+        # Whether reading and offset writes must wait (at-least-once in a group: the process was
+        # paused long enough to have lost its partitions; see bridge.pause_guard).
+        self.held: Callable[[], bool] = lambda: False
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running: dict[str, _Running] = {}
         self._runners: list[asyncio.Task[None]] = []
@@ -177,6 +180,7 @@ class Worker:
         return ProducerLane(
             name=name, producer=producer, settings=self.settings, offsets=self.offsets,
             serializer=self.serializer, bounds=self.bounds, fail=self._fail, worker_stopping=self._stop.is_set,
+            held=lambda: self.held(),
         )
 
     async def add_lane(self, name: str, producer: Producer, errors: Any = None) -> ProducerLane:
@@ -199,7 +203,9 @@ class Worker:
 
         This is the revocation half of a rebalance: it returns only when the next owner can
         resume exactly where these tasks stopped. ``lost`` (the group already gave the work
-        to someone else): nothing is committed, the lanes' open transactions are dropped.
+        to someone else): nothing is committed, the lanes' open transactions are dropped, and
+        on a shared lane the partitions' offsets are forgotten unwritten: the next owner may
+        be past them, and writing them would move its offset back.
         """
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         stopping = [r for k, r in self._running.items() if which(r.task.partition)]
@@ -212,7 +218,11 @@ class Worker:
             keys = {k for k, p in lane.progress.items() if which(p.partition)}
             if keys:
                 by_lane[lane_name] = keys
-        if not lost:
+        if lost:
+            for lane_name, keys in by_lane.items():
+                if lane_name not in lanes:
+                    self.lanes[lane_name].drop_partitions(keys)
+        else:
             for lane_name, keys in by_lane.items():
                 lane = self.lanes[lane_name]
                 if not await lane.quiet(keys, deadline):
@@ -267,9 +277,11 @@ class Worker:
             while True:
                 await self.bounds.wait_for_space(progress)
                 await ops.gate(state)
+                await self._unheld()
                 ops.polling(state)
                 batch = await task.poll()
                 ops.polled(state, batch)
+                await self._unheld()  # a batch read just before a pause waits too (or is dropped with the unit)
                 await lane.submit(progress, batch)
                 if batch.final:
                     if batch.offset is not None:
@@ -290,6 +302,11 @@ class Worker:
             self._running.pop(pkey, None)
             with contextlib.suppress(Exception):
                 await task.close()
+
+    async def _unheld(self) -> None:
+        """Wait while ``held()``: nothing read then is handed on until the group has answered."""
+        while self.held():
+            await asyncio.sleep(0.05)
 
     def on_kafka_error(self, err: KafkaError) -> None:
         """The default lane's producer ``error_cb`` (see ``ProducerLane.on_kafka_error``)."""

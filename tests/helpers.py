@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -201,6 +201,8 @@ class Event:
     offset: int
     key: dict[str, Any]
     value: dict[str, Any] | None  # None: tombstone
+    # The record's CreateTime (ms since the epoch): when its producer was handed it.
+    timestamp_ms: int = field(default=0, compare=False)
 
     @property
     def op(self) -> str | None:
@@ -262,7 +264,7 @@ class TopicReader:
                 continue
             if msg.error():
                 raise AssertionError(f"consumer error: {msg.error()}")
-            self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value()))
+            self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]))
         return self.events
 
     def read_count(self, n: int, timeout: float = 60, check: Callable[[], None] | None = None) -> list[Event]:
@@ -274,7 +276,7 @@ class TopicReader:
         while time.monotonic() - last < quiet_s:
             msg = self.consumer.poll(0.2)
             if msg is not None and not msg.error():
-                self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value()))
+                self.events.append(Event(msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]))
                 last = time.monotonic()
         return self.events
 

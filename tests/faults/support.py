@@ -205,9 +205,11 @@ class Writer(threading.Thread):
     """Writes ``total`` changes over ``keys`` keys as fast as its quota allows, splitting
     (and once rolling over) a random open shard at the given write counts."""
 
-    def __init__(self, log: ChangeLog, total: int, keys: int, rng: random.Random, reshapes: dict[int, str]) -> None:
+    def __init__(self, log: ChangeLog, total: int, keys: int, rng: random.Random, reshapes: dict[int, str],
+                 per_tick: int = 50) -> None:
+        """``per_tick``: changes written every 0.1 s (50: about 500 changes a second)."""
         super().__init__(daemon=True, name="change-writer")
-        self.log, self.total, self.rng = log, total, rng
+        self.log, self.total, self.rng, self.per_tick = log, total, rng, per_tick
         self.names = [f"k{i:04d}" for i in range(keys)]
         self.reshapes = dict(reshapes)
         self.quota = 0
@@ -222,7 +224,7 @@ class Writer(threading.Thread):
                 if i >= self.quota:
                     time.sleep(0.01)
                     continue
-                for _ in range(min(50, self.quota - i, self.total - i)):
+                for _ in range(min(self.per_tick, self.quota - i, self.total - i)):
                     pk = self.rng.choice(self.names)
                     self.log.write(pk, delete=i % 37 == 36 and pk in self.log.state)
                     i += 1
