@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -238,32 +238,36 @@ def test_thousand_shards_over_four_tables(kafka_stack, make_double, bridges, mea
 
     all_read = wait_until(settled, 110, "all 1,000 shards read", interval=0.2)
     startup = all_read - spawned
-    cpu0 = [cpu_seconds(b.proc.pid) for b in procs]
+    cpu_start = [cpu_seconds(b.proc.pid) for b in procs]
 
     logs = [ChangeLog(t) for t in tables]
     _write(logs, per_table=750, keys=300, rng=rng)
     written = time.monotonic()
     _deliver_and_judge(kafka_stack, logs, procs, timeout=110)
     delivered = time.monotonic() - written
+    cpu_busy = [cpu_seconds(b.proc.pid) - c for b, c in zip(procs, cpu_start)]
     window = 10.0
-    describe_per_s = _describe_rate(first, window)
-    cpu = [cpu_seconds(b.proc.pid) - c for b, c in zip(procs, cpu0)]
+    cpu1 = [cpu_seconds(b.proc.pid) for b in procs]
+    describe_per_s = _describe_rate(first, window)  # the processes idle meanwhile
+    idle = [(cpu_seconds(b.proc.pid) - c) / window for b, c in zip(procs, cpu1)]
     rss = [rss_mib(b.proc.pid)[0] for b in procs]
-    by_who: dict[str, set[str]] = defaultdict(set)
+    last_reader: dict[str, str] = {}
     for _, op, shard, who in list(first.request_log):
         if op == "GetRecords" and shard is not None:
-            by_who[who].add(shard)
+            last_reader[shard] = who
+    share = sorted(Counter(last_reader.values()).values())
     for b in procs:
         assert b.stop() == 0, b.log()[-3000:]
-    assert len(by_who) == workers, sorted(by_who)
-    # Each table lists 250+ shards in 3 pages per 5 s interval: 4 tables -> ~2.4 calls/s
-    # whoever lists them (every group member lists every table it has units of).
-    listings = describe_per_s * 5.0 / 3
+    assert len(share) == workers, share
     measured(
         f"1,000 shards over 4 tables, {workers} process(es): start-up to every shard read {startup:.1f} s; "
-        f"{sum(log.writes for log in logs)} changes (a split per table) each once, delivered "
-        f"{delivered:.1f} s after the last write; DescribeStream {describe_per_s:.1f}/s (≈{listings:.0f} "
-        f"3-page listings per 5 s interval); CPU per process {', '.join(f'{c:.1f}' for c in cpu)} s from "
-        f"start-up done to {window:.0f} s after delivery; RSS {', '.join(f'{r:.0f}' for r in rss)} MiB; "
-        f"shards read per process {', '.join(str(len(by_who[w])) for w in sorted(by_who))}"
+        f"{sum(log.writes for log in logs)} changes (a split per table) each once in per-key order, all "
+        f"delivered {delivered:.1f} s after the last write; per process: shards {share}, CPU "
+        f"{_list(cpu_start)} s to start, {_list(cpu_busy)} s for the changes, {_list([i * 100 for i in idle], '%.0f')}% "
+        f"of a core idle (1 s poll interval), RSS {_list(rss, '%.0f')} MiB; DescribeStream {describe_per_s:.1f}/s "
+        f"(250 shards = 3 pages per table per 5 s interval)"
     )
+
+
+def _list(xs: Iterable[float], fmt: str = "%.1f") -> str:
+    return "/".join(fmt % x for x in xs)
