@@ -52,7 +52,7 @@ def _rss_mib(pid: int) -> tuple[float, float]:
 
 
 def _config(name: str, bootstrap: str, registry: str, double: StreamsDouble, tables: list[StreamsDouble],
-            port: int) -> dict[str, Any]:
+            port: int, partitions: int) -> dict[str, Any]:
     stream = {"poll_interval_ms": 250, "discovery_interval_ms": 5000}
     return {
         "name": name,
@@ -62,7 +62,7 @@ def _config(name: str, bootstrap: str, registry: str, double: StreamsDouble, tab
                 "streams_endpoint_url": double.endpoint_url},
         "topic_prefix": name,
         "tables": [{"name": t.table, "stream": dict(stream)} for t in tables],
-        "topic_creation": {"partitions": 2},
+        "topic_creation": {"partitions": partitions},
         "offsets": {"flush_interval_ms": 1000},
         "metrics": {"port": port, "host": "127.0.0.1"},
         "log_level": "WARNING",
@@ -87,7 +87,13 @@ def run_once(n_tables: int, args: argparse.Namespace, bootstrap: str, registry: 
     double = StreamsDouble(table=f"tb{uid}-000", shards=per, seed=1).start()
     tables = [double] + [double.add_table(f"tb{uid}-{i:03d}", shards=per) for i in range(1, n_tables)]
     port = _free_port()
-    bridge = Bridge.start(_config(f"tables-{n_tables}-{uid}", bootstrap, registry, double, tables, port), tmp, ROOT)
+    # Partitions per topic: --table-partitions, or with --same-partitions as many as keep the total
+    # equal to the widest run's, so a difference is the tables', not the partitions' count.
+    partitions = args.table_partitions
+    if args.same_partitions:
+        partitions = args.table_partitions * int(args.tables) // n_tables
+    cfg = _config(f"tables-{n_tables}-{uid}", bootstrap, registry, double, tables, port, partitions)
+    bridge = Bridge.start(cfg, tmp, ROOT)
     pid = bridge.proc.pid
     shard_ids = {s.shard_id for t in tables for s in t.shards}
     try:
@@ -122,7 +128,7 @@ def run_once(n_tables: int, args: argparse.Namespace, bootstrap: str, registry: 
             time.sleep(0.05)
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - c0
         rss, hwm = _rss_mib(pid)
-        return {"tables": n_tables, "shards": args.table_shards, "records": args.table_records, "startup_s": startup_s,
+        return {"tables": n_tables, "partitions": partitions * n_tables, "shards": args.table_shards, "records": args.table_records, "startup_s": startup_s,
                 "startup_cpu_s": startup_cpu, "idle_pct": idle_pct, "wall_s": wall, "cpu_s": cpu,
                 "rate": args.table_records / wall, "per_cpu_s": args.table_records / cpu, "rss_mib": rss, "hwm_mib": hwm}
     finally:
@@ -147,11 +153,12 @@ def summary(results: list[dict[str, Any]], counts: list[int]) -> list[str]:
     med = {n: {k: statistics.median(r[k] for r in results if r["tables"] == n) for k, _, _ in COLUMNS}
            for n in counts}
     runs = {n: sum(1 for r in results if r["tables"] == n) for n in counts}
-    lines = ["| tables (shards each) | runs | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+    lines = ["| tables (shards each, partitions in all) | runs | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
              "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " |"]
     shards = results[0]["shards"]
     for n in counts:
-        lines.append(f"| {n} ({shards // n}) | {runs[n]} | " + " | ".join(f.format(med[n][k]) for k, _, f in COLUMNS) + " |")
+        parts = results[[r["tables"] for r in results].index(n)]["partitions"]
+        lines.append(f"| {n} ({shards // n}, {parts}) | {runs[n]} | " + " | ".join(f.format(med[n][k]) for k, _, f in COLUMNS) + " |")
     base = counts[0]
     for n in counts[1:]:
         lines.append(f"| {n} / {base} | | " + " | ".join(
@@ -172,7 +179,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         bootstrap, registry = ep.kafka_bootstrap, ep.registry_url
     results: list[dict[str, Any]] = []
     try:
-        print(f"tables: 1 vs {counts[1]} tables, {args.table_shards} shards and {args.table_records:,} changes "
+        print(f"tables: 1 vs {counts[1]} tables, {args.table_shards} shards and {args.table_records:,} changes, "
+              f"{args.table_partitions} partition(s) per topic{' (same total)' if args.same_partitions else ''} "
               f"({args.table_value_bytes} B values) in both, {args.reps} interleaved rounds, broker {args.broker}; "
               f"{os.cpu_count()} CPUs shared by the bridge, the double, the broker and anything else running",
               flush=True)
@@ -197,6 +205,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--table-shards", dest="table_shards", type=int, default=100)
     ap.add_argument("--table-records", dest="table_records", type=int, default=30_000)
     ap.add_argument("--table-value-bytes", dest="table_value_bytes", type=int, default=200)
+    ap.add_argument("--table-partitions", type=int, default=2, help="partitions per table's topic")
+    ap.add_argument("--same-partitions", action="store_true",
+                    help="give the 1-table run as many partitions as the N tables have between them")
     ap.add_argument("--idle-s", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (medians are reported)")
 
