@@ -10,6 +10,8 @@ same for both sides (``--table-shards`` split evenly over the tables), and so is
 (``--table-records`` changes, spread evenly over the tables' keys). Measured from outside:
 
 - **start-up**: spawn until every shard had its first GetRecords, and the CPU it took;
+- **first change**: one change per table, until all are acknowledged: each table's first
+  record registers its topic's key and value schemas (two registry round trips, once);
 - **idle**: the bridge's CPU over ``--idle-s`` seconds with every shard polled and empty;
 - **catch-up**: the backlog appears at once (written while every table's lock is held, so
   no reader sees half of it) and the clock runs until the bridge's own metrics say every
@@ -78,6 +80,15 @@ def _first_reads_done(double: StreamsDouble, shard_ids: set[str]) -> float | Non
     return max(first.values()) if len(first) == len(shard_ids) else None
 
 
+def _wait_acked(bridge: Bridge, n: int, deadline: float, what: str) -> None:
+    """Until the bridge's metrics say ``n`` records were produced and none is unacknowledged."""
+    while not (bridge.metric("bridge_records_produced_total") >= n and bridge.metric("bridge_records_in_flight") == 0):
+        bridge.check()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not finish in time")
+        time.sleep(0.05)
+
+
 def run_once(n_tables: int, args: argparse.Namespace, bootstrap: str, registry: str, tmp: Path) -> dict[str, Any]:
     """One bridge process on ``n_tables`` tables holding ``args.table_shards`` shards between them."""
     if args.table_shards % n_tables:
@@ -104,6 +115,11 @@ def run_once(n_tables: int, args: argparse.Namespace, bootstrap: str, registry: 
                 raise SystemExit("not every shard was read within 120 s of start")
             time.sleep(0.1)
         startup_s, startup_cpu = done - bridge.spawned, cpu_seconds(pid)
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        for t in tables:
+            t.put({"pk": {"S": "first"}}, new_image={"pk": {"S": "first"}})
+        _wait_acked(bridge, n_tables, t0 + 120, "the first change of every table")
+        first_s, first_cpu = time.monotonic() - t0, cpu_seconds(pid) - c0
         time.sleep(1.0)  # past the start-up burst (topic creation, first listings)
         c0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(args.idle_s)
@@ -119,17 +135,11 @@ def run_once(n_tables: int, args: argparse.Namespace, bootstrap: str, registry: 
                 pk = f"k{(i // n_tables) % keys_per_table:05d}"
                 t.put({"pk": {"S": pk}}, new_image={"pk": {"S": pk}, "n": {"N": str(i)}, "body": {"S": body}})
             c0, t0 = cpu_seconds(pid), time.monotonic()
-        deadline = t0 + 600
-        while not (bridge.metric("bridge_records_produced_total") >= args.table_records
-                   and bridge.metric("bridge_records_in_flight") == 0):
-            bridge.check()
-            if time.monotonic() > deadline:
-                raise SystemExit(f"catch-up did not finish in 600 s ({n_tables} tables)")
-            time.sleep(0.05)
+        _wait_acked(bridge, n_tables + args.table_records, t0 + 600, f"the catch-up ({n_tables} tables)")
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - c0
         rss, hwm = _rss_mib(pid)
         return {"tables": n_tables, "partitions": partitions * n_tables, "shards": args.table_shards, "records": args.table_records, "startup_s": startup_s,
-                "startup_cpu_s": startup_cpu, "idle_pct": idle_pct, "wall_s": wall, "cpu_s": cpu,
+                "startup_cpu_s": startup_cpu, "first_s": first_s, "first_cpu_s": first_cpu, "idle_pct": idle_pct, "wall_s": wall, "cpu_s": cpu,
                 "rate": args.table_records / wall, "per_cpu_s": args.table_records / cpu, "rss_mib": rss, "hwm_mib": hwm}
     finally:
         bridge.stop()
@@ -142,6 +152,8 @@ COLUMNS = [  # (key, heading, format)
     ("per_cpu_s", "records per CPU s", "{:,.0f}"),
     ("startup_s", "start-up s", "{:.1f}"),
     ("startup_cpu_s", "start-up CPU s", "{:.2f}"),
+    ("first_s", "first change of every table s", "{:.2f}"),
+    ("first_cpu_s", "its CPU s", "{:.2f}"),
     ("idle_pct", "idle, % of a core", "{:.1f}"),
     ("rss_mib", "RSS MiB", "{:.0f}"),
     ("hwm_mib", "peak RSS MiB", "{:.0f}"),
@@ -180,7 +192,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     try:
         print(f"tables: 1 vs {counts[1]} tables, {args.table_shards} shards and {args.table_records:,} changes, "
-              f"{args.table_partitions} partition(s) per topic{' (same total)' if args.same_partitions else ''} "
+              f"{args.table_partitions} partition(s) per topic"
+              f"{' (the 1-table topic as many as all N have)' if args.same_partitions else ''} "
               f"({args.table_value_bytes} B values) in both, {args.reps} interleaved rounds, broker {args.broker}; "
               f"{os.cpu_count()} CPUs shared by the bridge, the double, the broker and anything else running",
               flush=True)
@@ -191,7 +204,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     results.append(r)
                     print(f"  round {rnd + 1}, {n:>3} table(s): {r['rate']:>7,.0f} records/s, {r['cpu_s']:.2f} CPU s "
                           f"({r['per_cpu_s']:,.0f}/CPU s); start-up {r['startup_s']:.1f} s / {r['startup_cpu_s']:.2f} "
-                          f"CPU s; idle {r['idle_pct']:.1f}% of a core; RSS {r['rss_mib']:.0f} MiB "
+                          f"CPU s; first change per table {r['first_s']:.2f} s / {r['first_cpu_s']:.2f} CPU s; "
+                          f"idle {r['idle_pct']:.1f}% of a core; RSS {r['rss_mib']:.0f} MiB "
                           f"(peak {r['hwm_mib']:.0f})", flush=True)
     finally:
         if stack is not None:
