@@ -245,6 +245,7 @@ def test_thousand_shards_over_four_tables(kafka_stack, make_double, bridges, mea
     written = time.monotonic()
     _deliver_and_judge(kafka_stack, logs, procs, timeout=110)
     delivered = time.monotonic() - written
+    changes = sum(log.writes for log in logs)
     cpu_busy = [cpu_seconds(b.proc.pid) - c for b, c in zip(procs, cpu_start)]
     window = 10.0
     cpu1 = [cpu_seconds(b.proc.pid) for b in procs]
@@ -256,17 +257,54 @@ def test_thousand_shards_over_four_tables(kafka_stack, make_double, bridges, mea
         if op == "GetRecords" and shard is not None:
             last_reader[shard] = who
     share = sorted(Counter(last_reader.values()).values())
-    for b in procs:
-        assert b.stop() == 0, b.log()[-3000:]
     assert len(share) == workers, share
+    handover = ""
+    if workers > 1:
+        handover = "; " + _stop_one_and_hand_over(kafka_stack, first, logs, procs, last_reader, rng)
+    for b in procs:
+        if b.proc is not None and b.proc.poll() is None:
+            assert b.stop() == 0, b.log()[-3000:]
     measured(
         f"1,000 shards over 4 tables, {workers} process(es): start-up to every shard read {startup:.1f} s; "
-        f"{sum(log.writes for log in logs)} changes (a split per table) each once in per-key order, all "
+        f"{changes} changes (a split per table) each once in per-key order, all "
         f"delivered {delivered:.1f} s after the last write; per process: shards {share}, CPU "
         f"{_list(cpu_start)} s to start, {_list(cpu_busy)} s for the changes, {_list([i * 100 for i in idle], '%.0f')}% "
         f"of a core idle (1 s poll interval), RSS {_list(rss, '%.0f')} MiB; DescribeStream {describe_per_s:.1f}/s "
-        f"(250 shards = 3 pages per table per 5 s interval)"
+        f"(250 shards = 3 pages per table per 5 s interval){handover}"
     )
+
+
+def _stop_one_and_hand_over(stack: Any, double: StreamsDouble, logs: list[ChangeLog], procs: list[BridgeProcess],
+                            last_reader: dict[str, str], rng: random.Random) -> str:
+    """SIGTERM one of the group: its shards move to the others (a committed hand-over), and
+    changes written afterwards still arrive exactly once. Returns the figures."""
+    gone, who = procs[1], "w1"
+    open_ids = {s for log in logs for s in log.double.open_shard_ids()}  # closed ones are done, not handed over
+    mine = {s for s, w in last_reader.items() if w == who and s in open_ids}
+    t_stop = time.monotonic()
+    assert gone.stop() == 0, gone.log()[-3000:]
+    stopped = time.monotonic()
+    rest = [b for b in procs if b is not gone]
+
+    def taken_over() -> dict[str, float] | None:
+        _check(rest)()
+        first: dict[str, float] = {}
+        for t, op, shard, w in list(double.request_log):
+            if op == "GetRecords" and shard in mine and w != who and t > t_stop and shard not in first:
+                first[shard] = t
+        return first if len(first) == len(mine) else None
+
+    first = wait_until(taken_over, 60, f"the {len(mine)} shards of the stopped worker read by the others")
+    last_old: dict[str, float] = {}
+    for t, op, shard, w in list(double.request_log):
+        if op == "GetRecords" and shard in mine and w == who:
+            last_old[shard] = t
+    pauses = sorted(first[s] - last_old[s] for s in mine)
+    _write(logs, per_table=100, keys=300, rng=rng)
+    _deliver_and_judge(stack, logs, rest, timeout=90)
+    return (f"SIGTERM of one of 3 ({len(mine)} shards): stop took {stopped - t_stop:.1f} s, all its shards read by the "
+            f"others {max(first.values()) - t_stop:.1f} s after the SIGTERM, per-shard pause median "
+            f"{pauses[len(pauses) // 2]:.1f} s, max {pauses[-1]:.1f} s; 400 more changes each once")
 
 
 def _list(xs: Iterable[float], fmt: str = "%.1f") -> str:
