@@ -3,6 +3,7 @@
 
     python bench/workers.py --workers 1,2,3          # own local stack (Apache Kafka: groups need it)
     python bench/run.py --workers 1,2,3              # the same, from the main bench
+    python bench/workers.py --tables 50              # one process: 1 table vs 50 (bench/tables.py)
 
 For each worker count: a fresh Streams double (``--shards`` shards, served from this process),
 that many ``ddb-kafka-bridge run`` processes with ``group.enabled`` and one name; once the
@@ -173,6 +174,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--scale-shards", dest="shards", type=int, default=16)
     ap.add_argument("--scale-value-bytes", dest="value_bytes", type=int, default=200)
     ap.add_argument("--delivery", choices=("at-least-once", "exactly-once"), default="at-least-once")
+    from bench import tables
+
+    tables.add_arguments(ap)
 
 
 def main() -> None:
@@ -181,7 +185,13 @@ def main() -> None:
     ap.add_argument("--bootstrap")
     ap.add_argument("--registry")
     ap.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
-    run(ap.parse_args())
+    args = ap.parse_args()
+    if args.tables:
+        from bench import tables
+
+        tables.run(args)
+        return
+    run(args)
 
 
 if __name__ == "__main__":

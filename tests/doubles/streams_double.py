@@ -14,6 +14,12 @@ changes with :meth:`StreamsDouble.put`, reshape the shard graph with ``split``,
 :attr:`StreamsDouble.faults`. Everything is guarded by one lock, so the test
 thread and the server's handler threads see one consistent stream.
 
+One endpoint can serve many tables, as one DynamoDB endpoint serves an account: the
+double is its first table, and :meth:`StreamsDouble.add_table` adds more (each with its
+own key schema, shard tree, puts, splits and tags), listed by ``ListTables`` and found by
+table name, table ARN, stream ARN or iterator. A test that never calls ``add_table`` sees
+exactly one table, as before.
+
 Where AWS documentation is silent or self-contradicting, the choice made here is
 written down next to the code (search for "AWS:").
 """
@@ -57,11 +63,15 @@ __all__ = [
 TARGET_PREFIX = "DynamoDBStreams_20120810."
 OPERATIONS = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
 #: The DynamoDB (not Streams) calls a stream reader makes: DescribeTable, for the key
-#: schema and the stream ARN, and Scan, for a snapshot (e.g. re-snapshotting after data
-#: was trimmed). Served on the same endpoint, dispatched by target, so a bridge can run
-#: with ``endpoint_url`` and ``streams_endpoint_url`` both on the double.
+#: schema and the stream ARN, Scan, for a snapshot (e.g. re-snapshotting after data
+#: was trimmed), and ListTables / ListTagsOfResource, for table discovery. Served on the
+#: same endpoint, dispatched by target, so a bridge can run with ``endpoint_url`` and
+#: ``streams_endpoint_url`` both on the double.
 TABLE_TARGET_PREFIX = "DynamoDB_20120810."
-TABLE_OPERATIONS = ("DescribeTable", "Scan")
+TABLE_OPERATIONS = ("DescribeTable", "Scan", "ListTables", "ListTagsOfResource")
+#: Operations about the account, not one table: the endpoint's first table answers them
+#: for every table it serves.
+_ACCOUNT_OPERATIONS = ("ListTables", "ListStreams")
 HASH_SPACE = 1 << 128
 ACCOUNT_ID = "123456789012"
 
@@ -379,7 +389,8 @@ class _Reply:
 
 
 class StreamsDouble:
-    """One table's DynamoDB stream, served over HTTP on 127.0.0.1.
+    """One table's DynamoDB stream, served over HTTP on 127.0.0.1 (and, after
+    :meth:`add_table`, more tables' streams on the same endpoint).
 
     Sequence numbers come from one counter shared by every shard and advance by
     irregular steps: numbers are strictly increasing within a shard, a child's
@@ -440,6 +451,8 @@ class StreamsDouble:
         self.stream_enabled = True
         #: delete_table() was called: every operation on the table or stream is "not found".
         self.table_deleted = False
+        #: The table's tags, as ListTagsOfResource serves them (tests set them directly).
+        self.tags: dict[str, str] = {}
 
         self.faults = FaultPlan()
         self.calls = CallCounter()
@@ -485,9 +498,19 @@ class StreamsDouble:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
+        #: The double whose endpoint serves this table (None: this one's own).
+        self._root: StreamsDouble | None = None
+        self._seed = seed
+        #: On the endpoint's first table: every table served, in creation order, and each
+        #: one by table name, table ARN and stream ARN, so routing a request is one lookup.
+        self._tables: list[StreamsDouble] = [self]
+        self._by_name: dict[str, StreamsDouble] = {table: self, self.table_arn: self, self.stream_arn: self}
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> StreamsDouble:
+        if self._root is not None:
+            raise RuntimeError(f"table {self.table} is served by its first table's endpoint; start that one")
         if self._server is not None:
             raise RuntimeError("already started")
         self._server = _Server(self)
@@ -521,6 +544,8 @@ class StreamsDouble:
 
     @property
     def endpoint_url(self) -> str:
+        if self._root is not None:
+            return self._root.endpoint_url
         if self._server is None:
             raise RuntimeError("not started")
         host, port = self._server.server_address[:2]
@@ -529,6 +554,68 @@ class StreamsDouble:
     @property
     def table_arn(self) -> str:
         return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.table}"
+
+    # ------------------------------------------------------------------ many tables
+
+    def add_table(
+        self,
+        table: str,
+        key_schema: Sequence[tuple[str, str]] = (("pk", "S"),),
+        view_type: ViewType | None = None,
+        *,
+        shards: int = 1,
+        tags: Mapping[str, str] | None = None,
+        seed: int | None = None,
+    ) -> StreamsDouble:
+        """Serve one more table (and its stream) on this endpoint, now or while a client
+        runs: the next ListTables names it. Returns its own double, for ``put``, ``split``,
+        ``delete_table`` and the rest; its ``endpoint_url`` is this one's.
+
+        Call counts, the request log, faults and server errors are the endpoint's, shared
+        by every table (shard ids differ between tables, so per-shard counts still work);
+        records served, iterator requests and the knobs (page sizes, TTLs) are per table.
+        """
+        if self._root is not None:
+            return self._root.add_table(table, key_schema, view_type, shards=shards, tags=tags, seed=seed)
+        with self._lock:
+            if table in self._by_name:
+                raise ValueError(f"table {table!r} is already served here (the double does not re-create tables)")
+            # A seed of its own per table, so two tables never draw the same shard ids.
+            own_seed = seed if seed is not None else zlib.crc32(f"{self._seed}/{table}".encode())
+            t = StreamsDouble(table, key_schema, view_type or self.view_type, self.region,  # type: ignore[arg-type]
+                              shards=shards, clock=self.clock, seed=own_seed)
+            t._root = self
+            t.tags = dict(tags or {})
+            t.faults, t.calls, t.server_errors, t.request_log = (
+                self.faults, self.calls, self.server_errors, self.request_log)
+            t.in_flight, t.max_in_flight = self.in_flight, self.max_in_flight
+            self._tables.append(t)
+            for name in (t.table, t.table_arn, t.stream_arn):
+                self._by_name[name] = t
+            return t
+
+    @property
+    def tables(self) -> list[StreamsDouble]:
+        """Every table this endpoint serves (deleted ones included), in creation order."""
+        root = self._root or self
+        with root._lock:
+            return list(root._tables)
+
+    def _target(self, op: str, params: dict[str, Any]) -> StreamsDouble:
+        """The table a request is about, by table name or ARN, stream ARN or iterator.
+        An unknown name goes to the first table, which answers it as not found."""
+        if op in _ACCOUNT_OPERATIONS:
+            return self
+        if op in ("DescribeTable", "Scan"):
+            ref = params.get("TableName")
+        elif op == "ListTagsOfResource":
+            ref = params.get("ResourceArn")
+        elif op == "GetRecords":
+            token = params.get("ShardIterator")
+            ref = token.split("|", 1)[0] if isinstance(token, str) else None
+        else:
+            ref = params.get("StreamArn")
+        return self._by_name.get(ref, self) if isinstance(ref, str) else self
 
     # ------------------------------------------------------------------ test-facing API
 
@@ -810,8 +897,8 @@ class StreamsDouble:
             known = op in OPERATIONS
         elif target.startswith(TABLE_TARGET_PREFIX):
             # AWS: the real DynamoDB endpoint knows many more operations; this double
-            # serves DescribeTable only and refuses the rest as unknown, so a reader
-            # that strays into the table API (Scan, PutItem) fails loudly here.
+            # serves the reads a stream reader makes (TABLE_OPERATIONS) and refuses the
+            # rest as unknown, so a reader that strays into writes (PutItem) fails loudly here.
             op = target[len(TABLE_TARGET_PREFIX):]
             known = op in TABLE_OPERATIONS
         else:
@@ -837,7 +924,8 @@ class StreamsDouble:
 
     def _serve(self, op: str, params: dict[str, Any], who: str = "") -> _Reply:
         try:
-            shard = self._shard_hint(op, params)
+            target = self._target(op, params)
+            shard = target._shard_hint(op, params)
             self.calls._record(op, shard)
             if op in ("GetRecords", "GetShardIterator"):
                 self.request_log.append((time.monotonic(), op, shard, who))
@@ -850,8 +938,8 @@ class StreamsDouble:
                     return _fault_reply(rule)
                 if self._stopping.wait(rule.delay):
                     return _Reply(action="drop")
-            with self._lock:
-                result = getattr(self, f"_op_{op}")(params)
+            with target._lock:
+                result = getattr(target, f"_op_{op}")(params)
         except _AwsError as e:
             return _error_reply(e.code, e.message)
         except Exception as e:  # a bug in the double, not a scripted fault
@@ -1031,16 +1119,42 @@ class StreamsDouble:
             raise _AwsError("ValidationException", str(e)) from None
 
     def _op_ListStreams(self, params: dict[str, Any]) -> dict[str, Any]:
-        _limit(params, 100, 100)
+        limit = _limit(params, 100, 100)
         table = params.get("TableName")
-        streams = []
-        if (table is None or table == self.table) and params.get(
-            "ExclusiveStartStreamArn"
-        ) != self.stream_arn:
-            streams.append(
-                {"StreamArn": self.stream_arn, "TableName": self.table, "StreamLabel": self.stream_label}
-            )
-        return {"Streams": streams}
+        # AWS: a deleted table's stream stays listed (readable for 24 h), so deleted
+        # tables are not filtered out here.
+        tables = [t for t in self._tables if table is None or table == t.table]
+        after = params.get("ExclusiveStartStreamArn")
+        if after is not None:
+            arns = [t.stream_arn for t in tables]
+            tables = tables[arns.index(after) + 1:] if after in arns else []
+        page = tables[:limit]
+        out: dict[str, Any] = {"Streams": [
+            {"StreamArn": t.stream_arn, "TableName": t.table, "StreamLabel": t.stream_label} for t in page
+        ]}
+        if len(tables) > limit:
+            out["LastEvaluatedStreamArn"] = page[-1].stream_arn
+        return out
+
+    def _op_ListTables(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every live table's name, in name order, 100 a page at most."""
+        limit = _limit(params, 100, 100)
+        names = sorted(t.table for t in self._tables if not t.table_deleted)
+        after = params.get("ExclusiveStartTableName")
+        if after is not None:
+            names = [n for n in names if n > after]
+        out: dict[str, Any] = {"TableNames": names[:limit]}
+        if len(names) > limit:
+            out["LastEvaluatedTableName"] = names[limit - 1]
+        return out
+
+    def _op_ListTagsOfResource(self, params: dict[str, Any]) -> dict[str, Any]:
+        arn = params.get("ResourceArn")
+        if not isinstance(arn, str) or not arn:
+            raise _AwsError("ValidationException", "ResourceArn is required")
+        if arn != self.table_arn or self.table_deleted:
+            raise _AwsError("ResourceNotFoundException", f"Requested resource not found: ResourceArn: {arn} not found")
+        return {"Tags": [{"Key": k, "Value": v} for k, v in sorted(self.tags.items())]}
 
     def _op_GetShardIterator(self, params: dict[str, Any]) -> dict[str, Any]:
         self._check_arn(params)

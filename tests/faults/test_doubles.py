@@ -1,6 +1,6 @@
-"""The doubles the fault tests stand on: the Streams double's table API (DescribeTable, Scan)
-through a real boto3 DynamoDB client, and the TCP proxy's cut and restore. Fast: no
-bridge process, no broker."""
+"""The doubles the fault tests stand on: the Streams double's table API (DescribeTable, Scan,
+ListTables, ListTagsOfResource, many tables on one endpoint) through real boto3 clients,
+and the TCP proxy's cut and restore. Fast: no bridge process, no broker."""
 
 from __future__ import annotations
 
@@ -98,6 +98,90 @@ def test_scan_serves_the_table_the_stream_built(double: StreamsDouble) -> None:
         )
         segments.append({it["pk"]["S"] for page in pages for it in page["Items"]})
     assert sum(len(s) for s in segments) == 24 and set().union(*segments) == set(by_pk)
+
+
+def streams(double: StreamsDouble) -> Any:
+    return boto3.client(
+        "dynamodbstreams",
+        endpoint_url=double.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def _read_all(client: Any, d: StreamsDouble) -> dict[str, list[str]]:
+    """Every shard of ``d``'s stream read from TRIM_HORIZON: shard id -> partition keys."""
+    shards = client.describe_stream(StreamArn=d.stream_arn)["StreamDescription"]["Shards"]
+    out: dict[str, list[str]] = {}
+    for s in shards:
+        it = client.get_shard_iterator(StreamArn=d.stream_arn, ShardId=s["ShardId"],
+                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        page = client.get_records(ShardIterator=it)
+        out[s["ShardId"]] = [r["dynamodb"]["Keys"]["pk"]["S"] for r in page["Records"]]
+    return out
+
+
+def test_one_endpoint_serves_many_tables_each_with_its_own_stream(double: StreamsDouble) -> None:
+    """add_table: ListTables pages through every live table, and each table's DescribeTable,
+    tags, shard tree, iterators and records are its own, all on the first table's endpoint."""
+    client, sc = ddb(double), streams(double)
+    others = [double.add_table(f"t{i:03d}", shards=1 + i % 3, tags={"cdc": "on" if i % 2 else "off"})
+              for i in range(120)]
+    assert all(t.endpoint_url == double.endpoint_url for t in others)
+    assert len({s.shard_id for t in double.tables for s in t.shards}) == sum(len(t.shards) for t in double.tables)
+    names = [n for page in client.get_paginator("list_tables").paginate(PaginationConfig={"PageSize": 50})
+             for n in page["TableNames"]]
+    assert names == sorted(["orders"] + [t.table for t in others])
+
+    a, b = others[4], others[5]
+    assert client.describe_table(TableName=a.table)["Table"]["LatestStreamArn"] == a.stream_arn
+    assert client.describe_table(TableName=b.table_arn)["Table"]["TableName"] == b.table
+    assert client.list_tags_of_resource(ResourceArn=b.table_arn)["Tags"] == [{"Key": "cdc", "Value": "on"}]
+    assert client.list_tags_of_resource(ResourceArn=double.table_arn)["Tags"] == []
+    left, right = a.split(a.open_shard_ids()[0])
+    for i in range(20):
+        a.put({"pk": {"S": f"a{i}"}})
+        b.put({"pk": {"S": f"b{i}"}})
+    got_a, got_b = _read_all(sc, a), _read_all(sc, b)
+    assert sorted(k for ks in got_a.values() for k in ks) == sorted(f"a{i}" for i in range(20))
+    assert set(got_a) == {s.shard_id for s in a.shards} and {left, right} <= set(got_a)
+    assert sorted(k for ks in got_b.values() for k in ks) == sorted(f"b{i}" for i in range(20))
+    assert double.records_served.total() == 0  # the first table served nothing of theirs
+    assert double.calls.count("GetRecords") == len(got_a) + len(got_b)  # one endpoint's counts
+
+    b.delete_table()
+    assert b.table not in client.list_tables()["TableNames"] and a.table in client.list_tables()["TableNames"]
+    for call in (lambda: client.describe_table(TableName=b.table),
+                 lambda: client.list_tags_of_resource(ResourceArn=b.table_arn),
+                 lambda: sc.describe_stream(StreamArn=b.stream_arn)):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert exc.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert sc.describe_stream(StreamArn=a.stream_arn)["StreamDescription"]["TableName"] == a.table
+    assert {s["TableName"] for s in sc.list_streams(Limit=100)["Streams"]} <= {t.table for t in double.tables}
+    assert [s["StreamArn"] for s in sc.list_streams(TableName=a.table)["Streams"]] == [a.stream_arn]
+    with pytest.raises(ValueError, match="already served"):
+        double.add_table(a.table)
+    with pytest.raises(RuntimeError, match="first table's endpoint"):
+        a.start()
+
+
+def test_a_table_added_while_a_client_runs_is_listed_and_readable(double: StreamsDouble) -> None:
+    client, sc = ddb(double), streams(double)
+    assert client.list_tables()["TableNames"] == ["orders"]
+    late = double.add_table("late", (("id", "N"),), shards=2)
+    assert client.list_tables()["TableNames"] == ["late", "orders"]
+    late.put({"id": {"N": "7"}})
+    desc = client.describe_table(TableName="late")["Table"]
+    assert desc["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}] and desc["ItemCount"] == 1
+    shards = sc.describe_stream(StreamArn=late.stream_arn)["StreamDescription"]["Shards"]
+    assert len(shards) == 2
+    rule = double.faults.add("ThrottlingException", op="DescribeStream")  # one fault plan per endpoint
+    with pytest.raises(ClientError):
+        sc.describe_stream(StreamArn=late.stream_arn)
+    assert rule.fired == 1
 
 
 def test_tcp_proxy_forwards_cuts_and_restores() -> None:
