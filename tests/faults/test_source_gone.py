@@ -8,7 +8,17 @@ from __future__ import annotations
 import pytest
 
 from tests.doubles.streams_double import ManualClock
-from tests.faults.support import ChangeLog, ChangeReader, assert_exact, double_config, last_line, topic_of
+from tests.faults.support import (
+    ChangeLog,
+    ChangeReader,
+    assert_exact,
+    double_config,
+    last_line,
+    metric,
+    topic_of,
+    wait_until,
+)
+from tests.helpers import unique
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +90,53 @@ def test_start_at_timestamp_skips_older_records(stack, make_double, bridges, mak
     reader.wait_for(log.seqs - older, 60)
     assert bridge2.stop() == 0
     assert_exact(reader.drain(1.0), log.without(older))
+
+
+def test_stream_disabled_and_table_deleted_beside_other_tables_stop_those_tables_alone(
+    stack, make_double, bridges
+) -> None:
+    """Three tables on one endpoint: one's stream is disabled, one is deleted, while the
+    bridge runs. Each stops alone with a WARNING naming it and the stop counter goes up; the
+    disabled stream is still read to its end; the third table carries on; the bridge stops
+    cleanly (exit 0) when asked."""
+    keep = make_double(shards=2)
+    disabled = keep.add_table(unique("t"), shards=2)
+    deleted = keep.add_table(unique("t"), shards=1)
+    logs = {d.table: ChangeLog(d) for d in (keep, disabled, deleted)}
+    for log in logs.values():
+        log.write_many(20, keys=5)
+    cfg = double_config(stack, keep)
+    cfg["tables"] = [{"name": d.table, "stream": dict(cfg["tables"][0]["stream"])} for d in (keep, disabled, deleted)]
+    bridge = bridges.start(cfg)
+    readers = {
+        name: ChangeReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{name}", bridges) for name in logs
+    }
+    try:
+        for name, log in logs.items():
+            readers[name].wait_for(log.seqs, 60)
+        logs[disabled.table].write_many(20, keys=5)  # written just before the stream goes: must still arrive
+        disabled.disable_stream()
+        deleted.delete_table()
+        for d in (disabled, deleted):
+            wait_until(lambda d=d: f"table {d.table!r}" in bridge.log() and "the other tables carry on" in
+                       _line_naming(bridge.log(), d.table), 60, f"the WARNING for {d.table}")
+        warning = _line_naming(bridge.log(), disabled.table)
+        assert " WARNING " in warning and "was disabled" in warning, warning
+        assert " WARNING " in _line_naming(bridge.log(), deleted.table)
+        wait_until(lambda: metric(cfg, "bridge_tables_stopped_total") == 2, 30, "bridge_tables_stopped_total == 2")
+        logs[keep.table].write_many(30, keys=5)  # the remaining table carries on
+        for name, log in logs.items():
+            readers[name].wait_for(log.seqs, 60)
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+        assert "Traceback" not in bridge.log()
+        for name, log in logs.items():
+            assert_exact(readers[name].drain(1.0), log)
+    finally:
+        for r in readers.values():
+            r.close()
+
+
+def _line_naming(log: str, table: str) -> str:
+    """The last log line that says a table stopped alone, for ``table``."""
+    lines = [ln for ln in log.splitlines() if f"table {table!r}" in ln and "the other tables carry on" in ln]
+    return lines[-1] if lines else ""
