@@ -17,7 +17,6 @@ empty page up to the maximum, and the first record resets it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -238,6 +237,10 @@ class _Lineage:
     started: set[str] = field(default_factory=set)
 
 
+# How many times as seldom a group worker that does not own a table's listing unit lists it.
+FOLLOWER_LISTING_FACTOR = 6
+
+
 class StreamsConnector(SourceConnector):
     """Follows one table's stream: discovers shards and starts readers in lineage order."""
 
@@ -262,7 +265,12 @@ class StreamsConnector(SourceConnector):
         self._config = config
         self._start_position = start_position
         self._lineage = _Lineage()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # list the shards now (a shard ended here: its children start)
+        # Offsets or ownership changed (another worker committed, a rebalance): start what the
+        # last listing makes ready, without a new DescribeStream. In a group every worker's
+        # commits reach every other worker; relisting on each would multiply the account's
+        # ~10 DescribeStream/s by the number of workers.
+        self._recheck = asyncio.Event()
         self.scheduler = scheduler_for(streams)  # installs the DescribeStream / GetShardIterator lanes
         self.listings = 0
         self.table: TableInfo | None = None
@@ -353,13 +361,46 @@ class StreamsConnector(SourceConnector):
                 await self._stop_table(runtime, str(done))
                 return
             fresh = False
-            # The next listing is due an interval after this one *started*, so the period holds
-            # however long a listing of many pages takes.
-            wait = started + self._config.discovery_interval_ms / 1000 - loop.time()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
+            await self._until_next_listing(runtime, started)
+
+    def _listing_interval_s(self, runtime: TaskRuntime) -> float:
+        """``discovery_interval_ms``; in a group only for the worker that owns the table's
+        listing unit. The others list ``FOLLOWER_LISTING_FACTOR`` times as seldom, and at once
+        when a shard another worker finished has children their listing does not show: so a
+        group lists each table about as often as one process does (DynamoDB allows ~10
+        DescribeStream calls/s per account), not once per worker."""
+        interval = self._config.discovery_interval_ms / 1000
+        owns = getattr(runtime, "owns", None)
+        if owns is None or owns({"table": self.table_name, "listing": "shards"}):
+            return interval
+        return interval * FOLLOWER_LISTING_FACTOR
+
+    async def _until_next_listing(self, runtime: TaskRuntime, started: float) -> None:
+        """Wait until the next listing is due (an interval after this one *started*, so the
+        period holds however long a listing of many pages takes) or a shard ended here;
+        meanwhile a recheck starts what the last listing makes ready. A shard another worker
+        finished whose children this listing does not show yet brings the listing forward."""
+        loop = asyncio.get_running_loop()
+        while not self._wake.is_set():
+            wait = started + self._listing_interval_s(runtime) - loop.time()
+            if wait <= 0:
+                break
+            recheck = asyncio.ensure_future(self._recheck.wait())
+            wake = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait((recheck, wake), timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                recheck.cancel()
+                wake.cancel()
+            if self._recheck.is_set() and not self._wake.is_set():
+                self._recheck.clear()
+                finished = set(self._lineage.finished)
+                self._start_ready(runtime, False)
+                children = self._children()
+                if any(s not in children for s in self._lineage.finished - finished):
+                    break  # ended elsewhere, its children not listed yet: list now
+        self._wake.clear()
+        self._recheck.clear()
 
     def _children(self) -> dict[str, list[str]]:
         """Shard id -> ids of the shards naming it as a parent (one pass, not one per shard)."""
@@ -480,7 +521,8 @@ class StreamsConnector(SourceConnector):
         lin = self._lineage
         if not lin.shards:  # not listed yet
             return True
-        return self._wake.is_set() or any(s not in lin.finished and s not in lin.started for s in lin.shards)
+        return (self._wake.is_set() or self._recheck.is_set()
+                or any(s not in lin.finished and s not in lin.started for s in lin.shards))
 
     def describe(self) -> dict[str, Any]:
         """The shard graph as last listed, for the REST API and the status page."""
@@ -522,8 +564,9 @@ class StreamsConnector(SourceConnector):
         self._lineage.started.discard(task.partition["shard"])
 
     def wake(self) -> None:
-        """Ownership changed, or another worker committed an offset: look at the shards again."""
-        self._wake.set()
+        """Ownership changed, or another worker committed an offset: look at the shards again
+        (the last listing; a new one only if a finished shard's children are not in it)."""
+        self._recheck.set()
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:
         if batch.reason == "stream-gone":

@@ -299,6 +299,11 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
     stream records (older than t0) are dropped."""
     d = make_double(shards=4, seed=19)
     items = _load(d)  # also INSERT records in the stream, older than t0: the readers drop them
+    # Records within clock_skew_ms (1 s) of t0 are kept on purpose (they arrive as a row and
+    # a change: never lost); the stream's times have whole seconds. So the load must be more
+    # than skew + 1 s older than t0 for "the readers drop all of it" to be the rule to check.
+    loaded_at = time.time()
+    wait_until(lambda: time.time() > loaded_at + 2.2, 5, "the load older than the skew window")
     cfg = _cfg(kafka_stack, d, delivery)
     cfg["tables"][0]["snapshot"]["mode"] = "initial"
     table = cfg["tables"][0]["name"]

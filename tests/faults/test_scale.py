@@ -258,9 +258,11 @@ def test_thousand_shards_over_four_tables(kafka_stack, make_double, bridges, mea
             last_reader[shard] = who
     share = sorted(Counter(last_reader.values()).values())
     assert len(share) == workers, share
-    # 4 tables of 250+ shards: 3 pages each per 5 s listing interval, 2.4 calls/s per process
-    # (every process of a group lists every table); more means listings off their interval.
-    assert describe_per_s <= 1.5 * workers * 4 * 3 / 5.0, describe_per_s
+    # 4 tables of 250+ shards: 3 pages each per 5 s listing interval, 2.4 calls/s for one
+    # process. In a group only the owner of a table's listing unit lists it every interval,
+    # the others 6 times as seldom: a group of 3 stays near one process's rate (it was 3×).
+    one = 4 * 3 / 5.0
+    assert describe_per_s <= 1.5 * one * (1 + (workers - 1) / 6), describe_per_s
     handover = ""
     if workers > 1:
         handover = "; " + _stop_one_and_hand_over(kafka_stack, first, logs, procs, last_reader, rng)
