@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.scale import Bridge, _free_port, cpu_seconds
+from bench.endpoints import endpoints
 from tests.doubles.streams_double import StreamsDouble
 
 
@@ -180,17 +181,8 @@ def summary(results: list[dict[str, Any]], counts: list[int]) -> list[str]:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = [1, int(args.tables)]
-    from bridge.devstack import LocalStack
-
-    stack = None
-    if args.bootstrap and args.registry:
-        bootstrap, registry = args.bootstrap, args.registry
-    else:
-        stack = LocalStack(tempfile.mkdtemp(prefix="bench-tables-"), broker=args.broker)
-        ep = stack.start()
-        bootstrap, registry = ep.kafka_bootstrap, ep.registry_url
     results: list[dict[str, Any]] = []
-    try:
+    with endpoints(args, "bench-tables-") as (bootstrap, registry):
         print(f"tables: 1 vs {counts[1]} tables, {args.table_shards} shards and {args.table_records:,} changes, "
               f"{args.table_partitions} partition(s) per topic"
               f"{' (the 1-table topic as many as all N have)' if args.same_partitions else ''} "
@@ -207,9 +199,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                           f"CPU s; first change per table {r['first_s']:.2f} s / {r['first_cpu_s']:.2f} CPU s; "
                           f"idle {r['idle_pct']:.1f}% of a core; RSS {r['rss_mib']:.0f} MiB "
                           f"(peak {r['hwm_mib']:.0f})", flush=True)
-    finally:
-        if stack is not None:
-            stack.stop()
     print("\n".join(summary(results, counts)))
     return results
 

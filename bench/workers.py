@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.endpoints import endpoints
 from tests.doubles.streams_double import StreamsDouble
 
 PARTITIONS = 12
@@ -139,17 +140,8 @@ def run_count(workers: int, args: argparse.Namespace, bootstrap: str, registry: 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = [int(x) for x in str(args.workers).split(",")]
-    from bridge.devstack import LocalStack
-
-    stack = None
-    if args.bootstrap and args.registry:
-        bootstrap, registry = args.bootstrap, args.registry
-    else:
-        stack = LocalStack(tempfile.mkdtemp(prefix="bench-workers-"), broker=args.broker)
-        ep = stack.start()
-        bootstrap, registry = ep.kafka_bootstrap, ep.registry_url
     results = []
-    try:
+    with endpoints(args, "bench-workers-") as (bootstrap, registry):
         print(f"scale-out: {args.records:,} changes over {args.shards} shards, {args.delivery}, "
               f"{PARTITIONS} coordination partitions, {os.cpu_count()} CPUs shared by everything", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
@@ -159,9 +151,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"  {k} worker(s): {r['rate']:>8,.0f} records/s  ({r['records']:,} read after the group "
                       f"settled, in {r['seconds']:.1f} s; {r['before']:,} before; group settled in "
                       f"{r['settled_s']:.1f} s)", flush=True)
-    finally:
-        if stack is not None:
-            stack.stop()
     base = results[0]["rate"] if results else 0
     if base:
         print("  speed-up: " + ", ".join(f"{r['workers']}: {r['rate'] / base:.2f}x" for r in results))

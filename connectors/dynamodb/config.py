@@ -332,33 +332,38 @@ class DynamoDBConfig(BridgeConfig):
             raise ValueError("list at least one table, or set table_discovery (name_prefix, name_regex or tags)")
         return v
 
+    def _read_as(self) -> list[tuple[str, StreamConfig, SnapshotConfig]]:
+        """Each listed table's stream and snapshot settings, and the discovery template's."""
+        out = [(t.name, t.stream, t.snapshot) for t in self.tables]
+        if self.table_discovery is not None:
+            template = self.table_discovery.template
+            out.append(("(table_discovery.template)", template.stream, template.snapshot))
+        return out
+
     @model_validator(mode="after")
     def _group_modes(self) -> DynamoDBConfig:
         """Snapshots are shared (every segment or file a unit) with ``mode: only`` and
-        ``initial``; ``concurrent`` is not (docs/scaling.md says why)."""
-        if self.group.enabled:
-            snap = [t.name for t in self.tables if t.snapshot.mode == "concurrent"]
-            if self.table_discovery is not None and self.table_discovery.template.snapshot.mode == "concurrent":
-                snap.append("(table_discovery.template)")
-            if snap:
-                raise ValueError(
-                    f"tables: {snap[0]}.snapshot.mode: concurrent is not shared between processes (every Scan chunk "
-                    f"waits until each shard's reader has passed its window, and those readers run in other "
-                    f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
-                    f"process without group"
-                )
-            if self.delivery == "exactly-once":
-                resnap = [t.name for t in self.tables if t.stream.trimmed_policy == "resnapshot"]
-                if self.table_discovery is not None and self.table_discovery.template.stream.trimmed_policy == "resnapshot":
-                    resnap.append("(table_discovery.template)")
-                if resnap:
-                    # One process decides a resnapshot alone and reads every segment itself,
-                    # but under exactly-once it may write only the units its partitions own.
-                    raise ValueError(
-                        f"tables: {resnap[0]}.stream.trimmed_policy: resnapshot is not shared between processes "
-                        f"under exactly-once; with group.enabled use trimmed_policy: fail or skip-and-alert (and "
-                        f"snapshot again with snapshot.mode: only), or delivery: at-least-once"
-                    )
+        ``initial``; ``concurrent`` is not (docs/scaling.md says why). A resnapshot is one
+        process's decision and reads every segment, but under exactly-once a process may
+        write only the units its partitions own."""
+        if not self.group.enabled:
+            return self
+        settings = self._read_as()
+        concurrent = [name for name, _, snapshot in settings if snapshot.mode == "concurrent"]
+        if concurrent:
+            raise ValueError(
+                f"tables: {concurrent[0]}.snapshot.mode: concurrent is not shared between processes (every Scan "
+                f"chunk waits until each shard's reader has passed its window, and those readers run in other "
+                f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
+                f"process without group"
+            )
+        resnapshot = [name for name, stream, _ in settings if stream.trimmed_policy == "resnapshot"]
+        if resnapshot and self.delivery == "exactly-once":
+            raise ValueError(
+                f"tables: {resnapshot[0]}.stream.trimmed_policy: resnapshot is not shared between processes "
+                f"under exactly-once; with group.enabled use trimmed_policy: fail or skip-and-alert (and "
+                f"snapshot again with snapshot.mode: only), or delivery: at-least-once"
+            )
         return self
 
     def topic_for(self, table: TableConfig) -> str:

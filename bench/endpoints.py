@@ -1,0 +1,27 @@
+"""The broker and registry a bench runs against: the ones given, or a local stack of its own."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from collections.abc import Iterator
+
+__all__ = ["endpoints"]
+
+
+@contextlib.contextmanager
+def endpoints(args: argparse.Namespace, prefix: str) -> Iterator[tuple[str, str]]:
+    """(bootstrap, registry URL): ``--bootstrap``/``--registry`` if both are given, else a
+    local stack (``--broker``) started for the run and stopped after it."""
+    if args.bootstrap and args.registry:
+        yield args.bootstrap, args.registry
+        return
+    from bridge.devstack import LocalStack
+
+    stack = LocalStack(tempfile.mkdtemp(prefix=prefix), broker=args.broker)
+    ep = stack.start()
+    try:
+        yield ep.kafka_bootstrap, ep.registry_url
+    finally:
+        stack.stop()
