@@ -272,7 +272,10 @@ class TransactionCommits(Commits):
                 progress.committable_txn = progress.submitted
                 offsets.stored(progress.partition, progress.submitted)
             progress.resolve_waiters(progress.committable_txn)
-        producer.begin_transaction()
+        try:
+            producer.begin_transaction()
+        except KafkaException as e:  # fenced or aborted meanwhile: stop with the reason
+            raise ProduceError(self.txn_error(e.args[0])) from None
         self.txn_began = time.monotonic()
 
     async def finish(self, deadline: float, failed: bool) -> None:

@@ -112,6 +112,10 @@ class ProducerLane:
             log.warning("shutdown: %d messages not delivered before the timeout", remaining)
 
     def fail(self, error: BaseException) -> None:
+        if isinstance(error, KafkaException) and isinstance(error.args[0], KafkaError):
+            # A producer call that raised where no caller expected it (e.g. begin_transaction
+            # after the broker aborted a timed-out transaction): still one line saying why.
+            error = ProduceError(self.commits.kafka_error("?", error.args[0]))
         self._fail(error)
 
     def progress_for(self, partition: dict[str, Any]) -> Progress:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
@@ -335,6 +336,27 @@ def test_exactly_once_fenced_while_writing_offsets_stops_the_worker() -> None:
     gate = asyncio.Event()
     worker, _ = make_worker(Fenced(), ListTask(batches(2, 5, final=False), gate), exactly_once=True)
     with pytest.raises(Exception, match="fenced"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+
+
+def test_exactly_once_fenced_at_the_next_begin_transaction_stops_with_one_line() -> None:
+    """A fence (or a broker-side abort) can surface first at begin_transaction after a commit;
+    that KafkaException must stop the worker as a ProduceError naming it, never escape raw
+    (the CLI would call a raw KafkaException a bug)."""
+
+    class FencedAtBegin(FakeProducer):
+        begins = 0
+
+        def begin_transaction(self) -> None:
+            self.begins += 1
+            if self.begins > 1:  # the first begins the first transaction; the next follows its commit
+                raise KafkaException(KafkaError(KafkaError._FENCED, "Failed to add partitions to transaction",
+                                                fatal=True))
+            super().begin_transaction()
+
+    gate = asyncio.Event()
+    worker, _ = make_worker(FencedAtBegin(), ListTask(batches(2, 5, final=False), gate), exactly_once=True)
+    with pytest.raises(ProduceError, match="fenced"):
         asyncio.run(asyncio.wait_for(worker.run(), 20))
 
 
