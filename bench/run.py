@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--buffer-max-bytes", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--pause-pid", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workers", help="only the scale-out bench: throughput of N bridge processes sharing one "
-                    "stream, e.g. --workers 1,2,3 (bench/workers.py; Apache Kafka unless --broker tansu)")
+                    "stream, e.g. --workers 1,2,3 (bench/workers.py; on Apache Kafka: it counts by high watermark, which tansu leaves short)")
     args = ap.parse_args()
     if args.backlog_child:
         return backlog_child(args)
