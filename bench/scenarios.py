@@ -69,6 +69,9 @@ class TimedProducer:
 
         return self._p.produce(topic, value, key, on_delivery=timed, **kw)
 
+    def __len__(self) -> int:  # the lane's poll loop asks how many messages wait (dunders skip __getattr__)
+        return len(self._p)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
 
