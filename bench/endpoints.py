@@ -7,7 +7,14 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["endpoints"]
+__all__ = ["add_endpoint_arguments", "endpoints"]
+
+
+def add_endpoint_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--bootstrap``/``--registry`` (an existing stack) or ``--broker`` (the local one to start)."""
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--registry")
+    ap.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
 
 
 @contextlib.contextmanager

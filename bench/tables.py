@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.scale import Bridge, _free_port, cpu_seconds
-from bench.endpoints import endpoints
+from bench.endpoints import add_endpoint_arguments, endpoints
 from tests.doubles.streams_double import StreamsDouble
 
 
@@ -218,9 +218,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
-    ap.add_argument("--bootstrap")
-    ap.add_argument("--registry")
-    ap.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
+    add_endpoint_arguments(ap)
     args = ap.parse_args()
     if not args.tables:
         ap.error("--tables N is required")

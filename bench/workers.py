@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.endpoints import endpoints
+from bench.endpoints import add_endpoint_arguments, endpoints
 from tests.doubles.streams_double import StreamsDouble
 
 PARTITIONS = 12
@@ -175,9 +175,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
-    ap.add_argument("--bootstrap")
-    ap.add_argument("--registry")
-    ap.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
+    add_endpoint_arguments(ap)
     args = ap.parse_args()
     if args.tables:
         from bench import tables

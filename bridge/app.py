@@ -12,7 +12,6 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -31,7 +30,7 @@ from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
 from connectors.dynamodb.client import AwsApiError
 from connectors.dynamodb.config import DynamoDBConfig, TableConfig
-from connectors.dynamodb.config import load_config as load_dynamodb_config
+from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.offset_shapes import check_offset
@@ -50,11 +49,6 @@ STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
 # ---- the connector's seams for the command line -----------------------------------------
 # The CLI (bridge/cli.py, bridge/ops/cli.py) asks here, so this module stays the one place
 # in bridge/ that knows the sources are DynamoDB tables.
-
-
-def load_config(path: str | Path, *, check_kafka: bool = True) -> DynamoDBConfig:
-    """The config file, validated against the DynamoDB connector's model."""
-    return load_dynamodb_config(path, check_kafka=check_kafka)
 
 
 def check_connect(cfg: DynamoDBConfig) -> Any:

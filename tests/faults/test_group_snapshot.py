@@ -61,6 +61,15 @@ def _start(bridges: Any, cfg: dict[str, Any], who: str) -> Any:
     return bridges.start(cfg, instance=who, env={"AWS_ACCESS_KEY_ID": who})
 
 
+def _stop_all(workers: dict[str, Any]) -> dict[str, str]:
+    """Stop every worker; each must exit 0. Returns their logs as they were before any of
+    them stopped (a stop hands partitions to the others, whose logs go on)."""
+    logs = {w: b.log() for w, b in workers.items()}
+    for w, b in workers.items():
+        assert b.stop() == 0, logs[w][-3000:]
+    return logs
+
+
 def _scans(double: Any) -> dict[int, list[tuple[float, str]]]:
     """Per segment, (time, worker) of every page read, in time order (the start-up check's
     one-item Scan left out)."""
@@ -259,9 +268,7 @@ def test_two_workers_share_an_export(kafka_stack, make_double, bridges, measured
         reader.drain(1.5)
     finally:
         reader.close()
-    logs = {w: b.log() for w, b in workers.items()}
-    for w, b in workers.items():
-        assert b.stop() == 0, logs[w][-3000:]
+    logs = _stop_all(workers)
     counts = Counter(e.key["pk"] for e in reader.events)
     assert counts.keys() == items.keys() and set(counts.values()) == {1}, "every item exactly once (no kill)"
     finished = {}
@@ -336,9 +343,7 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
         reader.drain(1.5)
     finally:
         reader.close()
-    logs = {w: b.log() for w, b in workers.items()}
-    for w, b in workers.items():
-        assert b.stop() == 0, logs[w][-3000:]
+    logs = _stop_all(workers)
     events = reader.events
     rows = Counter(e.key["pk"] for e in events if e.op == "r")
     assert rows.keys() == items.keys() and set(rows.values()) == {1}, "one snapshot row per item"
@@ -385,9 +390,7 @@ def test_continuous_passes_start_only_after_every_segment_of_the_last_is_committ
     for w, b in workers.items():
         wait_until(lambda b=b: f"snapshot of {table} complete: pass {last}" in b.log(), 120, f"{w}'s pass {last}",
                    interval=0.2)
-    logs = {w: b.log() for w, b in workers.items()}
-    for w, b in workers.items():
-        assert b.stop() == 0, logs[w][-3000:]
+    _stop_all(workers)
     c = Consumer({"bootstrap.servers": kafka_stack.kafka_bootstrap, "group.id": unique("offsets-reader"),
                   **END_READER_CONFIG})
     written: dict[int, list[tuple[int, bool]]] = defaultdict(list)  # pass -> (write time ms, done)
