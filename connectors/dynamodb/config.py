@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import re2
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from bridge import config as base
@@ -272,6 +274,30 @@ class TableTemplate(Model):
     snapshot: SnapshotConfig = SnapshotConfig()
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the refusal below says it in one line; RE2 would add its own to stderr
+
+
+@lru_cache(maxsize=16)
+def name_pattern(pattern: str) -> Any:
+    """``table_discovery.name_regex`` compiled by RE2, whose matching is linear in the name.
+
+    Python's ``re`` backtracks: ``(a+)+`` against ``"a" * 34 + "b"`` runs for hours on the
+    event loop, with ``/health`` and SIGTERM unanswered. RE2 matches any pattern against a
+    table name (255 characters at most) in microseconds, so discovery can match on the loop;
+    what RE2 cannot do in linear time (backreferences, lookaround) it refuses, here, at start.
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ValueError(
+            f"RE2 refuses it ({why}); the pattern must be RE2 syntax (matched in linear time: no backreferences such as \\1, "
+            f"no lookaround such as (?=...) or (?!...), repetition counts up to 1000); rewrite it, "
+            f"e.g. '^orders-.*$', or use name_prefix"
+        ) from None
+
+
 class TableDiscoveryConfig(Model):
     """Tables found by name or tag (ListTables, ListTagsOfResource), looked for again every interval."""
 
@@ -287,10 +313,7 @@ class TableDiscoveryConfig(Model):
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                re.compile(v)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression ({e}); e.g. '^orders-.*$'") from None
+            name_pattern(v)
         return v
 
     @model_validator(mode="after")
@@ -304,7 +327,7 @@ class TableDiscoveryConfig(Model):
             return False
         if self.name_prefix is not None and not name.startswith(self.name_prefix):
             return False
-        return self.name_regex is None or re.fullmatch(self.name_regex, name) is not None
+        return self.name_regex is None or name_pattern(self.name_regex).fullmatch(name) is not None
 
     def matches_tags(self, tags: dict[str, str]) -> bool:
         return all(k in tags and (v == "*" or tags[k] == v) for k, v in self.tags.items())
