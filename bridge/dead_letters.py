@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from bridge.accounting import Entry, Progress
 from bridge.errors import BridgeError, ProduceError
-from bridge.task import SourceRecord
+from bridge.task import SourceRecord, UnreadableRecord
 
 if TYPE_CHECKING:
     from bridge.lane import ProducerLane
@@ -74,10 +74,11 @@ class DeadLetters:
         ]
         if value is None and not record.tombstone:
             # The value never serialized: keep the source record itself, as JSON.
-            value = json.dumps(
-                {"op": record.op, "key": record.key, "before": record.before, "after": record.after},
-                default=str,
-            ).encode()
+            kept = (
+                {"record": record.raw} if isinstance(record, UnreadableRecord)
+                else {"op": record.op, "key": record.key, "before": record.before, "after": record.after}
+            )
+            value = json.dumps(kept, default=str).encode()
         room = max(1024, settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))
         chunks: list[bytes | None] = [value[i : i + room] for i in range(0, len(value), room)] if value else [value]
         entry.remaining += len(chunks) - (1 if counted else 0)

@@ -28,6 +28,7 @@ __all__ = [
     "SourceRecord",
     "SourceTask",
     "TaskRuntime",
+    "UnreadableRecord",
     "partition_key",
 ]
 
@@ -68,6 +69,20 @@ class SourceRecord:
     tombstone: bool = False  # a delete is followed by a tombstone with the same key
     encoded_key: bytes | None = None
     encoded_value: bytes | None = None
+
+
+@dataclass(slots=True)
+class UnreadableRecord(SourceRecord):
+    """A source record the connector could not read (not an object, no key, an unknown event).
+
+    It still travels as a record, so that it takes the way every record that does not convert
+    takes: the serializer raises ``reason`` as a ConversionError, and the record goes to the
+    dead-letter topic (``errors.tolerance: all``) with ``raw``, what the source gave, as its
+    value; or the worker stops with one line naming its ``source`` position. Never dropped.
+    """
+
+    reason: str = ""
+    raw: Any = None
 
 
 @dataclass(slots=True)

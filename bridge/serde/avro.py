@@ -17,6 +17,7 @@ from bridge.errors import ConversionError
 from schemas import KeyField
 
 __all__ = [
+    "MAX_ATTRIBUTE_DEPTH",
     "encode_attribute",
     "encode_envelope",
     "encode_item",
@@ -46,66 +47,111 @@ def encode_long(n: int) -> bytes:
     return bytes(out)
 
 
+# Deeper attribute values are refused: the C transcoder's limit (MAX_AV_DEPTH), and well
+# inside Python's recursion limit (an M level is two frames here).
+MAX_ATTRIBUTE_DEPTH = 100
+
+
+def _show(v: Any) -> str:
+    """A bad value for an error message: its type and the start of its text."""
+    return f"{type(v).__name__} {v!r:.60}"
+
+
 def _string(s: str) -> bytes:
-    b = s.encode("utf-8")
+    try:
+        b = s.encode("utf-8")
+    except AttributeError:
+        raise ConversionError(f"expected a string, got {_show(s)}") from None
+    except UnicodeEncodeError as e:
+        raise ConversionError(f"string is not valid Unicode ({e.reason} at {e.start})") from None
     return encode_long(len(b)) + b
 
 
 def _binary(v: bytes | bytearray | str) -> bytes:
     """DynamoDB's JSON wire format carries B as base64 text; boto3 hands us bytes."""
-    if isinstance(v, str):
+    if type(v) is str:
         try:
             b = base64.b64decode(v, validate=True)
         except ValueError as e:
             raise ConversionError(f"binary attribute is not valid base64: {e}") from None
-    else:
+    elif isinstance(v, (bytes, bytearray, memoryview)):
         b = bytes(v)
+    else:
+        raise ConversionError(f"binary attribute must be base64 text or bytes, got {_show(v)}")
     return encode_long(len(b)) + b
 
 
-def encode_attribute(av: Mapping[str, Any], out: list[bytes]) -> None:
-    """Append the encoding of one DynamoDB JSON attribute value to ``out``."""
+def encode_attribute(av: Mapping[str, Any], out: list[bytes], depth: int = 1) -> None:
+    """Append the encoding of one DynamoDB JSON attribute value to ``out``.
+
+    Anything that is not an AttributeValue (the wrong JSON type anywhere, no type or two,
+    an unknown type, bad base64, nesting past MAX_ATTRIBUTE_DEPTH) raises ConversionError:
+    the record goes to the dead-letter topic, never a TypeError that stops the bridge. It
+    refuses what the C transcoder refuses (tests/unit/test_malformed_records.py).
+    """
+    if type(av) is not dict and not isinstance(av, Mapping):
+        raise ConversionError(f"attribute value must be an object with exactly one type, got {_show(av)}")
     if len(av) != 1:
-        raise ConversionError(f"attribute value must have exactly one type, got {sorted(av)}")
+        raise ConversionError(f"attribute value must have exactly one type, got {len(av)}: {list(av)!r:.80}")
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise ConversionError(f"attribute values nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
     ((t, v),) = av.items()
-    prefix = _PREFIX.get(t)
+    prefix = _PREFIX.get(t) if type(t) is str else None
     if prefix is None:
-        raise ConversionError(f"unknown DynamoDB attribute type {t!r}")
+        raise ConversionError(f"unknown DynamoDB attribute type {t!r:.40}")
     out.append(prefix)
     if t == "S" or t == "N":
+        if type(v) is not str:
+            raise ConversionError(f"{t} takes a string, got {_show(v)}")
         out.append(_string(v))
     elif t == "M":
-        _map(v, out)
+        _map(v, out, depth + 1)
     elif t == "L":
+        if type(v) is not list:
+            raise ConversionError(f"L takes an array, got {_show(v)}")
         if v:
             out.append(encode_long(len(v)))
             for x in v:
-                encode_attribute(x, out)
+                encode_attribute(x, out, depth + 1)
         out.append(_NULL)
     elif t == "B":
         out.append(_binary(v))
     elif t == "BOOL" or t == "NULL":
+        if type(v) is not bool:
+            raise ConversionError(f"{t} takes true or false, got {_show(v)}")
         out.append(b"\x01" if v else b"\x00")
     elif t == "BS":
-        _array(v, _binary, out)
+        _array(t, v, _binary, out)
     else:  # SS, NS
-        _array(v, _string, out)
+        _array(t, v, _text, out)
     out.append(_SUFFIX[t])
 
 
-def _array(values: Sequence[Any], enc: Any, out: list[bytes]) -> None:
+def _text(v: Any) -> bytes:
+    if type(v) is not str:
+        raise ConversionError(f"SS and NS take strings, got {_show(v)}")
+    return _string(v)
+
+
+def _array(t: str, values: Sequence[Any], enc: Any, out: list[bytes]) -> None:
+    if type(values) is not list:
+        raise ConversionError(f"{t} takes an array, got {_show(values)}")
     if values:
         out.append(encode_long(len(values)))
         out.extend(enc(x) for x in values)
     out.append(_NULL)
 
 
-def _map(item: Mapping[str, Mapping[str, Any]], out: list[bytes]) -> None:
+def _map(item: Mapping[str, Mapping[str, Any]], out: list[bytes], depth: int = 1) -> None:
+    if type(item) is not dict and not isinstance(item, Mapping):
+        raise ConversionError(f"an item (and M) must be an object of name: attribute value, got {_show(item)}")
     if item:
         out.append(encode_long(len(item)))
         for name, av in item.items():
+            if type(name) is not str:
+                raise ConversionError(f"attribute name must be a string, got {_show(name)}")
             out.append(_string(name))
-            encode_attribute(av, out)
+            encode_attribute(av, out, depth)
     out.append(_NULL)
 
 
@@ -118,13 +164,24 @@ def encode_item(item: Mapping[str, Mapping[str, Any]]) -> bytes:
 
 def encode_key(key_fields: Sequence[KeyField], key: Mapping[str, Mapping[str, Any]]) -> bytes:
     """Encode the table's Key record: S and N as strings, B as bytes, in schema order."""
+    if type(key) is not dict and not isinstance(key, Mapping):
+        raise ConversionError(f"the key must be an object of name: attribute value, got {_show(key)}")
     out: list[bytes] = []
     for kf in key_fields:
         av = key.get(kf.name)
+        if av is not None and type(av) is not dict and not isinstance(av, Mapping):
+            raise ConversionError(f"key attribute {kf.name!r} is not an attribute value: {_show(av)}")
+        if av is not None and len(av) != 1:
+            raise ConversionError(f"key attribute {kf.name!r} must have exactly one type, got {list(av)!r:.80}")
         v = None if av is None else av.get(kf.type)
         if v is None:
-            raise ConversionError(f"key attribute {kf.name!r} of type {kf.type} missing in {key!r}")
-        out.append(_binary(v) if kf.type == "B" else _string(v))
+            raise ConversionError(f"key attribute {kf.name!r} of type {kf.type} missing in {key!r:.200}")
+        if kf.type == "B":
+            out.append(_binary(v))
+        elif type(v) is not str:
+            raise ConversionError(f"key attribute {kf.name!r} ({kf.type}) must be a string, got {_show(v)}")
+        else:
+            out.append(_string(v))
     return b"".join(out)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from bridge.errors import ConversionError, SchemaError
 from bridge.serde.avro import encode_envelope, encode_key
 from bridge.serde.wire import frame
-from bridge.task import SourceRecord
+from bridge.task import SourceRecord, UnreadableRecord
 from schemas import KeyField, TableSchemas, table_schemas
 
 __all__ = ["Framed", "RecordSerializer", "SchemaIds"]
@@ -124,6 +124,8 @@ class RecordSerializer:
         if headers is None:
             raise KeyError(f"schemas of {record.topic!r} not prepared")
         key_header, value_header = headers
+        if type(record) is UnreadableRecord:
+            raise ConversionError(record.reason)
         body = record.encoded_key
         key = key_header + (encode_key(record.key_fields, record.key) if body is None else body)
         if record.tombstone:

@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import orjson
 
-from bridge.errors import ConversionError
+from bridge.errors import ConnectorError, ConversionError
 from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
-from bridge.task import SourceRecord
+from bridge.task import SourceRecord, UnreadableRecord
 from schemas import KeyField
 
 __all__ = ["PageReader", "StreamContext", "from_stream_records", "is_ttl_delete"]
@@ -39,36 +39,93 @@ def is_ttl_delete(record: dict[str, Any]) -> bool:
     return kind == "Service" and principal == "dynamodb.amazonaws.com"
 
 
+_LONG_MS = 9223372036854775808.0  # |ms| must fit Avro's long, as the transcoder checks
+
+
 def _ms(value: Any) -> int | None:
     """ApproximateCreationDateTime: epoch seconds on the wire (boto3 turns it into datetime)."""
     if value is None:
         return None
     if hasattr(value, "timestamp"):
         return int(value.timestamp() * 1000)
-    return int(float(value) * 1000)
+    if type(value) is not int and type(value) is not float:
+        raise ConversionError(f"ApproximateCreationDateTime must be a number or null, got {value!r:.40}")
+    ms = float(value) * 1000.0
+    if not -_LONG_MS < ms < _LONG_MS:
+        raise ConversionError(f"ApproximateCreationDateTime {value!r} is out of range")
+    return int(ms)
 
 
-def from_stream_records(raw: list[dict[str, Any]], ctx: StreamContext) -> list[SourceRecord]:
-    """Convert one GetRecords page; a REMOVE yields the delete and then its tombstone."""
+def _optional(r: dict[str, Any], name: str, kind: type) -> Any:
+    v = r.get(name)
+    if v is not None and type(v) is not kind:
+        raise ConversionError(f"{name} must be a {'string' if kind is str else 'JSON object'} or null, got {v!r:.40}")
+    return v
+
+
+def _source(r: dict[str, Any], d: dict[str, Any], op: str, ctx: StreamContext) -> dict[str, Any]:
+    """The record's source block; ConversionError where a field has the wrong type."""
+    seq = d.get("SequenceNumber")
+    if type(seq) is not str:
+        raise ConversionError(f"dynamodb.SequenceNumber must be a string, got {seq!r:.40}")
+    event_id = _optional(r, "eventID", str)
+    region = _optional(r, "awsRegion", str) or ctx.region
+    ident = _optional(r, "userIdentity", dict) or {}
+    kind = ident.get("type", ident.get("Type"))
+    principal = ident.get("principalId", ident.get("PrincipalId"))
+    return {
+        "connector": "dynamodb",
+        "table": ctx.table,
+        "region": region,
+        "stream_arn": ctx.stream_arn,
+        "shard_id": ctx.shard_id,
+        "sequence_number": seq,
+        "event_id": event_id,
+        "approximate_creation_ms": _ms(d.get("ApproximateCreationDateTime")),
+        "ttl_delete": op == "d" and kind == "Service" and principal == "dynamodb.amazonaws.com",
+    }
+
+
+def _unreadable(r: Any, ctx: StreamContext, ts_ms: int, why: str) -> UnreadableRecord:
+    """A record that is not a stream record: it goes on as one that does not convert (the
+    dead-letter topic, or one line naming its shard and sequence number)."""
+    d = r.get("dynamodb") if type(r) is dict else None
+    seq = d.get("SequenceNumber") if type(d) is dict else None
+    source = {"connector": "dynamodb", "table": ctx.table, "region": ctx.region, "stream_arn": ctx.stream_arn,
+              "shard_id": ctx.shard_id, "sequence_number": seq if type(seq) is str else None}
+    key = d.get("Keys") if type(d) is dict else None
+    return UnreadableRecord(ctx.topic, ctx.table, ctx.key_fields, key if type(key) is dict else {}, "c", None, None,
+                            source, ts_ms, reason=f"unreadable stream record: {why}", raw=r)
+
+
+def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord]:
+    """Convert one GetRecords page; a REMOVE yields the delete and then its tombstone.
+
+    A record that is not a stream record (wrong JSON types, no Keys, an unknown eventName)
+    becomes an UnreadableRecord; its attribute values are checked when it is encoded. Either
+    way a bad record fails alone, as a ConversionError, and its neighbours go on.
+    """
     ts_ms = int(time.time() * 1000)
     out: list[SourceRecord] = []
     for r in raw:
-        d = r["dynamodb"]
-        op = OPS.get(r.get("eventName", ""))
+        d = r.get("dynamodb") if type(r) is dict else None
+        if type(d) is not dict:
+            out.append(_unreadable(r, ctx, ts_ms, "not an object with a dynamodb object"))
+            continue
+        name = r.get("eventName")
+        op = OPS.get(name) if type(name) is str else None
         if op is None:
-            raise ConversionError(f"unknown eventName {r.get('eventName')!r} at sequence {d.get('SequenceNumber')}")
-        source = {
-            "connector": "dynamodb",
-            "table": ctx.table,
-            "region": r.get("awsRegion") or ctx.region,
-            "stream_arn": ctx.stream_arn,
-            "shard_id": ctx.shard_id,
-            "sequence_number": d["SequenceNumber"],
-            "event_id": r.get("eventID"),
-            "approximate_creation_ms": _ms(d.get("ApproximateCreationDateTime")),
-            "ttl_delete": op == "d" and is_ttl_delete(r),
-        }
-        key = d["Keys"]
+            out.append(_unreadable(r, ctx, ts_ms, f"unknown eventName {name!r:.40}"))
+            continue
+        key = d.get("Keys")
+        if type(key) is not dict:
+            out.append(_unreadable(r, ctx, ts_ms, f"dynamodb.Keys must be an object, got {key!r:.40}"))
+            continue
+        try:
+            source = _source(r, d, op, ctx)
+        except ConversionError as e:
+            out.append(_unreadable(r, ctx, ts_ms, str(e)))
+            continue
         rec = SourceRecord(
             topic=ctx.topic,
             table=ctx.table,
@@ -86,6 +143,16 @@ def from_stream_records(raw: list[dict[str, Any]], ctx: StreamContext) -> list[S
                 SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, "d", None, None, source, ts_ms, tombstone=True)
             )
     return out
+
+
+def last_sequence_number(raw: list[Any]) -> str | None:
+    """The last record's SequenceNumber that is one (an unreadable record may have none)."""
+    for r in reversed(raw):
+        d = r.get("dynamodb") if type(r) is dict else None
+        seq = d.get("SequenceNumber") if type(d) is dict else None
+        if type(seq) is str:
+            return seq
+    return None
 
 
 # The C transcoder's records stand in for SourceRecords: only while they have the same fields
@@ -134,7 +201,16 @@ class PageReader:
         return out, last_seq, next_iterator
 
     def _general(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
-        resp = orjson.loads(body) if body else {}
-        raw = resp.get("Records") or []
-        last = raw[-1]["dynamodb"]["SequenceNumber"] if raw else None
-        return from_stream_records(raw, self._ctx), last, resp.get("NextShardIterator")
+        ctx = self._ctx
+        try:
+            resp = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as e:
+            raise ConnectorError(f"{ctx.table} {ctx.shard_id}: GetRecords answered with a body that is not JSON ({e})") from None
+        ok = type(resp) is dict
+        raw = resp.get("Records") if ok else None
+        nxt = resp.get("NextShardIterator") if ok else None
+        if not ok or (raw is not None and type(raw) is not list) or (nxt is not None and type(nxt) is not str):
+            raise ConnectorError(f"{ctx.table} {ctx.shard_id}: GetRecords answered with a body that is not a "
+                                 f"GetRecords response: {body[:200]!r}")
+        raw = raw or []
+        return from_stream_records(raw, ctx), last_sequence_number(raw), nxt

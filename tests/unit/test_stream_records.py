@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import ConversionError
+from bridge.serde.serializer import RecordSerializer
+from bridge.task import UnreadableRecord
 from connectors.dynamodb.records import StreamContext, from_stream_records
 from schemas import KeyField
 
@@ -68,6 +70,20 @@ def test_keys_only_view_has_no_images() -> None:
     assert rec.op == "u" and rec.before is None and rec.after is None and rec.key == KEY
 
 
-def test_unknown_event_name_is_a_conversion_error() -> None:
+def test_unknown_event_name_is_a_conversion_error_of_that_record_alone() -> None:
+    bad, good = from_stream_records([raw("UPSERT", "7"), raw("INSERT", "8")], CTX)
+    assert isinstance(bad, UnreadableRecord) and "unknown eventName 'UPSERT'" in bad.reason
+    assert bad.source["sequence_number"] == "7" and bad.source["shard_id"] == "shardId-1"
+    assert good.op == "c" and good.source["sequence_number"] == "8"
+    serializer = RecordSerializer(_Registry())
+    serializer.prepare(bad)
     with pytest.raises(ConversionError, match="unknown eventName"):
-        from_stream_records([raw("UPSERT", "7")], CTX)
+        serializer.serialize(bad)
+
+
+class _Registry:
+    def register(self, subject: str, schema_str: str) -> int:
+        return 1
+
+    def lookup(self, subject: str, schema_str: str) -> None:
+        return None
