@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from bridge.accounting import Entry, Progress
-from bridge.errors import BridgeError, ProduceError
+from bridge.errors import BridgeError, ConversionError, ProduceError
 from bridge.task import SourceRecord, UnreadableRecord
 
 if TYPE_CHECKING:
@@ -62,7 +62,9 @@ class DeadLetters:
         if dlq is None:
             if not counted:
                 entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
-            lane.fail(type(error)(f"record {record.source} cannot be written: {error}"))
+            fix = "; errors.tolerance: all sends such records to the dead-letter topic instead"
+            lane.fail(type(error)(f"record {record.source} cannot be written: {error}"
+                                  f"{fix if isinstance(error, ConversionError) else ''}"))
             return
         headers = [
             ("__connect.errors.topic", record.topic),

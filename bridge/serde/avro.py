@@ -57,6 +57,18 @@ def _show(v: Any) -> str:
     return f"{type(v).__name__} {v!r:.60}"
 
 
+def _inside(e: ConversionError, step: str) -> ConversionError:
+    """``e``, noting that it happened inside ``step`` (a map name or a list index), so that the
+    message can say where: ``NewImage['m']['S']: ...``."""
+    e.path = step + getattr(e, "path", "")  # type: ignore[attr-defined]
+    return e
+
+
+def _where(e: ConversionError, image: str) -> ConversionError:
+    path = getattr(e, "path", "")
+    return ConversionError(f"{image}{path}: {e}") if path else ConversionError(f"{image}: {e}")
+
+
 def _string(s: str) -> bytes:
     try:
         b = s.encode("utf-8")
@@ -111,8 +123,11 @@ def encode_attribute(av: Mapping[str, Any], out: list[bytes], depth: int = 1) ->
             raise ConversionError(f"L takes an array, got {_show(v)}")
         if v:
             out.append(encode_long(len(v)))
-            for x in v:
-                encode_attribute(x, out, depth + 1)
+            for i, x in enumerate(v):
+                try:
+                    encode_attribute(x, out, depth + 1)
+                except ConversionError as e:
+                    raise _inside(e, f"[{i}]") from None
         out.append(_NULL)
     elif t == "B":
         out.append(_binary(v))
@@ -151,14 +166,20 @@ def _map(item: Mapping[str, Mapping[str, Any]], out: list[bytes], depth: int = 1
             if type(name) is not str:
                 raise ConversionError(f"attribute name must be a string, got {_show(name)}")
             out.append(_string(name))
-            encode_attribute(av, out, depth)
+            try:
+                encode_attribute(av, out, depth)
+            except ConversionError as e:
+                raise _inside(e, f"[{name!r:.40}]") from None
     out.append(_NULL)
 
 
 def encode_item(item: Mapping[str, Mapping[str, Any]]) -> bytes:
     """Encode a whole item as Avro ``map<AttributeValue>``."""
     out: list[bytes] = []
-    _map(item, out)
+    try:
+        _map(item, out)
+    except ConversionError as e:
+        raise _where(e, "item") from None
     return b"".join(out)
 
 
@@ -228,7 +249,10 @@ def encode_envelope(
             out.append(_NULL)
         else:
             out.append(b"\x02")
-            _map(image, out)
+            try:
+                _map(image, out)
+            except ConversionError as e:
+                raise _where(e, "OldImage" if image is before else "NewImage") from None
     out.append(encode_source(source))
     out.append(encode_long(ts_ms))
     return b"".join(out)
