@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError
 from bridge.progress import SnapshotProgress
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, UnreadableRecord
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
@@ -63,9 +63,19 @@ def snapshot_records(
     h = names[0]
     r = names[1] if len(names) > 1 else None
     try:
-        if r is None:
-            return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
-        return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms) for it in items]
+        try:
+            if r is None:
+                return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
+            return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms)
+                    for it in items]
+        except TypeError:  # an item that is not an object (a corrupt export file): it alone does not convert
+            return [
+                SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
+                if type(it) is dict else
+                UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms,
+                                 reason=f"snapshot item is not an object: {it!r:.60}", raw=it)
+                for it in items
+            ]
     except KeyError as e:
         raise ConfigError(
             f"snapshot of {table.name}: item without key attribute {e.args[0]!r}; "

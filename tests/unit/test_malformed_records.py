@@ -260,3 +260,21 @@ def test_a_page_that_is_not_a_getrecords_response_is_one_connector_error(body: b
 def test_envelope_refuses_non_object_images() -> None:
     with pytest.raises(ConversionError):
         encode_envelope("c", None, [{"S": "a"}], {"connector": "dynamodb", "table": "t"}, 0)  # type: ignore[arg-type]
+
+
+def test_snapshot_items_share_the_encoder_and_a_non_object_item_fails_alone() -> None:
+    """Scan and export items go through the same encoder: a bad one is a ConversionError;
+    an export line whose Item is not an object is one record that does not convert."""
+    from connectors.dynamodb.scan import snapshot_records
+    from connectors.dynamodb.table import TableInfo
+
+    table = TableInfo(TABLE, REGION, (KeyField("pk", "S"), KeyField("sk", "N")), None, None, 0)
+    good = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    items = [good, [good], {**good, "m": {"M": {"S": "v"}}}, "text"]
+    records = snapshot_records(items, topic=TOPIC, table=table, source={"connector": "dynamodb", "table": TABLE})
+    assert [type(r) for r in records] == [type(records[0]), UnreadableRecord, type(records[0]), UnreadableRecord]
+    serializer = RecordSerializer(_Registry())
+    serializer.prepare(records[0])
+    batch = serializer.serialize_batch(records)
+    assert batch.values[0] is not None and sorted(batch.errors) == [1, 2, 3]
+    assert "NewImage['m']['S']" in str(batch.errors[2]) and "not an object" in str(batch.errors[1])
