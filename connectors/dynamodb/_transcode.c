@@ -165,7 +165,7 @@ static const char *const RECORD_FIELDS[NFIELDS] = {
     "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
     "encoded_value",
 };
-#define ABI 3 /* what the module returns; transcode.py refuses a build of another version */
+#define ABI 4 /* what the module returns and refuses; transcode.py refuses a build of another version */
 #define HEADER 5 /* Confluent wire format: magic byte 0, schema id (4 bytes, big-endian) */
 #define MAX_KEY_FIELDS 8
 
@@ -188,6 +188,10 @@ typedef struct {
     Buf before, after, key, src, scratch;
     Span *names;
     Py_ssize_t nnames, capnames;
+    /* A binary key attribute in an image must equal Keys' (moto base64-encodes binary Keys
+     * twice): where each B key field's attribute starts in before (0) and after (1), or -1. */
+    int binary_keys;
+    Py_ssize_t img_key_at[2][MAX_KEY_FIELDS];
 } Transcoder;
 
 typedef struct {
@@ -953,8 +957,17 @@ put_item(Parser *ps, Buf *out, int depth)
             t->capnames = cap;
         }
         t->names[t->nnames++] = sp;
+        Py_ssize_t key_field = -1, attr_at = out->len;
+        if (depth == 1 && t->binary_keys) { /* an image's own attribute: is it a binary key? */
+            for (Py_ssize_t i = 0; i < t->nkf; i++)
+                if (t->kf[i].t == 'B' && t->kf[i].ulen == sp.len &&
+                    memcmp(t->kf[i].utf8, out->d + sp.off, (size_t)sp.len) == 0)
+                    key_field = i;
+        }
         if (put_attribute(ps, out, depth) < 0)
             return -1;
+        if (key_field >= 0)
+            t->img_key_at[out == &t->after][key_field] = attr_at;
         count++;
     } while ((more = next_or_close(ps, '}')) == 1);
     if (more < 0)
@@ -1041,9 +1054,17 @@ parse_keys(Parser *ps, Rec *r)
     return more;
 }
 
+static void
+forget_image_keys(Transcoder *t, int which)
+{
+    for (Py_ssize_t i = 0; i < t->nkf; i++)
+        t->img_key_at[which][i] = -1;
+}
+
 static int
 parse_image(Parser *ps, Buf *out, int *present)
 {
+    forget_image_keys(ps->t, out == &ps->t->after);
     if (peek(ps) == 'n') {
         int v;
         if (literal(ps, &v) < 0)
@@ -1071,6 +1092,8 @@ parse_dynamodb(Parser *ps, Rec *r)
     /* a member given twice: the last one counts, as in a parsed dict */
     r->has_keys = r->has_seq = 0;
     r->has_before = r->has_after = r->has_ms = 0;
+    forget_image_keys(t, 0);
+    forget_image_keys(t, 1);
     if (peek(ps) == '}') {
         ps->p++;
         return fail(ps, "dynamodb.Keys missing");
@@ -1258,6 +1281,32 @@ put_key(Parser *ps, Rec *r)
         }
         else if (put_avro_string(k, (const char *)f->val.d, f->val.len) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/* Each binary key attribute an image holds as a B must be the one in Keys, byte for byte. They
+ * differ only where a source got Keys wrong (moto base64-encodes binary Keys twice): the page
+ * is then the general path's, which takes the key from the image. */
+static int
+check_binary_keys(Parser *ps, Rec *r)
+{
+    Transcoder *t = ps->t;
+    for (int w = 0; w < 2; w++) {
+        if ((w ? r->has_after : r->has_before) != 1)
+            continue;
+        Buf *img = w ? &t->after : &t->before;
+        for (Py_ssize_t i = 0; i < t->nkf; i++) {
+            Py_ssize_t at = t->img_key_at[w][i];
+            if (at < 0 || img->d[at] != 0 || img->d[at + 1] != 0 || img->d[at + 2] != 2)
+                continue; /* not there, or not a B (index 2 of AttributeValue's fields) */
+            t->scratch.len = 0;
+            if (put_base64(ps, &t->scratch, t->kf[i].val.d, t->kf[i].val.len) < 0)
+                return -1;
+            Py_ssize_t n = t->scratch.len; /* length and bytes, as the image holds them after the prefix */
+            if (at + 3 + n > img->len || memcmp(img->d + at + 3, t->scratch.d, (size_t)n) != 0)
+                return fail(ps, "binary key attribute in dynamodb.Keys differs from the image's");
+        }
     }
     return 0;
 }
@@ -1541,7 +1590,7 @@ static int
 build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
 {
     Transcoder *t = ps->t;
-    if (put_key(ps, r) < 0)
+    if (put_key(ps, r) < 0 || (t->binary_keys && check_binary_keys(ps, r) < 0))
         return -1;
     int ttl = 0;
     if (r->op == S.op_d) {
@@ -1986,6 +2035,8 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
         }
         self->kf[i].name = Py_NewRef(name);
         self->kf[i].t = PyUnicode_AsUTF8(type)[0];
+        if (self->kf[i].t == 'B')
+            self->binary_keys = 1;
         if ((self->kf[i].utf8 = PyUnicode_AsUTF8AndSize(name, &self->kf[i].ulen)) == NULL) {
             Py_DECREF(seq);
             return -1;

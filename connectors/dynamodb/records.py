@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -10,6 +11,7 @@ from typing import Any, cast
 import orjson
 
 from bridge.errors import ConnectorError, ConversionError
+from bridge.metrics import METRICS
 from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 from bridge.task import SourceRecord, UnreadableRecord
 from schemas import KeyField
@@ -98,6 +100,48 @@ def _unreadable(r: Any, ctx: StreamContext, ts_ms: int, why: str) -> UnreadableR
                             source, ts_ms, reason=f"unreadable stream record: {why}", raw=r)
 
 
+def _b64(v: Any) -> bytes | None:
+    if type(v) is not str:
+        return None
+    try:
+        return base64.b64decode(v, validate=True)
+    except ValueError:
+        return None
+
+
+_WARNED_KEYS_FROM_IMAGE: set[str] = set()
+
+
+def _key_from_image(key: dict[str, Any], d: dict[str, Any], names: list[str], ctx: StreamContext) -> dict[str, Any]:
+    """``key``, with each binary key attribute that differs from the image's taken from the image.
+
+    DynamoDB's Keys and images always agree; moto base64-encodes binary Keys twice (Keys
+    ``QVA4PQ==`` for an image's ``AP8=``), so on the local stack such a table's records would
+    carry keys that match none of its items. Where the view has an image, its key attribute is
+    the item's own: it wins, is counted (bridge_stream_keys_from_image_total) and said once per
+    table. A KEYS_ONLY view has no image to take it from (README, "Local stack").
+    """
+    for name in names:
+        kav = key.get(name)
+        in_keys = _b64(kav.get("B")) if type(kav) is dict and len(kav) == 1 else None
+        if in_keys is None:
+            continue  # the encoder says what is wrong with it
+        for image in (d.get("NewImage"), d.get("OldImage")):
+            av = image.get(name) if type(image) is dict else None
+            in_image = _b64(av.get("B")) if type(av) is dict and len(av) == 1 else None
+            if in_image is not None and in_image != in_keys:
+                key = {**key, name: {"B": av["B"]}}  # type: ignore[index]
+                METRICS.inc("bridge_stream_keys_from_image_total", help="stream records whose binary key in "
+                            "dynamodb.Keys differed from the image's (moto); the image's was used", table=ctx.table)
+                if ctx.table not in _WARNED_KEYS_FROM_IMAGE:
+                    _WARNED_KEYS_FROM_IMAGE.add(ctx.table)
+                    log.warning("%s: a stream record's binary key %r in dynamodb.Keys differs from its image's "
+                                "(moto base64-encodes binary Keys twice); the image's key is used (said once, "
+                                "counted in bridge_stream_keys_from_image_total)", ctx.table, name)
+                break
+    return key
+
+
 def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord]:
     """Convert one GetRecords page; a REMOVE yields the delete and then its tombstone.
 
@@ -107,6 +151,7 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
     """
     ts_ms = int(time.time() * 1000)
     out: list[SourceRecord] = []
+    binary = [f.name for f in ctx.key_fields if f.type == "B"]
     for r in raw:
         d = r.get("dynamodb") if type(r) is dict else None
         if type(d) is not dict:
@@ -126,6 +171,8 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
         except ConversionError as e:
             out.append(_unreadable(r, ctx, ts_ms, str(e)))
             continue
+        if binary:
+            key = _key_from_image(key, d, binary, ctx)
         rec = SourceRecord(
             topic=ctx.topic,
             table=ctx.table,
