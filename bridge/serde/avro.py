@@ -105,22 +105,22 @@ def encode_attribute(av: Mapping[str, Any], out: list[bytes], depth: int = 1) ->
         raise ConversionError(f"attribute value must be an object with exactly one type, got {_show(av)}")
     if len(av) != 1:
         raise ConversionError(f"attribute value must have exactly one type, got {len(av)}: {list(av)!r:.80}")
-    if depth > MAX_ATTRIBUTE_DEPTH:
-        raise ConversionError(f"attribute values nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
     ((t, v),) = av.items()
-    prefix = _PREFIX.get(t) if type(t) is str else None
+    prefix = _PREFIX.get(t)
     if prefix is None:
         raise ConversionError(f"unknown DynamoDB attribute type {t!r:.40}")
     out.append(prefix)
     if t == "S" or t == "N":
-        if type(v) is not str:
-            raise ConversionError(f"{t} takes a string, got {_show(v)}")
-        out.append(_string(v))
+        out.append(_string(v))  # refuses a non-string
     elif t == "M":
+        if v and depth >= MAX_ATTRIBUTE_DEPTH:  # checked where nesting grows, not at every attribute
+            raise ConversionError(f"attribute values nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
         _map(v, out, depth + 1)
     elif t == "L":
         if type(v) is not list:
             raise ConversionError(f"L takes an array, got {_show(v)}")
+        if v and depth >= MAX_ATTRIBUTE_DEPTH:
+            raise ConversionError(f"attribute values nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
         if v:
             out.append(encode_long(len(v)))
             for i, x in enumerate(v):
@@ -138,14 +138,8 @@ def encode_attribute(av: Mapping[str, Any], out: list[bytes], depth: int = 1) ->
     elif t == "BS":
         _array(t, v, _binary, out)
     else:  # SS, NS
-        _array(t, v, _text, out)
+        _array(t, v, _string, out)
     out.append(_SUFFIX[t])
-
-
-def _text(v: Any) -> bytes:
-    if type(v) is not str:
-        raise ConversionError(f"SS and NS take strings, got {_show(v)}")
-    return _string(v)
 
 
 def _array(t: str, values: Sequence[Any], enc: Any, out: list[bytes]) -> None:
@@ -163,9 +157,7 @@ def _map(item: Mapping[str, Mapping[str, Any]], out: list[bytes], depth: int = 1
     if item:
         out.append(encode_long(len(item)))
         for name, av in item.items():
-            if type(name) is not str:
-                raise ConversionError(f"attribute name must be a string, got {_show(name)}")
-            out.append(_string(name))
+            out.append(_string(name))  # refuses a name that is not a string
             try:
                 encode_attribute(av, out, depth)
             except ConversionError as e:

@@ -231,18 +231,19 @@ def test_the_encoder_of_scan_and_export_items_refuses_with_conversion_errors_onl
         pass
 
 
-def _nested(kind: str, levels: int) -> dict[str, Any]:
-    av: dict[str, Any] = {"S": "x"}
+def _nested(kind: str, levels: int, leaf: dict[str, Any]) -> dict[str, Any]:
+    av: dict[str, Any] = leaf
     for _ in range(levels - 1):
         av = {"L": [av]} if kind == "L" else {"M": {"a": av}}
     return av
 
 
+@pytest.mark.parametrize("leaf", [{"S": "x"}, {"M": {}}, {"L": []}], ids=["S", "empty-M", "empty-L"])
 @pytest.mark.parametrize("kind", ["L", "M"])
 @pytest.mark.parametrize("levels", [MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_DEPTH + 1, 400])
-def test_depth_limit_is_the_same_everywhere_and_never_a_recursion_error(kind: str, levels: int) -> None:
+def test_depth_limit_is_the_same_everywhere_and_never_a_recursion_error(kind: str, levels: int, leaf: Any) -> None:
     record = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}, "sk": {"N": "1"}}, "SequenceNumber": "5",
-                                                  "NewImage": {"deep": _nested(kind, levels)}}}
+                                                  "NewImage": {"deep": _nested(kind, levels, leaf)}}}
     (out,) = general([record], KEYS)
     results = [transcoded(impl, json.dumps({"Records": [record]}).encode(), KEYS) for impl in IMPLS]
     assert all(r == results[0] for r in results)
