@@ -1064,7 +1064,8 @@ forget_image_keys(Transcoder *t, int which)
 static int
 parse_image(Parser *ps, Buf *out, int *present)
 {
-    forget_image_keys(ps->t, out == &ps->t->after);
+    if (ps->t->binary_keys)
+        forget_image_keys(ps->t, out == &ps->t->after);
     if (peek(ps) == 'n') {
         int v;
         if (literal(ps, &v) < 0)
@@ -1092,8 +1093,10 @@ parse_dynamodb(Parser *ps, Rec *r)
     /* a member given twice: the last one counts, as in a parsed dict */
     r->has_keys = r->has_seq = 0;
     r->has_before = r->has_after = r->has_ms = 0;
-    forget_image_keys(t, 0);
-    forget_image_keys(t, 1);
+    if (t->binary_keys) {
+        forget_image_keys(t, 0);
+        forget_image_keys(t, 1);
+    }
     if (peek(ps) == '}') {
         ps->p++;
         return fail(ps, "dynamodb.Keys missing");
