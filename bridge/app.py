@@ -33,13 +33,15 @@ from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
-from connectors.dynamodb.offset_shapes import check_offset
+from connectors.dynamodb.offset_shapes import check_offset, check_partition
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records
 from schemas import KeyField, TableSchemas, table_schemas
 
-__all__ = ["add_connector_subcommands", "check_connect", "load_config", "run_bridge", "verify_source"]
+__all__ = [
+    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,22 @@ def add_connector_subcommands(sub: Any) -> None:
     except ImportError:  # the demo needs the dev extras
         return
     add_demo_subcommand(sub)
+
+
+def offset_problem(cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
+    """``offsets import``: why the start would refuse this offset (the same checks), or None.
+
+    A null offset (a tombstone) needs only a partition the connectors write; a table that is
+    not in the config would be an offset no start ever reads (unless table_discovery may find it).
+    """
+    why = check_partition(partition) if offset is None else check_offset(partition, offset)
+    if why is not None:
+        return why
+    listed = [t.name for t in cfg.tables]
+    if cfg.table_discovery is None and partition["table"] not in listed:
+        return (f"table {partition['table']!r} is not in the config's tables ({', '.join(listed)}); "
+                "import offsets only for the tables this config reads")
+    return None
 
 
 def verify_source(cfg: DynamoDBConfig, name: str, **kw: Any) -> Any:

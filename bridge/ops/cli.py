@@ -164,32 +164,40 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
+    from bridge.app import offset_problem
+    from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
 
     cfg = load_config(args.config)
     try:
-        with (sys.stdin if args.input == "-" else open(args.input)) as f:
-            entries = import_lines(f)
+        if args.input == "-":
+            entries = import_lines(sys.stdin.buffer, lambda p, o: offset_problem(cfg, p, o))
+        else:
+            with open(args.input, "rb") as f:
+                entries = import_lines(f, lambda p, o: offset_problem(cfg, p, o))
     except OSError as e:
         raise ConfigError(f"offsets import: cannot read {args.input}: {e.strerror}") from None
+    refuse_if_running(cfg, "offsets import")
     n = write_offsets(cfg, entries)
-    print(f"imported {n} offsets into {cfg.offsets_topic!r} for {cfg.name!r}; stop the bridge before importing, "
-          f"a running one writes its own again")
+    print(f"imported {n} offsets into {cfg.offsets_topic!r} for {cfg.name!r}")
     return 0
 
 
 def _offsets_reset(args: argparse.Namespace) -> int:
+    from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import read_offsets, select, write_offsets
 
+    cfg = load_config(args.config)
     if args.key is not None or args.key_hex is not None:
         from bridge.offsets_cli import reset_key
 
-        return reset_key(args)
-    cfg = load_config(args.config)
+        refuse_if_running(cfg, "offsets reset")
+        return reset_key(args, cfg)
     if not (args.all or args.table or args.partition):
         raise ConfigError(
             "offsets reset: name what to reset: --all, --table NAME, --partition SHARD_OR_JSON, --key or --key-hex"
         )
+    refuse_if_running(cfg, "offsets reset")
     entries = select(read_offsets(cfg), args.table, args.partition)
     if not entries:
         print(f"nothing to reset: no stored offsets match in {cfg.offsets_topic!r}")
