@@ -7,10 +7,12 @@ written, so a bad config or an unreachable service fails at start with one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -282,6 +284,34 @@ async def run_bridge(
             metrics.stop()
 
 
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking start-up check (a broker or registry that accepts and never answers
+    holds one for its whole timeout) in a daemon thread, so that the event loop, and with it
+    SIGTERM, stays responsive: a stop signal ends the wait at once and the thread is left to
+    end at its own timeout (a daemon thread does not hold up the exit; the default executor
+    would, for the rest of that timeout)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not done.done():
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the start was stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"start-up check {getattr(fn, '__name__', fn)}", daemon=True).start()
+    return await done
+
+
 async def _run(
     cfg: DynamoDBConfig,
     metrics: MetricsServer | None,
@@ -290,11 +320,11 @@ async def _run(
     on_start: Callable[[Worker], None] | None,
 ) -> Worker:
     admin = admin_client(cfg.kafka)
-    check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
+    await _off_loop(check_reachable, admin, str(cfg.kafka["bootstrap.servers"]))
 
     registry = registry_client(cfg)
     try:
-        registry.subjects()
+        await _off_loop(registry.subjects)
     except SchemaError as e:
         if e.status in (401, 403):
             raise ConfigError(
@@ -350,7 +380,7 @@ async def _run(
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.
         offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name, check=check_offset)
-        offsets.load()
+        await _off_loop(offsets.load)
         _create_topics(admin, cfg)
 
         exactly_once = cfg.delivery == "exactly-once"
