@@ -3,8 +3,9 @@
 Offsets are Kafka Connect's layout (key ``["<name>", {partition}]``, JSON value, null to
 delete), so these are plain reads and writes of that topic. Changing offsets under a
 running bridge is refused by the REST API (``DELETE /connectors/{name}/offsets`` needs a
-STOPPED connector); from the command line the operator is told to stop the bridge first,
-since a running one keeps its offsets in memory and writes them again.
+STOPPED connector); from the command line the writing commands refuse while a bridge of
+the name runs (``bridge/ops/liveness.py``), since a running one keeps its offsets in memory
+and writes them again.
 """
 
 from __future__ import annotations
