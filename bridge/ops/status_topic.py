@@ -11,9 +11,9 @@ its time, FINISHED), its worker, its position and its lag as of the last write. 
 
 Written on every state change and every ``status.interval_ms`` (positions and lag move
 without a state change; the worker record is the process's heartbeat, removed with a
-tombstone when it stops cleanly: ``bridge/ops/liveness.py``); a task that is gone (the connector was stopped) gets a tombstone.
-The writes are best effort: a status record that cannot be written is logged, never a
-reason to stop moving data.
+tombstone when it stops cleanly: ``bridge/ops/liveness.py``); a task that is gone (the
+connector was stopped) gets a tombstone. The writes are best effort: a status record
+that cannot be written is logged, never a reason to stop moving data.
 """
 
 from __future__ import annotations
