@@ -111,7 +111,8 @@ def test_reset_and_import_refuse_while_the_bridge_runs(stack: Any, dynamodb: Any
     table = unique("live")
     create_table(dynamodb, table)
     dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
-    cfg = bridge_config(stack, [table], status={"interval_ms": 200})
+    interval_ms = 2000  # stale after 3 x 2 s + 5 s = 11 s: room for a slow CLI start on a busy machine
+    cfg = bridge_config(stack, [table], status={"interval_ms": interval_ms})
     first = BridgeProcess.write(tmp_path, cfg).start()
     cfg_path = first.config_path
     try:
@@ -135,7 +136,7 @@ def test_reset_and_import_refuse_while_the_bridge_runs(stack: Any, dynamodb: Any
         killed = time.monotonic()
         r = cli("offsets", "reset", "-c", str(cfg_path), "--all")
         assert r.returncode == 2 and "is running" in r.stderr, r.stderr
-        stale_after_s = (3 * 200 + 5000) / 1000
+        stale_after_s = (3 * interval_ms + 5000) / 1000
         while True:
             r = cli("offsets", "reset", "-c", str(cfg_path), "--all")
             if r.returncode == 0:
@@ -143,7 +144,8 @@ def test_reset_and_import_refuse_while_the_bridge_runs(stack: Any, dynamodb: Any
             assert "is running" in r.stderr, r.stderr
             assert time.monotonic() - killed < stale_after_s + 30, r.stderr
             time.sleep(0.5)
-        assert time.monotonic() - killed >= stale_after_s - 1
+        # the last heartbeat came at most one interval before the kill
+        assert time.monotonic() - killed >= stale_after_s - interval_ms / 1000 - 0.5
         assert stored(cfg_path) == []
     finally:
         first.stop()
