@@ -7,10 +7,12 @@ written, so a bad config or an unreachable service fails at start with one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,13 +35,15 @@ from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
-from connectors.dynamodb.offset_shapes import check_offset
+from connectors.dynamodb.offset_shapes import check_offset, check_partition
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records
 from schemas import KeyField, TableSchemas, table_schemas
 
-__all__ = ["add_connector_subcommands", "check_connect", "load_config", "run_bridge", "verify_source"]
+__all__ = [
+    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,22 @@ def add_connector_subcommands(sub: Any) -> None:
     except ImportError:  # the demo needs the dev extras
         return
     add_demo_subcommand(sub)
+
+
+def offset_problem(cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
+    """``offsets import``: why the start would refuse this offset (the same checks), or None.
+
+    A null offset (a tombstone) needs only a partition the connectors write; a table that is
+    not in the config would be an offset no start ever reads (unless table_discovery may find it).
+    """
+    why = check_partition(partition) if offset is None else check_offset(partition, offset)
+    if why is not None:
+        return why
+    listed = [t.name for t in cfg.tables]
+    if cfg.table_discovery is None and partition["table"] not in listed:
+        return (f"table {partition['table']!r} is not in the config's tables ({', '.join(listed)}); "
+                "import offsets only for the tables this config reads")
+    return None
 
 
 def verify_source(cfg: DynamoDBConfig, name: str, **kw: Any) -> Any:
@@ -264,6 +284,34 @@ async def run_bridge(
             metrics.stop()
 
 
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking start-up check (a broker or registry that accepts and never answers
+    holds one for its whole timeout) in a daemon thread, so that the event loop, and with it
+    SIGTERM, stays responsive: a stop signal ends the wait at once and the thread is left to
+    end at its own timeout (a daemon thread does not hold up the exit; the default executor
+    would, for the rest of that timeout)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not done.done():
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the start was stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"start-up check {getattr(fn, '__name__', fn)}", daemon=True).start()
+    return await done
+
+
 async def _run(
     cfg: DynamoDBConfig,
     metrics: MetricsServer | None,
@@ -272,11 +320,11 @@ async def _run(
     on_start: Callable[[Worker], None] | None,
 ) -> Worker:
     admin = admin_client(cfg.kafka)
-    check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
+    await _off_loop(check_reachable, admin, str(cfg.kafka["bootstrap.servers"]))
 
     registry = registry_client(cfg)
     try:
-        registry.subjects()
+        await _off_loop(registry.subjects)
     except SchemaError as e:
         if e.status in (401, 403):
             raise ConfigError(
@@ -332,7 +380,7 @@ async def _run(
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.
         offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name, check=check_offset)
-        offsets.load()
+        await _off_loop(offsets.load)
         _create_topics(admin, cfg)
 
         exactly_once = cfg.delivery == "exactly-once"

@@ -10,7 +10,7 @@ import signal
 import sys
 
 from bridge.errors import BridgeError, ConfigError, StartupError
-from bridge.redact import install_log_redaction, redact
+from bridge.redact import install_log_redaction, install_output_redaction, redact
 
 __all__ = ["main"]
 
@@ -101,6 +101,15 @@ def _say(prefix: str, error: BaseException | str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every line any command prints (results, errors, log lines) is masked here, at one place.
+    restore = install_output_redaction()
+    try:
+        return _main(argv)
+    finally:
+        restore()
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     install_log_redaction()
     # request lines from the HTTP clients, "Found credentials in environment variables" from botocore

@@ -261,10 +261,8 @@ def _tansu_binary() -> str:
 
 
 def _moto_command() -> list[str]:
-    script = Path(sys.executable).with_name("moto_server")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "moto.server"]
+    # moto with DynamoDB Streams' check of stream positions added (bridge/devstack_moto.py)
+    return [sys.executable, "-m", "bridge.devstack_moto"]
 
 
 # --------------------------------------------------------------------------- LocalStack
@@ -514,7 +512,7 @@ class LocalStack:
         cmd = self._command(name, port)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if name == "registry":
+        if name in ("registry", "moto"):
             # The child runs in the workdir, so make sure it imports the same `bridge` as we
             # do even when the project is used from a checkout without being installed.
             root = str(Path(__file__).resolve().parent.parent)

@@ -185,6 +185,28 @@ def _librdkafka_refuses(conf: dict[str, Any]) -> str | None:
     return None
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _check_int_bounds(kafka: dict[str, Any]) -> None:
+    """librdkafka keeps whole-number settings in 32 bits and wraps a larger value before it
+    checks the range (100000000000 was reported as 1215752192): name the value as written
+    and the range librdkafka allows instead."""
+    for key, value in kafka.items():
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.lstrip("+-").isdigit():
+            continue
+        n = int(text)
+        if -_INT32_MAX - 1 <= n <= _INT32_MAX or _librdkafka_refuses({key: value}) is None:
+            continue  # in range, or a text setting that happens to be digits
+        limit = _INT32_MAX if n > 0 else -_INT32_MAX - 1
+        why = _librdkafka_refuses({key: limit}) or ""
+        allowed = re.search(r"allowed range (-?\d+)\.\.(-?\d+)", why)
+        bound = (f"librdkafka allows {allowed.group(1)}..{allowed.group(2)}" if allowed
+                 else f"librdkafka's settings hold at most {_INT32_MAX}")
+        raise ConfigError(f"kafka.{key}: {text} is out of range ({bound}); choose a value in that range")
+
+
 def check_kafka_settings(kafka: dict[str, Any], *, transactional: bool = False) -> None:
     """Refuse librdkafka settings librdkafka itself would refuse, naming the key.
 
@@ -194,6 +216,7 @@ def check_kafka_settings(kafka: dict[str, Any], *, transactional: bool = False) 
     messages (``queue.buffering.max.ms`` for ``linger.ms``), so a refusal is traced back
     to the user's own key by trying the keys one at a time.
     """
+    _check_int_bounds(kafka)
     conf = producer_config(kafka, transactional_id="validate" if transactional else None)
     why = _librdkafka_refuses(conf)
     if why is None:

@@ -167,6 +167,11 @@ class OffsetStore:
         return (f"offsets topic {self.topic!r}{at}, key {shown}: {why}; not an offset this bridge wrote, so it "
                 f"will not start on it (it could skip or re-read data). Fix: {fix}")
 
+    def bad_offset_line(self, partition: Mapping[str, Any], why: str) -> str:
+        """The one line for a stored offset its source refuses once it looks (a position past
+        the end of what the source holds): the topic, the key and how to remove it."""
+        return self._corrupt_line(encode_offset_key(self.connector, partition), None, why)
+
     def raise_if_corrupt(self) -> None:
         """Stop the start on the first record that no later record replaced."""
         if self._corrupt:

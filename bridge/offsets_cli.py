@@ -42,11 +42,8 @@ def write_tombstone(kafka: dict[str, Any], topic: str, key: bytes, timeout_s: fl
     return result[0]
 
 
-def reset_key(args: argparse.Namespace) -> int:
+def reset_key(args: argparse.Namespace, cfg: Any) -> int:
     """``offsets reset --key|--key-hex``: one record's key, even one that is not an offset the bridge wrote."""
-    from bridge.app import load_config
-
-    cfg = load_config(args.config)
     if args.key is not None:
         key = args.key.encode("utf-8")
     else:

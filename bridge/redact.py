@@ -5,21 +5,27 @@ Two kinds of secret reach messages by accident: credentials inside URLs
 configured values a library echoes back (a SASL password in a librdkafka error, a
 registry token in an HTTP error). URLs are masked by shape; configured secrets are
 registered once at config load (:func:`register_secret`) and masked wherever they occur.
-A logging filter applies both to every log record, so no call site has to remember.
+A logging filter applies both to every log record, and the command line's stdout and
+stderr pass through :class:`RedactingStream` (``install_output_redaction``): every line any
+command prints is masked at that one choke point, so no call site has to remember.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import sys
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
 
 __all__ = [
     "MASK",
     "RedactingFilter",
+    "RedactingStream",
     "install_log_redaction",
+    "install_output_redaction",
     "is_secret_key",
     "redact",
     "register_secret",
@@ -102,3 +108,67 @@ def install_log_redaction() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that masks secrets in whatever is written to it, a whole line at a time.
+
+    Text is held until its line is complete (a secret split over two ``write`` calls, as
+    ``print`` makes them, is still one line to mask) and passed on at a newline or a flush.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        super().__init__()
+        self.inner = inner
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        with self._lock:
+            self._pending += text
+            if "\n" in text:
+                head, _, self._pending = self._pending.rpartition("\n")
+                self.inner.write(redact(head + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self.inner.write(redact(self._pending))
+                self._pending = ""
+        self.inner.flush()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.inner.errors
+
+
+def install_output_redaction() -> Callable[[], None]:
+    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`RedactingStream`; returns
+    the function that flushes and restores them (the command line calls it on exit)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(saved[0])  # type: ignore[assignment]
+    sys.stderr = RedactingStream(saved[1])  # type: ignore[assignment]
+
+    def restore() -> None:
+        for wrapped in (sys.stdout, sys.stderr):
+            try:
+                wrapped.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more to say
+                pass
+        sys.stdout, sys.stderr = saved
+
+    return restore

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from typing import Any
@@ -49,6 +50,7 @@ def _verify(args: argparse.Namespace) -> int:
         for t in _tables(cfg, args.table):
             report = verify_source(
                 cfg, t.name, settle_s=args.settle_s, consistent=not args.eventually_consistent,
+                skip_undecodable=args.skip_undecodable,
                 progress=(lambda m: print(f"verify: {m}", file=sys.stderr)) if not args.json else None,
             )
             reports.append(report)
@@ -73,11 +75,12 @@ def _tail(args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
     from bridge.kafka import client_config
-    from bridge.ops.decode import TopicDecoder, avro_item, to_jsonable
+    from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, avro_item, to_jsonable
 
     cfg = load_config(args.config)
     topic = args.topic or _tables(cfg, [args.table] if args.table else None)[0].topic
     decoder = TopicDecoder.for_config(cfg)
+    undecodable = Undecodable(topic, args.skip_undecodable)
     consumer = Consumer(client_config(cfg.kafka) | {
         "group.id": "ddb-kafka-bridge-tail", "enable.auto.commit": False, "enable.partition.eof": True,
         "isolation.level": "read_committed", "fetch.wait.max.ms": 100,
@@ -104,17 +107,21 @@ def _tail(args: argparse.Namespace) -> int:
                         continue
                     raise BridgeError(f"reading {topic!r}: {err.str()}")
                 at_end.discard(msg.partition())
-                value = decoder.decode(msg.value())
-                line: dict[str, Any] = {
-                    "topic": topic, "partition": msg.partition(), "offset": msg.offset(),
-                    "key": to_jsonable(decoder.decode(msg.key())),
-                }
-                if value is None:
-                    line["tombstone"] = True
-                else:
-                    line |= {"op": value["op"], "before": to_jsonable(avro_item(value["before"])),
-                             "after": to_jsonable(avro_item(value["after"])), "source": to_jsonable(value["source"]),
-                             "ts_ms": value["ts_ms"]}
+                try:
+                    line: dict[str, Any] = {
+                        "topic": topic, "partition": msg.partition(), "offset": msg.offset(),
+                        "key": to_jsonable(decoder.decode(msg.key())),
+                    }
+                    value = decoder.decode(msg.value())
+                    if value is None:
+                        line["tombstone"] = True
+                    else:
+                        line |= {"op": value["op"], "before": to_jsonable(avro_item(value["before"])),
+                                 "after": to_jsonable(avro_item(value["after"])),
+                                 "source": to_jsonable(value["source"]), "ts_ms": value["ts_ms"]}
+                except DECODE_ERRORS as e:
+                    undecodable.met(msg.partition(), msg.offset(), e)
+                    continue
                 print(json.dumps(line, sort_keys=True), flush=True)
                 printed += 1
                 if args.max_records is not None and printed >= args.max_records:
@@ -124,6 +131,8 @@ def _tail(args: argparse.Namespace) -> int:
     finally:
         consumer.close()
         decoder.close()
+        if undecodable.summary():
+            print(f"tail: {undecodable.summary()}", file=sys.stderr)
     return 0
 
 
@@ -164,32 +173,40 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
+    from bridge.app import offset_problem
+    from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
 
     cfg = load_config(args.config)
     try:
-        with (sys.stdin if args.input == "-" else open(args.input)) as f:
-            entries = import_lines(f)
+        if args.input == "-":
+            entries = import_lines(sys.stdin.buffer, lambda p, o: offset_problem(cfg, p, o))
+        else:
+            with open(args.input, "rb") as f:
+                entries = import_lines(f, lambda p, o: offset_problem(cfg, p, o))
     except OSError as e:
         raise ConfigError(f"offsets import: cannot read {args.input}: {e.strerror}") from None
+    refuse_if_running(cfg, "offsets import")
     n = write_offsets(cfg, entries)
-    print(f"imported {n} offsets into {cfg.offsets_topic!r} for {cfg.name!r}; stop the bridge before importing, "
-          f"a running one writes its own again")
+    print(f"imported {n} offsets into {cfg.offsets_topic!r} for {cfg.name!r}")
     return 0
 
 
 def _offsets_reset(args: argparse.Namespace) -> int:
+    from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import read_offsets, select, write_offsets
 
+    cfg = load_config(args.config)
     if args.key is not None or args.key_hex is not None:
         from bridge.offsets_cli import reset_key
 
-        return reset_key(args)
-    cfg = load_config(args.config)
+        refuse_if_running(cfg, "offsets reset")
+        return reset_key(args, cfg)
     if not (args.all or args.table or args.partition):
         raise ConfigError(
             "offsets reset: name what to reset: --all, --table NAME, --partition SHARD_OR_JSON, --key or --key-hex"
         )
+    refuse_if_running(cfg, "offsets reset")
     entries = select(read_offsets(cfg), args.table, args.partition)
     if not entries:
         print(f"nothing to reset: no stored offsets match in {cfg.offsets_topic!r}")
@@ -215,16 +232,42 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """A positive whole number (``tail -n``): argparse reports the ValueError as one line."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number of records; give 1 or more")
+    return n
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (``nan``, ``inf`` and negatives refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite, non-negative number of seconds")
+    if v > 86400:
+        raise argparse.ArgumentTypeError(f"{text} s is more than a day; give at most 86400")
+    return v
+
+
 def add_ops_subcommands(sub: Any) -> None:
     """Add the operator commands: verify, tail, status and offsets show|reset|export|import."""
     v = sub.add_parser("verify", help="compare a table with its compacted topic; exit 0 clean, 1 not, 2 error")
     v.add_argument("-c", "--config", required=True)
     v.add_argument("--table", action="append", help="only this table (repeatable); default: every table")
-    v.add_argument("--settle-s", type=float, default=0.0,
+    v.add_argument("--settle-s", type=_seconds, default=0.0,
                    help="live table: re-check differing keys for up to this long while the stream catches up")
     v.add_argument("--examples", type=int, default=5, help="examples printed per kind of difference")
     v.add_argument("--eventually-consistent", action="store_true", help="scan without ConsistentRead (half the RCU)")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--skip-undecodable", action="store_true",
+                   help="skip (and count) records that do not decode as the bridge's, instead of stopping on the first")
     v.set_defaults(func=_verify)
 
     t = sub.add_parser("tail", help="decode a topic through the registry and print JSON lines")
@@ -234,7 +277,9 @@ def add_ops_subcommands(sub: Any) -> None:
     which.add_argument("--topic", help="any topic the bridge wrote")
     t.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
     t.add_argument("--from-end", action="store_true", help="start at the end instead of the beginning")
-    t.add_argument("-n", "--max-records", type=int, help="stop after this many records")
+    t.add_argument("-n", "--max-records", type=_count, help="stop after this many records")
+    t.add_argument("--skip-undecodable", action="store_true",
+                   help="skip (and count) records that do not decode as the bridge's, instead of stopping on the first")
     t.set_defaults(func=_tail)
 
     s = sub.add_parser("status", help="positions, lag and task states from the offsets and status topics")

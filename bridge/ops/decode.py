@@ -16,12 +16,45 @@ from typing import Any
 import fastavro
 
 from bridge.config import BridgeConfig
-from bridge.errors import ConversionError
+from bridge.errors import ConversionError, SchemaError
 from bridge.registry.client import SchemaRegistryClient
 from bridge.serde.avro import item_from_avro
 from bridge.serde.wire import unframe
 
-__all__ = ["TopicDecoder", "canonical_item", "canonical_number", "to_jsonable"]
+__all__ = ["TopicDecoder", "Undecodable", "canonical_item", "canonical_number", "to_jsonable"]
+
+#: What decoding a record that the bridge did not write raises (other framing, an unknown
+#: schema id, a body that is not the schema's, a value that is not the bridge's envelope).
+DECODE_ERRORS = (ConversionError, SchemaError, KeyError, TypeError)
+
+
+class Undecodable:
+    """Records of a topic that do not decode (foreign bytes): named by partition and
+    offset, and either the end of the command (one line with the fix) or, with
+    ``--skip-undecodable``, skipped and counted."""
+
+    def __init__(self, topic: str, skip: bool) -> None:
+        self.topic, self.skip = topic, skip
+        self.count = 0
+        self.first: str | None = None
+
+    def met(self, partition: int, offset: int, error: BaseException) -> None:
+        """Count it (skipping) or raise ConversionError naming where it is."""
+        if isinstance(error, SchemaError) and error.status != 404:
+            raise error  # the registry is away or refuses us: no verdict on the record
+        why = str(error) if not isinstance(error, (KeyError, TypeError)) else "not a change record the bridge wrote"
+        where = f"topic {self.topic!r} partition {partition} offset {offset}"
+        if not self.skip:
+            raise ConversionError(f"{where}: cannot decode the record ({why}); it is not one the bridge wrote. "
+                                  "Run again with --skip-undecodable to skip such records (they are counted)")
+        self.count += 1
+        if self.first is None:
+            self.first = f"{where} ({why})"
+
+    def summary(self) -> str | None:
+        if not self.count:
+            return None
+        return f"skipped {self.count} undecodable record(s) in {self.topic!r}, the first at {self.first}"
 
 
 class TopicDecoder:

@@ -10,9 +10,10 @@ its time, FINISHED), its worker, its position and its lag as of the last write. 
 - ``status-graph-<name>-<table>``: the shard graph as last listed (parents, closed, reading)
 
 Written on every state change and every ``status.interval_ms`` (positions and lag move
-without a state change); a task that is gone (the connector was stopped) gets a tombstone.
-The writes are best effort: a status record that cannot be written is logged, never a
-reason to stop moving data.
+without a state change; the worker record is the process's heartbeat, removed with a
+tombstone when it stops cleanly: ``bridge/ops/liveness.py``); a task that is gone (the
+connector was stopped) gets a tombstone. The writes are best effort: a status record
+that cannot be written is logged, never a reason to stop moving data.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class StatusWriter:
         with contextlib.suppress(Exception):
             self._produce(f"status-connector-{ops.name}", {"name": ops.name, "state": "UNASSIGNED", "trace": ops.trace,
                                                            "worker_id": ops.worker_id, "time_ms": now})
+            # The worker record is this process's heartbeat (bridge.ops.liveness): gone with it.
+            self._produce(f"status-worker-{ops.worker_id}", None)
             for key, t in self._written_tasks.items():
                 doc = t.to_json() | {"name": ops.name, "time_ms": now}
                 if t.state not in ("FINISHED", "FAILED"):

@@ -38,6 +38,7 @@ class CompactedView:
         self._consumer = Consumer(conf)
         self._parts: list[int] | None = None
         self.records = 0
+        self.position: tuple[int, int] = (-1, -1)
 
     def _assign(self, timeout_s: float) -> list[int]:
         if self._parts is None:
@@ -71,6 +72,7 @@ class CompactedView:
             for msg in batch:
                 err = msg.error()
                 if err is None:
+                    self.position = (msg.partition(), msg.offset())  # for apply to name a record it refuses
                     self._apply(msg.key(), msg.value())
                     applied += 1
                 elif err.code() == KafkaError._PARTITION_EOF:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["check_offset"]
+__all__ = ["check_offset", "check_partition"]
 
 _SEQ = re.compile(r"^[0-9]{1,64}$")
 
@@ -115,6 +115,12 @@ def _kind(partition: Mapping[str, Any]) -> tuple[str | None, str | None]:
         f"source partition with fields {sorted(partition)} is none this bridge writes "
         "(shard, scan segment, export file, export request, handoff)"
     )
+
+
+def check_partition(partition: Mapping[str, Any]) -> str | None:
+    """Why ``partition`` is no source partition the DynamoDB connectors write, or None
+    (what a tombstone's key must be: ``offsets import`` checks it for null offsets)."""
+    return _kind(partition)[1]
 
 
 def check_offset(partition: Mapping[str, Any], offset: Any) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.dynamodb.config import StreamConfig
-from bridge.errors import ConfigError, RetriableError, SourceGoneError, TrimmedDataError
+from bridge.errors import ConfigError, CorruptOffsetError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
@@ -84,8 +84,13 @@ class ShardReader(SourceTask):
         on_trimmed: Callable[[str, str | None], None] | None = None,
         scheduler: PollScheduler | None = None,
         on_gone: Callable[[], Awaitable[bool]] | None = None,
+        bad_position: Callable[[str], str] | None = None,
     ) -> None:
         self.partition = {"table": ctx.table, "shard": shard.id}
+        # The start is a stored offset's position (AFTER/AT_SEQUENCE_NUMBER from the offsets
+        # topic): checked against the shard before it is used (``_check_stored``); this makes
+        # the one line that names the offset's key and the fix.
+        self._bad_position = bad_position
         self._on_trimmed = on_trimmed
         self._on_gone = on_gone  # True (or raises) if the table or its stream is gone, not just this shard
         self.shard = shard
@@ -99,6 +104,7 @@ class ShardReader(SourceTask):
         if self._start_type == "AT_SEQUENCE_NUMBER":
             self._at_seq, self._last_seq = self._last_seq, None
         self._iterator: str | None = None
+        self._bad_position_pending = bad_position is not None and start[1] is not None
         self._pages = PageReader(ctx)
         self.pages = 0
         self._scheduler = scheduler or scheduler_for(streams)
@@ -109,6 +115,45 @@ class ShardReader(SourceTask):
         self._max_idle_s = max(self._poll_s, (config.max_idle_poll_interval_ms or 0) / 1000)
         self.idle_wait_s = self._poll_s  # the wait after the next empty page (adaptive: grows)
         self._idle_pages = 0  # empty pages in a row on this open shard
+
+    def _refuse(self, why: str) -> CorruptOffsetError:
+        what = f"table {self._ctx.table!r} shard {self.shard.id}: the stored position {why}"
+        return CorruptOffsetError(self._bad_position(what) if self._bad_position is not None else what)
+
+    def _check_stored(self) -> None:
+        """A stored position past the end of a closed shard is refused before any call.
+
+        An iterator there would read nothing, and the shard would count as finished with
+        every record after the position unread (a hand-edited or imported offset). A
+        position before the shard's start is left to GetShardIterator: records gone from
+        the shard's start are trimmed data, which ``trimmed_policy`` handles.
+        """
+        seq = self._last_seq or self._at_seq
+        if seq is None or not seq.isdigit() or self.shard.end_seq is None or not self.shard.end_seq.isdigit():
+            return
+        if int(seq) > int(self.shard.end_seq):
+            raise self._refuse(f"(sequence number {seq}) is past the end of the shard, whose sequence numbers "
+                               f"end at {self.shard.end_seq}")
+
+    async def _stored_iterator(self) -> str:
+        """The first iterator from a stored position; DynamoDB refuses one outside the shard
+        (ValidationException): refused with the key and the fix, or, before the shard's
+        start, handled as trimmed data."""
+        self._check_stored()
+        seq = self._last_seq or self._at_seq
+        try:
+            iterator = await self._get_iterator()
+        except AwsApiError as e:
+            if e.code not in ("ValidationException", "InvalidArgumentException"):
+                raise
+            self._bad_position_pending = False
+            start = self.shard.start_seq
+            if seq is not None and start is not None and seq.isdigit() and start.isdigit() and int(seq) < int(start):
+                raise TrimmedDataError(f"sequence number {seq} is before the shard's first, {start}: {e}") from None
+            raise self._refuse(f"(sequence number {seq}) is not in the shard: DynamoDB Streams refused an "
+                               f"iterator there ({e})") from None
+        self._bad_position_pending = False
+        return iterator
 
     async def _get_iterator(self) -> str:
         req: dict[str, Any] = {"StreamArn": self._ctx.stream_arn, "ShardId": self.shard.id}
@@ -194,7 +239,10 @@ class ShardReader(SourceTask):
         while True:
             try:
                 if self._iterator is None:
-                    self._iterator = await self._get_iterator()
+                    if self._bad_position_pending:
+                        self._iterator = await self._stored_iterator()
+                    else:
+                        self._iterator = await self._get_iterator()
                 body = await self._get_records()
             except TrimmedDataError as e:
                 return self._trimmed(str(e))
@@ -480,10 +528,22 @@ class StreamsConnector(SourceConnector):
 
     def _make_reader(self, ctx: StreamContext, shard: Shard, start: tuple[str, str | None]) -> SourceTask:
         """The task that reads one shard (a snapshot handoff wraps it)."""
+        # A start with a sequence number is a stored offset's position (``_start_ready``).
+        stored = start[1] is not None and self.runtime is not None
         return ShardReader(
             streams=self._streams, ctx=ctx, shard=shard, start=start, config=self._config, on_trimmed=self.on_trimmed,
             on_gone=self._reader_gone,
+            bad_position=self._bad_offset_line(self.runtime, shard.id) if stored and self.runtime else None,
         )
+
+    def _bad_offset_line(self, runtime: TaskRuntime, shard_id: str) -> Callable[[str], str]:
+        """How a reader names the stored offset it refuses: the offsets store's line (its
+        topic, key and the ``offsets reset`` command), or the partition alone."""
+        describe = getattr(runtime.offsets, "bad_offset_line", None)
+        partition = self._partition(shard_id)
+        if describe is None:
+            return lambda why: f"{why}; reset the stored offset of {partition}"
+        return lambda why: describe(partition, why)
 
     def _parent_aged_out(self, parent: str, runtime: TaskRuntime) -> None:
         """A parent left DescribeStream (24 h retention). Fine if it was finished or never

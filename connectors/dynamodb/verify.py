@@ -27,7 +27,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from bridge.errors import ConfigError, ConnectorError
-from bridge.ops.decode import TopicDecoder, avro_item, canonical_item, canonical_number, to_jsonable
+from bridge.ops.decode import (
+    DECODE_ERRORS,
+    TopicDecoder,
+    Undecodable,
+    avro_item,
+    canonical_item,
+    canonical_number,
+    to_jsonable,
+)
 from bridge.ops.topicstate import CompactedView
 from connectors.dynamodb.snapshot import WATERMARK_PREFIX
 from schemas import KeyField, avro_name
@@ -67,6 +75,7 @@ class VerifyReport:
     rechecked: int = 0
     keys_only: bool = False  # the topic carries no images (stream view KEYS_ONLY/OLD_IMAGE): keys compared only
     differences: list[Difference] = field(default_factory=list)
+    skipped: str | None = None  # --skip-undecodable: how many records were skipped, and the first
 
     def of(self, kind: Kind) -> list[Difference]:
         return [d for d in self.differences if d.kind == kind]
@@ -85,6 +94,7 @@ class VerifyReport:
             "topic_records": self.topic_records,
             "rechecked": self.rechecked,
             "keys_only": self.keys_only,
+            "skipped_undecodable": self.skipped,
             "counts": {k: len(self.of(k)) for k in ("missing", "extra", "changed")},
             "examples": {k: [d.to_json() for d in self.of(k)[:examples]] for k in ("missing", "extra", "changed")},
         }
@@ -92,9 +102,10 @@ class VerifyReport:
     def lines(self, examples: int = 5) -> list[str]:
         head = (f"table {self.table!r} vs topic {self.topic!r}: {self.table_items} items, {self.topic_keys} live keys "
                 f"in {self.topic_records} records")
+        note = [f"  {self.skipped}"] if self.skipped else []
         if self.clean:
             return [f"{head}: clean" + (f" ({self.rechecked} keys re-checked after the stream caught up)"
-                                        if self.rechecked else "")]
+                                        if self.rechecked else "")] + note
         out = [f"{head}: {len(self.of('missing'))} missing, {len(self.of('extra'))} extra, "
                f"{len(self.of('changed'))} changed"]
         for kind, what in (("missing", "in the table, not in the topic"),
@@ -103,7 +114,7 @@ class VerifyReport:
             for d in self.of(kind)[:examples]:
                 extra = f" attributes {', '.join(d.attributes)}" if d.attributes else ""
                 out.append(f"  {kind}: key {_key_text(d.key)}: {what}{extra}")
-        return out
+        return out + note
 
 
 def _key_text(key: dict[str, Any]) -> str:
@@ -182,8 +193,9 @@ class _TableSide:
 class _TopicSide:
     """The topic's latest value per key, as DynamoDB JSON items (None: deleted)."""
 
-    def __init__(self, cfg: DynamoDBConfig, topic: str, table: _TableSide) -> None:
+    def __init__(self, cfg: DynamoDBConfig, topic: str, table: _TableSide, skip_undecodable: bool = False) -> None:
         self.table = table
+        self.undecodable = Undecodable(topic, skip_undecodable)
         self.decoder = TopicDecoder.for_config(cfg)
         self.latest: dict[KeyId, dict[str, Any] | None] = {}
         self.keys: dict[KeyId, dict[str, Any]] = {}
@@ -198,24 +210,26 @@ class _TopicSide:
         return out
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self._apply_decoded(key, value)
+        except DECODE_ERRORS as e:
+            self.undecodable.met(*self.view.position, e)
+
+    def _apply_decoded(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         k = self._key_json(self.decoder.decode(key))
         if self.table.is_watermark(k):
             return
+        env = None if value is None else self.decoder.decode(value)
+        after = None
+        if env is not None and env["op"] != "d":  # decoded in full before anything is kept
+            after = avro_item(env.get("after"))
+            if after is None:  # a view type without new images: presence only
+                self.images = False
+                after = dict(k)
         kid = self.table.key_id(k)
         self.keys[kid] = k
-        if value is None:
-            self.latest[kid] = None
-            return
-        env = self.decoder.decode(value)
-        if env["op"] == "d":
-            self.latest[kid] = None
-            return
-        after = avro_item(env.get("after"))
-        if after is None:  # a view type without new images: presence only
-            self.images = False
-            after = dict(k)
         self.latest[kid] = after
 
     def live(self) -> dict[KeyId, dict[str, Any]]:
@@ -250,13 +264,14 @@ def verify_table(
     settle_s: float = 0.0,
     consistent: bool = True,
     progress: Callable[[str], None] | None = None,
+    skip_undecodable: bool = False,
 ) -> VerifyReport:
     """Compare one table with its topic; ``settle_s`` > 0 re-checks differences (live tables)."""
     say = progress or (lambda _msg: None)
     topic = cfg.topic_for(table_cfg)
     table = _TableSide(cfg, table_cfg.name)
     report = VerifyReport(table_cfg.name, topic)
-    side = _TopicSide(cfg, topic, table)
+    side = _TopicSide(cfg, topic, table, skip_undecodable)
     try:
         say(f"reading topic {topic!r}")
         side.view.read_to_end()
@@ -288,6 +303,7 @@ def verify_table(
                 else:
                     diffs[kid] = d
         report.topic_records = side.view.records
+        report.skipped = side.undecodable.summary()
         order = {"missing": 0, "extra": 1, "changed": 2}
         report.differences = sorted(diffs.values(), key=lambda d: (order[d.kind], _key_text(d.key)))
         return report
