@@ -181,14 +181,14 @@ class HttpService:
     async def _main(self) -> None:
         self._stopped = asyncio.Event()
         runner = web.AppRunner(
-            self._app, handle_signals=False, access_log=None,
+            self._app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
             keepalive_timeout=HEADER_TIMEOUT_S, lingering_time=0,
             max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES,
             logger=_ServerLog(logging.getLogger(f"bridge.http.{self.name}"), {}),
         )
         await runner.setup()
         try:
-            await web.SockSite(runner, self._sock, shutdown_timeout=2.0).start()
+            await web.SockSite(runner, self._sock).start()
             self._ready.set()
             await self._stopped.wait()
         finally:
