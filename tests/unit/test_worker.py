@@ -360,6 +360,19 @@ def test_exactly_once_fenced_at_the_next_begin_transaction_stops_with_one_line()
         asyncio.run(asyncio.wait_for(worker.run(), 20))
 
 
+def test_a_producer_poll_loop_that_dies_of_a_bug_stops_the_worker() -> None:
+    """Without the stop, nothing would serve acknowledgements again and the bridge would only
+    stall (found: a wrapped producer without __len__ broke the idle check of the poll loop)."""
+
+    class Broken(FakeProducer):
+        def __len__(self) -> int:
+            raise TypeError("object has no len()")
+
+    worker, _ = make_worker(Broken(), ListTask(batches(2, 5, final=False), asyncio.Event()))
+    with pytest.raises(ProduceError, match="producer poll .* failed: TypeError"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+
+
 def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
     """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
     acknowledged, the offset covering the bad record is never written."""
