@@ -141,10 +141,11 @@ def test_an_unauthenticated_large_body_is_refused_before_it_is_read(served: Serv
         time.sleep(0.05)
     done.set()
     sampler.join(5)
+    grew = peak[0] - before
+    print(f"RSS {before:.0f} MB -> peak {peak[0]:.0f} MB while {sent} MB of {BODY_MB} MB were sent")
+    assert grew < RSS_BOUND_MB, f"RSS grew by {grew:.0f} MB ({before:.0f} -> {peak[0]:.0f}) for a refused body"
     assert answers and answers[0].startswith(b"HTTP/1.1 401"), answers
     assert b"www-authenticate: bearer" in answers[0].lower(), answers[0]
-    grew = peak[0] - before
-    assert grew < RSS_BOUND_MB, f"RSS grew by {grew:.0f} MB ({before:.0f} -> {peak[0]:.0f}) for a refused body"
     served.bridge.check()
 
 
