@@ -81,13 +81,18 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
 
 
 async def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], timeout_s: float) -> Any:
-    """Run ``coro`` on the bridge's loop and wait for it from the HTTP loop."""
+    """Run ``coro`` on the bridge's loop and wait for it from the HTTP loop (504 after ``timeout_s``)."""
     try:
         future = asyncio.run_coroutine_threadsafe(coro, loop)
     except RuntimeError:  # the bridge's loop is closed: it has stopped
         coro.close()
         raise web.HTTPServiceUnavailable(reason="the bridge is stopping") from None
-    return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    # Waited for, never cancelled: a stop or a reset half done is worse than a late answer (504).
+    wrapped = asyncio.wrap_future(future)
+    done, _ = await asyncio.wait({wrapped}, timeout=timeout_s)
+    if not done:
+        raise asyncio.TimeoutError
+    return wrapped.result()
 
 
 class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -56,7 +56,7 @@ class OpsHandle:
         if self.status is not None:
             await asyncio.to_thread(self.status.close)
         if self.rest is not None:
-            self.rest.stop()
+            await asyncio.to_thread(self.rest.stop)  # joins the server's thread: not on this loop
 
 
 def _health_checks(cfg: BridgeConfig, worker: Worker, registry_probe: Callable[[], None]) -> HealthChecks:
