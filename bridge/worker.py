@@ -265,6 +265,17 @@ class Worker:
         running = _Running(connector, task, lane)
         self._running[pkey] = running
         running.handle = self._tasks[pkey] = asyncio.create_task(self._run_task(running), name=f"task {pkey}")
+        running.handle.add_done_callback(lambda handle: self._task_done(pkey, handle))
+
+    def _task_done(self, pkey: str, handle: asyncio.Task[None]) -> None:
+        """Forget an ended task, however it ended: one cancelled before it first ran never enters
+        ``_run_task``'s ``finally`` (a REST restart right after another left such entries, and the
+        next start stopped the worker with 'task ... is already running')."""
+        if self._tasks.get(pkey) is handle:
+            del self._tasks[pkey]
+        running = self._running.get(pkey)
+        if running is not None and running.handle is handle:
+            del self._running[pkey]
 
     async def _run_task(self, running: _Running) -> None:
         connector, task, lane = running.connector, running.task, running.lane
