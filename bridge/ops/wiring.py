@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, is_loopback
 from bridge.http_service import bind
 from bridge.metrics import METRICS
 from bridge.ops.control import Control
@@ -144,6 +144,9 @@ def start_ops(
         handle.rest = RestServer(sock=rest_socket, ops=worker.ops, control=control, loop=loop,
                                  health=handle.health, offsets=offsets, snapshots=snapshots, bearer_token=token).start()
         log.info("REST API listening on %s (status page %s/status)", handle.rest.listening, handle.rest.url)
+        if token is None and not is_loopback(cfg.rest.host):
+            log.warning("REST API without a token on %s (rest.allow_unauthenticated): whoever reaches the port may "
+                        "pause, stop and reset offsets", handle.rest.listening)
     if cfg.status.enabled:
         handle.status = StatusWriter(cfg.kafka, cfg.status_topic, worker.ops, interval_s=cfg.status.interval_ms / 1000,
                                      rest_url=handle.rest.url if handle.rest else None)
