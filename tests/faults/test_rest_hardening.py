@@ -238,3 +238,13 @@ def test_an_unknown_path_is_404_json(served: Served) -> None:
             f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
         assert status == 404 and headers["content-type"].startswith("application/json"), (path, status, body)
         assert json.loads(body)["error_code"] == 404
+
+
+def test_the_page_and_health_answer_without_a_token_and_nothing_else_does(served: Served) -> None:
+    for path, ctype in (("/status", "text/html"), ("/static/status.js", "text/javascript"),
+                        ("/static/status.css", "text/css"), ("/health", "application/json")):
+        status, headers, _ = served.exchange(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert status == 200 and headers["content-type"].startswith(ctype), (path, status, headers)
+    for path in ("/", "/openapi.json", "/metrics", "/connectors", f"/connectors/{served.name}/offsets"):
+        status, headers, body = served.exchange(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert status == 401 and json.loads(body)["error_code"] == 401, (path, status, body)
