@@ -57,7 +57,8 @@ def bind(host: str, port: int, key: str) -> socket.socket:
     except socket.gaierror as e:
         raise ConfigError(f"{key}.host: cannot resolve {host!r} ({e.strerror}); use an address such as "
                           "127.0.0.1 or 0.0.0.0") from None
-    family, kind, proto, _, address = infos[0]
+    # IPv4 first: 'localhost' must serve 127.0.0.1, where clients (and http.server before) look.
+    family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server: TIME_WAIT does not block a restart
