@@ -82,13 +82,14 @@ class _ConnectorRuntime:
 class _Running:
     """A running task with what its hand-over needs."""
 
-    __slots__ = ("connector", "handle", "lane", "task")
+    __slots__ = ("connector", "handle", "lane", "started", "task")
 
     def __init__(self, connector: SourceConnector, task: SourceTask, lane: ProducerLane) -> None:
         self.connector = connector
         self.task = task
         self.lane = lane
         self.handle: asyncio.Task[None] | None = None
+        self.started = False  # _run_task began (its finally closes the task)
 
 
 class _FlushAll:
@@ -276,8 +277,12 @@ class Worker:
         running = self._running.get(pkey)
         if running is not None and running.handle is handle:
             del self._running[pkey]
+            if not running.started:  # closed as _run_task's finally would have (e.g. a window it holds)
+                closing = asyncio.ensure_future(running.task.close())
+                closing.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: nothing to report
 
     async def _run_task(self, running: _Running) -> None:
+        running.started = True
         connector, task, lane = running.connector, running.task, running.lane
         pkey = partition_key(task.partition)
         progress = lane.progress_for(task.partition)

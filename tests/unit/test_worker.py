@@ -463,7 +463,13 @@ def test_a_task_cancelled_before_it_first_ran_leaves_no_trace() -> None:
         while not worker._tasks:
             await asyncio.sleep(0.01)
         connector = worker.connectors[0]
-        other = ListTask(batches(1, 2, final=False), asyncio.Event())
+        closed: list[bool] = []
+
+        class Closing(ListTask):
+            async def close(self) -> None:
+                closed.append(True)
+
+        other = Closing(batches(1, 2, final=False), asyncio.Event())
         other.partition = {"table": "t", "shard": "other"}
         pkey = partition_key(other.partition)
         worker._start_task(connector, other)
@@ -471,6 +477,8 @@ def test_a_task_cancelled_before_it_first_ran_leaves_no_trace() -> None:
         handle.cancel()  # before its first step
         await asyncio.gather(handle, return_exceptions=True)
         assert pkey not in worker._tasks and pkey not in worker._running
+        await asyncio.sleep(0)
+        assert closed == [True], "the task was not closed"
         worker._start_task(connector, other)  # a start after it: no "already running"
         worker.stop()
         await asyncio.wait_for(run, 20)
