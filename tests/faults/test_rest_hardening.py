@@ -35,11 +35,11 @@ BODY_MB = 256
 
 
 class Served:
-    def __init__(self, bridge: BridgeProcess, port: int, name: str) -> None:
-        self.bridge, self.port, self.name = bridge, port, name
+    def __init__(self, bridge: BridgeProcess, port: int, name: str, metrics_port: int) -> None:
+        self.bridge, self.port, self.name, self.metrics_port = bridge, port, name, metrics_port
 
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+    def connect(self, port: int | None = None) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port or self.port), timeout=30)
 
     def exchange(self, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
         """Send ``raw``, read one answer (the server closes or answers in full)."""
@@ -87,7 +87,7 @@ def served(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         bridge.wait_for_log("running:", 90)
         wait_until(lambda: (bridge.check(), get_status(f"http://127.0.0.1:{port}/health")[0] == 200)[1], 60,
                    "the REST API to answer")
-        yield Served(bridge, port, cfg["name"])
+        yield Served(bridge, port, cfg["name"], cfg["metrics"]["port"])
     finally:
         bridge.stop()
         double.stop()
@@ -158,10 +158,12 @@ def test_an_authenticated_oversized_body_is_413_without_reading_it(served: Serve
     served.bridge.check()
 
 
+@pytest.mark.parametrize("server", ["rest", "metrics"])
 @pytest.mark.parametrize("kind", ["half-sent headers", "idle"])
-def test_slow_and_idle_connections_are_closed_within_the_stated_timeout(served: Served, kind: str) -> None:
+def test_slow_and_idle_connections_are_closed_within_the_stated_timeout(served: Served, kind: str,
+                                                                         server: str) -> None:
     started = time.monotonic()
-    with served.connect() as s:
+    with served.connect(served.metrics_port if server == "metrics" else None) as s:
         s.settimeout(1.0)
         if kind == "half-sent headers":
             s.sendall(f"GET /connectors/{served.name}/status HTTP/1.1\r\nHost: x\r\n".encode())
@@ -183,7 +185,7 @@ def test_slow_and_idle_connections_are_closed_within_the_stated_timeout(served: 
                 closed_after = time.monotonic() - started
                 break
     assert closed_after is not None, f"the server held a connection with {kind} for {STATED_TIMEOUT_S + SLACK_S} s"
-    print(f"{kind}: closed after {closed_after:.1f} s")
+    print(f"{server}, {kind}: closed after {closed_after:.1f} s")
     assert closed_after <= STATED_TIMEOUT_S + SLACK_S
     assert get_status(f"http://127.0.0.1:{served.port}/health")[0] == 200
 
