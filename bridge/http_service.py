@@ -142,6 +142,11 @@ async def _bounded_body(request: web.Request, handler: Callable[[web.Request], A
     return await handler(request)
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No library or Python version in the ``Server`` header (aiohttp's default names both)."""
+    response.headers["Server"] = "ddb-kafka-bridge"
+
+
 class HttpService:
     """An aiohttp application served on an already bound socket from a thread of its own."""
 
@@ -153,6 +158,7 @@ class HttpService:
         self._app = web.Application(middlewares=[_json_errors, *middlewares, _bounded_body],
                                     client_max_size=MAX_BODY_BYTES)
         self._app.add_routes(routes)
+        self._app.on_response_prepare.append(_server_header)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._ready = threading.Event()

@@ -207,9 +207,10 @@ def test_a_malformed_content_length_is_a_4xx_without_a_traceback(served: Served,
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
 def test_the_bearer_scheme_is_matched_in_any_case(served: Served, scheme: str) -> None:
-    status, _, body = served.exchange(
+    status, headers, body = served.exchange(
         f"GET /connectors HTTP/1.1\r\nHost: x\r\nAuthorization: {scheme} {TOKEN}\r\nConnection: close\r\n\r\n".encode())
     assert status == 200 and json.loads(body) == [served.name], (status, body)
+    assert "aiohttp" not in headers.get("server", "") and "Python" not in headers.get("server", ""), headers
     status, headers, _ = served.exchange(
         f"GET /connectors HTTP/1.1\r\nHost: x\r\nAuthorization: {scheme} wrong-{TOKEN}\r\n\r\n".encode())
     assert status == 401 and headers.get("www-authenticate", "").lower().startswith("bearer")
