@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import socket
@@ -21,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.group import GroupMembership, check_group_topic
+from bridge.http_service import bind_listeners, listening_ports
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
@@ -144,23 +144,6 @@ async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> Non
         ) from None
 
 
-def _bind_metrics(cfg: DynamoDBConfig, health: Callable[[], tuple[bool, str]]) -> MetricsServer | None:
-    """Bind the metrics port first: a port in use is a start-up error, not a traceback later."""
-    m = cfg.metrics
-    if m.port is None:
-        return None
-    try:
-        return MetricsServer(m.port, m.host, healthy=health)
-    except socket.gaierror as e:
-        raise ConfigError(f"metrics.host: cannot resolve {m.host!r} ({e.strerror}); use an address such as 0.0.0.0") from None
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"metrics.port: port {m.port} on {m.host} is already in use; choose another port or stop what holds it"
-            ) from None
-        raise ConfigError(f"metrics: cannot listen on {m.host}:{m.port} ({e.strerror or e}); check metrics.host and metrics.port") from None
-
-
 def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
     """Each topic's key and value schemas, decided now that DescribeTable gave the key schemas.
 
@@ -269,11 +252,13 @@ async def run_bridge(
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, on_signal)
-    metrics = _bind_metrics(cfg, health)
+    # Every listening port first: a port in use is a start-up error, not a traceback later.
+    sockets = bind_listeners(listening_ports(cfg))
+    metrics = MetricsServer(sockets["metrics"], healthy=health) if "metrics" in sockets else None
     if metrics is not None:  # /health answers 503 STARTING during the checks
         metrics.start()
     try:
-        return await _run(cfg, metrics, worker_ref, health_answer, on_start)
+        return await _run(cfg, metrics, sockets.get("rest"), worker_ref, health_answer, on_start)
     except asyncio.CancelledError:
         if not stopping or worker_ref:
             raise
@@ -282,6 +267,8 @@ async def run_bridge(
     finally:
         if metrics is not None:
             metrics.stop()
+        for sock in sockets.values():
+            sock.close()  # a REST socket the start never reached (closing twice is harmless)
 
 
 async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
@@ -315,6 +302,7 @@ async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
 async def _run(
     cfg: DynamoDBConfig,
     metrics: MetricsServer | None,
+    rest_socket: socket.socket | None,
     worker_ref: list[Worker],
     health_answer: list[Callable[[], tuple[bool, str]]],
     on_start: Callable[[Worker], None] | None,
@@ -449,7 +437,7 @@ async def _run(
             beside.append(membership.run)
 
         ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
-                        snapshots=lambda: _snapshots(worker))
+                        snapshots=lambda: _snapshots(worker), rest_socket=rest_socket)
         health_answer.append(ops.health_answer)
         if metrics is not None:  # logged once running: a start-up failure stays one line
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)

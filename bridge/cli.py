@@ -50,7 +50,10 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from bridge.app import check_connect, load_config
 
+    from bridge.http_service import check_listeners, listening_ports
+
     cfg = load_config(args.config)
+    check_listeners(listening_ports(cfg))  # a port in use (by a running bridge too) fails the start
     print(f"{args.config}: ok")
     if args.connect:
         report = check_connect(cfg)

@@ -13,6 +13,7 @@ operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoD
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -201,8 +203,39 @@ class MetricsConfig(Model):
 
 class RestConfig(Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve the REST API and the status page on this port")
-    host: str = Field("127.0.0.1", description="0.0.0.0 to serve other hosts (set bearer_token then)")
-    bearer_token: SecretStr | None = Field(None, description="required as 'Authorization: Bearer <token>' when set")
+    host: str = Field("127.0.0.1", description="0.0.0.0 to serve other hosts (bearer_token required then)")
+    allow_unauthenticated: bool = Field(
+        False, description="serve a host other than loopback without bearer_token (anyone who reaches it may "
+                           "pause, stop and reset offsets)",
+    )
+    # After port, host and allow_unauthenticated: its check reads them.
+    bearer_token: SecretStr | None = Field(None, validate_default=True,
+                                           description="required as 'Authorization: Bearer <token>' when set")
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _auth(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """An empty token (an unset ``${REST_TOKEN}``) would turn authentication off unseen,
+        and a server on another interface without one lets anyone reset offsets: both refused."""
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty or blank (an unset ${VARIABLE}?); set a token, or remove the key to serve "
+                             "loopback only without one")
+        host = info.data.get("host", "127.0.0.1")
+        if v is None and info.data.get("port") is not None and not info.data.get("allow_unauthenticated") \
+                and not is_loopback(host):
+            raise ValueError(f"required when rest.host is {host or '(every interface)'!r}, not a loopback address; "
+                             "set a token (or rest.allow_unauthenticated: true if a network policy guards the port)")
+        return v
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (an IP in 127.0.0.0/8 or ::1, or 'localhost')."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, or '' (every interface)
 
 
 class HealthConfig(Model):
@@ -324,9 +357,23 @@ class BridgeConfig(Model):
                     "names); rename one"
                 )
             seen_kafka.setdefault(folded, topic)
+        problems += self._port_clashes()
         if problems:
             raise ValueError("; ".join(dict.fromkeys(problems)))
         return self
+
+    def _port_clashes(self) -> list[str]:
+        """Two servers of this process on one port: the second would fail after topics exist."""
+        listening = {"metrics.port": self.metrics.port, "rest.port": self.rest.port}
+        seen: dict[int, str] = {}
+        problems = []
+        for key, port in listening.items():
+            if not port:  # None: not served; 0: the system picks a free one
+                continue
+            if port in seen:
+                problems.append(f"{key}: {port} is also {seen[port]}; give each server its own port")
+            seen.setdefault(port, key)
+        return problems
 
     def source_topics(self) -> list[SourceTopic]:
         """The topics of the sources named in the config; a connector's config model lists them."""
@@ -422,6 +469,8 @@ def _describe(root: type[BaseModel], err: dict[str, Any]) -> str:
         return f"{where}: has characters a name here cannot have{shown}; use only letters, digits, '.', '_' and '-'"
     if err["type"] == "finite_number":
         return f"{where}: must be a finite number (not .inf or .nan); write a number"
+    if not loc and re.match(r"^[A-Za-z_][\w.\[\]]*: ", msg):
+        return msg  # a whole-config check that names its key itself (e.g. "rest.port: ...")
     return f"{where}: {msg}"
 
 
@@ -440,6 +489,9 @@ def _register_secrets(data: dict[str, Any]) -> None:
         if isinstance(auth, dict):
             register_secret(auth.get("password"))
         register_secret(registry.get("bearer_token"))
+    rest = data.get("rest")
+    if isinstance(rest, dict):
+        register_secret(rest.get("bearer_token"))
 
 
 C = TypeVar("C", bound=BridgeConfig)

@@ -91,6 +91,17 @@ class ProducerLane:
             asyncio.create_task(self.commits.run(), name=f"offset flush {self.name}"),
             asyncio.create_task(self.dead_letters.run(), name=f"dead letters {self.name}"),
         ]
+        for t in self._helpers:
+            t.add_done_callback(self._helper_ended)
+
+    def _helper_ended(self, task: asyncio.Task[Any]) -> None:
+        """A helper that dies of a bug must stop the worker: a dead poll loop serves no
+        acknowledgement again, and the bridge would only stall (the stall watch's exit)."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.fail(ProduceError(f"{task.get_name()} failed: {type(error).__name__}: {error}"))
 
     async def finish(self, deadline: float, failed: bool, *, purge: bool = False) -> None:
         """Commit what is acknowledged (or abort), stop the helpers, flush the producer.

@@ -1,15 +1,21 @@
 """Counters and gauges, served as Prometheus text on ``/metrics`` with ``/health`` beside it.
 
-Kept dependency-free (stdlib HTTP server in a thread): an operator needs to scrape a few
-numbers and probe liveness, not a metrics framework.
+The store is ours (labelled values and callables read at scrape time, which every part of
+the bridge writes without knowing Prometheus); the exposition format is ``prometheus_client``'s
+and the server aiohttp's (``bridge.http_service``), as writing either by hand invites bugs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["METRICS", "Metrics", "MetricsServer"]
 
@@ -55,34 +61,39 @@ class Metrics:
             g = self._gauges.get(key, 0)
         return g() if callable(g) else g
 
+    content_type = CONTENT_TYPE_PLAIN_0_0_4
+
     def render(self) -> str:
+        """The Prometheus text format (``prometheus_client``'s writer): values exact up to 2**53."""
+        return generate_latest(_Families(self)).decode()  # type: ignore[arg-type]
+
+    def families(self) -> Iterator[Metric]:
+        """Every series as ``prometheus_client`` metric families (a counter's family drops ``_total``)."""
         with self._lock:
             items = [(k, v) for k, v in self._counters.items()] + [(k, v) for k, v in self._gauges.items()]
             helps = dict(self._help)
-        lines: list[str] = []
-        seen: set[str] = set()
+        grouped: dict[str, list[tuple[dict[str, str], float]]] = {}
         for (name, labels), v in sorted(items, key=lambda kv: kv[0]):
-            if name not in seen:
-                kind, text = helps.get(name, ("untyped", ""))
-                if text:
-                    lines.append(f"# HELP {name} {text}")
-                lines.append(f"# TYPE {name} {kind}")
-                seen.add(name)
-            value = v() if callable(v) else v
-            label = "{" + ",".join(f'{k}="{_escape(val)}"' for k, val in labels) + "}" if labels else ""
-            lines.append(f"{name}{label} {_number(value)}")
-        return "\n".join(lines) + "\n"
+            grouped.setdefault(name, []).append((dict(labels), float(v() if callable(v) else v)))
+        for name, samples in grouped.items():
+            kind, text = helps.get(name, ("untyped", ""))
+            if kind == "counter" and not name.endswith("_total"):
+                kind = "untyped"  # prometheus_client would rename it; keep the name the dashboards use
+            family = Metric(name.removesuffix("_total") if kind == "counter" else name, text,
+                            "unknown" if kind == "untyped" else kind)
+            for labels, value in samples:
+                family.add_sample(name, labels, value)
+            yield family
 
 
-def _number(value: float) -> str:
-    """Exact for integers (``%g`` would print 1234567 as 1.23457e+06), repr otherwise."""
-    v = float(value)
-    return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
+class _Families:
+    """The collector ``generate_latest`` asks for (``collect``), over one ``Metrics``."""
 
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
 
-def _escape(value: object) -> str:
-    """A label value in the text format: backslash, double quote and newline escaped."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.families()
 
 
 METRICS = Metrics()
@@ -103,47 +114,36 @@ class MetricsServer:
 
     ``healthy()`` returns a bool or ``(ok, text)``: 200 with the text while ``ok``, else 503
     (``/health?strict``: 503 for DEGRADED too); a text that is a JSON document (the health
-    checks' answer) is served as JSON. The socket
-    is bound in the constructor, so a port in use fails before anything else happens;
+    checks' answer) is served as JSON. ``sock`` is bound beforehand
+    (``bridge.http_service.bind``), so a port in use fails before anything else happens;
     requests are served from ``start()``.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", metrics: Metrics = METRICS,
+    def __init__(self, sock: socket.socket, metrics: Metrics = METRICS,
                  healthy: Callable[[], bool | tuple[bool, str]] = lambda: True) -> None:
-        metrics_ref, healthy_ref = metrics, healthy
+        from bridge.http_service import HttpService
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if self.path.split("?")[0] == "/metrics":
-                    body, status = metrics_ref.render().encode(), 200
-                    ctype = "text/plain; version=0.0.4"
-                elif self.path.split("?")[0] == "/health":
-                    answer = healthy_ref()
-                    ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "unhealthy")
-                    body, status = f"{text}\n".encode(), (200 if ok else 503)
-                    ctype = "application/json" if text.startswith("{") else "text/plain"
-                    if ok and "strict" in self.path.partition("?")[2].split("&") and _degraded(text):
-                        status = 503  # as the REST server's /health?strict: DEGRADED counts as down
+        self._metrics, self._healthy = metrics, healthy
+        self._service = HttpService("metrics", sock, [web.get("/metrics", self._scrape, allow_head=False),
+                                                      web.get("/health", self._health, allow_head=False)])
+        self.port = self._service.port
 
-                else:
-                    body, status, ctype = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    async def _scrape(self, request: web.Request) -> web.Response:
+        text = await asyncio.to_thread(self._metrics.render)  # gauges are callables; one may block
+        return web.Response(body=text.encode(), headers={"Content-Type": self._metrics.content_type})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+    async def _health(self, request: web.Request) -> web.Response:
+        answer = await asyncio.to_thread(self._healthy)
+        ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "unhealthy")
+        status = 200 if ok else 503
+        if ok and "strict" in request.query and _degraded(text):
+            status = 503  # as the REST server's /health?strict: DEGRADED counts as down
+        ctype = "application/json" if text.startswith("{") else "text/plain"
+        return web.Response(status=status, body=f"{text}\n".encode(), headers={"Content-Type": ctype})
 
     def start(self) -> MetricsServer:
-        self._thread.start()
+        self._service.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._service.stop()

@@ -82,13 +82,14 @@ class _ConnectorRuntime:
 class _Running:
     """A running task with what its hand-over needs."""
 
-    __slots__ = ("connector", "handle", "lane", "task")
+    __slots__ = ("connector", "handle", "lane", "started", "task")
 
     def __init__(self, connector: SourceConnector, task: SourceTask, lane: ProducerLane) -> None:
         self.connector = connector
         self.task = task
         self.lane = lane
         self.handle: asyncio.Task[None] | None = None
+        self.started = False  # _run_task began (its finally closes the task)
 
 
 class _FlushAll:
@@ -265,8 +266,23 @@ class Worker:
         running = _Running(connector, task, lane)
         self._running[pkey] = running
         running.handle = self._tasks[pkey] = asyncio.create_task(self._run_task(running), name=f"task {pkey}")
+        running.handle.add_done_callback(lambda handle: self._task_done(pkey, handle))
+
+    def _task_done(self, pkey: str, handle: asyncio.Task[None]) -> None:
+        """Forget an ended task, however it ended: one cancelled before it first ran never enters
+        ``_run_task``'s ``finally`` (a REST restart right after another left such entries, and the
+        next start stopped the worker with 'task ... is already running')."""
+        if self._tasks.get(pkey) is handle:
+            del self._tasks[pkey]
+        running = self._running.get(pkey)
+        if running is not None and running.handle is handle:
+            del self._running[pkey]
+            if not running.started:  # closed as _run_task's finally would have (e.g. a window it holds)
+                closing = asyncio.ensure_future(running.task.close())
+                closing.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: nothing to report
 
     async def _run_task(self, running: _Running) -> None:
+        running.started = True
         connector, task, lane = running.connector, running.task, running.lane
         pkey = partition_key(task.partition)
         progress = lane.progress_for(task.partition)

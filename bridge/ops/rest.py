@@ -1,13 +1,15 @@
 """The REST API (Kafka Connect's shape where it fits), ``/health``, ``/metrics`` and the status page.
 
-A stdlib HTTP server in a thread, as ``/metrics`` has always been: the API is a handful of
-small JSON documents, not worth a framework. Reads come from the worker's ``OpsState``
-(plain attribute reads); changes (pause, stop, restart, reset) are coroutines run on the
-worker's event loop, and the request waits for them to finish.
+Served by aiohttp from a thread of its own (``bridge.http_service`` says why). Reads come
+from the worker's ``OpsState`` (plain attribute reads); changes (pause, stop, restart, reset)
+are coroutines run on the worker's event loop, and the request waits for them to finish.
 
-Binds 127.0.0.1 unless told otherwise. With ``rest.bearer_token`` set every request but
-``/health`` and the page's static files needs ``Authorization: Bearer <token>``; the page
-reads the token from its URL fragment (``/status#token=…``), which browsers never send.
+Binds 127.0.0.1 unless told otherwise (another host needs ``rest.bearer_token``, or an
+explicit ``rest.allow_unauthenticated``: ``bridge.config``). With a token every request but
+``/health`` and the page's static files needs ``Authorization: Bearer <token>`` (the scheme
+in any case, RFC 7235), checked on the headers alone: a refused request's body is never
+read. The page reads the token from its URL fragment (``/status#token=…``), which browsers
+never send.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import asyncio
 import hmac
 import json
 import logging
-import threading
+import socket
 from collections.abc import Callable, Coroutine
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from aiohttp import web
 
 from bridge.errors import BridgeError
+from bridge.http_service import HttpService, json_error, on_loop
 from bridge.metrics import METRICS, Metrics
 from bridge.ops.control import Conflict, Control, NotFound
 from bridge.ops.health import HealthChecks
@@ -36,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _STATIC = {"status.html": "text/html; charset=utf-8", "status.js": "text/javascript; charset=utf-8",
            "status.css": "text/css; charset=utf-8"}
+# Served without a token: a probe's /health, and the page (it asks for the token itself).
+_PUBLIC = ("/health", "/status", "/status.html")
+_CHANGE_TIMEOUT_S = 120.0
+_JSON = "application/json"
 
 
 class _HttpError(Exception):
@@ -48,8 +55,7 @@ class RestServer:
     def __init__(
         self,
         *,
-        port: int,
-        host: str,
+        sock: socket.socket,
         ops: OpsState,
         control: Control,
         loop: asyncio.AbstractEventLoop,
@@ -59,81 +65,95 @@ class RestServer:
         bearer_token: str | None = None,
         metrics: Metrics = METRICS,
     ) -> None:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self, method: str) -> None:
-                try:
-                    status, body, ctype = server._route(method, self)
-                except _HttpError as e:
-                    status, body, ctype = e.status, _error(e.status, str(e)), "application/json"
-                except Exception as e:  # noqa: BLE001 - a bug answers 500, never kills the server
-                    log.exception("REST %s %s failed", method, self.path)
-                    status, body, ctype = 500, _error(500, f"{type(e).__name__}: {e}"), "application/json"
-                self.send_response(status)
-                if body is not None:
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                else:
-                    self.send_header("Content-Length", "0")
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                if body is not None and method != "HEAD":
-                    self.wfile.write(body)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                self._serve("GET")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                self._serve("PUT")
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._serve("POST")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                self._serve("DELETE")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                self._serve("PATCH")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        """``sock``: bound beforehand (``bridge.http_service.bind``), so a port in use stops the
+        start before anything is created."""
         self.ops, self.control, self.loop, self.health = ops, control, loop, health
         self._offsets, self._snapshots, self._metrics = offsets, snapshots, metrics
-        self._token = bearer_token
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.host = host
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)
+        self._expected = f"bearer {bearer_token}".encode() if bearer_token else None
+        c = "/connectors/{name}"
+        get, put, post, delete = web.get, web.put, web.post, web.delete
+        routes = [
+            get("/", self._root, allow_head=False),
+            get("/health", self._health, allow_head=False),
+            get("/status", self._page, allow_head=False),
+            get("/status.html", self._page, allow_head=False),
+            get("/static/{file}", self._static, allow_head=False),
+            get("/openapi.json", self._openapi, allow_head=False),
+            get("/metrics", self._metrics_text, allow_head=False),
+            get("/connectors", self._connectors, allow_head=False),
+            get(c, self._connector, allow_head=False),
+            get(c + "/status", self._status, allow_head=False),
+            get(c + "/tasks", self._tasks_doc, allow_head=False),
+            get(c + "/positions", self._positions, allow_head=False),
+            get(c + "/tasks/{task}/status", self._task_status, allow_head=False),
+            post(c + "/tasks/{task}/restart", self._task_restart),
+            put(c + "/pause", self._change("pause")),
+            put(c + "/resume", self._change("resume")),
+            put(c + "/stop", self._change("stop")),
+            post(c + "/restart", self._change("restart")),
+            get(c + "/offsets", self._offsets_doc, allow_head=False),
+            delete(c + "/offsets", self._reset),
+        ]
+        self._service = HttpService("rest", sock, routes, middlewares=[self._authenticate, self._api_errors])
+        self.host, self.port = self._service.host, self._service.port
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        """Where a client on this machine reaches the API (a wildcard address is not one)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else ("::1" if self.host == "::" else self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
+    def listening(self) -> str:
+        """The address the socket is bound to, for the start-up line (0.0.0.0 is every interface)."""
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        if self.host in ("0.0.0.0", "::", ""):
+            where += " (every interface)"
+        return where + (", bearer token required" if self._expected else ", no token")
 
     def start(self) -> RestServer:
-        self._thread.start()
+        self._service.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._service.stop()
 
-    # ---- routing ------------------------------------------------------------------------
+    # ---- middleware ---------------------------------------------------------------------
 
-    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
-        if not self._token:
+    def _authorized(self, request: web.Request) -> bool:
+        if self._expected is None:
             return True
-        got = handler.headers.get("Authorization", "")
-        return hmac.compare_digest(got.encode(), f"Bearer {self._token}".encode())
+        got = request.headers.get("Authorization", "")
+        scheme, _, token = got.partition(" ")
+        # RFC 7235: the scheme is case-insensitive; the token is compared in constant time.
+        return hmac.compare_digest(f"{scheme.lower()} {token.strip()}".encode(), self._expected)
 
-    def _run(self, coro: Coroutine[Any, Any, Any], timeout_s: float = 120.0) -> Any:
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """Before routing and before any body is read: a refused client learns nothing else."""
+        if request.path in _PUBLIC or request.path.startswith("/static/") or self._authorized(request):
+            return await handler(request)
+        return json_error(401, "missing or wrong bearer token: send 'Authorization: Bearer <rest.bearer_token>'",
+                          {"WWW-Authenticate": 'Bearer realm="ddb-kafka-bridge"'})
+
+    @web.middleware
+    async def _api_errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+            return await handler(request)
+        except _HttpError as e:
+            return json_error(e.status, str(e))
+
+    # ---- handlers -----------------------------------------------------------------------
+
+    def _name(self, request: web.Request) -> str:
+        name = request.match_info["name"]
+        if name != self.ops.name:
+            raise _HttpError(404, f"no connector {name!r}; this worker runs {self.ops.name!r}")
+        return name
+
+    async def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await on_loop(self.loop, coro, _CHANGE_TIMEOUT_S)
         except Conflict as e:
             raise _HttpError(409, str(e)) from None
         except NotFound as e:
@@ -141,87 +161,81 @@ class RestServer:
         except BridgeError as e:
             raise _HttpError(500, str(e)) from None
 
-    def _route(self, method: str, h: BaseHTTPRequestHandler) -> tuple[int, bytes | None, str]:
-        url = urlsplit(h.path)
-        parts = [unquote(p) for p in url.path.split("/") if p]
-        query = parse_qs(url.query, keep_blank_values=True)
-        length = int(h.headers.get("Content-Length") or 0)
-        if length:
-            h.rfile.read(length)  # no endpoint takes a body; read it so the connection stays usable
-        if method == "GET" and parts == ["health"]:
-            doc = self.health.evaluate()
-            bad = doc["status"] == "FAILED" or ("strict" in query and doc["status"] != "OK")
-            return (503 if bad else 200), _dump(doc), "application/json"
-        if method == "GET" and parts in (["status"], ["status.html"]):
-            return 200, _static("status.html"), _STATIC["status.html"]
-        if method == "GET" and len(parts) == 2 and parts[0] == "static":
-            if parts[1] not in _STATIC:
-                raise _HttpError(404, f"no static file {parts[1]!r}")
-            return 200, _static(parts[1]), _STATIC[parts[1]]
-        if not self._authorized(h):
-            raise _HttpError(401, "missing or wrong bearer token: send 'Authorization: Bearer <rest.bearer_token>'")
-        if method == "GET" and parts == []:
-            return 200, _dump({"version": "0.1.0", "name": self.ops.name, "worker_id": self.ops.worker_id}), "application/json"
-        if method == "GET" and parts == ["openapi.json"]:
-            return 200, _dump(openapi_document()), "application/json"
-        if method == "GET" and parts == ["metrics"]:
-            return 200, self._metrics.render().encode(), "text/plain; version=0.0.4"
-        if not parts or parts[0] != "connectors":
-            raise _HttpError(404, f"no such resource {url.path!r}")
-        if len(parts) == 1:
-            if method != "GET":
-                raise _HttpError(405, f"{method} is not allowed on /connectors")
-            return 200, _dump([self.ops.name]), "application/json"
-        name = parts[1]
-        if name != self.ops.name:
-            raise _HttpError(404, f"no connector {name!r}; this worker runs {self.ops.name!r}")
-        rest = parts[2:]
-        return self._connector(method, rest, query)
+    async def _root(self, request: web.Request) -> web.Response:
+        return _ok({"version": "0.1.0", "name": self.ops.name, "worker_id": self.ops.worker_id})
 
-    def _connector(self, method: str, rest: list[str], query: dict[str, list[str]]) -> tuple[int, bytes | None, str]:
-        ops = self.ops
-        j = "application/json"
-        if method == "GET" and rest == []:
-            return 200, _dump({"name": ops.name, "type": "source",
-                               "tasks": [{"connector": ops.name, "task": t.id} for t in self._tasks()]}), j
-        if method == "GET" and rest == ["status"]:
-            return 200, _dump(self.status()), j
-        if method == "GET" and rest == ["tasks"]:
-            return 200, _dump([{"id": {"connector": ops.name, "task": t.id}, "partition": t.partition}
-                               for t in self._tasks()]), j
-        if method == "GET" and rest == ["positions"]:
-            return 200, _dump(self.positions()), j
-        if len(rest) == 3 and rest[0] == "tasks":
-            tid = rest[1]
-            if method == "GET" and rest[2] == "status":
-                t = ops.find(tid)
-                if t is None:
-                    raise _HttpError(404, f"connector {ops.name!r} has no task {tid!r}")
-                return 200, _dump(_task_status(t)), j
-            if method == "POST" and rest[2] == "restart":
-                self._run(self.control.restart_task(tid))
-                return 204, None, j
-        if rest == ["pause"] and method == "PUT":
-            self._run(self.control.pause())
-            return 202, None, j
-        if rest == ["resume"] and method == "PUT":
-            self._run(self.control.resume())
-            return 202, None, j
-        if rest == ["stop"] and method == "PUT":
-            self._run(self.control.stop())
-            return 202, None, j
-        if rest == ["restart"] and method == "POST":
-            self._run(self.control.restart())
-            return 204, None, j
-        if rest == ["offsets"] and method == "GET":
-            return 200, _dump({"offsets": [{"partition": p, "offset": o} for p, o in self._offsets()]}), j
-        if rest == ["offsets"] and method == "DELETE":
-            n = self._run(self.control.reset_offsets())
-            return 200, _dump({"message": f"{n} offsets reset; resume starts every source from its start_position"}), j
-        known = {"status", "tasks", "positions", "pause", "resume", "stop", "restart", "offsets"}
-        if rest and rest[0] in known:
-            raise _HttpError(405, f"{method} is not allowed on /connectors/{ops.name}/{'/'.join(rest)}")
-        raise _HttpError(404, f"no such resource /connectors/{ops.name}/{'/'.join(rest)}")
+    async def _health(self, request: web.Request) -> web.Response:
+        doc = await asyncio.to_thread(self.health.evaluate)  # a check may block (the registry probe)
+        bad = doc["status"] == "FAILED" or ("strict" in request.query and doc["status"] != "OK")
+        return _ok(doc, 503 if bad else 200)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return _file("status.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["file"]
+        if name not in _STATIC:
+            raise _HttpError(404, f"no static file {name!r}")
+        return _file(name)
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return _ok(openapi_document())
+
+    async def _metrics_text(self, request: web.Request) -> web.Response:
+        text = await asyncio.to_thread(self._metrics.render)
+        return web.Response(body=text.encode(), headers={"Content-Type": self._metrics.content_type,
+                                                         "Cache-Control": "no-store"})
+
+    async def _connectors(self, request: web.Request) -> web.Response:
+        return _ok([self.ops.name])
+
+    async def _connector(self, request: web.Request) -> web.Response:
+        name = self._name(request)
+        return _ok({"name": name, "type": "source", "tasks": [{"connector": name, "task": t.id} for t in self._tasks()]})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        self._name(request)
+        return _ok(self.status())
+
+    async def _tasks_doc(self, request: web.Request) -> web.Response:
+        name = self._name(request)
+        return _ok([{"id": {"connector": name, "task": t.id}, "partition": t.partition} for t in self._tasks()])
+
+    async def _positions(self, request: web.Request) -> web.Response:
+        self._name(request)
+        return _ok(await asyncio.to_thread(self.positions))
+
+    async def _task_status(self, request: web.Request) -> web.Response:
+        self._name(request)
+        tid = request.match_info["task"]
+        t = self.ops.find(tid)
+        if t is None:
+            raise _HttpError(404, f"connector {self.ops.name!r} has no task {tid!r}")
+        return _ok(_task_status(t))
+
+    async def _task_restart(self, request: web.Request) -> web.Response:
+        self._name(request)
+        await self._run(self.control.restart_task(request.match_info["task"]))
+        return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+    def _change(self, what: str) -> Callable[[web.Request], Coroutine[Any, Any, web.Response]]:
+        status = 204 if what == "restart" else 202
+
+        async def change(request: web.Request) -> web.Response:
+            self._name(request)
+            await self._run(getattr(self.control, what)())
+            return web.Response(status=status, headers={"Cache-Control": "no-store"})
+
+        return change
+
+    async def _offsets_doc(self, request: web.Request) -> web.Response:
+        self._name(request)
+        return _ok({"offsets": [{"partition": p, "offset": o} for p, o in self._offsets()]})
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self._name(request)
+        n = await self._run(self.control.reset_offsets())
+        return _ok({"message": f"{n} offsets reset; resume starts every source from its start_position"})
 
     # ---- documents ----------------------------------------------------------------------
 
@@ -253,9 +267,10 @@ def _dump(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, default=str).encode()
 
 
-def _error(status: int, message: str) -> bytes:
-    return _dump({"error_code": status, "message": message})
+def _ok(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_dump(doc), content_type=_JSON, headers={"Cache-Control": "no-store"})
 
 
-def _static(name: str) -> bytes:
-    return resources.files("bridge.ops").joinpath("static", name).read_bytes()
+def _file(name: str) -> web.Response:
+    body = resources.files("bridge.ops").joinpath("static", name).read_bytes()
+    return web.Response(body=body, headers={"Content-Type": _STATIC[name], "Cache-Control": "no-store"})

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, is_loopback
+from bridge.http_service import bind
 from bridge.metrics import METRICS
 from bridge.ops.control import Control
 from bridge.ops.health import CachedProbe, HealthChecks, State
@@ -55,7 +56,7 @@ class OpsHandle:
         if self.status is not None:
             await asyncio.to_thread(self.status.close)
         if self.rest is not None:
-            self.rest.stop()
+            await asyncio.to_thread(self.rest.stop)  # joins the server's thread: not on this loop
 
 
 def _health_checks(cfg: BridgeConfig, worker: Worker, registry_probe: Callable[[], None]) -> HealthChecks:
@@ -118,8 +119,11 @@ def start_ops(
     make_connectors: Callable[[], Awaitable[list[SourceConnector]]],
     registry_probe: Callable[[], None],
     snapshots: Callable[[], list[dict[str, Any]]] = lambda: [],
+    rest_socket: socket.socket | None = None,
 ) -> OpsHandle:
-    """Call on the worker's event loop, after the worker is built and before it runs."""
+    """Call on the worker's event loop, after the worker is built and before it runs.
+
+    ``rest_socket``: the REST port, bound at the start of the run (``bridge.http_service.bind``)."""
     from bridge.ops.offsets_tool import write_offsets
 
     loop = asyncio.get_running_loop()
@@ -130,14 +134,19 @@ def start_ops(
     control = Control(worker, make_connectors, reset)
     handle = OpsHandle(_health_checks(cfg, worker, registry_probe), control)
     if cfg.rest.port is not None:
+        if rest_socket is None:
+            rest_socket = bind(cfg.rest.host, cfg.rest.port, "rest")
         token = cfg.rest.bearer_token.get_secret_value() if cfg.rest.bearer_token else None
 
         def offsets() -> list[tuple[dict[str, Any], dict[str, Any]]]:
             return [(p, o) for p in worker.offsets.partitions() if (o := worker.offsets.offset(p)) is not None]
 
-        handle.rest = RestServer(port=cfg.rest.port, host=cfg.rest.host, ops=worker.ops, control=control, loop=loop,
+        handle.rest = RestServer(sock=rest_socket, ops=worker.ops, control=control, loop=loop,
                                  health=handle.health, offsets=offsets, snapshots=snapshots, bearer_token=token).start()
-        log.info("REST API on %s (status page %s/status)", handle.rest.url, handle.rest.url)
+        log.info("REST API listening on %s (status page %s/status)", handle.rest.listening, handle.rest.url)
+        if token is None and not is_loopback(cfg.rest.host):
+            log.warning("REST API without a token on %s (rest.allow_unauthenticated): whoever reaches the port may "
+                        "pause, stop and reset offsets", handle.rest.listening)
     if cfg.status.enabled:
         handle.status = StatusWriter(cfg.kafka, cfg.status_topic, worker.ops, interval_s=cfg.status.interval_ms / 1000,
                                      rest_url=handle.rest.url if handle.rest else None)

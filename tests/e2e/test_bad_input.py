@@ -207,6 +207,15 @@ def metrics_port_busy(ctx: Ctx) -> dict[str, Any]:
     return ctx.config(metrics={"port": busy_port(ctx), "host": "0.0.0.0"})
 
 
+def rest_port_busy(ctx: Ctx) -> dict[str, Any]:
+    return ctx.config(rest={"port": busy_port(ctx)})
+
+
+def rest_port_is_metrics_port(ctx: Ctx) -> dict[str, Any]:
+    port = busy_port(ctx)  # any fixed number: the clash is in the config
+    return ctx.config(rest={"port": port}, metrics={"port": port})
+
+
 def billion_laughs(ctx: Ctx) -> str:
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
@@ -256,6 +265,19 @@ CASES: list[Case] = [
     Case("kafka-owned-key", kafka_with("enable.idempotence", False), ["remove 'enable.idempotence'"]),
     # --- ports and services
     Case("metrics-port-in-use", metrics_port_busy, ["metrics.port", "already in use", "choose another port"]),
+    Case("rest-token-empty", cfg_with(rest={"port": 0, "bearer_token": ""}),
+         ["rest.bearer_token", "empty", "set a token"]),
+    Case("rest-token-blank", cfg_with(rest={"port": 0, "bearer_token": "  "}),
+         ["rest.bearer_token", "empty", "set a token"]),
+    Case("rest-token-unset-variable", cfg_with(rest={"port": 0, "bearer_token": "${BRIDGE_TEST_EMPTY_TOKEN:-}"}),
+         ["rest.bearer_token", "empty", "set a token"]),
+    Case("rest-open-without-token", cfg_with(rest={"port": 0, "host": "0.0.0.0"}),
+         ["rest.bearer_token", "0.0.0.0", "not a loopback", "allow_unauthenticated"]),
+    Case("rest-port-in-use", rest_port_busy, ["rest.port", "already in use", "choose another port"]),
+    Case("rest-port-is-metrics-port", rest_port_is_metrics_port, ["rest.port", "metrics.port", "its own port"]),
+    Case("validate-rest-port-in-use", rest_port_busy, ["rest.port", "already in use"], argv=["validate", "-c", "{file}"]),
+    Case("validate-rest-port-is-metrics-port", rest_port_is_metrics_port, ["rest.port", "metrics.port"],
+         argv=["validate", "-c", "{file}"]),
     Case("metrics-host-unresolvable", cfg_with(metrics={"port": 0, "host": "no-such-host.invalid"}),
          ["metrics.host", "cannot resolve"]),
     Case("dynamodb-endpoint-405", ddb_405, ["aws: DynamoDB at", "HTTP405", "aws.endpoint_url"]),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.support import free_port, get_status, wait_until
+from tests.faults.support import free_port, get_status
 from tests.helpers import ROOT, BridgeProcess, bridge_config, bridge_env, create_table, dynamodb_client, unique
 
 pytestmark = pytest.mark.slow

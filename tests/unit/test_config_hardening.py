@@ -74,6 +74,14 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("flush-interval-huge", with_("offsets", {"flush_interval_ms": 10**10}), ["offsets.flush_interval_ms", "less than"]),
     ("shutdown-inf", with_("shutdown_timeout_s", float("inf")), ["shutdown_timeout_s", "finite"]),
     ("metrics-port-range", with_("metrics", {"port": 70000}), ["metrics.port", "65535"]),
+    ("rest-token-empty", with_("rest", {"port": 8083, "bearer_token": ""}), ["rest.bearer_token", "empty"]),
+    ("rest-token-blank", with_("rest", {"port": 8083, "bearer_token": " \t"}), ["rest.bearer_token", "empty"]),
+    ("rest-open-without-token", with_("rest", {"port": 8083, "host": "0.0.0.0"}),
+     ["rest.bearer_token", "'0.0.0.0'", "not a loopback", "allow_unauthenticated"]),
+    ("rest-every-interface-without-token", with_("rest", {"port": 8083, "host": ""}),
+     ["rest.bearer_token", "every interface"]),
+    ("rest-port-is-metrics-port", with_("rest", {"port": 9400}, with_("metrics", {"port": 9400})),
+     ["rest.port", "metrics.port", "own port"]),
     ("in-flight-zero", with_("max_in_flight_records", 0), ["max_in_flight_records", "greater than or equal to 1"]),
     ("stall-order", with_("stall", {"warn_after_s": 60, "fail_after_s": 30}), ["stall", "fail_after_s", "greater than warn_after_s"]),
     ("topic-bad-char", with_("tables.0.topic", "orders/cdc"), ["tables[0].topic", "'/'", "letters, digits"]),
@@ -253,3 +261,13 @@ def test_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
         logger.removeFilter(f)
     text = caplog.text
     assert SECRET not in text and "token-zz-991" not in text and "https://u:***@r:8081" in text
+
+
+@pytest.mark.parametrize("rest", [
+    {"port": 8083}, {"port": 8083, "host": "::1"}, {"port": 8083, "host": "localhost"},
+    {"port": 8083, "host": "127.0.0.2"}, {"port": 8083, "host": "0.0.0.0", "bearer_token": SECRET},
+    {"port": 8083, "host": "0.0.0.0", "allow_unauthenticated": True}, {"host": "0.0.0.0"},
+])
+def test_rest_settings_that_start(rest: dict[str, Any]) -> None:
+    """Loopback without a token, any host with one, or an explicit opt-out; no port, no server."""
+    parse_config(with_("rest", rest), check_kafka=False)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from bridge.metrics import Metrics, _escape, _number
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.metrics import Metrics
 from bridge.ops.decode import canonical_number
 from bridge.ops.health import HealthChecks
 
@@ -50,10 +52,18 @@ def test_counters_are_counters_with_exact_values_and_escaped_labels() -> None:
     m = Metrics()
     m.counter_fn("x_total", lambda: 1234567.0, "help")
     m.inc("y_total", table='a"b\\c\nd')
+    m.counter_fn("big_total", lambda: float(2**53 - 1))
+    m.gauge("half", 0.5)
     text = m.render()
-    assert "# TYPE x_total counter" in text and "x_total 1234567\n" in text
+    assert "# TYPE x_total counter" in text
     assert 'y_total{table="a\\"b\\\\c\\nd"} 1' in text
-    assert _escape("plain") == "plain" and _number(0.5) == "0.5"
+    # Read back by Prometheus's own parser: every value exact, every label value intact.
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("x_total", ())] == 1234567
+    assert samples[("big_total", ())] == 2**53 - 1
+    assert samples[("half", ())] == 0.5
+    assert samples[("y_total", (("table", 'a"b\\c\nd'),))] == 1
     m.remove("x_total")
     assert "x_total" not in m.render()
 

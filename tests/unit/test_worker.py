@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, partition_key
 from bridge.worker import Worker, WorkerSettings
 from schemas import KeyField
 
@@ -360,6 +360,19 @@ def test_exactly_once_fenced_at_the_next_begin_transaction_stops_with_one_line()
         asyncio.run(asyncio.wait_for(worker.run(), 20))
 
 
+def test_a_producer_poll_loop_that_dies_of_a_bug_stops_the_worker() -> None:
+    """Without the stop, nothing would serve acknowledgements again and the bridge would only
+    stall (found: a wrapped producer without __len__ broke the idle check of the poll loop)."""
+
+    class Broken(FakeProducer):
+        def __len__(self) -> int:
+            raise TypeError("object has no len()")
+
+    worker, _ = make_worker(Broken(), ListTask(batches(2, 5, final=False), asyncio.Event()))
+    with pytest.raises(ProduceError, match="producer poll .* failed: TypeError"):
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+
+
 def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
     """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
     acknowledged, the offset covering the bad record is never written."""
@@ -437,3 +450,37 @@ def test_stalled_producer_warns_turns_degraded_then_fails(caplog: pytest.LogCapt
     warnings = [r.getMessage() for r in caplog.records if "no acknowledgement from Kafka" in r.getMessage()]
     assert warnings and "librdkafka reports: b/1: t [0]: encountered error: Broker: Unknown Producer Id" in warnings[0]
     assert offsets.offset(PARTITION) is None, "nothing acknowledged, so no offset"
+
+
+def test_a_task_cancelled_before_it_first_ran_leaves_no_trace() -> None:
+    """Found by the REST fuzz test (test_rest_openapi): a connector restart cancelled tasks that
+    the restart before it had just created and that had not run yet; their entries stayed, and
+    the next start stopped the worker with 'task ... is already running'."""
+
+    async def main() -> None:
+        worker, _ = make_worker(FakeProducer(), ListTask(batches(1, 2, final=False), asyncio.Event()))
+        run = asyncio.create_task(worker.run())
+        while not worker._tasks:
+            await asyncio.sleep(0.01)
+        connector = worker.connectors[0]
+        closed: list[bool] = []
+
+        class Closing(ListTask):
+            async def close(self) -> None:
+                closed.append(True)
+
+        other = Closing(batches(1, 2, final=False), asyncio.Event())
+        other.partition = {"table": "t", "shard": "other"}
+        pkey = partition_key(other.partition)
+        worker._start_task(connector, other)
+        handle = worker._tasks[pkey]
+        handle.cancel()  # before its first step
+        await asyncio.gather(handle, return_exceptions=True)
+        assert pkey not in worker._tasks and pkey not in worker._running
+        await asyncio.sleep(0)
+        assert closed == [True], "the task was not closed"
+        worker._start_task(connector, other)  # a start after it: no "already running"
+        worker.stop()
+        await asyncio.wait_for(run, 20)
+
+    asyncio.run(main())
