@@ -1,8 +1,9 @@
 """Typed, validated configuration: every problem reported at once, each naming key and fix.
 
 The YAML file is the whole interface a user has to the bridge, so a bad file must fail at
-start with one clear line, never half-start. ``${VAR}`` and ``${VAR:-default}`` in string
-values are replaced from the environment, so secrets need not sit in the file.
+start with one clear line, never half-start. ``${VAR}``, ``${VAR:-default}`` and
+``${file:/path[:key]}`` in string values are resolved (``bridge/interpolate.py``), so secrets
+need not sit in the file.
 
 This module holds what every source shares (Kafka, registry, offsets, errors, group,
 operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoDB one:
@@ -13,7 +14,6 @@ operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoD
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.interpolate import interpolate
 from bridge.redact import redact, register_secret, register_secrets
 
 __all__ = [
@@ -353,27 +354,6 @@ class BridgeConfig(Model):
         return self.errors.dead_letter_topic or f"{self.name}-dlq"
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, path: str, missing: list[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            env = os.environ.get(m.group(1), m.group(2))
-            if env is None:
-                missing.append(f"{path}: environment variable {m.group(1)} is not set; set it or use ${{{m.group(1)}:-default}}")
-                return ""
-            return env
-
-        return _ENV.sub(sub, value)
-    return value
-
-
 def _location(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -455,8 +435,7 @@ def parse_config(
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a YAML mapping at the top level")
-    missing: list[str] = []
-    data = _interpolate(data, "", missing)
+    data, missing = interpolate(data)
     _register_secrets(data)
     if missing:
         raise ConfigError(f"{source}: " + "; ".join(missing))
