@@ -272,7 +272,7 @@ async def _run(
     on_start: Callable[[Worker], None] | None,
 ) -> Worker:
     admin = admin_client(cfg.kafka)
-    check_reachable(admin, str(cfg.kafka["bootstrap.servers"]))
+    check_reachable(admin, str(cfg.kafka["bootstrap.servers"]), kafka=cfg.kafka)
 
     registry = registry_client(cfg)
     try:
