@@ -58,9 +58,13 @@ def security_for(pki: Pki, scram_port: int, mtls_port: int, expired_port: int) -
             "ssl.keystore.location": str(pki.broker),
             "ssl.truststore.type": "PEM",
             "ssl.truststore.location": str(pki.ca),
-            "listener.name.scram.sasl.enabled.mechanisms": SCRAM,
+            # PLAIN beside SCRAM: librdkafka before 2.6.1 (Debian 12's kcat has 2.0.2) fails SCRAM
+            # against Kafka 4.x brokers (a nonce bug), so the kcat test needs another way in.
+            "listener.name.scram.sasl.enabled.mechanisms": f"{SCRAM},PLAIN",
             "listener.name.scram.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.scram.plain.sasl.jaas.config":
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{PASSWORD}";',
             "listener.name.mtls.ssl.client.auth": "required",
             "listener.name.expired.ssl.keystore.type": "PEM",
             "listener.name.expired.ssl.keystore.location": str(pki.broker_expired),
