@@ -293,6 +293,7 @@ async def _run(
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,
+            role=cfg.aws.assume_role(),
             endpoint_url=cfg.aws.endpoint_url,
             streams_endpoint_url=cfg.aws.streams_endpoint_url,
             http=http,
