@@ -39,6 +39,7 @@ __all__ = [
     "ErrorsConfig",
     "GroupConfig",
     "HealthConfig",
+    "KafkaAuthConfig",
     "MetricsConfig",
     "RestConfig",
     "StatusConfig",
@@ -136,6 +137,17 @@ class RegistryConfig(Model):
         if self.basic_auth is not None and self.bearer_token is not None:
             raise ValueError("basic_auth and bearer_token are both set; keep the one your registry expects")
         return self
+
+
+class KafkaAuthConfig(Model):
+    """Credentials the bridge supplies to Kafka itself (beyond what librdkafka reads from ``kafka``)."""
+
+    aws_msk_iam: bool = Field(False, description="Amazon MSK IAM: sign OAUTHBEARER tokens with the AWS credential "
+                              "chain (needs security.protocol SASL_SSL and sasl.mechanism OAUTHBEARER)")
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$",
+                               description="the cluster's region; default: from the bootstrap host, then aws.region")
+    token_lifetime_s: int | None = Field(None, ge=10, le=900, description="report tokens as valid this long (the "
+                                         "signer's are 900 s), so librdkafka renews them sooner")
 
 
 class TopicCreationConfig(Model):
@@ -254,6 +266,7 @@ class BridgeConfig(Model):
         description="connector name: offsets and ids hang off it",
     )
     kafka: dict[str, str | int | float | bool]
+    kafka_auth: KafkaAuthConfig = KafkaAuthConfig()
     schema_registry: RegistryConfig
     topic_prefix: str = Field("ddb", pattern=r"^[A-Za-z0-9_.-]*$")
     topic_creation: TopicCreationConfig = TopicCreationConfig()
@@ -285,6 +298,27 @@ class BridgeConfig(Model):
         if not str(v["bootstrap.servers"]).strip():
             raise ValueError("'bootstrap.servers' is empty; name at least one broker, e.g. localhost:9092")
         return v
+
+    @model_validator(mode="after")
+    def _msk_iam(self) -> BridgeConfig:
+        """MSK IAM is OAUTHBEARER over SASL: refuse settings it cannot work with, naming the key."""
+        if not self.kafka_auth.aws_msk_iam:
+            return self
+        k = self.kafka
+        problems = []
+        if str(k.get("security.protocol", "")).upper() not in ("SASL_SSL", "SASL_PLAINTEXT"):
+            problems.append("kafka.security.protocol: kafka_auth.aws_msk_iam needs SASL_SSL (MSK's IAM port is 9098); "
+                            "set security.protocol: SASL_SSL")
+        mech = k.get("sasl.mechanism", k.get("sasl.mechanisms"))
+        if str(mech).upper() != "OAUTHBEARER":
+            problems.append("kafka.sasl.mechanism: kafka_auth.aws_msk_iam signs OAUTHBEARER tokens; set "
+                            "sasl.mechanism: OAUTHBEARER")
+        if str(k.get("sasl.oauthbearer.method", "default")).lower() == "oidc":
+            problems.append("kafka.sasl.oauthbearer.method: oidc fetches tokens from an OIDC server, not MSK IAM; "
+                            "remove it")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _topics(self) -> BridgeConfig:

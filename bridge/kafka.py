@@ -53,6 +53,7 @@ _CLIENT_PREFIXES = (
     "debug",
     "log_level",
     "client.dns",
+    "oauth_cb",  # a token callback (MSK IAM, bridge/msk_iam.py), put in by the config loader
 )
 
 

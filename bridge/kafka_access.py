@@ -83,8 +83,9 @@ def explain_refusal(kafka: dict[str, Any], err: KafkaError) -> str | None:
     if code == KafkaError._AUTHENTICATION:
         mech = kafka.get("sasl.mechanisms") or kafka.get("sasl.mechanism") or "GSSAPI"
         if str(mech).upper() == "OAUTHBEARER":
-            return (f"kafka.sasl.mechanisms: Kafka at {bootstrap} refused the OAUTHBEARER token ({detail}); check the "
-                    "token provider (kafka_auth) and the principal's permissions")
+            return (f"kafka_auth: Kafka at {bootstrap} refused the OAUTHBEARER token ({detail}); check the AWS "
+                    "credentials that sign MSK IAM tokens (kafka_auth.region, aws.role_arn) and that their IAM policy "
+                    "allows kafka-cluster:Connect on the cluster")
         return (f"kafka.sasl.password: Kafka at {bootstrap} refused the {mech} login of user "
                 f"{kafka.get('sasl.username')!r} ({detail}); check kafka.sasl.username and kafka.sasl.password")
     lowered = detail.lower()

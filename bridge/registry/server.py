@@ -925,7 +925,7 @@ class RegistryServerConfig:
     topic: str = "_schemas"
     replication_factor: int = 1
     default_compatibility: CompatibilityLevel = CompatibilityLevel.BACKWARD
-    kafka_config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kafka_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
     kafka_timeout_s: float = 10.0
     restore_timeout_s: float = 30.0
     # HTTPS: the server's certificate chain and key (PEM); with tls_client_ca_file every
@@ -1050,6 +1050,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra librdkafka setting, repeatable (e.g. security.protocol=SASL_SSL); values are never logged",
     )
+    parser.add_argument("--aws-msk-iam-region", metavar="REGION",
+                        help="authenticate to Amazon MSK with IAM (SASL_SSL + OAUTHBEARER; tokens signed with the AWS "
+                        "credential chain) in this region")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
     parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
@@ -1071,6 +1074,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("--kafka-config expects KEY=VALUE, got a value without '='")
             return 2
         extra[key.strip()] = value
+    kafka_config: dict[str, Any] = dict(extra)
+    if args.aws_msk_iam_region:
+        import boto3
+
+        from bridge.msk_iam import MskIamTokens
+
+        session = boto3.Session()
+        kafka_config |= {"security.protocol": extra.get("security.protocol", "SASL_SSL"),
+                         "sasl.mechanism": "OAUTHBEARER",
+                         "oauth_cb": MskIamTokens(args.aws_msk_iam_region, session.get_credentials)}
     config = RegistryServerConfig(
         bootstrap_servers=args.bootstrap_servers,
         host=args.host,
@@ -1078,7 +1091,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         topic=args.topic,
         replication_factor=args.replication_factor,
         default_compatibility=CompatibilityLevel(args.default_compatibility),
-        kafka_config=extra,
+        kafka_config=kafka_config,
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
         tls_client_ca_file=args.tls_client_ca,

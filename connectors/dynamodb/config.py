@@ -414,8 +414,44 @@ class DynamoDBConfig(BridgeConfig):
 
 
 def parse_config(data: Any, source: str = "config", *, check_kafka: bool = True) -> DynamoDBConfig:
-    return base.parse_config(data, source, model=DynamoDBConfig, check_kafka=check_kafka)
+    cfg = base.parse_config(data, source, model=DynamoDBConfig, check_kafka=check_kafka)
+    if cfg.kafka_auth.aws_msk_iam:
+        _install_msk_iam(cfg, source)
+    return cfg
+
+
+def _install_msk_iam(cfg: DynamoDBConfig, source: str) -> None:
+    """Every Kafka client gets MSK IAM tokens signed with the ``aws`` section's credentials.
+
+    Nothing is fetched here (``validate`` stays offline): the session, and an assumed role,
+    are made on the first token.
+    """
+    import threading
+
+    from bridge.aws_credentials import boto3_session
+    from bridge.msk_iam import MskIamTokens, region_from_bootstrap
+
+    region = cfg.kafka_auth.region or region_from_bootstrap(str(cfg.kafka["bootstrap.servers"])) or cfg.aws.region
+    if not region:
+        from bridge.errors import ConfigError
+
+        raise ConfigError(f"{source}: kafka_auth.region: no region for MSK IAM tokens (the bootstrap host names none "
+                          "and aws.region is not set); set kafka_auth.region")
+    lock = threading.Lock()
+    made: list[Any] = []
+
+    def credentials() -> Any:
+        with lock:
+            if not made:
+                made.append(boto3_session(region=cfg.aws.region or region, profile=cfg.aws.profile,
+                                          role=cfg.aws.assume_role()))
+        return made[0].get_credentials()
+
+    cfg.kafka["oauth_cb"] = MskIamTokens(region, credentials, lifetime_s=cfg.kafka_auth.token_lifetime_s)
 
 
 def load_config(path: str | Path, *, check_kafka: bool = True) -> DynamoDBConfig:
-    return base.load_config(path, model=DynamoDBConfig, check_kafka=check_kafka)
+    cfg = base.load_config(path, model=DynamoDBConfig, check_kafka=check_kafka)
+    if cfg.kafka_auth.aws_msk_iam:
+        _install_msk_iam(cfg, str(path))
+    return cfg

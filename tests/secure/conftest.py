@@ -10,7 +10,7 @@ broker reads directly (``ssl.keystore.type=PEM``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,17 @@ class SecureKafka:
     scram_bootstrap: str
     mtls_bootstrap: str
     expired_bootstrap: str
+    oauth_bootstrap: str
     workdir: Path
+
+    @property
+    def broker_log(self) -> Path:
+        return self.workdir / "logs" / "kafka.log"
+
+    def msk_iam(self, **over: Any) -> dict[str, Any]:
+        """librdkafka settings for the OAUTHBEARER listener, as for MSK IAM (kafka_auth does the rest)."""
+        return {"bootstrap.servers": self.oauth_bootstrap, "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "OAUTHBEARER", "ssl.ca.location": str(self.pki.ca)} | over
 
     def scram(self, **over: Any) -> dict[str, Any]:
         """librdkafka settings for the SASL_SSL listener, as a user writes them."""
@@ -49,10 +59,32 @@ class SecureKafka:
                 "ssl.key.location": str(self.pki.client_key)} | over
 
 
-def security_for(pki: Pki, scram_port: int, mtls_port: int, expired_port: int) -> KafkaSecurity:
+MSK_REGION = "us-east-1"
+MSK_ACCESS_KEY = "AKIAMSKIAMTEST000001"
+
+
+def compile_msk_validator(out: Path) -> Path:
+    """tests/secure/MskIamLikeValidator.java compiled against the cached Kafka jars."""
+    import subprocess
+
+    from bridge.apache_kafka import ensure_distribution
+
+    libs = ensure_distribution()
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(__file__).with_name("MskIamLikeValidator.java")
+    done = subprocess.run(["javac", "-d", str(out), "-cp", str(libs / "*"), str(src)], capture_output=True,
+                          text=True, timeout=180)
+    if done.returncode != 0:
+        raise BridgeError(f"javac failed: {done.stderr[-2000:]}")
+    return out
+
+
+def security_for(pki: Pki, scram_port: int, mtls_port: int, expired_port: int, oauth_port: int,
+                 classes: Path) -> KafkaSecurity:
     return KafkaSecurity(
         listeners=(Listener("SCRAM", "SASL_SSL", scram_port), Listener("MTLS", "SSL", mtls_port),
-                   Listener("EXPIRED", "SSL", expired_port)),
+                   Listener("EXPIRED", "SSL", expired_port), Listener("OAUTH", "SASL_SSL", oauth_port)),
+        classpath=(classes,),
         properties={
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": str(pki.broker),
@@ -68,6 +100,15 @@ def security_for(pki: Pki, scram_port: int, mtls_port: int, expired_port: int) -
             "listener.name.mtls.ssl.client.auth": "required",
             "listener.name.expired.ssl.keystore.type": "PEM",
             "listener.name.expired.ssl.keystore.location": str(pki.broker_expired),
+            # MSK IAM's shape on a local broker: OAUTHBEARER with a validator that accepts only
+            # MSK-IAM-shaped tokens (tests/secure/MskIamLikeValidator.java); re-authentication
+            # every 3 s, so a refreshed token reaches the broker within the run.
+            "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+            "listener.name.oauth.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                f'region="{MSK_REGION}" accessKey="{MSK_ACCESS_KEY}" unsecuredLoginStringClaim_sub="broker";',
+            "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class": "bridgetest.MskIamLikeValidator",
+            "listener.name.oauth.connections.max.reauth.ms": "3000",
         },
         scram_credentials=(f"{SCRAM}=[name={USER},password={PASSWORD}]",),
     )
@@ -79,8 +120,9 @@ def secure_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     workdir = tmp_path_factory.mktemp("secure-kafka")
     _remember_logs(request.config, workdir / "logs")
     pki = make_pki(workdir / "pki")
-    ports = [free_port() for _ in range(3)]
-    local = LocalStack(workdir, broker="kafka", kafka_security=security_for(pki, *ports))
+    ports = [free_port() for _ in range(4)]
+    classes = compile_msk_validator(workdir / "classes")
+    local = LocalStack(workdir, broker="kafka", kafka_security=security_for(pki, *ports, classes))
     try:
         endpoints = local.start()
     except BridgeError as exc:
@@ -88,28 +130,6 @@ def secure_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     try:
         yield SecureKafka(endpoints, pki, *(f"127.0.0.1:{p}" for p in ports), workdir=workdir)
     finally:
-        local.stop()
-
-
-@pytest.fixture
-def secure_stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                         ) -> Iterator[Callable[[], tuple[LocalStack, SecureKafka]]]:
-    """A private secured stack (not started) for tests that kill or restart parts of it."""
-    made: list[LocalStack] = []
-
-    def make() -> tuple[LocalStack, SecureKafka]:
-        _need_apache_kafka()
-        workdir = tmp_path_factory.mktemp("secure-kafka-private")
-        _remember_logs(request.config, workdir / "logs")
-        pki = make_pki(workdir / "pki")
-        ports = [free_port() for _ in range(3)]
-        local = LocalStack(workdir, broker="kafka", kafka_security=security_for(pki, *ports))
-        made.append(local)
-        endpoints = local.start()
-        return local, SecureKafka(endpoints, pki, *(f"127.0.0.1:{p}" for p in ports), workdir=workdir)
-
-    yield make
-    for local in made:
         local.stop()
 
 
