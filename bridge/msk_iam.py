@@ -5,8 +5,9 @@ SigV4-presigned ``kafka-cluster:Connect`` URL (base64url), valid 15 minutes. lib
 asks for a token through confluent-kafka's ``oauth_cb`` when a client starts and again at
 80 % of the token's lifetime, so a token is always replaced before it expires; Kafka's
 re-authentication (KIP-368) hands the new one to open connections. The signing is AWS's
-own ``aws-msk-iam-sasl-signer-python``; the credentials are the bridge's (standard chain,
-``aws.profile``, ``aws.role_arn``: ``bridge/aws_credentials.py``), read fresh for each token.
+own ``aws-msk-iam-sasl-signer-python``; the credentials are the connector's (standard chain,
+``aws.profile``, ``aws.role_arn``: ``connectors/dynamodb/credentials.py``), read fresh for
+each token. This module holds no AWS SDK: it is handed a signing function.
 
 Every Kafka client the bridge makes gets the callback because it is put into the
 ``kafka`` settings (``oauth_cb``) that ``bridge.kafka.client_config`` and
@@ -20,12 +21,10 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from bridge.errors import ConfigError
 from bridge.redact import register_secret
 
-__all__ = ["MskIamTokens", "region_from_bootstrap"]
+__all__ = ["MskIamTokens", "default_chain_signer", "region_from_bootstrap"]
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +44,21 @@ def region_from_bootstrap(bootstrap: str) -> str | None:
 class MskIamTokens:
     """confluent-kafka's ``oauth_cb`` for MSK IAM: ``(token, expiry in epoch seconds)``.
 
-    ``credentials`` gives botocore credentials (refreshable or not); called for every token,
-    so an assumed role's refreshed keys sign the next token. ``lifetime_s`` reports a
+    ``sign`` makes one token: ``(token, expiry in epoch milliseconds)``, as AWS's signer
+    returns it (the connector's credentials sign it: ``connectors/dynamodb/credentials.py``;
+    :func:`default_chain_signer` where there is no connector). ``lifetime_s`` reports a
     shorter lifetime than the signer's 15 minutes, so librdkafka asks again sooner.
     """
 
-    def __init__(self, region: str, credentials: Callable[[], Any], *, lifetime_s: int | None = None) -> None:
+    def __init__(self, region: str, sign: Callable[[], tuple[str, int]], *, lifetime_s: int | None = None) -> None:
         self.region = region
-        self._credentials = credentials
+        self._sign = sign
         self._lifetime_s = lifetime_s
         self._lock = threading.Lock()
         self.tokens_made = 0
 
     def __call__(self, _oauthbearer_config: str | None = None) -> tuple[str, float]:
-        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
-        from botocore.credentials import CredentialProvider, Credentials
-
-        creds = self._credentials()
-        if creds is None:
-            raise ConfigError("kafka_auth.aws_msk_iam: no AWS credentials found to sign MSK IAM tokens; give the "
-                              "process credentials (environment, profile, aws.role_arn, pod or instance role)")
-        frozen = creds.get_frozen_credentials()
-
-        class _Current(CredentialProvider):  # the signer takes a provider; this one has the keys already
-            METHOD = "ddb-kafka-bridge"
-
-            def load(self) -> Credentials:
-                return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
-
-        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_credentials_provider(self.region, _Current())
+        token, expiry_ms = self._sign()
         register_secret(token)  # a bearer credential for 15 minutes: never in a log line
         expiry = expiry_ms / 1000
         if self._lifetime_s is not None:
@@ -81,5 +66,17 @@ class MskIamTokens:
         with self._lock:
             self.tokens_made += 1
             n = self.tokens_made
-        log.debug("MSK IAM token %d for %s signed by %s, valid until %.0f", n, self.region, frozen.access_key, expiry)
+        log.debug("MSK IAM token %d for %s, valid until %.0f", n, self.region, expiry)
         return token, expiry
+
+
+def default_chain_signer(region: str) -> Callable[[], tuple[str, int]]:
+    """Tokens signed with the AWS default credential chain (the bundled registry's use)."""
+
+    def sign() -> tuple[str, int]:
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return token, int(expiry_ms)
+
+    return sign

@@ -1076,14 +1076,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra[key.strip()] = value
     kafka_config: dict[str, Any] = dict(extra)
     if args.aws_msk_iam_region:
-        import boto3
+        from bridge.msk_iam import MskIamTokens, default_chain_signer
 
-        from bridge.msk_iam import MskIamTokens
-
-        session = boto3.Session()
+        region = args.aws_msk_iam_region
         kafka_config |= {"security.protocol": extra.get("security.protocol", "SASL_SSL"),
                          "sasl.mechanism": "OAUTHBEARER",
-                         "oauth_cb": MskIamTokens(args.aws_msk_iam_region, session.get_credentials)}
+                         "oauth_cb": MskIamTokens(region, default_chain_signer(region))}
     config = RegistryServerConfig(
         bootstrap_servers=args.bootstrap_servers,
         host=args.host,

@@ -31,7 +31,7 @@ import boto3
 import orjson
 from botocore.exceptions import BotoCoreError
 
-from bridge.aws_credentials import AssumeRole, assumed_session, boto3_session
+from connectors.dynamodb.credentials import AssumeRole, assumed_session, boto3_session
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
 from connectors.dynamodb.http import HttpTransport, HttpTransportError, HttpxTransport, canonical_host
@@ -228,7 +228,7 @@ def aws_session(
     role: AssumeRole | None = None,
 ) -> boto3.Session:
     """The boto3 session for the config's ``aws`` section (``role``: ``aws.role_arn``, assumed
-    and refreshed by ``bridge.aws_credentials``).
+    and refreshed by ``connectors.dynamodb.credentials``).
 
     With no credentials anywhere in the chain and every endpoint on this machine
     (``endpoint_url`` on loopback: moto or DynamoDB Local, which accept any key), it signs

@@ -49,10 +49,10 @@ class AwsConfig(Model):
                                                 "long before they expire; default a third of duration_s, at most 900")
 
     def assume_role(self) -> Any:
-        """The role to assume (``bridge.aws_credentials.AssumeRole``), or None."""
+        """The role to assume (``connectors.dynamodb.credentials.AssumeRole``), or None."""
         if not self.role_arn:
             return None
-        from bridge.aws_credentials import AssumeRole
+        from connectors.dynamodb.credentials import AssumeRole
 
         return AssumeRole(self.role_arn, self.external_id, self.session_name, self.duration_s,
                           self.refresh_before_expiry_s)
@@ -428,8 +428,8 @@ def _install_msk_iam(cfg: DynamoDBConfig, source: str) -> None:
     """
     import threading
 
-    from bridge.aws_credentials import boto3_session
     from bridge.msk_iam import MskIamTokens, region_from_bootstrap
+    from connectors.dynamodb.credentials import boto3_session, msk_iam_signer
 
     region = cfg.kafka_auth.region or region_from_bootstrap(str(cfg.kafka["bootstrap.servers"])) or cfg.aws.region
     if not region:
@@ -447,7 +447,8 @@ def _install_msk_iam(cfg: DynamoDBConfig, source: str) -> None:
                                           role=cfg.aws.assume_role()))
         return made[0].get_credentials()
 
-    cfg.kafka["oauth_cb"] = MskIamTokens(region, credentials, lifetime_s=cfg.kafka_auth.token_lifetime_s)
+    cfg.kafka["oauth_cb"] = MskIamTokens(region, msk_iam_signer(region, credentials),
+                                         lifetime_s=cfg.kafka_auth.token_lifetime_s)
 
 
 def load_config(path: str | Path, *, check_kafka: bool = True) -> DynamoDBConfig:

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 from botocore.config import Config as BotoConfig
 
-from bridge.aws_credentials import boto3_session
+from connectors.dynamodb.credentials import boto3_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.dynamodb.config import SnapshotConfig

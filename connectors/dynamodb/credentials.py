@@ -1,4 +1,4 @@
-"""AWS credentials for every AWS client the bridge makes, an assumed role included.
+"""AWS credentials for every AWS client the connector makes, an assumed role included.
 
 The standard chain (environment, profile, SSO, web identity for EKS service accounts via
 ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``, container and instance roles) is
@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge.errors import ConfigError
 
-__all__ = ["AssumeRole", "assumed_session", "boto3_session", "role_credentials", "seconds_left"]
+__all__ = ["AssumeRole", "assumed_session", "boto3_session", "msk_iam_signer", "role_credentials", "seconds_left"]
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +125,28 @@ def seconds_left(creds: Any) -> float | None:
     if expiry is None:
         return None
     return (expiry - dt.datetime.now(dt.timezone.utc)).total_seconds()
+
+
+def msk_iam_signer(region: str, credentials: Any) -> Any:
+    """MSK IAM token signing (``bridge.msk_iam.MskIamTokens``'s ``sign``) with ``credentials()``
+    (botocore credentials, refreshable or not), read fresh for every token."""
+    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+    from botocore.credentials import CredentialProvider, Credentials
+
+    def sign() -> tuple[str, int]:
+        creds = credentials()
+        if creds is None:
+            raise ConfigError("kafka_auth.aws_msk_iam: no AWS credentials found to sign MSK IAM tokens; give the "
+                              "process credentials (environment, profile, aws.role_arn, pod or instance role)")
+        frozen = creds.get_frozen_credentials()
+
+        class _Current(CredentialProvider):  # the signer takes a provider; this one has the keys already
+            METHOD = "ddb-kafka-bridge"
+
+            def load(self) -> Credentials:
+                return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_credentials_provider(region, _Current())
+        return token, int(expiry_ms)
+
+    return sign
