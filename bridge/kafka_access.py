@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -54,7 +55,7 @@ def _tls_verify_reason(kafka: dict[str, Any], timeout_s: float = 3.0) -> str | N
     ca = kafka.get("ssl.ca.location")
     if ca and ca != "probe":
         try:
-            ctx.load_verify_locations(capath=ca) if _is_dir(ca) else ctx.load_verify_locations(cafile=ca)
+            ctx.load_verify_locations(capath=ca) if os.path.isdir(ca) else ctx.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError):
             return None  # librdkafka says what is wrong with the file itself
     if str(kafka.get("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
@@ -66,12 +67,6 @@ def _tls_verify_reason(kafka: dict[str, Any], timeout_s: float = 3.0) -> str | N
         return str(e.verify_message or e.reason or e)
     except (OSError, ssl.SSLError):
         return None
-
-
-def _is_dir(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)
 
 
 def explain_refusal(kafka: dict[str, Any], err: KafkaError) -> str | None:

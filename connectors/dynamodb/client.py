@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 import boto3
 import orjson
-from botocore.exceptions import BotoCoreError
 
 from connectors.dynamodb.credentials import AssumeRole, assumed_session, boto3_session
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError

@@ -121,9 +121,9 @@ def secure_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     _remember_logs(request.config, workdir / "logs")
     pki = make_pki(workdir / "pki")
     ports = [free_port() for _ in range(4)]
-    classes = compile_msk_validator(workdir / "classes")
-    local = LocalStack(workdir, broker="kafka", kafka_security=security_for(pki, *ports, classes))
     try:
+        classes = compile_msk_validator(workdir / "classes")
+        local = LocalStack(workdir, broker="kafka", kafka_security=security_for(pki, *ports, classes))
         endpoints = local.start()
     except BridgeError as exc:
         pytest.fail(f"the secured Apache Kafka stack did not start (logs in {workdir / 'logs'}):\n{exc}", pytrace=False)
