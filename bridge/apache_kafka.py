@@ -19,8 +19,8 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import BridgeError
@@ -28,6 +28,8 @@ from bridge.errors import BridgeError
 __all__ = [
     "KAFKA_VERSION",
     "KafkaNode",
+    "KafkaSecurity",
+    "Listener",
     "cache_dir",
     "ensure_distribution",
     "format_storage",
@@ -183,7 +185,36 @@ class KafkaNode:
         return f"127.0.0.1:{self.port}"
 
 
-def write_node_config(node: KafkaNode, cluster: list[KafkaNode], path: Path) -> Path:
+@dataclass(frozen=True)
+class Listener:
+    """A client listener beyond PLAINTEXT, e.g. ``Listener("SCRAM", "SASL_SSL", 9094)``."""
+
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """What a one-node cluster needs for TLS and SASL listeners (the tests' secured broker).
+
+    PLAINTEXT stays for the controller, the brokers' own traffic and the stack's probe;
+    ``listeners`` are added beside it, ``properties`` (e.g. ``ssl.keystore.type=PEM``,
+    ``listener.name.scram.sasl.enabled.mechanisms``) are appended to ``server.properties``,
+    ``scram_credentials`` are given to the storage format (``--add-scram``, KRaft's way to
+    have SCRAM users before the first start) and ``classpath`` adds jars or class folders
+    (a custom OAUTHBEARER validator).
+    """
+
+    listeners: tuple[Listener, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+    scram_credentials: tuple[str, ...] = ()
+    classpath: tuple[Path, ...] = ()
+
+
+def write_node_config(
+    node: KafkaNode, cluster: list[KafkaNode], path: Path, security: KafkaSecurity | None = None
+) -> Path:
     """``server.properties`` for ``node`` in a cluster of ``cluster`` (itself included).
 
     One node: replication factor 1 everywhere. Three or more: RF 3 and
@@ -222,6 +253,17 @@ def write_node_config(node: KafkaNode, cluster: list[KafkaNode], path: Path) -> 
         # Transactions past transaction.timeout.ms are aborted within a second, not ten.
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
     }
+    if security is not None and security.listeners:
+        if size != 1:
+            raise BridgeError("kafka: secured listeners are for a one-node cluster (each node would need its own ports)")
+        extra = [f"{x.name}://127.0.0.1:{x.port}" for x in security.listeners]
+        props["listeners"] = ",".join([str(props["listeners"]), *extra])
+        props["advertised.listeners"] = ",".join([str(props["advertised.listeners"]), *extra])
+        props["listener.security.protocol.map"] = ",".join(
+            [str(props["listener.security.protocol.map"]), *(f"{x.name}:{x.protocol}" for x in security.listeners)]
+        )
+    if security is not None:
+        props.update(security.properties)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
@@ -247,20 +289,27 @@ def _cluster_id(data_root: Path) -> str:
     return cid
 
 
-def _java(libs: Path, main: str, *args: str, jvm: tuple[str, ...] = ()) -> list[str]:
+def _java(libs: Path, main: str, *args: str, jvm: tuple[str, ...] = (), classpath: tuple[Path, ...] = ()) -> list[str]:
     home = libs.parent
     return [
         "java", *jvm, f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
-        "-cp", str(libs / "*"), main, *args,
+        "-cp", os.pathsep.join([str(libs / "*"), *map(str, classpath)]), main, *args,
     ]
 
 
-def format_storage(libs: Path, config: Path, node: KafkaNode, data_root: Path) -> None:
-    """Format a node's log directory for KRaft unless it holds data already (then keep it)."""
+def format_storage(
+    libs: Path, config: Path, node: KafkaNode, data_root: Path, scram_credentials: tuple[str, ...] = ()
+) -> None:
+    """Format a node's log directory for KRaft unless it holds data already (then keep it).
+
+    ``scram_credentials`` (``SCRAM-SHA-512=[name=u,password=p]``) become SCRAM users in the
+    cluster's first metadata, so a SASL listener accepts them from the first start.
+    """
     if (node.data_dir / "meta.properties").is_file():
         return
+    scram = [a for c in scram_credentials for a in ("--add-scram", c)]
     cmd = _java(libs, _STORAGE_TOOL, "format", f"--cluster-id={_cluster_id(data_root)}", "-c", str(config),
-                "--ignore-formatted",
+                "--ignore-formatted", *scram,
                 jvm=("-Xmx256m", "-XX:TieredStopAtLevel=1"))
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
@@ -268,5 +317,5 @@ def format_storage(libs: Path, config: Path, node: KafkaNode, data_root: Path) -
         raise BridgeError(f"kafka: formatting {node.data_dir} failed (exit {done.returncode}): {tail}")
 
 
-def node_command(libs: Path, config: Path) -> list[str]:
-    return _java(libs, _MAIN, str(config), jvm=_JVM_OPTS)
+def node_command(libs: Path, config: Path, classpath: tuple[Path, ...] = ()) -> list[str]:
+    return _java(libs, _MAIN, str(config), jvm=_JVM_OPTS, classpath=classpath)

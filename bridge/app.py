@@ -271,7 +271,7 @@ async def run_bridge(
             sock.close()  # a REST socket the start never reached (closing twice is harmless)
 
 
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+async def _off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a blocking start-up check (a broker or registry that accepts and never answers
     holds one for its whole timeout) in a daemon thread, so that the event loop, and with it
     SIGTERM, stays responsive: a stop signal ends the wait at once and the thread is left to
@@ -289,7 +289,7 @@ async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
 
     def work() -> None:
         try:
-            result, error = fn(*args), None
+            result, error = fn(*args, **kwargs), None
         except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
             result, error = None, e
         with contextlib.suppress(RuntimeError):  # the loop is gone: the start was stopped
@@ -308,7 +308,7 @@ async def _run(
     on_start: Callable[[Worker], None] | None,
 ) -> Worker:
     admin = admin_client(cfg.kafka)
-    await _off_loop(check_reachable, admin, str(cfg.kafka["bootstrap.servers"]))
+    await _off_loop(check_reachable, admin, str(cfg.kafka["bootstrap.servers"]), kafka=cfg.kafka)
 
     registry = registry_client(cfg)
     try:
@@ -329,6 +329,7 @@ async def _run(
         ddb, streams = make_clients(
             region=cfg.aws.region,
             profile=cfg.aws.profile,
+            role=cfg.aws.assume_role(),
             endpoint_url=cfg.aws.endpoint_url,
             streams_endpoint_url=cfg.aws.streams_endpoint_url,
             http=http,

@@ -1,8 +1,9 @@
 """Typed, validated configuration: every problem reported at once, each naming key and fix.
 
 The YAML file is the whole interface a user has to the bridge, so a bad file must fail at
-start with one clear line, never half-start. ``${VAR}`` and ``${VAR:-default}`` in string
-values are replaced from the environment, so secrets need not sit in the file.
+start with one clear line, never half-start. ``${VAR}``, ``${VAR:-default}`` and
+``${file:/path[:key]}`` in string values are resolved (``bridge/interpolate.py``), so secrets
+need not sit in the file.
 
 This module holds what every source shares (Kafka, registry, offsets, errors, group,
 operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoDB one:
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.interpolate import interpolate
 from bridge.redact import redact, register_secret, register_secrets
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ErrorsConfig",
     "GroupConfig",
     "HealthConfig",
+    "KafkaAuthConfig",
     "MetricsConfig",
     "RestConfig",
     "StatusConfig",
@@ -137,6 +139,17 @@ class RegistryConfig(Model):
         if self.basic_auth is not None and self.bearer_token is not None:
             raise ValueError("basic_auth and bearer_token are both set; keep the one your registry expects")
         return self
+
+
+class KafkaAuthConfig(Model):
+    """Credentials the bridge supplies to Kafka itself (beyond what librdkafka reads from ``kafka``)."""
+
+    aws_msk_iam: bool = Field(False, description="Amazon MSK IAM: sign OAUTHBEARER tokens with the AWS credential "
+                              "chain (needs security.protocol SASL_SSL and sasl.mechanism OAUTHBEARER)")
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$",
+                               description="the cluster's region; default: from the bootstrap host, then aws.region")
+    token_lifetime_s: int | None = Field(None, ge=10, le=900, description="report tokens as valid this long (the "
+                                         "signer's are 900 s), so librdkafka renews them sooner")
 
 
 class TopicCreationConfig(Model):
@@ -286,6 +299,7 @@ class BridgeConfig(Model):
         description="connector name: offsets and ids hang off it",
     )
     kafka: dict[str, str | int | float | bool]
+    kafka_auth: KafkaAuthConfig = KafkaAuthConfig()
     schema_registry: RegistryConfig
     topic_prefix: str = Field("ddb", pattern=r"^[A-Za-z0-9_.-]*$")
     topic_creation: TopicCreationConfig = TopicCreationConfig()
@@ -317,6 +331,27 @@ class BridgeConfig(Model):
         if not str(v["bootstrap.servers"]).strip():
             raise ValueError("'bootstrap.servers' is empty; name at least one broker, e.g. localhost:9092")
         return v
+
+    @model_validator(mode="after")
+    def _msk_iam(self) -> BridgeConfig:
+        """MSK IAM is OAUTHBEARER over SASL: refuse settings it cannot work with, naming the key."""
+        if not self.kafka_auth.aws_msk_iam:
+            return self
+        k = self.kafka
+        problems = []
+        if str(k.get("security.protocol", "")).upper() not in ("SASL_SSL", "SASL_PLAINTEXT"):
+            problems.append("kafka.security.protocol: kafka_auth.aws_msk_iam needs SASL_SSL (MSK's IAM port is 9098); "
+                            "set security.protocol: SASL_SSL")
+        mech = k.get("sasl.mechanism", k.get("sasl.mechanisms"))
+        if str(mech).upper() != "OAUTHBEARER":
+            problems.append("kafka.sasl.mechanism: kafka_auth.aws_msk_iam signs OAUTHBEARER tokens; set "
+                            "sasl.mechanism: OAUTHBEARER")
+        if str(k.get("sasl.oauthbearer.method", "default")).lower() == "oidc":
+            problems.append("kafka.sasl.oauthbearer.method: oidc fetches tokens from an OIDC server, not MSK IAM; "
+                            "remove it")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _topics(self) -> BridgeConfig:
@@ -398,27 +433,6 @@ class BridgeConfig(Model):
     @property
     def dead_letter_topic(self) -> str:
         return self.errors.dead_letter_topic or f"{self.name}-dlq"
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, path: str, missing: list[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            env = os.environ.get(m.group(1), m.group(2))
-            if env is None:
-                missing.append(f"{path}: environment variable {m.group(1)} is not set; set it or use ${{{m.group(1)}:-default}}")
-                return ""
-            return env
-
-        return _ENV.sub(sub, value)
-    return value
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -507,8 +521,7 @@ def parse_config(
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a YAML mapping at the top level")
-    missing: list[str] = []
-    data = _interpolate(data, "", missing)
+    data, missing = interpolate(data)
     _register_secrets(data)
     if missing:
         raise ConfigError(f"{source}: " + "; ".join(missing))

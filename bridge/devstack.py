@@ -291,6 +291,7 @@ class LocalStack:
         kafka_nodes: int = 1,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         detach: bool = False,
+        kafka_security: apache_kafka.KafkaSecurity | None = None,
     ) -> None:
         if broker not in BROKERS:
             raise BridgeError(f"broker: {broker!r} is not one of {', '.join(BROKERS)}")
@@ -309,6 +310,8 @@ class LocalStack:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._started_once: set[str] = set()
         self._kafka_libs: Path | None = None
+        # TLS/SASL listeners beside PLAINTEXT (Apache Kafka, one node): the tests' secured broker.
+        self.kafka_security = kafka_security
 
     # ----- public
 
@@ -464,9 +467,13 @@ class LocalStack:
                 self._kafka_libs = apache_kafka.ensure_distribution()
             cluster = self._kafka_nodes()
             node = cluster[kafka_parts(self.kafka_nodes).index(name)]
-            config = apache_kafka.write_node_config(node, cluster, self.workdir / "kafka-config" / f"{name}.properties")
-            apache_kafka.format_storage(self._kafka_libs, config, node, self.kafka_data_dir)
-            return apache_kafka.node_command(self._kafka_libs, config)
+            security = self.kafka_security
+            config = apache_kafka.write_node_config(
+                node, cluster, self.workdir / "kafka-config" / f"{name}.properties", security
+            )
+            apache_kafka.format_storage(self._kafka_libs, config, node, self.kafka_data_dir,
+                                        security.scram_credentials if security else ())
+            return apache_kafka.node_command(self._kafka_libs, config, security.classpath if security else ())
         if name == "kafka":
             url = f"tcp://{HOST}:{port}"
             return [

@@ -53,6 +53,7 @@ _CLIENT_PREFIXES = (
     "debug",
     "log_level",
     "client.dns",
+    "oauth_cb",  # a token callback (MSK IAM, bridge/msk_iam.py), put in by the config loader
 )
 
 
@@ -236,8 +237,18 @@ def admin_client(kafka: dict[str, Any]) -> AdminClient:
     return AdminClient(client_config(kafka))
 
 
-def check_reachable(admin: AdminClient, bootstrap: str, timeout_s: float = 10.0) -> None:
-    """Fail at start, with one line, when no broker answers."""
+def check_reachable(admin: AdminClient, bootstrap: str, timeout_s: float = 10.0, *,
+                    kafka: dict[str, Any] | None = None) -> None:
+    """Fail at start, with one line, when no broker answers.
+
+    With ``kafka`` (the user's settings) a refused login or TLS handshake is named at once,
+    setting and fix, instead of a timeout (``bridge/kafka_access.py``).
+    """
+    if kafka is not None:
+        from bridge.kafka_access import check_access
+
+        check_access(kafka, client_config(kafka), timeout_s)
+        return
     try:
         admin.list_topics(timeout=timeout_s)
     except KafkaException as e:

@@ -220,17 +220,20 @@ class Event:
 class TopicReader:
     """Reads a topic from the start with the Confluent Avro deserializer, via assign()."""
 
-    def __init__(self, bootstrap: str, registry_url: str, topic: str) -> None:
-        registry = SchemaRegistryClient({"url": registry_url})
+    def __init__(self, bootstrap: str, registry_url: str, topic: str, *, kafka: dict[str, Any] | None = None,
+                 registry: dict[str, Any] | None = None) -> None:
+        """``kafka`` and ``registry``: extra client settings (TLS, SASL) for a secured stack."""
+        registry_client = SchemaRegistryClient({"url": registry_url} | (registry or {}))
         self.topic = topic
         self.consumer = DeserializingConsumer(
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": unique("reader"),
                 "enable.auto.commit": False,
-                "key.deserializer": AvroDeserializer(registry),
-                "value.deserializer": AvroDeserializer(registry),
+                "key.deserializer": AvroDeserializer(registry_client),
+                "value.deserializer": AvroDeserializer(registry_client),
             }
+            | (kafka or {})
         )
         self._assigned = False
         self.events: list[Event] = []

@@ -27,6 +27,7 @@ import logging
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -891,6 +892,14 @@ class _HTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that fails the TLS handshake (no or an unknown certificate) is one line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError)):
+            log.warning("client %s: %s", client_address[0] if client_address else "?", " ".join(str(exc).split()))
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)
@@ -916,9 +925,14 @@ class RegistryServerConfig:
     topic: str = "_schemas"
     replication_factor: int = 1
     default_compatibility: CompatibilityLevel = CompatibilityLevel.BACKWARD
-    kafka_config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kafka_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
     kafka_timeout_s: float = 10.0
     restore_timeout_s: float = 30.0
+    # HTTPS: the server's certificate chain and key (PEM); with tls_client_ca_file every
+    # client must present a certificate signed by that CA (mutual TLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
 
 
 class RegistryServer:
@@ -952,7 +966,19 @@ class RegistryServer:
     @property
     def url(self) -> str:
         host = self.config.host if self.config.host not in ("0.0.0.0", "") else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.tls_cert_file else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        c = self.config
+        if not c.tls_cert_file:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(c.tls_cert_file, c.tls_key_file)
+        if c.tls_client_ca_file:
+            ctx.load_verify_locations(cafile=c.tls_client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
     @property
     def running(self) -> bool:
@@ -966,7 +992,12 @@ class RegistryServer:
         self._log.connect()
         count = self._registry.restore()
         log.info("restored %d records from topic %s in %.2fs", count, self.config.topic, time.monotonic() - started)
+        tls = self._tls_context()
         self._http = _HTTPServer((self.config.host, self.config.port), self._registry)
+        if tls is not None:
+            # The handshake runs on the first read, in the request's own thread: a slow or
+            # silent client never holds up accept() for the others.
+            self._http.socket = tls.wrap_socket(self._http.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(
             target=self._http.serve_forever, args=(0.1,), name="schema-registry-http", daemon=True
         )
@@ -1019,6 +1050,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra librdkafka setting, repeatable (e.g. security.protocol=SASL_SSL); values are never logged",
     )
+    parser.add_argument("--aws-msk-iam-region", metavar="REGION",
+                        help="authenticate to Amazon MSK with IAM (SASL_SSL + OAUTHBEARER; tokens signed with the AWS "
+                        "credential chain) in this region")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request (default INFO)")
     return parser.parse_args(argv)
 
@@ -1037,6 +1074,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("--kafka-config expects KEY=VALUE, got a value without '='")
             return 2
         extra[key.strip()] = value
+    kafka_config: dict[str, Any] = dict(extra)
+    if args.aws_msk_iam_region:
+        from bridge.msk_iam import MskIamTokens, default_chain_signer
+
+        region = args.aws_msk_iam_region
+        kafka_config |= {"security.protocol": extra.get("security.protocol", "SASL_SSL"),
+                         "sasl.mechanism": "OAUTHBEARER",
+                         "oauth_cb": MskIamTokens(region, default_chain_signer(region))}
     config = RegistryServerConfig(
         bootstrap_servers=args.bootstrap_servers,
         host=args.host,
@@ -1044,7 +1089,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         topic=args.topic,
         replication_factor=args.replication_factor,
         default_compatibility=CompatibilityLevel(args.default_compatibility),
-        kafka_config=extra,
+        kafka_config=kafka_config,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        tls_client_ca_file=args.tls_client_ca,
     )
     stop = threading.Event()
 
@@ -1058,7 +1106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = RegistryServer(config)
     try:
         server.start()
-    except (RegistryStoreError, KafkaException, OSError) as exc:
+    except (RegistryStoreError, KafkaException, OSError, ssl.SSLError) as exc:
         log.error("schema registry failed to start: %s", exc)
         server.stop()
         return 1

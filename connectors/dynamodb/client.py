@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 import boto3
 import orjson
-from botocore.exceptions import BotoCoreError
 
+from connectors.dynamodb.credentials import AssumeRole, assumed_session, boto3_session
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
 from connectors.dynamodb.http import HttpTransport, HttpTransportError, HttpxTransport, canonical_host
@@ -223,9 +223,11 @@ def _is_loopback(url: str) -> bool:
 
 
 def aws_session(
-    *, region: str | None, profile: str | None, endpoint_url: str | None, streams_endpoint_url: str | None = None
+    *, region: str | None, profile: str | None, endpoint_url: str | None, streams_endpoint_url: str | None = None,
+    role: AssumeRole | None = None,
 ) -> boto3.Session:
-    """The boto3 session for the config's ``aws`` section.
+    """The boto3 session for the config's ``aws`` section (``role``: ``aws.role_arn``, assumed
+    and refreshed by ``connectors.dynamodb.credentials``).
 
     With no credentials anywhere in the chain and every endpoint on this machine
     (``endpoint_url`` on loopback: moto or DynamoDB Local, which accept any key), it signs
@@ -233,15 +235,12 @@ def aws_session(
     for every command (run, validate --connect, verify). Against any other endpoint a
     missing credential stays an error.
     """
-    try:
-        session = boto3.Session(profile_name=profile, region_name=region)
-    except BotoCoreError as e:  # ProfileNotFound and friends
-        raise ConfigError(f"aws.profile: {e}; name a profile from ~/.aws/config or remove aws.profile") from None
+    session = boto3_session(region=region, profile=profile)
     endpoints = [u for u in (endpoint_url, streams_endpoint_url) if u]
     if endpoints and all(_is_loopback(u) for u in endpoints) and session.get_credentials() is None:
         log.info("no AWS credentials found; signing with a dummy key for the local endpoint %s", endpoint_url)
         session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=session.region_name)
-    return session
+    return session if role is None else assumed_session(session, role)
 
 
 def make_clients(
@@ -252,6 +251,7 @@ def make_clients(
     streams_endpoint_url: str | None,
     http: HttpTransport | Any,
     retry: RetryPolicy = RetryPolicy(),
+    role: AssumeRole | None = None,
 ) -> tuple[AwsJsonClient, AwsJsonClient]:
     """DynamoDB and Streams clients sharing one credential chain and one transport
     (``http.KeepAlivePool``, or an ``httpx.AsyncClient``).
@@ -259,7 +259,7 @@ def make_clients(
     Credentials as ``aws_session`` finds them (a dummy key for loopback endpoints).
     """
     session = aws_session(
-        region=region, profile=profile, endpoint_url=endpoint_url, streams_endpoint_url=streams_endpoint_url
+        region=region, profile=profile, endpoint_url=endpoint_url, streams_endpoint_url=streams_endpoint_url, role=role
     )
     region = session.region_name
     if not region:

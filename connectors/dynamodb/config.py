@@ -40,6 +40,38 @@ class AwsConfig(Model):
     profile: str | None = None
     endpoint_url: str | None = Field(None, description="DynamoDB endpoint override (local testing)")
     streams_endpoint_url: str | None = Field(None, description="defaults to endpoint_url")
+    role_arn: str | None = Field(None, description="assume this IAM role (STS) on top of the standard credential "
+                                 "chain, refreshed before it expires; for DynamoDB, Streams, S3 and MSK IAM tokens")
+    external_id: str | None = Field(None, description="the ExternalId the role's trust policy asks for")
+    session_name: str = Field("ddb-kafka-bridge", pattern=r"^[\w+=,.@-]{2,64}$",
+                              description="RoleSessionName: shows in CloudTrail as who did what")
+    duration_s: int = Field(3600, ge=900, le=43200, description="assumed-role session length (STS: 900-43200 and at "
+                            "most the role's maximum)")
+    refresh_before_expiry_s: int | None = Field(None, ge=1, le=43200, description="refresh the role's keys this "
+                                                "long before they expire; default a third of duration_s, at most 900")
+
+    def assume_role(self) -> Any:
+        """The role to assume (``connectors.dynamodb.credentials.AssumeRole``), or None."""
+        if not self.role_arn:
+            return None
+        from connectors.dynamodb.credentials import AssumeRole
+
+        return AssumeRole(self.role_arn, self.external_id, self.session_name, self.duration_s,
+                          self.refresh_before_expiry_s)
+
+    @model_validator(mode="after")
+    def _refresh_window(self) -> AwsConfig:
+        r = self.refresh_before_expiry_s
+        if r is not None and r >= self.duration_s:
+            raise ValueError(f"aws.refresh_before_expiry_s ({r}) must be less than aws.duration_s ({self.duration_s})")
+        return self
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$", v):
+            raise ValueError(f"{v!r} is not an IAM role ARN; write arn:aws:iam::123456789012:role/NAME")
+        return v
 
     @field_validator("endpoint_url", "streams_endpoint_url")
     @classmethod
@@ -405,8 +437,45 @@ class DynamoDBConfig(BridgeConfig):
 
 
 def parse_config(data: Any, source: str = "config", *, check_kafka: bool = True) -> DynamoDBConfig:
-    return base.parse_config(data, source, model=DynamoDBConfig, check_kafka=check_kafka)
+    cfg = base.parse_config(data, source, model=DynamoDBConfig, check_kafka=check_kafka)
+    if cfg.kafka_auth.aws_msk_iam:
+        _install_msk_iam(cfg, source)
+    return cfg
+
+
+def _install_msk_iam(cfg: DynamoDBConfig, source: str) -> None:
+    """Every Kafka client gets MSK IAM tokens signed with the ``aws`` section's credentials.
+
+    Nothing is fetched here (``validate`` stays offline): the session, and an assumed role,
+    are made on the first token.
+    """
+    import threading
+
+    from bridge.msk_iam import MskIamTokens, region_from_bootstrap
+    from connectors.dynamodb.credentials import boto3_session, msk_iam_signer
+
+    region = cfg.kafka_auth.region or region_from_bootstrap(str(cfg.kafka["bootstrap.servers"])) or cfg.aws.region
+    if not region:
+        from bridge.errors import ConfigError
+
+        raise ConfigError(f"{source}: kafka_auth.region: no region for MSK IAM tokens (the bootstrap host names none "
+                          "and aws.region is not set); set kafka_auth.region")
+    lock = threading.Lock()
+    made: list[Any] = []
+
+    def credentials() -> Any:
+        with lock:
+            if not made:
+                made.append(boto3_session(region=cfg.aws.region or region, profile=cfg.aws.profile,
+                                          role=cfg.aws.assume_role()))
+        return made[0].get_credentials()
+
+    cfg.kafka["oauth_cb"] = MskIamTokens(region, msk_iam_signer(region, credentials),
+                                         lifetime_s=cfg.kafka_auth.token_lifetime_s)
 
 
 def load_config(path: str | Path, *, check_kafka: bool = True) -> DynamoDBConfig:
-    return base.load_config(path, model=DynamoDBConfig, check_kafka=check_kafka)
+    cfg = base.load_config(path, model=DynamoDBConfig, check_kafka=check_kafka)
+    if cfg.kafka_auth.aws_msk_iam:
+        _install_msk_iam(cfg, str(path))
+    return cfg

@@ -46,7 +46,7 @@ def check_connect(cfg: DynamoDBConfig) -> ConnectReport:
     topics: set[str] | None = None
     try:
         admin = admin_client(cfg.kafka)
-        check_reachable(admin, str(cfg.kafka["bootstrap.servers"]), timeout_s=10)
+        check_reachable(admin, str(cfg.kafka["bootstrap.servers"]), timeout_s=10, kafka=cfg.kafka)
         topics = set(admin.list_topics(timeout=10).topics)
         r.ok.append(f"kafka: {cfg.kafka['bootstrap.servers']} answers ({len(topics)} topics)")
     except BridgeError as e:
@@ -61,7 +61,7 @@ def check_connect(cfg: DynamoDBConfig) -> ConnectReport:
     from connectors.dynamodb.client import aws_session
 
     try:
-        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, endpoint_url=cfg.aws.endpoint_url,
+        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, role=cfg.aws.assume_role(), endpoint_url=cfg.aws.endpoint_url,
                               streams_endpoint_url=cfg.aws.streams_endpoint_url)
     except BridgeError as e:
         r.problems.append(str(e))

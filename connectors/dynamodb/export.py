@@ -34,9 +34,10 @@ import logging
 import time
 from typing import Any
 
-import boto3
 import orjson
 from botocore.config import Config as BotoConfig
+
+from connectors.dynamodb.credentials import boto3_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.dynamodb.config import SnapshotConfig
@@ -212,6 +213,7 @@ class ExportConnector(SourceConnector):
         bridge_name: str,
         region: str,
         profile: str | None = None,
+        role: Any = None,
         s3_endpoint_url: str | None = None,
         s3: Any = None,
         start_after: asyncio.Event | None = None,
@@ -225,7 +227,8 @@ class ExportConnector(SourceConnector):
         self._config = config
         self._export = config.export
         self._bridge_name = bridge_name
-        self._s3 = s3 or boto3.Session(profile_name=profile, region_name=region).client(
+        # aws.role_arn: the assumed role's refreshable credentials sign S3 reads too.
+        self._s3 = s3 or boto3_session(region=region, profile=profile, role=role).client(
             "s3",
             endpoint_url=self._export.s3_endpoint_url or s3_endpoint_url,
             config=BotoConfig(retries={"mode": "standard", "max_attempts": 8}, s3={"addressing_style": "path"}),

@@ -701,6 +701,7 @@ def _snapshot_connector(
             bridge_name=cfg.name,
             region=ddb.region,
             profile=cfg.aws.profile,
+            role=cfg.aws.assume_role(),
             s3_endpoint_url=cfg.aws.endpoint_url,
             start_after=kw.get("start_after"),
         )

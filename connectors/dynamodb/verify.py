@@ -137,7 +137,7 @@ class _TableSide:
     def __init__(self, cfg: DynamoDBConfig, table: str) -> None:
         from connectors.dynamodb.client import aws_session
 
-        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, endpoint_url=cfg.aws.endpoint_url)
+        session = aws_session(region=cfg.aws.region, profile=cfg.aws.profile, role=cfg.aws.assume_role(), endpoint_url=cfg.aws.endpoint_url)
         self.client = session.client("dynamodb", endpoint_url=cfg.aws.endpoint_url)
         self.table = table
         try:
