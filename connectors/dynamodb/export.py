@@ -126,25 +126,28 @@ class _Inflater:
     def __init__(self) -> None:
         self._d = zlib.decompressobj(wbits=31)
         self._pending = b""
+        self._drained = True  # zlib holds no output back (a call filled its limit: it may)
         self._started = False  # a member has begun: its end must come before the input's
 
     @property
     def hungry(self) -> bool:
-        return not self._pending
+        """Nothing more comes out without more input."""
+        return not self._pending and self._drained
 
     def feed(self, raw: bytes) -> None:
         self._pending = raw
 
     def inflate(self, limit: int) -> bytes:
-        if not self._pending:
+        if self.hungry:
             return b""
         self._started = True
         out = self._d.decompress(self._pending, limit)
         self._pending = self._d.unconsumed_tail
+        self._drained = len(out) < limit
         if self._d.eof:  # a member ended: anything after it is the next member
-            rest = self._d.unused_data
+            self._pending = self._d.unused_data  # all of the input after the member (not unconsumed_tail)
             self._d = zlib.decompressobj(wbits=31)
-            self._pending = rest + self._pending
+            self._drained = True
             self._started = bool(self._pending)
         return out
 
