@@ -104,3 +104,15 @@ def test_a_cut_off_file_and_a_bad_line_stop_with_one_line() -> None:
 def test_an_empty_file_is_done_at_once() -> None:
     assert [(b.records, b.offset) for b in read_all(b"")] == [([], {"line": 0, "items": 0, "done": True})]
     assert [(b.records, b.offset) for b in read_all(gzip.compress(b""))] == [([], {"line": 0, "items": 0, "done": True})]
+
+
+def test_decode_threads_is_checked_at_start() -> None:
+    from pydantic import ValidationError
+
+    from connectors.dynamodb.config import SnapshotConfig
+
+    assert SnapshotConfig().decode_threads is None  # default: the cores the process may use
+    assert SnapshotConfig(decode_threads=3).decode_threads == 3
+    for bad in (0, 65, "many"):
+        with pytest.raises(ValidationError, match="decode_threads"):
+            SnapshotConfig(decode_threads=bad)
