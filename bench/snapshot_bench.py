@@ -466,8 +466,9 @@ def main() -> None:
     free_export = min(1.0, (export.nogil_s + inflate_s) / export.cpu_s)
     free_scan = min(1.0, scan.nogil_s / scan.cpu_s)
     say(f"Share of the one-core CPU that runs with the GIL released (contention does not change it): export "
-        f"{free_export:.0%} (C writer {export.nogil_s / export.cpu_s:.0%}, zlib {inflate_s / export.cpu_s:.0%}), "
-        f"Scan {free_scan:.0%}; the most {ncores} cores can give by Amdahl's law: export "
+        f"{free_export:.0%} (C writer {export.nogil_s / export.cpu_s:.0%}, zlib {inflate_s / export.cpu_s:.0%}, "
+        f"counted whole though its output buffers are built with the GIL held), Scan {free_scan:.0%}; the most "
+        f"{ncores} cores can give by Amdahl's law (an upper bound: thread hand-offs cost too): export "
         f"{amdahl(free_export, ncores):.2f}×, Scan {amdahl(free_scan, ncores):.2f}×.")
 
     per_record = nbytes / n
