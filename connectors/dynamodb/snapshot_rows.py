@@ -15,6 +15,7 @@ Everything here is blocking CPU work meant for a pool thread; nothing touches th
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -60,8 +61,6 @@ def decode_pool(threads: int | None, name: str) -> ThreadPoolExecutor:
 
 
 def _cores() -> int:
-    import os
-
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
