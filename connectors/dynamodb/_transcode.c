@@ -31,11 +31,20 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_JSON_DEPTH 1024 /* orjson refuses deeper documents */
 #define MAX_AV_DEPTH 100    /* must equal MAX_ATTRIBUTE_DEPTH in _transcode_py.py */
 
 /* ------------------------------------------------------------------ growable buffer */
+
+/*
+ * Set while this thread runs the item writer's parsing and encoding with the GIL released
+ * (ItemWriter below): the shared parsing functions then touch no Python object, allocate with
+ * PyMem_Raw*, and only return -1 on failure, setting no exception; the caller takes the GIL
+ * back and runs the same input again with the GIL held, which raises the exception.
+ */
+static _Thread_local int nogil;
 
 typedef struct {
     unsigned char *d;
@@ -50,14 +59,16 @@ buf_grow(Buf *b, Py_ssize_t extra)
     Py_ssize_t cap = b->cap ? b->cap : 1024;
     while (cap < need) {
         if (cap > PY_SSIZE_T_MAX / 2) {
-            PyErr_NoMemory();
+            if (!nogil)
+                PyErr_NoMemory();
             return -1;
         }
         cap *= 2;
     }
-    unsigned char *d = PyMem_Realloc(b->d, (size_t)cap);
+    unsigned char *d = PyMem_RawRealloc(b->d, (size_t)cap);
     if (d == NULL) {
-        PyErr_NoMemory();
+        if (!nogil)
+            PyErr_NoMemory();
         return -1;
     }
     b->d = d;
@@ -74,7 +85,7 @@ buf_grow(Buf *b, Py_ssize_t extra)
 static void
 buf_free(Buf *b)
 {
-    PyMem_Free(b->d);
+    PyMem_RawFree(b->d);
     b->d = NULL;
     b->len = b->cap = 0;
 }
@@ -203,6 +214,8 @@ typedef struct {
 static int
 fail(Parser *ps, const char *msg)
 {
+    if (nogil)
+        return -1;
     PyErr_Format(PyExc_ValueError, "GetRecords page: %s at byte %zd", msg, (Py_ssize_t)(ps->p - ps->base));
     return -1;
 }
@@ -642,6 +655,8 @@ number(Parser *ps, double *d)
     Py_ssize_t n = p - start;
     if (d != NULL || exp || n > 300) {
         /* orjson refuses numbers that overflow a double; we need the value anyway */
+        if (nogil)
+            return -1; /* parsing a double needs the GIL: run again with it */
         char small[64];
         char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
         if (text == NULL) {
@@ -891,7 +906,7 @@ span_cmp(const void *a, const void *b, void *base)
 }
 
 /* qsort without a context argument: the buffer being checked, set just before sorting. */
-static const unsigned char *sort_base;
+static _Thread_local const unsigned char *sort_base;
 static int
 span_cmp_global(const void *a, const void *b)
 {
@@ -948,9 +963,10 @@ put_item(Parser *ps, Buf *out, int depth)
             return -1;
         if (t->nnames == t->capnames) {
             Py_ssize_t cap = t->capnames ? t->capnames * 2 : 64;
-            Span *ns = PyMem_Realloc(t->names, (size_t)cap * sizeof(Span));
+            Span *ns = PyMem_RawRealloc(t->names, (size_t)cap * sizeof(Span));
             if (ns == NULL) {
-                PyErr_NoMemory();
+                if (!nogil)
+                    PyErr_NoMemory();
                 return -1;
             }
             t->names = ns;
@@ -2097,7 +2113,7 @@ Transcoder_dealloc(Transcoder *self)
                    &self->seq_text, &self->event_id_text, &self->region_text, &self->last_seq_text};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         buf_free(bufs[i]);
-    PyMem_Free(self->names);
+    PyMem_RawFree(self->names);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2122,12 +2138,748 @@ static PyTypeObject TranscoderType = {
     .tp_methods = Transcoder_methods,
 };
 
+/* ================================================================== snapshot items
+ *
+ * ItemWriter: DynamoDB JSON items that are not stream records -- a Scan response's `Items`,
+ * the `{"Item": ...}` lines of an S3 export -- to Avro key and value bodies, with the same
+ * item encoding (put_attribute, put_item's rules) as the stream path. The value is
+ * `head + map<AttributeValue> + tail`: the caller gives the constant parts (for today's
+ * envelope: op "r", before null, the after branch; then the source block and ts_ms), so the
+ * writer itself knows nothing of the envelope and a converter can reuse it.
+ *
+ * Each call runs in two phases. Phase 1 parses and encodes every item of the page (or of up to
+ * max_records lines) into one buffer with the GIL released: it touches no Python object
+ * (see `nogil`), so export files and Scan pages encode on several cores at once. Phase 2 takes
+ * the GIL and builds the records. A failure in phase 1 is repeated with the GIL held, which
+ * raises the ValueError (the caller then takes the general path for that page or batch).
+ */
+
+typedef struct {
+    Py_ssize_t vat, vlen, kat, klen; /* value map and key body in ItemWriter.out */
+} ItemSpan;
+
+/* CPU time this process spent in phase 1 (GIL released), for bench/snapshot_bench.py: the
+ * share of the work other threads can run beside it. Updated with the GIL held. */
+static long long nogil_cpu_ns_total;
+
+static long long
+thread_cpu_ns(void)
+{
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+#endif
+    return 0;
+}
+
+static PyObject *
+nogil_cpu_ns(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(nogil_cpu_ns_total);
+}
+
+#define MAX_OTHER_MEMBERS 32
+
+typedef struct {
+    const unsigned char *name; /* at the member name's opening quote, in the input */
+    Py_ssize_t vat, vlen;      /* the member's JSON value, in the input */
+} OtherMember;
+
+typedef struct {
+    PyObject_HEAD
+    Transcoder work; /* only its parser scratch (scratch, names) is used; no Python fields */
+    Py_ssize_t nkf;
+    KeyField kf[MAX_KEY_FIELDS]; /* name, type, utf8, ulen, t; val unused */
+    int kt[MAX_KEY_FIELDS];      /* T_S | T_N | T_B */
+    PyObject *topic, *table, *key_fields, *source, *op;
+    Buf out;
+    ItemSpan *spans;
+    Py_ssize_t nspans, capspans;
+    OtherMember others[MAX_OTHER_MEMBERS];
+    Py_ssize_t nothers;
+    int busy;
+} ItemWriter;
+
+typedef struct {
+    PyObject_HEAD
+    ItemWriter *w;
+    PyObject *ts_ms;
+    PyObject *key;   /* bytes: header room + Avro key body */
+    PyObject *value; /* bytes: header room + head + item + tail */
+} ItemRecord;
+
+static PyTypeObject ItemRecordType;
+
+/* An Avro long at p (written by this module): its value; *n gets its length in bytes. */
+static int64_t
+get_varint(const unsigned char *p, int *n)
+{
+    uint64_t z = 0;
+    int i = 0, shift = 0;
+    for (;;) {
+        unsigned char c = p[i++];
+        z |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80) || i == 10)
+            break;
+        shift += 7;
+    }
+    *n = i;
+    return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+}
+
+/* One item (a JSON object of attributes) at ps->p: its map<AttributeValue> and then its key
+ * body are appended to w->out, and their places to w->spans. The key is the item's key
+ * attributes' encoded values, which are the key record's fields byte for byte (S and N as
+ * strings, B as bytes); an item without one, or with one of another type, is refused. */
+static int
+put_snapshot_item(Parser *ps, ItemWriter *w)
+{
+    Buf *out = &w->out;
+    Transcoder *t = ps->t;
+    Py_ssize_t keyat[MAX_KEY_FIELDS];
+    for (Py_ssize_t i = 0; i < w->nkf; i++)
+        keyat[i] = -1;
+    if (peek(ps) != '{')
+        return fail(ps, "item must be an object");
+    ps->p++;
+    Py_ssize_t start = out->len;
+    if (peek(ps) == '}') {
+        ps->p++;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+    }
+    else {
+        RESERVE(out, 1);
+        Py_ssize_t at = out->len++;
+        Py_ssize_t base = t->nnames, count = 0;
+        int more;
+        do {
+            Span sp;
+            if (peek(ps) != '"')
+                return fail(ps, "expected an attribute name");
+            if (put_json_string(ps, out, &sp.off, &sp.len) < 0 || expect(ps, ':', "expected ':'") < 0)
+                return -1;
+            if (t->nnames == t->capnames) {
+                Py_ssize_t cap = t->capnames ? t->capnames * 2 : 64;
+                Span *ns = PyMem_RawRealloc(t->names, (size_t)cap * sizeof(Span));
+                if (ns == NULL) {
+                    if (!nogil)
+                        PyErr_NoMemory();
+                    return -1;
+                }
+                t->names = ns;
+                t->capnames = cap;
+            }
+            t->names[t->nnames++] = sp;
+            Py_ssize_t av_at = out->len;
+            if (put_attribute(ps, out, 1) < 0)
+                return -1;
+            for (Py_ssize_t i = 0; i < w->nkf; i++)
+                if (w->kf[i].ulen == sp.len && memcmp(out->d + sp.off, w->kf[i].utf8, (size_t)sp.len) == 0)
+                    keyat[i] = av_at;
+            count++;
+        } while ((more = next_or_close(ps, '}')) == 1);
+        if (more < 0)
+            return -1;
+        int r = check_unique(ps, out, t->names + base, count);
+        t->nnames = base;
+        Py_ssize_t before = out->len;
+        if (r < 0 || finish_count(out, at, count) < 0)
+            return -1;
+        Py_ssize_t shift = out->len - before; /* a count over one byte moved what followed it */
+        for (Py_ssize_t i = 0; i < w->nkf; i++)
+            if (keyat[i] >= 0)
+                keyat[i] += shift;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+    }
+    Py_ssize_t vlen = out->len - start, kstart = out->len;
+    for (Py_ssize_t i = 0; i < w->nkf; i++) {
+        if (keyat[i] < 0)
+            return fail(ps, "item without a key attribute");
+        int ti = w->kt[i];
+        const unsigned char *p = out->d + keyat[i];
+        for (int j = 0; j < ti; j++)
+            if (p[j] != 0)
+                return fail(ps, "key attribute's type is not the table's");
+        if (p[ti] != 2)
+            return fail(ps, "key attribute's type is not the table's");
+        int vn;
+        int64_t n = get_varint(p + ti + 1, &vn);
+        Py_ssize_t from = keyat[i] + ti + 1, len = vn + (Py_ssize_t)n;
+        RESERVE(out, len);
+        memcpy(out->d + out->len, out->d + from, (size_t)len);
+        out->len += len;
+    }
+    if (w->nspans == w->capspans) {
+        Py_ssize_t cap = w->capspans ? w->capspans * 2 : 256;
+        ItemSpan *ns = PyMem_RawRealloc(w->spans, (size_t)cap * sizeof(ItemSpan));
+        if (ns == NULL) {
+            if (!nogil)
+                PyErr_NoMemory();
+            return -1;
+        }
+        w->spans = ns;
+        w->capspans = cap;
+    }
+    ItemSpan *s = &w->spans[w->nspans++];
+    s->vat = start;
+    s->vlen = vlen;
+    s->kat = kstart;
+    s->klen = out->len - kstart;
+    return 0;
+}
+
+static void
+writer_reset(ItemWriter *w)
+{
+    w->out.len = 0;
+    w->nspans = 0;
+    w->nothers = 0;
+    w->work.nnames = 0;
+}
+
+/* Phase 1 of a Scan page: {"Items": [item, ...] | null, other members...}. */
+static int
+scan_phase1(ItemWriter *w, Parser *ps)
+{
+    writer_reset(w);
+    if (expect(ps, '{', "expected a JSON object") < 0)
+        return -1;
+    ps->depth = 1;
+    if (peek(ps) == '}') {
+        ps->p++;
+    }
+    else {
+        int more;
+        do {
+            const unsigned char *s, *name_at;
+            Py_ssize_t n;
+            ws(ps);
+            name_at = ps->p;
+            if (member_name(ps, &s, &n) < 0)
+                return -1;
+            if (NAME_IS(s, n, "Items")) {
+                w->out.len = 0; /* given twice: the last one counts */
+                w->nspans = 0;
+                int c = peek(ps);
+                if (c == 'n') {
+                    int v;
+                    if (literal(ps, &v) < 0)
+                        return -1;
+                    if (v != -1)
+                        return fail(ps, "Items must be an array or null");
+                    continue;
+                }
+                if (c != '[')
+                    return fail(ps, "Items must be an array or null");
+                ps->p++;
+                ps->depth = 2;
+                if (peek(ps) == ']')
+                    ps->p++;
+                else {
+                    int m;
+                    do {
+                        if (put_snapshot_item(ps, w) < 0)
+                            return -1;
+                    } while ((m = next_or_close(ps, ']')) == 1);
+                    if (m < 0)
+                        return -1;
+                }
+                ps->depth = 1;
+            }
+            else {
+                if (w->nothers == MAX_OTHER_MEMBERS)
+                    return fail(ps, "too many members");
+                ws(ps);
+                OtherMember *o = &w->others[w->nothers++];
+                o->name = name_at;
+                o->vat = ps->p - ps->base;
+                if (skip_value(ps) < 0)
+                    return -1;
+                o->vlen = (ps->p - ps->base) - o->vat;
+            }
+        } while ((more = next_or_close(ps, '}')) == 1);
+        if (more < 0)
+            return -1;
+    }
+    ws(ps);
+    if (ps->p != ps->end)
+        return fail(ps, "trailing characters after the JSON document");
+    return 0;
+}
+
+static inline int
+blank_byte(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+/* Phase 1 of export lines: from *pos, up to max_records {"Item": ...} lines (blank lines are
+ * counted and skipped); stops before a last line without '\n' unless final. */
+static int
+lines_phase1(ItemWriter *w, const unsigned char *d, Py_ssize_t len, Py_ssize_t *pos, Py_ssize_t max_records,
+             int final, Py_ssize_t *lines)
+{
+    writer_reset(w);
+    Py_ssize_t p = *pos, nlines = 0;
+    while (w->nspans < max_records && p < len) {
+        const unsigned char *nl = memchr(d + p, '\n', (size_t)(len - p));
+        if (nl == NULL && !final)
+            break;
+        Py_ssize_t end = nl ? nl - d : len, next = nl ? end + 1 : len;
+        nlines++;
+        Py_ssize_t i = p;
+        while (i < end && blank_byte(d[i]))
+            i++;
+        if (i == end) {
+            p = next;
+            continue;
+        }
+        Parser ps = {d + p, d + p, d + end, 0, &w->work};
+        if (expect(&ps, '{', "export line: expected a JSON object") < 0)
+            return -1;
+        ps.depth = 1;
+        Py_ssize_t spans_before = w->nspans, out_before = w->out.len;
+        int has_item = 0;
+        if (peek(&ps) == '}')
+            ps.p++;
+        else {
+            int more;
+            do {
+                const unsigned char *s;
+                Py_ssize_t n;
+                if (member_name(&ps, &s, &n) < 0)
+                    return -1;
+                if (NAME_IS(s, n, "Item")) {
+                    w->nspans = spans_before; /* given twice: the last one counts */
+                    w->out.len = out_before;
+                    if (put_snapshot_item(&ps, w) < 0)
+                        return -1;
+                    has_item = 1;
+                }
+                else if (skip_value(&ps) < 0)
+                    return -1;
+            } while ((more = next_or_close(&ps, '}')) == 1);
+            if (more < 0)
+                return -1;
+        }
+        ws(&ps);
+        if (ps.p != ps.end)
+            return fail(&ps, "export line: trailing characters after the JSON document");
+        if (!has_item)
+            return fail(&ps, "export line has no Item");
+        p = next;
+    }
+    *pos = p;
+    *lines = nlines;
+    return 0;
+}
+
+/* Phase 2: the records of w->spans, as a new list. */
+static PyObject *
+build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail, Py_ssize_t tailn, PyObject *ts_obj)
+{
+    PyObject *list = PyList_New(w->nspans);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < w->nspans; i++) {
+        ItemSpan *s = &w->spans[i];
+        PyObject *value = PyBytes_FromStringAndSize(NULL, HEADER + headn + s->vlen + tailn);
+        PyObject *key = value ? PyBytes_FromStringAndSize(NULL, HEADER + s->klen) : NULL;
+        ItemRecord *r = key ? PyObject_New(ItemRecord, &ItemRecordType) : NULL;
+        if (r == NULL) {
+            Py_XDECREF(value);
+            Py_XDECREF(key);
+            Py_DECREF(list);
+            return NULL;
+        }
+        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
+        memset(o, 0, HEADER);
+        memcpy(o + HEADER, head, (size_t)headn);
+        memcpy(o + HEADER + headn, w->out.d + s->vat, (size_t)s->vlen);
+        memcpy(o + HEADER + headn + s->vlen, tail, (size_t)tailn);
+        o = (unsigned char *)PyBytes_AS_STRING(key);
+        memset(o, 0, HEADER);
+        memcpy(o + HEADER, w->out.d + s->kat, (size_t)s->klen);
+        r->w = (ItemWriter *)Py_NewRef((PyObject *)w);
+        r->ts_ms = Py_NewRef(ts_obj);
+        r->key = key;
+        r->value = value;
+        PyList_SET_ITEM(list, i, (PyObject *)r);
+    }
+    return list;
+}
+
+static void
+writer_trim(ItemWriter *w)
+{
+    /* drop what big pages left behind, so an idle reader does not hold megabytes */
+    if (w->out.cap > (4 << 20))
+        buf_free(&w->out);
+    if (w->work.scratch.cap > (1 << 20))
+        buf_free(&w->work.scratch);
+}
+
+static int
+writer_enter(ItemWriter *w)
+{
+    if (w->topic == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ItemWriter.__init__ was not called");
+        return -1;
+    }
+    if (w->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "ItemWriter is in use by another thread");
+        return -1;
+    }
+    w->busy = 1;
+    return 0;
+}
+
+static PyObject *
+ItemWriter_scan_page(ItemWriter *w, PyObject *args)
+{
+    Py_buffer view;
+    const char *head, *tail;
+    Py_ssize_t headn, tailn;
+    PyObject *ts_obj;
+    if (!PyArg_ParseTuple(args, "y*y#y#O!:scan_page", &view, &head, &headn, &tail, &tailn, &PyLong_Type, &ts_obj))
+        return NULL;
+    if (writer_enter(w) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *b = view.buf;
+    Parser ps = {b, b, b + view.len, 0, &w->work};
+    int rc;
+    long long t0 = 0, t1 = 0;
+    Py_BEGIN_ALLOW_THREADS
+    t0 = thread_cpu_ns();
+    nogil = 1;
+    rc = scan_phase1(w, &ps);
+    nogil = 0;
+    t1 = thread_cpu_ns();
+    Py_END_ALLOW_THREADS
+    nogil_cpu_ns_total += t1 - t0;
+    if (rc < 0) {
+        Parser again = {b, b, b + view.len, 0, &w->work};
+        rc = scan_phase1(w, &again);
+    }
+    PyObject *records = NULL, *rest = NULL, *result = NULL;
+    if (rc < 0)
+        goto done;
+    if ((records = build_items(w, head, headn, tail, tailn, ts_obj)) == NULL || (rest = PyDict_New()) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < w->nothers; i++) {
+        OtherMember *o = &w->others[i];
+        Parser np = {b, o->name, b + view.len, 0, &w->work};
+        PyObject *name = read_pystring(&np);
+        PyObject *v = name ? PyBytes_FromStringAndSize((const char *)b + o->vat, o->vlen) : NULL;
+        int r = v ? PyDict_SetItem(rest, name, v) : -1;
+        Py_XDECREF(name);
+        Py_XDECREF(v);
+        if (r < 0)
+            goto done;
+    }
+    result = PyTuple_Pack(2, records, rest);
+done:
+    Py_XDECREF(records);
+    Py_XDECREF(rest);
+    writer_trim(w);
+    w->busy = 0;
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *
+ItemWriter_lines(ItemWriter *w, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, max_records;
+    int final;
+    const char *head, *tail;
+    Py_ssize_t headn, tailn;
+    PyObject *ts_obj;
+    if (!PyArg_ParseTuple(args, "y*nnpy#y#O!:lines", &view, &pos, &max_records, &final, &head, &headn, &tail, &tailn,
+                          &PyLong_Type, &ts_obj))
+        return NULL;
+    if (pos < 0 || pos > view.len || max_records < 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "lines: pos must be within data, max_records >= 0");
+        return NULL;
+    }
+    if (writer_enter(w) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *d = view.buf;
+    Py_ssize_t len = view.len, end = pos, nlines = 0;
+    int rc;
+    long long t0 = 0, t1 = 0;
+    Py_BEGIN_ALLOW_THREADS
+    t0 = thread_cpu_ns();
+    nogil = 1;
+    rc = lines_phase1(w, d, len, &end, max_records, final, &nlines);
+    nogil = 0;
+    t1 = thread_cpu_ns();
+    Py_END_ALLOW_THREADS
+    nogil_cpu_ns_total += t1 - t0;
+    if (rc < 0) {
+        end = pos;
+        rc = lines_phase1(w, d, len, &end, max_records, final, &nlines);
+    }
+    PyObject *records = NULL, *result = NULL;
+    if (rc == 0 && (records = build_items(w, head, headn, tail, tailn, ts_obj)) != NULL)
+        result = Py_BuildValue("(Onn)", records, end, nlines);
+    Py_XDECREF(records);
+    writer_trim(w);
+    w->busy = 0;
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static int
+ItemWriter_init(ItemWriter *w, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"key_fields", "topic", "table", "record_key_fields", "source", "op", NULL};
+    PyObject *key_fields, *topic, *table, *rkf, *source, *op = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUUOO!|U:ItemWriter", kwlist, &key_fields, &topic, &table, &rkf,
+                                     &PyDict_Type, &source, &op))
+        return -1;
+    if (w->topic != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ItemWriter is already initialised");
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(key_fields, "key_fields must be a sequence of (name, type) pairs");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0 || n > MAX_KEY_FIELDS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, n ? "key_fields: a DynamoDB key has at most two attributes"
+                                            : "key_fields must name at least one attribute");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name, *type;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UU:key field", &name, &type))
+            goto error;
+        int kt = PyUnicode_CompareWithASCIIString(type, "S") == 0   ? T_S
+                 : PyUnicode_CompareWithASCIIString(type, "N") == 0 ? T_N
+                 : PyUnicode_CompareWithASCIIString(type, "B") == 0 ? T_B
+                                                                    : -1;
+        if (kt < 0) {
+            PyErr_Format(PyExc_ValueError, "key attribute %R has type %R; expected S, N or B", name, type);
+            goto error;
+        }
+        w->kf[i].name = Py_NewRef(name);
+        w->kf[i].type = Py_NewRef(kt == T_S ? S.t_S : kt == T_N ? S.t_N : S.t_B);
+        w->kf[i].t = "SNB"[kt];
+        w->kt[i] = kt;
+        w->nkf = i + 1;
+        if ((w->kf[i].utf8 = PyUnicode_AsUTF8AndSize(name, &w->kf[i].ulen)) == NULL)
+            goto error;
+    }
+    Py_DECREF(seq);
+    w->table = Py_NewRef(table);
+    w->key_fields = Py_NewRef(rkf);
+    w->source = Py_NewRef(source);
+    w->op = op ? Py_NewRef(op) : PyUnicode_InternFromString("r");
+    if (w->op == NULL)
+        return -1;
+    w->topic = Py_NewRef(topic); /* last: marks the writer initialised */
+    return 0;
+error:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static void
+ItemWriter_dealloc(ItemWriter *w)
+{
+    for (Py_ssize_t i = 0; i < w->nkf; i++) {
+        Py_XDECREF(w->kf[i].name);
+        Py_XDECREF(w->kf[i].type);
+    }
+    Py_XDECREF(w->topic);
+    Py_XDECREF(w->table);
+    Py_XDECREF(w->key_fields);
+    Py_XDECREF(w->source);
+    Py_XDECREF(w->op);
+    buf_free(&w->out);
+    buf_free(&w->work.scratch);
+    PyMem_RawFree(w->work.names);
+    PyMem_RawFree(w->spans);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyMethodDef ItemWriter_methods[] = {
+    {"scan_page", (PyCFunction)ItemWriter_scan_page, METH_VARARGS,
+     "scan_page(body, head, tail, ts_ms) -> (records, rest)\n\n"
+     "A Scan response body: its Items as ItemRecords (value: head + item + tail), and its other\n"
+     "members as {name: raw JSON bytes}. ValueError on input the general path must handle."},
+    {"lines", (PyCFunction)ItemWriter_lines, METH_VARARGS,
+     "lines(data, pos, max_records, final, head, tail, ts_ms) -> (records, pos, lines)\n\n"
+     "Export lines ({\"Item\": ...} per line) from byte pos: up to max_records records, the byte\n"
+     "position after the last line read and the number of lines read (blank ones included); a\n"
+     "last line without a newline is read only when final. ValueError as scan_page."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ItemWriterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.ItemWriter",
+    .tp_basicsize = sizeof(ItemWriter),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "ItemWriter(key_fields, topic, table, record_key_fields, source, op='r'):\n"
+              "Scan pages and export lines -> Avro key and value, parsed with the GIL released.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ItemWriter_init,
+    .tp_dealloc = (destructor)ItemWriter_dealloc,
+    .tp_methods = ItemWriter_methods,
+};
+
+/* ------------------------------------------------------------------ ItemRecord */
+
+static PyObject *
+ItemRecord_key(ItemRecord *r, void *closure)
+{
+    ItemWriter *w = r->w;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key) + HEADER;
+    const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(r->key) + PyBytes_GET_SIZE(r->key);
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < w->nkf; i++) {
+        Py_ssize_t n = read_length(&p, e);
+        if (n < 0)
+            goto error;
+        PyObject *v = w->kf[i].t == 'B' ? base64_text(p, n) : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+        p += n;
+        if (v == NULL)
+            goto error;
+        PyObject *inner = PyDict_New();
+        int rc = inner == NULL ? -1 : PyDict_SetItem(inner, w->kf[i].type, v);
+        Py_DECREF(v);
+        if (rc == 0)
+            rc = PyDict_SetItem(out, w->kf[i].name, inner);
+        Py_XDECREF(inner);
+        if (rc < 0)
+            goto error;
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *ItemRecord_topic(ItemRecord *r, void *c) { return Py_NewRef(r->w->topic); }
+static PyObject *ItemRecord_table(ItemRecord *r, void *c) { return Py_NewRef(r->w->table); }
+static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->w->key_fields); }
+static PyObject *ItemRecord_op(ItemRecord *r, void *c) { return Py_NewRef(r->w->op); }
+static PyObject *ItemRecord_none(ItemRecord *r, void *c) { Py_RETURN_NONE; }
+static PyObject *ItemRecord_source(ItemRecord *r, void *c) { return Py_NewRef(r->w->source); }
+static PyObject *ItemRecord_ts_ms(ItemRecord *r, void *c) { return Py_NewRef(r->ts_ms); }
+static PyObject *ItemRecord_false(ItemRecord *r, void *c) { Py_RETURN_FALSE; }
+static PyObject *ItemRecord_encoded_key(ItemRecord *r, void *c) { return body_copy(r->key); }
+static PyObject *ItemRecord_encoded_value(ItemRecord *r, void *c) { return body_copy(r->value); }
+
+/* In RECORD_FIELDS order. */
+static PyGetSetDef ItemRecord_getset[] = {
+    {"topic", (getter)ItemRecord_topic, NULL, NULL, NULL},
+    {"table", (getter)ItemRecord_table, NULL, NULL, NULL},
+    {"key_fields", (getter)ItemRecord_key_fields, NULL, NULL, NULL},
+    {"key", (getter)ItemRecord_key, NULL, "the key attributes in DynamoDB JSON, built from encoded_key", NULL},
+    {"op", (getter)ItemRecord_op, NULL, NULL, NULL},
+    {"before", (getter)ItemRecord_none, NULL, "None", NULL},
+    {"after", (getter)ItemRecord_none, NULL, "None: the item is in encoded_value only", NULL},
+    {"source", (getter)ItemRecord_source, NULL, "the writer's source dict (shared by its records)", NULL},
+    {"ts_ms", (getter)ItemRecord_ts_ms, NULL, NULL, NULL},
+    {"tombstone", (getter)ItemRecord_false, NULL, NULL, NULL},
+    {"encoded_key", (getter)ItemRecord_encoded_key, NULL, "the Avro key body (a copy)", NULL},
+    {"encoded_value", (getter)ItemRecord_encoded_value, NULL, "the Avro value body (a copy)", NULL},
+    {NULL},
+};
+
+static void
+ItemRecord_dealloc(ItemRecord *r)
+{
+    Py_DECREF(r->w);
+    Py_DECREF(r->ts_ms);
+    Py_DECREF(r->key);
+    Py_DECREF(r->value);
+    PyObject_Free(r);
+}
+
+static PyObject *
+ItemRecord_repr(ItemRecord *r)
+{
+    return PyUnicode_FromFormat("ItemRecord(topic=%R, table=%R, op=%R)", r->w->topic, r->w->table, r->w->op);
+}
+
+static PyTypeObject ItemRecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.ItemRecord",
+    .tp_basicsize = sizeof(ItemRecord),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One snapshot item, encoded: bridge.task.SourceRecord's fields, read-only.",
+    .tp_dealloc = (destructor)ItemRecord_dealloc,
+    .tp_repr = (reprfunc)ItemRecord_repr,
+    .tp_getset = ItemRecord_getset,
+};
+
+/* frame() for ItemRecords of one writer; None when the list holds anything else. */
+static PyObject *
+frame_items(PyObject *module, PyObject *args)
+{
+    PyObject *records;
+    const char *kh, *vh;
+    Py_ssize_t khn, vhn;
+    if (!PyArg_ParseTuple(args, "O!y#y#:frame_items", &PyList_Type, &records, &kh, &khn, &vh, &vhn))
+        return NULL;
+    if (khn != HEADER || vhn != HEADER) {
+        PyErr_SetString(PyExc_ValueError, "frame_items: headers are 5 bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(records);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(records, i);
+        if (!Py_IS_TYPE(r, &ItemRecordType) || ((ItemRecord *)r)->w != ((ItemRecord *)PyList_GET_ITEM(records, 0))->w)
+            Py_RETURN_NONE;
+    }
+    PyObject *keys = PyList_New(n), *values = PyList_New(n);
+    if (keys == NULL || values == NULL)
+        goto error;
+    Py_ssize_t payload = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ItemRecord *r = (ItemRecord *)PyList_GET_ITEM(records, i);
+        PyObject *k = framed(r->key, kh);
+        if (k == NULL)
+            goto error;
+        PyList_SET_ITEM(keys, i, k);
+        PyObject *v = framed(r->value, vh);
+        if (v == NULL)
+            goto error;
+        PyList_SET_ITEM(values, i, v);
+        payload += PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(v);
+    }
+    return Py_BuildValue("(NNn)", keys, values, payload);
+error:
+    Py_XDECREF(keys);
+    Py_XDECREF(values);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"frame", frame, METH_VARARGS,
      "frame(records, key_header, value_header) -> (keys, values, payload) | None\n\n"
      "The Kafka messages of a list of StreamRecords from one transcoder, in Confluent wire format\n"
      "(values None for tombstones; payload: their total length); None when the list holds anything\n"
      "else (the caller frames it itself)."},
+    {"nogil_cpu_ns", nogil_cpu_ns, METH_NOARGS,
+     "nogil_cpu_ns() -> int: CPU time ItemWriter spent parsing and encoding with the GIL released."},
+    {"frame_items", frame_items, METH_VARARGS,
+     "frame_items(records, key_header, value_header) -> (keys, values, payload) | None\n\n"
+     "frame() for the ItemRecords of one ItemWriter."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2161,7 +2913,8 @@ PyInit__transcode(void)
     INTERN(t_S, "S");
     INTERN(t_N, "N");
     INTERN(t_B, "B");
-    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0)
+    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0 ||
+        PyType_Ready(&ItemWriterType) < 0 || PyType_Ready(&ItemRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
@@ -2182,6 +2935,8 @@ PyInit__transcode(void)
     }
     if (PyModule_AddObjectRef(m, "Transcoder", (PyObject *)&TranscoderType) < 0 ||
         PyModule_AddObjectRef(m, "StreamRecord", (PyObject *)&StreamRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "ItemWriter", (PyObject *)&ItemWriterType) < 0 ||
+        PyModule_AddObjectRef(m, "ItemRecord", (PyObject *)&ItemRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ABI", ABI) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ATTRIBUTE_DEPTH", MAX_AV_DEPTH) < 0 ||
         PyModule_AddObject(m, "RECORD_FIELDS", fields) < 0) {

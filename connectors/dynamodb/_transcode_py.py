@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 
 from bridge.errors import ConversionError
-from bridge.serde.avro import encode_envelope, encode_key
+from bridge.serde.avro import encode_envelope, encode_item, encode_key
 from bridge.task import SourceRecord
 from schemas import KeyField
 
-__all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "Transcoder"]
+__all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "ItemWriter", "Transcoder"]
 
 ABI = 4  # must equal ABI in _transcode.c: what page() returns and refuses
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
@@ -232,3 +232,93 @@ class Transcoder:
         except ConversionError as e:
             raise _bad(str(e)) from None
         return op, keys, source, key_avro, encode_envelope(op, before, after, source, ts_ms)
+
+
+# ---- snapshot items (Scan pages, export lines): the twin of _transcode.c's ItemWriter ----
+
+_BLANK = b" \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of only these is blank
+
+
+class ItemWriter:
+    """``ItemWriter(key_fields, topic, table, record_key_fields, source, op="r")``.
+
+    Items that are not stream records (a Scan page's ``Items``, an export's ``{"Item": ...}``
+    lines) → SourceRecords whose ``encoded_value`` is ``head + map<AttributeValue> + tail``
+    and whose ``encoded_key`` is the key record; the caller gives head and tail (for the
+    envelope: op, before, the after branch; then source and ts_ms). Refuses (ValueError) what
+    the C one refuses: then the caller takes the general path for that page or batch.
+    """
+
+    def __init__(
+        self, key_fields: Sequence[tuple[str, str]], topic: str, table: str, record_key_fields: Any,
+        source: dict[str, Any], op: str = "r",
+    ) -> None:
+        if not key_fields:
+            raise ValueError("key_fields must name at least one attribute")
+        fields = []
+        for name, t in key_fields:
+            if t not in ("S", "N", "B"):
+                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
+            fields.append(KeyField(name, t))  # type: ignore[arg-type]
+        self._key_fields = tuple(fields)
+        self._topic, self._table, self._rkf, self._source, self._op = topic, table, record_key_fields, source, op
+
+    def _records(self, items: list[Any], head: bytes, tail: bytes, ts_ms: int) -> list[SourceRecord]:
+        out = []
+        for item in items:
+            _check_item(item, 1)
+            key = {}
+            for f in self._key_fields:
+                av = item.get(f.name)
+                if av is None:
+                    raise _bad("item without a key attribute")
+                if f.type not in av:
+                    raise _bad("key attribute's type is not the table's")
+                key[f.name] = av
+            value = head + encode_item(item) + tail
+            out.append(SourceRecord(self._topic, self._table, self._rkf, key, self._op, None, None,  # type: ignore[arg-type]
+                                    self._source, ts_ms, False, encode_key(self._key_fields, key), value))
+        return out
+
+    def scan_page(self, body: bytes, head: bytes, tail: bytes, ts_ms: int) -> tuple[list[Any], dict[str, bytes]]:
+        """Scan response body → (records of its Items, {other member: its JSON})."""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise _bad(f"not valid JSON: {e}") from None
+        if type(doc) is not dict:
+            raise _bad("expected a JSON object")
+        items = doc.get("Items")
+        if items is None:
+            items = []
+        elif type(items) is not list:
+            raise _bad("Items must be an array or null")
+        rest = {k: orjson.dumps(v) for k, v in doc.items() if k != "Items"}
+        return self._records(items, head, tail, ts_ms), rest
+
+    def lines(
+        self, data: bytes, pos: int, max_records: int, final: bool, head: bytes, tail: bytes, ts_ms: int
+    ) -> tuple[list[Any], int, int]:
+        """Export lines from byte ``pos`` → (records, position after the last line read, lines read)."""
+        if not 0 <= pos <= len(data) or max_records < 0:
+            raise ValueError("lines: pos must be within data, max_records >= 0")
+        items: list[Any] = []
+        n = 0
+        while len(items) < max_records and pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl < 0 and not final:
+                break
+            end = len(data) if nl < 0 else nl
+            line = data[pos:end]
+            n += 1
+            pos = len(data) if nl < 0 else nl + 1
+            if not line.strip(_BLANK):
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise _bad(f"export line: not valid JSON: {e}") from None
+            if type(doc) is not dict or "Item" not in doc:
+                raise _bad("export line has no Item")
+            items.append(doc["Item"])
+        return self._records(items, head, tail, ts_ms), pos, n

@@ -153,6 +153,11 @@ class SnapshotConfig(Model):
     )
     method: Literal["scan", "export"] = "scan"
     segments: int = Field(4, ge=1, le=1000, description="parallel Scan workers")
+    decode_threads: int | None = Field(
+        None, ge=1, le=64,
+        description="threads that parse and encode Scan pages and export files (gzip, JSON, Avro; the GIL is "
+        "released for most of it), so one process uses more than one core; default: the cores this process may use",
+    )
     straggler_split: bool = Field(True, description="scan segments * split_factor fine segments from a shared queue")
     split_factor: int = Field(8, ge=2, le=1000)
     page_size: int | None = Field(None, ge=1, le=1_000_000, description="Scan Limit per call; default: DynamoDB's 1 MB pages")

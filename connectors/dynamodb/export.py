@@ -16,8 +16,9 @@ Where the files are:
 Each data file is a task with source partition ``{"table", "export", "file"}`` and offset
 ``{"line", "items", "done"}``; a restart skips the lines already acknowledged (gzip cannot
 seek, so the file is read again from its start but nothing before ``line`` is published).
-Up to ``parallel_files`` files are read at once; S3 reads run in threads (boto3), parsing
-on the event loop with orjson a page at a time.
+Up to ``parallel_files`` files are read at once; S3 reads run in threads (boto3), gzip,
+parsing and encoding in a small pool (``snapshot.decode_threads``) with the GIL released
+(zlib, the C item writer), so one process reads an export on more than one core.
 
 In a group (``bridge.group``) every file is a unit read by whoever owns it, and the
 triggered request is one too (only its owner requests the export and stores the ARN); the
@@ -28,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import logging
 import time
+import zlib
+from concurrent.futures import Executor
 from typing import Any
 
 import orjson
@@ -43,10 +45,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.progress import SnapshotProgress
-from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.marks import OffsetTask
-from connectors.dynamodb.scan import snapshot_records
+from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool
 from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
 
@@ -116,8 +118,58 @@ def find_data_files(s3: Any, loc: ExportLocation) -> list[tuple[str, int | None]
         raise _s3_error(f"listing export files under s3://{loc.bucket}/{loc.prefix}", e) from None
 
 
+class _Inflater:
+    """gzip members → bytes, a bounded amount per call (zlib releases the GIL while it works).
+
+    AWS writes one gzip member per data file; later members are read too, as gzip.GzipFile does.
+    """
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._drained = True  # zlib holds no output back (a call filled its limit: it may)
+        self._started = False  # a member has begun: its end must come before the input's
+
+    @property
+    def hungry(self) -> bool:
+        """Nothing more comes out without more input."""
+        return not self._pending and self._drained
+
+    def feed(self, raw: bytes) -> None:
+        self._pending = raw
+
+    def inflate(self, limit: int) -> bytes:
+        if self.hungry:
+            return b""
+        self._started = True
+        out = self._d.decompress(self._pending, limit)
+        self._pending = self._d.unconsumed_tail
+        self._drained = len(out) < limit
+        if self._d.eof:  # a member ended: anything after it is the next member
+            self._pending = self._d.unused_data  # all of the input after the member (not unconsumed_tail)
+            self._d = zlib.decompressobj(wbits=31)
+            self._drained = True
+            self._started = bool(self._pending)
+        return out
+
+    def finish(self) -> None:
+        """The input ended: a member cut short is an error (gzip.GzipFile raises EOFError)."""
+        if self._started and not self._d.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+
+RAW_CHUNK = 1 << 20  # compressed bytes per S3 read
+INFLATE_CHUNK = 4 << 20  # decompressed bytes buffered per file at most (plus one line)
+
+
 class ExportFileTask(SourceTask):
-    """Reads one gzip data file, ``LINES_PER_BATCH`` items per poll, skipping stored lines."""
+    """Reads one gzip data file, ``LINES_PER_BATCH`` items per poll, skipping stored lines.
+
+    S3 reads run in asyncio's default threads (network); decompression, parsing and encoding in
+    ``pool`` (CPU; zlib and the C writer release the GIL), so files read at the same time use
+    more than one core. A batch ends at a line boundary and the offset counts every line read
+    (blank ones too), so a restart resumes exactly after the last acknowledged line.
+    """
 
     def __init__(
         self,
@@ -130,6 +182,7 @@ class ExportFileTask(SourceTask):
         topic: str,
         resume: dict[str, Any] | None,
         progress: SnapshotProgress | None,
+        pool: Executor | None = None,
     ) -> None:
         self.partition = {"table": table.name, "export": export_id, "file": key}
         self.key = key
@@ -138,13 +191,18 @@ class ExportFileTask(SourceTask):
         self._table = table
         self._topic = topic
         self._progress = progress
+        self._pool = pool
         resume = resume or {}
         self.skip = int(resume.get("line", 0))
         self.line = 0
         self.items = int(resume.get("items", 0))
         self.items_this_run = 0
-        self._file: gzip.GzipFile | None = None
         self._body: Any = None
+        self.raw_chunk, self.inflate_chunk = RAW_CHUNK, INFLATE_CHUNK
+        self._raw_eof = False
+        self._inflater = _Inflater()
+        self._buf = b""  # decompressed, not yet read from self._pos on
+        self._pos = 0
         self._source = {
             "connector": "dynamodb",
             "table": table.name,
@@ -152,40 +210,80 @@ class ExportFileTask(SourceTask):
             "snapshot": "export",
             "ttl_delete": False,
         }
+        self._rows = SnapshotRows(topic=topic, table=table, source=self._source, where=f"s3://{bucket}/{key}")
 
     def _open(self) -> None:
         try:
             self._body = self._s3.get_object(Bucket=self._bucket, Key=self.key)["Body"]
         except (ClientError, BotoCoreError) as e:
             raise _s3_error(f"reading s3://{self._bucket}/{self.key}", e) from None
-        self._file = gzip.GzipFile(fileobj=self._body, mode="rb")
 
-    def _read(self) -> tuple[list[bytes], bool]:
-        """Next lines after the stored position (blocking: runs in a thread)."""
-        if self._file is None:
+    def _read_raw(self) -> bytes:
+        """The next compressed bytes from S3, b"" at its end (blocking: runs in a thread)."""
+        if self._body is None:
             self._open()
-        assert self._file is not None
-        out: list[bytes] = []
         try:
-            while len(out) < LINES_PER_BATCH:
-                raw = self._file.readline()
-                if not raw:
-                    return out, True
-                self.line += 1
-                if self.line <= self.skip or not raw.strip():
-                    continue
-                out.append(raw)
-        except (OSError, EOFError, BotoCoreError) as e:
+            return bytes(self._body.read(self.raw_chunk))
+        except (OSError, BotoCoreError) as e:
             raise ConnectorError(f"reading s3://{self._bucket}/{self.key} at line {self.line}: {e}") from None
-        return out, False
+
+    def _skip_lines(self, final: bool) -> None:
+        """Past the lines already published (a restart): counted, not parsed."""
+        buf, pos = self._buf, self._pos
+        while self.line < self.skip and pos < len(buf):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if not final:
+                    break
+                nl = len(buf) - 1
+            pos = nl + 1
+            self.line += 1
+        self._pos = pos
+
+    def _step(self, raw: bytes | None, want: int) -> tuple[list[SourceRecord], bool, bool]:
+        """Up to ``want`` records from what is buffered (blocking CPU work: runs in the pool).
+
+        Returns (records, end of file, needs the next compressed bytes first).
+        """
+        if raw is not None:
+            if raw:
+                self._inflater.feed(raw)
+            else:
+                self._raw_eof = True
+        records: list[SourceRecord] = []
+        try:
+            while True:
+                final = self._raw_eof and self._inflater.hungry
+                if self.line < self.skip:
+                    self._skip_lines(final)
+                if self.line >= self.skip:
+                    got, self._pos, n = self._rows.lines(self._buf, self._pos, want - len(records), final, self.line)
+                    self.line += n
+                    records.extend(got)
+                if final and self._pos >= len(self._buf):
+                    self._inflater.finish()
+                    return records, True, False
+                if len(records) >= want:
+                    return records, False, False
+                if self._inflater.hungry:
+                    if not self._raw_eof:
+                        return records, False, True
+                    continue  # final now: the last line may lack its newline
+                self._buf = self._buf[self._pos:] + self._inflater.inflate(self.inflate_chunk)
+                self._pos = 0
+        except (zlib.error, EOFError) as e:
+            raise ConnectorError(f"reading s3://{self._bucket}/{self.key} at line {self.line}: {e}") from None
 
     async def poll(self) -> Batch:
-        lines, eof = await asyncio.to_thread(self._read)
-        try:
-            items = [orjson.loads(x)["Item"] for x in lines]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-            raise ConnectorError(f"s3://{self._bucket}/{self.key} near line {self.line}: not DYNAMODB_JSON: {e}") from None
-        records = snapshot_records(items, topic=self._topic, table=self._table, source=self._source)
+        loop = asyncio.get_running_loop()
+        records: list[SourceRecord] = []
+        raw: bytes | None = None
+        while True:
+            got, eof, hungry = await loop.run_in_executor(self._pool, self._step, raw, LINES_PER_BATCH - len(records))
+            records.extend(got)
+            if not hungry:
+                break
+            raw = await asyncio.to_thread(self._read_raw)
         self.items += len(records)
         self.items_this_run += len(records)
         if self._progress is not None and records:
@@ -245,6 +343,7 @@ class ExportConnector(SourceConnector):
         self._mark_stopped = False
         self._wake = asyncio.Event()
         self._runtime: TaskRuntime | None = None
+        self._pool: Executor | None = None
 
     @property
     def _request_partition(self) -> dict[str, Any]:
@@ -391,10 +490,12 @@ class ExportConnector(SourceConnector):
                 runtime, todo, complete=lambda o: bool(o and o.get("done")), start=self._task,
                 concurrency=self._export.parallel_files,
             )
+            self._pool = decode_pool(self._config.decode_threads, f"export-{self.table_name}")
             try:
                 await run.run()
             finally:
                 self._units = None
+                self._pool.shutdown(wait=False, cancel_futures=True)
             finished_here = run.finished_here
         progress.finish()
         log.info(
@@ -418,6 +519,7 @@ class ExportConnector(SourceConnector):
             topic=self.topic,
             resume=resume,
             progress=self.progress,
+            pool=self._pool,
         )
 
     def task_finished(self, task: SourceTask, batch: Batch) -> None:

@@ -34,53 +34,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError
 from bridge.progress import SnapshotProgress
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, UnreadableRecord
+from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool, snapshot_records
 from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ChunkGate", "RateLimiter", "ScanConnector", "ScanSegmentTask", "scan_request", "snapshot_records"]
 
 log = logging.getLogger(__name__)
-
-
-# ---- records ---------------------------------------------------------------------------
-
-
-def snapshot_records(
-    items: list[dict[str, Any]], *, topic: str, table: TableInfo, source: dict[str, Any]
-) -> list[SourceRecord]:
-    """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None."""
-    ts_ms = int(time.time() * 1000)
-    names = [f.name for f in table.key_fields]
-    name, key_fields = table.name, table.key_fields
-    h = names[0]
-    r = names[1] if len(names) > 1 else None
-    try:
-        try:
-            if r is None:
-                return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
-            return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms)
-                    for it in items]
-        except TypeError:  # an item that is not an object (a corrupt export file): it alone does not convert
-            return [
-                SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
-                if type(it) is dict else
-                UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms,
-                                 reason=f"snapshot item is not an object: {it!r:.60}", raw=it)
-                for it in items
-            ]
-    except KeyError as e:
-        raise ConfigError(
-            f"snapshot of {table.name}: item without key attribute {e.args[0]!r}; "
-            "a projection_expression must keep the key attributes"
-        ) from None
 
 
 # ---- read-rate limit -------------------------------------------------------------------
@@ -156,6 +125,7 @@ class _Shared:
     progress: SnapshotProgress | None
     gate: ChunkGate | None
     rcu_per_item: float = 0.5  # updated from ReturnConsumedCapacity
+    pool: Executor | None = None  # where pages are parsed and encoded (None: asyncio's default)
 
 
 def scan_request(cfg: SnapshotConfig, table: TableInfo) -> dict[str, Any]:
@@ -208,6 +178,7 @@ class ScanSegmentTask(SourceTask):
             "total_segments": total,
             "ttl_delete": False,
         }
+        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, source=self._source)
 
     def _limit(self) -> int | None:
         s, cfg = self._s, self._s.config
@@ -235,9 +206,10 @@ class ScanSegmentTask(SourceTask):
         if self._last_key is not None:
             req["ExclusiveStartKey"] = self._last_key
         window = s.gate.open_window() if s.gate is not None else None
-        resp = await s.ddb.call("Scan", req)
-        raw_items = resp.get("Items") or []
-        scanned = int(resp.get("ScannedCount", len(raw_items)))
+        body = await s.ddb.call_raw("Scan", req)
+        # parsed and encoded off the event loop, in one pass, with the GIL released (snapshot_rows)
+        records, resp = await asyncio.get_running_loop().run_in_executor(s.pool, self._rows.scan_page, body)
+        scanned = int(resp.get("ScannedCount", len(records)))
         if s.items_limiter is not None and limit:
             s.items_limiter.take(scanned - limit)  # give back what the page did not use
         consumed = (resp.get("ConsumedCapacity") or {}).get("CapacityUnits")
@@ -245,7 +217,6 @@ class ScanSegmentTask(SourceTask):
             s.rcu_limiter.take(float(consumed))
             if scanned:
                 s.rcu_per_item = 0.8 * s.rcu_per_item + 0.2 * (float(consumed) / scanned)
-        records = snapshot_records(raw_items, topic=s.topic, table=s.table, source=self._source)
         if s.gate is not None:
             records = await s.gate.close_window(window, records)
             self._window = window
@@ -313,6 +284,7 @@ class ScanConnector(SourceConnector):
         self._units: UnitRun | None = None
         self._runtime: TaskRuntime | None = None
         self._shared: _Shared | None = None
+        self._pool: Executor | None = None
         self._pass = 0
 
     async def validate(self) -> None:
@@ -329,6 +301,13 @@ class ScanConnector(SourceConnector):
         return {"table": self.table_name, "segment": segment, "total_segments": self.total_segments}
 
     async def run(self, runtime: TaskRuntime) -> None:
+        self._pool = decode_pool(self._config.decode_threads, f"scan-{self.table_name}")
+        try:
+            await self._run(runtime)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, runtime: TaskRuntime) -> None:
         if self.table is None:
             await self.validate()
         assert self.table is not None
@@ -347,6 +326,7 @@ class ScanConnector(SourceConnector):
             concurrency=self.concurrency,
             progress=None,
             gate=self._gate,
+            pool=self._pool,
         )
         stored = self._stored(runtime)
         self._pass = max((int(o.get("pass", 0)) for o in stored.values() if o), default=0)

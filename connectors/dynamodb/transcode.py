@@ -14,7 +14,12 @@ Two implementations of one function, held to identical output by tests/unit/test
   the reference the C code is tested against.
 
 ``frame_records(records, key_header, value_header)`` (C only, else None) frames a list of the C
-transcoder's records for the producer without copying them again.
+transcoder's records (or of one ItemWriter's) for the producer without copying them again.
+
+``ItemWriter`` does the same for snapshot items (a Scan page's ``Items``, an export file's
+``{"Item": ...}`` lines) with the same item encoding, parsing with the GIL released so several
+pages or files encode on several cores; ``PyItemWriter`` is its twin, held to identical
+bytes by tests/unit/test_item_writer.py.
 
 ``Transcoder`` is the C one; it is None where the extension was not built, or when
 ``BRIDGE_PURE_PYTHON=1`` is set. The Streams reader then takes the general path (orjson,
@@ -28,26 +33,43 @@ page, which reports each bad record as a ConversionError (dead-letter topic) as 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from connectors.dynamodb._transcode_py import ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
+from connectors.dynamodb._transcode_py import ItemWriter as PyItemWriter
 from connectors.dynamodb._transcode_py import Transcoder as PyTranscoder
 
 __all__ = [
-    "CTranscoder", "IMPLEMENTATION", "MAX_ATTRIBUTE_DEPTH", "PyTranscoder", "RECORD_FIELDS", "Transcoder",
-    "frame_records",
+    "CItemWriter", "CTranscoder", "IMPLEMENTATION", "ItemWriter", "MAX_ATTRIBUTE_DEPTH", "PyItemWriter",
+    "PyTranscoder", "RECORD_FIELDS", "Transcoder", "frame_records",
 ]
 
 try:
     from connectors.dynamodb import _transcode
 except ImportError:  # not compiled here (no compiler at install time)
-    CTranscoder = frame_records = None
+    CTranscoder = frame_records = CItemWriter = None
 else:
     # A stale build of an older _transcode.c is not used.
     same = (getattr(_transcode, "ABI", 1), _transcode.MAX_ATTRIBUTE_DEPTH, _transcode.RECORD_FIELDS) == (
         ABI, MAX_ATTRIBUTE_DEPTH, RECORD_FIELDS
     )
     CTranscoder = _transcode.Transcoder if same else None
-    frame_records = _transcode.frame if same else None
+    CItemWriter = getattr(_transcode, "ItemWriter", None) if same else None
+    _frame_streams = _transcode.frame
+    _frame_items = getattr(_transcode, "frame_items", None)
 
-Transcoder = None if os.environ.get("BRIDGE_PURE_PYTHON") == "1" else CTranscoder
+    def _frame_any(records: list[Any], key_header: bytes, value_header: bytes) -> Any:
+        """The C framing of a batch of stream records, or of snapshot items; None for anything else."""
+        out = _frame_streams(records, key_header, value_header)
+        if out is None and _frame_items is not None:
+            out = _frame_items(records, key_header, value_header)
+        return out
+
+    frame_records = _frame_any if same else None
+
+_PURE = os.environ.get("BRIDGE_PURE_PYTHON") == "1"
+Transcoder = None if _PURE else CTranscoder
+# Scan pages and export lines in one pass (the C writer only: in pure Python the general path,
+# orjson and bridge.serde.avro in the serializer, is the faster one, as for streams).
+ItemWriter = None if _PURE else CItemWriter
 IMPLEMENTATION = "c" if Transcoder is not None else "python"

@@ -1,0 +1,152 @@
+"""Snapshot rows: a Scan page's ``Items`` or an export file's lines → records, in one pass.
+
+The stream path hands GetRecords bodies to the C transcoder; snapshots are the same DynamoDB
+JSON items, so they go through the same writer (``transcode.ItemWriter``): the item's bytes
+become the Avro key and the envelope's value without Python objects in between, and the
+parsing runs with the GIL released, so pages and files decoded in a thread pool (see
+``decode_pool``) use more than one core. Where the C writer refuses a page or a batch of lines
+(invalid JSON, a malformed attribute, an item without its key), or is not built, the general
+path takes it: orjson, ``snapshot_records``, and the serializer's encoder, which reports each
+bad record on its own (dead-letter topic) or stops with one line, as before.
+
+Everything here is blocking CPU work meant for a pool thread; nothing touches the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from bridge.errors import ConfigError, ConnectorError
+from bridge.serde.avro import encode_envelope
+from bridge.task import SourceRecord, UnreadableRecord
+from connectors.dynamodb import transcode
+from connectors.dynamodb.table import TableInfo
+
+__all__ = ["SnapshotRows", "decode_pool", "snapshot_records"]
+
+log = logging.getLogger(__name__)
+
+_BLANK = b" \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def snapshot_records(
+    items: list[dict[str, Any]], *, topic: str, table: TableInfo, source: dict[str, Any]
+) -> list[SourceRecord]:
+    """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None (the general path)."""
+    ts_ms = int(time.time() * 1000)
+    names = [f.name for f in table.key_fields]
+    name, key_fields = table.name, table.key_fields
+    h = names[0]
+    r = names[1] if len(names) > 1 else None
+    try:
+        try:
+            if r is None:
+                return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
+            return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms)
+                    for it in items]
+        except TypeError:  # an item that is not an object (a corrupt export file): it alone does not convert
+            return [
+                SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
+                if type(it) is dict else
+                UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms,
+                                 reason=f"snapshot item is not an object: {it!r:.60}", raw=it)
+                for it in items
+            ]
+    except KeyError as e:
+        raise ConfigError(
+            f"snapshot of {table.name}: item without key attribute {e.args[0]!r}; "
+            "a projection_expression must keep the key attributes"
+        ) from None
+
+
+def decode_pool(threads: int | None, name: str) -> ThreadPoolExecutor:
+    """The small pool a snapshot decodes in (gzip, JSON, Avro): the GIL is released for most of it."""
+    return ThreadPoolExecutor(max_workers=threads or _cores(), thread_name_prefix=f"decode-{name}")
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class SnapshotRows:
+    """One task's rows (a Scan segment or an export file): its source block, its writer.
+
+    The envelope's value is ``op "r", before null, after = the item, source, ts_ms``; the
+    writer is given the bytes before and after the item (from ``encode_envelope`` itself, so
+    they cannot drift) and writes the item between them.
+    """
+
+    def __init__(self, *, topic: str, table: TableInfo, source: dict[str, Any], where: str = "") -> None:
+        self._topic = topic
+        self._table = table
+        self._source = source
+        self._where = where
+        w = transcode.ItemWriter
+        self._writer = (
+            None if w is None
+            else w([(f.name, f.type) for f in table.key_fields], topic, table.name, table.key_fields, source)
+        )
+        self.general_batches = 0  # pages or batches the C writer refused (or all, without it)
+
+    @property
+    def one_pass(self) -> bool:
+        return self._writer is not None
+
+    def _around(self, ts_ms: int) -> tuple[bytes, bytes]:
+        full = encode_envelope("r", None, {}, self._source, ts_ms)
+        assert full[4] == 0, "the envelope's after branch is at byte 3, its empty map at byte 4"
+        return full[:4], full[5:]
+
+    def scan_page(self, body: bytes) -> tuple[list[SourceRecord], dict[str, Any]]:
+        """A Scan response body → (its items as records, the response without ``Items``)."""
+        ts_ms = int(time.time() * 1000)
+        if self._writer is not None:
+            head, tail = self._around(ts_ms)
+            try:
+                records, rest = self._writer.scan_page(body, head, tail, ts_ms)
+                return records, {k: orjson.loads(v) for k, v in rest.items()}
+            except ValueError as e:
+                log.debug("snapshot of %s: Scan page takes the general path: %s", self._table.name, e)
+        self.general_batches += 1
+        resp = orjson.loads(body) if body else {}
+        items = resp.pop("Items", None) or []
+        return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), resp
+
+    def lines(self, data: bytes, pos: int, want: int, final: bool, first_line: int) -> tuple[list[SourceRecord], int, int]:
+        """Export lines from byte ``pos`` → (up to ``want`` records, byte position after the last
+        line read, lines read, blank ones included). A last line without a newline is read only
+        when ``final``. ``first_line`` (the number of the line at ``pos``) is for messages."""
+        if self._writer is not None:
+            ts_ms = int(time.time() * 1000)
+            head, tail = self._around(ts_ms)
+            try:
+                return self._writer.lines(data, pos, want, final, head, tail, ts_ms)
+            except ValueError as e:
+                log.debug("snapshot of %s: export lines take the general path: %s", self._table.name, e)
+        self.general_batches += 1
+        items: list[Any] = []
+        n = 0
+        while len(items) < want and pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl < 0 and not final:
+                break
+            end = len(data) if nl < 0 else nl
+            line = data[pos:end]
+            n += 1
+            pos = len(data) if nl < 0 else nl + 1
+            if not line.strip(_BLANK):
+                continue
+            try:
+                items.append(orjson.loads(line)["Item"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                raise ConnectorError(f"{self._where} line {first_line + n}: not DYNAMODB_JSON: {e}") from None
+        return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), pos, n
