@@ -13,7 +13,8 @@ load the C transcoder from the installed package.
 What is not replayed, and why that is sound: ``apt-get`` (the replay checks that the tools
 the named packages bring are present on this host instead), ``useradd`` and ``USER`` (who
 runs the process changes nothing that is installed), and pip's cache (PIP_NO_CACHE_DIR is
-dropped so the replay reuses the host's warm cache: the same files, fetched faster).
+dropped so the replay reuses the host's warm cache: the same files, fetched faster); pip
+keeps the host's settings for reaching its index (certificates, proxies, find-links).
 """
 
 from __future__ import annotations
@@ -270,8 +271,12 @@ def _run(stage: Built, run: Run, where: str) -> None:
         else:
             words.append(arg)
     argv = [str(stage.python), "-m", "pip", *words] if name == "pip" else [str(stage.python), *words]
-    env = {k: v for k, v in stage.env.items() if k != "PIP_NO_CACHE_DIR"}
-    env |= {"PATH": f"{stage.python.parent}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root")}
+    # The host's environment (how pip reaches its index: certificates, proxies, find-links),
+    # without what would point at this checkout's Python, then the stage's ENV.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    env |= {k: v for k, v in stage.env.items() if k != "PIP_NO_CACHE_DIR"}
+    env.pop("PIP_NO_CACHE_DIR", None)
+    env["PATH"] = f"{stage.python.parent}:{os.environ['PATH']}"
     proc = subprocess.run(argv, cwd=stage.path("."), env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{where}: {shlex.join(run.argv)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
