@@ -38,7 +38,7 @@ from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.offset_shapes import check_offset, check_partition
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
-from connectors.dynamodb.transcode import frame_records
+from connectors.dynamodb.transcode import frame_records, startup_line
 from schemas import KeyField, TableSchemas, table_schemas
 
 __all__ = [
@@ -444,6 +444,7 @@ async def _run(
             log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
         if on_start is not None:
             on_start(worker)
+        log.log(*startup_line())  # WARNING when the slow pure-Python transcoder runs
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
         try:
             await worker.run(beside=beside)

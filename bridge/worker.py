@@ -407,6 +407,9 @@ class Worker:
                 if self._stalled is not None:
                     log.info("Kafka acknowledges records again; /health is ok")
                     self._stalled = None
+                # The next stall is a new one and warns when it begins: a slow acknowledgement
+                # that cleared must not silence the stall after it (repeats stay a minute apart).
+                warned_at = 0.0
                 continue
             since = time.monotonic() - age
             cause = LIBRDKAFKA_TROUBLE.latest(since) or "nothing (no error from librdkafka since the record was sent)"

@@ -32,6 +32,7 @@ page, which reports each bad record as a ConversionError (dead-letter topic) as 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -41,13 +42,19 @@ from connectors.dynamodb._transcode_py import Transcoder as PyTranscoder
 
 __all__ = [
     "CItemWriter", "CTranscoder", "IMPLEMENTATION", "ItemWriter", "MAX_ATTRIBUTE_DEPTH", "PyItemWriter",
-    "PyTranscoder", "RECORD_FIELDS", "Transcoder", "frame_records",
+    "PyTranscoder", "RECORD_FIELDS", "Transcoder", "frame_records", "startup_line",
 ]
+
+# Why the C transcoder is not in use (None when it is): the start-up line says it, because the
+# pure-Python path is ~14x slower end to end and nothing else would tell (an image built
+# without a compiler once ran it for weeks unnoticed).
+_FALLBACK_REASON: str | None = None
 
 try:
     from connectors.dynamodb import _transcode
-except ImportError:  # not compiled here (no compiler at install time)
+except ImportError as e:  # not compiled here (no compiler at install time)
     CTranscoder = frame_records = CItemWriter = None
+    _FALLBACK_REASON = f"the C extension was not built ({e})"
 else:
     # A stale build of an older _transcode.c is not used.
     same = (getattr(_transcode, "ABI", 1), _transcode.MAX_ATTRIBUTE_DEPTH, _transcode.RECORD_FIELDS) == (
@@ -66,10 +73,31 @@ else:
         return out
 
     frame_records = _frame_any if same else None
+    if not same:
+        _FALLBACK_REASON = f"the C extension at {_transcode.__file__} is a stale build of an older _transcode.c"
 
 _PURE = os.environ.get("BRIDGE_PURE_PYTHON") == "1"
+if _PURE:
+    _FALLBACK_REASON = "BRIDGE_PURE_PYTHON=1 is set"
 Transcoder = None if _PURE else CTranscoder
 # Scan pages and export lines in one pass (the C writer only: in pure Python the general path,
 # orjson and bridge.serde.avro in the serializer, is the faster one, as for streams).
 ItemWriter = None if _PURE else CItemWriter
 IMPLEMENTATION = "c" if Transcoder is not None else "python"
+
+
+def startup_line() -> tuple[int, str]:
+    """(log level, message) saying which transcoder this process uses, for the start-up log.
+
+    INFO for the C one; WARNING for the pure-Python one, with why and how to get the fast
+    path back, since the records are the same and only the throughput tells otherwise.
+    """
+    if Transcoder is not None:
+        return logging.INFO, f"transcoder: C ({_transcode.__file__})"
+    if _PURE:
+        fix = "unset BRIDGE_PURE_PYTHON"
+    else:
+        fix = ("reinstall with a C compiler and the Python headers present (e.g. apt-get install gcc "
+               "python3-dev; pip install --force-reinstall --no-deps .), or use docker/Dockerfile, "
+               "which builds it")
+    return logging.WARNING, f"transcoder: pure Python, ~14x slower than the C one: {_FALLBACK_REASON}; to fix: {fix}"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connectors.dynamodb.transcode import IMPLEMENTATION
 from tests.helpers import BridgeProcess, Event, TopicReader, bridge_config, create_table, normalize, unique
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,9 @@ def test_every_change_arrives_in_order_with_exact_values(stack, dynamodb, table,
     assert src["table"] == table and src["connector"] == "dynamodb"
     assert src["shard_id"].startswith("shardId-") and src["sequence_number"].isdigit()
     assert src["approximate_creation_ms"] > 1_600_000_000_000
+    # The start-up log names the transcoder in use: a WARNING for the slow pure-Python one (issue 18).
+    want = "INFO bridge.app: transcoder: C (" if IMPLEMENTATION == "c" else "WARNING bridge.app: transcoder: pure Python"
+    assert want in bridge.log(), bridge.log()[-3000:]
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])

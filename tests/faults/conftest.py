@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -123,6 +124,17 @@ class ProxiedTansu:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The broker frozen (SIGSTOP) inside the block, with its data and connections: what a
+        broker that stops answering for a while looks like (a GC pause, a loaded host)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """SIGKILL the broker and start an empty one in its place (same port, same proxy)."""

@@ -7,6 +7,10 @@ re-created topic does the same to a client). librdkafka then answers every retry
 bridge logs nothing and /health says 200. Now: past ``stall.warn_after_s`` a WARNING
 names librdkafka's reason and /health turns DEGRADED; past ``stall.fail_after_s`` the
 process exits 1; the restart (a new producer) loses nothing.
+
+Before the fault the broker is frozen for longer than ``stall.warn_after_s`` (issue 18: a
+loaded CI host did this now and then, and the stall that followed logged no WARNING, since
+repeats were held a minute apart even after the first stall had cleared).
 """
 
 from __future__ import annotations
@@ -38,19 +42,35 @@ WARN_S, FAIL_S = 2.0, 12.0
 def test_broker_loses_producer_state_mid_stream(stack, make_double, bridges, proxied_tansu, measured) -> None:
     d = make_double(shards=2)
     log = ChangeLog(d)
-    log.write_many(60, keys=12)
     cfg = double_config(
         stack, d, kafka={"bootstrap.servers": proxied_tansu.bootstrap},
         stall={"warn_after_s": WARN_S, "fail_after_s": FAIL_S},
     )
     health = f"http://127.0.0.1:{cfg['metrics']['port']}/health"
     bridge = bridges.start(cfg)
+    # First a broker slower than WARN_S to acknowledge the first records, which a loaded CI host
+    # made now and then (the intermittent failure of issue 18): a stall that clears by itself.
+    # It must warn, then say ok again, and must not hide the real stall below (it did: the
+    # next WARNING waited a minute after this one, and the test read this one for that).
+    # The changes are written while the broker is frozen, so they are in flight when it is
+    # (written before, they could be acknowledged before the freeze: seen once in 5 runs).
+    with proxied_tansu.paused():
+        log.write_many(60, keys=12)
+        wait_until(lambda: "no acknowledgement from Kafka" in bridge.log(), WARN_S + 30, "a stall WARNING")
     reader = ChangeReader(proxied_tansu.bootstrap, stack.registry_url, topic_of(cfg))
     reader.wait_for(log.seqs, 60)
     reader.close()
-    assert _health(health) == (200, "OK")
+    # OK once everything is acknowledged: at the stall watch's next look (every WARN_S / 4).
+    wait_until(lambda: _health(health) == (200, "OK"), WARN_S + 5, "/health OK before the fault")
+    assert "Kafka acknowledges records again" in bridge.log()
 
     kept_by_old_broker = log.seqs  # acknowledged by the broker that is about to lose them
+    # Only what the bridge logs from here on answers for the fault.
+    before_fault = len(bridge.log())
+
+    def since_fault() -> str:
+        return bridge.log()[before_fault:]
+
     proxied_tansu.restart()  # a broker without the bridge's topics, records and producer id
     log.write_many(60, keys=12)
 
@@ -59,14 +79,14 @@ def test_broker_loses_producer_state_mid_stream(stack, make_double, bridges, pro
     # librdkafka retries forever (the stall), or an outright refusal on the first write (a
     # fence, a sequence desynchronization), which stops the bridge at once. Both must end in exit 1 with one line saying why.
     def stalled_or_stopped() -> str | None:
-        text = bridge.log()
+        text = since_fault()
         if bridge.proc.poll() is not None:
             return "stopped"
         return "stalled" if "no acknowledgement from Kafka" in text else None
 
     outcome = wait_until(stalled_or_stopped, FAIL_S + 30, "the stall WARNING or a stop")
     if outcome == "stalled":
-        warning = next(ln for ln in bridge.log().splitlines() if "no acknowledgement from Kafka" in ln)
+        warning = next(ln for ln in since_fault().splitlines() if "no acknowledgement from Kafka" in ln)
         assert " WARNING " in warning, warning
         assert re.search(r"librdkafka reports: .*unknown producer id", warning, re.IGNORECASE), warning
         # DEGRADED answers 200 (a liveness probe must not restart a bridge that waits out an

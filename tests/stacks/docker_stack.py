@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bridge.apache_kafka import KAFKA_VERSION
 from bridge.devstack import LocalStack, StackEndpoints
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "open_stack",
 ]
 
-KAFKA_IMAGE = "apache/kafka:3.9.0"
+KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"  # the version the local Apache Kafka stack runs
 REGISTRY_IMAGE = "confluentinc/cp-schema-registry:7.7.1"
 DYNAMODB_IMAGE = "amazon/dynamodb-local:2.5.2"
 STACK_KINDS = ("local", "docker")

@@ -10,6 +10,8 @@ import gc
 import io
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import fastavro
@@ -25,6 +27,7 @@ from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
 from bridge.serde.serializer import RecordSerializer
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from schemas import KeyField, avro_field_names, table_schemas
+from tests.helpers import ROOT
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
 
 TABLE, REGION, SHARD, TOPIC = "orders", "us-east-1", "shardId-7", "ddb.orders"
@@ -482,3 +485,49 @@ def test_one_pass_records_are_on() -> None:
 @pytest.mark.skipif(os.environ.get("BRIDGE_PURE_PYTHON") == "1", reason="BRIDGE_PURE_PYTHON=1 asks for the fallback")
 def test_the_c_extension_is_the_default() -> None:
     assert transcode.Transcoder is transcode.CTranscoder and transcode.IMPLEMENTATION == "c"
+
+
+# The start-up line says which transcoder runs (issue 18: an image built without setup.py ran
+# the pure-Python one, ~14x slower, and nothing said so). Each case in a fresh interpreter,
+# since the choice is made once, at import.
+_STARTUP_LINE = (
+    "import json, logging, sys\n"
+    "{prelude}\n"
+    "from connectors.dynamodb.transcode import startup_line\n"
+    "level, line = startup_line()\n"
+    "print(json.dumps([logging.getLevelName(level), line]))\n"
+)
+# A meta path finder that finds no compiled extension: what an install without a compiler has.
+_NOT_BUILT = (
+    "class NotBuilt:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'connectors.dynamodb._transcode':\n"
+    "            raise ImportError('No module named connectors.dynamodb._transcode')\n"
+    "sys.meta_path.insert(0, NotBuilt())"
+)
+
+
+def _startup_line(prelude: str = "", **env: str) -> tuple[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k != "BRIDGE_PURE_PYTHON"} | env
+    proc = subprocess.run([sys.executable, "-c", _STARTUP_LINE.format(prelude=prelude)], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    level, line = json.loads(proc.stdout)
+    return level, line
+
+
+@needs_c
+def test_startup_line_names_the_c_transcoder() -> None:
+    level, line = _startup_line()
+    assert level == "INFO" and line.startswith("transcoder: C (") and "_transcode" in line, line
+
+
+def test_startup_line_warns_when_the_extension_is_not_built() -> None:
+    level, line = _startup_line(_NOT_BUILT)
+    assert level == "WARNING", line
+    assert "pure Python" in line and "not built" in line and "compiler" in line and "docker/Dockerfile" in line, line
+
+
+def test_startup_line_warns_when_pure_python_is_asked_for() -> None:
+    level, line = _startup_line(BRIDGE_PURE_PYTHON="1")
+    assert level == "WARNING" and "BRIDGE_PURE_PYTHON=1" in line and "unset BRIDGE_PURE_PYTHON" in line, line

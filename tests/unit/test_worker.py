@@ -484,3 +484,48 @@ def test_a_task_cancelled_before_it_first_ran_leaves_no_trace() -> None:
         await asyncio.wait_for(run, 20)
 
     asyncio.run(main())
+
+
+class QueueTask(SourceTask):
+    """Hands out batches as the test puts them in (a shard that gets new changes later)."""
+
+    def __init__(self) -> None:
+        self.partition = dict(PARTITION)
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+
+    async def poll(self) -> Batch:
+        return await self.queue.get()
+
+
+def test_a_second_stall_warns_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18 (test_stall's intermittent failure): a stall that cleared, then another within
+    a minute, logged no WARNING for the second (the repeat timer was never reset), so a
+    slow first acknowledgement on a loaded host hid the real stall that followed until the
+    process exited. Each stall warns once when it begins; repeats stay a minute apart."""
+    producer = FakeProducer()
+    task = QueueTask()
+    worker, _ = make_worker(producer, task, stall_warn_s=0.2, stall_fail_s=None)
+    stalls = lambda: [r for r in caplog.records if "no acknowledgement from Kafka" in r.getMessage()]  # noqa: E731
+
+    async def until(cond: Callable[[], bool], what: str) -> None:
+        for _ in range(200):
+            if cond():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def main() -> None:
+        run = asyncio.create_task(worker.run())
+        for n in (1, 2):
+            producer.hold = True  # the broker answers nothing
+            task.queue.put_nowait(batches(1, 3, final=False)[0])
+            await until(lambda: len(stalls()) == n, f"stall WARNING {n}")
+            assert worker.health()[1].startswith("DEGRADED"), worker.health()
+            producer.hold = False  # acknowledged again
+            await until(lambda: worker.health() == (True, "ok"), f"ok after stall {n}")
+        worker.stop()
+        await run
+
+    with caplog.at_level("INFO"):
+        asyncio.run(asyncio.wait_for(main(), 10))
+    assert len(stalls()) == 2 and all(r.levelname == "WARNING" for r in stalls())
