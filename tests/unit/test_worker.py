@@ -437,3 +437,26 @@ def test_stalled_producer_warns_turns_degraded_then_fails(caplog: pytest.LogCapt
     warnings = [r.getMessage() for r in caplog.records if "no acknowledgement from Kafka" in r.getMessage()]
     assert warnings and "librdkafka reports: b/1: t [0]: encountered error: Broker: Unknown Producer Id" in warnings[0]
     assert offsets.offset(PARTITION) is None, "nothing acknowledged, so no offset"
+
+
+@pytest.mark.parametrize("code", [KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH])
+def test_at_least_once_fence_never_blames_a_transactional_id(code: int) -> None:
+    """At-least-once producers have no transactional id: a fence (the producer's error_cb with
+    PRODUCER_FENCED) is the broker losing this producer's state, and the one line must not say
+    (nor quote the broker saying) that another process with the same transactional id took over."""
+
+    class FencedOnProduce(FakeProducer):
+        def produce(self, topic: str, *a: Any, **kw: Any) -> None:
+            if topic == TOPIC:
+                worker.on_kafka_error(KafkaError(code, fatal=True))
+            super().produce(topic, *a, **kw)
+
+    gate = asyncio.Event()
+    worker, _ = make_worker(FencedOnProduce(), ListTask(batches(2, 5, final=False), gate))
+    with pytest.raises(ProduceError) as failed:
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+    line = str(failed.value)
+    assert "refused this producer for good" in line, line
+    assert "same transactional" not in line.lower(), line
+    assert "newer producer" not in line and "took over" not in line, line
+    assert "\n" not in line
