@@ -26,6 +26,15 @@ At-least-once has no such fence; a worker thawed after a pause past the session 
 holds its reading and offset writes (``bridge.pause_guard``) until librdkafka reports the
 loss, and then drops the lost units' offsets instead of writing them.
 
+Every process is a member, a single one a group of one: so a second process of the same
+name takes half the work instead of publishing every change again. A process that must
+run alone (``solo``: ``group.enabled: false``, or work only one process can do, such as
+``snapshot.mode: concurrent``) joins too, with another assignor (eager ``roundrobin``): the
+broker then refuses the join of any process of the other kind (INCONSISTENT_GROUP_PROTOCOL),
+whichever came second, and a second solo process sees at its first assignment that it does
+not hold every partition. Either way the process that would make two stops with one line
+before it reads anything, and the running one reads on.
+
 The consumer runs on its own thread, since the group callbacks run inside ``poll``; a
 callback hands its work to the event loop and blocks until the loop has done it, and
 librdkafka keeps heartbeating meanwhile.
@@ -50,7 +59,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, GroupError, StartupError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
@@ -91,12 +100,22 @@ class GroupMembership:
         slots: int,
         session_timeout_ms: int,
         worker: Worker,
-        follower: OffsetFollower,
+        follower: OffsetFollower | None,
         make_producer: Callable[[str | None, Callable[[KafkaError], None]], Producer] | None = None,
         handover_timeout_s: float = 30.0,
+        solo: str | None = None,
     ) -> None:
-        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition."""
+        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition.
+
+        ``solo``: why this process must run alone (it then reads every unit through the
+        worker's one producer, and only joins so that no second process starts beside it)."""
         self.name = name
+        self.solo = solo
+        self.group_id = f"{name}-workers"
+        # Set on the loop once the first assignment is done (offsets caught up, or alone
+        # confirmed): until then this process reads nothing, and is not caught up.
+        self.ready = False
+        self._first_assignment = True
         self.topic = topic
         self.slots = slots
         self.worker = worker
@@ -116,8 +135,8 @@ class GroupMembership:
         heartbeat_ms = max(100, session_timeout_ms // 4)
         self.guard = PauseGuard(session_timeout_ms / 1000, heartbeat_ms / 1000)
         self._consumer = Consumer(client_config(kafka) | {
-            "group.id": f"{name}-workers",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "group.id": self.group_id,
+            "partition.assignment.strategy": "roundrobin" if solo else "cooperative-sticky",
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_ms,
             "max.poll.interval.ms": poll_interval_ms,
@@ -126,7 +145,8 @@ class GroupMembership:
         })
         worker.owns = self.owns
         worker.route = self.route
-        if not self.exactly_once:  # exactly-once is fenced by the next owner's init_transactions
+        worker.ready = lambda: self.ready
+        if not self.exactly_once and solo is None:  # exactly-once is fenced by the next owner's init_transactions
             worker.held = self.guard.held
         METRICS.gauge("bridge_group_partitions_owned", lambda: len(self.owned),
                       "coordination partitions this worker owns")
@@ -137,6 +157,8 @@ class GroupMembership:
         return unit_slot(partition, self.slots)
 
     def owns(self, partition: Mapping[str, Any]) -> bool:
+        if self.solo is not None:
+            return self.ready  # alone, once the group confirmed it: every unit
         return self.slot(partition) in self.owned
 
     def route(self, partition: Mapping[str, Any]) -> str:
@@ -164,8 +186,8 @@ class GroupMembership:
             while not self._closing.is_set():
                 self._tick()
                 msg = consumer.poll(0.1)
-                if msg is not None and msg.error() is not None and msg.error().fatal():
-                    raise KafkaException(msg.error())
+                if msg is not None and msg.error() is not None:
+                    self._check(msg.error())
         except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops the worker
             if not self._closing.is_set():
                 self._error = e
@@ -176,6 +198,24 @@ class GroupMembership:
             except KafkaException as e:
                 log.warning("group: leaving the group failed: %s", e)
             self._done.set()
+
+    def _check(self, err: KafkaError) -> None:
+        """An error the consumer reports between callbacks: the refusal of a second kind of
+        process, or one that ends the membership (raised: the worker stops with it)."""
+        if err.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            if self.solo is not None:
+                raise StartupError(
+                    f"group: this process must run alone ({self.solo}), but other processes named {self.name!r} are "
+                    f"running (group {self.group_id!r}); it stops before reading anything. Stop them first, or "
+                    f"change {self.solo.split(': ')[0] if self.solo.startswith('group.') else 'that setting'} so "
+                    f"that this process can share the work")
+            raise StartupError(
+                f"group: another process named {self.name!r} is running alone (group.enabled: false, or work only "
+                f"one process can do: snapshot.mode: concurrent, or trimmed_policy: resnapshot under exactly-once), "
+                f"so this one would make two; it stops before reading anything. Stop that process first, or give "
+                f"this one another name")
+        if err.fatal():
+            raise KafkaException(err)
 
     async def close(self) -> None:
         """Leave the group; call after the worker has committed everything at shutdown."""
@@ -207,23 +247,51 @@ class GroupMembership:
                 self._tick()  # a long hand-over is no pause
             fut.result()
         except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
-            log.error("group: rebalance step failed: %s", e)
+            if not isinstance(e, StartupError):  # a refusal is its own one line
+                log.error("group: rebalance step failed: %s", e)
             self._loop.call_soon_threadsafe(self.worker._fail, e)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
+        first, self._first_assignment = self._first_assignment, False
+        if self.solo is not None:
+            if first:
+                self._call(lambda: self._solo_assigned(ks))
+            return  # alone: later rounds (a second process that stops itself) change nothing here
         if ks:
             self._call(lambda: self._assigned(ks))
+        elif first:  # a member with no partition (more members than partitions) is ready too
+            self._call(self._nothing_assigned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
+        if self.solo is not None:
+            if ks and self.ready:
+                log.info("group: another process named %r joined group %r; it stops itself (this one runs alone: %s)",
+                         self.name, self.group_id, self.solo)
+            return
         if ks:
             self._call(lambda: self._revoked(ks, lost=False))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
-        if ks:
+        if ks and self.solo is None:
             self._call(lambda: self._revoked(ks, lost=True))
+
+    async def _nothing_assigned(self) -> None:
+        self.ready = True
+        log.info("group: joined with no partition assigned (more processes than group.partitions=%d)", self.slots)
+
+    async def _solo_assigned(self, ks: list[int]) -> None:
+        """The first assignment of a process that must run alone: every partition, or another process is here."""
+        if len(ks) < self.slots:
+            raise StartupError(
+                f"group: this process must run alone ({self.solo}), but another process named {self.name!r} is "
+                f"running (group {self.group_id!r} gave this one {len(ks)} of {self.slots} partitions); it stops "
+                f"before reading anything. Stop the other process first")
+        self.ready = True
+        self.worker.wake_connectors()
+        log.info("group: alone in group %r, as this process must be (%s); reading every unit", self.group_id, self.solo)
 
     async def _assigned(self, ks: list[int]) -> None:
         if self.worker.stopping():
@@ -233,8 +301,10 @@ class GroupMembership:
             # Fence the previous owner of each lane (and abort its open transaction) before
             # reading offsets: what it had not committed then never becomes visible.
             await asyncio.gather(*(self._add_lane(k) for k in ks))
+        assert self.follower is not None
         caught_up = await self.follower.catch_up()
         self.owned.update(ks)
+        self.ready = True
         self.worker.wake_connectors()
         took = time.monotonic() - t0
         self.pauses.append(("assign", took))
