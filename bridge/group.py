@@ -69,6 +69,9 @@ from bridge.worker import DEFAULT_LANE, Worker
 
 __all__ = ["GroupMembership", "unit_slot"]
 
+# How often the group thread checks that the coordination topic is still there (and as it was).
+TOPIC_CHECK_S = 5.0
+
 log = logging.getLogger(__name__)
 
 
@@ -183,8 +186,12 @@ class GroupMembership:
         try:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                on_lost=self._on_lost)
+            looked = time.monotonic()
             while not self._closing.is_set():
                 self._tick()
+                if time.monotonic() - looked >= TOPIC_CHECK_S:
+                    self._check_topic()
+                    looked = time.monotonic()
                 msg = consumer.poll(0.1)
                 if msg is not None and msg.error() is not None:
                     self._check(msg.error())
@@ -198,6 +205,26 @@ class GroupMembership:
             except KafkaException as e:
                 log.warning("group: leaving the group failed: %s", e)
             self._done.set()
+
+    def _check_topic(self) -> None:
+        """The coordination topic must stay as it was: deleted (or re-created with another
+        partition count), the group no longer says who owns what. librdkafka reports nothing
+        itself (this consumer fetches nothing), so look: every topic's metadata (asking for
+        this one by name could auto-create it)."""
+        try:
+            meta = self._consumer.list_topics(timeout=10).topics.get(self.topic)
+        except KafkaException:
+            return  # the broker is away: the producers' own checks say so
+        if meta is None or meta.error is not None:
+            raise GroupError(
+                f"group: the coordination topic {self.topic!r} was deleted while the bridge ran, so the processes "
+                f"named {self.name!r} can no longer divide the work; this one stops (committing what it read). "
+                f"Restart it: the topic is created again at start")
+        if len(meta.partitions) != self.slots:
+            raise GroupError(
+                f"group: the coordination topic {self.topic!r} now has {len(meta.partitions)} partitions, not "
+                f"{self.slots} (deleted and re-created while the bridge ran); this one stops (committing what it "
+                f"read). Delete the topic and restart, or set group.partitions: {len(meta.partitions)}")
 
     def _check(self, err: KafkaError) -> None:
         """An error the consumer reports between callbacks: the refusal of a second kind of
@@ -252,6 +279,16 @@ class GroupMembership:
             self._loop.call_soon_threadsafe(self.worker._fail, e)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Assigned and paused at once: the group only says who owns what, nothing is read
+        # from the topic. A consumer that fetched would meet librdkafka's crash when the
+        # topic is deleted (SIGSEGV in rd_kafka_metadata_update_op on a fetch answer for a
+        # topic it no longer knows, seen on tansu).
+        if self.solo is not None:
+            consumer.assign(partitions)
+        else:
+            consumer.incremental_assign(partitions)
+        if partitions:
+            consumer.pause(partitions)
         ks = sorted(p.partition for p in partitions)
         first, self._first_assignment = self._first_assignment, False
         if self.solo is not None:

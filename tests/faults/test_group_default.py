@@ -103,3 +103,27 @@ def test_a_process_with_group_disabled_refuses_to_start_beside_a_group(stack, ma
     line = last_line(b.log())
     assert line.startswith("ddb-kafka-bridge: error: group: this process must run alone (group.enabled: false)"), line
     assert a.stop() == 0
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_deleting_the_coordination_topic_stops_the_bridge_with_one_line(request, broker, make_double,
+                                                                        bridges) -> None:
+    """Deleting ``<name>-workers`` while the bridge runs used to end it with SIGSEGV and no log
+    line (tansu, 2 of 2): librdkafka crashed on a fetch answer for the deleted topic. Now the
+    group consumer fetches nothing, and the bridge notices the deletion and stops, exit 1."""
+    from confluent_kafka.admin import AdminClient
+
+    stack = _stack(request, broker)
+    d = make_double(shards=2, seed=8)
+    cfg = _cfg(stack, d)
+    a = bridges.start(cfg, env={"AWS_ACCESS_KEY_ID": "a"})
+    wait_until(lambda: "group: assigned" in a.log(), 60, "the assignment")
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    for f in admin.delete_topics([f"{cfg['name']}-workers"]).values():
+        f.result(30)
+    code = a.wait(60)
+    assert code == 1, f"exit {code} (-11 is SIGSEGV): {a.log()[-3000:]}"
+    line = last_line(a.log())
+    assert line.startswith("ddb-kafka-bridge: error: group: the coordination topic"), line
+    assert "was deleted while the bridge ran" in line or "partitions, not" in line, line
+    assert "Traceback" not in a.log()
