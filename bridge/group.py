@@ -69,7 +69,8 @@ from bridge.worker import DEFAULT_LANE, Worker
 
 __all__ = ["GroupMembership", "unit_slot"]
 
-# How often the group thread checks that the coordination topic is still there (and as it was).
+# How often the group thread checks that the coordination topic is still there (and as it
+# was); gone at two checks in a row, the process stops (one miss may be a broker restarting).
 TOPIC_CHECK_S = 5.0
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class GroupMembership:
         # confirmed): until then this process reads nothing, and is not caught up.
         self.ready = False
         self._first_assignment = True
+        self._topic_missed = 0
         self.topic = topic
         self.slots = slots
         self.worker = worker
@@ -215,11 +217,15 @@ class GroupMembership:
             meta = self._consumer.list_topics(timeout=10).topics.get(self.topic)
         except KafkaException:
             return  # the broker is away: the producers' own checks say so
-        if meta is None or meta.error is not None:
+        gone = meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+        self._topic_missed = self._topic_missed + 1 if gone else 0
+        if self._topic_missed >= 2:
             raise GroupError(
-                f"group: the coordination topic {self.topic!r} was deleted while the bridge ran, so the processes "
-                f"named {self.name!r} can no longer divide the work; this one stops (committing what it read). "
-                f"Restart it: the topic is created again at start")
+                f"group: the coordination topic {self.topic!r} is gone (deleted, or the broker lost its data) while "
+                f"the bridge ran, so the processes named {self.name!r} can no longer divide the work; this one "
+                f"stops (committing what it read). Restart it: the topic is created again at start")
+        if meta is None or meta.error is not None:
+            return
         if len(meta.partitions) != self.slots:
             raise GroupError(
                 f"group: the coordination topic {self.topic!r} now has {len(meta.partitions)} partitions, not "
