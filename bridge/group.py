@@ -121,6 +121,7 @@ class GroupMembership:
         self.ready = False
         self._first_assignment = True
         self._topic_missed = 0
+        self._session_s = session_timeout_ms / 1000
         self.topic = topic
         self.slots = slots
         self.worker = worker
@@ -322,8 +323,17 @@ class GroupMembership:
             self._call(lambda: self._revoked(ks, lost=True))
 
     async def _nothing_assigned(self) -> None:
-        self.ready = True
-        log.info("group: joined with no partition assigned (more processes than group.partitions=%d)", self.slots)
+        """A first assignment with nothing in it: usually the first of two cooperative rounds
+        (the others revoke first, the second round assigns), so this process knows its share
+        only after the second. Rarely it is all there is (more processes than partitions):
+        then it counts as known once a session timeout passed with nothing assigned."""
+        def settle() -> None:
+            if not self.ready and not self.owned:
+                self.ready = True
+                log.info("group: joined with no partition assigned (more processes than group.partitions=%d?)",
+                         self.slots)
+
+        asyncio.get_running_loop().call_later(self._session_s, settle)
 
     async def _solo_assigned(self, ks: list[int]) -> None:
         """The first assignment of a process that must run alone: every partition, or another process is here."""
