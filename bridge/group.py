@@ -59,7 +59,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from bridge.errors import ConfigError, GroupError, StartupError
+from bridge.errors import ConfigError, GroupError, ProduceError, StartupError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
@@ -281,6 +281,8 @@ class GroupMembership:
                 self._tick()  # a long hand-over is no pause
             fut.result()
         except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
+            if isinstance(e, KafkaException):  # never "a bug": say what Kafka said
+                e = ProduceError(f"group: a rebalance step failed: {e.args[0].str() if e.args else e}")
             if not isinstance(e, StartupError):  # a refusal is its own one line
                 log.error("group: rebalance step failed: %s", e)
             self._loop.call_soon_threadsafe(self.worker._fail, e)
@@ -382,7 +384,15 @@ class GroupMembership:
         gone = set(ks)
         self.owned -= gone
         lanes = [f"p{k}" for k in ks] if self.exactly_once else []
-        stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        described = next((lane for name in lanes if (lane := self.worker.lanes.get(name)) is not None), None)
+        try:
+            stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        except KafkaException as e:
+            # A producer call of a lane being handed over refused (fenced, or its transaction
+            # aborted by the broker after a freeze): the lane's one line says which.
+            if described is None or not e.args or not isinstance(e.args[0], KafkaError):
+                raise ProduceError(f"group: handing over partitions {ks} failed: {e}") from None
+            raise ProduceError(described.commits.kafka_error("?", e.args[0])) from None
         if lost:
             self.guard.release()  # the group answered: the held units are gone, and nothing of theirs was written
         took = time.monotonic() - t0
