@@ -350,7 +350,10 @@ async def _run(
         )
         errors = _FatalErrors()
         try:
-            producer = None if exactly_once and grouped else Producer(pconf | {"error_cb": errors})
+            # Exactly-once: the lanes' producers come with ownership (a process that runs alone
+            # makes its one transactional producer only once the group says it is alone: its
+            # init_transactions would fence a running process of the same name).
+            producer = None if exactly_once else Producer(pconf | {"error_cb": errors})
         except KafkaException as e:  # validated at config load; a last guard for what only shows here
             raise ConfigError(f"kafka: librdkafka refuses the producer settings: {e.args[0].str()}") from None
         worker = Worker(
@@ -399,6 +402,7 @@ async def _run(
             session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
             make_producer=lane_producer if exactly_once and grouped else None,
             handover_timeout_s=cfg.shutdown_timeout_s, solo=solo,
+            solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,
         )
         if follower is not None:
             follower._skip = membership.owns

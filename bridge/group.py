@@ -108,6 +108,7 @@ class GroupMembership:
         make_producer: Callable[[str | None, Callable[[KafkaError], None]], Producer] | None = None,
         handover_timeout_s: float = 30.0,
         solo: str | None = None,
+        solo_producer: Callable[[], Producer] | None = None,
     ) -> None:
         """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition.
 
@@ -115,6 +116,7 @@ class GroupMembership:
         worker's one producer, and only joins so that no second process starts beside it)."""
         self.name = name
         self.solo = solo
+        self._solo_producer = solo_producer  # exactly-once alone: the one lane, made once alone
         self.group_id = f"{name}-workers"
         # Set on the loop once the first assignment is done (offsets caught up, or alone
         # confirmed): until then this process reads nothing, and is not caught up.
@@ -312,7 +314,7 @@ class GroupMembership:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
         if self.solo is not None:
-            if ks and self.ready:
+            if ks and self.ready and not self._closing.is_set() and not self.worker.stopping():
                 log.info("group: another process named %r joined group %r; it stops itself (this one runs alone: %s)",
                          self.name, self.group_id, self.solo)
             return
@@ -344,6 +346,8 @@ class GroupMembership:
                 f"group: this process must run alone ({self.solo}), but another process named {self.name!r} is "
                 f"running (group {self.group_id!r} gave this one {len(ks)} of {self.slots} partitions); it stops "
                 f"before reading anything. Stop the other process first")
+        if self._solo_producer is not None:
+            await self.worker.add_lane(DEFAULT_LANE, self._solo_producer())
         self.ready = True
         self.worker.wake_connectors()
         log.info("group: alone in group %r, as this process must be (%s); reading every unit", self.group_id, self.solo)
