@@ -127,3 +127,26 @@ def test_deleting_the_coordination_topic_stops_the_bridge_with_one_line(request,
     assert line.startswith("ddb-kafka-bridge: error: group: the coordination topic"), line
     assert "is gone (deleted, or the broker lost its data)" in line or "partitions, not" in line, line
     assert "Traceback" not in a.log()
+
+
+def test_a_second_exactly_once_process_that_must_run_alone_never_fences_the_running_one(
+        request, stack, make_double, bridges) -> None:
+    """Exactly-once, alone (``group.enabled: false``: one transactional producer,
+    ``<name>-bridge``): the second process is refused by the group before it makes its
+    producer, so its init_transactions never fences the running one, which reads on."""
+    d = make_double(shards=2, seed=11)
+    log = ChangeLog(d)
+    cfg = _cfg(stack, d, delivery="exactly-once", group={"enabled": False, "session_timeout_ms": 3000})
+    reader = ChangeReader(stack.kafka_bootstrap, stack.registry_url, topic_of(cfg), None)
+    request.addfinalizer(reader.close)
+    a = bridges.start(cfg, instance="a", env={"AWS_ACCESS_KEY_ID": "a"})
+    wait_until(lambda: "group: alone in group" in a.log(), 60, "the first process alone in its group")
+    log.write_many(20, keys=10)
+    reader.wait_for_log(log, 60)
+    b = bridges.start(cfg, instance="b", wait_running=False, env={"AWS_ACCESS_KEY_ID": "b"})
+    assert b.wait(90) == 2, b.log()[-3000:]
+    assert "must run alone (group.enabled: false)" in last_line(b.log()), last_line(b.log())
+    log.write_many(20, keys=10)
+    reader.wait_for_log(log, 60)  # the running process was not fenced: it still commits
+    assert a.proc.poll() is None, a.log()[-3000:]
+    assert a.stop() == 0, a.log()[-3000:]
