@@ -28,8 +28,8 @@ loss, and then drops the lost units' offsets instead of writing them.
 
 Every process is a member, a single one a group of one: so a second process of the same
 name takes half the work instead of publishing every change again. A process that must
-run alone (``solo``: ``group.enabled: false``, or work only one process can do, such as
-``snapshot.mode: concurrent``) joins too, with another assignor (eager ``roundrobin``): the
+run alone (``solo``: ``group.enabled: false``, or work only one process can do, which the
+source's config names) joins too, with another assignor (eager ``roundrobin``): the
 broker then refuses the join of any process of the other kind (INCONSISTENT_GROUP_PROTOCOL),
 whichever came second, and a second solo process sees at its first assignment that it does
 not hold every partition. Either way the process that would make two stops with one line
@@ -247,9 +247,8 @@ class GroupMembership:
                     f"that this process can share the work")
             raise StartupError(
                 f"group: another process named {self.name!r} is running alone (group.enabled: false, or work only "
-                f"one process can do: snapshot.mode: concurrent, or trimmed_policy: resnapshot under exactly-once), "
-                f"so this one would make two; it stops before reading anything. Stop that process first, or give "
-                f"this one another name")
+                f"one process can do; its log names it), so this one would make two; it stops before reading "
+                f"anything. Stop that process first, or give this one another name")
         if err.fatal():
             raise KafkaException(err)
 
