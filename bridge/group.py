@@ -252,11 +252,19 @@ class GroupMembership:
         if err.fatal():
             raise KafkaException(err)
 
-    async def close(self) -> None:
-        """Leave the group; call after the worker has committed everything at shutdown."""
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Leave the group; call after the worker has committed everything at shutdown.
+
+        Waits ``timeout_s`` at most: with the broker unreachable, librdkafka's close waits
+        for a LeaveGroup that never comes back, and the stop must stay within
+        ``shutdown_timeout_s`` (the group then expires this member after its session)."""
         self._closing.set()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
+            await asyncio.to_thread(self._thread.join, timeout_s)
+            if self._thread.is_alive():
+                log.warning("group: leaving group %r did not finish within %.0f s (is the broker reachable?); the "
+                            "others take over this process's partitions after group.session_timeout_ms",
+                            self.group_id, timeout_s)
 
     def _tick(self) -> None:
         """Between polls (and while a callback waits): tell the pause guard this process runs."""
