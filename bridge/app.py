@@ -201,10 +201,10 @@ def _create_topics(admin: Any, cfg: DynamoDBConfig) -> None:
     except ProduceError as e:
         raise ConfigError(f"topic_creation: {e}; check topic_creation (partitions, replication_factor, config) "
                           "and the bridge's permissions") from None
-    if cfg.group.enabled:
-        check_group_topic(admin, cfg.group_topic, cfg.group.partitions)
-        ensure_topics(admin, {cfg.group_topic: {}}, partitions=cfg.group.partitions,
-                      replication_factor=tc.replication_factor)
+    # Every process joins its name's group, a single one too (bridge.group).
+    check_group_topic(admin, cfg.group_topic, cfg.group.partitions)
+    ensure_topics(admin, {cfg.group_topic: {}}, partitions=cfg.group.partitions,
+                  replication_factor=tc.replication_factor)
 
 
 def _create_table_topic(admin: Any, cfg: DynamoDBConfig, t: TableConfig) -> None:
@@ -373,9 +373,12 @@ async def _run(
         _create_topics(admin, cfg)
 
         exactly_once = cfg.delivery == "exactly-once"
-        grouped = cfg.group.enabled
-        # One transactional id per bridge name: a second process with the same name fences this one.
-        # In a group, one per coordination partition instead (bridge.group), made as partitions come.
+        # Every process is a group member; it shares the work unless it must run alone (solo).
+        solo = cfg.solo_reason()
+        grouped = solo is None
+        # Alone: one transactional id per bridge name (a second process of the name is refused
+        # by the group before it reads). Sharing: one per coordination partition (bridge.group),
+        # made as partitions come.
         pconf = producer_config(
             cfg.kafka,
             transactional_id=f"{cfg.name}-bridge" if exactly_once and not grouped else None,
@@ -384,7 +387,10 @@ async def _run(
         )
         errors = _FatalErrors()
         try:
-            producer = None if exactly_once and grouped else Producer(pconf | {"error_cb": errors})
+            # Exactly-once: the lanes' producers come with ownership (a process that runs alone
+            # makes its one transactional producer only once the group says it is alone: its
+            # init_transactions would fence a running process of the same name).
+            producer = None if exactly_once else Producer(pconf | {"error_cb": errors})
         except KafkaException as e:  # validated at config load; a last guard for what only shows here
             raise ConfigError(f"kafka: librdkafka refuses the producer settings: {e.args[0].str()}") from None
         worker = Worker(
@@ -415,7 +421,6 @@ async def _run(
         async def make_connectors() -> list[SourceConnector]:
             return all_connectors()
 
-        membership: GroupMembership | None = None
         follower: OffsetFollower | None = None
         beside = []
         if grouped:
@@ -426,16 +431,19 @@ async def _run(
             )
             follower.start()
 
-            def lane_producer(transactional_id: str | None, error_cb: Callable[[KafkaError], None]) -> Producer:
-                return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
+        def lane_producer(transactional_id: str | None, error_cb: Callable[[KafkaError], None]) -> Producer:
+            return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
 
-            membership = GroupMembership(
-                kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
-                session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
-                make_producer=lane_producer if exactly_once else None, handover_timeout_s=cfg.shutdown_timeout_s,
-            )
+        membership = GroupMembership(
+            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
+            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
+            make_producer=lane_producer if exactly_once and grouped else None,
+            handover_timeout_s=cfg.shutdown_timeout_s, solo=solo,
+            solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,
+        )
+        if follower is not None:
             follower._skip = membership.owns
-            beside.append(membership.run)
+        beside.append(membership.run)
 
         ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
                         snapshots=lambda: _snapshots(worker), rest_socket=rest_socket)
@@ -450,8 +458,7 @@ async def _run(
             await worker.run(beside=beside)
         finally:
             await ops.stop()
-            if membership is not None:
-                await membership.close()  # after the worker's final commit: then the others take over
+            await membership.close()  # after the worker's final commit: then the others take over
             if follower is not None:
                 follower.close()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)

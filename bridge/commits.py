@@ -133,8 +133,12 @@ def idempotent_refusal(err: KafkaError) -> str:
     """At-least-once has no transactional id, so a fence is never another bridge: the broker
     no longer knows this producer's id or epoch (it lost its state: a restart without its
     data, an unclean leader election, a re-created topic) and refuses its writes for good."""
+    # The broker's own text for a fence speaks of "a newer producer with the same
+    # transactionalId", which is never the case here: name the code instead of quoting it.
+    said = f"{err.name()}, not a second process: at-least-once producers have no transactional id" \
+        if err.code() in _FENCED else err.str()
     return (
-        f"Kafka refused this producer for good ({err.str()}): the broker lost or reset its producer "
+        f"Kafka refused this producer for good ({said}): the broker lost or reset its producer "
         f"state (a broker restarted without its data, an unclean leader election or a re-created topic); "
         f"this one stops and a restart resumes from the last commit (changes since may arrive twice, none is lost)"
     )

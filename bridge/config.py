@@ -192,11 +192,16 @@ class ErrorsConfig(Model):
 
 
 class GroupConfig(Model):
-    """Several processes of one ``name`` sharing the work through Kafka's consumer group protocol."""
+    """Every process of one ``name`` shares the work through Kafka's consumer group protocol.
+
+    A single process is a group of one, so a second process of the same name takes half the
+    work instead of publishing every change again (bridge.group)."""
 
     enabled: bool = Field(
-        False, description="join the group of every process with this name; each unit of work (a shard, a "
-        "snapshot segment) is read by one of them, and moves to another when one stops or dies",
+        True, description="share the work with every process of this name (the default): each unit of work (a "
+        "shard, a snapshot segment) is read by one of them, and moves to another when one stops or dies. false: "
+        "this process runs alone, reading every unit; it still joins the group, so it refuses to start while "
+        "another process of the name runs, and makes any later one refuse",
     )
     partitions: int = Field(
         16, ge=1, le=256, description="coordination partitions; a unit belongs to partition crc32(unit) mod this. "
@@ -425,6 +430,16 @@ class BridgeConfig(Model):
     @property
     def group_topic(self) -> str:
         return self.group.topic or f"{self.name}-workers"
+
+    def solo_reason(self) -> str | None:
+        """Why this process must run alone (reading every unit, never sharing), or None: it
+        shares the work with every process of its name. A source's config adds its own reasons."""
+        return None if self.group.enabled else "group.enabled: false"
+
+    @property
+    def shares_work(self) -> bool:
+        """Whether units are divided between the processes of this name (else this one reads all)."""
+        return self.solo_reason() is None
 
     @property
     def status_topic(self) -> str:

@@ -75,6 +75,10 @@ class ProduceError(BridgeError):
     """Kafka refused a record or the broker could not be reached in time."""
 
 
+class GroupError(BridgeError):
+    """The process lost its place in its name's group (its coordination topic was deleted)."""
+
+
 class OffsetStoreError(BridgeError):
     """Source offsets could not be read from or written to the offsets topic."""
 

@@ -26,6 +26,15 @@ At-least-once has no such fence; a worker thawed after a pause past the session 
 holds its reading and offset writes (``bridge.pause_guard``) until librdkafka reports the
 loss, and then drops the lost units' offsets instead of writing them.
 
+Every process is a member, a single one a group of one: so a second process of the same
+name takes half the work instead of publishing every change again. A process that must
+run alone (``solo``: ``group.enabled: false``, or work only one process can do, which the
+source's config names) joins too, with another assignor (eager ``roundrobin``): the
+broker then refuses the join of any process of the other kind (INCONSISTENT_GROUP_PROTOCOL),
+whichever came second, and a second solo process sees at its first assignment that it does
+not hold every partition. Either way the process that would make two stops with one line
+before it reads anything, and the running one reads on.
+
 The consumer runs on its own thread, since the group callbacks run inside ``poll``; a
 callback hands its work to the event loop and blocks until the loop has done it, and
 librdkafka keeps heartbeating meanwhile.
@@ -50,7 +59,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, GroupError, ProduceError, StartupError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
@@ -59,6 +68,10 @@ from bridge.task import partition_key
 from bridge.worker import DEFAULT_LANE, Worker
 
 __all__ = ["GroupMembership", "unit_slot"]
+
+# How often the group thread checks that the coordination topic is still there (and as it
+# was); gone at two checks in a row, the process stops (one miss may be a broker restarting).
+TOPIC_CHECK_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +104,26 @@ class GroupMembership:
         slots: int,
         session_timeout_ms: int,
         worker: Worker,
-        follower: OffsetFollower,
+        follower: OffsetFollower | None,
         make_producer: Callable[[str | None, Callable[[KafkaError], None]], Producer] | None = None,
         handover_timeout_s: float = 30.0,
+        solo: str | None = None,
+        solo_producer: Callable[[], Producer] | None = None,
     ) -> None:
-        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition."""
+        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition.
+
+        ``solo``: why this process must run alone (it then reads every unit through the
+        worker's one producer, and only joins so that no second process starts beside it)."""
         self.name = name
+        self.solo = solo
+        self._solo_producer = solo_producer  # exactly-once alone: the one lane, made once alone
+        self.group_id = f"{name}-workers"
+        # Set on the loop once the first assignment is done (offsets caught up, or alone
+        # confirmed): until then this process reads nothing, and is not caught up.
+        self.ready = False
+        self._first_assignment = True
+        self._topic_missed = 0
+        self._session_s = session_timeout_ms / 1000
         self.topic = topic
         self.slots = slots
         self.worker = worker
@@ -116,8 +143,8 @@ class GroupMembership:
         heartbeat_ms = max(100, session_timeout_ms // 4)
         self.guard = PauseGuard(session_timeout_ms / 1000, heartbeat_ms / 1000)
         self._consumer = Consumer(client_config(kafka) | {
-            "group.id": f"{name}-workers",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "group.id": self.group_id,
+            "partition.assignment.strategy": "roundrobin" if solo else "cooperative-sticky",
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_ms,
             "max.poll.interval.ms": poll_interval_ms,
@@ -126,7 +153,8 @@ class GroupMembership:
         })
         worker.owns = self.owns
         worker.route = self.route
-        if not self.exactly_once:  # exactly-once is fenced by the next owner's init_transactions
+        worker.ready = lambda: self.ready
+        if not self.exactly_once and solo is None:  # exactly-once is fenced by the next owner's init_transactions
             worker.held = self.guard.held
         METRICS.gauge("bridge_group_partitions_owned", lambda: len(self.owned),
                       "coordination partitions this worker owns")
@@ -137,6 +165,8 @@ class GroupMembership:
         return unit_slot(partition, self.slots)
 
     def owns(self, partition: Mapping[str, Any]) -> bool:
+        if self.solo is not None:
+            return self.ready  # alone, once the group confirmed it: every unit
         return self.slot(partition) in self.owned
 
     def route(self, partition: Mapping[str, Any]) -> str:
@@ -161,11 +191,15 @@ class GroupMembership:
         try:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                on_lost=self._on_lost)
+            looked = time.monotonic()
             while not self._closing.is_set():
                 self._tick()
+                if time.monotonic() - looked >= TOPIC_CHECK_S:
+                    self._check_topic()
+                    looked = time.monotonic()
                 msg = consumer.poll(0.1)
-                if msg is not None and msg.error() is not None and msg.error().fatal():
-                    raise KafkaException(msg.error())
+                if msg is not None and msg.error() is not None:
+                    self._check(msg.error())
         except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops the worker
             if not self._closing.is_set():
                 self._error = e
@@ -177,11 +211,60 @@ class GroupMembership:
                 log.warning("group: leaving the group failed: %s", e)
             self._done.set()
 
-    async def close(self) -> None:
-        """Leave the group; call after the worker has committed everything at shutdown."""
+    def _check_topic(self) -> None:
+        """The coordination topic must stay as it was: deleted (or re-created with another
+        partition count), the group no longer says who owns what. librdkafka reports nothing
+        itself (this consumer fetches nothing), so look: every topic's metadata (asking for
+        this one by name could auto-create it)."""
+        try:
+            meta = self._consumer.list_topics(timeout=10).topics.get(self.topic)
+        except KafkaException:
+            return  # the broker is away: the producers' own checks say so
+        gone = meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+        self._topic_missed = self._topic_missed + 1 if gone else 0
+        if self._topic_missed >= 2:
+            raise GroupError(
+                f"group: the coordination topic {self.topic!r} is gone (deleted, or the broker lost its data) while "
+                f"the bridge ran, so the processes named {self.name!r} can no longer divide the work; this one "
+                f"stops (committing what it read). Restart it: the topic is created again at start")
+        if meta is None or meta.error is not None:
+            return
+        if len(meta.partitions) != self.slots:
+            raise GroupError(
+                f"group: the coordination topic {self.topic!r} now has {len(meta.partitions)} partitions, not "
+                f"{self.slots} (deleted and re-created while the bridge ran); this one stops (committing what it "
+                f"read). Delete the topic and restart, or set group.partitions: {len(meta.partitions)}")
+
+    def _check(self, err: KafkaError) -> None:
+        """An error the consumer reports between callbacks: the refusal of a second kind of
+        process, or one that ends the membership (raised: the worker stops with it)."""
+        if err.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            if self.solo is not None:
+                raise StartupError(
+                    f"group: this process must run alone ({self.solo}), but other processes named {self.name!r} are "
+                    f"running (group {self.group_id!r}); it stops before reading anything. Stop them first, or "
+                    f"change {self.solo.split(': ')[0] if self.solo.startswith('group.') else 'that setting'} so "
+                    f"that this process can share the work")
+            raise StartupError(
+                f"group: another process named {self.name!r} is running alone (group.enabled: false, or work only "
+                f"one process can do; its log names it), so this one would make two; it stops before reading "
+                f"anything. Stop that process first, or give this one another name")
+        if err.fatal():
+            raise KafkaException(err)
+
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Leave the group; call after the worker has committed everything at shutdown.
+
+        Waits ``timeout_s`` at most: with the broker unreachable, librdkafka's close waits
+        for a LeaveGroup that never comes back, and the stop must stay within
+        ``shutdown_timeout_s`` (the group then expires this member after its session)."""
         self._closing.set()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
+            await asyncio.to_thread(self._thread.join, timeout_s)
+            if self._thread.is_alive():
+                log.warning("group: leaving group %r did not finish within %.0f s (is the broker reachable?); the "
+                            "others take over this process's partitions after group.session_timeout_ms",
+                            self.group_id, timeout_s)
 
     def _tick(self) -> None:
         """Between polls (and while a callback waits): tell the pause guard this process runs."""
@@ -207,23 +290,74 @@ class GroupMembership:
                 self._tick()  # a long hand-over is no pause
             fut.result()
         except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
-            log.error("group: rebalance step failed: %s", e)
+            if isinstance(e, KafkaException):  # never "a bug": say what Kafka said
+                e = ProduceError(f"group: a rebalance step failed: {e.args[0].str() if e.args else e}")
+            if not isinstance(e, StartupError):  # a refusal is its own one line
+                log.error("group: rebalance step failed: %s", e)
             self._loop.call_soon_threadsafe(self.worker._fail, e)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Assigned and paused at once: the group only says who owns what, nothing is read
+        # from the topic. A consumer that fetched would meet librdkafka's crash when the
+        # topic is deleted (SIGSEGV in rd_kafka_metadata_update_op on a fetch answer for a
+        # topic it no longer knows, seen on tansu).
+        if self.solo is not None:
+            consumer.assign(partitions)
+        else:
+            consumer.incremental_assign(partitions)
+        if partitions:
+            consumer.pause(partitions)
         ks = sorted(p.partition for p in partitions)
+        first, self._first_assignment = self._first_assignment, False
+        if self.solo is not None:
+            if first:
+                self._call(lambda: self._solo_assigned(ks))
+            return  # alone: later rounds (a second process that stops itself) change nothing here
         if ks:
             self._call(lambda: self._assigned(ks))
+        elif first:  # a member with no partition (more members than partitions) is ready too
+            self._call(self._nothing_assigned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
+        if self.solo is not None:
+            if ks and self.ready and not self._closing.is_set() and not self.worker.stopping():
+                log.info("group: another process named %r joined group %r; it stops itself (this one runs alone: %s)",
+                         self.name, self.group_id, self.solo)
+            return
         if ks:
             self._call(lambda: self._revoked(ks, lost=False))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ks = sorted(p.partition for p in partitions)
-        if ks:
+        if ks and self.solo is None:
             self._call(lambda: self._revoked(ks, lost=True))
+
+    async def _nothing_assigned(self) -> None:
+        """A first assignment with nothing in it: usually the first of two cooperative rounds
+        (the others revoke first, the second round assigns), so this process knows its share
+        only after the second. Rarely it is all there is (more processes than partitions):
+        then it counts as known once a session timeout passed with nothing assigned."""
+        def settle() -> None:
+            if not self.ready and not self.owned:
+                self.ready = True
+                log.info("group: joined with no partition assigned (more processes than group.partitions=%d?)",
+                         self.slots)
+
+        asyncio.get_running_loop().call_later(self._session_s, settle)
+
+    async def _solo_assigned(self, ks: list[int]) -> None:
+        """The first assignment of a process that must run alone: every partition, or another process is here."""
+        if len(ks) < self.slots:
+            raise StartupError(
+                f"group: this process must run alone ({self.solo}), but another process named {self.name!r} is "
+                f"running (group {self.group_id!r} gave this one {len(ks)} of {self.slots} partitions); it stops "
+                f"before reading anything. Stop the other process first")
+        if self._solo_producer is not None:
+            await self.worker.add_lane(DEFAULT_LANE, self._solo_producer())
+        self.ready = True
+        self.worker.wake_connectors()
+        log.info("group: alone in group %r, as this process must be (%s); reading every unit", self.group_id, self.solo)
 
     async def _assigned(self, ks: list[int]) -> None:
         if self.worker.stopping():
@@ -233,8 +367,10 @@ class GroupMembership:
             # Fence the previous owner of each lane (and abort its open transaction) before
             # reading offsets: what it had not committed then never becomes visible.
             await asyncio.gather(*(self._add_lane(k) for k in ks))
+        assert self.follower is not None
         caught_up = await self.follower.catch_up()
         self.owned.update(ks)
+        self.ready = True
         self.worker.wake_connectors()
         took = time.monotonic() - t0
         self.pauses.append(("assign", took))
@@ -259,7 +395,15 @@ class GroupMembership:
         gone = set(ks)
         self.owned -= gone
         lanes = [f"p{k}" for k in ks] if self.exactly_once else []
-        stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        described = next((lane for name in lanes if (lane := self.worker.lanes.get(name)) is not None), None)
+        try:
+            stopped = await self.worker.hand_over(lambda p: self.slot(p) in gone, lanes=lanes, lost=lost)
+        except KafkaException as e:
+            # A producer call of a lane being handed over refused (fenced, or its transaction
+            # aborted by the broker after a freeze): the lane's one line says which.
+            if described is None or not e.args or not isinstance(e.args[0], KafkaError):
+                raise ProduceError(f"group: handing over partitions {ks} failed: {e}") from None
+            raise ProduceError(described.commits.kafka_error("?", e.args[0])) from None
         if lost:
             self.guard.release()  # the group answered: the held units are gone, and nothing of theirs was written
         took = time.monotonic() - t0

@@ -14,6 +14,7 @@ back must not move an offset backwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -126,11 +127,28 @@ class OffsetFollower:
         return partition if isinstance(partition, dict) else None
 
     def _ends(self, timeout_s: float) -> dict[int, int]:
+        """Each partition's high watermark. Asked again every few seconds until ``timeout_s``:
+        in a leader failover the first answers time out (the old leader is gone) until the
+        client's metadata names the new one, and one long wait would not ask again."""
         topic = self._store.topic
-        return {
-            p: int(self._ends_client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1])
-            for p in self._partitions
-        }
+        deadline = time.monotonic() + timeout_s
+        ends: dict[int, int] = {}
+        for p in self._partitions:
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    ends[p] = int(self._ends_client.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=max(0.1, min(5.0, left)), cached=False)[1])
+                    break
+                except KafkaException as e:
+                    if left <= 5.0:
+                        raise OffsetStoreError(
+                            f"offsets topic {topic!r}: its end could not be read within {timeout_s:.0f} s "
+                            f"({e.args[0].str() if e.args else e}); is the broker reachable?") from None
+                    with contextlib.suppress(KafkaException):
+                        self._ends_client.list_topics(timeout=5)  # fresh metadata: where the leader is now
+                    time.sleep(0.5)
+        return ends
 
     async def catch_up(self, timeout_s: float = 60.0) -> float:
         """Wait until every offset in the topic now is applied; returns the seconds it took.

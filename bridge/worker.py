@@ -126,6 +126,9 @@ class Worker:
         # Whether reading and offset writes must wait (at-least-once in a group: the process was
         # paused long enough to have lost its partitions; see bridge.pause_guard).
         self.held: Callable[[], bool] = lambda: False
+        # Whether this worker knows its share of the work (in a group: its first assignment is
+        # done); until then "every unit read to its end" says nothing (run --until-caught-up).
+        self.ready: Callable[[], bool] = lambda: True
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running: dict[str, _Running] = {}
         self._runners: list[asyncio.Task[None]] = []

@@ -76,6 +76,10 @@ def bridge_config(stack: Any, tables: Iterable[str | dict[str, Any]], name: str 
         "tables": [t if isinstance(t, dict) else {"name": t, "stream": {"poll_interval_ms": 100, "discovery_interval_ms": 1000}} for t in tables],
         "offsets": {"flush_interval_ms": 200},
         "shutdown_timeout_s": 20,
+        # Every bridge is a group member: tansu answers a group's first join after half the
+        # session timeout (5 s at the default 10 s), and a restart after a SIGKILL waits until
+        # the dead member's session expires. 3 s keeps both short, as the group tests do.
+        "group": {"session_timeout_ms": 3000},
     }
     cfg.update(extra)
     return cfg

@@ -154,23 +154,41 @@ def start_ops(
     return handle
 
 
+def caught_up(worker: Worker) -> bool:
+    """Whether this worker has read everything there is right now (``run --until-caught-up``).
+
+    Every part must have been seen, not only what runs: the worker has started its
+    connectors and knows its share (in a group: its first assignment is done), every
+    connector still running has listed its source at least once and has nothing left to
+    start (``pending``; one that cannot say is never caught up), and every task it runs has
+    read to its end. Without the first two an empty start (no connector running yet, or no
+    shard listed yet) looks like "nothing left to read".
+    """
+    if not worker._started or not worker.ready():
+        return False
+    done = {t.get_name() for t in list(worker._runners) if t.done()}
+    for connector in list(worker.connectors):
+        if f"connector {connector.name}" in done:
+            continue  # ended (a one-off snapshot that finished, a table that stopped alone)
+        pending = getattr(connector, "pending", None)
+        if pending is None or pending():
+            return False
+    ops = worker.ops
+    for key, running in list(worker._running.items()):
+        state = ops.tasks.get(key)
+        if state is None or state.state != "RUNNING" or not state.caught_up:
+            return False
+    return ops.caught_up()
+
+
 async def watch_until_caught_up(worker: Worker, interval_s: float = 0.2) -> None:
     """``run --until-caught-up``: stop (drain, commit, exit 0) once every shard has been read to
     its current end, every snapshot is done, and every record is acknowledged and committed."""
-    ops = worker.ops
     while True:
         await asyncio.sleep(interval_s)
         if worker._stop.is_set():
             return
-        runners_done = True
-        for runner, connector in zip(list(worker._runners), list(worker.connectors)):
-            if runner.done():
-                continue
-            pending = getattr(connector, "pending", None)
-            if pending is None or pending():
-                runners_done = False
-                break
-        if not runners_done or not ops.caught_up():
+        if not caught_up(worker):
             continue
         if worker.in_flight() or not worker.offsets_settled():
             worker._flush_now.set()

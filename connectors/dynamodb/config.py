@@ -400,31 +400,24 @@ class DynamoDBConfig(BridgeConfig):
             out.append(("(table_discovery.template)", template.stream, template.snapshot))
         return out
 
-    @model_validator(mode="after")
-    def _group_modes(self) -> DynamoDBConfig:
-        """Snapshots are shared (every segment or file a unit) with ``mode: only`` and
-        ``initial``; ``concurrent`` is not (docs/scaling.md says why). A resnapshot is one
-        process's decision and reads every segment, but under exactly-once a process may
-        write only the units its partitions own."""
-        if not self.group.enabled:
-            return self
+    def solo_reason(self) -> str | None:
+        """What only one process can do: ``snapshot.mode: concurrent`` (every Scan chunk waits
+        until each shard's reader has passed its window, state in one process's memory) and,
+        under exactly-once, ``trimmed_policy: resnapshot`` (the process that met the trimmed
+        data reads every segment, and exactly-once lets a process write only units it owns).
+        Such a process runs alone: it joins its name's group so that a second process refuses
+        to start beside it (bridge.group), and refuses to start beside one. docs/scaling.md says why."""
+        base = super().solo_reason()
+        if base is not None:
+            return base
         settings = self._read_as()
         concurrent = [name for name, _, snapshot in settings if snapshot.mode == "concurrent"]
         if concurrent:
-            raise ValueError(
-                f"tables: {concurrent[0]}.snapshot.mode: concurrent is not shared between processes (every Scan "
-                f"chunk waits until each shard's reader has passed its window, and those readers run in other "
-                f"processes); with group.enabled use snapshot.mode: initial, or run mode: concurrent in one "
-                f"process without group"
-            )
+            return f"tables: {concurrent[0]}.snapshot.mode: concurrent"
         resnapshot = [name for name, stream, _ in settings if stream.trimmed_policy == "resnapshot"]
         if resnapshot and self.delivery == "exactly-once":
-            raise ValueError(
-                f"tables: {resnapshot[0]}.stream.trimmed_policy: resnapshot is not shared between processes "
-                f"under exactly-once; with group.enabled use trimmed_policy: fail or skip-and-alert (and "
-                f"snapshot again with snapshot.mode: only), or delivery: at-least-once"
-            )
-        return self
+            return f"tables: {resnapshot[0]}.stream.trimmed_policy: resnapshot under exactly-once"
+        return None
 
     def topic_for(self, table: TableConfig) -> str:
         return table.topic or self.prefixed(table.name)

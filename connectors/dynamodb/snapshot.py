@@ -781,7 +781,7 @@ def table_connectors(
         return [stream] if resume is None else [stream, resume]
     stream = HandoffStreamsConnector(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
-        start_position=t.start_position, grouped=cfg.group.enabled,
+        start_position=t.start_position, grouped=cfg.shares_work,
     )
     if t.stream.trimmed_policy == "resnapshot":
         _resnapshot_on_trim(stream, cfg, t, ddb)

@@ -576,13 +576,16 @@ class StreamsConnector(SourceConnector):
         return True
 
     def pending(self) -> bool:
-        """Shards known but neither finished nor reading (children waiting for a parent), or a
-        listing due because a shard ended: not caught up yet."""
+        """Not listed yet; or shards of this process known but neither finished nor reading
+        (children waiting for a parent); or a listing due because a shard ended: not caught up
+        yet. Shards another process of the group owns are its business."""
         lin = self._lineage
-        if not lin.shards:  # not listed yet
+        if not self.listings or not lin.shards:  # not listed yet
             return True
+        owns = getattr(self.runtime, "owns", None) or (lambda p: True)
         return (self._wake.is_set() or self._recheck.is_set()
-                or any(s not in lin.finished and s not in lin.started for s in lin.shards))
+                or any(s not in lin.finished and s not in lin.started and owns(self._partition(s))
+                       for s in lin.shards))
 
     def describe(self) -> dict[str, Any]:
         """The shard graph as last listed, for the REST API and the status page."""

@@ -173,7 +173,8 @@ class Matches:
 
 
 def run_mode(
-    stack: Any, tmp_path: Path, mode: str, *, aws: dict[str, Any] | None = None, **snap: Any
+    stack: Any, tmp_path: Path, mode: str, *, aws: dict[str, Any] | None = None,
+    group: dict[str, Any] | None = None, **snap: Any
 ) -> tuple[Writer, list[Event], str]:
     table = unique(f"handoff-{mode}")
     create_table(dynamodb_client(stack.dynamodb_endpoint), table)
@@ -186,6 +187,8 @@ def run_mode(
         "snapshot": {"mode": mode, "segments": 4, "page_size": 150, "progress_interval_s": 1, **snap},
     }
     cfg = bridge_config(stack, [tcfg], name=unique(mode))
+    if group is not None:
+        cfg["group"] = group
     if aws:
         cfg["aws"].update(aws)
     reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
@@ -217,7 +220,10 @@ def run_mode(
 
 
 def test_initial_snapshots_then_streams_from_recorded_positions(stack, tmp_path: Path) -> None:
-    w, events, log = run_mode(stack, tmp_path, "initial", max_items_per_second=1500)
+    """The path of a process that runs alone (``group.enabled: false``); in a group, a single
+    process too, the stream is read from its trim horizon instead (test_group_snapshot.py)."""
+    w, events, log = run_mode(stack, tmp_path, "initial", group={"enabled": False, "session_timeout_ms": 3000},
+                              max_items_per_second=1500)
     assert w.writes > 20, "the writer must overlap the snapshot"
     ops = [e.op for e in events]
     first_change = next(i for i, op in enumerate(ops) if op != "r")
@@ -291,7 +297,8 @@ def test_initial_sigkill_mid_snapshot_keeps_the_recorded_positions(stack, tmp_pa
         "stream": {"poll_interval_ms": 50, "discovery_interval_ms": 1000},
         "snapshot": {"mode": "initial", "segments": 2, "page_size": 100, "max_items_per_second": 400},
     }
-    cfg = bridge_config(stack, [tcfg], name=unique("initial-kill"))
+    # The recorded positions are the path of a process that runs alone (group.enabled: false).
+    cfg = bridge_config(stack, [tcfg], name=unique("initial-kill"), group={"enabled": False, "session_timeout_ms": 3000})
     reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
     bridge = BridgeProcess.write(tmp_path, cfg).start()
     try:

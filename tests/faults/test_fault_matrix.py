@@ -400,6 +400,10 @@ def test_broker_down_10s(stack, kafka_behind_proxy, make_double, bridges, make_r
         kafka={"bootstrap.servers": broker},
         stream={"max_records_per_call": 10},
         max_in_flight_records=30,
+        # Every process is a group member: an outage longer than the session makes the group
+        # expire it, and at-least-once then replays its uncommitted tail (docs/fault-model.md).
+        # "Once" holds for outages shorter than the session, as with the default 10 s.
+        group={"session_timeout_ms": 20000},
     )
     bridge = bridges.start(cfg)
     reader = make_reader(broker, stack.registry_url, topic_of(cfg))

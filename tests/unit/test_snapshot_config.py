@@ -86,32 +86,18 @@ def test_a_group_shares_snapshots_with_mode_only_and_initial() -> None:
     assert _grouped(mode="initial").tables[0].snapshot.mode == "initial"
 
 
-def test_a_group_refuses_mode_concurrent_in_one_line_naming_why_and_the_fix() -> None:
-    with pytest.raises(ConfigError) as e:
-        _grouped(mode="concurrent")
-    text = str(e.value)
-    assert len(text.strip().splitlines()) == 1, text
-    assert "orders.snapshot.mode: concurrent is not shared between processes" in text
-    assert "readers run in other processes" in text, "why"
-    assert "use snapshot.mode: initial" in text and "without group" in text, "the fix"
-
-
-def test_a_group_refuses_mode_concurrent_in_the_discovery_template() -> None:
-    with pytest.raises(ConfigError) as e:
-        parse_config({**BASE, "group": {"enabled": True}, "tables": [],
-                      "table_discovery": {"name_prefix": "o", "template": {"snapshot": {"mode": "concurrent"}}}})
-    assert "(table_discovery.template).snapshot.mode: concurrent is not shared" in str(e.value)
-
-
-def test_a_group_refuses_resnapshot_under_exactly_once_but_not_at_least_once() -> None:
-    """A resnapshot is one process's decision and reads every segment; under exactly-once a
-    process may write only the units its partitions own, so that combination is refused."""
+def test_what_one_process_must_do_alone_runs_alone_instead_of_being_refused() -> None:
+    """Every process is a group member now; what cannot be shared (mode: concurrent,
+    resnapshot under exactly-once) runs alone: the config names why (the group's refusal of a
+    second process quotes it), and the process reads every unit itself."""
+    c = _grouped(mode="concurrent")
+    assert c.solo_reason() == "tables: orders.snapshot.mode: concurrent" and not c.shares_work
+    d = parse_config({**BASE, "tables": [], "table_discovery": {"name_prefix": "o", "template": {"snapshot": {
+        "mode": "concurrent"}}}})
+    assert d.solo_reason() == "tables: (table_discovery.template).snapshot.mode: concurrent"
     table = {"name": "orders", "stream": {"trimmed_policy": "resnapshot"}}
-    ok = parse_config({**BASE, "group": {"enabled": True}, "tables": [table]})
-    assert ok.tables[0].stream.trimmed_policy == "resnapshot"
-    with pytest.raises(ConfigError) as e:
-        parse_config({**BASE, "group": {"enabled": True}, "delivery": "exactly-once", "tables": [table]})
-    text = str(e.value)
-    assert len(text.strip().splitlines()) == 1, text
-    assert "orders.stream.trimmed_policy: resnapshot is not shared between processes under exactly-once" in text
-    assert "trimmed_policy: fail or skip-and-alert" in text
+    assert parse_config({**BASE, "tables": [table]}).shares_work, "at-least-once resnapshots are shared"
+    eos = parse_config({**BASE, "delivery": "exactly-once", "tables": [table]})
+    assert eos.solo_reason() == "tables: orders.stream.trimmed_policy: resnapshot under exactly-once"
+    assert parse_config({**BASE, "group": {"enabled": False}, "tables": [table]}).solo_reason() == "group.enabled: false"
+    assert parse_config({**BASE, "tables": [table]}).group.enabled, "every process is in a group by default"

@@ -529,3 +529,26 @@ def test_a_second_stall_warns_again(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO"):
         asyncio.run(asyncio.wait_for(main(), 10))
     assert len(stalls()) == 2 and all(r.levelname == "WARNING" for r in stalls())
+
+
+@pytest.mark.parametrize("code", [KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH])
+def test_at_least_once_fence_never_blames_a_transactional_id(code: int) -> None:
+    """At-least-once producers have no transactional id: a fence (the producer's error_cb with
+    PRODUCER_FENCED) is the broker losing this producer's state, and the one line must not say
+    (nor quote the broker saying) that another process with the same transactional id took over."""
+
+    class FencedOnProduce(FakeProducer):
+        def produce(self, topic: str, *a: Any, **kw: Any) -> None:
+            if topic == TOPIC:
+                worker.on_kafka_error(KafkaError(code, fatal=True))
+            super().produce(topic, *a, **kw)
+
+    gate = asyncio.Event()
+    worker, _ = make_worker(FencedOnProduce(), ListTask(batches(2, 5, final=False), gate))
+    with pytest.raises(ProduceError) as failed:
+        asyncio.run(asyncio.wait_for(worker.run(), 20))
+    line = str(failed.value)
+    assert "refused this producer for good" in line, line
+    assert "same transactional" not in line.lower(), line
+    assert "newer producer" not in line and "took over" not in line, line
+    assert "\n" not in line
