@@ -358,7 +358,11 @@ def test_initial_snapshot_then_stream_shared_by_two_workers(kafka_stack, make_do
     assert {pk: normalize(e.after) for pk, e in last.items()} == items, "every key ends in its newest state"
     readers = {who for _, op, _, who in d.request_log if op == "Scan"}, {
         who for _, op, _, who in d.request_log if op == "GetRecords"}
-    assert readers == ({"w1", "w2"}, {"w1", "w2"}), f"segments and shards shared: {readers}"
+    # Both took part. Which worker a unit lands on follows the group's partitions, so "each
+    # worker read a shard" alone held by chance (4 shards over 12 partitions all went to one
+    # worker in ~6% of runs); over 24 segments and 4 shards together, ~1 run in 10^8.
+    assert readers[0] | readers[1] == {"w1", "w2"}, f"segments and shards shared: {readers}"
+    assert readers[0] and readers[1], f"segments and shards read: {readers}"
     for w, log in logs.items():
         assert log.count(f"snapshot of {table} complete: pass 0") == 1, w
     measured(f"initial snapshot shared by 2 workers, {delivery}: {N_ITEMS} rows, then {sum(map(len, changes.values()))} "
