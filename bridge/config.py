@@ -34,7 +34,7 @@ from pydantic import (
 
 from bridge.errors import ConfigError
 from bridge.interpolate import interpolate
-from bridge.redact import redact, register_secret, register_secrets
+from bridge.redact import redact, register_secret, register_secrets, register_url_secrets
 
 __all__ = [
     "BridgeConfig",
@@ -503,6 +503,8 @@ def _register_secrets(data: dict[str, Any]) -> None:
         if isinstance(auth, dict):
             register_secret(auth.get("password"))
         register_secret(registry.get("bearer_token"))
+        if isinstance(registry.get("url"), str):
+            register_url_secrets(registry["url"])
     rest = data.get("rest")
     if isinstance(rest, dict):
         register_secret(rest.get("bearer_token"))
