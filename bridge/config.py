@@ -233,6 +233,15 @@ class RestConfig(Model):
         if v is not None and not v.get_secret_value().strip():
             raise ValueError("is empty or blank (an unset ${VARIABLE}?); set a token, or remove the key to serve "
                              "loopback only without one")
+        if v is not None:
+            # HTTP strips the spaces around a header's value and cannot carry a line break or
+            # other control character: such a token (an env variable from a secret file that
+            # ends in a newline) could never be sent, so every request would be refused.
+            token = v.get_secret_value().strip()
+            if any(ord(c) < 32 or ord(c) == 127 for c in token):
+                raise ValueError("holds a line break or other control character, which no HTTP client can send; "
+                                 "use a token of printable characters")
+            v = SecretStr(token)
         host = info.data.get("host", "127.0.0.1")
         if v is None and info.data.get("port") is not None and not info.data.get("allow_unauthenticated") \
                 and not is_loopback(host):
@@ -508,6 +517,8 @@ def _register_secrets(data: dict[str, Any]) -> None:
     rest = data.get("rest")
     if isinstance(rest, dict):
         register_secret(rest.get("bearer_token"))
+        if isinstance(rest.get("bearer_token"), str):
+            register_secret(rest["bearer_token"].strip())  # what the server compares, and may echo
 
 
 C = TypeVar("C", bound=BridgeConfig)

@@ -296,3 +296,19 @@ def test_registry_url_user_info_is_masked_wherever_printed(url: str, secret: str
 def test_a_plain_registry_user_name_is_not_masked_everywhere() -> None:
     parse_config(with_("schema_registry.url", "http://bridge@localhost:8081"), check_kafka=False)
     assert redact("ddb-kafka-bridge running") == "ddb-kafka-bridge running"
+
+
+@pytest.mark.parametrize("raw", ["tok-7fa1c9e2\n", "  tok-7fa1c9e2  ", "\ttok-7fa1c9e2\r\n"])
+def test_rest_token_is_the_one_a_client_can_send(raw: str) -> None:
+    """A token from an env variable whose secret file ends in a newline: HTTP strips the spaces
+    around a header value, so the server must compare the stripped token (else every request
+    is refused with 401), and mask that too."""
+    cfg = parse_config(with_("rest", {"port": 8083, "bearer_token": raw}), check_kafka=False)
+    assert cfg.rest.bearer_token is not None
+    assert cfg.rest.bearer_token.get_secret_value() == "tok-7fa1c9e2"
+    assert redact("got tok-7fa1c9e2") == "got ***"
+
+
+def test_rest_token_with_a_line_break_inside_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rest.bearer_token: holds a line break"):
+        parse_config(with_("rest", {"port": 8083, "bearer_token": "tok-one\ntok-two"}), check_kafka=False)
