@@ -69,6 +69,10 @@ def write_offsets(cfg: BridgeConfig, entries: Sequence[tuple[Mapping[str, Any], 
     """
     producer = Producer(client_config(cfg.kafka) | {
         "transactional.id": f"{cfg.name}-offsets-tool", "enable.idempotence": True, "acks": "all",
+        # The bridge's partitioner (bridge/kafka.py): on an offsets topic of several partitions
+        # librdkafka's default (CRC32) put a key in another partition than the bridge's record
+        # of it, and which one a start read last decided whether a reset or import counted.
+        "partitioner": "murmur2_random",
         "transaction.timeout.ms": int(timeout_s * 1000) + 60_000,
     })
     errors: list[str] = []
