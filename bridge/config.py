@@ -34,7 +34,7 @@ from pydantic import (
 
 from bridge.errors import ConfigError
 from bridge.interpolate import interpolate
-from bridge.redact import redact, register_secret, register_secrets
+from bridge.redact import redact, register_secret, register_secrets, register_url_secrets
 
 __all__ = [
     "BridgeConfig",
@@ -238,6 +238,15 @@ class RestConfig(Model):
         if v is not None and not v.get_secret_value().strip():
             raise ValueError("is empty or blank (an unset ${VARIABLE}?); set a token, or remove the key to serve "
                              "loopback only without one")
+        if v is not None:
+            # HTTP strips the spaces around a header's value and cannot carry a line break or
+            # other control character: such a token (an env variable from a secret file that
+            # ends in a newline) could never be sent, so every request would be refused.
+            token = v.get_secret_value().strip()
+            if any(ord(c) < 32 or ord(c) == 127 for c in token):
+                raise ValueError("holds a line break or other control character, which no HTTP client can send; "
+                                 "use a token of printable characters")
+            v = SecretStr(token)
         host = info.data.get("host", "127.0.0.1")
         if v is None and info.data.get("port") is not None and not info.data.get("allow_unauthenticated") \
                 and not is_loopback(host):
@@ -518,9 +527,13 @@ def _register_secrets(data: dict[str, Any]) -> None:
         if isinstance(auth, dict):
             register_secret(auth.get("password"))
         register_secret(registry.get("bearer_token"))
+        if isinstance(registry.get("url"), str):
+            register_url_secrets(registry["url"])
     rest = data.get("rest")
     if isinstance(rest, dict):
         register_secret(rest.get("bearer_token"))
+        if isinstance(rest.get("bearer_token"), str):
+            register_secret(rest["bearer_token"].strip())  # what the server compares, and may echo
 
 
 C = TypeVar("C", bound=BridgeConfig)

@@ -30,13 +30,17 @@ __all__ = [
     "redact",
     "register_secret",
     "register_secrets",
+    "register_url_secrets",
 ]
 
 MASK = "***"
 
-# scheme://user:password@  (any scheme, so a typo such as "htps://" is masked too) and
-# scheme://token@ where the user part looks like a credential (long, no dots).
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/:@'\"]*):(?P<pw>[^\s/@'\"]*)@")
+# scheme://user:password@  (any scheme, so a typo such as "htps://" is masked too). The
+# password runs to the last '@' before the path: clients split user-info there, so an
+# unencoded '@' in a password ("p@ss") is the password's, not the host's. A token given as
+# the user part alone (scheme://token@) or a password with a space cannot be told by shape:
+# the config's URLs register theirs at load (register_url_secrets).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/:@'\"]*):(?P<pw>[^\s/'\"]*)@")
 # Bare "user:password@host" without a scheme (e.g. in a comma-separated broker list).
 _BARE_USERINFO = re.compile(r"(?<![\w/])(?P<user>[\w.\-]+):(?P<pw>[^\s/@:'\"]+)@(?=[\w.\-\[])")
 
@@ -64,6 +68,26 @@ def register_secrets(mapping: Mapping[str, Any]) -> None:
     for k, v in mapping.items():
         if is_secret_key(str(k)):
             register_secret(str(v))
+
+
+def register_url_secrets(urls: str) -> None:
+    """Register the user-info of each URL of a comma-separated list as a secret: the password
+    (raw and percent-decoded), or the user part when it stands alone and looks like a token."""
+    from urllib.parse import unquote, urlsplit
+
+    for url in urls.split(","):
+        try:
+            parts = urlsplit(url.strip())
+            user, password = parts.username, parts.password
+        except ValueError:
+            continue
+        # A user part alone counts when it looks like a token (long, no dots), so that a
+        # plain user name ("bridge") does not mask that word in every line.
+        token = user if password is None and user and len(user) >= 12 and "." not in user else None
+        for value in (password, token):
+            if value:
+                register_secret(value)
+                register_secret(unquote(value))
 
 
 def _mask_url(m: re.Match[str]) -> str:

@@ -69,6 +69,10 @@ def write_offsets(cfg: BridgeConfig, entries: Sequence[tuple[Mapping[str, Any], 
     """
     producer = Producer(client_config(cfg.kafka) | {
         "transactional.id": f"{cfg.name}-offsets-tool", "enable.idempotence": True, "acks": "all",
+        # The bridge's partitioner (bridge/kafka.py): on an offsets topic of several partitions
+        # librdkafka's default (CRC32) put a key in another partition than the bridge's record
+        # of it, and which one a start read last decided whether a reset or import counted.
+        "partitioner": "murmur2_random",
         "transaction.timeout.ms": int(timeout_s * 1000) + 60_000,
     })
     errors: list[str] = []
@@ -143,6 +147,21 @@ def export_lines(entries: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> li
 ImportCheck = Callable[[dict[str, Any], "dict[str, Any] | None"], "str | None"]
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key given twice in one object: json keeps the last silently, so which offset the user
+    meant is unknown (the config's YAML refuses the same)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} given twice in one object; keep one")
+        out[k] = v
+    return out
+
+
 def import_lines(lines: Iterable[bytes], check: ImportCheck | None = None,
                  ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     """Parse ``export`` output (bytes: a file that is not UTF-8 is a problem of its lines, not
@@ -153,6 +172,8 @@ def import_lines(lines: Iterable[bytes], check: ImportCheck | None = None,
     problems: list[str] = []
     seen: dict[str, int] = {}
     for n, raw in enumerate(lines, 1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark, as some Windows editors save: not part of the JSON
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -161,7 +182,10 @@ def import_lines(lines: Iterable[bytes], check: ImportCheck | None = None,
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = json.loads(line, object_pairs_hook=_refuse_duplicate_keys)
+        except _DuplicateKey as e:
+            problems.append(f"line {n}: {e}")
+            continue
         except ValueError:
             problems.append(f"line {n}: not JSON")
             continue

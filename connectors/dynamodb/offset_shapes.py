@@ -11,7 +11,7 @@ source partition                      offset (``?``: may be absent)
 ====================================  ==================================================
 ``{table, shard}``                    ``{seq: digits|null, ended: bool, trimmed?: bool,
                                       at?: digits|null, at_ms?: int|null}``
-``{table, segment, total_segments}``  ``{pass: int, last_key: object|null, done: bool,
+``{table, segment, total_segments}``  ``{pass: int, last_key: key|null, done: bool,
                                       items: int, scanned: int, finished_ms?: int}``
 ``{table, export, file}``             ``{line: int, items: int, done: bool}``
 ``{table, export: "request"}``        ``{export_arn: str, requested_ms: int}``
@@ -54,8 +54,19 @@ def _seq(v: Any) -> str | None:
     return f"must be a sequence number (a string of digits) or null, not {_show(v)}"
 
 
-def _object_or_null(v: Any) -> str | None:
-    return None if v is None or isinstance(v, dict) else f"must be a JSON object or null, not {_show(v)}"
+def _key_or_null(v: Any) -> str | None:
+    """A Scan's ``LastEvaluatedKey``: the table's key, one or two attributes, each an
+    AttributeValue of a key type (``{"S"|"N"|"B": string}``). Anything else was sent as the
+    next ``ExclusiveStartKey`` and refused by DynamoDB on every retry (moto: HTTP 500)."""
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not 1 <= len(v) <= 2:
+        return f"must be a JSON object holding the table's key (one or two attributes such as {{\"pk\": {{\"S\": \"a\"}}}}) or null, not {_show(v)}"
+    for name, av in v.items():
+        if not (isinstance(av, dict) and len(av) == 1 and next(iter(av)) in ("S", "N", "B")
+                and isinstance(next(iter(av.values())), str)):
+            return f'attribute {_show(name)} must be a key AttributeValue ({{"S"|"N"|"B": "..."}}), not {_show(av)}'
+    return None
 
 
 def _int_or_null(v: Any) -> str | None:
@@ -73,7 +84,7 @@ def _show(v: Any) -> str:
 _SHAPES: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "shard": ({"seq": _seq, "ended": _bool}, {"trimmed": _bool, "at": _seq, "at_ms": _int_or_null}),
     "segment": (
-        {"pass": _int, "last_key": _object_or_null, "done": _bool, "items": _int, "scanned": _int},
+        {"pass": _int, "last_key": _key_or_null, "done": _bool, "items": _int, "scanned": _int},
         {"finished_ms": _int},
     ),
     "export file": ({"line": _int, "items": _int, "done": _bool}, {}),

@@ -17,6 +17,7 @@ empty page up to the maximum, and the first record resets it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -484,7 +485,7 @@ class StreamsConnector(SourceConnector):
             if shard.id in lin.finished or shard.id in lin.started:
                 continue
             stored = runtime.offsets.offset(self._partition(shard.id))
-            if stored and stored.get("ended"):
+            if stored and stored.get("ended") and shard.closed:
                 lin.finished.add(shard.id)
                 continue
             if stored is None and (self._has_offset_below(shard.id, runtime, children) or (latest and shard.closed)):
@@ -503,6 +504,15 @@ class StreamsConnector(SourceConnector):
                 if parent not in lin.shards and parent not in lin.finished:
                     self._parent_aged_out(parent, runtime)
             stored = runtime.offsets.offset(self._partition(shard.id))
+            if stored is not None and stored.get("ended"):
+                # Only a reader that saw a closed shard's end writes "ended": on a shard still
+                # open it was edited or imported, and trusting it would leave the shard unread
+                # for good (its later changes too) with nothing said. Read it after the stored
+                # sequence number: at worst a record again, never one lost.
+                log.warning("table %r shard %s: the stored offset %s says the shard ended, but the shard is still "
+                            "open (an edited or imported offset?); reading it after sequence %s instead (a record "
+                            "may be published again)", table.name, shard.id, json.dumps(stored, sort_keys=True),
+                            stored.get("seq"))
             if stored is not None and stored.get("seq"):
                 start: tuple[str, str | None] = ("AFTER_SEQUENCE_NUMBER", stored["seq"])
             elif stored is not None and stored.get("at"):

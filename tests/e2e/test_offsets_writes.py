@@ -182,3 +182,51 @@ def test_no_command_prints_a_password_from_a_url(stack: Any, dynamodb: Any, tmp_
     assert "reader:***@" in outputs["validate --connect"].stdout, outputs["validate --connect"].stdout
     for name, r in outputs.items():
         assert password not in r.stdout + r.stderr, (name, r.stdout, r.stderr)
+
+
+def test_import_and_reset_write_each_key_to_the_partition_the_bridge_does(stack: Any, kafka_admin: Any,
+                                                                          tmp_path: Path) -> None:
+    """An offsets topic of several partitions (made beforehand, as Kafka Connect's often are, or
+    auto-created by a broker): the tools must partition keys as the bridge's producer does
+    (murmur2), or a key's reset lands in one partition while the bridge's record of it stays
+    in another, and the start's reading order decides which counts."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    from bridge.offsets import encode_offset_key
+    from tests.murmur2 import java_partition
+
+    table = unique("parts")
+    cfg = bridge_config(stack, [table])
+    topic = f"{cfg['name']}-offsets"
+    kafka_admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1,
+                                        config={"cleanup.policy": "compact"})])[topic].result(30)
+    cfg_path = tmp_path / "bridge.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    shards = [f"shardId-0000000{i}-{i:08x}" for i in range(8)]
+    lines = "".join(shard_line(table, s, {"seq": "1", "ended": False}) + "\n" for s in shards)
+    imp = cli("offsets", "import", "-c", str(cfg_path), "-i", "-", stdin=lines.encode())
+    assert imp.returncode == 0, imp.stderr
+    reset = cli("offsets", "reset", "-c", str(cfg_path), "--all")
+    assert reset.returncode == 0, reset.stderr
+
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": unique("g"), "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    try:
+        where: dict[bytes, set[int]] = {}
+        for p in range(4):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            consumer.assign([TopicPartition(topic, p, lo)])
+            seen = 0
+            deadline = time.monotonic() + 60
+            while seen < hi - lo and time.monotonic() < deadline:
+                m = consumer.poll(1)
+                if m is None or m.error():
+                    continue
+                seen += 1
+                where.setdefault(m.key(), set()).add(m.partition())
+    finally:
+        consumer.close()
+    expected = {encode_offset_key(cfg["name"], {"table": table, "shard": s}): {java_partition(
+        encode_offset_key(cfg["name"], {"table": table, "shard": s}), 4)} for s in shards}
+    assert where == expected

@@ -68,3 +68,45 @@ def test_a_position_past_the_end_of_the_shard_is_refused_and_reset_fixes_it(
     tail = [json.loads(x) for x in cli("tail", "-c", str(cfg_path)).stdout.splitlines()]
     # The three first read, then the whole shard again from its start (at-least-once after a reset).
     assert [x["key"]["pk"] for x in tail] == ["k0", "k1", "k2", "k0", "k1", "k2", "later"]
+
+
+def test_ended_stored_for_a_shard_still_open_does_not_leave_it_unread(
+        stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    """``"ended": true`` for a shard DescribeStream still lists as open (an edited or imported
+    offset: only a reader that saw a closed shard's end writes it). Trusted, the shard was
+    never read again: 0 records, exit 0, later changes lost. It is read after its sequence
+    number instead, with a warning naming the shard."""
+    from tests.helpers import BridgeProcess
+
+    table = unique("endedopen")
+    create_table(dynamodb, table)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "k0"}, "sk": {"N": "0"}})
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = __import__("boto3").client("dynamodbstreams", endpoint_url=stack.dynamodb_endpoint,
+                                          region_name="us-east-1", aws_access_key_id="test",
+                                          aws_secret_access_key="test")
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    assert "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+    cfg_path = tmp_path / "bridge.yaml"
+    cfg_path.write_text(yaml.safe_dump(bridge_config(stack, [table])))
+    first = cli("run", "-c", str(cfg_path), "--until-caught-up")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (stored,) = [json.loads(x) for x in cli("offsets", "export", "-c", str(cfg_path)).stdout.splitlines()]
+    line = json.dumps({"partition": stored["partition"], "offset": stored["offset"] | {"ended": True}})
+    imp = cli("offsets", "import", "-c", str(cfg_path), "-i", "-", stdin=line + "\n")
+    assert imp.returncode == 0, imp.stderr
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "later"}, "sk": {"N": "9"}})
+
+    bridge = BridgeProcess(cfg_path, tmp_path / "second.log").start()
+    try:
+        bridge.wait_for_log("still open", timeout=120)
+        keys: list[str] = []
+        for _ in range(120):
+            keys = [json.loads(x)["key"]["pk"] for x in cli("tail", "-c", str(cfg_path)).stdout.splitlines()]
+            if "later" in keys:
+                break
+            __import__("time").sleep(1)  # a condition polled: the record arrives when the reader reads it
+    finally:
+        bridge.stop()
+    assert keys == ["k0", "later"], keys
+    assert shard["ShardId"] in [x for x in bridge.log().splitlines() if "still open" in x][0]

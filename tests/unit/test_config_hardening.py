@@ -271,3 +271,44 @@ def test_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
 def test_rest_settings_that_start(rest: dict[str, Any]) -> None:
     """Loopback without a token, any host with one, or an explicit opt-out; no port, no server."""
     parse_config(with_("rest", rest), check_kafka=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        # An unencoded '@' in the password: clients split user-info at the last '@'.
+        ("http://u:p@ssW0rdTail9@localhost:8081", "ssW0rdTail9"),
+        # A space in the password: the registry client takes it; the shape of a URL ends there.
+        ("http://u:PASS W0rd5x@localhost:8081", "W0rd5x"),
+        # A token as the whole user-info.
+        ("http://T0kenOnly6abcdef@localhost:8081", "T0kenOnly6abcdef"),
+        # Percent-encoded, and echoed decoded.
+        ("http://u:PASS%40W0rd4@localhost:8081", "PASS@W0rd4"),
+    ],
+)
+def test_registry_url_user_info_is_masked_wherever_printed(url: str, secret: str) -> None:
+    """validate --connect prints the registry URL it reached: none of its user-info shows."""
+    parse_config(with_("schema_registry.url", url), check_kafka=False)
+    assert secret not in redact(f"ok       schema_registry: {url} answers (2 subjects)")
+    assert secret not in redact(f"could not reach {url.replace('%40', '@')}")
+
+
+def test_a_plain_registry_user_name_is_not_masked_everywhere() -> None:
+    parse_config(with_("schema_registry.url", "http://bridge@localhost:8081"), check_kafka=False)
+    assert redact("ddb-kafka-bridge running") == "ddb-kafka-bridge running"
+
+
+@pytest.mark.parametrize("raw", ["tok-7fa1c9e2\n", "  tok-7fa1c9e2  ", "\ttok-7fa1c9e2\r\n"])
+def test_rest_token_is_the_one_a_client_can_send(raw: str) -> None:
+    """A token from an env variable whose secret file ends in a newline: HTTP strips the spaces
+    around a header value, so the server must compare the stripped token (else every request
+    is refused with 401), and mask that too."""
+    cfg = parse_config(with_("rest", {"port": 8083, "bearer_token": raw}), check_kafka=False)
+    assert cfg.rest.bearer_token is not None
+    assert cfg.rest.bearer_token.get_secret_value() == "tok-7fa1c9e2"
+    assert redact("got tok-7fa1c9e2") == "got ***"
+
+
+def test_rest_token_with_a_line_break_inside_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rest.bearer_token: holds a line break"):
+        parse_config(with_("rest", {"port": 8083, "bearer_token": "tok-one\ntok-two"}), check_kafka=False)
