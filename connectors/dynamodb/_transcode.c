@@ -90,6 +90,14 @@ buf_free(Buf *b)
     b->len = b->cap = 0;
 }
 
+/* After a page: drop what a big one left behind, so an idle reader does not hold megabytes. */
+static void
+buf_trim(Buf *b, Py_ssize_t max)
+{
+    if (b->cap > max)
+        buf_free(b);
+}
+
 static inline uint64_t
 zigzag(int64_t n)
 {
@@ -598,6 +606,17 @@ literal(Parser *ps, int *value)
         return 0;
     }
     return fail(ps, "invalid literal");
+}
+
+/* At 'n': the literal null; true or false fail with `what` (safe with the GIL released, unlike
+ * expect_null, which asks PyErr_Occurred). */
+static int
+null_literal(Parser *ps, const char *what)
+{
+    int v;
+    if (literal(ps, &v) < 0)
+        return -1;
+    return v == -1 ? 0 : fail(ps, what);
 }
 
 /* The literal null at ps->p; anything else fails with `what`. */
@@ -1127,11 +1146,8 @@ parse_image(Parser *ps, Buf *out, int *present)
     if (ps->t->binary_keys)
         forget_image_keys(ps->t, out == &ps->t->after);
     if (peek(ps) == 'n') {
-        int v;
-        if (literal(ps, &v) < 0)
+        if (null_literal(ps, "image must be an object or null") < 0)
             return -1;
-        if (v != -1)
-            return fail(ps, "image must be an object or null");
         *present = -1; /* seen, null */
         return 0;
     }
@@ -1191,11 +1207,8 @@ parse_dynamodb(Parser *ps, Rec *r)
         else if (NAME_IS(s, n, "ApproximateCreationDateTime")) {
             int c = peek(ps);
             if (c == 'n') {
-                int v;
-                if (literal(ps, &v) < 0)
+                if (null_literal(ps, "ApproximateCreationDateTime must be a number or null") < 0)
                     return -1;
-                if (v != -1)
-                    return fail(ps, "ApproximateCreationDateTime must be a number or null");
                 r->has_ms = 0;
             }
             else if (c == '-' || (c >= '0' && c <= '9')) {
@@ -1245,11 +1258,8 @@ parse_identity(Parser *ps, Rec *r)
     r->principal_lower = r->principal_lower_ok = r->principal_upper_ok = 0;
     int c = peek(ps);
     if (c == 'n') {
-        int v;
-        if (literal(ps, &v) < 0)
+        if (null_literal(ps, "userIdentity must be an object or null") < 0)
             return -1;
-        if (v != -1)
-            return fail(ps, "userIdentity must be an object or null");
         return 0;
     }
     if (c != '{')
@@ -1999,13 +2009,8 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 self->has_last_seq = 0;
                 int c = peek(&ps);
                 if (c == 'n') {
-                    int v;
-                    if (literal(&ps, &v) < 0)
+                    if (null_literal(&ps, "Records must be an array or null") < 0)
                         goto done;
-                    if (v != -1) {
-                        fail(&ps, "Records must be an array or null");
-                        goto done;
-                    }
                     continue;
                 }
                 if (c != '[') {
@@ -2052,13 +2057,9 @@ Transcoder_page(Transcoder *self, PyObject *args)
         Py_XDECREF(last);
     }
 done:
-    /* drop what big pages left behind, so an idle reader does not hold megabytes */
-    if (self->before.cap > (1 << 20))
-        buf_free(&self->before);
-    if (self->after.cap > (1 << 20))
-        buf_free(&self->after);
-    if (self->scratch.cap > (1 << 20))
-        buf_free(&self->scratch);
+    buf_trim(&self->before, 1 << 20);
+    buf_trim(&self->after, 1 << 20);
+    buf_trim(&self->scratch, 1 << 20);
     Py_XDECREF(records);
     Py_XDECREF(next);
     Py_DECREF(ts_obj);
@@ -2399,11 +2400,8 @@ scan_phase1(ItemWriter *w, Parser *ps)
                 w->nspans = 0;
                 int c = peek(ps);
                 if (c == 'n') {
-                    int v;
-                    if (literal(ps, &v) < 0)
+                    if (null_literal(ps, "Items must be an array or null") < 0)
                         return -1;
-                    if (v != -1)
-                        return fail(ps, "Items must be an array or null");
                     continue;
                 }
                 if (c != '[')
@@ -2549,11 +2547,8 @@ build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail,
 static void
 writer_trim(ItemWriter *w)
 {
-    /* drop what big pages left behind, so an idle reader does not hold megabytes */
-    if (w->out.cap > (4 << 20))
-        buf_free(&w->out);
-    if (w->work.scratch.cap > (1 << 20))
-        buf_free(&w->work.scratch);
+    buf_trim(&w->out, 4 << 20);
+    buf_trim(&w->work.scratch, 1 << 20);
 }
 
 static int

@@ -44,6 +44,18 @@ def _bad(message: str) -> ValueError:
     return ValueError(f"GetRecords page: {message}")
 
 
+def _key_fields(key_fields: Sequence[tuple[str, str]]) -> tuple[KeyField, ...]:
+    """(name, type) pairs as KeyFields, refused as the C constructors refuse them."""
+    if not key_fields:
+        raise ValueError("key_fields must name at least one attribute")
+    fields = []
+    for name, t in key_fields:
+        if t not in ("S", "N", "B"):
+            raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
+        fields.append(KeyField(name, t))  # type: ignore[arg-type]
+    return tuple(fields)
+
+
 def _document(body: bytes, member: str) -> tuple[dict[str, Any], list[Any]]:
     """A page body's JSON object and its ``member`` array (null or absent: empty), refused as the
     C module refuses them (page() and ItemWriter.scan_page() read their bodies alike)."""
@@ -151,15 +163,8 @@ class Transcoder:
         self, key_fields: Sequence[tuple[str, str]], table: str, region: str, stream_arn: str, shard_id: str,
         *, records: tuple[str, Any] | None = None,
     ) -> None:
-        if not key_fields:
-            raise ValueError("key_fields must name at least one attribute")
-        fields = []
-        for name, t in key_fields:
-            if t not in ("S", "N", "B"):
-                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
-            fields.append(KeyField(name, t))  # type: ignore[arg-type]
-        self._key_fields = tuple(fields)
-        self._binary_keys = [(f.name, f.type) for f in fields if f.type == "B"]
+        self._key_fields = _key_fields(key_fields)
+        self._binary_keys = [(f.name, f.type) for f in self._key_fields if f.type == "B"]
         self._table = table
         self._region = region
         self._stream_arn = stream_arn
@@ -282,14 +287,7 @@ class ItemWriter:
         self, key_fields: Sequence[tuple[str, str]], topic: str, table: str, record_key_fields: Any,
         source: dict[str, Any], op: str = "r",
     ) -> None:
-        if not key_fields:
-            raise ValueError("key_fields must name at least one attribute")
-        fields = []
-        for name, t in key_fields:
-            if t not in ("S", "N", "B"):
-                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
-            fields.append(KeyField(name, t))  # type: ignore[arg-type]
-        self._key_fields = tuple(fields)
+        self._key_fields = _key_fields(key_fields)
         self._topic, self._table, self._rkf, self._source, self._op = topic, table, record_key_fields, source, op
 
     def _records(self, items: list[Any], head: bytes, tail: bytes, ts_ms: int) -> list[SourceRecord]:
