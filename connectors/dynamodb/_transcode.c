@@ -90,6 +90,14 @@ buf_free(Buf *b)
     b->len = b->cap = 0;
 }
 
+/* After a page: drop what a big one left behind, so an idle reader does not hold megabytes. */
+static void
+buf_trim(Buf *b, Py_ssize_t max)
+{
+    if (b->cap > max)
+        buf_free(b);
+}
+
 static inline uint64_t
 zigzag(int64_t n)
 {
@@ -600,6 +608,17 @@ literal(Parser *ps, int *value)
     return fail(ps, "invalid literal");
 }
 
+/* At 'n': the literal null; true or false fail with `what` (safe with the GIL released, unlike
+ * expect_null, which asks PyErr_Occurred). */
+static int
+null_literal(Parser *ps, const char *what)
+{
+    int v;
+    if (literal(ps, &v) < 0)
+        return -1;
+    return v == -1 ? 0 : fail(ps, what);
+}
+
 /* The literal null at ps->p; anything else fails with `what`. */
 static int
 expect_null(Parser *ps, const char *what)
@@ -932,15 +951,45 @@ check_unique(Parser *ps, Buf *out, Span *names, Py_ssize_t n)
     return 0;
 }
 
+/* An array grown by PyMem_RawRealloc, full at *cap: the larger array (*cap updated), or NULL
+ * (a MemoryError only with the GIL held; the old array is kept). */
+static void *
+grow_raw(void *arr, Py_ssize_t *cap, size_t size, Py_ssize_t first)
+{
+    Py_ssize_t c = *cap ? *cap * 2 : first;
+    void *grown = PyMem_RawRealloc(arr, (size_t)c * size);
+    if (grown == NULL) {
+        if (!nogil)
+            PyErr_NoMemory();
+        return NULL;
+    }
+    *cap = c;
+    return grown;
+}
+
+/* Room for arr[n] (arr holds cap), or return -1 from the caller (as RESERVE). */
+#define ROOM_FOR_ONE(arr, n, cap, first)                                     \
+    do {                                                                     \
+        if ((n) == (cap)) {                                                  \
+            void *grown_ = grow_raw((arr), &(cap), sizeof *(arr), (first));  \
+            if (grown_ == NULL)                                              \
+                return -1;                                                   \
+            (arr) = grown_;                                                  \
+        }                                                                    \
+    } while (0)
+
 /*
- * depth > 0: a JSON object of name -> attribute value, written as Avro map<AttributeValue>.
- * depth < 0: one attribute value at depth -depth (an element of L).
+ * A JSON object of name -> attribute value at ps->p, written as Avro map<AttributeValue> (an
+ * image or item at depth 1, an M below). With kf: keyat[i] gets where the attribute named as
+ * key field i (only of type only_t, unless 0) starts in out, as written before the map's count
+ * was finished, and *shift how far finishing it moved what followed the count.
  */
 static int
-put_item(Parser *ps, Buf *out, int depth)
+put_map(Parser *ps, Buf *out, int depth, const KeyField *kf, Py_ssize_t nkf, char only_t, Py_ssize_t *keyat,
+        Py_ssize_t *shift)
 {
-    if (depth < 0)
-        return put_attribute(ps, out, -depth);
+    if (kf != NULL)
+        *shift = 0;
     if (peek(ps) != '{')
         return fail(ps, "item must be an object");
     ps->p++;
@@ -961,39 +1010,53 @@ put_item(Parser *ps, Buf *out, int depth)
             return fail(ps, "expected an attribute name");
         if (put_json_string(ps, out, &sp.off, &sp.len) < 0 || expect(ps, ':', "expected ':'") < 0)
             return -1;
-        if (t->nnames == t->capnames) {
-            Py_ssize_t cap = t->capnames ? t->capnames * 2 : 64;
-            Span *ns = PyMem_RawRealloc(t->names, (size_t)cap * sizeof(Span));
-            if (ns == NULL) {
-                if (!nogil)
-                    PyErr_NoMemory();
-                return -1;
-            }
-            t->names = ns;
-            t->capnames = cap;
-        }
+        ROOM_FOR_ONE(t->names, t->nnames, t->capnames, 64);
         t->names[t->nnames++] = sp;
-        Py_ssize_t key_field = -1, attr_at = out->len;
-        if (depth == 1 && t->binary_keys) { /* an image's own attribute: is it a binary key? */
-            for (Py_ssize_t i = 0; i < t->nkf; i++)
-                if (t->kf[i].t == 'B' && t->kf[i].ulen == sp.len &&
-                    memcmp(t->kf[i].utf8, out->d + sp.off, (size_t)sp.len) == 0)
-                    key_field = i;
+        if (kf != NULL) {
+            for (Py_ssize_t i = 0; i < nkf; i++)
+                if ((only_t == 0 || kf[i].t == only_t) && kf[i].ulen == sp.len &&
+                    memcmp(kf[i].utf8, out->d + sp.off, (size_t)sp.len) == 0)
+                    keyat[i] = out->len;
         }
         if (put_attribute(ps, out, depth) < 0)
             return -1;
-        if (key_field >= 0)
-            t->img_key_at[out == &t->after][key_field] = attr_at;
         count++;
     } while ((more = next_or_close(ps, '}')) == 1);
     if (more < 0)
         return -1;
     int r = check_unique(ps, out, t->names + base, count);
     t->nnames = base;
+    Py_ssize_t before = out->len;
     if (r < 0 || finish_count(out, at, count) < 0)
         return -1;
+    if (kf != NULL)
+        *shift = out->len - before; /* a count over one byte moved what followed it */
     RESERVE(out, 1);
     out->d[out->len++] = 0;
+    return 0;
+}
+
+/*
+ * depth > 0: a JSON object of name -> attribute value, written as Avro map<AttributeValue>.
+ * depth < 0: one attribute value at depth -depth (an element of L).
+ */
+static int
+put_item(Parser *ps, Buf *out, int depth)
+{
+    if (depth < 0)
+        return put_attribute(ps, out, -depth);
+    Transcoder *t = ps->t;
+    if (depth != 1 || !t->binary_keys)
+        return put_map(ps, out, depth, NULL, 0, 0, NULL, NULL);
+    /* an image of a table with a binary key: where its own binary key attributes are */
+    Py_ssize_t keyat[MAX_KEY_FIELDS], shift;
+    for (Py_ssize_t i = 0; i < t->nkf; i++)
+        keyat[i] = -1;
+    if (put_map(ps, out, 1, t->kf, t->nkf, 'B', keyat, &shift) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < t->nkf; i++)
+        if (keyat[i] >= 0)
+            t->img_key_at[out == &t->after][i] = keyat[i]; /* as written (shift not applied) */
     return 0;
 }
 
@@ -1083,11 +1146,8 @@ parse_image(Parser *ps, Buf *out, int *present)
     if (ps->t->binary_keys)
         forget_image_keys(ps->t, out == &ps->t->after);
     if (peek(ps) == 'n') {
-        int v;
-        if (literal(ps, &v) < 0)
+        if (null_literal(ps, "image must be an object or null") < 0)
             return -1;
-        if (v != -1)
-            return fail(ps, "image must be an object or null");
         *present = -1; /* seen, null */
         return 0;
     }
@@ -1147,11 +1207,8 @@ parse_dynamodb(Parser *ps, Rec *r)
         else if (NAME_IS(s, n, "ApproximateCreationDateTime")) {
             int c = peek(ps);
             if (c == 'n') {
-                int v;
-                if (literal(ps, &v) < 0)
+                if (null_literal(ps, "ApproximateCreationDateTime must be a number or null") < 0)
                     return -1;
-                if (v != -1)
-                    return fail(ps, "ApproximateCreationDateTime must be a number or null");
                 r->has_ms = 0;
             }
             else if (c == '-' || (c >= '0' && c <= '9')) {
@@ -1201,11 +1258,8 @@ parse_identity(Parser *ps, Rec *r)
     r->principal_lower = r->principal_lower_ok = r->principal_upper_ok = 0;
     int c = peek(ps);
     if (c == 'n') {
-        int v;
-        if (literal(ps, &v) < 0)
+        if (null_literal(ps, "userIdentity must be an object or null") < 0)
             return -1;
-        if (v != -1)
-            return fail(ps, "userIdentity must be an object or null");
         return 0;
     }
     if (c != '{')
@@ -1412,29 +1466,29 @@ read_length(const unsigned char **p, const unsigned char *e)
     return -1;
 }
 
-/* The record's Keys in DynamoDB JSON ({"pk": {"S": "x"}}, B as base64 text), from its Avro key. */
+/* An Avro key body (after the header room) in DynamoDB JSON ({"pk": {"S": "x"}}, B as base64
+ * text), read with the key fields that wrote it: StreamRecord's and ItemRecord's `key`. */
 static PyObject *
-StreamRecord_key(StreamRecord *r, void *closure)
+key_dict(PyObject *key, const KeyField *kf, Py_ssize_t nkf)
 {
-    Transcoder *t = r->t;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key) + HEADER;
-    const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(r->key) + PyBytes_GET_SIZE(r->key);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key) + HEADER;
+    const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key);
     PyObject *out = PyDict_New();
     if (out == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < t->nkf; i++) {
+    for (Py_ssize_t i = 0; i < nkf; i++) {
         Py_ssize_t n = read_length(&p, e);
         if (n < 0)
             goto error;
-        PyObject *v = t->kf[i].t == 'B' ? base64_text(p, n) : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+        PyObject *v = kf[i].t == 'B' ? base64_text(p, n) : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
         p += n;
         if (v == NULL)
             goto error;
         PyObject *inner = PyDict_New();
-        int rc = inner == NULL ? -1 : PyDict_SetItem(inner, t->kf[i].type, v);
+        int rc = inner == NULL ? -1 : PyDict_SetItem(inner, kf[i].type, v);
         Py_DECREF(v);
         if (rc == 0)
-            rc = PyDict_SetItem(out, t->kf[i].name, inner);
+            rc = PyDict_SetItem(out, kf[i].name, inner);
         Py_XDECREF(inner);
         if (rc < 0)
             goto error;
@@ -1443,6 +1497,13 @@ StreamRecord_key(StreamRecord *r, void *closure)
 error:
     Py_DECREF(out);
     return NULL;
+}
+
+/* The record's Keys in DynamoDB JSON, from its Avro key. */
+static PyObject *
+StreamRecord_key(StreamRecord *r, void *closure)
+{
+    return key_dict(r->key, r->t->kf, r->t->nkf);
 }
 
 static int
@@ -1831,23 +1892,34 @@ framed(PyObject *b, const char *header)
     return copy;
 }
 
+/* A record's owner (its records frame together) and bodies; *value NULL: a tombstone. */
+typedef void (*record_parts)(PyObject *r, void **owner, PyObject **key, PyObject **value);
+
+/* frame() and frame_items(): fmt parses (records, key_header, value_header); records of another
+ * type than `type` or owner than the first's give None. */
 static PyObject *
-frame(PyObject *module, PyObject *args)
+frame_records(PyObject *args, const char *fmt, const char *name, PyTypeObject *type, record_parts parts)
 {
     PyObject *records;
     const char *kh, *vh;
     Py_ssize_t khn, vhn;
-    if (!PyArg_ParseTuple(args, "O!y#y#:frame", &PyList_Type, &records, &kh, &khn, &vh, &vhn))
+    if (!PyArg_ParseTuple(args, fmt, &PyList_Type, &records, &kh, &khn, &vh, &vhn))
         return NULL;
     if (khn != HEADER || vhn != HEADER) {
-        PyErr_SetString(PyExc_ValueError, "frame: headers are 5 bytes");
+        PyErr_Format(PyExc_ValueError, "%s: headers are 5 bytes", name);
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(records);
+    void *owner0 = NULL, *owner;
+    PyObject *key, *value;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(records, i);
-        if (!Py_IS_TYPE(r, &StreamRecordType) ||
-            ((StreamRecord *)r)->t != ((StreamRecord *)PyList_GET_ITEM(records, 0))->t)
+        if (!Py_IS_TYPE(r, type))
+            Py_RETURN_NONE;
+        parts(r, &owner, &key, &value);
+        if (i == 0)
+            owner0 = owner;
+        else if (owner != owner0)
             Py_RETURN_NONE;
     }
     PyObject *keys = PyList_New(n), *values = PyList_New(n);
@@ -1855,25 +1927,39 @@ frame(PyObject *module, PyObject *args)
         goto error;
     Py_ssize_t payload = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        StreamRecord *r = (StreamRecord *)PyList_GET_ITEM(records, i);
-        PyObject *k = framed(r->key, kh);
+        parts(PyList_GET_ITEM(records, i), &owner, &key, &value);
+        PyObject *k = framed(key, kh);
         if (k == NULL)
             goto error;
         PyList_SET_ITEM(keys, i, k);
         payload += PyBytes_GET_SIZE(k);
-        PyObject *v = r->tombstone ? Py_NewRef(Py_None) : framed(r->value, vh);
+        PyObject *v = value == NULL ? Py_NewRef(Py_None) : framed(value, vh);
         if (v == NULL)
             goto error;
         PyList_SET_ITEM(values, i, v);
         if (v != Py_None)
             payload += PyBytes_GET_SIZE(v);
     }
-    PyObject *out = Py_BuildValue("(NNn)", keys, values, payload);
-    return out;
+    return Py_BuildValue("(NNn)", keys, values, payload);
 error:
     Py_XDECREF(keys);
     Py_XDECREF(values);
     return NULL;
+}
+
+static void
+stream_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
+{
+    StreamRecord *r = (StreamRecord *)o;
+    *owner = r->t;
+    *key = r->key;
+    *value = r->tombstone ? NULL : r->value;
+}
+
+static PyObject *
+frame(PyObject *module, PyObject *args)
+{
+    return frame_records(args, "O!y#y#:frame", "frame", &StreamRecordType, stream_record_parts);
 }
 
 /* ------------------------------------------------------------------ the page */
@@ -1923,13 +2009,8 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 self->has_last_seq = 0;
                 int c = peek(&ps);
                 if (c == 'n') {
-                    int v;
-                    if (literal(&ps, &v) < 0)
+                    if (null_literal(&ps, "Records must be an array or null") < 0)
                         goto done;
-                    if (v != -1) {
-                        fail(&ps, "Records must be an array or null");
-                        goto done;
-                    }
                     continue;
                 }
                 if (c != '[') {
@@ -1976,13 +2057,9 @@ Transcoder_page(Transcoder *self, PyObject *args)
         Py_XDECREF(last);
     }
 done:
-    /* drop what big pages left behind, so an idle reader does not hold megabytes */
-    if (self->before.cap > (1 << 20))
-        buf_free(&self->before);
-    if (self->after.cap > (1 << 20))
-        buf_free(&self->after);
-    if (self->scratch.cap > (1 << 20))
-        buf_free(&self->scratch);
+    buf_trim(&self->before, 1 << 20);
+    buf_trim(&self->after, 1 << 20);
+    buf_trim(&self->scratch, 1 << 20);
     Py_XDECREF(records);
     Py_XDECREF(next);
     Py_DECREF(ts_obj);
@@ -2006,6 +2083,47 @@ prefix_string(Buf *b, PyObject *s, int optional)
     return put_avro_string(b, u, n);
 }
 
+/* key_fields as a fast sequence of one to MAX_KEY_FIELDS items (*n: how many), or NULL. */
+static PyObject *
+key_fields_seq(PyObject *key_fields, Py_ssize_t *n)
+{
+    PyObject *seq = PySequence_Fast(key_fields, "key_fields must be a sequence of (name, type) pairs");
+    if (seq == NULL)
+        return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    if (*n == 0 || *n > MAX_KEY_FIELDS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, *n ? "key_fields: a DynamoDB key has at most two attributes"
+                                             : "key_fields must name at least one attribute");
+        return NULL;
+    }
+    return seq;
+}
+
+/* One (name, type) pair into kf (zeroed; what it holds is the owner's to release, even after a
+ * failure): its type as T_S, T_N or T_B, or -1. */
+static int
+read_key_field(PyObject *pair, KeyField *kf)
+{
+    PyObject *name, *type;
+    if (!PyArg_ParseTuple(pair, "UU:key field", &name, &type))
+        return -1;
+    int kt = PyUnicode_CompareWithASCIIString(type, "S") == 0   ? T_S
+             : PyUnicode_CompareWithASCIIString(type, "N") == 0 ? T_N
+             : PyUnicode_CompareWithASCIIString(type, "B") == 0 ? T_B
+                                                                : -1;
+    if (kt < 0) {
+        PyErr_Format(PyExc_ValueError, "key attribute %R has type %R; expected S, N or B", name, type);
+        return -1;
+    }
+    kf->name = Py_NewRef(name);
+    kf->type = Py_NewRef(kt == T_S ? S.t_S : kt == T_N ? S.t_N : S.t_B);
+    kf->t = "SNB"[kt];
+    if ((kf->utf8 = PyUnicode_AsUTF8AndSize(name, &kf->ulen)) == NULL)
+        return -1;
+    return kt;
+}
+
 static int
 Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
 {
@@ -2018,16 +2136,10 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Transcoder is already initialised");
         return -1;
     }
-    PyObject *seq = PySequence_Fast(key_fields, "key_fields must be a sequence of (name, type) pairs");
+    Py_ssize_t n;
+    PyObject *seq = key_fields_seq(key_fields, &n);
     if (seq == NULL)
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0 || n > MAX_KEY_FIELDS) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, n ? "key_fields: a DynamoDB key has at most two attributes"
-                                            : "key_fields must name at least one attribute");
-        return -1;
-    }
     self->kf = PyMem_Calloc((size_t)n, sizeof(KeyField));
     if (self->kf == NULL) {
         Py_DECREF(seq);
@@ -2036,30 +2148,12 @@ Transcoder_init(Transcoder *self, PyObject *args, PyObject *kwds)
     }
     self->nkf = n;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name, *type;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UU:key field", &name, &type)) {
+        if (read_key_field(PySequence_Fast_GET_ITEM(seq, i), &self->kf[i]) < 0) {
             Py_DECREF(seq);
             return -1;
         }
-        if (PyUnicode_CompareWithASCIIString(type, "S") == 0)
-            self->kf[i].type = Py_NewRef(S.t_S);
-        else if (PyUnicode_CompareWithASCIIString(type, "N") == 0)
-            self->kf[i].type = Py_NewRef(S.t_N);
-        else if (PyUnicode_CompareWithASCIIString(type, "B") == 0)
-            self->kf[i].type = Py_NewRef(S.t_B);
-        else {
-            Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "key attribute %R has type %R; expected S, N or B", name, type);
-            return -1;
-        }
-        self->kf[i].name = Py_NewRef(name);
-        self->kf[i].t = PyUnicode_AsUTF8(type)[0];
         if (self->kf[i].t == 'B')
             self->binary_keys = 1;
-        if ((self->kf[i].utf8 = PyUnicode_AsUTF8AndSize(name, &self->kf[i].ulen)) == NULL) {
-            Py_DECREF(seq);
-            return -1;
-        }
     }
     Py_DECREF(seq);
     self->table = Py_NewRef(table);
@@ -2236,64 +2330,15 @@ static int
 put_snapshot_item(Parser *ps, ItemWriter *w)
 {
     Buf *out = &w->out;
-    Transcoder *t = ps->t;
-    Py_ssize_t keyat[MAX_KEY_FIELDS];
+    Py_ssize_t keyat[MAX_KEY_FIELDS], shift;
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         keyat[i] = -1;
-    if (peek(ps) != '{')
-        return fail(ps, "item must be an object");
-    ps->p++;
     Py_ssize_t start = out->len;
-    if (peek(ps) == '}') {
-        ps->p++;
-        RESERVE(out, 1);
-        out->d[out->len++] = 0;
-    }
-    else {
-        RESERVE(out, 1);
-        Py_ssize_t at = out->len++;
-        Py_ssize_t base = t->nnames, count = 0;
-        int more;
-        do {
-            Span sp;
-            if (peek(ps) != '"')
-                return fail(ps, "expected an attribute name");
-            if (put_json_string(ps, out, &sp.off, &sp.len) < 0 || expect(ps, ':', "expected ':'") < 0)
-                return -1;
-            if (t->nnames == t->capnames) {
-                Py_ssize_t cap = t->capnames ? t->capnames * 2 : 64;
-                Span *ns = PyMem_RawRealloc(t->names, (size_t)cap * sizeof(Span));
-                if (ns == NULL) {
-                    if (!nogil)
-                        PyErr_NoMemory();
-                    return -1;
-                }
-                t->names = ns;
-                t->capnames = cap;
-            }
-            t->names[t->nnames++] = sp;
-            Py_ssize_t av_at = out->len;
-            if (put_attribute(ps, out, 1) < 0)
-                return -1;
-            for (Py_ssize_t i = 0; i < w->nkf; i++)
-                if (w->kf[i].ulen == sp.len && memcmp(out->d + sp.off, w->kf[i].utf8, (size_t)sp.len) == 0)
-                    keyat[i] = av_at;
-            count++;
-        } while ((more = next_or_close(ps, '}')) == 1);
-        if (more < 0)
-            return -1;
-        int r = check_unique(ps, out, t->names + base, count);
-        t->nnames = base;
-        Py_ssize_t before = out->len;
-        if (r < 0 || finish_count(out, at, count) < 0)
-            return -1;
-        Py_ssize_t shift = out->len - before; /* a count over one byte moved what followed it */
-        for (Py_ssize_t i = 0; i < w->nkf; i++)
-            if (keyat[i] >= 0)
-                keyat[i] += shift;
-        RESERVE(out, 1);
-        out->d[out->len++] = 0;
-    }
+    if (put_map(ps, out, 1, w->kf, w->nkf, 0, keyat, &shift) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < w->nkf; i++)
+        if (keyat[i] >= 0)
+            keyat[i] += shift;
     Py_ssize_t vlen = out->len - start, kstart = out->len;
     for (Py_ssize_t i = 0; i < w->nkf; i++) {
         if (keyat[i] < 0)
@@ -2312,17 +2357,7 @@ put_snapshot_item(Parser *ps, ItemWriter *w)
         memcpy(out->d + out->len, out->d + from, (size_t)len);
         out->len += len;
     }
-    if (w->nspans == w->capspans) {
-        Py_ssize_t cap = w->capspans ? w->capspans * 2 : 256;
-        ItemSpan *ns = PyMem_RawRealloc(w->spans, (size_t)cap * sizeof(ItemSpan));
-        if (ns == NULL) {
-            if (!nogil)
-                PyErr_NoMemory();
-            return -1;
-        }
-        w->spans = ns;
-        w->capspans = cap;
-    }
+    ROOM_FOR_ONE(w->spans, w->nspans, w->capspans, 256);
     ItemSpan *s = &w->spans[w->nspans++];
     s->vat = start;
     s->vlen = vlen;
@@ -2365,11 +2400,8 @@ scan_phase1(ItemWriter *w, Parser *ps)
                 w->nspans = 0;
                 int c = peek(ps);
                 if (c == 'n') {
-                    int v;
-                    if (literal(ps, &v) < 0)
+                    if (null_literal(ps, "Items must be an array or null") < 0)
                         return -1;
-                    if (v != -1)
-                        return fail(ps, "Items must be an array or null");
                     continue;
                 }
                 if (c != '[')
@@ -2515,11 +2547,8 @@ build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail,
 static void
 writer_trim(ItemWriter *w)
 {
-    /* drop what big pages left behind, so an idle reader does not hold megabytes */
-    if (w->out.cap > (4 << 20))
-        buf_free(&w->out);
-    if (w->work.scratch.cap > (1 << 20))
-        buf_free(&w->work.scratch);
+    buf_trim(&w->out, 4 << 20);
+    buf_trim(&w->work.scratch, 1 << 20);
 }
 
 static int
@@ -2651,34 +2680,13 @@ ItemWriter_init(ItemWriter *w, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "ItemWriter is already initialised");
         return -1;
     }
-    PyObject *seq = PySequence_Fast(key_fields, "key_fields must be a sequence of (name, type) pairs");
+    Py_ssize_t n;
+    PyObject *seq = key_fields_seq(key_fields, &n);
     if (seq == NULL)
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0 || n > MAX_KEY_FIELDS) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, n ? "key_fields: a DynamoDB key has at most two attributes"
-                                            : "key_fields must name at least one attribute");
-        return -1;
-    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name, *type;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "UU:key field", &name, &type))
-            goto error;
-        int kt = PyUnicode_CompareWithASCIIString(type, "S") == 0   ? T_S
-                 : PyUnicode_CompareWithASCIIString(type, "N") == 0 ? T_N
-                 : PyUnicode_CompareWithASCIIString(type, "B") == 0 ? T_B
-                                                                    : -1;
-        if (kt < 0) {
-            PyErr_Format(PyExc_ValueError, "key attribute %R has type %R; expected S, N or B", name, type);
-            goto error;
-        }
-        w->kf[i].name = Py_NewRef(name);
-        w->kf[i].type = Py_NewRef(kt == T_S ? S.t_S : kt == T_N ? S.t_N : S.t_B);
-        w->kf[i].t = "SNB"[kt];
-        w->kt[i] = kt;
-        w->nkf = i + 1;
-        if ((w->kf[i].utf8 = PyUnicode_AsUTF8AndSize(name, &w->kf[i].ulen)) == NULL)
+        w->nkf = i + 1; /* kf[i] is zeroed: dealloc releases what it gets */
+        if ((w->kt[i] = read_key_field(PySequence_Fast_GET_ITEM(seq, i), &w->kf[i])) < 0)
             goto error;
     }
     Py_DECREF(seq);
@@ -2744,33 +2752,7 @@ static PyTypeObject ItemWriterType = {
 static PyObject *
 ItemRecord_key(ItemRecord *r, void *closure)
 {
-    ItemWriter *w = r->w;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->key) + HEADER;
-    const unsigned char *e = (const unsigned char *)PyBytes_AS_STRING(r->key) + PyBytes_GET_SIZE(r->key);
-    PyObject *out = PyDict_New();
-    if (out == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < w->nkf; i++) {
-        Py_ssize_t n = read_length(&p, e);
-        if (n < 0)
-            goto error;
-        PyObject *v = w->kf[i].t == 'B' ? base64_text(p, n) : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
-        p += n;
-        if (v == NULL)
-            goto error;
-        PyObject *inner = PyDict_New();
-        int rc = inner == NULL ? -1 : PyDict_SetItem(inner, w->kf[i].type, v);
-        Py_DECREF(v);
-        if (rc == 0)
-            rc = PyDict_SetItem(out, w->kf[i].name, inner);
-        Py_XDECREF(inner);
-        if (rc < 0)
-            goto error;
-    }
-    return out;
-error:
-    Py_DECREF(out);
-    return NULL;
+    return key_dict(r->key, r->w->kf, r->w->nkf);
 }
 
 static PyObject *ItemRecord_topic(ItemRecord *r, void *c) { return Py_NewRef(r->w->topic); }
@@ -2827,46 +2809,20 @@ static PyTypeObject ItemRecordType = {
     .tp_getset = ItemRecord_getset,
 };
 
+static void
+item_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
+{
+    ItemRecord *r = (ItemRecord *)o;
+    *owner = r->w;
+    *key = r->key;
+    *value = r->value;
+}
+
 /* frame() for ItemRecords of one writer; None when the list holds anything else. */
 static PyObject *
 frame_items(PyObject *module, PyObject *args)
 {
-    PyObject *records;
-    const char *kh, *vh;
-    Py_ssize_t khn, vhn;
-    if (!PyArg_ParseTuple(args, "O!y#y#:frame_items", &PyList_Type, &records, &kh, &khn, &vh, &vhn))
-        return NULL;
-    if (khn != HEADER || vhn != HEADER) {
-        PyErr_SetString(PyExc_ValueError, "frame_items: headers are 5 bytes");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(records);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *r = PyList_GET_ITEM(records, i);
-        if (!Py_IS_TYPE(r, &ItemRecordType) || ((ItemRecord *)r)->w != ((ItemRecord *)PyList_GET_ITEM(records, 0))->w)
-            Py_RETURN_NONE;
-    }
-    PyObject *keys = PyList_New(n), *values = PyList_New(n);
-    if (keys == NULL || values == NULL)
-        goto error;
-    Py_ssize_t payload = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        ItemRecord *r = (ItemRecord *)PyList_GET_ITEM(records, i);
-        PyObject *k = framed(r->key, kh);
-        if (k == NULL)
-            goto error;
-        PyList_SET_ITEM(keys, i, k);
-        PyObject *v = framed(r->value, vh);
-        if (v == NULL)
-            goto error;
-        PyList_SET_ITEM(values, i, v);
-        payload += PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(v);
-    }
-    return Py_BuildValue("(NNn)", keys, values, payload);
-error:
-    Py_XDECREF(keys);
-    Py_XDECREF(values);
-    return NULL;
+    return frame_records(args, "O!y#y#:frame_items", "frame_items", &ItemRecordType, item_record_parts);
 }
 
 static PyMethodDef module_methods[] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -42,6 +42,35 @@ Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes]
 
 def _bad(message: str) -> ValueError:
     return ValueError(f"GetRecords page: {message}")
+
+
+def _key_fields(key_fields: Sequence[tuple[str, str]]) -> tuple[KeyField, ...]:
+    """(name, type) pairs as KeyFields, refused as the C constructors refuse them."""
+    if not key_fields:
+        raise ValueError("key_fields must name at least one attribute")
+    fields = []
+    for name, t in key_fields:
+        if t not in ("S", "N", "B"):
+            raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
+        fields.append(KeyField(name, t))  # type: ignore[arg-type]
+    return tuple(fields)
+
+
+def _document(body: bytes, member: str) -> tuple[dict[str, Any], list[Any]]:
+    """A page body's JSON object and its ``member`` array (null or absent: empty), refused as the
+    C module refuses them (page() and ItemWriter.scan_page() read their bodies alike)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise _bad(f"not valid JSON: {e}") from None
+    if type(doc) is not dict:
+        raise _bad("expected a JSON object")
+    raw = doc.get(member)
+    if raw is None:
+        raw = []
+    elif type(raw) is not list:
+        raise _bad(f"{member} must be an array or null")
+    return doc, raw
 
 
 def _check_base64(v: Any) -> None:
@@ -134,15 +163,8 @@ class Transcoder:
         self, key_fields: Sequence[tuple[str, str]], table: str, region: str, stream_arn: str, shard_id: str,
         *, records: tuple[str, Any] | None = None,
     ) -> None:
-        if not key_fields:
-            raise ValueError("key_fields must name at least one attribute")
-        fields = []
-        for name, t in key_fields:
-            if t not in ("S", "N", "B"):
-                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
-            fields.append(KeyField(name, t))  # type: ignore[arg-type]
-        self._key_fields = tuple(fields)
-        self._binary_keys = [(f.name, f.type) for f in fields if f.type == "B"]
+        self._key_fields = _key_fields(key_fields)
+        self._binary_keys = [(f.name, f.type) for f in self._key_fields if f.type == "B"]
         self._table = table
         self._region = region
         self._stream_arn = stream_arn
@@ -155,17 +177,7 @@ class Transcoder:
         With ``records=(topic, key_fields)`` the list holds SourceRecords instead, each REMOVE
         followed by its tombstone (the C transcoder's StreamRecords have the same fields).
         """
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise _bad(f"not valid JSON: {e}") from None
-        if type(doc) is not dict:
-            raise _bad("expected a JSON object")
-        raw = doc.get("Records")
-        if raw is None:
-            raw = []
-        elif type(raw) is not list:
-            raise _bad("Records must be an array or null")
+        doc, raw = _document(body, "Records")
         nxt = _optional(doc, "NextShardIterator", str)
         out = [self._record(r, ts_ms) for r in raw]
         last = out[-1][2]["sequence_number"] if out else None
@@ -239,6 +251,28 @@ class Transcoder:
 _BLANK = b" \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of only these is blank
 
 
+def read_lines(
+    data: bytes, pos: int, want: int, final: bool, parse: Callable[[bytes, int], Any]
+) -> tuple[list[Any], int, int]:
+    """Export lines from byte ``pos`` → (up to ``want`` values of ``parse(line, lines read)``,
+    byte position after the last line read, lines read, blank ones included). A last line
+    without a newline is read only when ``final``. The twin's and the general path's reader."""
+    items: list[Any] = []
+    n = 0
+    while len(items) < want and pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0 and not final:
+            break
+        end = len(data) if nl < 0 else nl
+        line = data[pos:end]
+        n += 1
+        pos = len(data) if nl < 0 else nl + 1
+        if not line.strip(_BLANK):
+            continue
+        items.append(parse(line, n))
+    return items, pos, n
+
+
 class ItemWriter:
     """``ItemWriter(key_fields, topic, table, record_key_fields, source, op="r")``.
 
@@ -253,14 +287,7 @@ class ItemWriter:
         self, key_fields: Sequence[tuple[str, str]], topic: str, table: str, record_key_fields: Any,
         source: dict[str, Any], op: str = "r",
     ) -> None:
-        if not key_fields:
-            raise ValueError("key_fields must name at least one attribute")
-        fields = []
-        for name, t in key_fields:
-            if t not in ("S", "N", "B"):
-                raise ValueError(f"key attribute {name!r} has type {t!r}; expected S, N or B")
-            fields.append(KeyField(name, t))  # type: ignore[arg-type]
-        self._key_fields = tuple(fields)
+        self._key_fields = _key_fields(key_fields)
         self._topic, self._table, self._rkf, self._source, self._op = topic, table, record_key_fields, source, op
 
     def _records(self, items: list[Any], head: bytes, tail: bytes, ts_ms: int) -> list[SourceRecord]:
@@ -282,17 +309,7 @@ class ItemWriter:
 
     def scan_page(self, body: bytes, head: bytes, tail: bytes, ts_ms: int) -> tuple[list[Any], dict[str, bytes]]:
         """Scan response body → (records of its Items, {other member: its JSON})."""
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise _bad(f"not valid JSON: {e}") from None
-        if type(doc) is not dict:
-            raise _bad("expected a JSON object")
-        items = doc.get("Items")
-        if items is None:
-            items = []
-        elif type(items) is not list:
-            raise _bad("Items must be an array or null")
+        doc, items = _document(body, "Items")
         rest = {k: orjson.dumps(v) for k, v in doc.items() if k != "Items"}
         return self._records(items, head, tail, ts_ms), rest
 
@@ -302,23 +319,15 @@ class ItemWriter:
         """Export lines from byte ``pos`` → (records, position after the last line read, lines read)."""
         if not 0 <= pos <= len(data) or max_records < 0:
             raise ValueError("lines: pos must be within data, max_records >= 0")
-        items: list[Any] = []
-        n = 0
-        while len(items) < max_records and pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0 and not final:
-                break
-            end = len(data) if nl < 0 else nl
-            line = data[pos:end]
-            n += 1
-            pos = len(data) if nl < 0 else nl + 1
-            if not line.strip(_BLANK):
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise _bad(f"export line: not valid JSON: {e}") from None
-            if type(doc) is not dict or "Item" not in doc:
-                raise _bad("export line has no Item")
-            items.append(doc["Item"])
+        items, pos, n = read_lines(data, pos, max_records, final, self._line_item)
         return self._records(items, head, tail, ts_ms), pos, n
+
+    @staticmethod
+    def _line_item(line: bytes, n: int) -> Any:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise _bad(f"export line: not valid JSON: {e}") from None
+        if type(doc) is not dict or "Item" not in doc:
+            raise _bad("export line has no Item")
+        return doc["Item"]

@@ -26,13 +26,12 @@ from bridge.errors import ConfigError, ConnectorError
 from bridge.serde.avro import encode_envelope
 from bridge.task import SourceRecord, UnreadableRecord
 from connectors.dynamodb import transcode
+from connectors.dynamodb._transcode_py import read_lines
 from connectors.dynamodb.table import TableInfo
 
 __all__ = ["SnapshotRows", "decode_pool", "snapshot_records"]
 
 log = logging.getLogger(__name__)
-
-_BLANK = b" \t\n\r\x0b\x0c"  # what bytes.strip() strips
 
 
 def snapshot_records(
@@ -133,20 +132,12 @@ class SnapshotRows:
             except ValueError as e:
                 log.debug("snapshot of %s: export lines take the general path: %s", self._table.name, e)
         self.general_batches += 1
-        items: list[Any] = []
-        n = 0
-        while len(items) < want and pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0 and not final:
-                break
-            end = len(data) if nl < 0 else nl
-            line = data[pos:end]
-            n += 1
-            pos = len(data) if nl < 0 else nl + 1
-            if not line.strip(_BLANK):
-                continue
+
+        def item(line: bytes, n: int) -> Any:
             try:
-                items.append(orjson.loads(line)["Item"])
+                return orjson.loads(line)["Item"]
             except (orjson.JSONDecodeError, KeyError, TypeError) as e:
                 raise ConnectorError(f"{self._where} line {first_line + n}: not DYNAMODB_JSON: {e}") from None
+
+        items, pos, n = read_lines(data, pos, want, final, item)
         return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), pos, n
