@@ -134,9 +134,10 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - a bug must still end in one line, not a traceback
-        log.debug("unexpected error", exc_info=True)
-        _say("error", f"unexpected {type(e).__name__}: {e} (a bug in the bridge; run with --log-level DEBUG "
-                      "for the traceback and report it)")
+        # A bug: its traceback is what a report needs (a rare race may not come back at DEBUG);
+        # the last line still says what happened in one line.
+        log.error("unexpected error (a bug in the bridge)", exc_info=True)
+        _say("error", f"unexpected {type(e).__name__}: {e} (a bug in the bridge; report it with the traceback above)")
         return 1 if _Phase.running else 2
 
 

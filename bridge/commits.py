@@ -99,14 +99,19 @@ class Commits:
             )
         return f"writing to {topic!r} failed: {err.str()}"
 
+    def outlived_timeout(self) -> bool:
+        """Exactly-once: the open transaction is older than ``transaction.timeout.ms``, so the
+        broker has aborted it (or will) while this process counted on it."""
+        return self.exactly_once and time.monotonic() - self.txn_began > self.lane.settings.transaction_timeout_s
+
     def _txn_timed_out(self, err: KafkaError) -> str | None:
         """The reason when the open transaction outlived ``transaction.timeout.ms``: the process
         was frozen (SIGSTOP, a VM pause) and the broker aborted the transaction, which also
         bumps the producer's epoch, so librdkafka reports it like a fence."""
+        if not self.outlived_timeout():
+            return None
         open_s = time.monotonic() - self.txn_began
         timeout_s = self.lane.settings.transaction_timeout_s
-        if open_s <= timeout_s:
-            return None
         return (
             f"transaction aborted by the broker: it stayed open {open_s:.0f} s, longer than "
             f"transaction.timeout.ms={timeout_s * 1000:.0f} (was the process paused?); "
@@ -216,6 +221,13 @@ class TransactionCommits(Commits):
             self.txn_began = time.monotonic()
         except KafkaException as e:
             raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
+
+    def written(self) -> None:
+        """Something goes into the open transaction: the broker's timeout for it runs from its
+        first write (``begin_transaction`` is local), so an idle lane's is counted from here."""
+        if not self.dirty:
+            self.dirty = True
+            self.txn_began = time.monotonic()
 
     async def before_commit(self) -> None:
         if self.dirty:

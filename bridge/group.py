@@ -290,6 +290,8 @@ class GroupMembership:
                 self._tick()  # a long hand-over is no pause
             fut.result()
         except BaseException as e:  # noqa: BLE001 - the loop's worker stops on it
+            if isinstance(e, concurrent.futures.CancelledError) and self.worker.stopping():
+                return  # the loop cancelled the step because the worker is shutting down
             if isinstance(e, KafkaException):  # never "a bug": say what Kafka said
                 e = ProduceError(f"group: a rebalance step failed: {e.args[0].str() if e.args else e}")
             if not isinstance(e, StartupError):  # a refusal is its own one line

@@ -76,6 +76,10 @@ class ProducerLane:
         self.partial_batch = False  # a task was cancelled with its batch half produced
         self.fatal = False  # the producer reported a fatal error (e.g. fenced): it cannot even abort
         self.stopping = False
+        #: Dropped with its partitions (the group gave them away, e.g. after a broker outage
+        #: longer than the session): what its producer still reports (records purged,
+        #: a transaction it can no longer end) concerns nobody now.
+        self.discarded = False
         self.dead_letters = DeadLetters(self)
         self.commits: Commits = TransactionCommits(self) if settings.exactly_once else OffsetCommits(self)
         self._helpers: list[asyncio.Task[Any]] = []
@@ -118,11 +122,23 @@ class ProducerLane:
             with contextlib.suppress(KafkaException):
                 self.producer.purge()
         # On the loop thread: flush serves delivery callbacks where it runs.
-        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        try:
+            remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        except KafkaException as e:
+            # A transactional producer in a fatal state (fenced, its transaction aborted by
+            # the broker) raises that state here too: said already by the lane's failure, or
+            # said now, never a traceback instead of the reason.
+            self.fail(e)
+            return
         if remaining:
             log.warning("shutdown: %d messages not delivered before the timeout", remaining)
 
     def fail(self, error: BaseException) -> None:
+        if self.discarded and not self.commits.outlived_timeout():
+            # A transaction the broker aborted because this process stood still past its
+            # timeout still stops it (below), as it would had the group not noticed first.
+            log.debug("discarded lane: %s", error)
+            return
         if isinstance(error, KafkaException) and isinstance(error.args[0], KafkaError):
             # A producer call that raised where no caller expected it (e.g. begin_transaction
             # after the broker aborted a timed-out transaction): still one line saying why.
@@ -201,7 +217,7 @@ class ProducerLane:
         self.bounds.taken(entry)
         self.records_in_flight += entry.count
         if isinstance(self.commits, TransactionCommits) and (batch.offset is not None or records):
-            self.commits.dirty = True
+            self.commits.written()
         try:
             await self._produce_all(entry, framed)
         except asyncio.CancelledError:
@@ -347,6 +363,7 @@ class ProducerLane:
     async def discard(self) -> None:
         """A lane whose partition was lost (another worker owns it now): drop everything, quickly."""
         self.stopping = True
+        self.discarded = True
         for t in self._helpers:
             t.cancel()
         await asyncio.gather(*self._helpers, return_exceptions=True)

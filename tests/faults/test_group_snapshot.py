@@ -142,9 +142,14 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
         workers["w1"].wait(10)
         killed_at = time.monotonic()
         reader.read_until(lambda ev: len(ev) >= N_ITEMS // 2, 120, check=workers["w2"].check)
+        # w2 alone could finish the rest before w3 (a process start and a group join) gets
+        # its share on a slow host: its pages come slowly (1 s each, as a throttled table
+        # would serve them) until w3 is assigned, so w3 joins with segments still to read.
+        slow = d.faults.add("slow", op="Scan", who="w2", times=None, delay=1.0)
         workers["w3"] = _start(bridges, cfg, "w3")
         wait_until(lambda: "group: assigned" in workers["w3"].log(), 60, "the added worker's assignment")
         added_at = time.monotonic()
+        d.faults.remove(slow)
         reader.read_until(_DistinctKeys(N_ITEMS), 240, check=workers["w3"].check)
         took = time.monotonic() - t0
         for w in ("w2", "w3"):
