@@ -30,6 +30,13 @@ __all__ = ["Commits", "OffsetCommits", "TransactionCommits"]
 
 log = logging.getLogger(__name__)
 
+#: How long a lane keeps asking for its producer id while the broker says "not yet".
+INIT_TRANSACTIONS_WAIT_S = 120.0
+#: "Not yet" from a broker whose transaction coordinator is loading, moving or away.
+_NOT_READY = {KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_COORDINATOR,
+              KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+              KafkaError._ALL_BROKERS_DOWN, KafkaError.CONCURRENT_TRANSACTIONS}
+
 _TXN_FAILED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._STATE}
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
@@ -214,13 +221,24 @@ class TransactionCommits(Commits):
         """``init_transactions`` fences any older producer with this lane's transactional id and
         aborts its open transaction; a blocking call, so it runs off the loop."""
         producer = self.lane.producer
-        timeout = self.lane.settings.transaction_timeout_s
-        try:
-            await asyncio.to_thread(producer.init_transactions, timeout)
-            producer.begin_transaction()
-            self.txn_began = time.monotonic()
-        except KafkaException as e:
-            raise ProduceError(f"cannot start a transaction: {e.args[0].str()}") from None
+        # Each call waits at most the transaction timeout; a retriable refusal (the broker's
+        # transaction coordinator still loading its state after a start or a restart, or not
+        # reachable yet) is asked again, as librdkafka means it, for a while longer.
+        per_call = self.lane.settings.transaction_timeout_s
+        deadline = time.monotonic() + max(INIT_TRANSACTIONS_WAIT_S, per_call)
+        while True:
+            try:
+                await asyncio.to_thread(producer.init_transactions, max(1.0, min(per_call, deadline - time.monotonic())))
+                producer.begin_transaction()
+                self.txn_began = time.monotonic()
+                return
+            except KafkaException as e:
+                err = e.args[0]
+                retry = err.retriable() or (not err.fatal() and err.code() in _NOT_READY)
+                if not retry or time.monotonic() >= deadline:
+                    raise ProduceError(f"cannot start a transaction: {err.str()}") from None
+                log.info("transactional producer not ready yet (%s); asking again", err.str())
+                await asyncio.sleep(0.5)
 
     def written(self) -> None:
         """Something goes into the open transaction: the broker's timeout for it runs from its

@@ -121,17 +121,31 @@ class ProducerLane:
         if purge:
             with contextlib.suppress(KafkaException):
                 self.producer.purge()
-        # On the loop thread: flush serves delivery callbacks where it runs.
-        try:
-            remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
-        except KafkaException as e:
-            # A transactional producer in a fatal state (fenced, its transaction aborted by
-            # the broker) raises that state here too: said already by the lane's failure, or
-            # said now, never a traceback instead of the reason.
-            self.fail(e)
-            return
+        remaining = self._drain(deadline)
         if remaining:
             log.warning("shutdown: %d messages not delivered before the timeout", remaining)
+
+    def _drain(self, deadline: float) -> int:
+        """``flush()`` made of ``poll()``s; returns how many messages are left at ``deadline``.
+
+        On the loop thread, so delivery callbacks run here. Not ``flush()`` itself: on a
+        transactional producer in a fatal state (fenced, its transaction aborted by the
+        broker) confluent-kafka's flush sets that error and goes on serving delivery
+        callbacks, whose first call into a KafkaError then fails with a SystemError
+        (measured with confluent-kafka 2.16, librdkafka 2.16); ``poll()`` raises the fatal
+        error once, by itself, and serves the callbacks at the next call.
+        """
+        producer = self.producer
+        try:
+            while len(producer) and (left := deadline - time.monotonic()) > 0:
+                try:
+                    producer.poll(min(0.05, left))
+                except KafkaException as e:
+                    self.fail(e)  # said already by the lane's failure, or said now
+            return len(producer)
+        except Exception as e:  # noqa: BLE001 - at shutdown: the reason, not a traceback in its place
+            self.fail(e)
+            return 0
 
     def fail(self, error: BaseException) -> None:
         if self.discarded and not self.commits.outlived_timeout():
@@ -163,7 +177,7 @@ class ProducerLane:
         retries); they are logged, as librdkafka does when no error_cb is set.
         """
         if self.stopping or self._worker_stopping():
-            return  # stopping already; flush() at shutdown may call this with its own exception pending
+            return  # stopping already: the lane's failure, if any, is said
         if err.fatal():
             self.fatal = True
             text = self.commits.txn_error(err) if self.settings.exactly_once else idempotent_refusal(err)
@@ -369,5 +383,4 @@ class ProducerLane:
         await asyncio.gather(*self._helpers, return_exceptions=True)
         with contextlib.suppress(KafkaException):
             self.producer.purge()
-        with contextlib.suppress(Exception):
-            self.producer.flush(1.0)
+        self._drain(time.monotonic() + 1.0)
