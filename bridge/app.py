@@ -449,7 +449,8 @@ async def _run(
                         snapshots=lambda: _snapshots(worker), rest_socket=rest_socket)
         health_answer.append(ops.health_answer)
         if metrics is not None:  # logged once running: a start-up failure stays one line
-            log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, metrics.port)
+            host = cfg.metrics.host
+            log.info("metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, metrics.port)
         if on_start is not None:
             on_start(worker)
         log.log(*startup_line())  # WARNING when the slow pure-Python transcoder runs

@@ -213,15 +213,24 @@ class GroupConfig(Model):
     )
 
 
+def _unbracket(host: str) -> str:
+    """An IPv6 address as URLs write it (``[::1]``) is the address a socket binds (``::1``)."""
+    host = host.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 class MetricsConfig(Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /health on this port")
     host: str = Field("127.0.0.1", min_length=1, max_length=253,
                       description="0.0.0.0 to let other hosts scrape (the default keeps it local)")
 
+    _host = field_validator("host")(_unbracket)
+
 
 class RestConfig(Model):
     port: int | None = Field(None, ge=0, le=65535, description="serve the REST API and the status page on this port")
     host: str = Field("127.0.0.1", description="0.0.0.0 to serve other hosts (bearer_token required then)")
+    _host = field_validator("host")(_unbracket)
     allow_unauthenticated: bool = Field(
         False, description="serve a host other than loopback without bearer_token (anyone who reaches it may "
                            "pause, stop and reset offsets)",

@@ -31,6 +31,7 @@ still lands in one fine segment (no Scan segmentation can split it).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.dynamodb.config import SnapshotConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, CorruptOffsetError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
@@ -372,10 +373,27 @@ class ScanConnector(SourceConnector):
     def _task(self, segment: int, o: dict[str, Any] | None) -> ScanSegmentTask:
         assert self._shared is not None
         resume = o if o and int(o.get("pass", 0)) == self._pass and not o.get("done") else None
+        if resume and resume.get("last_key") is not None:
+            self._check_last_key(segment, resume["last_key"])
         task = ScanSegmentTask(self._shared, segment, self.total_segments, pass_no=self._pass, resume=resume)
         if resume:
             log.info("segment %d/%d of %s resumes after %d items", segment, self.total_segments, self.table_name, task.items)
         return task
+
+    def _check_last_key(self, segment: int, last_key: dict[str, Any]) -> None:
+        """A stored ``last_key`` must be this table's key, attribute for attribute and type for
+        type: DynamoDB refuses any other ExclusiveStartKey on every retry (moto answers HTTP
+        500, retried for ever), so the start stops with the offset's line instead."""
+        assert self.table is not None
+        want = {f.name: f.type for f in self.table.key_fields}
+        got = {name: next(iter(av)) for name, av in last_key.items()}
+        if got == want:
+            return
+        why = (f"the stored last_key {json.dumps(last_key)[:120]} is not a key of table {self.table_name!r} "
+               f"({', '.join(f'{n} {t}' for n, t in want.items())})")
+        describe = getattr(self._runtime.offsets, "bad_offset_line", None) if self._runtime else None
+        partition = self._partition(segment)
+        raise CorruptOffsetError(describe(partition, why) if describe else f"{why}; reset the stored offset of {partition}")
 
     async def _run_pass(self, runtime: TaskRuntime, stored: dict[int, dict[str, Any] | None], todo: list[int]) -> None:
         assert self._shared is not None and self.table is not None

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bridge.errors import ConfigError, ConnectorError
+from bridge.errors import ConfigError
 from bridge.serde.avro import encode_envelope
 from bridge.task import SourceRecord, UnreadableRecord
 from connectors.dynamodb import transcode
@@ -34,29 +34,47 @@ __all__ = ["SnapshotRows", "decode_pool", "snapshot_records"]
 log = logging.getLogger(__name__)
 
 
+class BadLine:
+    """An export line that holds no item (not JSON, not ``{"Item": {...}}``): it becomes an
+    unreadable record, so ``errors.tolerance`` decides, as for any record that does not convert."""
+
+    __slots__ = ("reason", "raw")
+
+    def __init__(self, reason: str, raw: str) -> None:
+        self.reason, self.raw = reason, raw
+
+
 def snapshot_records(
-    items: list[dict[str, Any]], *, topic: str, table: TableInfo, source: dict[str, Any]
+    items: list[Any], *, topic: str, table: TableInfo, source: dict[str, Any]
 ) -> list[SourceRecord]:
-    """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None (the general path)."""
+    """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None (the general path).
+
+    A Scan item without a key attribute is a config error (a projection_expression left the
+    key out: every item lacks it); export lines are checked for that where they are read.
+    """
     ts_ms = int(time.time() * 1000)
     names = [f.name for f in table.key_fields]
     name, key_fields = table.name, table.key_fields
     h = names[0]
     r = names[1] if len(names) > 1 else None
+    def one(it: Any) -> SourceRecord:
+        """The slow path, one item at a time: only the bad ones become unreadable records."""
+        if type(it) is dict:
+            return SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
+        if isinstance(it, BadLine):
+            reason, it = it.reason, it.raw
+        else:
+            reason = f"snapshot item is not an object: {it!r:.60}"
+        return UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms, reason=reason, raw=it)
+
     try:
         try:
             if r is None:
                 return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
             return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms)
                     for it in items]
-        except TypeError:  # an item that is not an object (a corrupt export file): it alone does not convert
-            return [
-                SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
-                if type(it) is dict else
-                UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms,
-                                 reason=f"snapshot item is not an object: {it!r:.60}", raw=it)
-                for it in items
-            ]
+        except TypeError:  # an item that is not an object (a corrupt export line): it alone does not convert
+            return [one(it) for it in items]
     except KeyError as e:
         raise ConfigError(
             f"snapshot of {table.name}: item without key attribute {e.args[0]!r}; "
@@ -135,9 +153,19 @@ class SnapshotRows:
 
         def item(line: bytes, n: int) -> Any:
             try:
-                return orjson.loads(line)["Item"]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                raise ConnectorError(f"{self._where} line {first_line + n}: not DYNAMODB_JSON: {e}") from None
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                return BadLine(f"{self._where} line {first_line + n}: not JSON ({e})", line.decode("utf-8", "replace"))
+            it = doc.get("Item") if type(doc) is dict else None
+            if type(it) is not dict:
+                return BadLine(f"{self._where} line {first_line + n}: not a DYNAMODB_JSON line "
+                               '(an object {"Item": {...}})', line.decode("utf-8", "replace"))
+            missing = [k for k in key_names if k not in it]
+            if missing:  # a corrupt line: an export has no projection that could drop a key
+                return BadLine(f"{self._where} line {first_line + n}: item without key attribute {missing[0]!r}",
+                               line.decode("utf-8", "replace"))
+            return it
 
+        key_names = [f.name for f in self._table.key_fields]
         items, pos, n = read_lines(data, pos, want, final, item)
         return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), pos, n

@@ -266,8 +266,6 @@ class FaultRule:
     skip: int = 0
     delay: float = 1.0
     message: str | None = None
-    #: Only requests signed with this access key id (one process of several).
-    who: str | None = None
     fired: int = 0
     seen: int = 0
 
@@ -275,10 +273,8 @@ class FaultRule:
     def exhausted(self) -> bool:
         return self.times is not None and self.fired >= self.times
 
-    def matches(self, op: str, shard: str | None, who: str = "") -> bool:
+    def matches(self, op: str, shard: str | None) -> bool:
         if self.op is not None and self.op != op:
-            return False
-        if self.who is not None and self.who != who:
             return False
         return self.shard is None or self.shard == shard
 
@@ -300,7 +296,6 @@ class FaultPlan:
         skip: int = 0,
         delay: float = 1.0,
         message: str | None = None,
-        who: str | None = None,
     ) -> FaultRule:
         """Queue a fault; returns the rule so a test can assert it actually fired."""
         if error not in AWS_ERRORS and error not in TRANSPORT_FAULTS:
@@ -311,7 +306,7 @@ class FaultPlan:
             raise ValueError(f"unknown operation {op!r}; use one of {OPERATIONS + TABLE_OPERATIONS}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
-        rule = FaultRule(error, op, shard, times, skip, delay, message, who)
+        rule = FaultRule(error, op, shard, times, skip, delay, message)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -336,10 +331,10 @@ class FaultPlan:
         with self._lock:
             return [r for r in self._rules if not r.exhausted]
 
-    def _take(self, op: str, shard: str | None, who: str = "") -> FaultRule | None:
+    def _take(self, op: str, shard: str | None) -> FaultRule | None:
         with self._lock:
             for rule in self._rules:
-                if rule.exhausted or not rule.matches(op, shard, who):
+                if rule.exhausted or not rule.matches(op, shard):
                     continue
                 rule.seen += 1
                 if rule.seen <= rule.skip:
@@ -941,7 +936,7 @@ class StreamsDouble:
             elif op == "Scan":  # which worker read which segment when (snapshots shared by a group)
                 unit = f"segment {params.get('Segment')}/{params.get('TotalSegments')} limit {params.get('Limit')}"
                 self.request_log.append((time.monotonic(), op, unit, who))
-            rule = self.faults._take(op, shard, who)
+            rule = self.faults._take(op, shard)
             if rule is not None:
                 if rule.error != "slow":
                     return _fault_reply(rule)

@@ -131,10 +131,15 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
     reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
     workers: dict[str, Any] = {}
     t0 = time.monotonic()
+    # A process start and a group join take seconds, 10-15 on a loaded host, while a worker
+    # reads 200 items a second: pages come slowly (2 s each, as a throttled table would serve
+    # them) while a worker starts, so each joins with most of its share still to read.
+    slow = d.faults.add("slow", op="Scan", times=None, delay=2.0)
     try:
         workers["w1"] = _start(bridges, cfg, "w1")
         workers["w2"] = _start(bridges, cfg, "w2")
         wait_until(lambda: "group: assigned" in workers["w2"].log(), 60, "the second worker's assignment")
+        d.faults.remove(slow)
         wait_until(lambda: sum(1 for reads in _scans(d).values() for _, w in reads if w == "w2") >= 10, 60,
                    "the second worker's first pages")
         reader.read_until(lambda ev: len(ev) >= N_ITEMS // 4, 120, check=workers["w2"].check)
@@ -142,10 +147,7 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
         workers["w1"].wait(10)
         killed_at = time.monotonic()
         reader.read_until(lambda ev: len(ev) >= N_ITEMS // 2, 120, check=workers["w2"].check)
-        # w2 alone could finish the rest before w3 (a process start and a group join) gets
-        # its share on a slow host: its pages come slowly (1 s each, as a throttled table
-        # would serve them) until w3 is assigned, so w3 joins with segments still to read.
-        slow = d.faults.add("slow", op="Scan", who="w2", times=None, delay=1.0)
+        slow = d.faults.add("slow", op="Scan", times=None, delay=2.0)
         workers["w3"] = _start(bridges, cfg, "w3")
         wait_until(lambda: "group: assigned" in workers["w3"].log(), 60, "the added worker's assignment")
         added_at = time.monotonic()

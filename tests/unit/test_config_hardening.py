@@ -312,3 +312,10 @@ def test_rest_token_is_the_one_a_client_can_send(raw: str) -> None:
 def test_rest_token_with_a_line_break_inside_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"rest.bearer_token: holds a line break"):
         parse_config(with_("rest", {"port": 8083, "bearer_token": "tok-one\ntok-two"}), check_kafka=False)
+
+
+@pytest.mark.parametrize("section", ["rest", "metrics"])
+def test_bracketed_ipv6_host_is_the_address_it_names(section: str) -> None:
+    """``[::1]`` is how URLs write ::1: accepted, bound as ::1, and still loopback (no token needed)."""
+    cfg = parse_config(with_(section, {"port": 8083, "host": "[::1]"}))
+    assert getattr(cfg, section).host == "::1"

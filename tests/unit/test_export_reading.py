@@ -1,7 +1,8 @@
 """An export data file read through the decode pool: the records, their order and the line
 offsets are those of a plain line-by-line reading, however the gzip stream and the decompressed
 text are cut into chunks, with blank lines, a last line without its newline, several gzip
-members, a restart at any stored line; and a cut-off file or a bad line stops with one line."""
+members, a restart at any stored line; a cut-off file stops with one line, a bad line is one
+record that does not convert."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import ConnectorError
+from bridge.task import UnreadableRecord
 from connectors.dynamodb.export import ExportFileTask
 from connectors.dynamodb.table import TableInfo
 from schemas import KeyField
@@ -92,13 +94,35 @@ def test_a_restart_at_any_stored_line_publishes_exactly_the_rest(stored: int) ->
     assert batches[-1].offset == {"line": 2345, "items": items_before + len(keys), "done": True}
 
 
-def test_a_cut_off_file_and_a_bad_line_stop_with_one_line() -> None:
+def test_a_cut_off_file_stops_with_one_line() -> None:
     data, _ = text(50)
     with pytest.raises(ConnectorError, match=r"s3://b/f.gz at line \d+: Compressed file ended"):
         read_all(gzip.compress(data)[:-9])
-    bad = data.replace(b'{"Item": {"pk": {"S": "k7"}', b'{"Itm": {"pk": {"S": "k7"}', 1)
-    with pytest.raises(ConnectorError, match=r"s3://b/f.gz line 8: not DYNAMODB_JSON"):
-        read_all(gzip.compress(bad))
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (b'{"Itm": {"pk": {"S": "k7"}}}', "not a DYNAMODB_JSON line"),
+    (b'{"Item": [1]}', "not a DYNAMODB_JSON line"),
+    (b"[1, 2]", "not a DYNAMODB_JSON line"),
+    (b'{"Item": {"pk": {"S": "k7"', "not JSON"),
+    (b'{"Item": {}}', "without key attribute 'pk'"),
+    (b'{"Item": {"v": {"N": "1"}}}', "without key attribute 'pk'"),
+])
+def test_a_bad_line_is_one_unreadable_record_and_the_file_goes_on(line: bytes, why: str) -> None:
+    """A corrupt line is that line's problem: a record that does not convert (errors.tolerance
+    decides: dead letter or stop, naming the line), never the end of the snapshot, and never
+    blamed on a projection_expression, which an export does not have."""
+    data, want = text(50)
+    lines = data.split(b"\n")
+    lines[7] = line
+    batches = read_all(gzip.compress(b"\n".join(lines)))
+    records = [r for b in batches for r in b.records]
+    bad = [r for r in records if isinstance(r, UnreadableRecord)]
+    assert len(bad) == 1 and "s3://b/f.gz line 8" in bad[0].reason and why in bad[0].reason, [r.reason for r in bad]
+    assert bad[0].raw == line.decode()
+    good = [r.key["pk"]["S"] for r in records if not isinstance(r, UnreadableRecord)]
+    assert good == [k for n, k in want if k is not None and n != 8]
+    assert batches[-1].offset["done"] and batches[-1].offset["line"] == 50
 
 
 def test_an_empty_file_is_done_at_once() -> None:
