@@ -21,7 +21,11 @@ __all__ = ["reset_key", "write_tombstone"]
 
 def write_tombstone(kafka: dict[str, Any], topic: str, key: bytes, timeout_s: float = 30.0) -> tuple[int, int]:
     """Produce a null value under ``key`` to ``topic``; returns (partition, offset)."""
-    producer = Producer(client_config(kafka))
+    # The bridge's partitioner (bridge/kafka.py): librdkafka's default (CRC32) can put the
+    # tombstone in another partition of the offsets topic than the record it removes, and
+    # then the order a start reads the partitions in decides whether the reset counted.
+    producer = Producer(client_config(kafka) | {"partitioner": "murmur2_random", "enable.idempotence": True,
+                                                "acks": "all"})
     try:
         meta = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     except KafkaException as e:

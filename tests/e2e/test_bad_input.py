@@ -167,21 +167,6 @@ def offsets_holding(value: bytes | None, *, key: Callable[[dict[str, Any], str],
     return make
 
 
-def snapshot_offset_holding(last_key: dict[str, Any]) -> Callable[[Ctx], dict[str, Any]]:
-    """A one-segment snapshot whose stored offset resumes after ``last_key``: well formed,
-    but not a key of the table (DynamoDB refuses it as ExclusiveStartKey on every retry)."""
-
-    def make(ctx: Ctx) -> dict[str, Any]:
-        cfg = ctx.config()
-        cfg["tables"][0]["snapshot"] = {"mode": "only", "segments": 1, "straggler_split": False}
-        value = {"pass": 0, "last_key": last_key, "done": False, "items": 1, "scanned": 1}
-        k = offset_key(cfg, {"table": ctx.table, "segment": 0, "total_segments": 1})
-        produce_raw(ctx.stack.kafka_bootstrap, f"{cfg['name']}-offsets", [(k, json.dumps(value).encode())])
-        return cfg
-
-    return make
-
-
 def shared_topic_different_keys(ctx: Ctx) -> dict[str, Any]:
     other = unique("otherkey")
     create_table(ctx.dynamodb, other, hash_key=("id", "N"), range_key=None)
@@ -320,10 +305,6 @@ CASES: list[Case] = [
          offsets_holding(b'{"pass": 0, "last_key": null, "done": "yes", "items": 1, "scanned": 1}',
                          key=lambda c, s: offset_key(c, {"segment": 0, "table": "x", "total_segments": 4})),
          ['"done" must be true or false', "offsets reset"], prefix="ddb-kafka-bridge: error:"),
-    Case("offset-segment-last-key-wrong-type", snapshot_offset_holding({"pk": {"N": "1"}, "sk": {"N": "2"}}),
-         ["last_key", "not a key of table", "pk S, sk N", "offsets reset"], prefix="ddb-kafka-bridge: error:", code=1),
-    Case("offset-segment-last-key-wrong-names", snapshot_offset_holding({"id": {"S": "1"}}),
-         ["last_key", "not a key of table", "pk S, sk N", "offsets reset"], prefix="ddb-kafka-bridge: error:", code=1),
     Case("offset-unknown-field", offsets_holding(b'{"seq": "1", "ended": false, "skip": true}'),
          ['unknown field "skip"'], prefix="ddb-kafka-bridge: error:"),
     Case("offset-unknown-partition",

@@ -110,3 +110,41 @@ def test_ended_stored_for_a_shard_still_open_does_not_leave_it_unread(
         bridge.stop()
     assert keys == ["k0", "later"], keys
     assert shard["ShardId"] in [x for x in bridge.log().splitlines() if "still open" in x][0]
+
+
+@pytest.mark.parametrize("last_key", [
+    {"pk": {"N": "1"}, "sk": {"N": "2"}},  # the table's names, a wrong type
+    {"id": {"S": "k1"}},  # well formed, not this table's key
+])
+def test_a_scan_last_key_that_is_not_the_tables_key_is_refused_and_reset_fixes_it(
+        last_key: dict[str, Any], stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    """A stored segment position whose ``last_key`` is well formed but not the table's key
+    (an edited or imported offset, a table re-created with another key): DynamoDB refuses
+    it as ExclusiveStartKey on every retry (moto: HTTP 500), so the snapshot never moved.
+    The run refuses with the offsets line instead; its command fixes it."""
+    table = unique("lastkey")
+    create_table(dynamodb, table)
+    for i in range(3):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"k{i}"}, "sk": {"N": str(i)}})
+    cfg = bridge_config(stack, [table])
+    cfg["tables"][0]["snapshot"] = {"mode": "only", "segments": 1, "straggler_split": False}
+    cfg_path = tmp_path / "bridge.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    partition = {"table": table, "segment": 0, "total_segments": 1}
+    line = json.dumps({"partition": partition,
+                       "offset": {"pass": 0, "last_key": last_key, "done": False, "items": 1, "scanned": 1}})
+    imp = cli("offsets", "import", "-c", str(cfg_path), "-i", "-", stdin=line + "\n")
+    assert imp.returncode == 0, imp.stderr
+
+    run = cli("run", "-c", str(cfg_path), "--until-caught-up")
+    said = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "last_key" in said and f"is not a key of table {table!r} (pk S, sk N)" in said, said
+    fix = re.search(r"(ddb-kafka-bridge offsets reset -c <config> --key '[^']+')", said)
+    assert fix is not None, said
+    reset = cli(*shlex.split(fix.group(1).replace("<config>", shlex.quote(str(cfg_path))))[1:])
+    assert reset.returncode == 0, reset.stderr
+    again = cli("run", "-c", str(cfg_path), "--until-caught-up")
+    assert again.returncode == 0, again.stderr[-3000:]
+    tail = [json.loads(x) for x in cli("tail", "-c", str(cfg_path)).stdout.splitlines()]
+    assert sorted(x["key"]["pk"] for x in tail) == ["k0", "k1", "k2"]
