@@ -30,6 +30,7 @@ __all__ = [
     "SourceTask",
     "TaskRuntime",
     "UnreadableRecord",
+    "partition_id",
     "partition_key",
 ]
 
@@ -37,6 +38,12 @@ __all__ = [
 def partition_key(partition: Mapping[str, Any]) -> str:
     """Canonical text of a source partition, used for dict keys and log lines."""
     return json.dumps(partition, sort_keys=True, separators=(",", ":"))
+
+
+def partition_id(partition: Mapping[str, Any]) -> str | None:
+    """A partition's own id: its one text value besides the table (a stream partition's), or None."""
+    rest = [v for k, v in partition.items() if k != "table"]
+    return rest[0] if len(rest) == 1 and isinstance(rest[0], str) else None
 
 
 @dataclass(slots=True)
@@ -88,6 +95,8 @@ class Batch:
     final: bool = False
     # Why the task ended, when it ended on its own (e.g. "shard-end", "trimmed").
     reason: str | None = None
+    # ``caught_up``: the task read its source to the end for now; ``source_ms``: when its newest
+    # record happened at the source (epoch ms), for the lag the status reports.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
