@@ -35,6 +35,7 @@ CONFLUENT = {
     "TopicRecordNameStrategy": topic_record_subject_name_strategy,
 }
 KEYS = (KeyField("pk", "S"), KeyField("sk", "N"))
+SOURCE = {"connector": "dynamodb", "table": "orders"}
 
 
 def confluent_subject(strategy: str, topic: str, schema: str, field: str) -> str:
@@ -81,14 +82,14 @@ def test_the_serializer_registers_under_the_strategys_subjects() -> None:
     registry = _Registry()
     serializer = RecordSerializer(registry)
     rows = snapshot_records([{"pk": {"S": "a"}, "sk": {"N": "1"}}], topic="t",
-                            table=TableInfo("orders", "us-east-1", KEYS, None, None, 0), source={"table": "orders"},
+                            table=TableInfo("orders", "us-east-1", KEYS, None, None, 0), source=SOURCE,
                             schema=envelope_schema("orders", KEYS, "TopicRecordNameStrategy"))
     serializer.prepare(rows[0])
     assert registry.registered == ["t-ddbkafka.orders.Key", "t-ddbkafka.orders.Envelope"]
     # The default strategy is a new handle of other content: registered apart, under <topic>-key/-value.
     serializer.prepare(snapshot_records([{"pk": {"S": "a"}, "sk": {"N": "1"}}], topic="t",
                                         table=TableInfo("orders", "us-east-1", KEYS, None, None, 0),
-                                        source={"table": "orders"})[0])
+                                        source=SOURCE)[0])
     assert registry.registered[2:] == ["t-key", "t-value"]
 
 
@@ -149,5 +150,6 @@ def test_snapshot_headers_and_a_chosen_subset() -> None:
 
 def test_no_headers_by_default() -> None:
     table = TableInfo("orders", "us-east-1", KEYS, None, None, 0)
-    rows = snapshot_records([{"pk": {"S": "a"}, "sk": {"N": "1"}}], topic="t", table=table, source={"table": "x"})
+    rows = snapshot_records([{"pk": {"S": "a"}, "sk": {"N": "1"}}], topic="t", table=table,
+                            source={"connector": "dynamodb", "table": "orders"})
     assert _headers(rows) is None
