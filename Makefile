@@ -14,8 +14,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the C transcoder: a changed source must be compiled again.
-$(VENV)/.installed: pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[dev]"
+# The dev tools are their own distribution (devtools/pyproject.toml), installed beside the dev extra.
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ./devtools -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,7 +50,7 @@ dev-down:
 
 ## Resolve Apache Kafka's jars into the user cache now (the tests do it on first use).
 apache-kafka: install
-	$(BIN)/python -c "from bridge.apache_kafka import ensure_distribution; print(ensure_distribution())"
+	$(BIN)/python -c "from devtools.apache_kafka import ensure_distribution; print(ensure_distribution())"
 
 bench: install
 	$(BIN)/python bench/run.py

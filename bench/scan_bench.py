@@ -244,7 +244,7 @@ def _moto(port: int) -> subprocess.Popen[bytes]:
 async def bench_moto(n: int) -> None:
     import boto3
 
-    from bridge.devstack import free_port
+    from devtools.devstack import free_port
 
     port = free_port()
     proc = _moto(port)

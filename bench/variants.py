@@ -338,7 +338,7 @@ def make_worker(
     max_in_flight_records: int = 20000, max_in_flight_records_total: int = 100000,
     buffer_max_bytes: int = 256 * 1024 * 1024, offsets_topic: str = "bench-offsets",
 ) -> tuple[Worker, BenchConnector]:
-    """A worker set up as ``bridge.app`` sets it up (librdkafka's queue limits from the bounds)."""
+    """A worker set up as ``bridge_app.app`` sets it up (librdkafka's queue limits from the bounds)."""
     connector = BenchConnector(tasks)
     if producer is None:
         producer = Producer(producer_config(conf, max_in_flight_records=max_in_flight_records_total,

@@ -8,7 +8,7 @@ need not sit in the file.
 This module holds what every source shares (Kafka, registry, offsets, errors, group,
 operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoDB one:
 ``connectors/dynamodb/config.py``) and names its sources' topics through
-``source_topics()``; ``bridge/app.py`` picks the model.
+``source_topics()``; ``bridge_app/app.py`` picks the model.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class RecordSerializer:
         | None = None,
     ) -> None:
         """``frame_encoded(records, key_header, value_header)``: a source's own framing of the
-        records it encoded (the DynamoDB C transcoder's, wired by ``bridge.app``), returning
+        records it encoded (the DynamoDB C transcoder's, wired by ``bridge_app.app``), returning
         None when the batch is not all its records; the runtime knows no source's types."""
         self._frame_encoded = frame_encoded
         self._registry = registry

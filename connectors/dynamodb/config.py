@@ -2,7 +2,7 @@
 
 It extends the bridge's generic ``BridgeConfig`` (Kafka, registry, offsets, group,
 operations) with what only a DynamoDB source needs, so ``bridge/`` stays free of DynamoDB
-knowledge; ``bridge/app.py`` passes ``DynamoDBConfig`` to the loaders. Error messages keep
+knowledge; ``bridge_app/app.py`` passes ``DynamoDBConfig`` to the loaders. Error messages keep
 the key paths a user writes (``tables[0].snapshot.mode``).
 """
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.apache_kafka import KAFKA_VERSION
-from bridge.devstack import LocalStack, StackEndpoints
+from devtools.apache_kafka import KAFKA_VERSION
+from devtools.devstack import LocalStack, StackEndpoints
 
 __all__ = [
     "DYNAMODB_IMAGE",

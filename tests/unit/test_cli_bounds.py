@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from bridge.cli import build_parser, main
+from bridge_app.cli import build_parser, main
 from bridge.errors import ConfigError
 from bridge.redact import RedactingStream
 from connectors.dynamodb.config import parse_config

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ops.wiring import until_caught_up_hook
+from bridge_app.wiring import until_caught_up_hook
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from tests.unit.test_worker import TOPIC, FakeProducer, make_worker, record
 

@@ -2,7 +2,7 @@
 ``validate --connect``.
 
 Each works with no bridge running: everything they need is in Kafka (topics, the offsets
-and status topics), the registry and DynamoDB. ``bridge/cli.py`` adds them with one call.
+and status topics), the registry and DynamoDB. ``bridge_app/cli.py`` adds them with one call.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ __all__ = ["add_ops_subcommands"]
 
 
 def load_config(path: str) -> Any:
-    """The config file as the running connector reads it (``bridge/app.py`` picks the model)."""
-    from bridge.app import load_config as load
+    """The config file as the running connector reads it (``bridge_app/app.py`` picks the model)."""
+    from bridge_app.app import load_config as load
 
     return load(path)
 
@@ -41,7 +41,7 @@ def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[SourceTopic]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from bridge.app import verify_source
+    from bridge_app.app import verify_source
 
     cfg = load_config(args.config)
     clean = True
@@ -173,7 +173,7 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
-    from bridge.app import offset_problem
+    from bridge_app.app import offset_problem
     from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
 
@@ -198,7 +198,7 @@ def _offsets_reset(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.key is not None or args.key_hex is not None:
-        from bridge.offsets_cli import reset_key
+        from bridge_app.offsets_cli import reset_key
 
         refuse_if_running(cfg, "offsets reset")
         return reset_key(args, cfg)

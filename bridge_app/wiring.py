@@ -1,5 +1,5 @@
 """Wires the operations layer to a running worker: health checks, REST server, status
-topic, ``--until-caught-up``. ``bridge/app.py`` calls ``start_ops`` once and ``stop`` at the end.
+topic, ``--until-caught-up``. ``bridge_app/app.py`` calls ``start_ops`` once and ``stop`` at the end.
 """
 
 from __future__ import annotations

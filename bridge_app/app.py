@@ -24,7 +24,7 @@ from bridge.http_service import bind_listeners, listening_ports
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
-from bridge.ops.wiring import start_ops, worker_identity
+from bridge_app.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
 from bridge.serde.serializer import RecordSerializer
 from bridge.worker import Worker, WorkerSettings
@@ -42,7 +42,7 @@ from connectors.dynamodb.transcode import frame_records, startup_line
 from schemas import KeyField, TableSchemas, table_schemas
 
 __all__ = [
-    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
+    "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
 
 
 # ---- the connector's seams for the command line -----------------------------------------
-# The CLI (bridge/cli.py, bridge/ops/cli.py) asks here, so this module stays the one place
-# in bridge/ that knows the sources are DynamoDB tables.
+# The CLI (bridge_app/cli.py, bridge_app/ops_cli.py) asks here, so this module stays the one place
+# that knows the sources are DynamoDB tables.
 
 
 def check_connect(cfg: DynamoDBConfig) -> Any:
@@ -60,15 +60,6 @@ def check_connect(cfg: DynamoDBConfig) -> Any:
     from connectors.dynamodb.connect_check import check_connect as check
 
     return check(cfg)
-
-
-def add_connector_subcommands(sub: Any) -> None:
-    """The connector's own commands (``demo``: a DynamoDB table, writes, the bridge, a consumer)."""
-    try:
-        from connectors.dynamodb.demo import add_demo_subcommand
-    except ImportError:  # the demo needs the dev extras
-        return
-    add_demo_subcommand(sub)
 
 
 def offset_problem(cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
