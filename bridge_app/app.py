@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
-from bridge.group import GroupMembership, check_group_topic
+from bridge.group import GroupMembership, GroupOwnership, check_group_topic
 from bridge.http_service import bind_listeners, listening_ports
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
@@ -376,6 +376,8 @@ async def _run(
             max_in_flight_records=cfg.max_in_flight_records_total,
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
+        ownership = GroupOwnership(slots=cfg.group.partitions, session_timeout_ms=cfg.group.session_timeout_ms,
+                                   lane_per_slot=exactly_once and grouped, solo=solo)
         errors = _FatalErrors()
         try:
             # Exactly-once: the lanes' producers come with ownership (a process that runs alone
@@ -405,6 +407,7 @@ async def _run(
             producer,
             offsets,
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
+            ownership,
         )
         errors.worker = worker
         worker_ref.append(worker)
@@ -417,7 +420,7 @@ async def _run(
         if grouped:
             loop = asyncio.get_running_loop()
             follower = OffsetFollower(
-                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=worker.owns,
+                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=ownership.owns,
                 on_change=lambda: loop.call_soon_threadsafe(worker.wake_connectors),
             )
             follower.start()
@@ -426,14 +429,12 @@ async def _run(
             return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
 
         membership = GroupMembership(
-            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
-            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
+            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic,
+            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, ownership=ownership, follower=follower,
             make_producer=lane_producer if exactly_once and grouped else None,
-            handover_timeout_s=cfg.shutdown_timeout_s, solo=solo,
+            handover_timeout_s=cfg.shutdown_timeout_s,
             solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,
         )
-        if follower is not None:
-            follower._skip = membership.owns
         beside.append(membership.run)
 
         ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),

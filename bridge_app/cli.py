@@ -8,6 +8,7 @@ import faulthandler
 import logging
 import signal
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 from bridge.errors import BridgeError, ConfigError, StartupError
@@ -91,34 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+COMMANDS_GROUP = "ddb_kafka_bridge.commands"
+"""Entry points that add subcommands: ``fn(subparsers)``. The dev tools (devtools/) declare
+``dev`` and ``demo`` here, so the bridge never imports them."""
 DEV_COMMANDS = ("dev", "demo")
-DEV_EXTRA_HINT = "in a checkout, make install (pip install -e ./devtools -e '.[dev]')"
+DEV_TOOLS_HINT = "in a checkout, make install (pip install -e ./devtools -e '.[dev]')"
 
 
 def _add_dev_subcommands(sub: Any) -> None:
-    """``dev up|down|status`` and ``demo`` come from the dev tools (devtools/), installed beside the dev extra.
+    """``dev up|down|status`` and ``demo`` come from the dev tools, installed beside the dev extra.
 
     Without them the commands still parse, and fail with one line saying what to install.
     """
-    try:
-        import devtools
-    except ImportError as e:
-        missing = e.name or "devtools"
-    else:
+    missing = "devtools"
+    for entry in entry_points(group=COMMANDS_GROUP):
         try:
-            devtools.add_subcommands(sub)
-            return
-        except ImportError as e:  # devtools without its dependencies (moto, tansu, ...)
+            add = entry.load()
+        except ImportError as e:  # the dev tools without their dependencies (moto, tansu, ...)
             missing = e.name or str(e)
+            continue
+        add(sub)
 
     def unavailable(args: argparse.Namespace) -> int:
         raise StartupError(f"'{args.command}' needs the dev tools (module {missing!r} is not installed); "
-                           f"install them with the dev extra: {DEV_EXTRA_HINT}")
+                           f"install them with the dev extra: {DEV_TOOLS_HINT}")
 
     for name in DEV_COMMANDS:
-        stub = sub.add_parser(name, help=f"{name} (needs the dev tools: not installed)", add_help=False)
-        stub.add_argument("rest", nargs=argparse.REMAINDER)
-        stub.set_defaults(func=unavailable)
+        if name not in sub.choices:
+            stub = sub.add_parser(name, help=f"{name} (needs the dev tools: not installed)", add_help=False)
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=unavailable)
 
 
 def _say(prefix: str, error: BaseException | str) -> None:

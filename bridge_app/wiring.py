@@ -164,7 +164,7 @@ def caught_up(worker: Worker) -> bool:
     read to its end. Without the first two an empty start (no connector running yet, or no
     shard listed yet) looks like "nothing left to read".
     """
-    if not worker._started or not worker.ready():
+    if not worker._started or not worker.ownership.ready():
         return False
     done = {t.get_name() for t in list(worker._runners) if t.done()}
     for connector in list(worker.connectors):

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
+from bridge.ownership import Ownership
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, partition_key
 from bridge.worker import Worker, WorkerSettings
@@ -169,12 +170,13 @@ def batches(n: int, size: int, *, final: bool = True) -> list[Batch]:
     return out
 
 
-def make_worker(producer: FakeProducer, task: SourceTask, **settings: Any) -> tuple[Worker, OffsetStore]:
+def make_worker(producer: FakeProducer, task: SourceTask, *, ownership: Ownership | None = None,
+                **settings: Any) -> tuple[Worker, OffsetStore]:
     connector = OneTask(task)
     offsets = OffsetStore({"bootstrap.servers": "unused:9"}, "t.offsets", "test")
     defaults: dict[str, Any] = {"connector_name": "test", "flush_interval_s": 0.01, "shutdown_timeout_s": 0.5}
     worker = Worker(WorkerSettings(**(defaults | settings)), [connector], producer,  # type: ignore[arg-type]
-                    offsets, RecordSerializer(_Registry()))
+                    offsets, RecordSerializer(_Registry()), ownership)
     connector.worker = worker
     return worker, offsets
 

@@ -14,16 +14,13 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.accounting import Entry, Progress
+from bridge.lane.accounting import Entry, Progress
 from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.lane.port import LanePort
 from bridge.task import SourceRecord, UnreadableRecord
-
-if TYPE_CHECKING:
-    from bridge.lane import ProducerLane
 
 __all__ = ["DeadLetters"]
 
@@ -38,7 +35,7 @@ _Waiting = tuple[str, bytes | None, bytes | None, list[tuple[str, str]], Callabl
 class DeadLetters:
     """The dead-letter path of one producer lane (so its messages share the lane's transaction)."""
 
-    def __init__(self, lane: ProducerLane) -> None:
+    def __init__(self, lane: LanePort) -> None:
         self.lane = lane
         # Dead-letter messages waiting for room in librdkafka's queue, in order (see _send).
         self._waiting: deque[_Waiting] = deque()
