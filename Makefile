@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 DEVSTACK_DIR ?= .devstack
 DEV_UP_ARGS ?=
 
-.PHONY: install test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
+.PHONY: install lint test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml setup.py connectors/d
 	touch $@
 
 install: $(VENV)/.installed
+
+## ruff (lint and import order) and mypy (types), as configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## The whole suite: unit, integration (local stack started by the tests) and slow end-to-end.
 test: install

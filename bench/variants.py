@@ -21,16 +21,16 @@ from confluent_kafka import Producer
 
 import connectors.dynamodb.records as records_module
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, Workload, page_body, page_records
-from connectors.dynamodb.config import StreamConfig
 from bridge.gctune import tune_for_throughput
 from bridge.kafka import producer_config
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from bridge.worker import Worker, WorkerSettings
+from connectors.dynamodb.config import StreamConfig
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.streams import Shard, ShardReader
+from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 from schemas import KeyField, table_schemas
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]

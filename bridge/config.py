@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from bridge.errors import ConfigError
 from bridge.interpolate import interpolate
@@ -483,7 +484,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     return model
 
 
-def _describe(root: type[BaseModel], err: dict[str, Any]) -> str:
+def _describe(root: type[BaseModel], err: ErrorDetails) -> str:
     loc = tuple(err["loc"])
     where = _location(loc)
     if err["type"] == "extra_forbidden":

@@ -63,8 +63,8 @@ from bridge.errors import ConfigError, GroupError, ProduceError, StartupError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
-from bridge.pause_guard import PauseGuard
 from bridge.ownership import DEFAULT_LANE
+from bridge.pause_guard import PauseGuard
 from bridge.task import partition_key
 from bridge.worker import Worker
 
@@ -237,8 +237,9 @@ class GroupMembership:
                     self._check_topic()
                     looked = time.monotonic()
                 msg = consumer.poll(0.1)
-                if msg is not None and msg.error() is not None:
-                    self._check(msg.error())
+                err = msg.error() if msg is not None else None
+                if err is not None:
+                    self._check(err)
         except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops the worker
             if not self._closing.is_set():
                 self._error = e

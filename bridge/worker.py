@@ -28,17 +28,16 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from bridge.lane import Bounds
 from bridge.errors import BridgeError, ProducerStalledError
 from bridge.kafka import LIBRDKAFKA_TROUBLE
-from bridge.lane import ProducerLane
+from bridge.lane import Bounds, ProducerLane
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
-from bridge.ownership import DEFAULT_LANE, OwnEverything, Ownership
 from bridge.ops.runtime import OpsState
+from bridge.ownership import DEFAULT_LANE, Ownership, OwnEverything
 from bridge.serde.serializer import RecordSerializer
 from bridge.settings import WorkerSettings
-from bridge.task import SourceConnector, SourceTask, partition_key
+from bridge.task import OffsetReader, SourceConnector, SourceTask, partition_key
 
 __all__ = ["Worker", "WorkerSettings"]
 
@@ -51,7 +50,7 @@ class _ConnectorRuntime:
     def __init__(self, worker: Worker, connector: SourceConnector) -> None:
         self._worker = worker
         self._connector = connector
-        self.offsets = worker.offsets
+        self.offsets: OffsetReader = worker.offsets
 
     def start_task(self, task: SourceTask) -> None:
         self._worker._start_task(self._connector, task)
@@ -239,13 +238,13 @@ class Worker:
                     else:
                         await lane.commit_partitions(keys, deadline)
         for lane_name in lanes:
-            lane = self.lanes.pop(lane_name, None)
-            if lane is None:
+            gone = self.lanes.pop(lane_name, None)
+            if gone is None:
                 continue
             if lost:
-                await lane.discard()
+                await gone.discard()
             else:
-                await lane.finish(deadline, failed=lane.partial_batch)
+                await gone.finish(deadline, failed=gone.partial_batch)
         for r in stopping:
             with contextlib.suppress(Exception):
                 r.connector.task_stopped(r.task)

@@ -18,21 +18,24 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
-from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.group import GroupMembership, GroupOwnership, check_group_topic
 from bridge.http_service import bind_listeners, listening_ports
+from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
-from bridge_app.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
 from bridge.serde.serializer import RecordSerializer
-from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
+from bridge.worker import Worker, WorkerSettings
+from bridge_app.wiring import start_ops, worker_identity
 from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
 from connectors.dynamodb.client import AwsApiError
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig
-from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
+from connectors.dynamodb.config import (
+    DynamoDBConfig,
+    TableConfig,
+    load_config,  # the config file, validated against the connector's model
+)
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.offset_shapes import check_offset, check_partition
@@ -97,7 +100,11 @@ def _registry_probe(cfg: DynamoDBConfig) -> Callable[[], None]:
         ca_file=r.ssl_ca_location, cert_file=r.ssl_certificate_location, key_file=r.ssl_key_location,
         verify=r.ssl_verify, timeout_s=min(3.0, r.timeout_s), max_attempts=1,
     ))
-    return lambda: probe.subjects() and None
+
+    def answers() -> None:
+        probe.subjects()
+
+    return answers
 
 
 def _snapshots(worker: Worker) -> list[dict[str, Any]]:
@@ -406,7 +413,10 @@ async def _run(
             list(connectors),
             producer,
             offsets,
-            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
+            # The serializer's registry protocol asks for a writable schema_id (bridge/serde, being
+            # rewritten by the converter seam); the client's registered schemas are frozen.
+            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register,  # type: ignore[arg-type]
+                             frame_encoded=frame_records),
             ownership,
         )
         errors.worker = worker

@@ -9,10 +9,13 @@ import logging
 import signal
 import sys
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ConfigError, StartupError
 from bridge.redact import install_log_redaction, install_output_redaction, redact
+
+if TYPE_CHECKING:
+    from bridge.worker import Worker
 
 __all__ = ["main"]
 
@@ -26,8 +29,8 @@ class _Phase:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bridge_app.app import load_config, run_bridge
     from bridge.gctune import tune_for_throughput
+    from bridge_app.app import load_config, run_bridge
 
     cfg = load_config(args.config)
     logging.getLogger().setLevel(args.log_level or cfg.log_level)
@@ -40,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
         until_caught_up = until_caught_up_hook
 
-    def started(worker: object) -> None:
+    def started(worker: Worker) -> None:
         _Phase.running = True
         if until_caught_up is not None:
             until_caught_up(worker)
@@ -50,9 +53,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from bridge_app.app import check_connect, load_config
-
     from bridge.http_service import check_listeners, listening_ports
+    from bridge_app.app import check_connect, load_config
 
     cfg = load_config(args.config)
     check_listeners(listening_ports(cfg))  # a port in use (by a running bridge too) fails the start

@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-
 from typing import Any
 
 from bridge.config import BridgeConfig, SourceTopic
@@ -74,7 +73,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-    from bridge.kafka import client_config
+    from bridge.kafka import client_config, position
     from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, avro_item, to_jsonable
 
     cfg = load_config(args.config)
@@ -103,7 +102,7 @@ def _tail(args: argparse.Namespace) -> int:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition())
+                        at_end.add(position(msg)[0])
                         continue
                     raise BridgeError(f"reading {topic!r}: {err.str()}")
                 at_end.discard(msg.partition())
@@ -120,7 +119,7 @@ def _tail(args: argparse.Namespace) -> int:
                                  "after": to_jsonable(avro_item(value["after"])),
                                  "source": to_jsonable(value["source"]), "ts_ms": value["ts_ms"]}
                 except DECODE_ERRORS as e:
-                    undecodable.met(msg.partition(), msg.offset(), e)
+                    undecodable.met(*position(msg), e)
                     continue
                 print(json.dumps(line, sort_keys=True), flush=True)
                 printed += 1
@@ -173,9 +172,9 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
-    from bridge_app.app import offset_problem
     from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
+    from bridge_app.app import offset_problem
 
     cfg = load_config(args.config)
     try:

@@ -174,7 +174,7 @@ def caught_up(worker: Worker) -> bool:
         if pending is None or pending():
             return False
     ops = worker.ops
-    for key, running in list(worker._running.items()):
+    for key in list(worker._running):
         state = ops.tasks.get(key)
         if state is None or state.state != "RUNNING" or not state.caught_up:
             return False

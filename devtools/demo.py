@@ -124,7 +124,8 @@ def run_demo(kafka: str, registry: str, dynamodb: str, timeout: float = 90) -> i
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            print("  " + format_event(msg.key(), msg.value()), flush=True)
+            # A DeserializingConsumer's message holds the decoded key and value, not bytes.
+            print("  " + format_event(msg.key(), msg.value()), flush=True)  # type: ignore[arg-type]
             seen += 1
     finally:
         consumer.close()

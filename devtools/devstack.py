@@ -38,8 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devtools import apache_kafka
 from bridge.errors import BridgeError
+from devtools import apache_kafka
 
 __all__ = [
     "BROKERS",

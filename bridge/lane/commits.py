@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.lane.accounting import Progress
 from bridge.errors import BridgeError, ProduceError
+from bridge.lane.accounting import Progress
 from bridge.lane.port import LanePort
 
 __all__ = ["Commits", "OffsetCommits", "TransactionCommits"]
@@ -36,6 +36,7 @@ class Commits:
     """What both commit styles share: the flush loop, waiting for durability, error texts."""
 
     exactly_once = False
+    dirty = False  # exactly-once: the open transaction holds records or offsets
 
     def __init__(self, lane: LanePort) -> None:
         self.lane = lane

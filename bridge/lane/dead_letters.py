@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.lane.accounting import Entry, Progress
 from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.lane.accounting import Entry, Progress
 from bridge.lane.port import LanePort
 from bridge.task import SourceRecord, UnreadableRecord
 
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 QUEUE_FULL_WAIT_S = 0.05
 
-_Waiting = tuple[str, bytes | None, bytes | None, list[tuple[str, str]], Callable[[KafkaError | None, Message], None]]
+_Headers = list[tuple[str, str | bytes | None]]
+_Waiting = tuple[str, bytes | None, bytes | None, _Headers, Callable[[KafkaError | None, Message], None]]
 
 
 class DeadLetters:
@@ -63,7 +64,7 @@ class DeadLetters:
             lane.fail(type(error)(f"record {record.source} cannot be written: {error}"
                                   f"{fix if isinstance(error, ConversionError) else ''}"))
             return
-        headers = [
+        headers: _Headers = [
             ("__connect.errors.topic", record.topic),
             ("__connect.errors.connector.name", settings.connector_name),
             ("__connect.errors.exception.class.name", type(error).__name__),

@@ -7,8 +7,8 @@ off the event loop and ``serialize`` (pure CPU) on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.errors import ConversionError, SchemaError

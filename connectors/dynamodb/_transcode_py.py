@@ -187,11 +187,11 @@ class Transcoder:
         table = self._table
         objs = []
         for op, key, source, key_avro, value_avro in out:
-            objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, False, key_avro,
-                                     value_avro))  # type: ignore[arg-type]
+            objs.append(SourceRecord(topic, table, key_fields, key, op, None, None,  # type: ignore[arg-type]
+                                     source, ts_ms, False, key_avro, value_avro))
             if op == "d":
-                objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, True, key_avro,
-                                         None))  # type: ignore[arg-type]
+                objs.append(SourceRecord(topic, table, key_fields, key, op, None, None,  # type: ignore[arg-type]
+                                         source, ts_ms, True, key_avro, None))
         return objs, last, nxt
 
     def _record(self, r: Any, ts_ms: int) -> Record:
@@ -207,7 +207,7 @@ class Transcoder:
         d = r.get("dynamodb")
         if type(d) is not dict:
             raise _bad("record has no dynamodb object")
-        keys = d.get("Keys")
+        keys: Any = d.get("Keys")
         _check_keys(keys, self._key_fields)
         seq = d.get("SequenceNumber")
         if type(seq) is not str:

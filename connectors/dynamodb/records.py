@@ -12,8 +12,8 @@ import orjson
 
 from bridge.errors import ConnectorError, ConversionError
 from bridge.metrics import METRICS
-from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 from bridge.task import SourceRecord, UnreadableRecord
+from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 from schemas import KeyField
 
 __all__ = ["PageReader", "StreamContext", "from_stream_records", "is_ttl_delete"]

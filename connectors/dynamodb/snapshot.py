@@ -38,11 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from bridge.errors import ConnectorError
 from bridge.ops.decode import canonical_number
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsJsonClient
+from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from connectors.dynamodb.export import ExportConnector
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.scan import ScanConnector

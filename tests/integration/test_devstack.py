@@ -23,9 +23,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bridge.errors import BridgeError
 from devtools import devstack
 from devtools.devstack import LocalStack, StackEndpoints
-from bridge.errors import BridgeError
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from bridge.errors import BridgeError
 from devtools.apache_kafka import KafkaSecurity, Listener
 from devtools.devstack import LocalStack, StackEndpoints, free_port
-from bridge.errors import BridgeError
 from tests.conftest import _need_apache_kafka, _remember_logs
 from tests.secure.pki import Pki, make_pki
 

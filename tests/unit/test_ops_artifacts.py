@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import yaml
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.metrics import Metrics

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from connectors.dynamodb.config import StreamConfig
 from bridge.task import Batch
 from connectors.dynamodb.client import AwsJsonClient, make_clients
+from connectors.dynamodb.config import StreamConfig
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.records import StreamContext
 from connectors.dynamodb.scheduler import PollScheduler

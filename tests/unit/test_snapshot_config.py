@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.dynamodb.config import parse_config
 from bridge.errors import ConfigError
+from connectors.dynamodb.config import parse_config
 from connectors.dynamodb.scan import scan_request
 from connectors.dynamodb.table import TableInfo
 from schemas import KeyField

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from bridge_app.wiring import until_caught_up_hook
 from bridge.ownership import OwnEverything
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
+from bridge_app.wiring import until_caught_up_hook
 from tests.unit.test_worker import TOPIC, FakeProducer, make_worker, record
 
 RECORDS = 40

@@ -521,7 +521,7 @@ def test_a_second_stall_warns_again(caplog: pytest.LogCaptureFixture) -> None:
         for n in (1, 2):
             producer.hold = True  # the broker answers nothing
             task.queue.put_nowait(batches(1, 3, final=False)[0])
-            await until(lambda: len(stalls()) == n, f"stall WARNING {n}")
+            await until(lambda n=n: len(stalls()) == n, f"stall WARNING {n}")
             assert worker.health()[1].startswith("DEGRADED"), worker.health()
             producer.hold = False  # acknowledged again
             await until(lambda: worker.health() == (True, "ok"), f"ok after stall {n}")
