@@ -161,9 +161,10 @@ class RecordSerializer:
         if frame_encoded is not None and records:
             headers = self._headers_of(records[0])
             framed = None if headers is None else frame_encoded(records, *headers)
-            if framed is not None:  # every record from the one transcoder, so the same headers
+            if framed is not None:  # every record from the one transcoder: one handle, the same headers
                 keys_, values_, payload = framed
-                return Framed(keys_, values_, {}, payload, _kafka_headers(records))
+                kafka_headers = None if records[0].schema.headers is None else _kafka_headers(records)
+                return Framed(keys_, values_, {}, payload, kafka_headers)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         errors: dict[int, ConversionError] = {}

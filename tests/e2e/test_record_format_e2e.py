@@ -49,7 +49,7 @@ KEYS = (KeyField("pk", "S"),)
 
 def _table(stack: Any, dynamodb: Any, **options: Any) -> tuple[str, dict[str, Any]]:
     name = unique("fmt")
-    create_table(dynamodb, name)
+    create_table(dynamodb, name, range_key=None)
     return name, {"name": name, "stream": {"poll_interval_ms": 100, "discovery_interval_ms": 1000}, **options}
 
 
