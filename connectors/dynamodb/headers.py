@@ -20,7 +20,7 @@ without the ``ddb.`` prefix).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from bridge.serde.converter import KafkaHeaders
 from bridge.task import SourceRecord
@@ -44,37 +44,32 @@ def op_of(record: SourceRecord) -> str:
     return body[1:2].decode() if body else ""
 
 
-def _segment(p: dict[str, Any]) -> str | None:
-    s = p.get("segment")
-    return None if s is None else f"{s}/{p.get('total_segments')}"
-
-
-def _text(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-_FIELDS: dict[str, Callable[[SourceRecord, dict[str, Any]], str | None]] = {
-    "op": lambda r, p: op_of(r),
-    "table": lambda r, p: _text(p.get("table")),
-    "shard": lambda r, p: _text(p.get("shard_id")),
-    "segment": lambda r, p: _segment(p),
-    "snapshot": lambda r, p: _text(p.get("snapshot")),
-    "seq": lambda r, p: _text(p.get("sequence_number")),
-    "created_ms": lambda r, p: _text(p.get("approximate_creation_ms")),
-}
+# Headers that copy one field of the position (the envelope's source block) as text.
+_COPIED = {"table": "table", "shard": "shard_id", "snapshot": "snapshot", "seq": "sequence_number",
+           "created_ms": "approximate_creation_ms"}
 
 
 def header_maker(names: tuple[str, ...]) -> Callable[[SourceRecord], KafkaHeaders]:
-    """The headers function of a table that asked for ``names`` (validated by the config)."""
-    wanted = [(PREFIX + n, _FIELDS[n]) for n in names]
+    """The headers function of a table that asked for ``names`` (validated by the config), in
+    the order of ``names``; one pass over them per record, no per-header function calls."""
+    plan = [(PREFIX + n, _COPIED.get(n), n) for n in names]
 
     def headers(record: SourceRecord) -> KafkaHeaders:
         p = record.position or {}
         out: KafkaHeaders = []
-        for name, get in wanted:
-            v = get(record, p)
-            if v is not None:
-                out.append((name, v.encode()))
+        for header, field, name in plan:
+            if field is not None:
+                v = p.get(field)
+                if v is not None:
+                    out.append((header, str(v).encode()))
+            elif name == "op":
+                # The connector's records (ChangeRecord, the C writers' records) all have ``op``;
+                # the C ones give it without copying the encoded value, which op_of would read.
+                out.append((header, record.op.encode()))  # type: ignore[attr-defined]
+            else:  # segment
+                s = p.get("segment")
+                if s is not None:
+                    out.append((header, f"{s}/{p.get('total_segments')}".encode()))
         return out
 
     return headers
