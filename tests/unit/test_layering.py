@@ -3,7 +3,8 @@ or of what wires it.
 
 The runtime (worker, lanes, commits, group, offsets, ops) must stay source-agnostic so a
 second connector could be added beside ``connectors/dynamodb/``; the composition root
-(``bridge_app/``), beside the runtime, is what wires a connector in. The dev tools
+(``bridge_app/``), beside the runtime, wires in the connector it finds by entry point
+(``bridge.plugin``). The dev tools
 (``devtools/``) are their own distribution, which no runtime module may need. Every import
 counts, also one inside a function or under ``TYPE_CHECKING``: each is a dependency.
 """
@@ -169,3 +170,20 @@ def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"lane": {"accounting", "commits"}, "accounting": {"lane"}, "commits": set()}) == [
         ["accounting", "lane"]]
     assert _import_graph("bridge")["bridge.lane.producer_lane"] >= {"bridge.lane.accounting", "bridge.lane.commits"}
+
+
+def test_the_composition_root_finds_the_connector_by_its_entry_point() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in _sources("bridge_app")
+        for line, module in _imports(path)
+        if module.split(".")[0] == "connectors"
+    ]
+    assert not offenders, "bridge_app/ loads connectors through bridge.plugin's entry points:\n" + "\n".join(offenders)
+    from bridge.plugin import ConnectorPlugin
+    from bridge_app.connector import connector
+    from connectors.dynamodb.plugin import PLUGIN
+
+    assert connector("dynamodb") is PLUGIN
+    wanted = {name for name in vars(ConnectorPlugin) if not name.startswith("_")} | {"name"}
+    assert wanted <= set(dir(PLUGIN)), sorted(wanted - set(dir(PLUGIN)))
