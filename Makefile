@@ -26,8 +26,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## The whole suite: unit, integration (local stack started by the tests) and slow end-to-end.
-test: install
+## Lint and types, then the whole suite: unit, integration (local stack started by the tests) and slow end-to-end.
+test: install lint
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 ## Everything but the slow end-to-end tests.

@@ -22,7 +22,8 @@ __all__ = ["Framed", "RecordSerializer", "SchemaIds", "check_subjects", "subject
 
 
 class _Registered(Protocol):
-    schema_id: int
+    @property
+    def schema_id(self) -> int: ...
 
 
 class _Registry(Protocol):

@@ -1,9 +1,10 @@
 """The README's layering, checked: ``bridge/`` knows nothing of DynamoDB, of the dev tools
 or of what wires it.
 
-The runtime (worker, lanes, commits, group, offsets, ops, serde) must stay source-agnostic
-so a second connector could be added beside ``connectors/dynamodb/``; the composition root
-(``bridge_app/``), beside the runtime, is what wires a connector in. The dev tools
+The runtime (worker, lanes, commits, group, offsets, ops, serde) must stay source-agnostic so a
+second connector could be added beside ``connectors/dynamodb/``; the composition root
+(``bridge_app/``), beside the runtime, wires in the connector it finds by entry point
+(``bridge.plugin``). The dev tools
 (``devtools/``) are their own distribution, which no runtime module may need. Every import
 counts, also one inside a function or under ``TYPE_CHECKING``: each is a dependency.
 
@@ -230,3 +231,20 @@ def test_the_envelope_and_its_schemas_live_in_the_connector() -> None:
     assert not (ROOT / "bridge" / "serde" / "avro.py").exists(), "the AttributeValue encoder is connectors/dynamodb/avro.py"
     assert sorted(p.name for p in (ROOT / "connectors" / "dynamodb" / "schemas").glob("*.avsc")) == [
         "attribute_value.avsc", "envelope.avsc", "key.avsc", "source.avsc"]
+
+
+def test_the_composition_root_finds_the_connector_by_its_entry_point() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in _sources("bridge_app")
+        for line, module in _imports(path)
+        if module.split(".")[0] == "connectors"
+    ]
+    assert not offenders, "bridge_app/ loads connectors through bridge.plugin's entry points:\n" + "\n".join(offenders)
+    from bridge.plugin import ConnectorPlugin
+    from bridge_app.connector import connector
+    from connectors.dynamodb.plugin import PLUGIN
+
+    assert connector("dynamodb") is PLUGIN
+    wanted = {name for name in vars(ConnectorPlugin) if not name.startswith("_")} | {"name"}
+    assert wanted <= set(dir(PLUGIN)), sorted(wanted - set(dir(PLUGIN)))
