@@ -93,6 +93,7 @@ class GroupOwnership:
         """``lane_per_slot``: exactly-once in a group, one transactional lane per partition owned.
         ``solo``: why this process must run alone (it then owns every unit once the group confirms it)."""
         self.slots = slots
+        self.session_timeout_ms = session_timeout_ms
         self.lane_per_slot = lane_per_slot
         self.solo = solo
         self.owned: set[int] = set()
@@ -142,7 +143,6 @@ class GroupMembership:
         kafka: dict[str, Any],
         name: str,
         topic: str,
-        session_timeout_ms: int,
         worker: Worker,
         ownership: GroupOwnership,
         follower: OffsetFollower | None,
@@ -164,6 +164,7 @@ class GroupMembership:
         self.group_id = f"{name}-workers"
         self._first_assignment = True
         self._topic_missed = 0
+        session_timeout_ms = ownership.session_timeout_ms
         self._session_s = session_timeout_ms / 1000
         self.topic = topic
         self.slots = ownership.slots

@@ -324,8 +324,8 @@ async def _run(
             return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
 
         membership = GroupMembership(
-            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic,
-            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, ownership=ownership, follower=follower,
+            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, worker=worker, ownership=ownership,
+            follower=follower,
             make_producer=lane_producer if exactly_once and grouped else None,
             handover_timeout_s=cfg.shutdown_timeout_s,
             solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,

@@ -117,7 +117,7 @@ def _add_dev_subcommands(sub: Any) -> None:
 
     def unavailable(args: argparse.Namespace) -> int:
         raise StartupError(f"'{args.command}' needs the dev tools (module {missing!r} is not installed); "
-                           f"install them with the dev extra: {DEV_TOOLS_HINT}")
+                           f"install them beside the dev extra: {DEV_TOOLS_HINT}")
 
     for name in DEV_COMMANDS:
         if name not in sub.choices:

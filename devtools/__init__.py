@@ -1,5 +1,6 @@
 """Dev tools: the local stack (``dev up|down|status``), Apache Kafka on the JDK, the local
-Schema Registry and the demo. Installed with the ``dev`` extra; the runtime never imports them."""
+Schema Registry and the demo. Their own distribution (devtools/pyproject.toml), installed beside
+the ``dev`` extra by ``make install``; the CLI finds them by entry point, the runtime never imports them."""
 
 from __future__ import annotations
 
