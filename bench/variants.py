@@ -21,17 +21,18 @@ from confluent_kafka import Producer
 
 import connectors.dynamodb.records as records_module
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, Workload, page_body, page_records
-from connectors.dynamodb.config import StreamConfig
 from bridge.gctune import tune_for_throughput
 from bridge.kafka import producer_config
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.transcode import PyTranscoder, Transcoder
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
+from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from bridge.worker import Worker, WorkerSettings
+from connectors.dynamodb.config import StreamConfig
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
+from connectors.dynamodb.schemas import KeyField, table_schemas
 from connectors.dynamodb.streams import Shard, ShardReader
-from schemas import KeyField, table_schemas
+from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
 
@@ -128,7 +129,7 @@ class Pages:
 
 def prepare(serializer: RecordSerializer, topic: str) -> None:
     """Register the workload table's schemas for ``topic`` (the worker would on its first record)."""
-    serializer.prepare(SourceRecord(topic, TABLE, KEY_FIELDS, {}, "c", None, None, {}, 0))
+    serializer.prepare(change_record(topic, envelope_schema(TABLE, KEY_FIELDS), {}, "c", None, None, {}, 0))
 
 
 def transcoder(shard_id: str = "shardId-bench-0", impl: Any = None) -> Any:
@@ -338,7 +339,7 @@ def make_worker(
     max_in_flight_records: int = 20000, max_in_flight_records_total: int = 100000,
     buffer_max_bytes: int = 256 * 1024 * 1024, offsets_topic: str = "bench-offsets",
 ) -> tuple[Worker, BenchConnector]:
-    """A worker set up as ``bridge.app`` sets it up (librdkafka's queue limits from the bounds)."""
+    """A worker set up as ``bridge_app.app`` sets it up (librdkafka's queue limits from the bounds)."""
     connector = BenchConnector(tasks)
     if producer is None:
         producer = Producer(producer_config(conf, max_in_flight_records=max_in_flight_records_total,
@@ -454,7 +455,7 @@ def stages(pages: Pages, serializer: RecordSerializer, conf: dict[str, Any], top
     parsed = [orjson.loads(b) for b in bodies]
     general = [from_stream_records(p["Records"], ctx) for p in parsed]
     reader = PageReader(ctx)
-    py_impl = PyTranscoder(KEYS, TABLE, REGION, STREAM_ARN, ctx.shard_id, records=(topic, KEY_FIELDS))
+    py_impl = PyTranscoder(KEYS, TABLE, REGION, STREAM_ARN, ctx.shard_id, records=(topic, envelope_schema(TABLE, KEY_FIELDS)))
     producer = Producer(producer_config(conf))
     producer.list_topics(topic, timeout=10)
 

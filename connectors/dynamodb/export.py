@@ -38,15 +38,15 @@ from typing import Any
 
 import orjson
 from botocore.config import Config as BotoConfig
-
-from connectors.dynamodb.credentials import boto3_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.config import SnapshotConfig
+from connectors.dynamodb.credentials import boto3_session
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat, envelope_schema
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool
 from connectors.dynamodb.table import TableInfo, describe_table
@@ -183,6 +183,7 @@ class ExportFileTask(SourceTask):
         resume: dict[str, Any] | None,
         progress: SnapshotProgress | None,
         pool: Executor | None = None,
+        schema: EnvelopeSchema | None = None,
     ) -> None:
         self.partition = {"table": table.name, "export": export_id, "file": key}
         self.key = key
@@ -210,7 +211,7 @@ class ExportFileTask(SourceTask):
             "snapshot": "export",
             "ttl_delete": False,
         }
-        self._rows = SnapshotRows(topic=topic, table=table, source=self._source, where=f"s3://{bucket}/{key}")
+        self._rows = SnapshotRows(topic=topic, table=table, schema=schema or envelope_schema(table.name, table.key_fields), source=self._source, where=f"s3://{bucket}/{key}")
 
     def _open(self) -> None:
         try:
@@ -300,6 +301,8 @@ class ExportFileTask(SourceTask):
 
 class ExportConnector(SourceConnector):
     """Publishes every item of one export; ``done`` is set once all files are durable."""
+
+    record_format = RecordFormat()  # the table's; set by table_connectors
 
     def __init__(
         self,
@@ -419,7 +422,7 @@ class ExportConnector(SourceConnector):
             {
                 "TableArn": desc["TableArn"],
                 "S3Bucket": self._export.s3_bucket,
-                "S3Prefix": f"{self._export.s3_prefix.strip('/')}/{self.table_name}-{token[:8]}",
+                "S3Prefix": f"{(self._export.s3_prefix or '').strip('/')}/{self.table_name}-{token[:8]}",
                 "ExportFormat": "DYNAMODB_JSON",
                 "ClientToken": token,
             },
@@ -517,6 +520,7 @@ class ExportConnector(SourceConnector):
             export_id=self.location.id,
             table=self.table,
             topic=self.topic,
+            schema=self.record_format.schema(self.table.name, self.table.key_fields),
             resume=resume,
             progress=self.progress,
             pool=self._pool,

@@ -39,13 +39,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError, CorruptOffsetError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
-from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.config import SnapshotConfig
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool, snapshot_records
+from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ChunkGate", "RateLimiter", "ScanConnector", "ScanSegmentTask", "scan_request", "snapshot_records"]
@@ -118,6 +119,7 @@ class _Shared:
     ddb: AwsJsonClient
     table: TableInfo
     topic: str
+    schema: EnvelopeSchema
     config: SnapshotConfig
     request: dict[str, Any]
     items_limiter: RateLimiter | None
@@ -179,7 +181,7 @@ class ScanSegmentTask(SourceTask):
             "total_segments": total,
             "ttl_delete": False,
         }
-        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, source=self._source)
+        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, schema=shared.schema, source=self._source)
 
     def _limit(self) -> int | None:
         s, cfg = self._s, self._s.config
@@ -252,6 +254,8 @@ class ScanSegmentTask(SourceTask):
 class ScanConnector(SourceConnector):
     """Snapshots one table with a parallel Scan; ``done`` is set when a pass completes."""
 
+    record_format = RecordFormat()  # the table's; set by table_connectors
+
     def __init__(
         self,
         *,
@@ -320,6 +324,7 @@ class ScanConnector(SourceConnector):
             ddb=self._ddb,
             table=self.table,
             topic=self.topic,
+            schema=self.record_format.schema(self.table.name, self.table.key_fields),
             config=cfg,
             request=scan_request(cfg, self.table),
             items_limiter=RateLimiter(cfg.max_items_per_second) if cfg.max_items_per_second else None,

@@ -18,8 +18,8 @@ import pytest
 from bridge.errors import ConnectorError
 from bridge.task import UnreadableRecord
 from connectors.dynamodb.export import ExportFileTask
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
 

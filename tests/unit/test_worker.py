@@ -15,10 +15,12 @@ from confluent_kafka import KafkaError, KafkaException
 
 from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
+from bridge.ownership import Ownership
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, partition_key
 from bridge.worker import Worker, WorkerSettings
-from schemas import KeyField
+from connectors.dynamodb.envelope import change_record, envelope_schema
+from connectors.dynamodb.schemas import KeyField
 
 TOPIC = "t.data"
 KEY_FIELDS = (KeyField("pk", "S"),)
@@ -157,7 +159,7 @@ class OneTask(SourceConnector):
 
 def record(seq: int, pk: str = "", *, tombstone: bool = False) -> SourceRecord:
     key = {"pk": {"S": pk or f"k{seq}"}}
-    return SourceRecord(TOPIC, "tbl", KEY_FIELDS, key, "d" if tombstone else "u", None, None, {"seq": seq}, 0,
+    return change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), key, "d" if tombstone else "u", None, None, {"seq": seq}, 0,
                         tombstone=tombstone, encoded_key=(pk or f"k{seq}").encode(),
                         encoded_value=None if tombstone else f"v{seq}".encode())
 
@@ -169,12 +171,13 @@ def batches(n: int, size: int, *, final: bool = True) -> list[Batch]:
     return out
 
 
-def make_worker(producer: FakeProducer, task: SourceTask, **settings: Any) -> tuple[Worker, OffsetStore]:
+def make_worker(producer: FakeProducer, task: SourceTask, *, ownership: Ownership | None = None,
+                **settings: Any) -> tuple[Worker, OffsetStore]:
     connector = OneTask(task)
     offsets = OffsetStore({"bootstrap.servers": "unused:9"}, "t.offsets", "test")
     defaults: dict[str, Any] = {"connector_name": "test", "flush_interval_s": 0.01, "shutdown_timeout_s": 0.5}
     worker = Worker(WorkerSettings(**(defaults | settings)), [connector], producer,  # type: ignore[arg-type]
-                    offsets, RecordSerializer(_Registry()))
+                    offsets, RecordSerializer(_Registry()), ownership)
     connector.worker = worker
     return worker, offsets
 
@@ -231,7 +234,7 @@ def test_refused_records_go_to_the_dead_letter_topic_with_their_own_source() -> 
 def test_dead_letters_wait_for_room_in_a_full_queue() -> None:
     """A dead-letter message met by a full queue waits (in order) instead of stopping the worker,
     and the batch's offset waits for it."""
-    bad = [SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string"}}, "u", None, {"x": {"S": "1"}},
+    bad = [change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), {"pk": {"N": "not a string"}}, "u", None, {"x": {"S": "1"}},
                         {"seq": seq}, 0) for seq in (3, 5)]
     records = [record(0), record(1), record(2), bad[0], record(4), bad[1], record(6)]
     producer = FakeProducer(capacity=3)
@@ -376,7 +379,7 @@ def test_a_producer_poll_loop_that_dies_of_a_bug_stops_the_worker() -> None:
 def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
     """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
     acknowledged, the offset covering the bad record is never written."""
-    bad = SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
+    bad = change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
                        {"seq": 3}, 0)
     first = Batch([record(0), record(1)], {"seq": 1})
     second = Batch([record(2), bad, record(4)], {"seq": 4})
@@ -519,7 +522,7 @@ def test_a_second_stall_warns_again(caplog: pytest.LogCaptureFixture) -> None:
         for n in (1, 2):
             producer.hold = True  # the broker answers nothing
             task.queue.put_nowait(batches(1, 3, final=False)[0])
-            await until(lambda: len(stalls()) == n, f"stall WARNING {n}")
+            await until(lambda n=n: len(stalls()) == n, f"stall WARNING {n}")
             assert worker.health()[1].startswith("DEGRADED"), worker.health()
             producer.hold = False  # acknowledged again
             await until(lambda: worker.health() == (True, "ok"), f"ok after stall {n}")

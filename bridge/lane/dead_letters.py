@@ -14,16 +14,13 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.accounting import Entry, Progress
 from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.lane.accounting import Entry, Progress
+from bridge.lane.port import LanePort
 from bridge.task import SourceRecord, UnreadableRecord
-
-if TYPE_CHECKING:
-    from bridge.lane import ProducerLane
 
 __all__ = ["DeadLetters"]
 
@@ -32,13 +29,14 @@ log = logging.getLogger(__name__)
 _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 QUEUE_FULL_WAIT_S = 0.05
 
-_Waiting = tuple[str, bytes | None, bytes | None, list[tuple[str, str]], Callable[[KafkaError | None, Message], None]]
+_Headers = list[tuple[str, str | bytes | None]]
+_Waiting = tuple[str, bytes | None, bytes | None, _Headers, Callable[[KafkaError | None, Message], None]]
 
 
 class DeadLetters:
     """The dead-letter path of one producer lane (so its messages share the lane's transaction)."""
 
-    def __init__(self, lane: ProducerLane) -> None:
+    def __init__(self, lane: LanePort) -> None:
         self.lane = lane
         # Dead-letter messages waiting for room in librdkafka's queue, in order (see _send).
         self._waiting: deque[_Waiting] = deque()
@@ -63,22 +61,22 @@ class DeadLetters:
             if not counted:
                 entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
             fix = "; errors.tolerance: all sends such records to the dead-letter topic instead"
-            lane.fail(type(error)(f"record {record.source} cannot be written: {error}"
+            lane.fail(type(error)(f"record {record.position} cannot be written: {error}"
                                   f"{fix if isinstance(error, ConversionError) else ''}"))
             return
-        headers = [
+        headers: _Headers = [
             ("__connect.errors.topic", record.topic),
             ("__connect.errors.connector.name", settings.connector_name),
             ("__connect.errors.exception.class.name", type(error).__name__),
             ("__connect.errors.exception.message", str(error)[:2000]),
             ("__bridge.source.partition", json.dumps(progress.partition, sort_keys=True)),
-            ("__bridge.source.position", json.dumps(record.source, sort_keys=True, default=str)),
+            ("__bridge.source.position", json.dumps(record.position, sort_keys=True, default=str)),
         ]
         if value is None and not record.tombstone:
             # The value never serialized: keep the source record itself, as JSON.
             kept = (
                 {"record": record.raw} if isinstance(record, UnreadableRecord)
-                else {"op": record.op, "key": record.key, "before": record.before, "after": record.after}
+                else record.schema.dead_letter_value(record)
             )
             value = json.dumps(kept, default=str).encode()
         room = max(1024, settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))

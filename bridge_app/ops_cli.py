@@ -2,7 +2,7 @@
 ``validate --connect``.
 
 Each works with no bridge running: everything they need is in Kafka (topics, the offsets
-and status topics), the registry and DynamoDB. ``bridge/cli.py`` adds them with one call.
+and status topics), the registry and DynamoDB. ``bridge_app/cli.py`` adds them with one call.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-
 from typing import Any
 
 from bridge.config import BridgeConfig, SourceTopic
@@ -21,8 +20,8 @@ __all__ = ["add_ops_subcommands"]
 
 
 def load_config(path: str) -> Any:
-    """The config file as the running connector reads it (``bridge/app.py`` picks the model)."""
-    from bridge.app import load_config as load
+    """The config file as the running connector reads it (``bridge_app/app.py`` picks the model)."""
+    from bridge_app.app import load_config as load
 
     return load(path)
 
@@ -41,7 +40,7 @@ def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[SourceTopic]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from bridge.app import verify_source
+    from bridge_app.app import verify_source
 
     cfg = load_config(args.config)
     clean = True
@@ -74,8 +73,9 @@ def _verify(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-    from bridge.kafka import client_config
-    from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, avro_item, to_jsonable
+    from bridge.kafka import client_config, position
+    from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, to_jsonable
+    from bridge_app.app import tail_view
 
     cfg = load_config(args.config)
     topic = args.topic or _tables(cfg, [args.table] if args.table else None)[0].topic
@@ -103,7 +103,7 @@ def _tail(args: argparse.Namespace) -> int:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition())
+                        at_end.add(position(msg)[0])
                         continue
                     raise BridgeError(f"reading {topic!r}: {err.str()}")
                 at_end.discard(msg.partition())
@@ -116,11 +116,9 @@ def _tail(args: argparse.Namespace) -> int:
                     if value is None:
                         line["tombstone"] = True
                     else:
-                        line |= {"op": value["op"], "before": to_jsonable(avro_item(value["before"])),
-                                 "after": to_jsonable(avro_item(value["after"])),
-                                 "source": to_jsonable(value["source"]), "ts_ms": value["ts_ms"]}
+                        line |= to_jsonable(tail_view(value))
                 except DECODE_ERRORS as e:
-                    undecodable.met(msg.partition(), msg.offset(), e)
+                    undecodable.met(*position(msg), e)
                     continue
                 print(json.dumps(line, sort_keys=True), flush=True)
                 printed += 1
@@ -141,6 +139,7 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _offsets_show(args: argparse.Namespace) -> int:
     from bridge.ops.offsets_tool import export_lines, read_offsets, select
+    from bridge.task import partition_id
 
     cfg = load_config(args.config)
     entries = select(read_offsets(cfg), args.table, args.partition)
@@ -151,7 +150,7 @@ def _offsets_show(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no stored offsets for {cfg.name!r} in {cfg.offsets_topic!r}")
     for p, o in entries:
-        where = p.get("shard") or (f"segment {p['segment']}/{p['total_segments']}" if "segment" in p else
+        where = partition_id(p) or (f"segment {p['segment']}/{p['total_segments']}" if "segment" in p else
                                    json.dumps({k: v for k, v in p.items() if k != "table"}, sort_keys=True))
         print(f"{p.get('table')}  {where}  {json.dumps(o, sort_keys=True)}")
     return 0
@@ -173,9 +172,9 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
-    from bridge.app import offset_problem
     from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
+    from bridge_app.app import offset_problem
 
     cfg = load_config(args.config)
     try:
@@ -198,13 +197,13 @@ def _offsets_reset(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.key is not None or args.key_hex is not None:
-        from bridge.offsets_cli import reset_key
+        from bridge_app.offsets_cli import reset_key
 
         refuse_if_running(cfg, "offsets reset")
         return reset_key(args, cfg)
     if not (args.all or args.table or args.partition):
         raise ConfigError(
-            "offsets reset: name what to reset: --all, --table NAME, --partition SHARD_OR_JSON, --key or --key-hex"
+            "offsets reset: name what to reset: --all, --table NAME, --partition ID_OR_JSON, --key or --key-hex"
         )
     refuse_if_running(cfg, "offsets reset")
     entries = select(read_offsets(cfg), args.table, args.partition)
@@ -292,7 +291,7 @@ def add_ops_subcommands(sub: Any) -> None:
     show = osub.add_parser("show", help="print stored offsets")
     show.add_argument("-c", "--config", required=True)
     show.add_argument("--table")
-    show.add_argument("--partition", help="a shard id or a partition as JSON")
+    show.add_argument("--partition", help="a partition's id (its one value besides the table) or the partition as JSON")
     show.add_argument("--json", action="store_true", help="JSON lines, as export writes")
     show.set_defaults(func=_offsets_show)
     exp = osub.add_parser("export", help="write stored offsets as JSON lines (to a file or stdout)")
@@ -309,7 +308,7 @@ def add_ops_subcommands(sub: Any) -> None:
     what = reset.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="every offset of this connector")
     what.add_argument("--table")
-    what.add_argument("--partition", help="a shard id or a partition as JSON")
+    what.add_argument("--partition", help="a partition's id (its one value besides the table) or the partition as JSON")
     what.add_argument("--key", help="one offsets-topic record's key as text, as a start-up error prints it")
     what.add_argument("--key-hex", help="the same in hexadecimal, for keys that are not text")
     reset.set_defaults(func=_offsets_reset)

@@ -13,89 +13,58 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
-from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
-from bridge.group import GroupMembership, check_group_topic
+from bridge.config import BridgeConfig
+from bridge.errors import ConfigError, ProduceError, SchemaError
+from bridge.group import GroupMembership, GroupOwnership, check_group_topic
 from bridge.http_service import bind_listeners, listening_ports
+from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
-from bridge.ops.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
-from bridge.serde.serializer import RecordSerializer
-from bridge.worker import Worker, WorkerSettings
+from bridge.serde.serializer import RecordSerializer, check_subjects
 from bridge.task import SourceConnector
-from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
-from connectors.dynamodb.client import AwsApiError
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig
-from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
-from connectors.dynamodb.discovery import TableDiscovery
-from connectors.dynamodb.http import KeepAlivePool
-from connectors.dynamodb.offset_shapes import check_offset, check_partition
-from connectors.dynamodb.snapshot import table_connectors
-from connectors.dynamodb.streams import StreamsConnector
-from connectors.dynamodb.transcode import frame_records, startup_line
-from schemas import KeyField, TableSchemas, table_schemas
+from bridge.worker import Worker, WorkerSettings
+from bridge_app.connector import connector
+from bridge_app.wiring import start_ops, worker_identity
 
 __all__ = [
-    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
+    "check_connect", "load_config", "offset_problem", "run_bridge", "tail_view", "verify_source",
 ]
 
 log = logging.getLogger(__name__)
 
-STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
-
 
 # ---- the connector's seams for the command line -----------------------------------------
-# The CLI (bridge/cli.py, bridge/ops/cli.py) asks here, so this module stays the one place
-# in bridge/ that knows the sources are DynamoDB tables.
+# The CLI (bridge_app/cli.py, bridge_app/ops_cli.py) asks here; the connector plugin answers.
 
 
-def check_connect(cfg: DynamoDBConfig) -> Any:
+def load_config(path: str | Path) -> BridgeConfig:
+    """The config file, validated against the connector's model."""
+    return connector().load_config(path)
+
+
+def check_connect(cfg: BridgeConfig) -> Any:
     """``validate --connect``: reach every service, probe permissions, say what would run."""
-    from connectors.dynamodb.connect_check import check_connect as check
-
-    return check(cfg)
+    return connector().check_connect(cfg)
 
 
-def add_connector_subcommands(sub: Any) -> None:
-    """The connector's own commands (``demo``: a DynamoDB table, writes, the bridge, a consumer)."""
-    try:
-        from connectors.dynamodb.demo import add_demo_subcommand
-    except ImportError:  # the demo needs the dev extras
-        return
-    add_demo_subcommand(sub)
+def offset_problem(cfg: BridgeConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
+    """``offsets import``: why the start would refuse this offset (the same checks), or None."""
+    return connector().offset_problem(cfg, partition, offset)
 
 
-def offset_problem(cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
-    """``offsets import``: why the start would refuse this offset (the same checks), or None.
-
-    A null offset (a tombstone) needs only a partition the connectors write; a table that is
-    not in the config would be an offset no start ever reads (unless table_discovery may find it).
-    """
-    why = check_partition(partition) if offset is None else check_offset(partition, offset)
-    if why is not None:
-        return why
-    listed = [t.name for t in cfg.tables]
-    if cfg.table_discovery is None and partition["table"] not in listed:
-        return (f"table {partition['table']!r} is not in the config's tables ({', '.join(listed)}); "
-                "import offsets only for the tables this config reads")
-    return None
-
-
-def verify_source(cfg: DynamoDBConfig, name: str, **kw: Any) -> Any:
+def verify_source(cfg: BridgeConfig, name: str, **kw: Any) -> Any:
     """``verify``: the source's current contents against its topic (a report with ``clean``)."""
-    from connectors.dynamodb.verify import verify_table
-
-    table = next(t for t in cfg.tables if t.name == name)
-    return verify_table(cfg, table, **kw)
+    return connector().verify_source(cfg, name, **kw)
 
 
-def _registry_probe(cfg: DynamoDBConfig) -> Callable[[], None]:
+def _registry_probe(cfg: BridgeConfig) -> Callable[[], None]:
     """One quick GET for /health: is the registry answering? (no retries, a short timeout)"""
     r = cfg.schema_registry
     probe = SchemaRegistryClient(RegistryClientConfig(
@@ -106,7 +75,11 @@ def _registry_probe(cfg: DynamoDBConfig) -> Callable[[], None]:
         ca_file=r.ssl_ca_location, cert_file=r.ssl_certificate_location, key_file=r.ssl_key_location,
         verify=r.ssl_verify, timeout_s=min(3.0, r.timeout_s), max_attempts=1,
     ))
-    return lambda: probe.subjects() and None
+
+    def answers() -> None:
+        probe.subjects()
+
+    return answers
 
 
 def _snapshots(worker: Worker) -> list[dict[str, Any]]:
@@ -130,67 +103,12 @@ class _FatalErrors:
             self.worker.on_kafka_error(err)
 
 
-async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:
-    try:
-        await asyncio.gather(*(c.validate() for c in connectors))
-    except RetriableError as e:
-        raise ConfigError(
-            f"aws: cannot reach DynamoDB at {endpoint}: {e}; check aws.endpoint_url (is DynamoDB there?) and the network"
-        ) from None
-    except AwsApiError as e:
-        raise ConfigError(
-            f"aws: DynamoDB at {endpoint} refused the start-up checks ({e}); check aws.endpoint_url (is it a "
-            "DynamoDB endpoint?), aws.region and the credentials' permissions"
-        ) from None
-
-
-def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
-    """Each topic's key and value schemas, decided now that DescribeTable gave the key schemas.
-
-    Two tables may share a topic only if their keys are alike: the topic's key subject holds
-    one key schema.
-    """
-    by_topic: dict[str, TableSchemas] = {}
-    for c in connectors:
-        table: TableInfo | None = getattr(c, "table", None)
-        topic: str | None = getattr(c, "topic", None)
-        if table is None or topic is None:
-            continue
-        schemas = table_schemas(table.name, table.key_fields)
-        other = by_topic.get(topic)
-        if other is not None and other.table != table.name and other.key_fields != table.key_fields:
-            def keys(fields: tuple[KeyField, ...]) -> str:
-                return ", ".join(f"{f.name} ({f.type})" for f in fields)
-
-            raise ConfigError(
-                f"tables[].topic: tables {other.table!r} and {table.name!r} both write to topic {topic!r} but their "
-                f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
-            )
-        by_topic.setdefault(topic, schemas)
-    return by_topic
-
-
-def _check_subjects(registry: SchemaRegistryClient, schemas: dict[str, TableSchemas]) -> None:
-    """auto_register: false: every schema the bridge will write must be registered already."""
-    for topic, s in schemas.items():
-        for subject, text in ((f"{topic}-key", s.key_schema), (f"{topic}-value", s.value_schema)):
-            try:
-                found = registry.lookup(subject, text)
-            except SchemaError as e:
-                raise ConfigError(f"schema_registry: cannot look up subject {subject!r}: {e}") from None
-            if found is None:
-                raise ConfigError(
-                    f"schema_registry.auto_register is false and subject {subject!r} has no schema like the one "
-                    f"the bridge writes for table {s.table!r}; register it first or set auto_register: true"
-                )
-
-
-def _create_topics(admin: Any, cfg: DynamoDBConfig) -> None:
+def _create_topics(admin: Any, cfg: BridgeConfig) -> None:
     tc = cfg.topic_creation
     # A broker's default max.message.bytes (1 MiB) is below what the producer may send
     # (two 400 KB images and the envelope): the topics the bridge creates take its size.
     sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
-    topics = {cfg.topic_for(t): sized | dict(tc.config) for t in cfg.tables}
+    topics = {s.topic: sized | dict(tc.config) for s in cfg.source_topics()}
     topics[cfg.offsets_topic] = {"cleanup.policy": "compact"}
     if cfg.status.enabled:
         topics[cfg.status_topic] = {"cleanup.policy": "compact"}
@@ -207,16 +125,16 @@ def _create_topics(admin: Any, cfg: DynamoDBConfig) -> None:
                   replication_factor=tc.replication_factor)
 
 
-def _create_table_topic(admin: Any, cfg: DynamoDBConfig, t: TableConfig) -> None:
-    """The topic of a table found while running (table_discovery)."""
+def _create_source_topic(admin: Any, cfg: BridgeConfig, topic: str) -> None:
+    """The topic of a source found while running (table_discovery)."""
     tc = cfg.topic_creation
     sized = {"max.message.bytes": str(producer_config(cfg.kafka)["message.max.bytes"])}
-    ensure_topics(admin, {cfg.topic_for(t): sized | dict(tc.config)}, partitions=tc.partitions,
+    ensure_topics(admin, {topic: sized | dict(tc.config)}, partitions=tc.partitions,
                   replication_factor=tc.replication_factor)
 
 
 async def run_bridge(
-    cfg: DynamoDBConfig,
+    cfg: BridgeConfig,
     *,
     install_signal_handlers: bool = True,
     on_start: Callable[[Worker], None] | None = None,
@@ -224,9 +142,9 @@ async def run_bridge(
     """Run until SIGINT/SIGTERM/SIGHUP or ``worker.stop()`` (drain, commit, return) or a failure (raise).
 
     Every check comes before the first side effect (topics created, offsets written), in
-    this order: metrics port, Kafka, registry, DynamoDB tables, key schemas (and registered
-    subjects with ``auto_register: false``), the offsets topic's contents; only then are
-    topics created. ``on_start`` receives the worker once it is built, for embedding.
+    this order: metrics port, Kafka, registry, the connector's sources (DynamoDB tables), key
+    schemas (and registered subjects with ``auto_register: false``), the offsets topic's
+    contents; only then are topics created. ``on_start`` receives the worker once it is built, for embedding.
     """
     worker_ref: list[Worker] = []
     health_answer: list[Callable[[], tuple[bool, str]]] = []  # the ops checks, once the worker runs
@@ -300,7 +218,7 @@ async def _off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 async def _run(
-    cfg: DynamoDBConfig,
+    cfg: BridgeConfig,
     metrics: MetricsServer | None,
     rest_socket: socket.socket | None,
     worker_ref: list[Worker],
@@ -321,54 +239,21 @@ async def _run(
             ) from None
         raise ConfigError(f"schema_registry.url: {e}; check that the URL is a Schema Registry") from None
 
-    # One keep-alive pool for DynamoDB and Streams; the poll scheduler keeps fewer Streams calls
-    # in flight than it has connections per endpoint (connectors/dynamodb/scheduler.py).
-    # Start-up checks wait 5 s per call (DescribeTable answers in milliseconds), so an
-    # endpoint that accepts and never answers fails the start in seconds, not minutes.
-    async with KeepAlivePool(max_connections=256, timeout_s=5.0, connect_timeout_s=5.0) as http:
-        ddb, streams = make_clients(
-            region=cfg.aws.region,
-            profile=cfg.aws.profile,
-            role=cfg.aws.assume_role(),
-            endpoint_url=cfg.aws.endpoint_url,
-            streams_endpoint_url=cfg.aws.streams_endpoint_url,
-            http=http,
-            retry=STARTUP_RETRY,
-        )
-        # With other tables beside it (several listed, or discovery), a deleted table or a
-        # disabled stream stops that table alone; a bridge of one table stops with one line.
-        alone = cfg.table_discovery is not None or len(cfg.tables) > 1
+    plugin = connector()
 
-        def table_parts(t: TableConfig) -> list[SourceConnector]:
-            """A table's stream, its snapshot (scan or export), or both coupled by a handoff mode."""
-            parts = table_connectors(cfg, t, ddb=ddb, streams=streams)
-            for c in parts:
-                if isinstance(c, StreamsConnector):
-                    c.stop_alone = alone
-            return parts
+    async def create_topic(topic: str) -> None:
+        """The topic of a source found while running (e.g. by table_discovery)."""
+        await asyncio.to_thread(_create_source_topic, admin, cfg, topic)
 
-        async def discovered(t: TableConfig) -> list[SourceConnector]:
-            await asyncio.to_thread(_create_table_topic, admin, cfg, t)
-            return table_parts(t)
-
-        def all_connectors() -> list[SourceConnector]:
-            made = [c for t in cfg.tables for c in table_parts(t)]
-            if cfg.table_discovery is not None:
-                made.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
-                                           listed={t.name for t in cfg.tables}))
-            return made
-
-        connectors = all_connectors()
-        await _check_tables(connectors, ddb.url)
-        ddb.retry = streams.retry = RetryPolicy()
-        http.timeout_s = 30.0
-        schemas = _key_schemas(cfg, connectors)
+    # The connector's sources, checked against the source system (its own one-line errors).
+    async with plugin.open(cfg, create_topic=create_topic) as sources:
+        connectors = sources.connectors
         if not cfg.schema_registry.auto_register:
-            _check_subjects(registry, schemas)
+            check_subjects(registry, sources.schemas)
 
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.
-        offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name, check=check_offset)
+        offsets = OffsetStore(cfg.kafka, cfg.offsets_topic, cfg.name, check=sources.check_offset)
         await _off_loop(offsets.load)
         _create_topics(admin, cfg)
 
@@ -385,6 +270,8 @@ async def _run(
             max_in_flight_records=cfg.max_in_flight_records_total,
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
+        ownership = GroupOwnership(slots=cfg.group.partitions, session_timeout_ms=cfg.group.session_timeout_ms,
+                                   lane_per_slot=exactly_once and grouped, solo=solo)
         errors = _FatalErrors()
         try:
             # Exactly-once: the lanes' producers come with ownership (a process that runs alone
@@ -413,20 +300,22 @@ async def _run(
             list(connectors),
             producer,
             offsets,
-            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
+            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register,
+                             frame_encoded=sources.frame_encoded),
+            ownership,
         )
         errors.worker = worker
         worker_ref.append(worker)
 
         async def make_connectors() -> list[SourceConnector]:
-            return all_connectors()
+            return sources.remake()
 
         follower: OffsetFollower | None = None
         beside = []
         if grouped:
             loop = asyncio.get_running_loop()
             follower = OffsetFollower(
-                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=worker.owns,
+                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=ownership.owns,
                 on_change=lambda: loop.call_soon_threadsafe(worker.wake_connectors),
             )
             follower.start()
@@ -435,14 +324,12 @@ async def _run(
             return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
 
         membership = GroupMembership(
-            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
-            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
+            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, worker=worker, ownership=ownership,
+            follower=follower,
             make_producer=lane_producer if exactly_once and grouped else None,
-            handover_timeout_s=cfg.shutdown_timeout_s, solo=solo,
+            handover_timeout_s=cfg.shutdown_timeout_s,
             solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,
         )
-        if follower is not None:
-            follower._skip = membership.owns
         beside.append(membership.run)
 
         ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),
@@ -453,7 +340,8 @@ async def _run(
             log.info("metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, metrics.port)
         if on_start is not None:
             on_start(worker)
-        log.log(*startup_line())  # WARNING when the slow pure-Python transcoder runs
+        if sources.startup_line is not None:
+            log.log(*sources.startup_line)  # e.g. WARNING when DynamoDB's slow pure-Python transcoder runs
         log.info("bridge %s running: %d table(s)", cfg.name, len(connectors))
         try:
             await worker.run(beside=beside)
@@ -464,3 +352,8 @@ async def _run(
                 follower.close()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)
         return worker
+
+
+def tail_view(value: dict[str, Any]) -> dict[str, Any]:
+    """``tail``: a decoded value as the connector shows it."""
+    return connector().tail_view(value)

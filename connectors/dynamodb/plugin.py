@@ -1,0 +1,170 @@
+"""The DynamoDB connector as a plugin of the bridge (``bridge.plugin``), found by its entry point.
+
+Everything the composition root needs that knows the sources are DynamoDB tables: the
+config model, the clients and the connectors of a run (streams, snapshots, discovery), and
+the command line's seams (``validate --connect``, ``verify``, ``offsets import``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError, RetriableError
+from bridge.plugin import Sources
+from bridge.task import SourceConnector
+from connectors.dynamodb.client import AwsApiError, RetryPolicy, make_clients
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config
+from connectors.dynamodb.discovery import TableDiscovery
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
+from connectors.dynamodb.http import KeepAlivePool
+from connectors.dynamodb.offset_shapes import check_offset, check_partition
+from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.snapshot import table_connectors
+from connectors.dynamodb.streams import StreamsConnector
+from connectors.dynamodb.table import TableInfo
+from connectors.dynamodb.transcode import frame_records, startup_line
+
+__all__ = ["PLUGIN", "DynamoDBPlugin"]
+
+STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
+
+
+class DynamoDBPlugin:
+    name = "dynamodb"
+
+    def load_config(self, path: str | Path) -> DynamoDBConfig:
+        return load_config(path)
+
+    @asynccontextmanager
+    async def open(
+        self, cfg: DynamoDBConfig, *, create_topic: Callable[[str], Awaitable[None]]
+    ) -> AsyncIterator[Sources]:
+        # One keep-alive pool for DynamoDB and Streams; the poll scheduler keeps fewer Streams calls
+        # in flight than it has connections per endpoint (connectors/dynamodb/scheduler.py).
+        # Start-up checks wait 5 s per call (DescribeTable answers in milliseconds), so an
+        # endpoint that accepts and never answers fails the start in seconds, not minutes.
+        async with KeepAlivePool(max_connections=256, timeout_s=5.0, connect_timeout_s=5.0) as http:
+            ddb, streams = make_clients(
+                region=cfg.aws.region,
+                profile=cfg.aws.profile,
+                role=cfg.aws.assume_role(),
+                endpoint_url=cfg.aws.endpoint_url,
+                streams_endpoint_url=cfg.aws.streams_endpoint_url,
+                http=http,
+                retry=STARTUP_RETRY,
+            )
+            # With other tables beside it (several listed, or discovery), a deleted table or a
+            # disabled stream stops that table alone; a bridge of one table stops with one line.
+            alone = cfg.table_discovery is not None or len(cfg.tables) > 1
+
+            def table_parts(t: TableConfig) -> list[SourceConnector]:
+                """A table's stream, its snapshot (scan or export), or both coupled by a handoff mode."""
+                parts = table_connectors(cfg, t, ddb=ddb, streams=streams)
+                for c in parts:
+                    if isinstance(c, StreamsConnector):
+                        c.stop_alone = alone
+                return parts
+
+            async def discovered(t: TableConfig) -> list[SourceConnector]:
+                await create_topic(cfg.topic_for(t))
+                return table_parts(t)
+
+            def all_connectors() -> list[SourceConnector]:
+                made = [c for t in cfg.tables for c in table_parts(t)]
+                if cfg.table_discovery is not None:
+                    made.append(TableDiscovery(config=cfg.table_discovery, ddb=ddb, make_connectors=discovered,
+                                               listed={t.name for t in cfg.tables}))
+                return made
+
+            connectors = all_connectors()
+            await _check_tables(connectors, ddb.url)
+            ddb.retry = streams.retry = RetryPolicy()
+            http.timeout_s = 30.0
+            yield Sources(connectors=connectors, remake=all_connectors, check_offset=check_offset,
+                          frame_encoded=frame_records, startup_line=startup_line(),
+                          schemas=topic_schemas(connectors))
+
+    def check_connect(self, cfg: DynamoDBConfig) -> Any:
+        """``validate --connect``: reach every service, probe permissions, say what would run."""
+        from connectors.dynamodb.connect_check import check_connect
+
+        return check_connect(cfg)
+
+    def offset_problem(
+        self, cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None
+    ) -> str | None:
+        """``offsets import``: why the start would refuse this offset (the same checks), or None.
+
+        A null offset (a tombstone) needs only a partition the connectors write; a table that is
+        not in the config would be an offset no start ever reads (unless table_discovery may find it).
+        """
+        why = check_partition(partition) if offset is None else check_offset(partition, offset)
+        if why is not None:
+            return why
+        listed = [t.name for t in cfg.tables]
+        if cfg.table_discovery is None and partition["table"] not in listed:
+            return (f"table {partition['table']!r} is not in the config's tables ({', '.join(listed)}); "
+                    "import offsets only for the tables this config reads")
+        return None
+
+    def tail_view(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``tail``: a decoded envelope with its images as DynamoDB JSON."""
+        from connectors.dynamodb.items import tail_view
+
+        return tail_view(value)
+
+    def verify_source(self, cfg: DynamoDBConfig, name: str, **kw: Any) -> Any:
+        """``verify``: the table's current contents against its topic (a report with ``clean``)."""
+        from connectors.dynamodb.verify import verify_table
+
+        table = next(t for t in cfg.tables if t.name == name)
+        return verify_table(cfg, table, **kw)
+
+
+def topic_schemas(connectors: list[SourceConnector]) -> dict[str, EnvelopeSchema]:
+    """Each topic's schema handle (key and value schemas, subject strategy), decided now that
+    DescribeTable gave the key schemas.
+
+    Two tables may share a topic only if their keys are alike: the topic's key subject holds
+    one key schema.
+    """
+    by_topic: dict[str, EnvelopeSchema] = {}
+    for c in connectors:
+        table: TableInfo | None = getattr(c, "table", None)
+        topic: str | None = getattr(c, "topic", None)
+        record_format: RecordFormat | None = getattr(c, "record_format", None)
+        if table is None or topic is None or record_format is None:
+            continue
+        schema = record_format.schema(table.name, table.key_fields)
+        other = by_topic.get(topic)
+        if other is not None and other.table != table.name and other.key_fields != table.key_fields:
+            def keys(fields: tuple[KeyField, ...]) -> str:
+                return ", ".join(f"{f.name} ({f.type})" for f in fields)
+
+            raise ConfigError(
+                f"tables[].topic: tables {other.table!r} and {table.name!r} both write to topic {topic!r} but their "
+                f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
+            )
+        by_topic.setdefault(topic, schema)
+    return by_topic
+
+
+async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:
+    try:
+        await asyncio.gather(*(c.validate() for c in connectors))
+    except RetriableError as e:
+        raise ConfigError(
+            f"aws: cannot reach DynamoDB at {endpoint}: {e}; check aws.endpoint_url (is DynamoDB there?) and the network"
+        ) from None
+    except AwsApiError as e:
+        raise ConfigError(
+            f"aws: DynamoDB at {endpoint} refused the start-up checks ({e}); check aws.endpoint_url (is it a "
+            "DynamoDB endpoint?), aws.region and the credentials' permissions"
+        ) from None
+
+
+PLUGIN = DynamoDBPlugin()
