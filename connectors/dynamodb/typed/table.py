@@ -1,0 +1,85 @@
+"""A table's typed schema as it evolves: absorb each record's images, hand out the handle.
+
+One object per table and process. ``absorb`` runs as records are read (on the event loop:
+pure CPU, dict look-ups for a steady table) and returns the handle the record is written
+with; a new attribute, a new key in a nested map, or a widened field makes a new handle,
+which the runtime registers off the event loop before the first record carrying it. A
+steady table keeps returning the same handle object: nothing is registered per record.
+
+Conflict policy (``on_conflict``): ``dead-letter`` leaves the schema as it is, so the record
+fails to encode and goes to the dead-letter topic with the reason (the attribute, the value,
+the field's type) in ``__connect.errors.exception.message``; ``widen`` grows the field to a
+union; ``stop`` raises ``TypeConflictStop``, one line, and the reader stops before the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bridge.errors import ConnectorError
+from connectors.dynamodb.typed.config import TypedValueConfig
+from connectors.dynamodb.typed.handle import TypedSchema
+from connectors.dynamodb.typed.infer import TypeConflict, absorb_item
+from connectors.dynamodb.typed.names import namespace
+from connectors.dynamodb.typed.types import Rec
+
+__all__ = ["TypeConflictStop", "TypedTable"]
+
+
+class TypeConflictStop(ConnectorError):
+    """``on_conflict: stop`` met a value that does not fit its field."""
+
+
+class TypedTable:
+    def __init__(
+        self, table: str, key_fields: tuple[tuple[str, str], ...], cfg: TypedValueConfig, *,
+        strategy: Any = "TopicNameStrategy", headers: Callable[[Any], list[tuple[str, bytes]]] | None = None,
+        encode_source: Callable[[Any], bytes] | None = None, start: Rec | None = None,
+    ) -> None:
+        """``start``: the model to grow from (the declared attributes by default)."""
+        self.table, self.cfg = table, cfg
+        self._make = lambda rec: TypedSchema(rec, namespace(table), key_fields, cfg.image, strategy, headers,
+                                             encode_source)
+        self.handle = self._make(start if start is not None else cfg.declared())
+
+    @property
+    def rec(self) -> Rec:
+        return self.handle.rec
+
+    def absorb(self, before: Any, after: Any) -> TypedSchema:
+        """The handle to write a record with these images (a new one when they grow the schema)."""
+        rec = self.handle.rec
+        grown = rec
+        widen = self.cfg.on_conflict == "widen"
+        try:
+            for image in (before, after):
+                if type(image) is dict:
+                    grown = absorb_item(grown, image, self.cfg.maps, widen)
+        except TypeConflict as e:
+            if self.cfg.on_conflict == "stop":
+                raise TypeConflictStop(
+                    f"table {self.table}: {e}; on_conflict: stop. Declare the attribute's type in "
+                    f"value.attributes, or set value.on_conflict to widen or dead-letter") from None
+            grown = self._around_conflicts(rec, (before, after))
+        if grown is not rec:
+            self.handle = self._make(grown)
+        return self.handle
+
+    def _around_conflicts(self, rec: Rec, images: tuple[Any, Any]) -> Rec:
+        """dead-letter: the record's other attributes still grow the schema (so that its
+        encoding fails on the conflict, the reason its dead-letter headers give)."""
+        for image in images:
+            if type(image) is dict:
+                for name, av in image.items():
+                    try:
+                        rec = absorb_item(rec, {name: av}, self.cfg.maps, False)
+                    except TypeConflict:
+                        pass
+        return rec
+
+    def absorb_items(self, items: Iterable[Any]) -> TypedSchema:
+        """Grow from items seen alone (a sample Scan); conflicts among them follow the policy."""
+        for item in items:
+            self.absorb(None, item)
+        return self.handle
