@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.errors import ConversionError
 from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
-from connectors.dynamodb.typed.infer import TypeConflict, branches, value_kind
+from connectors.dynamodb.typed.infer import TypeConflict, branches, infer, value_kind
 from connectors.dynamodb.typed.numbers import encode_number
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Field, Prim, Rec, TType
 
@@ -165,4 +165,5 @@ def encode_record(rec: Rec, item: Any, out: list[bytes], path: str = "") -> None
     if known != len(item):
         names = {f.attribute for f in rec.fields}
         new = next(n for n in item if n not in names)
+        infer(item[new], "record", f"{path}.{new}" if path else new)  # its own error first (a list of mixed types)
         raise UnknownAttribute(f"attribute {(path + '.' if path else '') + new} has no field yet")

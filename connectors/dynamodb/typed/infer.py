@@ -81,7 +81,8 @@ def infer(av: Any, maps: str, path: str) -> TType | None:
     if k == "N":
         t = infer_number(v) if type(v) is str else None
         if t is None:
-            raise ConversionError(f"attribute {path}: N {v!r:.60} is not a number")
+            raise ConversionError(f"attribute {path}: N {v!r:.60} is not a number that long, double or "
+                                  f"decimal(38, s) holds exactly")
         return t
     if k == "B":
         return _BYTES

@@ -54,20 +54,27 @@ def _digits(n: int) -> int:
 
 
 def infer_number(text: str) -> TType | None:
-    """The type the text alone calls for (rule above); None when it is not a number."""
+    """The type the text alone calls for (rule above); None when it is not a number or no
+    type holds it exactly (more than 38 significant digits that a double would round)."""
     n = _integer(text)
-    if n is not None:
-        return Prim("long") if _LONG_MIN <= n <= _LONG_MAX else Dec(MAX_PRECISION, 0)
+    if n is not None and _LONG_MIN <= n <= _LONG_MAX:
+        return Prim("long")
     d = _decimal(text)
     if d is None:
         return None
     if d == d.to_integral_value():
         n = int(d)
-        return Prim("long") if _LONG_MIN <= n <= _LONG_MAX else Dec(MAX_PRECISION, 0)
+        if _LONG_MIN <= n <= _LONG_MAX:
+            return Prim("long")
+        if _digits(n) <= MAX_PRECISION:
+            return Dec(MAX_PRECISION, 0)
+        return Prim("double") if _double_exact(d) is not None else None
     if _double_exact(d) is not None:
         return Prim("double")
     scale = _scale(d)
-    return Dec(MAX_PRECISION, scale) if scale <= MAX_PRECISION else None
+    u = unscaled(d, scale)
+    return Dec(MAX_PRECISION, scale) if scale <= MAX_PRECISION and u is not None and _digits(u) <= MAX_PRECISION \
+        else None
 
 
 def encode_number(t: Prim | Dec, text: str) -> bytes | None:

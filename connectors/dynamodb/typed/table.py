@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridge.errors import ConnectorError
+from bridge.errors import ConnectorError, ConversionError
 from connectors.dynamodb.typed.config import TypedValueConfig
 from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.infer import TypeConflict, absorb_item
@@ -62,6 +62,8 @@ class TypedTable:
                     f"table {self.table}: {e}; on_conflict: stop. Declare the attribute's type in "
                     f"value.attributes, or set value.on_conflict to widen or dead-letter") from None
             grown = self._around_conflicts(rec, (before, after))
+        except ConversionError:  # not DynamoDB data: encoding fails the same way (dead-letter topic)
+            grown = self._around_conflicts(rec, (before, after))
         if grown is not rec:
             self.handle = self._make(grown)
         return self.handle
@@ -73,8 +75,8 @@ class TypedTable:
             if type(image) is dict:
                 for name, av in image.items():
                     try:
-                        rec = absorb_item(rec, {name: av}, self.cfg.maps, False)
-                    except TypeConflict:
+                        rec = absorb_item(rec, {name: av}, self.cfg.maps, self.cfg.on_conflict == "widen")
+                    except ConversionError:
                         pass
         return rec
 
