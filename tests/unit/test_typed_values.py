@@ -8,7 +8,7 @@ import base64
 import io
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 import pytest
@@ -31,10 +31,16 @@ SOURCE = {"connector": "dynamodb", "table": "orders", "region": "us-east-1", "se
 KEY = (("pk", "S"),)
 
 
+class Change(NamedTuple):
+    op: str
+    before: Any
+    after: Any
+
+
 class Rec:  # what the runtime hands a schema handle: a record's fields
     def __init__(self, key: Any, op: str, before: Any, after: Any, ts_ms: int = 7) -> None:
-        self.key, self.ts_ms = key, ts_ms
-        self.value = {"op": op, "before": before, "after": after, "source": SOURCE}
+        self.key, self.ts_ms, self.position = key, ts_ms, SOURCE
+        self.value = Change(op, before, after)
 
 
 def table(on_conflict: str = "dead-letter", **cfg: Any) -> TypedTable:
@@ -291,3 +297,14 @@ def test_generated_tables_evolve_backward_and_read_back(images: list[dict[str, A
     for h, body, item in written:
         got = read(body, h.value_schema, latest)["after"]
         assert got == _expected(t.rec, {"M": item})
+
+
+def test_write_encodes_once_when_steady_and_grows_when_not() -> None:
+    t = table()
+    h1, body1 = t.write("c", None, {"pk": {"S": "1"}, "a": {"N": "1"}}, SOURCE, 7)
+    h2, body2 = t.write("c", None, {"pk": {"S": "2"}, "a": {"N": "2"}}, SOURCE, 7)
+    assert h1 is h2 and body2 == h2.encode_value(Rec({"pk": {"S": "2"}}, "c", None, {"pk": {"S": "2"}, "a": {"N": "2"}}))
+    h3, body3 = t.write("c", None, {"pk": {"S": "3"}, "b": {"S": "x"}}, SOURCE, 7)
+    assert h3 is not h2 and read(body3, h3.value_schema)["after"] == {"pk": "3", "a": None, "b": "x"}
+    h4, body4 = t.write("c", None, {"pk": {"S": "4"}, "a": {"S": "x"}}, SOURCE, 7)
+    assert h4 is h3 and body4 is None  # dead-letter: the runtime's encode_value raises the conflict

@@ -2,8 +2,9 @@
 
 Immutable, as the seam asks (bridge/serde/converter.py): a table that gains an attribute
 gets a new handle, and the runtime registers it before the first record that carries it.
-A record's ``value`` is ``{"op", "before", "after", "source"}`` with the images in DynamoDB
-JSON; ``key`` is the key attributes in DynamoDB JSON.
+Records of the typed shape carry what the envelope shape's do: ``key`` in DynamoDB JSON,
+``value`` a ``Change(op, before, after)`` with the images in DynamoDB JSON, ``position`` the
+source block (the envelope's ``source`` field).
 """
 
 from __future__ import annotations
@@ -68,24 +69,28 @@ class TypedSchema:
 
     def encode_value(self, record: Any) -> bytes:
         v = record.value
+        return self.encode_change(v.op, v.before, v.after, record.position, record.ts_ms)
+
+    def encode_change(self, op: str, before: Any, after: Any, source: Any, ts_ms: int) -> bytes:
+        """The value's body; TypeConflict or UnknownAttribute (both ConversionErrors) when an
+        image does not fit this version."""
         out: list[bytes] = []
         if self.image == "after":
-            after = v["after"]
             if after is None:
                 raise ConversionError("image: after: a record without an after image has no value (a delete is "
                                       "written as its tombstone only)")
             self._image(after, out, "NewImage")
             return b"".join(out)
-        out.append(string_bytes(v["op"]))
-        for image, where in ((v["before"], "OldImage"), (v["after"], "NewImage")):
+        out.append(string_bytes(op))
+        for image, where in ((before, "OldImage"), (after, "NewImage")):
             if image is None:
                 out.append(_NULL)
             else:
                 out.append(_SOME)
                 self._image(image, out, where)
         assert self.encode_source is not None
-        out.append(self.encode_source(v["source"]))
-        out.append(long_bytes(record.ts_ms))
+        out.append(self.encode_source(source))
+        out.append(long_bytes(ts_ms))
         return b"".join(out)
 
     def _image(self, item: Any, out: list[bytes], where: str) -> None:
@@ -96,4 +101,7 @@ class TypedSchema:
             raise
 
     def dead_letter_value(self, record: Any) -> Any:
-        return {"key": record.key, **record.value}
+        v = record.value
+        if v is None:
+            return {"key": record.key}
+        return {"op": v.op, "key": record.key, "before": v.before, "after": v.after}

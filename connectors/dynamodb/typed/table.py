@@ -68,6 +68,22 @@ class TypedTable:
             self.handle = self._make(grown)
         return self.handle
 
+    def write(self, op: str, before: Any, after: Any, source: Any, ts_ms: int) -> tuple[TypedSchema, bytes | None]:
+        """(handle, value body) of one change: encoded with the current version when it fits
+        (a steady table: one pass, nothing else), else after the schema grew; body None when
+        it still does not fit (the conflict policy kept the schema), so the runtime's
+        ``encode_value`` raises the reason and the record goes to the dead-letter topic."""
+        handle = self.handle
+        try:
+            return handle, handle.encode_change(op, before, after, source, ts_ms)
+        except ConversionError:
+            pass
+        handle = self.absorb(before, after)
+        try:
+            return handle, handle.encode_change(op, before, after, source, ts_ms)
+        except ConversionError:
+            return handle, None
+
     def _around_conflicts(self, rec: Rec, images: tuple[Any, Any]) -> Rec:
         """dead-letter: the record's other attributes still grow the schema (so that its
         encoding fails on the conflict, the reason its dead-letter headers give)."""
