@@ -278,7 +278,7 @@ def _items(t: Any) -> Any:
     return next(b for b in (t.branches if type(t).__name__ == "UnionT" else (t,)) if type(b).__name__ == "Arr").items
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(names, attribute_values.filter(_digits_ok), max_size=5), min_size=1, max_size=5))
 def test_generated_tables_evolve_backward_and_read_back(images: list[dict[str, Any]]) -> None:
     t = table("widen")

@@ -19,6 +19,7 @@ from bridge.errors import ConversionError
 from connectors.dynamodb.typed import avro
 from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Rec
 
 __all__ = ["TypedSchema", "encode_typed_key"]
@@ -60,7 +61,10 @@ class TypedSchema:
     key_schema: str = field(init=False)
     value_schema: str = field(init=False)
 
+    plan: Any = field(init=False)  # the C writer's plan of ``rec`` (None: the Python writer only)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", compile_plan(self.rec))
         object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, self.namespace)))
         object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, self.namespace, self.image)))
 
@@ -94,6 +98,12 @@ class TypedSchema:
         return b"".join(out)
 
     def _image(self, item: Any, out: list[bytes], where: str) -> None:
+        plan = self.plan
+        if plan is not None:
+            body = plan.encode(item)
+            if body is not None:
+                out.append(body)
+                return
         try:
             encode_record(self.rec, item, out)
         except ConversionError as e:
