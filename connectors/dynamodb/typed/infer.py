@@ -73,8 +73,8 @@ def value_kind(av: Any) -> tuple[str, Any]:
     return k, v
 
 
-def infer(av: Any, maps: str, path: str) -> TType | None:
-    """The type of one value seen alone."""
+def infer(av: Any, maps: str, path: str, widen: bool = False) -> TType | None:
+    """The type of one value seen alone (a list of mixed types is a union only with ``widen``)."""
     k, v = value_kind(av)
     if k == "S":
         return _STRING
@@ -91,9 +91,9 @@ def infer(av: Any, maps: str, path: str) -> TType | None:
     if k == "NULL":
         return None
     if k == "M":
-        return AVMap() if maps == "attribute_value" else absorb_item(Rec(), v, maps, False, path)
+        return AVMap() if maps == "attribute_value" else absorb_item(Rec(), v, maps, widen, path)
     if k in ("L", "SS", "NS", "BS"):
-        return absorb(Arr(None), av, maps, False, path)  # type: ignore[arg-type]
+        return absorb(Arr(None), av, maps, widen, path)  # type: ignore[arg-type]
     raise ConversionError(f"attribute {path}: unknown DynamoDB type {k!r:.20}")
 
 
@@ -120,7 +120,7 @@ def absorb(t: TType | None, av: Any, maps: str, widen: bool, path: str) -> TType
     if k == "NULL":
         return t
     if t is None:
-        return infer(av, maps, path)
+        return infer(av, maps, path, widen)
     for i, b in enumerate(branches(t)):
         if _fits_scalar(b, k, v):
             return t
@@ -133,7 +133,7 @@ def absorb(t: TType | None, av: Any, maps: str, widen: bool, path: str) -> TType
             return grown
     if not widen:
         raise TypeConflict(path, t, av)
-    new = infer(av, maps, path)
+    new = infer(av, maps, path, widen)
     assert new is not None
     kinds = [_avro_kind(b) for b in branches(t)]
     if _avro_kind(new) in kinds:  # e.g. bytes beside decimal: Avro allows one bytes branch
@@ -176,7 +176,7 @@ def absorb_item(rec: Rec, item: Any, maps: str, widen: bool, path: str = "") -> 
         i = index.get(name)
         if i is None:
             value_kind(av)  # refuse a non-attribute before it becomes a field
-            fields.append(Field(name, infer(av, maps, where)))
+            fields.append(Field(name, infer(av, maps, where, widen)))
             index[name] = len(fields) - 1
             changed = True
             continue
