@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, NamedTuple
 
 import fastavro
@@ -23,7 +23,7 @@ from connectors.dynamodb.typed import TypeConflictStop, TypedTable, TypedValueCo
 from connectors.dynamodb.typed.encode import UnknownAttribute
 from connectors.dynamodb.typed.infer import TypeConflict
 from connectors.dynamodb.typed.names import field_name
-from connectors.dynamodb.typed.numbers import infer_number
+from connectors.dynamodb.typed.numbers import encode_number, infer_number
 from connectors.dynamodb.typed.types import Dec, Prim
 from tests.ddb_strategies import attribute_values, names
 
@@ -256,15 +256,16 @@ def _expected(t: Any, av: dict[str, Any] | None) -> Any:
         return v
     if k == "B":
         return base64.b64decode(v)
-    if k == "N":
+    if k == "N":  # the first branch that holds the text exactly (the writer's rule), read back exactly
         for b in (t.branches if type(t).__name__ == "UnionT" else (t,)):
-            if b == Prim("long") and infer_number(v) == Prim("long"):
+            if type(b) not in (Prim, Dec) or encode_number(b, v) is None:
+                continue
+            if b == Prim("long"):
                 return int(Decimal(v))
-            if b == Prim("double") and infer_number(v) in (Prim("double"), Prim("long")):
-                if Decimal(repr(float(Decimal(v)))) == Decimal(v):
-                    return float(Decimal(v))
-            if type(b) is Dec:
-                return Decimal(v).quantize(Decimal(1).scaleb(-b.scale))
+            if b == Prim("double"):
+                assert Decimal(repr(float(Decimal(v)))) == Decimal(v)
+                return float(Decimal(v))
+            return Decimal(v).quantize(Decimal(1).scaleb(-b.scale), context=Context(prec=100))
         raise AssertionError(v)
     if k in ("SS", "NS", "BS"):
         return [_expected(_items(t), {k[0]: x}) for x in v]
@@ -278,7 +279,7 @@ def _items(t: Any) -> Any:
     return next(b for b in (t.branches if type(t).__name__ == "UnionT" else (t,)) if type(b).__name__ == "Arr").items
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(names, attribute_values.filter(_digits_ok), max_size=5), min_size=1, max_size=5))
 def test_generated_tables_evolve_backward_and_read_back(images: list[dict[str, Any]]) -> None:
     t = table("widen")

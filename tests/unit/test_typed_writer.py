@@ -35,7 +35,7 @@ def c(rec: Rec, item: Any) -> bytes | None:
 items = st.dictionaries(names, attribute_values, max_size=6)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(items, min_size=1, max_size=4), st.booleans())
 def test_c_equals_python_where_it_writes(seen: list[dict[str, Any]], widen: bool) -> None:
     rec = Rec()
@@ -50,7 +50,7 @@ def test_c_equals_python_where_it_writes(seen: list[dict[str, Any]], widen: bool
         assert got == python(rec, item)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(items)
 def test_c_writes_what_the_schema_was_grown_from(item: dict[str, Any]) -> None:
     try:

@@ -57,12 +57,23 @@ def branches(t: TType | None) -> tuple[TType, ...]:
 
 
 def _avro_kind(t: TType) -> str:
-    """The Avro type a branch is written as: a union may hold each at most once."""
+    """What a union may hold once. Avro allows one branch per type; string and bytes (and a
+    decimal, which is bytes) count as one here too, because readers promote one to the other
+    and fastavro resolves a union to its first promotable branch, not the exact one."""
     if type(t) is Prim:
-        return t.kind
+        return "bytes" if t.kind == "string" else t.kind
     if type(t) is Dec:
         return "bytes"
     return {Arr: "array", AVMap: "map", Rec: "record"}[type(t)]
+
+
+def _with(bs: tuple[TType, ...], new: TType) -> tuple[TType, ...]:
+    """``new`` added to union branches; long always before double, so that a reader resolving
+    a long value (promotable to double) meets the exact branch first."""
+    if new == Prim("long") and Prim("double") in bs:
+        i = bs.index(Prim("double"))
+        return bs[:i] + (new,) + bs[i:]
+    return bs + (new,)
 
 
 def value_kind(av: Any) -> tuple[str, Any]:
@@ -138,7 +149,7 @@ def absorb(t: TType | None, av: Any, maps: str, widen: bool, path: str) -> TType
     kinds = [_avro_kind(b) for b in branches(t)]
     if _avro_kind(new) in kinds:  # e.g. bytes beside decimal: Avro allows one bytes branch
         raise TypeConflict(path, t, av, f"a union cannot hold a second {_avro_kind(new)} branch")
-    return UnionT(branches(t) + (new,))
+    return UnionT(_with(branches(t), new))
 
 
 def _absorb_structured(b: TType, k: str, v: Any, av: Any, maps: str, widen: bool, path: str) -> TType | None:
