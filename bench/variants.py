@@ -28,10 +28,11 @@ from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
 from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from bridge.worker import Worker, WorkerSettings
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.streams import Shard, ShardReader
-from schemas import KeyField, table_schemas
+from connectors.dynamodb.schemas import KeyField, table_schemas
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
 
@@ -128,7 +129,7 @@ class Pages:
 
 def prepare(serializer: RecordSerializer, topic: str) -> None:
     """Register the workload table's schemas for ``topic`` (the worker would on its first record)."""
-    serializer.prepare(SourceRecord(topic, TABLE, KEY_FIELDS, {}, "c", None, None, {}, 0))
+    serializer.prepare(change_record(topic, envelope_schema(TABLE, KEY_FIELDS), {}, "c", None, None, {}, 0))
 
 
 def transcoder(shard_id: str = "shardId-bench-0", impl: Any = None) -> Any:
@@ -454,7 +455,7 @@ def stages(pages: Pages, serializer: RecordSerializer, conf: dict[str, Any], top
     parsed = [orjson.loads(b) for b in bodies]
     general = [from_stream_records(p["Records"], ctx) for p in parsed]
     reader = PageReader(ctx)
-    py_impl = PyTranscoder(KEYS, TABLE, REGION, STREAM_ARN, ctx.shard_id, records=(topic, KEY_FIELDS))
+    py_impl = PyTranscoder(KEYS, TABLE, REGION, STREAM_ARN, ctx.shard_id, records=(topic, envelope_schema(TABLE, KEY_FIELDS)))
     producer = Producer(producer_config(conf))
     producer.list_topics(topic, timeout=10)
 

@@ -26,7 +26,7 @@ from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
 from bridge.ops.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
-from bridge.serde.serializer import RecordSerializer
+from bridge.serde.serializer import RecordSerializer, check_subjects
 from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
 from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
@@ -39,10 +39,12 @@ from connectors.dynamodb.offset_shapes import check_offset, check_partition
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records, startup_line
-from schemas import KeyField, TableSchemas, table_schemas
+from connectors.dynamodb.envelope import EnvelopeSchema
+from connectors.dynamodb.schemas import KeyField
 
 __all__ = [
-    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "verify_source",
+    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "tail_view",
+    "verify_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,19 +146,20 @@ async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> Non
         ) from None
 
 
-def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict[str, TableSchemas]:
-    """Each topic's key and value schemas, decided now that DescribeTable gave the key schemas.
+def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict[str, EnvelopeSchema]:
+    """Each topic's schema handle (key and value schemas, subject strategy), decided now that
+    DescribeTable gave the key schemas.
 
     Two tables may share a topic only if their keys are alike: the topic's key subject holds
     one key schema.
     """
-    by_topic: dict[str, TableSchemas] = {}
+    by_topic: dict[str, EnvelopeSchema] = {}
     for c in connectors:
         table: TableInfo | None = getattr(c, "table", None)
         topic: str | None = getattr(c, "topic", None)
         if table is None or topic is None:
             continue
-        schemas = table_schemas(table.name, table.key_fields)
+        schema = c.record_format.schema(table.name, table.key_fields)  # type: ignore[attr-defined]
         other = by_topic.get(topic)
         if other is not None and other.table != table.name and other.key_fields != table.key_fields:
             def keys(fields: tuple[KeyField, ...]) -> str:
@@ -166,23 +169,8 @@ def _key_schemas(cfg: DynamoDBConfig, connectors: list[SourceConnector]) -> dict
                 f"tables[].topic: tables {other.table!r} and {table.name!r} both write to topic {topic!r} but their "
                 f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
             )
-        by_topic.setdefault(topic, schemas)
+        by_topic.setdefault(topic, schema)
     return by_topic
-
-
-def _check_subjects(registry: SchemaRegistryClient, schemas: dict[str, TableSchemas]) -> None:
-    """auto_register: false: every schema the bridge will write must be registered already."""
-    for topic, s in schemas.items():
-        for subject, text in ((f"{topic}-key", s.key_schema), (f"{topic}-value", s.value_schema)):
-            try:
-                found = registry.lookup(subject, text)
-            except SchemaError as e:
-                raise ConfigError(f"schema_registry: cannot look up subject {subject!r}: {e}") from None
-            if found is None:
-                raise ConfigError(
-                    f"schema_registry.auto_register is false and subject {subject!r} has no schema like the one "
-                    f"the bridge writes for table {s.table!r}; register it first or set auto_register: true"
-                )
 
 
 def _create_topics(admin: Any, cfg: DynamoDBConfig) -> None:
@@ -364,7 +352,7 @@ async def _run(
         http.timeout_s = 30.0
         schemas = _key_schemas(cfg, connectors)
         if not cfg.schema_registry.auto_register:
-            _check_subjects(registry, schemas)
+            check_subjects(registry, schemas)
 
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.
@@ -463,3 +451,10 @@ async def _run(
                 follower.close()
         log.info("bridge %s stopped: %d records produced", cfg.name, worker.records_produced)
         return worker
+
+
+def tail_view(value: dict[str, Any]) -> dict[str, Any]:
+    """``tail``: a decoded value as the connector shows it (envelope images as DynamoDB JSON)."""
+    from connectors.dynamodb.items import tail_view as view
+
+    return view(value)

@@ -199,7 +199,7 @@ class GroupConfig(Model):
 
     enabled: bool = Field(
         True, description="share the work with every process of this name (the default): each unit of work (a "
-        "shard, a snapshot segment) is read by one of them, and moves to another when one stops or dies. false: "
+        "source partition: a stream's partition, a snapshot segment) is read by one of them, and moves to another when one stops or dies. false: "
         "this process runs alone, reading every unit; it still joins the group, so it refuses to start while "
         "another process of the name runs, and makes any later one refuse",
     )

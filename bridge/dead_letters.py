@@ -63,7 +63,7 @@ class DeadLetters:
             if not counted:
                 entry.remaining += 1  # never acknowledged: the batch's offset must not move past it
             fix = "; errors.tolerance: all sends such records to the dead-letter topic instead"
-            lane.fail(type(error)(f"record {record.source} cannot be written: {error}"
+            lane.fail(type(error)(f"record {record.position} cannot be written: {error}"
                                   f"{fix if isinstance(error, ConversionError) else ''}"))
             return
         headers = [
@@ -72,13 +72,13 @@ class DeadLetters:
             ("__connect.errors.exception.class.name", type(error).__name__),
             ("__connect.errors.exception.message", str(error)[:2000]),
             ("__bridge.source.partition", json.dumps(progress.partition, sort_keys=True)),
-            ("__bridge.source.position", json.dumps(record.source, sort_keys=True, default=str)),
+            ("__bridge.source.position", json.dumps(record.position, sort_keys=True, default=str)),
         ]
         if value is None and not record.tombstone:
             # The value never serialized: keep the source record itself, as JSON.
             kept = (
                 {"record": record.raw} if isinstance(record, UnreadableRecord)
-                else {"op": record.op, "key": record.key, "before": record.before, "after": record.after}
+                else record.schema.dead_letter_value(record)
             )
             value = json.dumps(kept, default=str).encode()
         room = max(1024, settings.max_message_bytes - _DLQ_OVERHEAD - len(key or b""))

@@ -236,7 +236,7 @@ class ProducerLane:
         on_delivery = entry.on_delivery
         records = entry.records
         assert records is not None
-        keys, values = framed.keys, framed.values
+        keys, values, headers = framed.keys, framed.values, framed.headers
         dead_letters = self.dead_letters
         i = start
         unconverted = refused = 0  # records that went to the dead-letter path instead
@@ -248,7 +248,10 @@ class ProducerLane:
                     dead_letters.send(entry.progress, entry, records[i], None, None, framed.errors[i])
                     continue
                 try:
-                    produce(records[i].topic, values[i], key, on_delivery=on_delivery)
+                    if headers is None or headers[i] is None:
+                        produce(records[i].topic, values[i], key, on_delivery=on_delivery)
+                    else:
+                        produce(records[i].topic, values[i], key, on_delivery=on_delivery, headers=headers[i])
                 except BufferError:
                     return i
                 except KafkaException as e:

@@ -6,8 +6,9 @@ records together with the *source offset* that covers them. The runtime serializ
 produces the records and writes the offset only once every record up to it has been
 acknowledged by the broker: a stored offset means "resume after this".
 
-Records carry items in DynamoDB JSON (``{"attr": {"S": "x"}}``) because the value schema
-is a lossless image of that format; the runtime never interprets the attributes itself.
+Records are schema-neutral: key and value are data in the terms of the record's schema
+handle, which the connector owns; the runtime hands them to the converter
+(``bridge.serde``) and never interprets them. The contract is in ``bridge/serde/converter.py``.
 """
 
 from __future__ import annotations
@@ -16,24 +17,22 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from schemas import KeyField
+from bridge.serde.converter import RecordSchema
 
 __all__ = [
     "Batch",
-    "Op",
     "OffsetReader",
+    "RECORD_FIELDS",
     "SourceConnector",
     "SourceRecord",
     "SourceTask",
     "TaskRuntime",
     "UnreadableRecord",
+    "partition_id",
     "partition_key",
 ]
-
-Op = Literal["c", "u", "d", "r"]
-Item = dict[str, dict[str, Any]]
 
 
 def partition_key(partition: Mapping[str, Any]) -> str:
@@ -41,34 +40,32 @@ def partition_key(partition: Mapping[str, Any]) -> str:
     return json.dumps(partition, sort_keys=True, separators=(",", ":"))
 
 
+def partition_id(partition: Mapping[str, Any]) -> str | None:
+    """A partition's own id: its one text value besides the table (a stream partition's), or None."""
+    rest = [v for k, v in partition.items() if k != "table"]
+    return rest[0] if len(rest) == 1 and isinstance(rest[0], str) else None
+
+
 @dataclass(slots=True)
 class SourceRecord:
-    """One change to one item, before serialization.
+    """One record before conversion; the fields are described in ``bridge/serde/converter.py``.
 
-    ``key`` is the item's primary key in DynamoDB JSON; ``key_fields`` says which attributes
-    form it, in schema order, so the serializer can build the table's key schema.
-
-    ``encoded_key`` / ``encoded_value``, when set, are the Avro bodies of the key and the
-    envelope, already written by a source that decodes and encodes in one pass (the Streams
-    reader's transcoder); the serializer then only frames them. Such records carry the key
-    and the source block, but ``before`` and ``after`` stay None: the images exist only in
-    ``encoded_value``. The C transcoder returns its own record type with these same fields,
-    read-only (``connectors.dynamodb._transcode.StreamRecord``); code that takes SourceRecords reads
-    fields and never assigns them, so both pass.
+    A connector may hand the runtime its own record type with these same fields, read-only
+    (the DynamoDB C transcoder's records do): runtime code reads fields and never assigns them.
     """
 
     topic: str
-    table: str
-    key_fields: tuple[KeyField, ...]
-    key: Item
-    op: Op
-    before: Item | None
-    after: Item | None
-    source: dict[str, Any]
+    schema: RecordSchema
+    key: Any
+    value: Any
+    position: dict[str, Any]
     ts_ms: int
-    tombstone: bool = False  # a delete is followed by a tombstone with the same key
+    tombstone: bool = False  # a null value after the key's delete
     encoded_key: bytes | None = None
     encoded_value: bytes | None = None
+
+
+RECORD_FIELDS = ("topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value")
 
 
 @dataclass(slots=True)
@@ -78,7 +75,7 @@ class UnreadableRecord(SourceRecord):
     It still travels as a record, so that it takes the way every record that does not convert
     takes: the serializer raises ``reason`` as a ConversionError, and the record goes to the
     dead-letter topic (``errors.tolerance: all``) with ``raw``, what the source gave, as its
-    value; or the worker stops with one line naming its ``source`` position. Never dropped.
+    value; or the worker stops with one line naming its ``position``. Never dropped.
     """
 
     reason: str = ""
@@ -98,6 +95,8 @@ class Batch:
     final: bool = False
     # Why the task ended, when it ended on its own (e.g. "shard-end", "trimmed").
     reason: str | None = None
+    # ``caught_up``: the task read its source to the end for now; ``source_ms``: when its newest
+    # record happened at the source (epoch ms), for the lag the status reports.
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -151,7 +151,7 @@ class Worker:
              "messages in librdkafka's queue or in flight"),
             ("bridge_records_in_flight", self.in_flight, "records produced, not yet acknowledged"),
             ("bridge_buffered_bytes", lambda: self.bounds.buffered_bytes, "bytes produced, not yet acknowledged"),
-            ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (shard readers, segments)"),
+            ("bridge_tasks_running", lambda: len(self._tasks), "running tasks (one per source partition read)"),
         ):
             METRICS.gauge(name, fn, text)
 

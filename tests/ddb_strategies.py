@@ -54,5 +54,5 @@ def _expected(av: dict[str, Any]) -> dict[str, Any]:
 
 
 def expected_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The item as ``bridge.serde.avro.item_from_avro`` gives it back: B and BS as bytes."""
+    """The item as ``connectors.dynamodb.avro.item_from_avro`` gives it back: B and BS as bytes."""
     return None if item is None else {k: _expected(v) for k, v in item.items()}

@@ -26,7 +26,7 @@ from confluent_kafka import DeserializingConsumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 
-from bridge.serde.avro import item_from_avro
+from connectors.dynamodb.avro import item_from_avro
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -75,7 +75,8 @@ def _tail(args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
     from bridge.kafka import client_config
-    from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, avro_item, to_jsonable
+    from bridge.app import tail_view
+    from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, to_jsonable
 
     cfg = load_config(args.config)
     topic = args.topic or _tables(cfg, [args.table] if args.table else None)[0].topic
@@ -116,9 +117,7 @@ def _tail(args: argparse.Namespace) -> int:
                     if value is None:
                         line["tombstone"] = True
                     else:
-                        line |= {"op": value["op"], "before": to_jsonable(avro_item(value["before"])),
-                                 "after": to_jsonable(avro_item(value["after"])),
-                                 "source": to_jsonable(value["source"]), "ts_ms": value["ts_ms"]}
+                        line |= to_jsonable(tail_view(value))
                 except DECODE_ERRORS as e:
                     undecodable.met(msg.partition(), msg.offset(), e)
                     continue
@@ -141,6 +140,7 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _offsets_show(args: argparse.Namespace) -> int:
     from bridge.ops.offsets_tool import export_lines, read_offsets, select
+    from bridge.task import partition_id
 
     cfg = load_config(args.config)
     entries = select(read_offsets(cfg), args.table, args.partition)
@@ -151,7 +151,7 @@ def _offsets_show(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no stored offsets for {cfg.name!r} in {cfg.offsets_topic!r}")
     for p, o in entries:
-        where = p.get("shard") or (f"segment {p['segment']}/{p['total_segments']}" if "segment" in p else
+        where = partition_id(p) or (f"segment {p['segment']}/{p['total_segments']}" if "segment" in p else
                                    json.dumps({k: v for k, v in p.items() if k != "table"}, sort_keys=True))
         print(f"{p.get('table')}  {where}  {json.dumps(o, sort_keys=True)}")
     return 0
@@ -159,6 +159,7 @@ def _offsets_show(args: argparse.Namespace) -> int:
 
 def _offsets_export(args: argparse.Namespace) -> int:
     from bridge.ops.offsets_tool import export_lines, read_offsets, select
+    from bridge.task import partition_id
 
     cfg = load_config(args.config)
     lines = export_lines(select(read_offsets(cfg), args.table, None))
@@ -204,7 +205,7 @@ def _offsets_reset(args: argparse.Namespace) -> int:
         return reset_key(args, cfg)
     if not (args.all or args.table or args.partition):
         raise ConfigError(
-            "offsets reset: name what to reset: --all, --table NAME, --partition SHARD_OR_JSON, --key or --key-hex"
+            "offsets reset: name what to reset: --all, --table NAME, --partition ID_OR_JSON, --key or --key-hex"
         )
     refuse_if_running(cfg, "offsets reset")
     entries = select(read_offsets(cfg), args.table, args.partition)
@@ -292,7 +293,7 @@ def add_ops_subcommands(sub: Any) -> None:
     show = osub.add_parser("show", help="print stored offsets")
     show.add_argument("-c", "--config", required=True)
     show.add_argument("--table")
-    show.add_argument("--partition", help="a shard id or a partition as JSON")
+    show.add_argument("--partition", help="a partition's id (its one value besides the table) or the partition as JSON")
     show.add_argument("--json", action="store_true", help="JSON lines, as export writes")
     show.set_defaults(func=_offsets_show)
     exp = osub.add_parser("export", help="write stored offsets as JSON lines (to a file or stdout)")
@@ -309,7 +310,7 @@ def add_ops_subcommands(sub: Any) -> None:
     what = reset.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="every offset of this connector")
     what.add_argument("--table")
-    what.add_argument("--partition", help="a shard id or a partition as JSON")
+    what.add_argument("--partition", help="a partition's id (its one value besides the table) or the partition as JSON")
     what.add_argument("--key", help="one offsets-topic record's key as text, as a start-up error prints it")
     what.add_argument("--key-hex", help="the same in hexadecimal, for keys that are not text")
     reset.set_defaults(func=_offsets_reset)

@@ -2,7 +2,8 @@
 
 Used by ``tail`` and ``verify``: the runtime never decodes, but an operator wants to read
 what was written in the same terms as a consumer would (Confluent framing, Avro schemas by
-id from the registry), and ``verify`` compares those values with the table.
+id from the registry). What the values mean is the connector's (``tail`` asks the
+composition root for its view of a value; ``verify`` is the connector's own).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -18,10 +18,9 @@ import fastavro
 from bridge.config import BridgeConfig
 from bridge.errors import ConversionError, SchemaError
 from bridge.registry.client import SchemaRegistryClient
-from bridge.serde.avro import item_from_avro
 from bridge.serde.wire import unframe
 
-__all__ = ["TopicDecoder", "Undecodable", "canonical_item", "canonical_number", "to_jsonable"]
+__all__ = ["DECODE_ERRORS", "TopicDecoder", "Undecodable", "to_jsonable"]
 
 #: What decoding a record that the bridge did not write raises (other framing, an unknown
 #: schema id, a body that is not the schema's, a value that is not the bridge's envelope).
@@ -100,61 +99,3 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def canonical_number(text: str) -> str:
-    """One spelling per DynamoDB number, exact to all 38 digits.
-
-    ``Decimal.normalize()`` rounds to the context's precision (28 digits by default), which
-    would make two 38-digit numbers that differ in their last digits compare equal; this
-    strips trailing zeros from the exact value instead.
-    """
-    try:
-        sign, digits, exp = Decimal(text).as_tuple()
-    except ArithmeticError:
-        return text
-    if not isinstance(exp, int):
-        return text
-    ds = list(digits)
-    while len(ds) > 1 and ds[-1] == 0:
-        ds.pop()
-        exp += 1
-    if ds == [0]:
-        return "0"
-    return f"{'-' if sign else ''}{''.join(map(str, ds))}E{exp}"
-
-
-def _bytes(v: Any) -> bytes:
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v)
-    return base64.b64decode(v)
-
-
-def _canonical_av(av: dict[str, Any]) -> Any:
-    ((t, v),) = av.items()
-    if t == "N":
-        return ("N", canonical_number(str(v)))
-    if t == "B":
-        return ("B", _bytes(v))
-    if t == "SS":
-        return ("SS", frozenset(v))
-    if t == "NS":
-        return ("NS", frozenset(canonical_number(str(x)) for x in v))
-    if t == "BS":
-        return ("BS", frozenset(_bytes(x) for x in v))
-    if t == "M":
-        return ("M", canonical_item(v))
-    if t == "L":
-        return ("L", tuple(_canonical_av(x) for x in v))
-    return (t, v)
-
-
-def canonical_item(item: dict[str, Any] | None) -> Any:
-    """A comparable form of a DynamoDB JSON item (B as bytes or base64, sets unordered,
-    numbers exact), so an item from Scan and one decoded from the topic compare by value."""
-    if item is None:
-        return None
-    return {k: _canonical_av(v) for k, v in item.items()}
-
-
-def avro_item(value: Any) -> dict[str, Any] | None:
-    """The DynamoDB JSON of an Avro ``map<AttributeValue>``."""
-    return item_from_avro(value)

@@ -23,7 +23,7 @@ from bridge.errors import ConfigError, OffsetStoreError
 from bridge.kafka import client_config
 from bridge.offsets import encode_offset_key
 from bridge.ops.topicstate import CompactedView
-from bridge.task import partition_key
+from bridge.task import partition_id, partition_key
 
 __all__ = ["export_lines", "import_lines", "read_offsets", "write_offsets"]
 
@@ -122,7 +122,7 @@ def write_offsets(cfg: BridgeConfig, entries: Sequence[tuple[Mapping[str, Any], 
 
 def select(stored: dict[str, tuple[dict[str, Any], dict[str, Any]]], table: str | None,
            partition: str | None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The stored offsets of one table, or one partition (JSON text or a shard id), or all."""
+    """The stored offsets of one table, or one partition (JSON text or its id), or all."""
     wanted = None
     if partition is not None:
         try:
@@ -133,7 +133,7 @@ def select(stored: dict[str, tuple[dict[str, Any], dict[str, Any]]], table: str 
     for pkey, (p, o) in sorted(stored.items()):
         if table is not None and p.get("table") != table:
             continue
-        if partition is not None and pkey != wanted and partition not in (p.get("shard"), p.get("file")):
+        if partition is not None and pkey != wanted and partition not in (partition_id(p), p.get("file")):
             continue
         out.append((p, o))
     return out

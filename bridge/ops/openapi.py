@@ -9,7 +9,7 @@ __all__ = ["openapi_document"]
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string"},
-         "description": "task id, e.g. orders:shardId-00000001 or orders:segment-3-of-32"}
+         "description": "task id, e.g. orders:<partition id> or orders:segment-3-of-32"}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -103,7 +103,7 @@ def openapi_document() -> dict[str, Any]:
             "summary": "restart a FAILED task from its committed offset", "parameters": [_NAME, _TASK],
             "responses": {"204": {"description": "restarted"}, **_errors(401, 404, 409)}}},
         "/connectors/{name}/positions": {"get": {
-            "summary": "per shard and segment: position, lag, records; the shard graphs", "parameters": [_NAME],
+            "summary": "per task (source partition): position, lag, records; the partition graphs", "parameters": [_NAME],
             "responses": {"200": _json({"type": "object", "required": ["tasks", "graphs"], "properties": {
                 "tasks": {"type": "array", "items": position}, "graphs": {"type": "array"},
                 "snapshots": {"type": "array"}}}), **_errors(401, 404)}}},

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bridge.metrics import METRICS
-from bridge.task import Batch, SourceConnector, SourceTask, partition_key
+from bridge.task import Batch, SourceConnector, SourceTask, partition_id, partition_key
 
 __all__ = ["ConnectorState", "OpsState", "TaskState", "task_id"]
 
@@ -39,8 +39,9 @@ def task_id(partition: Mapping[str, Any]) -> str:
     """A short, URL-safe task id from a source partition: ``orders:shardId-…``,
     ``orders:segment-3-of-32``, ``orders:export-<id>:<file>``."""
     table = partition.get("table", "?")
-    if "shard" in partition:
-        return f"{table}:{partition['shard']}"
+    one = partition_id(partition)
+    if one is not None:
+        return f"{table}:{one}"
     if "segment" in partition:
         return f"{table}:segment-{partition['segment']}-of-{partition.get('total_segments', '?')}"
     if "file" in partition:
@@ -188,7 +189,7 @@ class OpsState:
         records = batch.records
         if records:
             state.records += len(records)
-            ts = records[-1].source.get("approximate_creation_ms")
+            ts = batch.extra.get("source_ms")
             if ts is not None:
                 state.newest_ms = int(ts)
         if batch.offset is not None:

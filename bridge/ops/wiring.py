@@ -193,7 +193,7 @@ async def watch_until_caught_up(worker: Worker, interval_s: float = 0.2) -> None
         if worker.in_flight() or not worker.offsets_settled():
             worker._flush_now.set()
             continue
-        log.info("caught up: every shard read to its end and every offset committed; stopping (--until-caught-up)")
+        log.info("caught up: every source partition read to its end and every offset committed; stopping (--until-caught-up)")
         worker.stop()
         return
 

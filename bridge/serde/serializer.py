@@ -1,8 +1,9 @@
-"""SourceRecord → (key bytes, value bytes) in Confluent wire format.
+"""SourceRecord → (key bytes, value bytes) in Confluent wire format: the Avro converter.
 
-Schemas are registered once per topic (TopicNameStrategy: ``<topic>-key``/``<topic>-value``)
-and their ids cached; registration is a blocking HTTP call, so the worker calls ``prepare``
-off the event loop and ``serialize`` (pure CPU) on it.
+A record's schema handle (``bridge/serde/converter.py``) gives the schema texts, the subject
+name strategy and the writers; this registers each handle's schemas once under the subjects
+its strategy names and caches the ids. Registration is a blocking HTTP call, so the worker
+calls ``prepare`` off the event loop and ``serialize`` (pure CPU) on it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bridge.errors import ConversionError, SchemaError
-from bridge.serde.avro import encode_envelope, encode_key
+from bridge.errors import ConfigError, ConversionError, SchemaError
+from bridge.serde.converter import RecordSchema, subject_name
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord, UnreadableRecord
-from schemas import KeyField, TableSchemas, table_schemas
 
-__all__ = ["Framed", "RecordSerializer", "SchemaIds"]
+__all__ = ["Framed", "RecordSerializer", "SchemaIds", "check_subjects", "subjects"]
 
 
 class _Registered(Protocol):
@@ -28,6 +28,12 @@ class _Registry(Protocol):
     def register(self, subject: str, schema_str: str) -> int: ...
 
     def lookup(self, subject: str, schema_str: str) -> _Registered | None: ...
+
+
+def subjects(topic: str, schema: RecordSchema) -> tuple[str, str]:
+    """The key and value subjects of a handle's records in ``topic``."""
+    return (subject_name(schema.strategy, topic, schema.key_schema, is_key=True),
+            subject_name(schema.strategy, topic, schema.value_schema, is_key=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +48,15 @@ class Framed:
 
     ``keys[i]`` is None where record i did not serialize (its error is ``errors[i]``);
     ``values[i]`` is None for tombstones and those. ``payload`` is the sum of the key and
-    value lengths, what the worker counts against its byte bound.
+    value lengths, what the worker counts against its byte bound. ``headers[i]``: record i's
+    Kafka headers, where its schema handle has any (``headers`` is None when none has).
     """
 
     keys: list[bytes | None]
     values: list[bytes | None]
     errors: dict[int, ConversionError]
     payload: int
+    headers: list[list[tuple[str, bytes]] | None] | None = None
 
 
 class RecordSerializer:
@@ -66,43 +74,47 @@ class RecordSerializer:
         self._frame_encoded = frame_encoded
         self._registry = registry
         self._auto_register = auto_register
-        self._ids: dict[tuple[str, str, tuple[KeyField, ...]], SchemaIds] = {}
-        # The same, as the 5-byte Confluent headers of key and value, for serialize().
-        self._headers: dict[tuple[str, str, tuple[KeyField, ...]], tuple[bytes, bytes]] = {}
-        self._last: tuple[tuple[KeyField, ...], str, str, tuple[bytes, bytes]] | None = None
+        # By content: a new handle object with the same schemas and strategy registers nothing.
+        self._ids: dict[tuple[str, str, str, str], SchemaIds] = {}
+        # By (topic, handle object), as the 5-byte Confluent headers of key and value, for serialize().
+        self._headers: dict[tuple[str, int], tuple[RecordSchema, tuple[bytes, bytes]]] = {}
+        self._last: tuple[RecordSchema, str, tuple[bytes, bytes]] | None = None
 
     def ready(self, record: SourceRecord) -> bool:
         return self._headers_of(record) is not None
 
     def unprepared(self, records: list[SourceRecord]) -> list[SourceRecord]:
-        """One record per distinct (topic, table, key fields) whose schemas are not registered yet.
+        """One record per distinct (topic, schema handle) whose schemas are not registered yet.
 
         A reader's records share those objects, so this is an identity check per record
-        and one lookup per distinct triple, not a hash of the key-field tuple per record.
+        and one lookup per distinct pair.
         """
         out: list[SourceRecord] = []
-        seen: list[tuple[str, str, tuple[KeyField, ...]]] = []
-        last: tuple[str, str, tuple[KeyField, ...]] | None = None
+        seen: list[tuple[str, RecordSchema]] = []
+        last_topic: str | None = None
+        last_schema: RecordSchema | None = None
         for record in records:
-            topic, table, key_fields = record.topic, record.table, record.key_fields
-            if last is not None and last[0] is topic and last[1] is table and last[2] is key_fields:
+            topic, schema = record.topic, record.schema
+            if topic is last_topic and schema is last_schema:
                 continue
-            last = (topic, table, key_fields)
-            if self._headers_of(record) is None and last not in seen:
-                seen.append(last)
+            last_topic, last_schema = topic, schema
+            if self._headers_of(record) is None and not any(t is topic and s is schema for t, s in seen):
+                seen.append((topic, schema))
                 out.append(record)
         return out
 
     def prepare(self, record: SourceRecord) -> SchemaIds:
         """Register (or look up) the record's key and value schemas; blocking."""
-        k = (record.topic, record.table, record.key_fields)
+        schema = record.schema
+        k = (record.topic, schema.strategy, schema.key_schema, schema.value_schema)
         ids = self._ids.get(k)
         if ids is None:
-            s: TableSchemas = table_schemas(record.table, record.key_fields)
-            ids = SchemaIds(key=self._id(f"{record.topic}-key", s.key_schema),
-                            value=self._id(f"{record.topic}-value", s.value_schema))
+            key_subject, value_subject = subjects(record.topic, schema)
+            ids = SchemaIds(key=self._id(key_subject, schema.key_schema),
+                            value=self._id(value_subject, schema.value_schema))
             self._ids[k] = ids
-            self._headers[k] = (frame(ids.key, b""), frame(ids.value, b""))
+        # The handle is kept with its headers, so its id() cannot be reused by another object.
+        self._headers[(record.topic, id(schema))] = (schema, (frame(ids.key, b""), frame(ids.value, b"")))
         return ids
 
     def _id(self, subject: str, schema: str) -> int:
@@ -124,15 +136,15 @@ class RecordSerializer:
         if headers is None:
             raise KeyError(f"schemas of {record.topic!r} not prepared")
         key_header, value_header = headers
-        if type(record) is UnreadableRecord:
+        if isinstance(record, UnreadableRecord):
             raise ConversionError(record.reason)
         body = record.encoded_key
-        key = key_header + (encode_key(record.key_fields, record.key) if body is None else body)
+        key = key_header + (record.schema.encode_key(record) if body is None else body)
         if record.tombstone:
             return key, None
         body = record.encoded_value
         if body is None:
-            body = encode_envelope(record.op, record.before, record.after, record.source, record.ts_ms)
+            body = record.schema.encode_value(record)
         return key, value_header + body
 
     def serialize_batch(self, records: list[SourceRecord]) -> Framed:
@@ -150,21 +162,22 @@ class RecordSerializer:
             framed = None if headers is None else frame_encoded(records, *headers)
             if framed is not None:  # every record from the one transcoder, so the same headers
                 keys_, values_, payload = framed
-                return Framed(keys_, values_, {}, payload)
+                return Framed(keys_, values_, {}, payload, _kafka_headers(records))
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         errors: dict[int, ConversionError] = {}
         add_key, add_value = keys.append, values.append
-        last: tuple[str, str, tuple[KeyField, ...]] | None = None
+        last_topic: str | None = None
+        last_schema: RecordSchema | None = None
         key_header = value_header = b""
         for i, record in enumerate(records):
-            topic, table, key_fields = record.topic, record.table, record.key_fields
-            if last is None or last[0] is not topic or last[1] is not table or last[2] is not key_fields:
+            topic, schema = record.topic, record.schema
+            if topic is not last_topic or schema is not last_schema:
                 headers = self._headers_of(record)
                 if headers is None:
                     raise KeyError(f"schemas of {topic!r} not prepared")
                 key_header, value_header = headers
-                last = (topic, table, key_fields)
+                last_topic, last_schema = topic, schema
             body = record.encoded_key
             if body is not None:
                 if record.tombstone:
@@ -184,20 +197,76 @@ class RecordSerializer:
             add_key(key)
             add_value(value)
         payload = sum(map(len, filter(None, keys))) + sum(map(len, filter(None, values)))
-        return Framed(keys, values, errors, payload)
+        return Framed(keys, values, errors, payload, _kafka_headers(records))
 
     def _headers_of(self, record: SourceRecord) -> tuple[bytes, bytes] | None:
-        """The record's key and value headers, or None before ``prepare``.
+        """The record's key and value framing headers, or None before ``prepare``.
 
-        Runs twice per record (``ready`` and ``serialize``); hashing the key-field tuple
-        costs two Python-level dataclass hashes per field, so the last answer is kept and
+        Runs twice per record (``ready`` and ``serialize``), so the last answer is kept and
         reused while the same objects come by (a reader's records all share them).
         """
-        topic, table, key_fields = record.topic, record.table, record.key_fields
+        topic, schema = record.topic, record.schema
         last = self._last
-        if last is not None and last[0] is key_fields and last[1] is topic and last[2] is table:
-            return last[3]
-        headers = self._headers.get((topic, table, key_fields))
-        if headers is not None:
-            self._last = (key_fields, topic, table, headers)
-        return headers
+        if last is not None and last[0] is schema and last[1] is topic:
+            return last[2]
+        found = self._headers.get((topic, id(schema)))
+        if found is None:
+            return None
+        self._last = (schema, topic, found[1])
+        return found[1]
+
+
+def _kafka_headers(records: list[SourceRecord]) -> list[list[tuple[str, bytes]] | None] | None:
+    """Each record's Kafka headers, or None when no record's handle writes any (one check per
+    distinct handle, so tables without headers pay a pointer compare per record)."""
+    out: list[list[tuple[str, bytes]] | None] | None = None
+    last: RecordSchema | None = None
+    make = None
+    for i, record in enumerate(records):
+        schema = record.schema
+        if schema is not last:
+            last, make = schema, schema.headers
+        if make is not None:
+            if out is None:
+                out = [None] * len(records)
+            out[i] = make(record)
+    return out
+
+
+class _Checked(Protocol):
+    def lookup(self, subject: str, schema_str: str) -> _Registered | None: ...
+
+    def get_version(self, subject: str, version: str = "latest") -> Any: ...
+
+    def check_compatibility(self, subject: str, schema_str: str, version: str = "latest") -> Any: ...
+
+
+def check_subjects(registry: _Checked, schemas: dict[str, RecordSchema]) -> None:
+    """``auto_register: false``: each subject the bridge will write (topic → handle) must exist and
+    hold the exact schema the bridge writes; ConfigError with one line naming the first that does not.
+
+    A schema that is only *compatible* with the subject's latest version is refused too: Avro
+    bytes are read with the schema whose id they carry, so the bridge can only write with a
+    registered schema; the line then says that registering it would be accepted.
+    """
+    fix = "register it first or set schema_registry.auto_register: true"
+    for topic, schema in schemas.items():
+        for subject, text in zip(subjects(topic, schema), (schema.key_schema, schema.value_schema)):
+            try:
+                if registry.lookup(subject, text) is not None:
+                    continue
+                try:
+                    latest = registry.get_version(subject, "latest")
+                except SchemaError as e:
+                    if e.code == 40401:
+                        raise ConfigError(f"schema_registry.auto_register is false and subject {subject!r} (topic "
+                                          f"{topic!r}, {schema.strategy}) does not exist; {fix}") from None
+                    raise
+                compatible = registry.check_compatibility(subject, text, "latest")
+            except SchemaError as e:
+                raise ConfigError(f"schema_registry: cannot check subject {subject!r}: {e}") from None
+            how = ("is compatible with its latest version but not registered" if compatible
+                   else f"is not registered and not compatible with version {latest.version} "
+                        f"({' '.join('; '.join(compatible.messages).split())[:300] or 'the registry gives no reason'})")
+            raise ConfigError(f"schema_registry.auto_register is false and subject {subject!r} (topic {topic!r}) has "
+                              f"no schema like the one the bridge writes: it {how}; {fix}")

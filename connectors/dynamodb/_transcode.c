@@ -10,11 +10,11 @@
  *   key_avro    Avro body of the table's Key record (no Confluent framing)
  *   value_avro  Avro body of the Envelope record (no Confluent framing)
  * plus the page's last SequenceNumber and its NextShardIterator. Given records=(topic,
- * key_fields), it returns StreamRecords instead of tuples, each REMOVE followed by its
+ * schema), it returns StreamRecords instead of tuples, each REMOVE followed by its
  * tombstone: objects with bridge.task.SourceRecord's fields (RECORD_FIELDS), made for the hot
  * path (see StreamRecord below).
  *
- * The bytes are exactly those of bridge.serde.avro.encode_key / encode_envelope (and so of
+ * The bytes are exactly those of connectors.dynamodb.avro.encode_key / encode_envelope (and so of
  * fastavro) for the same input; connectors/dynamodb/_transcode_py.py is the same function in
  * Python and tests/unit/test_transcode.py holds the two to identical output.
  *
@@ -179,12 +179,11 @@ typedef struct {
     Py_ssize_t off, len;
 } Span;
 
-#define NFIELDS 12
+#define NFIELDS 9
 static const char *const RECORD_FIELDS[NFIELDS] = {
-    "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
-    "encoded_value",
+    "topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value",
 };
-#define ABI 4 /* what the module returns and refuses; transcode.py refuses a build of another version */
+#define ABI 5 /* what the module returns and refuses; transcode.py refuses a build of another version */
 #define HEADER 5 /* Confluent wire format: magic byte 0, schema id (4 bytes, big-endian) */
 #define MAX_KEY_FIELDS 8
 
@@ -194,8 +193,8 @@ typedef struct {
     Py_ssize_t nkf;
     PyObject *table, *region, *stream_arn, *shard_id;
     PyObject *source_template; /* the source dict with the per-record values at their defaults */
-    int records;               /* records=(topic, key_fields) given: page() returns StreamRecords */
-    PyObject *rec_topic, *rec_key_fields;
+    int records;               /* records=(topic, schema) given: page() returns StreamRecords */
+    PyObject *rec_topic, *rec_key_fields; /* rec_key_fields: the records' schema handle */
     Buf seq_text, event_id_text, region_text; /* while a record is read: SequenceNumber, eventID, awsRegion */
     Buf last_seq_text;         /* while a page is read: the newest SequenceNumber */
     int has_last_seq;
@@ -1547,15 +1546,16 @@ StreamRecord_topic(StreamRecord *r, void *closure)
 }
 
 static PyObject *
-StreamRecord_table(StreamRecord *r, void *closure)
-{
-    return Py_NewRef(r->t->table);
-}
-
-static PyObject *
 StreamRecord_key_fields(StreamRecord *r, void *closure)
 {
     return Py_NewRef(r->t->rec_key_fields ? r->t->rec_key_fields : Py_None);
+}
+
+/* The connector's own names beside the neutral fields (connectors.dynamodb.envelope.ChangeRecord's). */
+static PyObject *
+StreamRecord_table(StreamRecord *r, void *closure)
+{
+    return Py_NewRef(r->t->table);
 }
 
 static PyObject *
@@ -1565,9 +1565,15 @@ StreamRecord_op(StreamRecord *r, void *closure)
 }
 
 static PyObject *
+StreamRecord_schema_key_fields(StreamRecord *r, void *closure)
+{
+    return r->t->rec_key_fields ? PyObject_GetAttrString(r->t->rec_key_fields, "key_fields") : Py_NewRef(Py_None);
+}
+
+static PyObject *
 StreamRecord_none(StreamRecord *r, void *closure)
 {
-    Py_RETURN_NONE; /* before / after: the images exist only in encoded_value */
+    Py_RETURN_NONE; /* value: the change exists only in encoded_value */
 }
 
 static PyObject *
@@ -1603,17 +1609,21 @@ StreamRecord_encoded_value(StreamRecord *r, void *closure)
 /* In RECORD_FIELDS order. */
 static PyGetSetDef StreamRecord_getset[] = {
     {"topic", (getter)StreamRecord_topic, NULL, NULL, NULL},
-    {"table", (getter)StreamRecord_table, NULL, NULL, NULL},
-    {"key_fields", (getter)StreamRecord_key_fields, NULL, NULL, NULL},
+    {"schema", (getter)StreamRecord_key_fields, NULL, "the schema handle given as records=(topic, schema)", NULL},
     {"key", (getter)StreamRecord_key, NULL, "the Keys in DynamoDB JSON, built from encoded_key", NULL},
-    {"op", (getter)StreamRecord_op, NULL, NULL, NULL},
-    {"before", (getter)StreamRecord_none, NULL, "None: the old image is in encoded_value only", NULL},
-    {"after", (getter)StreamRecord_none, NULL, "None: the new image is in encoded_value only", NULL},
-    {"source", (getter)StreamRecord_source, NULL, "the envelope's source block, built from the Avro value", NULL},
+    {"value", (getter)StreamRecord_none, NULL, "None: the change is in encoded_value only", NULL},
+    {"position", (getter)StreamRecord_source, NULL, "the envelope's source block, built from the Avro value", NULL},
     {"ts_ms", (getter)StreamRecord_ts_ms, NULL, NULL, NULL},
     {"tombstone", (getter)StreamRecord_tombstone, NULL, NULL, NULL},
     {"encoded_key", (getter)StreamRecord_encoded_key, NULL, "the Avro key body (a copy)", NULL},
     {"encoded_value", (getter)StreamRecord_encoded_value, NULL, "the Avro envelope body (a copy); None: tombstone", NULL},
+    /* not fields: ChangeRecord's views */
+    {"table", (getter)StreamRecord_table, NULL, NULL, NULL},
+    {"key_fields", (getter)StreamRecord_schema_key_fields, NULL, "schema.key_fields", NULL},
+    {"op", (getter)StreamRecord_op, NULL, NULL, NULL},
+    {"before", (getter)StreamRecord_none, NULL, "None: the old image is in encoded_value only", NULL},
+    {"after", (getter)StreamRecord_none, NULL, "None: the new image is in encoded_value only", NULL},
+    {"source", (getter)StreamRecord_source, NULL, "position", NULL},
     {NULL},
 };
 
@@ -2214,7 +2224,7 @@ Transcoder_dealloc(Transcoder *self)
 static PyMethodDef Transcoder_methods[] = {
     {"page", (PyCFunction)Transcoder_page, METH_VARARGS,
      "page(body, ts_ms) -> (records, last_sequence_number, next_shard_iterator)\n\n"
-     "records: list of (op, key, source, key_avro, value_avro), or with records=(topic, key_fields)\n"
+     "records: list of (op, key, source, key_avro, value_avro), or with records=(topic, schema)\n"
      "StreamRecords (a REMOVE followed by its tombstone); ValueError on input the general path\n"
      "must handle."},
     {NULL, NULL, 0, NULL},
@@ -2671,7 +2681,7 @@ ItemWriter_lines(ItemWriter *w, PyObject *args)
 static int
 ItemWriter_init(ItemWriter *w, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"key_fields", "topic", "table", "record_key_fields", "source", "op", NULL};
+    static char *kwlist[] = {"key_fields", "topic", "table", "schema", "source", "op", NULL};
     PyObject *key_fields, *topic, *table, *rkf, *source, *op = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUUOO!|U:ItemWriter", kwlist, &key_fields, &topic, &table, &rkf,
                                      &PyDict_Type, &source, &op))
@@ -2739,7 +2749,7 @@ static PyTypeObject ItemWriterType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.ItemWriter",
     .tp_basicsize = sizeof(ItemWriter),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "ItemWriter(key_fields, topic, table, record_key_fields, source, op='r'):\n"
+    .tp_doc = "ItemWriter(key_fields, topic, table, schema, source, op='r'):\n"
               "Scan pages and export lines -> Avro key and value, parsed with the GIL released.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ItemWriter_init,
@@ -2756,10 +2766,14 @@ ItemRecord_key(ItemRecord *r, void *closure)
 }
 
 static PyObject *ItemRecord_topic(ItemRecord *r, void *c) { return Py_NewRef(r->w->topic); }
-static PyObject *ItemRecord_table(ItemRecord *r, void *c) { return Py_NewRef(r->w->table); }
 static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->w->key_fields); }
-static PyObject *ItemRecord_op(ItemRecord *r, void *c) { return Py_NewRef(r->w->op); }
 static PyObject *ItemRecord_none(ItemRecord *r, void *c) { Py_RETURN_NONE; }
+static PyObject *ItemRecord_table(ItemRecord *r, void *c) { return Py_NewRef(r->w->table); }
+static PyObject *ItemRecord_op(ItemRecord *r, void *c) { return Py_NewRef(r->w->op); }
+static PyObject *ItemRecord_schema_key_fields(ItemRecord *r, void *c)
+{
+    return PyObject_GetAttrString(r->w->key_fields, "key_fields");
+}
 static PyObject *ItemRecord_source(ItemRecord *r, void *c) { return Py_NewRef(r->w->source); }
 static PyObject *ItemRecord_ts_ms(ItemRecord *r, void *c) { return Py_NewRef(r->ts_ms); }
 static PyObject *ItemRecord_false(ItemRecord *r, void *c) { Py_RETURN_FALSE; }
@@ -2769,17 +2783,21 @@ static PyObject *ItemRecord_encoded_value(ItemRecord *r, void *c) { return body_
 /* In RECORD_FIELDS order. */
 static PyGetSetDef ItemRecord_getset[] = {
     {"topic", (getter)ItemRecord_topic, NULL, NULL, NULL},
-    {"table", (getter)ItemRecord_table, NULL, NULL, NULL},
-    {"key_fields", (getter)ItemRecord_key_fields, NULL, NULL, NULL},
+    {"schema", (getter)ItemRecord_key_fields, NULL, "the writer's schema handle", NULL},
     {"key", (getter)ItemRecord_key, NULL, "the key attributes in DynamoDB JSON, built from encoded_key", NULL},
-    {"op", (getter)ItemRecord_op, NULL, NULL, NULL},
-    {"before", (getter)ItemRecord_none, NULL, "None", NULL},
-    {"after", (getter)ItemRecord_none, NULL, "None: the item is in encoded_value only", NULL},
-    {"source", (getter)ItemRecord_source, NULL, "the writer's source dict (shared by its records)", NULL},
+    {"value", (getter)ItemRecord_none, NULL, "None: the item is in encoded_value only", NULL},
+    {"position", (getter)ItemRecord_source, NULL, "the writer's source dict (shared by its records)", NULL},
     {"ts_ms", (getter)ItemRecord_ts_ms, NULL, NULL, NULL},
     {"tombstone", (getter)ItemRecord_false, NULL, NULL, NULL},
     {"encoded_key", (getter)ItemRecord_encoded_key, NULL, "the Avro key body (a copy)", NULL},
     {"encoded_value", (getter)ItemRecord_encoded_value, NULL, "the Avro value body (a copy)", NULL},
+    /* not fields: ChangeRecord's views */
+    {"table", (getter)ItemRecord_table, NULL, NULL, NULL},
+    {"key_fields", (getter)ItemRecord_schema_key_fields, NULL, "schema.key_fields", NULL},
+    {"op", (getter)ItemRecord_op, NULL, NULL, NULL},
+    {"before", (getter)ItemRecord_none, NULL, "None", NULL},
+    {"after", (getter)ItemRecord_none, NULL, "None: the item is in encoded_value only", NULL},
+    {"source", (getter)ItemRecord_source, NULL, "position", NULL},
     {NULL},
 };
 

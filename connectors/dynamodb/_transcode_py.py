@@ -2,7 +2,7 @@
 
 The reference the C code is held to (tests/unit/test_transcode.py), and a transcoder for
 anyone without the extension. It parses with orjson, refuses what the C code refuses (so
-both raise ValueError on the same pages), and encodes with ``bridge.serde.avro``, the
+both raise ValueError on the same pages), and encodes with ``connectors.dynamodb.avro``, the
 reference encoder. One difference is inherent: a parsed dict cannot show a name given twice
 in one item map, which the C code refuses; the general path, which the Streams reader falls
 back to, keeps the last value as a dict does, and so does this twin.
@@ -18,19 +18,16 @@ from typing import Any
 import orjson
 
 from bridge.errors import ConversionError
-from bridge.serde.avro import encode_envelope, encode_item, encode_key
-from bridge.task import SourceRecord
-from schemas import KeyField
+from connectors.dynamodb.avro import encode_envelope, encode_item, encode_key
+from connectors.dynamodb.envelope import ChangeRecord
+from connectors.dynamodb.schemas import KeyField
 
 __all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "ItemWriter", "Transcoder"]
 
-ABI = 4  # must equal ABI in _transcode.c: what page() returns and refuses
+ABI = 5  # must equal ABI in _transcode.c: what page() returns and refuses
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
-# The fields of the records page() returns with records=(topic, key_fields): SourceRecord's.
-RECORD_FIELDS = (
-    "topic", "table", "key_fields", "key", "op", "before", "after", "source", "ts_ms", "tombstone", "encoded_key",
-    "encoded_value",
-)
+# The fields of the records page() returns with records=(topic, schema): SourceRecord's.
+RECORD_FIELDS = ("topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value")
 _OPS = {"INSERT": "c", "MODIFY": "u", "REMOVE": "d"}
 # Canonical base64 only: what base64.b64decode(validate=True) accepts, stated exactly.
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
@@ -174,7 +171,7 @@ class Transcoder:
     def page(self, body: bytes, ts_ms: int) -> tuple[list[Any], str | None, str | None]:
         """GetRecords body → ([(op, key, source, key_avro, value_avro)], last seq, next iterator).
 
-        With ``records=(topic, key_fields)`` the list holds SourceRecords instead, each REMOVE
+        With ``records=(topic, schema)`` the list holds SourceRecords instead, each REMOVE
         followed by its tombstone (the C transcoder's StreamRecords have the same fields).
         """
         doc, raw = _document(body, "Records")
@@ -183,15 +180,12 @@ class Transcoder:
         last = out[-1][2]["sequence_number"] if out else None
         if self._records is None:
             return out, last, nxt
-        topic, key_fields = self._records
-        table = self._table
+        topic, schema = self._records
         objs = []
         for op, key, source, key_avro, value_avro in out:
-            objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, False, key_avro,
-                                     value_avro))  # type: ignore[arg-type]
+            objs.append(ChangeRecord(topic, schema, key, None, source, ts_ms, False, key_avro, value_avro))
             if op == "d":
-                objs.append(SourceRecord(topic, table, key_fields, key, op, None, None, source, ts_ms, True, key_avro,
-                                         None))  # type: ignore[arg-type]
+                objs.append(ChangeRecord(topic, schema, key, None, source, ts_ms, True, key_avro, None))
         return objs, last, nxt
 
     def _record(self, r: Any, ts_ms: int) -> Record:
@@ -274,7 +268,7 @@ def read_lines(
 
 
 class ItemWriter:
-    """``ItemWriter(key_fields, topic, table, record_key_fields, source, op="r")``.
+    """``ItemWriter(key_fields, topic, table, schema, source, op="r")``.
 
     Items that are not stream records (a Scan page's ``Items``, an export's ``{"Item": ...}``
     lines) → SourceRecords whose ``encoded_value`` is ``head + map<AttributeValue> + tail``
@@ -284,13 +278,13 @@ class ItemWriter:
     """
 
     def __init__(
-        self, key_fields: Sequence[tuple[str, str]], topic: str, table: str, record_key_fields: Any,
+        self, key_fields: Sequence[tuple[str, str]], topic: str, table: str, schema: Any,
         source: dict[str, Any], op: str = "r",
     ) -> None:
         self._key_fields = _key_fields(key_fields)
-        self._topic, self._table, self._rkf, self._source, self._op = topic, table, record_key_fields, source, op
+        self._topic, self._table, self._schema, self._source, self._op = topic, table, schema, source, op
 
-    def _records(self, items: list[Any], head: bytes, tail: bytes, ts_ms: int) -> list[SourceRecord]:
+    def _records(self, items: list[Any], head: bytes, tail: bytes, ts_ms: int) -> list[ChangeRecord]:
         out = []
         for item in items:
             _check_item(item, 1)
@@ -303,8 +297,8 @@ class ItemWriter:
                     raise _bad("key attribute's type is not the table's")
                 key[f.name] = av
             value = head + encode_item(item) + tail
-            out.append(SourceRecord(self._topic, self._table, self._rkf, key, self._op, None, None,  # type: ignore[arg-type]
-                                    self._source, ts_ms, False, encode_key(self._key_fields, key), value))
+            out.append(ChangeRecord(self._topic, self._schema, key, None, self._source, ts_ms, False,
+                                    encode_key(self._key_fields, key), value))
         return out
 
     def scan_page(self, body: bytes, head: bytes, tail: bytes, ts_ms: int) -> tuple[list[Any], dict[str, bytes]]:

@@ -19,6 +19,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from bridge import config as base
 from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_field
+from bridge.serde.converter import Strategy
+from connectors.dynamodb.envelope import RecordFormat
+from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
 
 __all__ = [
     "AwsConfig",
@@ -29,6 +32,7 @@ __all__ = [
     "TableConfig",
     "TableDiscoveryConfig",
     "TableTemplate",
+    "ValueConfig",
     "load_config",
     "parse_config",
     "parse_timestamp",
@@ -263,7 +267,43 @@ def parse_timestamp(value: str | int) -> int:
     return int(t.astimezone(timezone.utc).timestamp() * 1000)
 
 
-class TableConfig(Model):
+class ValueConfig(Model):
+    """``tables[].value``: the shape of the record values (docs/schemas.md)."""
+
+    shape: Literal["envelope"] = Field("envelope", description="envelope: {op, before, after, source, ts_ms} with "
+                                       "images as map<AttributeValue>, lossless for any item")
+
+
+class RecordOptions(Model):
+    """What a table's records look like in Kafka: value shape, subject names, headers (docs/schemas.md)."""
+
+    value: ValueConfig = ValueConfig()
+    subject_name_strategy: Strategy = Field(
+        "TopicNameStrategy", description="registry subjects as Confluent's serializers name them: TopicNameStrategy "
+        "(<topic>-key, <topic>-value), RecordNameStrategy (<record full name>), TopicRecordNameStrategy "
+        "(<topic>-<record full name>)")
+    headers: bool | list[HeaderName] = Field(
+        False, description=f"source metadata as Kafka headers ddb.<name>: true for all, or a list of "
+        f"{', '.join(HEADER_NAMES)}")
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, v: Any) -> Any:
+        """One line naming the bad entry, instead of pydantic's one per union branch."""
+        if isinstance(v, list):
+            bad = [n for n in v if n not in HEADER_NAMES]
+            if bad:
+                raise ValueError(f"unknown header {bad[0]!r}; write true, or a list of {', '.join(HEADER_NAMES)}")
+        elif not isinstance(v, bool):
+            raise ValueError(f"write true, false or a list of {', '.join(HEADER_NAMES)}, not {v!r:.40}")
+        return v
+
+    def record_format(self) -> RecordFormat:
+        names = HEADER_NAMES if self.headers is True else tuple(self.headers or ()) or None
+        return RecordFormat(self.subject_name_strategy, names)
+
+
+class TableConfig(RecordOptions):
     name: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     topic: str | None = None
     start_position: Literal["trim_horizon", "latest", "at_timestamp"] = "trim_horizon"
@@ -303,7 +343,7 @@ class TableConfig(Model):
         return None if self.start_timestamp is None else parse_timestamp(self.start_timestamp)
 
 
-class TableTemplate(Model):
+class TableTemplate(RecordOptions):
     """What a discovered table is read with (its topic is ``<topic_prefix>.<table>``)."""
 
     start_position: Literal["trim_horizon", "latest"] = "trim_horizon"

@@ -48,7 +48,7 @@ def plain(item: dict[str, Any] | None) -> Any:
 
 
 def format_event(key: dict[str, Any], value: dict[str, Any] | None) -> str:
-    from bridge.serde.avro import item_from_avro
+    from connectors.dynamodb.avro import item_from_avro
 
     if value is None:
         return f"TOMBSTONE key={json.dumps(key)}"

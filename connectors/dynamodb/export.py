@@ -49,6 +49,7 @@ from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRu
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat, envelope_schema
 from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
 
@@ -183,6 +184,7 @@ class ExportFileTask(SourceTask):
         resume: dict[str, Any] | None,
         progress: SnapshotProgress | None,
         pool: Executor | None = None,
+        schema: EnvelopeSchema | None = None,
     ) -> None:
         self.partition = {"table": table.name, "export": export_id, "file": key}
         self.key = key
@@ -210,7 +212,7 @@ class ExportFileTask(SourceTask):
             "snapshot": "export",
             "ttl_delete": False,
         }
-        self._rows = SnapshotRows(topic=topic, table=table, source=self._source, where=f"s3://{bucket}/{key}")
+        self._rows = SnapshotRows(topic=topic, table=table, schema=schema or envelope_schema(table.name, table.key_fields), source=self._source, where=f"s3://{bucket}/{key}")
 
     def _open(self) -> None:
         try:
@@ -300,6 +302,8 @@ class ExportFileTask(SourceTask):
 
 class ExportConnector(SourceConnector):
     """Publishes every item of one export; ``done`` is set once all files are durable."""
+
+    record_format = RecordFormat()  # the table's; set by table_connectors
 
     def __init__(
         self,
@@ -517,6 +521,7 @@ class ExportConnector(SourceConnector):
             export_id=self.location.id,
             table=self.table,
             topic=self.topic,
+            schema=self.record_format.schema(self.table.name, self.table.key_fields),
             resume=resume,
             progress=self.progress,
             pool=self._pool,

@@ -12,9 +12,10 @@ import orjson
 
 from bridge.errors import ConnectorError, ConversionError
 from bridge.metrics import METRICS
-from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 from bridge.task import SourceRecord, UnreadableRecord
-from schemas import KeyField
+from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
+from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
 
 __all__ = ["PageReader", "StreamContext", "from_stream_records", "is_ttl_delete"]
 
@@ -31,6 +32,12 @@ class StreamContext:
     key_fields: tuple[KeyField, ...]
     stream_arn: str
     shard_id: str
+    # The table's record format; None: the default envelope handle of (table, key_fields).
+    record_schema: EnvelopeSchema | None = None
+
+    @property
+    def schema(self) -> EnvelopeSchema:
+        return self.record_schema or envelope_schema(self.table, self.key_fields)
 
 
 def is_ttl_delete(record: dict[str, Any]) -> bool:
@@ -96,8 +103,8 @@ def _unreadable(r: Any, ctx: StreamContext, ts_ms: int, why: str) -> UnreadableR
     source = {"connector": "dynamodb", "table": ctx.table, "region": ctx.region, "stream_arn": ctx.stream_arn,
               "shard_id": ctx.shard_id, "sequence_number": seq if type(seq) is str else None}
     key = d.get("Keys") if type(d) is dict else None
-    return UnreadableRecord(ctx.topic, ctx.table, ctx.key_fields, key if type(key) is dict else {}, "c", None, None,
-                            source, ts_ms, reason=f"unreadable stream record: {why}", raw=r)
+    return UnreadableChange(ctx.topic, ctx.schema, key if type(key) is dict else {}, None, source, ts_ms,
+                            reason=f"unreadable stream record: {why}", raw=r)
 
 
 def _b64(v: Any) -> bytes | None:
@@ -173,22 +180,10 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
             continue
         if binary:
             key = _key_from_image(key, d, binary, ctx)
-        rec = SourceRecord(
-            topic=ctx.topic,
-            table=ctx.table,
-            key_fields=ctx.key_fields,
-            key=key,
-            op=op,  # type: ignore[arg-type]
-            before=d.get("OldImage"),
-            after=d.get("NewImage"),
-            source=source,
-            ts_ms=ts_ms,
-        )
-        out.append(rec)
+        out.append(ChangeRecord(ctx.topic, ctx.schema, key, Change(op, d.get("OldImage"), d.get("NewImage")),
+                                source, ts_ms))
         if op == "d":
-            out.append(
-                SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, "d", None, None, source, ts_ms, tombstone=True)
-            )
+            out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms, tombstone=True))
     return out
 
 
@@ -223,7 +218,7 @@ class PageReader:
         self._ctx = ctx
         self._transcoder = None if Transcoder is None else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
-            records=(ctx.topic, ctx.key_fields) if RECORDS_IN_ONE_PASS else None,
+            records=(ctx.topic, ctx.schema) if RECORDS_IN_ONE_PASS else None,
         )
 
     def read(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
@@ -240,10 +235,10 @@ class PageReader:
         ctx = self._ctx
         out = []
         for op, key, source, key_avro, value_avro in page:
-            out.append(SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, op, None, None, source, ts_ms,
+            out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms,
                                     encoded_key=key_avro, encoded_value=value_avro))
             if op == "d":
-                out.append(SourceRecord(ctx.topic, ctx.table, ctx.key_fields, key, op, None, None, source, ts_ms,
+                out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms,
                                         tombstone=True, encoded_key=key_avro))
         return out, last_seq, next_iterator
 

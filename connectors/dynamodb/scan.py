@@ -43,6 +43,7 @@ from bridge.errors import ConfigError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
 from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool, snapshot_records
 from connectors.dynamodb.units import UnitRun
@@ -117,6 +118,7 @@ class _Shared:
     ddb: AwsJsonClient
     table: TableInfo
     topic: str
+    schema: EnvelopeSchema
     config: SnapshotConfig
     request: dict[str, Any]
     items_limiter: RateLimiter | None
@@ -178,7 +180,7 @@ class ScanSegmentTask(SourceTask):
             "total_segments": total,
             "ttl_delete": False,
         }
-        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, source=self._source)
+        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, schema=shared.schema, source=self._source)
 
     def _limit(self) -> int | None:
         s, cfg = self._s, self._s.config
@@ -251,6 +253,8 @@ class ScanSegmentTask(SourceTask):
 class ScanConnector(SourceConnector):
     """Snapshots one table with a parallel Scan; ``done`` is set when a pass completes."""
 
+    record_format = RecordFormat()  # the table's; set by table_connectors
+
     def __init__(
         self,
         *,
@@ -319,6 +323,7 @@ class ScanConnector(SourceConnector):
             ddb=self._ddb,
             table=self.table,
             topic=self.topic,
+            schema=self.record_format.schema(self.table.name, self.table.key_fields),
             config=cfg,
             request=scan_request(cfg, self.table),
             items_limiter=RateLimiter(cfg.max_items_per_second) if cfg.max_items_per_second else None,

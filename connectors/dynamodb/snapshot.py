@@ -36,11 +36,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from bridge.errors import ConnectorError
-from bridge.ops.decode import canonical_number
+from connectors.dynamodb.items import canonical_number
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsJsonClient
 from connectors.dynamodb.export import ExportConnector
@@ -211,7 +211,7 @@ class ConcurrentWindows:
         for i, rec in enumerate(records):
             marker = watermark_marker(rec.key, self.table)
             marker_ms = self.markers.get(marker) if marker is not None else None
-            ts = rec.source.get("approximate_creation_ms")
+            ts = rec.position.get("approximate_creation_ms")
             passing = [
                 w
                 for w in self._windows
@@ -392,7 +392,7 @@ class HandoffReader(SourceTask):
 
     @staticmethod
     def _offset(records: list[SourceRecord]) -> dict[str, Any] | None:
-        seq = next((r.source.get("sequence_number") for r in reversed(records) if r.source.get("sequence_number")), None)
+        seq = next((r.position.get("sequence_number") for r in reversed(records) if r.position.get("sequence_number")), None)
         return {"seq": seq, "ended": False} if seq else None
 
     async def _next(self) -> Batch:
@@ -420,7 +420,7 @@ class HandoffReader(SourceTask):
         if self._filter_ms is not None and records:
             # No recorded position: drop what is older than t0 (the snapshot has it).
             keep_from = next(
-                (i for i, r in enumerate(records) if (r.source.get("approximate_creation_ms") or 0) >= self._filter_ms),
+                (i for i, r in enumerate(records) if (r.position.get("approximate_creation_ms") or 0) >= self._filter_ms),
                 len(records),
             )
             if keep_from:
@@ -440,10 +440,10 @@ class HandoffReader(SourceTask):
             if self._position_recorded:
                 return Batch([], None)
             self._position_recorded = True
-            first = next((r.source.get("sequence_number") for r in records if r.source.get("sequence_number")), None)
+            first = next((r.position.get("sequence_number") for r in records if r.position.get("sequence_number")), None)
             log.info("%s %s: stream position recorded at %s; held until the snapshot is complete",
                      self._table.name, self.shard_id, first)
-            return Batch([], {"seq": None, "at": first, "ended": False, "at_ms": records[0].source.get("approximate_creation_ms")})
+            return Batch([], {"seq": None, "at": first, "ended": False, "at_ms": records[0].position.get("approximate_creation_ms")})
         if self._windows is not None and records:
             n, passing = self._windows.observe(self.shard_id, records)
             if passing:
@@ -693,7 +693,7 @@ def _snapshot_connector(
 ) -> ScanConnector | ExportConnector:
     snap = t.snapshot
     if snap.method == "export":
-        return ExportConnector(
+        return _formatted(t, ExportConnector(
             table=t.name,
             topic=cfg.topic_for(t),
             ddb=ddb,
@@ -704,8 +704,17 @@ def _snapshot_connector(
             role=cfg.aws.assume_role(),
             s3_endpoint_url=cfg.aws.endpoint_url,
             start_after=kw.get("start_after"),
-        )
-    return ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=snap, **kw)
+        ))
+    return _formatted(t, ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=snap, **kw))
+
+
+_C = TypeVar("_C", bound=SourceConnector)
+
+
+def _formatted(t: TableConfig, connector: _C) -> _C:
+    """The connector, writing the table's record format (subject names, headers)."""
+    connector.record_format = t.record_format()  # type: ignore[attr-defined]
+    return connector
 
 
 class _LateWindows:
@@ -745,7 +754,8 @@ def _resnapshot_on_trim(
     config = t.snapshot.model_copy(update={"mode": "only", "repeat": "once"})
     resume = None
     if t.snapshot.mode == "never":
-        resume = ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config, resume_only=True)
+        resume = _formatted(t, ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config,
+                                             resume_only=True))
     running: list[ScanConnector] = [resume] if resume is not None else []
 
     def resnapshot(shard_id: str, seq: str | None) -> None:
@@ -755,7 +765,7 @@ def _resnapshot_on_trim(
         if stream.runtime is None:
             log.error("cannot resnapshot %s: the stream connector is not running", t.name)
             return
-        scan = ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config, new_pass=True)
+        scan = _formatted(t, ScanConnector(table=t.name, topic=cfg.topic_for(t), ddb=ddb, config=config, new_pass=True))
         running.append(scan)
         log.error("resnapshot of table %s started: shard %s lost records after %s to trimming", t.name, shard_id, seq)
         stream.runtime.add_connector(scan)
@@ -773,16 +783,16 @@ def table_connectors(
     if mode == "only":
         return [_snapshot_connector(cfg, t, ddb)]
     if mode == "never":
-        stream = StreamsConnector(
+        stream = _formatted(t, StreamsConnector(
             table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position,
             start_ms=t.start_ms,
-        )
+        ))
         resume = _resnapshot_on_trim(stream, cfg, t, ddb) if t.stream.trimmed_policy == "resnapshot" else None
         return [stream] if resume is None else [stream, resume]
-    stream = HandoffStreamsConnector(
+    stream = _formatted(t, HandoffStreamsConnector(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
         start_position=t.start_position, grouped=cfg.shares_work,
-    )
+    ))
     if t.stream.trimmed_policy == "resnapshot":
         _resnapshot_on_trim(stream, cfg, t, ddb)
     gate = _LateWindows(stream) if mode == "concurrent" else None

@@ -23,8 +23,9 @@ from typing import Any
 import orjson
 
 from bridge.errors import ConfigError, ConnectorError
-from bridge.serde.avro import encode_envelope
-from bridge.task import SourceRecord, UnreadableRecord
+from bridge.task import SourceRecord
+from connectors.dynamodb.avro import encode_envelope
+from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
 from connectors.dynamodb import transcode
 from connectors.dynamodb._transcode_py import read_lines
 from connectors.dynamodb.table import TableInfo
@@ -35,25 +36,26 @@ log = logging.getLogger(__name__)
 
 
 def snapshot_records(
-    items: list[dict[str, Any]], *, topic: str, table: TableInfo, source: dict[str, Any]
+    items: list[dict[str, Any]], *, topic: str, table: TableInfo, source: dict[str, Any],
+    schema: EnvelopeSchema | None = None,
 ) -> list[SourceRecord]:
     """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None (the general path)."""
     ts_ms = int(time.time() * 1000)
+    schema = schema or envelope_schema(table.name, table.key_fields)
     names = [f.name for f in table.key_fields]
-    name, key_fields = table.name, table.key_fields
     h = names[0]
     r = names[1] if len(names) > 1 else None
     try:
         try:
             if r is None:
-                return [SourceRecord(topic, name, key_fields, {h: it[h]}, "r", None, it, source, ts_ms) for it in items]
-            return [SourceRecord(topic, name, key_fields, {h: it[h], r: it[r]}, "r", None, it, source, ts_ms)
+                return [ChangeRecord(topic, schema, {h: it[h]}, Change("r", None, it), source, ts_ms) for it in items]
+            return [ChangeRecord(topic, schema, {h: it[h], r: it[r]}, Change("r", None, it), source, ts_ms)
                     for it in items]
         except TypeError:  # an item that is not an object (a corrupt export file): it alone does not convert
             return [
-                SourceRecord(topic, name, key_fields, {n: it[n] for n in names}, "r", None, it, source, ts_ms)
+                ChangeRecord(topic, schema, {n: it[n] for n in names}, Change("r", None, it), source, ts_ms)
                 if type(it) is dict else
-                UnreadableRecord(topic, name, key_fields, {}, "r", None, None, source, ts_ms,
+                UnreadableChange(topic, schema, {}, None, source, ts_ms,
                                  reason=f"snapshot item is not an object: {it!r:.60}", raw=it)
                 for it in items
             ]
@@ -84,15 +86,19 @@ class SnapshotRows:
     they cannot drift) and writes the item between them.
     """
 
-    def __init__(self, *, topic: str, table: TableInfo, source: dict[str, Any], where: str = "") -> None:
+    def __init__(
+        self, *, topic: str, table: TableInfo, source: dict[str, Any], where: str = "",
+        schema: EnvelopeSchema | None = None,
+    ) -> None:
         self._topic = topic
         self._table = table
+        self._schema = schema = schema or envelope_schema(table.name, table.key_fields)
         self._source = source
         self._where = where
         w = transcode.ItemWriter
         self._writer = (
             None if w is None
-            else w([(f.name, f.type) for f in table.key_fields], topic, table.name, table.key_fields, source)
+            else w([(f.name, f.type) for f in table.key_fields], topic, table.name, schema, source)
         )
         self.general_batches = 0  # pages or batches the C writer refused (or all, without it)
 
@@ -118,7 +124,7 @@ class SnapshotRows:
         self.general_batches += 1
         resp = orjson.loads(body) if body else {}
         items = resp.pop("Items", None) or []
-        return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), resp
+        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source), resp
 
     def lines(self, data: bytes, pos: int, want: int, final: bool, first_line: int) -> tuple[list[SourceRecord], int, int]:
         """Export lines from byte ``pos`` → (up to ``want`` records, byte position after the last
@@ -140,4 +146,4 @@ class SnapshotRows:
                 raise ConnectorError(f"{self._where} line {first_line + n}: not DYNAMODB_JSON: {e}") from None
 
         items, pos, n = read_lines(data, pos, want, final, item)
-        return snapshot_records(items, topic=self._topic, table=self._table, source=self._source), pos, n
+        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source), pos, n

@@ -36,7 +36,7 @@ class SkipOlder(SourceTask):
         records = batch.records
         # A record without a creation time cannot be judged older: it passes.
         keep = next((i for i, r in enumerate(records)
-                     if (r.source.get("approximate_creation_ms") or start_ms) >= start_ms), len(records))
+                     if (r.position.get("approximate_creation_ms") or start_ms) >= start_ms), len(records))
         self.skipped += keep
         if keep < len(records):
             self._start_ms = None

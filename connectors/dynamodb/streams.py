@@ -32,6 +32,7 @@ from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIterat
 from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
 from connectors.dynamodb.start import SkipOlder
+from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
@@ -270,13 +271,16 @@ class ShardReader(SourceTask):
         records, last_seq, self._iterator = self._pages.read(body)
         if last_seq is not None:
             self._last_seq = last_seq
+        # When the newest record happened, for the lag the status shows (``source_ms``).
+        extra = {"source_ms": records[-1].position.get("approximate_creation_ms")} if records else {}
         if self._iterator is None:
             log.info("shard %s ended after %s", self.shard.id, self._last_seq)
-            return Batch(records, {"seq": self._last_seq, "ended": True}, final=True, reason="shard-end")
+            return Batch(records, {"seq": self._last_seq, "ended": True}, final=True, reason="shard-end", extra=extra)
         self._schedule_next(last_seq is not None)
         # An empty page with an iterator to go on with: the open shard is read to its end for now (lag 0).
-        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None,
-                     extra={"caught_up": True} if last_seq is None and not self.shard.closed else {})
+        if last_seq is None and not self.shard.closed:
+            extra["caught_up"] = True
+        return Batch(records, {"seq": self._last_seq, "ended": False} if last_seq is not None else None, extra=extra)
 
 
 @dataclass
@@ -292,6 +296,8 @@ FOLLOWER_LISTING_FACTOR = 6
 
 class StreamsConnector(SourceConnector):
     """Follows one table's stream: discovers shards and starts readers in lineage order."""
+
+    record_format = RecordFormat()  # the table's; set by table_connectors
 
     def __init__(
         self,
@@ -528,6 +534,7 @@ class StreamsConnector(SourceConnector):
                 key_fields=table.key_fields,
                 stream_arn=table.stream_arn,
                 shard_id=shard.id,
+                record_schema=self.record_format.schema(table.name, table.key_fields),
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bridge.errors import ConfigError
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 __all__ = ["TableInfo", "describe_table"]
 

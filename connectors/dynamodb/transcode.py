@@ -10,7 +10,7 @@ bridge spent most on after the transcoder itself.
 Two implementations of one function, held to identical output by tests/unit/test_transcode.py:
 
 - ``connectors.dynamodb._transcode`` (C, built by ``pip install`` where a compiler is present);
-- ``connectors.dynamodb._transcode_py`` (orjson + the reference encoder in ``bridge.serde.avro``),
+- ``connectors.dynamodb._transcode_py`` (orjson + the reference encoder in ``connectors.dynamodb.avro``),
   the reference the C code is tested against.
 
 ``frame_records(records, key_header, value_header)`` (C only, else None) frames a list of the C
@@ -23,7 +23,7 @@ bytes by tests/unit/test_item_writer.py.
 
 ``Transcoder`` is the C one; it is None where the extension was not built, or when
 ``BRIDGE_PURE_PYTHON=1`` is set. The Streams reader then takes the general path (orjson,
-``from_stream_records``, ``bridge.serde.avro`` in the serializer), which in pure Python is
+``from_stream_records``, ``connectors.dynamodb.avro`` in the serializer), which in pure Python is
 faster than the twin (the twin checks every attribute before encoding it, to refuse exactly
 what the C code refuses). Both raise ValueError on input they do not take (invalid JSON,
 wrong types, non-canonical base64, ...); the reader then takes the general path for that
@@ -81,7 +81,7 @@ if _PURE:
     _FALLBACK_REASON = "BRIDGE_PURE_PYTHON=1 is set"
 Transcoder = None if _PURE else CTranscoder
 # Scan pages and export lines in one pass (the C writer only: in pure Python the general path,
-# orjson and bridge.serde.avro in the serializer, is the faster one, as for streams).
+# orjson and connectors.dynamodb.avro in the serializer, is the faster one, as for streams).
 ItemWriter = None if _PURE else CItemWriter
 IMPLEMENTATION = "c" if Transcoder is not None else "python"
 

@@ -31,14 +31,12 @@ from bridge.ops.decode import (
     DECODE_ERRORS,
     TopicDecoder,
     Undecodable,
-    avro_item,
-    canonical_item,
-    canonical_number,
     to_jsonable,
 )
+from connectors.dynamodb.items import avro_item, canonical_item, canonical_number
 from bridge.ops.topicstate import CompactedView
 from connectors.dynamodb.snapshot import WATERMARK_PREFIX
-from schemas import KeyField, avro_name
+from connectors.dynamodb.schemas import KeyField, avro_name
 
 __all__ = ["Difference", "VerifyReport", "verify_table"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas import avro_field_names
+from connectors.dynamodb.schemas import avro_field_names
 from tests.helpers import BridgeProcess, TopicReader, bridge_config, create_table, unique
 
 pytestmark = pytest.mark.slow

@@ -659,7 +659,7 @@ def test_client_against_real_registry_register_is_idempotent(
 
 
 def test_bridge_table_schemas_register_once_per_subject(client: BridgeClient, sr: SchemaRegistryClient) -> None:
-    from schemas import KeyField, table_schemas
+    from connectors.dynamodb.schemas import KeyField, table_schemas
 
     table = f"orders_{uuid.uuid4().hex[:6]}"
     s = table_schemas(table, (KeyField("pk", "S"), KeyField("sk", "N")))

@@ -10,8 +10,8 @@ import fastavro
 import pytest
 
 from bridge.errors import ConversionError
-from bridge.serde.avro import encode_envelope, encode_key, encode_long, item_from_avro
-from schemas import KeyField, table_schemas
+from connectors.dynamodb.avro import encode_envelope, encode_key, encode_long, item_from_avro
+from connectors.dynamodb.schemas import KeyField, table_schemas
 
 KEYS = (KeyField("pk", "S"), KeyField("sk", "N"))
 SCHEMAS = table_schemas("orders-v1.test", KEYS)

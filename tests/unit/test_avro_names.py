@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.serde.avro import encode_key
-from schemas import KeyField, avro_field_names, table_schemas
+from connectors.dynamodb.avro import encode_key
+from connectors.dynamodb.schemas import KeyField, avro_field_names, table_schemas
 
 VALID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

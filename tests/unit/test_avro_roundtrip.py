@@ -9,8 +9,8 @@ import fastavro
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
-from schemas import KeyField, table_schemas
+from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
+from connectors.dynamodb.schemas import KeyField, table_schemas
 from tests.ddb_strategies import expected_item, items, numbers, strings
 
 KEYS = (KeyField("pk", "S"), KeyField("sk", "N"))

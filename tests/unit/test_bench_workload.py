@@ -9,7 +9,7 @@ import pytest
 from bench.variants import KEY_FIELDS, Pages, context, transcoder
 from bench.workload import WORKLOADS
 from connectors.dynamodb import transcode
-from bridge.serde.avro import encode_envelope, encode_key
+from connectors.dynamodb.avro import encode_envelope, encode_key
 from connectors.dynamodb.records import from_stream_records
 
 

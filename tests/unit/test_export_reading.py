@@ -17,7 +17,7 @@ import pytest
 from bridge.errors import ConnectorError
 from connectors.dynamodb.export import ExportFileTask
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
 

@@ -3,7 +3,7 @@
 The C ItemWriter and its pure-Python twin give identical records (every field, bytes
 included) for generated Scan pages and export files of every DynamoDB type, written by
 different JSON writers; both equal the general path (orjson → snapshot_records →
-bridge.serde.avro), and fastavro reads the items back. Then: the two refuse the same input,
+connectors.dynamodb.avro), and fastavro reads the items back. Then: the two refuse the same input,
 line positions are exact across any split, and the C writer gives the same bytes when
 threads run it at once (it parses with the GIL released).
 """
@@ -22,11 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
+from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
 from connectors.dynamodb import transcode
 from connectors.dynamodb.snapshot_rows import SnapshotRows, snapshot_records
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField, table_schemas
+from connectors.dynamodb.envelope import envelope_schema
+from connectors.dynamodb.schemas import KeyField, table_schemas
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
 
 TABLE, REGION, TOPIC = "orders", "us-east-1", "ddb.orders"
@@ -51,7 +52,7 @@ def key_fields(keys: tuple[tuple[str, str], ...]) -> tuple[KeyField, ...]:
 
 
 def make(impl: Any, keys: tuple[tuple[str, str], ...]) -> Any:
-    return impl(keys, TOPIC, TABLE, key_fields(keys), SOURCE)
+    return impl(keys, TOPIC, TABLE, envelope_schema(TABLE, key_fields(keys)), SOURCE)
 
 
 def around(ts: int = TS) -> tuple[bytes, bytes]:

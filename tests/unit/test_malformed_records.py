@@ -1,7 +1,7 @@
 """Malformed stream records and attribute values are conversion errors, never a crash (issue 18, bug 12).
 
 moto wrote an item holding a map key ``""`` as ``{"M": {"S": "v"}}``: not an AttributeValue.
-The general path (orjson → ``from_stream_records`` → ``bridge.serde.avro``) stopped the bridge
+The general path (orjson → ``from_stream_records`` → ``connectors.dynamodb.avro``) stopped the bridge
 with ``unexpected TypeError ... (a bug in the bridge)``. Now, for any input:
 
 - the general path never raises anything but ConversionError for a record (which sends it to
@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import ConversionError
-from bridge.serde.avro import MAX_ATTRIBUTE_DEPTH, encode_envelope, encode_item, encode_key
+from connectors.dynamodb.avro import MAX_ATTRIBUTE_DEPTH, encode_envelope, encode_item, encode_key
 from bridge.serde.serializer import RecordSerializer
-from bridge.task import UnreadableRecord
+from connectors.dynamodb.envelope import UnreadableChange
 from connectors.dynamodb import transcode
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 from tests.ddb_strategies import attribute_values, binaries, numbers, strings
 
 TABLE, REGION, SHARD, TOPIC = "orders", "us-east-1", "shardId-7", "ddb.orders"
@@ -256,7 +256,7 @@ def test_an_unreadable_record_names_its_shard_and_sequence_and_keeps_its_neighbo
     body = orjson.dumps({"Records": [good, bad, [1, 2]], "NextShardIterator": "it"})
     records, last, nxt = PageReader(_ctx(KEYS)).read(body)
     assert (last, nxt) == ("10", "it")  # the last record that has a sequence number
-    assert [type(r) for r in records][1:] == [UnreadableRecord, UnreadableRecord]
+    assert [type(r) for r in records][1:] == [UnreadableChange, UnreadableChange]
     assert records[1].source["sequence_number"] == "10" and records[1].source["shard_id"] == SHARD
     assert "dynamodb.Keys must be an object" in records[1].reason and records[2].raw == [1, 2]
     assert json.loads(json.dumps(records[2].raw)) == [1, 2]
@@ -290,7 +290,7 @@ def test_snapshot_items_share_the_encoder_and_a_non_object_item_fails_alone() ->
     good = {"pk": {"S": "a"}, "sk": {"N": "1"}}
     items = [good, [good], {**good, "m": {"M": {"S": "v"}}}, "text"]
     records = snapshot_records(items, topic=TOPIC, table=table, source={"connector": "dynamodb", "table": TABLE})
-    assert [type(r) for r in records] == [type(records[0]), UnreadableRecord, type(records[0]), UnreadableRecord]
+    assert [type(r) for r in records] == [type(records[0]), UnreadableChange, type(records[0]), UnreadableChange]
     serializer = RecordSerializer(_Registry())
     serializer.prepare(records[0])
     batch = serializer.serialize_batch(records)

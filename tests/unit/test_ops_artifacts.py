@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.metrics import Metrics
-from bridge.ops.decode import canonical_number
+from connectors.dynamodb.items import canonical_number
 from bridge.ops.health import HealthChecks
 
 ROOT = Path(__file__).resolve().parents[2]

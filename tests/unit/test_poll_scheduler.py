@@ -22,7 +22,7 @@ from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.records import StreamContext
 from connectors.dynamodb.scheduler import PollScheduler
 from connectors.dynamodb.streams import Shard, ShardReader, list_shards
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 from tests.doubles.streams_double import StreamsDouble
 
 KEY = (KeyField("pk", "S"),)

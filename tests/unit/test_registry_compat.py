@@ -488,7 +488,7 @@ def test_canonical_form_leaves_default_values_alone() -> None:
 
 def test_the_bridges_own_table_schemas_are_valid_and_self_compatible() -> None:
     """The envelope's AttributeValue is recursive: the real schema exercises the cycle guard."""
-    from schemas import KeyField, table_schemas
+    from connectors.dynamodb.schemas import KeyField, table_schemas
 
     s = table_schemas("orders", (KeyField("pk", "S"), KeyField("sk", "N")))
     for text in (s.key_schema, s.value_schema):

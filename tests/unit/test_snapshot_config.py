@@ -8,7 +8,7 @@ from connectors.dynamodb.config import parse_config
 from bridge.errors import ConfigError
 from connectors.dynamodb.scan import scan_request
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 BASE = {"name": "b", "kafka": {"bootstrap.servers": "x:1"}, "schema_registry": {"url": "http://r:1"}}
 

@@ -13,7 +13,7 @@ import pytest
 from bridge.errors import ConfigError
 from connectors.dynamodb.export import ExportFileTask, ExportLocation, find_data_files
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
 

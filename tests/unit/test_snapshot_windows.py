@@ -13,6 +13,7 @@ import asyncio
 
 import pytest
 
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from bridge.task import Batch, SourceRecord, SourceTask
 from connectors.dynamodb.scan import RateLimiter
 from connectors.dynamodb.snapshot import (
@@ -26,7 +27,7 @@ from connectors.dynamodb.snapshot import (
     watermark_marker,
 )
 from connectors.dynamodb.table import TableInfo
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"), KeyField("sk", "N")), "arn", "NEW_AND_OLD_IMAGES", 0)
 
@@ -42,12 +43,12 @@ class Clock:
 def change(pk: str, ts: int, seq: int) -> SourceRecord:
     key = {"pk": {"S": pk}, "sk": {"N": "1"}}
     source = {"approximate_creation_ms": ts, "sequence_number": str(seq)}
-    return SourceRecord("topic", "t", TABLE.key_fields, key, "u", None, None, source, 0)
+    return change_record("topic", envelope_schema("t", TABLE.key_fields), key, "u", None, None, source, 0)
 
 
 def row(pk: str) -> SourceRecord:
     key = {"pk": {"S": pk}, "sk": {"N": "1"}}
-    return SourceRecord("topic", "t", TABLE.key_fields, key, "r", None, key, {}, 0)
+    return change_record("topic", envelope_schema("t", TABLE.key_fields), key, "r", None, key, {}, 0)
 
 
 class Script(SourceTask):
@@ -58,7 +59,7 @@ class Script(SourceTask):
         self.pages: asyncio.Queue[Batch] = asyncio.Queue()
 
     def page(self, records: list[SourceRecord], final: bool = False) -> None:
-        seq = records[-1].source["sequence_number"] if records else None
+        seq = records[-1].position["sequence_number"] if records else None
         self.pages.put_nowait(Batch(records, {"seq": seq, "ended": final} if seq else None, final=final))
 
     async def poll(self) -> Batch:
@@ -150,7 +151,7 @@ def test_an_idle_shard_holds_the_window_until_a_watermark_passes_it() -> None:
         marker = "m1"
         coord.markers[marker] = clock.ms + 1  # written after t_end
         wm = watermark_item(TABLE, marker)
-        rec = SourceRecord("topic", "t", TABLE.key_fields, wm, "c", None, None, {"sequence_number": "7"}, 0)
+        rec = change_record("topic", envelope_schema("t", TABLE.key_fields), wm, "c", None, None, {"sequence_number": "7"}, 0)
         idle.page([rec])
         b = await r_idle.poll()
         assert b.records == [], "a watermark is never published"

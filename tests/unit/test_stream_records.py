@@ -8,7 +8,7 @@ from bridge.errors import ConversionError
 from bridge.serde.serializer import RecordSerializer
 from bridge.task import UnreadableRecord
 from connectors.dynamodb.records import StreamContext, from_stream_records
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 CTX = StreamContext("ddb.t", "t", "us-east-1", (KeyField("pk", "S"),), "arn:stream", "shardId-1")
 KEY = {"pk": {"S": "a"}}

@@ -1,5 +1,5 @@
 """The one-pass GetRecords → Avro transcoder: C and pure Python give identical output, equal to
-the general path (orjson → from_stream_records → bridge.serde.avro), and fastavro reads it
+the general path (orjson → from_stream_records → connectors.dynamodb.avro), and fastavro reads it
 back to the original items. Pages are generated, then written by different JSON writers
 (raw UTF-8, \\u escapes with surrogate pairs, whitespace, escaped slashes)."""
 
@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 import connectors.dynamodb.records as records_module
 from bridge.errors import ConversionError
 from connectors.dynamodb import transcode
-from bridge.serde.avro import encode_envelope, encode_key, item_from_avro
+from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
 from bridge.serde.serializer import RecordSerializer
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
-from schemas import KeyField, avro_field_names, table_schemas
+from connectors.dynamodb.envelope import envelope_schema
+from connectors.dynamodb.schemas import KeyField, avro_field_names, table_schemas
 from tests.helpers import ROOT
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
 
@@ -49,7 +50,7 @@ needs_c = pytest.mark.skipif(transcode.CTranscoder is None, reason="the C extens
 
 
 def make(impl: Any, keys: tuple[tuple[str, str], ...] = KEY_SETS["S+N"], records: bool = False) -> Any:
-    spec = (TOPIC, tuple(KeyField(n, t) for n, t in keys)) if records else None  # type: ignore[arg-type]
+    spec = (TOPIC, envelope_schema(TABLE, tuple(KeyField(n, t) for n, t in keys))) if records else None  # type: ignore[arg-type]
     return impl(keys, TABLE, REGION, ARN, SHARD, records=spec)
 
 

@@ -16,9 +16,10 @@ from confluent_kafka import KafkaError, KafkaException
 from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, partition_key
 from bridge.worker import Worker, WorkerSettings
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 TOPIC = "t.data"
 KEY_FIELDS = (KeyField("pk", "S"),)
@@ -157,7 +158,7 @@ class OneTask(SourceConnector):
 
 def record(seq: int, pk: str = "", *, tombstone: bool = False) -> SourceRecord:
     key = {"pk": {"S": pk or f"k{seq}"}}
-    return SourceRecord(TOPIC, "tbl", KEY_FIELDS, key, "d" if tombstone else "u", None, None, {"seq": seq}, 0,
+    return change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), key, "d" if tombstone else "u", None, None, {"seq": seq}, 0,
                         tombstone=tombstone, encoded_key=(pk or f"k{seq}").encode(),
                         encoded_value=None if tombstone else f"v{seq}".encode())
 
@@ -231,7 +232,7 @@ def test_refused_records_go_to_the_dead_letter_topic_with_their_own_source() -> 
 def test_dead_letters_wait_for_room_in_a_full_queue() -> None:
     """A dead-letter message met by a full queue waits (in order) instead of stopping the worker,
     and the batch's offset waits for it."""
-    bad = [SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string"}}, "u", None, {"x": {"S": "1"}},
+    bad = [change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), {"pk": {"N": "not a string"}}, "u", None, {"x": {"S": "1"}},
                         {"seq": seq}, 0) for seq in (3, 5)]
     records = [record(0), record(1), record(2), bad[0], record(4), bad[1], record(6)]
     producer = FakeProducer(capacity=3)
@@ -376,7 +377,7 @@ def test_a_producer_poll_loop_that_dies_of_a_bug_stops_the_worker() -> None:
 def test_unconvertible_record_with_tolerance_none_keeps_the_offset_before_it() -> None:
     """errors.tolerance = none: the worker stops, and however fast the rest of the batch is
     acknowledged, the offset covering the bad record is never written."""
-    bad = SourceRecord(TOPIC, "tbl", KEY_FIELDS, {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
+    bad = change_record(TOPIC, envelope_schema("tbl", KEY_FIELDS), {"pk": {"N": "not a string key"}}, "u", None, {"x": {"S": "1"}},
                        {"seq": 3}, 0)
     first = Batch([record(0), record(1)], {"seq": 1})
     second = Batch([record(2), bad, record(4)], {"seq": 4})

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge.errors import ConversionError
-from schemas import KeyField
+from connectors.dynamodb.schemas import KeyField
 
 __all__ = [
     "MAX_ATTRIBUTE_DEPTH",
@@ -207,7 +207,7 @@ def _opt_long(v: int | None) -> bytes:
 
 
 def encode_source(src: Mapping[str, Any]) -> bytes:
-    """Encode the Source record; field order follows schemas/source.avsc."""
+    """Encode the Source record; field order follows connectors/dynamodb/schemas/source.avsc."""
     g = src.get
     return b"".join(
         (
@@ -234,7 +234,7 @@ def encode_envelope(
     source: Mapping[str, Any],
     ts_ms: int,
 ) -> bytes:
-    """Encode the Envelope record; field order follows schemas/envelope.avsc."""
+    """Encode the Envelope record; field order follows connectors/dynamodb/schemas/envelope.avsc."""
     out: list[bytes] = [_string(op)]
     for image in (before, after):
         if image is None:
