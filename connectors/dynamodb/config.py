@@ -21,6 +21,7 @@ from bridge import config as base
 from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_field
 from bridge.serde.converter import Strategy
 from connectors.dynamodb.envelope import RecordFormat
+from connectors.dynamodb.typed.config import TypedValueConfig
 from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
 
 __all__ = [
@@ -277,7 +278,9 @@ class ValueConfig(Model):
 class RecordOptions(Model):
     """What a table's records look like in Kafka: value shape, subject names, headers (docs/schemas.md)."""
 
-    value: ValueConfig = ValueConfig()
+    value: ValueConfig | TypedValueConfig = Field(
+        ValueConfig(), discriminator="shape", description="envelope (default, lossless) or typed (a field per "
+        "attribute, evolving): docs/schemas.md")
     subject_name_strategy: Strategy = Field(
         "TopicNameStrategy", description="registry subjects as Confluent's serializers name them: TopicNameStrategy "
         "(<topic>-key, <topic>-value), RecordNameStrategy (<record full name>), TopicRecordNameStrategy "
@@ -300,7 +303,16 @@ class RecordOptions(Model):
 
     def record_format(self) -> RecordFormat:
         names = HEADER_NAMES if self.headers is True else tuple(self.headers or ()) or None
-        return RecordFormat(self.subject_name_strategy, names)
+        typed = self.value if isinstance(self.value, TypedValueConfig) else None
+        return RecordFormat(self.subject_name_strategy, names, typed)
+
+    @model_validator(mode="after")
+    def _typed_stream_only(self) -> RecordOptions:
+        snapshot = getattr(self, "snapshot", None)
+        if isinstance(self.value, TypedValueConfig) and snapshot is not None and snapshot.mode != "never":
+            raise ValueError(f"value.shape: typed reads the stream only in this version; snapshot.mode "
+                             f"{snapshot.mode} needs value.shape: envelope (or set snapshot.mode: never)")
+        return self
 
 
 class TableConfig(RecordOptions):

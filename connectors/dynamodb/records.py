@@ -34,6 +34,8 @@ class StreamContext:
     shard_id: str
     # The table's record format; None: the default envelope handle of (table, key_fields).
     record_schema: EnvelopeSchema | None = None
+    # value: {shape: typed}: the table's TypedTable, which gives each record its handle.
+    typed: Any = None
 
     @property
     def schema(self) -> EnvelopeSchema:
@@ -180,6 +182,9 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
             continue
         if binary:
             key = _key_from_image(key, d, binary, ctx)
+        if ctx.typed is not None:
+            out.extend(ctx.typed.write_record(ctx.topic, key, op, d.get("OldImage"), d.get("NewImage"), source, ts_ms))
+            continue
         out.append(ChangeRecord(ctx.topic, ctx.schema, key, Change(op, d.get("OldImage"), d.get("NewImage")),
                                 source, ts_ms))
         if op == "d":
@@ -216,7 +221,9 @@ class PageReader:
 
     def __init__(self, ctx: StreamContext) -> None:
         self._ctx = ctx
-        self._transcoder = None if Transcoder is None else Transcoder(
+        # The C transcoder writes the envelope; typed values take the general path (typed/_typed.c
+        # writes the images there).
+        self._transcoder = None if Transcoder is None or ctx.typed is not None else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
             records=(ctx.topic, ctx.schema) if RECORDS_IN_ONE_PASS else None,
         )

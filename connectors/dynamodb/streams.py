@@ -345,6 +345,12 @@ class StreamsConnector(SourceConnector):
                 f"tables: table {self.table_name!r} has no stream enabled; enable it with "
                 f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
             )
+        typed = self.record_format.typed_table(self.table.name, self.table.key_fields)
+        if typed is not None and typed.cfg.sample_items and not typed.sampled:
+            from connectors.dynamodb.typed.sample import sample_items
+
+            typed.absorb_items(await sample_items(self._ddb, self.table.name, typed.cfg.sample_items))
+            typed.sampled = True
 
     async def _gone(self) -> str | None:
         """Why the table's stream is no longer the one being read, or None if it still is."""
@@ -535,6 +541,7 @@ class StreamsConnector(SourceConnector):
                 stream_arn=table.stream_arn,
                 shard_id=shard.id,
                 record_schema=self.record_format.schema(table.name, table.key_fields),
+                typed=self.record_format.typed_table(table.name, table.key_fields),
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)

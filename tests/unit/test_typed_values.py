@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bridge.errors import ConversionError
 from bridge.registry.compat import CompatibilityLevel, can_read
-from bridge.serde.avro import encode_source
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed import TypeConflictStop, TypedTable, TypedValueConfig
 from connectors.dynamodb.typed.encode import UnknownAttribute
 from connectors.dynamodb.typed.infer import TypeConflict
@@ -28,7 +28,7 @@ from connectors.dynamodb.typed.types import Dec, Prim
 from tests.ddb_strategies import attribute_values, names
 
 SOURCE = {"connector": "dynamodb", "table": "orders", "region": "us-east-1", "sequence_number": "1"}
-KEY = (("pk", "S"),)
+KEY = (KeyField("pk", "S"),)
 
 
 class Change(NamedTuple):
@@ -45,7 +45,7 @@ class Rec:  # what the runtime hands a schema handle: a record's fields
 
 def table(on_conflict: str = "dead-letter", **cfg: Any) -> TypedTable:
     c = TypedValueConfig.model_validate({"shape": "typed", "on_conflict": on_conflict, **cfg})
-    return TypedTable("orders", KEY, c, encode_source=encode_source)
+    return TypedTable("orders", KEY, c)
 
 
 def write(t: TypedTable, after: dict[str, Any], before: Any = None, op: str = "c") -> tuple[Any, bytes]:
@@ -71,7 +71,7 @@ def test_sanitising_rule() -> None:
 
 def test_original_names_are_field_properties_in_key_and_value() -> None:
     c = TypedValueConfig.model_validate({"shape": "typed"})
-    t = TypedTable("my-table", (("order-id", "S"),), c, encode_source=encode_source)
+    t = TypedTable("my-table", (KeyField("order-id", "S"),), c)
     h = t.absorb(None, {"order-id": {"S": "a"}, "unit price": {"N": "2"}})
     key = json.loads(h.key_schema)
     assert key["namespace"] == "ddbkafka.my_table.typed"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import ConversionError
-from bridge.serde.avro import encode_item
-from schemas import load_avsc
+from connectors.dynamodb.avro import encode_item
+from connectors.dynamodb.schemas import load_avsc
 
 __all__ = ["attribute_value_schema", "encode_av_map"]
 

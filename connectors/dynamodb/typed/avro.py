@@ -18,7 +18,7 @@ from connectors.dynamodb.typed.avmap import attribute_value_schema
 from connectors.dynamodb.typed.names import ATTRIBUTE_PROPERTY, field_name
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Field, Prim, Rec, TType
 from connectors.dynamodb.typed.infer import branches
-from schemas import load_avsc
+from connectors.dynamodb.schemas import KeyField, load_avsc
 
 __all__ = ["item_schema", "key_schema", "value_schema", "dumps"]
 
@@ -101,9 +101,9 @@ def value_schema(rec: Rec, namespace: str, image: str) -> dict[str, Any]:
     return envelope
 
 
-def key_schema(key_fields: tuple[tuple[str, str], ...], namespace: str) -> dict[str, Any]:
+def key_schema(key_fields: tuple[KeyField, ...], namespace: str) -> dict[str, Any]:
     """The key record: S and N as strings (N keeps its exact text), B as bytes; the same
     bytes as the envelope shape's key, field names by the typed rule with ``attribute``."""
-    fields = [{"name": field_name(n), "type": _KEY_TYPES[t], ATTRIBUTE_PROPERTY: n} for n, t in key_fields]
+    fields = [{"name": field_name(k.name), "type": _KEY_TYPES[k.type], ATTRIBUTE_PROPERTY: k.name} for k in key_fields]
     key = dict(load_avsc("key"), namespace=namespace, fields=fields)
     return key

@@ -18,7 +18,10 @@ from typing import Any
 from bridge.errors import ConversionError
 from connectors.dynamodb.typed import avro
 from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
+from connectors.dynamodb.avro import encode_source
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.names import namespace
 from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Rec
 
@@ -27,12 +30,13 @@ __all__ = ["TypedSchema", "encode_typed_key"]
 _NULL, _SOME = b"\x00", b"\x02"
 
 
-def encode_typed_key(key_fields: tuple[tuple[str, str], ...], key: Any) -> bytes:
+def encode_typed_key(key_fields: tuple[KeyField, ...], key: Any) -> bytes:
     """The key record's body: S and N as strings, B as bytes (the envelope shape's bytes)."""
     if type(key) is not dict:
         raise ConversionError(f"the key must be an object of name: attribute value, got {key!r:.80}")
     out = []
-    for name, t in key_fields:
+    for kf in key_fields:
+        name, t = kf.name, kf.type
         av = key.get(name)
         v = av.get(t) if type(av) is dict and len(av) == 1 else None
         if type(v) is not str:
@@ -49,15 +53,14 @@ def encode_typed_key(key_fields: tuple[tuple[str, str], ...], key: Any) -> bytes
 
 @dataclass(frozen=True, eq=False)
 class TypedSchema:
-    """``rec`` (the item record) of table ``namespace`` as key and value schema text and writers."""
+    """``rec`` (the item record) of ``table`` as key and value schema text and writers."""
 
     rec: Rec
-    namespace: str
-    key_fields: tuple[tuple[str, str], ...]
+    table: str
+    key_fields: tuple[KeyField, ...]
     image: str = "envelope"  # or "after": the after image alone
     strategy: Any = "TopicNameStrategy"
     headers: Callable[[Any], list[tuple[str, bytes]]] | None = None
-    encode_source: Callable[[Any], bytes] | None = None
     key_schema: str = field(init=False)
     value_schema: str = field(init=False)
 
@@ -65,8 +68,9 @@ class TypedSchema:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", compile_plan(self.rec))
-        object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, self.namespace)))
-        object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, self.namespace, self.image)))
+        ns = namespace(self.table)
+        object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, ns)))
+        object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, ns, self.image)))
 
     def encode_key(self, record: Any) -> bytes:
         return encode_typed_key(self.key_fields, record.key)
@@ -92,8 +96,7 @@ class TypedSchema:
             else:
                 out.append(_SOME)
                 self._image(image, out, where)
-        assert self.encode_source is not None
-        out.append(self.encode_source(source))
+        out.append(encode_source(source))
         out.append(long_bytes(ts_ms))
         return b"".join(out)
 

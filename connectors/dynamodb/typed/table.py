@@ -21,7 +21,7 @@ from bridge.errors import ConnectorError, ConversionError
 from connectors.dynamodb.typed.config import TypedValueConfig
 from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.infer import TypeConflict, absorb_item
-from connectors.dynamodb.typed.names import namespace
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed.types import Rec
 
 __all__ = ["TypeConflictStop", "TypedTable"]
@@ -33,15 +33,15 @@ class TypeConflictStop(ConnectorError):
 
 class TypedTable:
     def __init__(
-        self, table: str, key_fields: tuple[tuple[str, str], ...], cfg: TypedValueConfig, *,
+        self, table: str, key_fields: tuple[KeyField, ...], cfg: TypedValueConfig, *,
         strategy: Any = "TopicNameStrategy", headers: Callable[[Any], list[tuple[str, bytes]]] | None = None,
-        encode_source: Callable[[Any], bytes] | None = None, start: Rec | None = None,
+        start: Rec | None = None,
     ) -> None:
         """``start``: the model to grow from (the declared attributes by default)."""
         self.table, self.cfg = table, cfg
-        self._make = lambda rec: TypedSchema(rec, namespace(table), key_fields, cfg.image, strategy, headers,
-                                             encode_source)
+        self._make = lambda rec: TypedSchema(rec, table, key_fields, cfg.image, strategy, headers)
         self.handle = self._make(start if start is not None else cfg.declared())
+        self.sampled = False  # the first schema was grown from a sample Scan (streams.py)
 
     @property
     def rec(self) -> Rec:
@@ -95,6 +95,20 @@ class TypedTable:
                     except ConversionError:
                         pass
         return rec
+
+    def write_record(self, topic: str, key: Any, op: str, before: Any, after: Any, source: Any,
+                     ts_ms: int) -> list[Any]:
+        """A change as its records: the change (unless ``image: after`` and a delete) and, for a
+        delete, its tombstone; the change carries its value already written where it fits."""
+        from connectors.dynamodb.envelope import ChangeRecord, Change
+
+        handle, body = self.write(op, before, after, source, ts_ms)
+        out = []
+        if not (op == "d" and self.cfg.image == "after"):
+            out.append(ChangeRecord(topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
+        if op == "d":
+            out.append(ChangeRecord(topic, handle, key, None, source, ts_ms, True))
+        return out
 
     def absorb_items(self, items: Iterable[Any]) -> TypedSchema:
         """Grow from items seen alone (a sample Scan); conflicts among them follow the policy."""
