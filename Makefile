@@ -8,17 +8,23 @@ PYTEST_ARGS ?=
 DEVSTACK_DIR ?= .devstack
 DEV_UP_ARGS ?=
 
-.PHONY: install test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
+.PHONY: install lint test test-unit test-fast demo dev-up dev-down dev-up-kafka apache-kafka bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the C transcoder: a changed source must be compiled again.
-$(VENV)/.installed: pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[dev]"
+# The dev tools are their own distribution (devtools/pyproject.toml), installed beside the dev extra.
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ./devtools -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+## ruff (lint and import order) and mypy (types), as configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## The whole suite: unit, integration (local stack started by the tests) and slow end-to-end.
 test: install
@@ -49,7 +55,7 @@ dev-down:
 
 ## Resolve Apache Kafka's jars into the user cache now (the tests do it on first use).
 apache-kafka: install
-	$(BIN)/python -c "from bridge.apache_kafka import ensure_distribution; print(ensure_distribution())"
+	$(BIN)/python -c "from devtools.apache_kafka import ensure_distribution; print(ensure_distribution())"
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -24,7 +24,7 @@ def endpoints(args: argparse.Namespace, prefix: str) -> Iterator[tuple[str, str]
     if args.bootstrap and args.registry:
         yield args.bootstrap, args.registry
         return
-    from bridge.devstack import LocalStack
+    from devtools.devstack import LocalStack
 
     stack = LocalStack(tempfile.mkdtemp(prefix=prefix), broker=args.broker)
     ep = stack.start()

@@ -244,7 +244,7 @@ def main() -> None:
     if args.bootstrap and args.registry:
         bootstrap, registry_url, broker_pid = args.bootstrap, args.registry, None
     else:
-        from bridge.devstack import LocalStack
+        from devtools.devstack import LocalStack
 
         # removed after a good run
         stack = LocalStack(tempfile.mkdtemp(prefix="bench-stack-"), broker=args.broker)

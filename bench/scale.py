@@ -106,7 +106,7 @@ class Bridge:
         env.pop("AWS_PROFILE", None)
         with log_path.open("ab") as log:
             spawned = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], stdout=log,
+            proc = subprocess.Popen([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], stdout=log,
                                     stderr=subprocess.STDOUT, env=env, cwd=src)
         port = (cfg.get("metrics") or {}).get("port")
         return cls(proc, spawned, log_path, f"http://127.0.0.1:{port}/metrics" if port else None)

@@ -49,9 +49,9 @@ from typing import Any
 import httpx
 import orjson
 
-from connectors.dynamodb.config import SnapshotConfig
 from bridge.task import Batch, SourceConnector, SourceTask
 from connectors.dynamodb.client import make_clients
+from connectors.dynamodb.config import SnapshotConfig
 from connectors.dynamodb.scan import ScanConnector
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -244,7 +244,7 @@ def _moto(port: int) -> subprocess.Popen[bytes]:
 async def bench_moto(n: int) -> None:
     import boto3
 
-    from bridge.devstack import free_port
+    from devtools.devstack import free_port
 
     port = free_port()
     proc = _moto(port)

@@ -29,10 +29,10 @@ from confluent_kafka import Producer
 
 from bench.variants import KEY_FIELDS, MemoryStreams, Pages, encoded_messages, make_worker, prepare, run_bridge
 from bench.workload import KEYS, REGION, TABLE, WORKLOADS
-from connectors.dynamodb.config import StreamConfig
 from bridge.kafka import producer_config
 from bridge.serde.serializer import RecordSerializer
 from connectors.dynamodb.client import make_clients
+from connectors.dynamodb.config import StreamConfig
 from connectors.dynamodb.records import StreamContext
 from connectors.dynamodb.streams import ShardReader, list_shards
 

@@ -59,8 +59,8 @@ from connectors.dynamodb.config import SnapshotConfig  # noqa: E402
 from connectors.dynamodb.export import ExportFileTask  # noqa: E402
 from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
 from connectors.dynamodb.scan import ScanSegmentTask, _Shared  # noqa: E402
-from connectors.dynamodb.table import TableInfo  # noqa: E402
 from connectors.dynamodb.schemas import KeyField  # noqa: E402
+from connectors.dynamodb.table import TableInfo  # noqa: E402
 
 TOPIC = "bench.snapshot"
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scale import Bridge, _free_port, cpu_seconds
 from bench.endpoints import add_endpoint_arguments, endpoints
+from bench.scale import Bridge, _free_port, cpu_seconds
 from tests.doubles.streams_double import StreamsDouble
 
 

@@ -21,18 +21,18 @@ from confluent_kafka import Producer
 
 import connectors.dynamodb.records as records_module
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, Workload, page_body, page_records
-from connectors.dynamodb.config import StreamConfig
 from bridge.gctune import tune_for_throughput
 from bridge.kafka import producer_config
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.transcode import PyTranscoder, Transcoder
-from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
-from connectors.dynamodb.envelope import change_record, envelope_schema
+from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from bridge.worker import Worker, WorkerSettings
+from connectors.dynamodb.config import StreamConfig
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
-from connectors.dynamodb.streams import Shard, ShardReader
 from connectors.dynamodb.schemas import KeyField, table_schemas
+from connectors.dynamodb.streams import Shard, ShardReader
+from connectors.dynamodb.transcode import PyTranscoder, Transcoder
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
 
@@ -339,7 +339,7 @@ def make_worker(
     max_in_flight_records: int = 20000, max_in_flight_records_total: int = 100000,
     buffer_max_bytes: int = 256 * 1024 * 1024, offsets_topic: str = "bench-offsets",
 ) -> tuple[Worker, BenchConnector]:
-    """A worker set up as ``bridge.app`` sets it up (librdkafka's queue limits from the bounds)."""
+    """A worker set up as ``bridge_app.app`` sets it up (librdkafka's queue limits from the bounds)."""
     connector = BenchConnector(tasks)
     if producer is None:
         producer = Producer(producer_config(conf, max_in_flight_records=max_in_flight_records_total,

@@ -104,7 +104,7 @@ def run_count(workers: int, args: argparse.Namespace, bootstrap: str, registry: 
     try:
         for log in logs:
             with log.open("ab") as out:
-                procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg_path)],
+                procs.append(subprocess.Popen([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(cfg_path)],
                                               stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT))
         while _owned(logs) < PARTITIONS or any("owning" not in log.read_text(errors="replace") for log in logs):
             if any(p.poll() is not None for p in procs):

@@ -8,7 +8,7 @@ need not sit in the file.
 This module holds what every source shares (Kafka, registry, offsets, errors, group,
 operations). A connector extends ``BridgeConfig`` with its own keys (the DynamoDB one:
 ``connectors/dynamodb/config.py``) and names its sources' topics through
-``source_topics()``; ``bridge/app.py`` picks the model.
+``source_topics()``; ``bridge_app/app.py`` picks the model.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from bridge.errors import ConfigError
 from bridge.interpolate import interpolate
@@ -483,7 +484,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     return model
 
 
-def _describe(root: type[BaseModel], err: dict[str, Any]) -> str:
+def _describe(root: type[BaseModel], err: ErrorDetails) -> str:
     loc = tuple(err["loc"])
     where = _location(loc)
     if err["type"] == "extra_forbidden":

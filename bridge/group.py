@@ -63,11 +63,12 @@ from bridge.errors import ConfigError, GroupError, ProduceError, StartupError
 from bridge.kafka import client_config
 from bridge.metrics import METRICS
 from bridge.offset_follower import OffsetFollower
+from bridge.ownership import DEFAULT_LANE
 from bridge.pause_guard import PauseGuard
 from bridge.task import partition_key
-from bridge.worker import DEFAULT_LANE, Worker
+from bridge.worker import Worker
 
-__all__ = ["GroupMembership", "unit_slot"]
+__all__ = ["GroupMembership", "GroupOwnership", "unit_slot"]
 
 # How often the group thread checks that the coordination topic is still there (and as it
 # was); gone at two checks in a row, the process stops (one miss may be a broker restarting).
@@ -79,6 +80,46 @@ log = logging.getLogger(__name__)
 def unit_slot(partition: Mapping[str, Any], slots: int) -> int:
     """The coordination partition a unit of work belongs to: stable across processes and versions."""
     return zlib.crc32(partition_key(partition).encode()) % slots
+
+
+class GroupOwnership:
+    """A group worker's ``Ownership``: the coordination partitions assigned to this process.
+
+    Made before the worker, which asks it; ``GroupMembership`` keeps it up to date as the
+    group assigns and revokes partitions.
+    """
+
+    def __init__(self, *, slots: int, session_timeout_ms: int, lane_per_slot: bool, solo: str | None) -> None:
+        """``lane_per_slot``: exactly-once in a group, one transactional lane per partition owned.
+        ``solo``: why this process must run alone (it then owns every unit once the group confirms it)."""
+        self.slots = slots
+        self.lane_per_slot = lane_per_slot
+        self.solo = solo
+        self.owned: set[int] = set()
+        # Set on the loop once the first assignment is done (offsets caught up, or alone
+        # confirmed): until then this process reads nothing, and is not caught up.
+        self.assigned = False
+        self.heartbeat_ms = max(100, session_timeout_ms // 4)
+        self.guard = PauseGuard(session_timeout_ms / 1000, self.heartbeat_ms / 1000)
+        # Exactly-once is fenced by the next owner's init_transactions; a process alone has none.
+        self._may_hold = not lane_per_slot and solo is None
+
+    def slot(self, partition: Mapping[str, Any]) -> int:
+        return unit_slot(partition, self.slots)
+
+    def owns(self, partition: Mapping[str, Any]) -> bool:
+        if self.solo is not None:
+            return self.assigned  # alone, once the group confirmed it: every unit
+        return self.slot(partition) in self.owned
+
+    def route(self, partition: Mapping[str, Any]) -> str:
+        return f"p{self.slot(partition)}" if self.lane_per_slot else DEFAULT_LANE
+
+    def held(self) -> bool:
+        return self._may_hold and self.guard.held()
+
+    def ready(self) -> bool:
+        return self.assigned
 
 
 class _ErrorTarget:
@@ -101,36 +142,35 @@ class GroupMembership:
         kafka: dict[str, Any],
         name: str,
         topic: str,
-        slots: int,
         session_timeout_ms: int,
         worker: Worker,
+        ownership: GroupOwnership,
         follower: OffsetFollower | None,
         make_producer: Callable[[str | None, Callable[[KafkaError], None]], Producer] | None = None,
         handover_timeout_s: float = 30.0,
-        solo: str | None = None,
         solo_producer: Callable[[], Producer] | None = None,
     ) -> None:
-        """``make_producer(transactional_id, error_cb)``: exactly-once only, one producer per owned partition.
+        """``ownership``: the worker's, kept up to date here. ``make_producer(transactional_id,
+        error_cb)``: exactly-once only, one producer per owned partition.
 
-        ``solo``: why this process must run alone (it then reads every unit through the
-        worker's one producer, and only joins so that no second process starts beside it)."""
+        With ``ownership.solo`` (why this process must run alone) it reads every unit through the
+        worker's one producer, and only joins so that no second process starts beside it."""
+        if ownership.lane_per_slot != (make_producer is not None):
+            raise ValueError("a lane per partition needs make_producer, and make_producer a lane per partition")
         self.name = name
-        self.solo = solo
+        self.ownership = ownership
+        self.solo = ownership.solo
         self._solo_producer = solo_producer  # exactly-once alone: the one lane, made once alone
         self.group_id = f"{name}-workers"
-        # Set on the loop once the first assignment is done (offsets caught up, or alone
-        # confirmed): until then this process reads nothing, and is not caught up.
-        self.ready = False
         self._first_assignment = True
         self._topic_missed = 0
         self._session_s = session_timeout_ms / 1000
         self.topic = topic
-        self.slots = slots
+        self.slots = ownership.slots
         self.worker = worker
         self.follower = follower
-        self.exactly_once = make_producer is not None
+        self.exactly_once = ownership.lane_per_slot
         self._make_producer = make_producer
-        self.owned: set[int] = set()
         self.pauses: list[tuple[str, float]] = []  # (what, seconds) per rebalance step, for logs and tests
         self._closing = threading.Event()
         self._done = threading.Event()
@@ -140,37 +180,36 @@ class GroupMembership:
         self._held_logged = False
         # A hand-over may take the worker's shutdown timeout; the group must not evict us meanwhile.
         poll_interval_ms = max(300_000, int(handover_timeout_s * 1000) * 3)
-        heartbeat_ms = max(100, session_timeout_ms // 4)
-        self.guard = PauseGuard(session_timeout_ms / 1000, heartbeat_ms / 1000)
+        heartbeat_ms = ownership.heartbeat_ms
+        self.guard = ownership.guard
         self._consumer = Consumer(client_config(kafka) | {
             "group.id": self.group_id,
-            "partition.assignment.strategy": "roundrobin" if solo else "cooperative-sticky",
+            "partition.assignment.strategy": "roundrobin" if self.solo else "cooperative-sticky",
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_ms,
             "max.poll.interval.ms": poll_interval_ms,
             "enable.auto.commit": False,
             "auto.offset.reset": "latest",
         })
-        worker.owns = self.owns
-        worker.route = self.route
-        worker.ready = lambda: self.ready
-        if not self.exactly_once and solo is None:  # exactly-once is fenced by the next owner's init_transactions
-            worker.held = self.guard.held
         METRICS.gauge("bridge_group_partitions_owned", lambda: len(self.owned),
                       "coordination partitions this worker owns")
 
-    # ---- what the worker asks ---------------------------------------------------------
+    # ---- the ownership it keeps up to date --------------------------------------------
+
+    @property
+    def owned(self) -> set[int]:
+        return self.ownership.owned
+
+    @property
+    def ready(self) -> bool:
+        return self.ownership.assigned
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self.ownership.assigned = value
 
     def slot(self, partition: Mapping[str, Any]) -> int:
-        return unit_slot(partition, self.slots)
-
-    def owns(self, partition: Mapping[str, Any]) -> bool:
-        if self.solo is not None:
-            return self.ready  # alone, once the group confirmed it: every unit
-        return self.slot(partition) in self.owned
-
-    def route(self, partition: Mapping[str, Any]) -> str:
-        return f"p{self.slot(partition)}" if self.exactly_once else DEFAULT_LANE
+        return self.ownership.slot(partition)
 
     # ---- running ----------------------------------------------------------------------
 
@@ -198,8 +237,9 @@ class GroupMembership:
                     self._check_topic()
                     looked = time.monotonic()
                 msg = consumer.poll(0.1)
-                if msg is not None and msg.error() is not None:
-                    self._check(msg.error())
+                err = msg.error() if msg is not None else None
+                if err is not None:
+                    self._check(err)
         except BaseException as e:  # noqa: BLE001 - handed to the loop, which stops the worker
             if not self._closing.is_set():
                 self._error = e
@@ -393,7 +433,7 @@ class GroupMembership:
             return
         t0 = time.monotonic()
         gone = set(ks)
-        self.owned -= gone
+        self.owned.difference_update(gone)
         lanes = [f"p{k}" for k in ks] if self.exactly_once else []
         described = next((lane for name in lanes if (lane := self.worker.lanes.get(name)) is not None), None)
         try:

@@ -92,7 +92,7 @@ async def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any
     wrapped = asyncio.wrap_future(future)
     done, _ = await asyncio.wait({wrapped}, timeout=timeout_s)
     if not done:
-        raise asyncio.TimeoutError
+        raise TimeoutError
     return wrapped.result()
 
 
@@ -127,7 +127,7 @@ async def _json_errors(request: web.Request, handler: Callable[[web.Request], An
             else:
                 message = e.reason
         return json_error(e.status, message, headers)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return json_error(504, f"{request.method} {request.path} did not finish in time; it may still complete")
     except Exception as e:  # noqa: BLE001 - a bug answers 500, never kills the server
         log.exception("HTTP %s %s failed", request.method, request.path)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -29,6 +29,7 @@ __all__ = [
     "client_config",
     "ensure_topics",
     "producer_config",
+    "position",
     "read_to_end",
     "LIBRDKAFKA_TROUBLE",
     "TroubleReports",
@@ -55,6 +56,12 @@ _CLIENT_PREFIXES = (
     "client.dns",
     "oauth_cb",  # a token callback (MSK IAM, bridge/msk_iam.py), put in by the config loader
 )
+
+
+def position(msg: Message) -> tuple[int, int]:
+    """A consumed message's (partition, offset): always set on what a consumer returns, though
+    the client's types allow None (for a message not yet produced)."""
+    return cast(int, msg.partition()), cast(int, msg.offset())
 
 
 # librdkafka logs through Python logging (served on poll) instead of writing to stderr
@@ -367,7 +374,7 @@ def read_to_end(
                 apply(msg)
                 records += 1
             elif err.code() == KafkaError._PARTITION_EOF:
-                eof.setdefault(msg.partition(), msg.offset())
+                eof.setdefault(*position(msg))
             elif not err.retriable():
                 raise KafkaException(err)
     return TopicEnd(watermarks, eof, records)

@@ -81,8 +81,8 @@ class Metrics:
                 kind = "untyped"  # prometheus_client would rename it; keep the name the dashboards use
             family = Metric(name.removesuffix("_total") if kind == "counter" else name, text,
                             "unknown" if kind == "untyped" else kind)
-            for labels, value in samples:
-                family.add_sample(name, labels, value)
+            for sample_labels, value in samples:
+                family.add_sample(name, sample_labels, value)
             yield family
 
 

@@ -48,7 +48,7 @@ class OffsetFollower:
         *,
         group_id: str,
         skip: Callable[[Mapping[str, Any]], bool],
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[], object] | None = None,
     ) -> None:
         self._store = store
         self._skip = skip

@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException
 
 from bridge.errors import CorruptOffsetError, OffsetStoreError
-from bridge.kafka import END_READER_CONFIG, client_config, read_to_end
+from bridge.kafka import END_READER_CONFIG, client_config, position, read_to_end
 from bridge.task import partition_key
 
 __all__ = ["OffsetStore", "ParsedOffset", "encode_offset_key", "parse_offset_record"]
@@ -115,7 +115,7 @@ class OffsetStore:
             read_to_end(
                 consumer,
                 self.topic,
-                lambda m: self._apply(m.key(), m.value(), (m.partition(), m.offset())),
+                lambda m: self._apply(m.key(), m.value(), position(m)),
                 timeout_s=timeout_s,
             )
         except KafkaException as e:

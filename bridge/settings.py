@@ -1,4 +1,4 @@
-"""The worker's settings, derived from the config by the composition root (``bridge.app``)."""
+"""The worker's settings, derived from the config by the composition root (``bridge_app.app``)."""
 
 from __future__ import annotations
 

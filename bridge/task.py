@@ -15,24 +15,55 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from bridge.serde.converter import RecordSchema
+from typing import Any, Literal, Protocol, get_args
 
 __all__ = [
     "Batch",
+    "KafkaHeaders",
     "OffsetReader",
     "RECORD_FIELDS",
+    "RecordSchema",
+    "STRATEGIES",
     "SourceConnector",
     "SourceRecord",
     "SourceTask",
+    "Strategy",
     "TaskRuntime",
     "UnreadableRecord",
     "partition_id",
     "partition_key",
 ]
+
+
+Strategy = Literal["TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+# Kafka headers as the producer takes them (a value may also be text or None; ours are bytes).
+KafkaHeaders = list[tuple[str, str | bytes | None]]
+
+
+class RecordSchema(Protocol):
+    """A record's key and value schemas and the writers of its data; the contract is the
+    docstring of ``bridge/serde/converter.py``."""
+
+    @property
+    def key_schema(self) -> str: ...
+
+    @property
+    def value_schema(self) -> str: ...
+
+    @property
+    def strategy(self) -> Strategy: ...
+
+    @property
+    def headers(self) -> Callable[[SourceRecord], KafkaHeaders] | None: ...
+
+    def encode_key(self, record: SourceRecord) -> bytes: ...
+
+    def encode_value(self, record: SourceRecord) -> bytes: ...
+
+    def dead_letter_value(self, record: SourceRecord) -> Any: ...
 
 
 def partition_key(partition: Mapping[str, Any]) -> str:

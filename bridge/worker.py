@@ -3,12 +3,12 @@
 One worker drives every task of every connector on one asyncio event loop. What happens to
 a batch after a task hands it on lives beside this module, one concern each:
 
-- ``bridge.lane``: serialize → produce → serve acknowledgements, per producer;
-- ``bridge.accounting``: an offset is written only when every record it covers, and every
+- ``bridge.lane``: serialize → produce → serve acknowledgements, per producer, with its helpers
+  ``bridge.lane.accounting`` (an offset is written only when every record it covers, and every
   record before it from the same source partition, has been acknowledged; readers wait
-  while the worker holds too many records or bytes;
-- ``bridge.dead_letters``: a record that cannot be written goes to the dead-letter topic;
-- ``bridge.commits``: offset writes (at-least-once) or transactions (exactly-once).
+  while the worker holds too many records or bytes), ``bridge.lane.dead_letters`` (a record
+  that cannot be written goes to the dead-letter topic) and ``bridge.lane.commits`` (offset
+  writes at-least-once, or transactions exactly-once).
 
 This module keeps what is left: starting and stopping tasks, a task's final offset made
 durable before its connector hears of the end (so a child shard never starts while its
@@ -28,22 +28,20 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from bridge.accounting import Bounds
 from bridge.errors import BridgeError, ProducerStalledError
 from bridge.kafka import LIBRDKAFKA_TROUBLE
-from bridge.lane import ProducerLane
+from bridge.lane import Bounds, ProducerLane
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
 from bridge.ops.runtime import OpsState
+from bridge.ownership import DEFAULT_LANE, Ownership, OwnEverything
 from bridge.serde.serializer import RecordSerializer
 from bridge.settings import WorkerSettings
-from bridge.task import SourceConnector, SourceTask, partition_key
+from bridge.task import OffsetReader, SourceConnector, SourceTask, partition_key
 
 __all__ = ["Worker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LANE = "main"
 
 
 class _ConnectorRuntime:
@@ -52,7 +50,7 @@ class _ConnectorRuntime:
     def __init__(self, worker: Worker, connector: SourceConnector) -> None:
         self._worker = worker
         self._connector = connector
-        self.offsets = worker.offsets
+        self.offsets: OffsetReader = worker.offsets
 
     def start_task(self, task: SourceTask) -> None:
         self._worker._start_task(self._connector, task)
@@ -62,7 +60,7 @@ class _ConnectorRuntime:
 
     def owns(self, partition: Mapping[str, Any]) -> bool:
         """Whether this worker may read ``partition`` now (always, unless it shares work in a group)."""
-        return self._worker.owns(partition)
+        return self._worker.ownership.owns(partition)
 
     def add_connector(self, connector: SourceConnector) -> None:
         """Start another connector while running (e.g. a resnapshot after trimmed data)."""
@@ -111,24 +109,20 @@ class Worker:
         producer: Producer | None,
         offsets: OffsetStore,
         serializer: RecordSerializer,
+        ownership: Ownership | None = None,
     ) -> None:
         """``producer`` becomes the one lane every partition uses; None when group membership
-        adds lanes itself (``add_lane``, ``route``)."""
+        adds lanes itself (``add_lane``, ``ownership.route``). Without ``ownership`` the worker
+        owns everything."""
         self.settings = settings
         self.connectors = connectors
         self.offsets = offsets
         self.serializer = serializer
         self.bounds = Bounds(settings)
         self.lanes: dict[str, ProducerLane] = {}
-        # Which lane a source partition's records take, and whether this worker reads it at all.
-        self.route: Callable[[Mapping[str, Any]], str] = lambda partition: DEFAULT_LANE
-        self.owns: Callable[[Mapping[str, Any]], bool] = lambda partition: True
-        # Whether reading and offset writes must wait (at-least-once in a group: the process was
-        # paused long enough to have lost its partitions; see bridge.pause_guard).
-        self.held: Callable[[], bool] = lambda: False
-        # Whether this worker knows its share of the work (in a group: its first assignment is
-        # done); until then "every unit read to its end" says nothing (run --until-caught-up).
-        self.ready: Callable[[], bool] = lambda: True
+        # Which partitions this worker reads and on which lane, whether it must hold, whether
+        # it knows its share yet (bridge.ownership).
+        self.ownership: Ownership = ownership if ownership is not None else OwnEverything()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running: dict[str, _Running] = {}
         self._runners: list[asyncio.Task[None]] = []
@@ -184,7 +178,7 @@ class Worker:
         return ProducerLane(
             name=name, producer=producer, settings=self.settings, offsets=self.offsets,
             serializer=self.serializer, bounds=self.bounds, fail=self._fail, worker_stopping=self._stop.is_set,
-            held=lambda: self.held(),
+            held=self.ownership.held,
         )
 
     async def add_lane(self, name: str, producer: Producer, errors: Any = None) -> ProducerLane:
@@ -244,13 +238,13 @@ class Worker:
                     else:
                         await lane.commit_partitions(keys, deadline)
         for lane_name in lanes:
-            lane = self.lanes.pop(lane_name, None)
-            if lane is None:
+            gone = self.lanes.pop(lane_name, None)
+            if gone is None:
                 continue
             if lost:
-                await lane.discard()
+                await gone.discard()
             else:
-                await lane.finish(deadline, failed=lane.partial_batch)
+                await gone.finish(deadline, failed=gone.partial_batch)
         for r in stopping:
             with contextlib.suppress(Exception):
                 r.connector.task_stopped(r.task)
@@ -262,7 +256,7 @@ class Worker:
         pkey = partition_key(task.partition)
         if pkey in self._tasks:
             raise BridgeError(f"task for {pkey} is already running")
-        lane_name = self.route(task.partition)
+        lane_name = self.ownership.route(task.partition)
         lane = self.lanes.get(lane_name)
         if lane is None:
             raise BridgeError(f"task for {pkey}: no producer lane {lane_name!r} (its partition is not owned here)")
@@ -324,7 +318,7 @@ class Worker:
 
     async def _unheld(self) -> None:
         """Wait while ``held()``: nothing read then is handed on until the group has answered."""
-        while self.held():
+        while self.ownership.held():
             await asyncio.sleep(0.05)
 
     def on_kafka_error(self, err: KafkaError) -> None:

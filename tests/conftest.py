@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from bridge.apache_kafka import cannot_run_reason
-from bridge.devstack import BROKERS, LocalStack, StackEndpoints
 from bridge.errors import BridgeError
+from devtools.apache_kafka import cannot_run_reason
+from devtools.devstack import BROKERS, LocalStack, StackEndpoints
 from tests.helpers import not_run
 from tests.stacks.docker_stack import STACK_KINDS, OpenedStack, open_stack
 

@@ -111,7 +111,7 @@ class BridgeProcess:
     def start(self) -> BridgeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "bridge_app.cli", "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=bridge_env() | (self.env or {}),
@@ -169,7 +169,7 @@ class InProcessBridge:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from bridge.app import run_bridge
+        from bridge_app.app import run_bridge
 
         def started(worker: Any) -> None:
             self.worker = worker

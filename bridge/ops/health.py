@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 __all__ = ["Check", "HealthChecks", "State", "worst"]
 
@@ -28,7 +28,7 @@ _RANK = {"OK": 0, "DEGRADED": 1, "FAILED": 2}
 
 
 def worst(states: list[str]) -> State:
-    return max(states, key=lambda s: _RANK[s], default="OK")  # type: ignore[return-value]
+    return cast(State, max(states, key=lambda s: _RANK[s], default="OK"))
 
 
 class HealthChecks:

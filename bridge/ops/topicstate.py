@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.errors import OffsetStoreError
-from bridge.kafka import END_READER_CONFIG, client_config
+from bridge.kafka import END_READER_CONFIG, client_config, position
 from bridge.task import partition_key
 
 __all__ = ["CompactedView"]
@@ -72,11 +72,11 @@ class CompactedView:
             for msg in batch:
                 err = msg.error()
                 if err is None:
-                    self.position = (msg.partition(), msg.offset())  # for apply to name a record it refuses
+                    self.position = position(msg)  # for apply to name a record it refuses
                     self._apply(msg.key(), msg.value())
                     applied += 1
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition())
+                    done.add(position(msg)[0])
                 elif not err.retriable():
                     raise OffsetStoreError(f"reading {self.topic!r}: {err.str()}")
             if batch:

@@ -61,39 +61,10 @@ builds a new handle and attaches it to the records that need it; the runtime reg
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-if TYPE_CHECKING:
-    from bridge.task import SourceRecord
+from bridge.task import STRATEGIES, KafkaHeaders, RecordSchema, Strategy
 
-__all__ = ["STRATEGIES", "RecordSchema", "Strategy", "record_name", "subject_name"]
-
-Strategy = Literal["TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
-
-
-class RecordSchema(Protocol):
-    """A record's key and value schemas and the writers of its data (see the module's contract)."""
-
-    @property
-    def key_schema(self) -> str: ...
-
-    @property
-    def value_schema(self) -> str: ...
-
-    @property
-    def strategy(self) -> Strategy: ...
-
-    @property
-    def headers(self) -> Callable[[SourceRecord], list[tuple[str, bytes]]] | None: ...
-
-    def encode_key(self, record: SourceRecord) -> bytes: ...
-
-    def encode_value(self, record: SourceRecord) -> bytes: ...
-
-    def dead_letter_value(self, record: SourceRecord) -> Any: ...
-
+__all__ = ["STRATEGIES", "KafkaHeaders", "RecordSchema", "Strategy", "record_name", "subject_name"]
 
 def record_name(schema: str) -> str:
     """The full name (``namespace.name``) of an Avro record schema's text, as Confluent's

@@ -8,12 +8,13 @@ calls ``prepare`` off the event loop and ``serialize`` (pure CPU) on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from bridge.errors import ConfigError, ConversionError, SchemaError
-from bridge.serde.converter import RecordSchema, subject_name
+from bridge.registry.client import SchemaRegistryClient
+from bridge.serde.converter import KafkaHeaders, RecordSchema, subject_name
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord, UnreadableRecord
 
@@ -56,7 +57,7 @@ class Framed:
     values: list[bytes | None]
     errors: dict[int, ConversionError]
     payload: int
-    headers: list[list[tuple[str, bytes]] | None] | None = None
+    headers: list[KafkaHeaders | None] | None = None
 
 
 class RecordSerializer:
@@ -65,11 +66,11 @@ class RecordSerializer:
         registry: _Registry,
         *,
         auto_register: bool = True,
-        frame_encoded: Callable[[list[Any], bytes, bytes], tuple[list[bytes], list[bytes | None], int] | None]
+        frame_encoded: Callable[[list[Any], bytes, bytes], tuple[list[bytes | None], list[bytes | None], int] | None]
         | None = None,
     ) -> None:
         """``frame_encoded(records, key_header, value_header)``: a source's own framing of the
-        records it encoded (the DynamoDB C transcoder's, wired by ``bridge.app``), returning
+        records it encoded (the DynamoDB C transcoder's, wired by ``bridge_app.app``), returning
         None when the batch is not all its records; the runtime knows no source's types."""
         self._frame_encoded = frame_encoded
         self._registry = registry
@@ -160,9 +161,10 @@ class RecordSerializer:
         if frame_encoded is not None and records:
             headers = self._headers_of(records[0])
             framed = None if headers is None else frame_encoded(records, *headers)
-            if framed is not None:  # every record from the one transcoder, so the same headers
+            if framed is not None:  # every record from the one transcoder: one handle, the same headers
                 keys_, values_, payload = framed
-                return Framed(keys_, values_, {}, payload, _kafka_headers(records))
+                kafka_headers = None if records[0].schema.headers is None else _kafka_headers(records)
+                return Framed(keys_, values_, {}, payload, kafka_headers)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         errors: dict[int, ConversionError] = {}
@@ -190,12 +192,14 @@ class RecordSerializer:
                     add_value(value_header + value)
                     continue
             try:
-                key, value = self.serialize(record)
+                framed_key, framed_value = self.serialize(record)
             except ConversionError as e:
                 errors[i] = e
-                key = value = None
-            add_key(key)
-            add_value(value)
+                add_key(None)
+                add_value(None)
+                continue
+            add_key(framed_key)
+            add_value(framed_value)
         payload = sum(map(len, filter(None, keys))) + sum(map(len, filter(None, values)))
         return Framed(keys, values, errors, payload, _kafka_headers(records))
 
@@ -216,10 +220,10 @@ class RecordSerializer:
         return found[1]
 
 
-def _kafka_headers(records: list[SourceRecord]) -> list[list[tuple[str, bytes]] | None] | None:
+def _kafka_headers(records: list[SourceRecord]) -> list[KafkaHeaders | None] | None:
     """Each record's Kafka headers, or None when no record's handle writes any (one check per
     distinct handle, so tables without headers pay a pointer compare per record)."""
-    out: list[list[tuple[str, bytes]] | None] | None = None
+    out: list[KafkaHeaders | None] | None = None
     last: RecordSchema | None = None
     make = None
     for i, record in enumerate(records):
@@ -233,15 +237,7 @@ def _kafka_headers(records: list[SourceRecord]) -> list[list[tuple[str, bytes]] 
     return out
 
 
-class _Checked(Protocol):
-    def lookup(self, subject: str, schema_str: str) -> _Registered | None: ...
-
-    def get_version(self, subject: str, version: str = "latest") -> Any: ...
-
-    def check_compatibility(self, subject: str, schema_str: str, version: str = "latest") -> Any: ...
-
-
-def check_subjects(registry: _Checked, schemas: dict[str, RecordSchema]) -> None:
+def check_subjects(registry: SchemaRegistryClient, schemas: Mapping[str, RecordSchema]) -> None:
     """``auto_register: false``: each subject the bridge will write (topic → handle) must exist and
     hold the exact schema the bridge writes; ConfigError with one line naming the first that does not.
 

@@ -201,7 +201,7 @@ class Transcoder:
         d = r.get("dynamodb")
         if type(d) is not dict:
             raise _bad("record has no dynamodb object")
-        keys = d.get("Keys")
+        keys: Any = d.get("Keys")
         _check_keys(keys, self._key_fields)
         seq = d.get("SequenceNumber")
         if type(seq) is not str:

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import boto3
 import orjson
 
-from connectors.dynamodb.credentials import AssumeRole, assumed_session, boto3_session
 from bridge.errors import ConfigError, ConnectorError, RetriableError, TrimmedDataError
 from bridge.metrics import METRICS
+from connectors.dynamodb.credentials import AssumeRole, assumed_session, boto3_session
 from connectors.dynamodb.http import HttpTransport, HttpTransportError, HttpxTransport, canonical_host
 from connectors.dynamodb.sigv4 import SigV4Signer
 

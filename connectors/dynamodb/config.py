@@ -2,14 +2,14 @@
 
 It extends the bridge's generic ``BridgeConfig`` (Kafka, registry, offsets, group,
 operations) with what only a DynamoDB source needs, so ``bridge/`` stays free of DynamoDB
-knowledge; ``bridge/app.py`` passes ``DynamoDBConfig`` to the loaders. Error messages keep
+knowledge; ``bridge_app/app.py`` passes ``DynamoDBConfig`` to the loaders. Error messages keep
 the key paths a user writes (``tables[0].snapshot.mode``).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -265,7 +265,7 @@ def parse_timestamp(value: str | int) -> int:
         raise ValueError(f"{value!r} is not an ISO 8601 time; write e.g. 2024-05-01T12:00:00Z") from None
     if t.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone; add one, e.g. {value}Z for UTC")
-    return int(t.astimezone(timezone.utc).timestamp() * 1000)
+    return int(t.astimezone(UTC).timestamp() * 1000)
 
 
 class ValueConfig(Model):
@@ -520,7 +520,8 @@ def _install_msk_iam(cfg: DynamoDBConfig, source: str) -> None:
                                           role=cfg.aws.assume_role()))
         return made[0].get_credentials()
 
-    cfg.kafka["oauth_cb"] = MskIamTokens(region, msk_iam_signer(region, credentials),
+    # A callback among the settings, put in after validation (librdkafka's oauth_cb).
+    cfg.kafka["oauth_cb"] = MskIamTokens(region, msk_iam_signer(region, credentials),  # type: ignore[assignment]
                                          lifetime_s=cfg.kafka_auth.token_lifetime_s)
 
 

@@ -38,9 +38,9 @@ def _aws_error(e: Exception) -> str:
 
 
 def check_connect(cfg: DynamoDBConfig) -> ConnectReport:
-    from bridge.registry.client import registry_client
     from bridge.errors import BridgeError
     from bridge.kafka import admin_client, check_reachable
+    from bridge.registry.client import registry_client
 
     r = ConnectReport()
     topics: set[str] | None = None
@@ -96,7 +96,7 @@ def check_connect(cfg: DynamoDBConfig) -> ConnectReport:
             try:
                 shards = streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
                 open_shards = [s for s in shards if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})]
-                r.ok.append(f"table {t.name}: stream {arn.rsplit('/', 1)[-1]} with {len(shards)} shards "
+                r.ok.append(f"table {t.name}: stream {str(arn).rsplit('/', 1)[-1]} with {len(shards)} shards "
                             f"({len(open_shards)} open)")
                 if shards:
                     streams.get_shard_iterator(StreamArn=arn, ShardId=shards[0]["ShardId"],

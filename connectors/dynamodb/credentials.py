@@ -124,7 +124,7 @@ def seconds_left(creds: Any) -> float | None:
     expiry = getattr(creds, "_expiry_time", None)
     if expiry is None:
         return None
-    return (expiry - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    return (expiry - dt.datetime.now(dt.UTC)).total_seconds()
 
 
 def msk_iam_signer(region: str, credentials: Any) -> Any:

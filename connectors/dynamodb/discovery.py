@@ -17,11 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connectors.dynamodb.config import TableConfig, TableDiscoveryConfig
 from bridge.errors import ConfigError
 from bridge.metrics import METRICS
 from bridge.task import SourceConnector, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.config import TableConfig, TableDiscoveryConfig
 
 __all__ = ["TableDiscovery", "list_tables"]
 

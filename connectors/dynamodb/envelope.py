@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, NamedTuple
 
-from bridge.serde.converter import Strategy
+from bridge.serde.converter import KafkaHeaders, Strategy
 from bridge.task import SourceRecord, UnreadableRecord
 from connectors.dynamodb.avro import encode_envelope, encode_key
 from connectors.dynamodb.headers import header_maker, op_of
@@ -93,7 +93,7 @@ class EnvelopeSchema:
     key_schema: str
     value_schema: str
     strategy: Strategy
-    headers: Callable[[SourceRecord], list[tuple[str, bytes]]] | None
+    headers: Callable[[SourceRecord], KafkaHeaders] | None
 
     def encode_key(self, record: SourceRecord) -> bytes:
         return encode_key(self.key_fields, record.key)

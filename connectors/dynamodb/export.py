@@ -38,18 +38,17 @@ from typing import Any
 
 import orjson
 from botocore.config import Config as BotoConfig
-
-from connectors.dynamodb.credentials import boto3_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.config import SnapshotConfig
+from connectors.dynamodb.credentials import boto3_session
+from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat, envelope_schema
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool
-from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat, envelope_schema
 from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
 
@@ -423,7 +422,7 @@ class ExportConnector(SourceConnector):
             {
                 "TableArn": desc["TableArn"],
                 "S3Bucket": self._export.s3_bucket,
-                "S3Prefix": f"{self._export.s3_prefix.strip('/')}/{self.table_name}-{token[:8]}",
+                "S3Prefix": f"{(self._export.s3_prefix or '').strip('/')}/{self.table_name}-{token[:8]}",
                 "ExportFormat": "DYNAMODB_JSON",
                 "ClientToken": token,
             },

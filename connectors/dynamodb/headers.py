@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
+from bridge.serde.converter import KafkaHeaders
 from bridge.task import SourceRecord
 
 __all__ = ["HEADER_NAMES", "HeaderName", "header_maker", "op_of"]
@@ -63,13 +64,13 @@ _FIELDS: dict[str, Callable[[SourceRecord, dict[str, Any]], str | None]] = {
 }
 
 
-def header_maker(names: tuple[str, ...]) -> Callable[[SourceRecord], list[tuple[str, bytes]]]:
+def header_maker(names: tuple[str, ...]) -> Callable[[SourceRecord], KafkaHeaders]:
     """The headers function of a table that asked for ``names`` (validated by the config)."""
     wanted = [(PREFIX + n, _FIELDS[n]) for n in names]
 
-    def headers(record: SourceRecord) -> list[tuple[str, bytes]]:
+    def headers(record: SourceRecord) -> KafkaHeaders:
         p = record.position or {}
-        out = []
+        out: KafkaHeaders = []
         for name, get in wanted:
             v = get(record, p)
             if v is not None:

@@ -77,7 +77,7 @@ def proxied(url: str) -> bool:
     proxies = urllib.request.getproxies_environment()
     if not (proxies.get(parts.scheme) or proxies.get("all")):
         return False
-    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)  # type: ignore[attr-defined]  # in urllib, not in typeshed
 
 
 def tls_context() -> ssl.SSLContext:
@@ -193,7 +193,7 @@ class _Connection(asyncio.Protocol):
     def _parse_chunked(self) -> None:
         buf = self.buf
         pos = self._head_end
-        parts = []
+        parts: list[bytes] = []
         while True:
             line_end = buf.find(b"\r\n", pos)
             if line_end < 0:

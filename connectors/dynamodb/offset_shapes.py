@@ -151,10 +151,10 @@ def check_offset(partition: Mapping[str, Any], offset: Any) -> str | None:
     for name, value in offset.items():
         if name in required:
             continue
-        check = optional.get(name)
-        if check is None:
+        check_optional = optional.get(name)
+        if check_optional is None:
             return f'the {kind} offset has an unknown field "{name}" (fields: {", ".join(sorted({**required, **optional}))})'
-        why = check(value)
+        why = check_optional(value)
         if why is not None:
             return f'"{name}" {why}'
     return None

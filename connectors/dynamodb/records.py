@@ -240,7 +240,7 @@ class PageReader:
         if RECORDS_IN_ONE_PASS:
             return cast(list[SourceRecord], page), last_seq, next_iterator
         ctx = self._ctx
-        out = []
+        out: list[SourceRecord] = []
         for op, key, source, key_avro, value_avro in page:
             out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms,
                                     encoded_key=key_avro, encoded_value=value_avro))

@@ -38,14 +38,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.dynamodb.config import SnapshotConfig
 from bridge.errors import ConfigError
 from bridge.progress import SnapshotProgress
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient
+from connectors.dynamodb.config import SnapshotConfig
 from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
-from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool, snapshot_records
+from connectors.dynamodb.table import TableInfo, describe_table
 from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ChunkGate", "RateLimiter", "ScanConnector", "ScanSegmentTask", "scan_request", "snapshot_records"]

@@ -38,12 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from bridge.errors import ConnectorError
-from connectors.dynamodb.items import canonical_number
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsJsonClient
+from connectors.dynamodb.config import DynamoDBConfig, SnapshotConfig, TableConfig
 from connectors.dynamodb.export import ExportConnector
+from connectors.dynamodb.items import canonical_number
 from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.scan import ScanConnector
 from connectors.dynamodb.streams import StreamsConnector

@@ -24,10 +24,10 @@ import orjson
 
 from bridge.errors import ConfigError, ConnectorError
 from bridge.task import SourceRecord
-from connectors.dynamodb.avro import encode_envelope
-from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
 from connectors.dynamodb import transcode
 from connectors.dynamodb._transcode_py import read_lines
+from connectors.dynamodb.avro import encode_envelope
+from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
 from connectors.dynamodb.table import TableInfo
 
 __all__ = ["SnapshotRows", "decode_pool", "snapshot_records"]

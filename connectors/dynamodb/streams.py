@@ -24,15 +24,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.dynamodb.config import StreamConfig
 from bridge.errors import ConfigError, CorruptOffsetError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
+from connectors.dynamodb.config import StreamConfig
+from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
 from connectors.dynamodb.start import SkipOlder
-from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.table import TableInfo, describe_table
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]

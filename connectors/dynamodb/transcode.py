@@ -51,7 +51,7 @@ __all__ = [
 _FALLBACK_REASON: str | None = None
 
 try:
-    from connectors.dynamodb import _transcode
+    from connectors.dynamodb import _transcode  # type: ignore[attr-defined]  # the C extension, if compiled
 except ImportError as e:  # not compiled here (no compiler at install time)
     CTranscoder = frame_records = CItemWriter = None
     _FALLBACK_REASON = f"the C extension was not built ({e})"

@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from bridge.errors import ConfigError, ConnectorError
 from bridge.ops.decode import (
     DECODE_ERRORS,
@@ -33,10 +32,11 @@ from bridge.ops.decode import (
     Undecodable,
     to_jsonable,
 )
-from connectors.dynamodb.items import avro_item, canonical_item, canonical_number
 from bridge.ops.topicstate import CompactedView
-from connectors.dynamodb.snapshot import WATERMARK_PREFIX
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig
+from connectors.dynamodb.items import avro_item, canonical_item, canonical_number
 from connectors.dynamodb.schemas import KeyField, avro_name
+from connectors.dynamodb.snapshot import WATERMARK_PREFIX
 
 __all__ = ["Difference", "VerifyReport", "verify_table"]
 
@@ -106,9 +106,12 @@ class VerifyReport:
                                         if self.rechecked else "")] + note
         out = [f"{head}: {len(self.of('missing'))} missing, {len(self.of('extra'))} extra, "
                f"{len(self.of('changed'))} changed"]
-        for kind, what in (("missing", "in the table, not in the topic"),
-                           ("extra", "in the topic, not in the table (a delete without its tombstone?)"),
-                           ("changed", "attributes differ")):
+        kinds: tuple[tuple[Kind, str], ...] = (
+            ("missing", "in the table, not in the topic"),
+            ("extra", "in the topic, not in the table (a delete without its tombstone?)"),
+            ("changed", "attributes differ"),
+        )
+        for kind, what in kinds:
             for d in self.of(kind)[:examples]:
                 extra = f" attributes {', '.join(d.attributes)}" if d.attributes else ""
                 out.append(f"  {kind}: key {_key_text(d.key)}: {what}{extra}")

@@ -691,7 +691,7 @@ class StreamsDouble:
             )
             body["StreamViewType"] = self.view_type
             wire: dict[str, Any] = {
-                "eventID": "%032x" % self._rng.getrandbits(128),
+                "eventID": f"{self._rng.getrandbits(128):032x}",
                 "eventName": event,
                 "eventVersion": "1.1",
                 "eventSource": "aws:dynamodb",

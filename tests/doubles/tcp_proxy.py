@@ -208,7 +208,7 @@ class TcpProxy:
                 continue
             try:
                 client, _ = listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 continue  # closed by cut(); the loop picks up the new listener

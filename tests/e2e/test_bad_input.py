@@ -353,7 +353,7 @@ def ctx(stack: Any, good_table: str, dynamodb: Any, tmp_path: Path) -> Iterator[
 
 
 def run_cli(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bridge_app.cli", *argv], capture_output=True, text=True,
                           env=bridge_env(), cwd=ROOT, timeout=timeout)
 
 
@@ -435,7 +435,7 @@ def test_stop_signals_stop_gracefully(ctx: Ctx, tmp_path: Path, sig: signal.Sign
 def test_dev_up_snippet_works_as_printed(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
     """`dev up` prints a config snippet; with a name and a table added it must run against
     moto on a machine without any AWS credentials (it said "no AWS credentials found")."""
-    from bridge.devstack import config_snippet
+    from devtools.devstack import config_snippet
     from tests.helpers import TopicReader
 
     table = unique("snippet")
@@ -448,7 +448,7 @@ def test_dev_up_snippet_works_as_printed(stack: Any, dynamodb: Any, tmp_path: Pa
     env |= {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
             "AWS_EC2_METADATA_DISABLED": "true"}
     log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], stdout=log,
                             stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     reader = TopicReader(stack.kafka_bootstrap, stack.registry_url, f"ddb.{table}")
     try:

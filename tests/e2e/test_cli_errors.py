@@ -20,7 +20,7 @@ def run_cli(tmp_path: Path, cfg: dict[str, Any], timeout: float = 120) -> tuple[
     path = tmp_path / "bridge.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "run", "-c", str(path)],
+        [sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)],
         capture_output=True,
         text=True,
         env=bridge_env(),

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_prints_insert_modify_remove_and_tombstone(stack) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "demo", "--kafka", stack.kafka_bootstrap,
+        [sys.executable, "-m", "bridge_app.cli", "demo", "--kafka", stack.kafka_bootstrap,
          "--registry", stack.registry_url, "--dynamodb", stack.dynamodb_endpoint],
         capture_output=True, text=True, env=bridge_env(), cwd=ROOT, timeout=180,
     )

@@ -214,7 +214,7 @@ def _copy(into: Built, from_stage: Built | None, sources: list[str], dest: str, 
     for src in matched:
         if src.is_dir():
             base = src
-            for dirpath, dirnames, filenames in os.walk(src):
+            for dirpath, _dirnames, filenames in os.walk(src):
                 rel_dir = Path(dirpath).relative_to(base)
                 for fn in filenames:
                     rel_to_root = (Path(dirpath) / fn).relative_to(ROOT) if from_stage is None else None

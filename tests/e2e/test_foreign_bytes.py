@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bridge_app.cli", *args], capture_output=True, text=True,
                           env=bridge_env(), cwd=ROOT, timeout=timeout)
 
 

@@ -66,7 +66,7 @@ def test_catastrophic_name_regex_neither_pins_the_loop_nor_blocks_sigterm(stack:
 def test_a_pattern_re2_cannot_run_is_refused_at_start(stack: Any, tmp_path: Path, pattern: str, why: str) -> None:
     cfg = bridge_config(stack, [], name=unique("re"), table_discovery={"name_regex": pattern})
     path = BridgeProcess.write(tmp_path, cfg).config_path
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], capture_output=True,
                           text=True, timeout=120, env=bridge_env(), cwd=ROOT)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

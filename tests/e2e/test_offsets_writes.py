@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, timeout: float = 300, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, env=bridge_env(),
+    proc = subprocess.run([sys.executable, "-m", "bridge_app.cli", *args], capture_output=True, env=bridge_env(),
                           cwd=ROOT, timeout=timeout, input=stdin)
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
                                        proc.stderr.decode(errors="replace"))

@@ -49,7 +49,7 @@ KEYS = (KeyField("pk", "S"),)
 
 def _table(stack: Any, dynamodb: Any, **options: Any) -> tuple[str, dict[str, Any]]:
     name = unique("fmt")
-    create_table(dynamodb, name)
+    create_table(dynamodb, name, range_key=None)
     return name, {"name": name, "stream": {"poll_interval_ms": 100, "discovery_interval_ms": 1000}, **options}
 
 
@@ -145,7 +145,7 @@ def test_headers_are_off_by_default_and_a_list_picks_them(stack: Any, dynamodb: 
 def _run(cfg: dict[str, Any], tmp: Path) -> subprocess.CompletedProcess[str]:
     path = tmp / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "run", "-c", str(path), "--until-caught-up"],
+    return subprocess.run([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path), "--until-caught-up"],
                           capture_output=True, text=True, env=bridge_env(), cwd=ROOT, timeout=120)
 
 

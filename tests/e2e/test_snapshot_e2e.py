@@ -21,7 +21,16 @@ import boto3
 import pytest
 
 from bridge.offsets import OffsetStore
-from tests.helpers import BridgeProcess, Event, TopicReader, bridge_config, create_table, dynamodb_client, normalize, unique
+from tests.helpers import (
+    BridgeProcess,
+    Event,
+    TopicReader,
+    bridge_config,
+    create_table,
+    dynamodb_client,
+    normalize,
+    unique,
+)
 
 pytestmark = pytest.mark.slow
 

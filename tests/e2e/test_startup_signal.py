@@ -40,7 +40,7 @@ def _sigterm_once_connected(tmp_path: Path, cfg: dict, silent: socket.socket) ->
     path = tmp_path / "bridge.yaml"
     path.write_text(yaml.safe_dump(cfg))
     log = (tmp_path / "bridge.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], stdout=log,
                             stderr=subprocess.STDOUT, env=bridge_env(), cwd=ROOT)
     held = []
     try:

@@ -4,7 +4,7 @@ instead of reading nothing for ever and exiting 0 as caught up. The line's comma
 fixes it, and the next run reads the shard from its start.
 
 moto alone would hand out an iterator there; the local stack runs it with DynamoDB's check
-of stream positions (bridge/devstack_moto.py). The closed-shard and before-the-start cases
+of stream positions (devtools/devstack_moto.py). The closed-shard and before-the-start cases
 need shards moto does not make: tests/faults/test_stored_position.py.
 """
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bridge_app.cli", *args], capture_output=True, text=True,
                           env=bridge_env(), cwd=ROOT, timeout=timeout, input=stdin)
 
 

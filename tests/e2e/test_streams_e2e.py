@@ -133,7 +133,7 @@ def test_every_change_arrives_in_order_with_exact_values(stack, dynamodb, table,
     assert src["shard_id"].startswith("shardId-") and src["sequence_number"].isdigit()
     assert src["approximate_creation_ms"] > 1_600_000_000_000
     # The start-up log names the transcoder in use: a WARNING for the slow pure-Python one (issue 18).
-    want = "INFO bridge.app: transcoder: C (" if IMPLEMENTATION == "c" else "WARNING bridge.app: transcoder: pure Python"
+    want = "INFO bridge_app.app: transcoder: C (" if IMPLEMENTATION == "c" else "WARNING bridge_app.app: transcoder: pure Python"
     assert want in bridge.log(), bridge.log()[-3000:]
 
 

@@ -29,7 +29,7 @@ def item(pk: str, sk: int, **extra: Any) -> dict[str, Any]:
 
 def run_verify(cfg_path: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "verify", "-c", str(cfg_path), "--json", *args],
+        [sys.executable, "-m", "bridge_app.cli", "verify", "-c", str(cfg_path), "--json", *args],
         capture_output=True, text=True, env=bridge_env(), cwd=ROOT, timeout=180,
     )
     out = json.loads(proc.stdout) if proc.stdout.strip() else []
@@ -73,7 +73,7 @@ def test_verify_finds_each_planted_difference_and_a_live_table_is_clean(stack: A
         assert k3["table"]["big"] == {"N": last_digit} and k3["topic"]["big"] == {"N": BIG}
 
         # The text report names them too, and says not clean.
-        proc = subprocess.run([sys.executable, "-m", "bridge.cli", "verify", "-c", str(cfg_path)],
+        proc = subprocess.run([sys.executable, "-m", "bridge_app.cli", "verify", "-c", str(cfg_path)],
                               capture_output=True, text=True, env=bridge_env(), cwd=ROOT, timeout=180)
         assert proc.returncode == 1
         assert "1 missing, 1 extra, 2 changed" in proc.stdout and "attributes big" in proc.stdout

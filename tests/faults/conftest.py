@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from bridge.devstack import _tansu_binary
+from devtools.devstack import _tansu_binary
 from tests.doubles.streams_double import StreamsDouble
 from tests.doubles.tcp_proxy import TcpProxy
 from tests.faults.support import Bridges, ChangeReader, free_port

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from tests.faults.support import (
-    ChangeLog,
     RUNNING,
+    ChangeLog,
     Writer,
     assert_complete_in_order,
     broker_hides_aborted,

@@ -118,7 +118,7 @@ def _overlaps(double: Any) -> list[str]:
     (A, B, A with a short B in between); a hand-over shows as one switch."""
     bad = []
     for shard, runs in _stints(double).items():
-        for (a, _, a_end, _), (b, b_first, b_last, _), (c, c_first, _, _) in zip(runs, runs[1:], runs[2:]):
+        for (a, _, _, _), (b, b_first, b_last, _), (c, c_first, _, _) in zip(runs, runs[1:], runs[2:]):
             if a == c and b_last - b_first < 1.0:
                 bad.append(f"{shard[-8:]}: {a} and {b} alternate at {b_first:.2f}-{c_first:.2f}")
     return bad

@@ -16,7 +16,6 @@ repeats were held a minute apart even after the first stall had cleared).
 from __future__ import annotations
 
 import json
-
 import re
 
 import pytest
@@ -25,9 +24,9 @@ from tests.faults.support import (
     ChangeLog,
     ChangeReader,
     assert_complete_in_order,
+    dedupe,
     double_config,
     get_status,
-    dedupe,
     last_line,
     observed,
     topic_of,

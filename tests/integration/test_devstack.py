@@ -23,9 +23,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge import devstack
-from bridge.devstack import LocalStack, StackEndpoints
 from bridge.errors import BridgeError
+from devtools import devstack
+from devtools.devstack import LocalStack, StackEndpoints
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -264,7 +264,7 @@ def test_apache_kafka_without_java_or_maven_says_what_to_install(tmp_path: Path)
     bare.mkdir()
     env = dict(os.environ, PATH=str(bare), DDB_BRIDGE_CACHE=str(tmp_path / "cache"))
     done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "dev", "up", "--broker", "kafka", "--dir", str(tmp_path / "stack"),
+        [sys.executable, "-m", "bridge_app.cli", "dev", "up", "--broker", "kafka", "--dir", str(tmp_path / "stack"),
          "--kafka-port", "0", "--dynamodb-port", "0", "--registry-port", "0"],
         capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).resolve().parents[2],
     )

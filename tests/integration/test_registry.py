@@ -33,10 +33,11 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from bridge.devstack import LocalStack
 from bridge.errors import SchemaError
-from bridge.registry import RegistryClientConfig, RegistryServer, RegistryServerConfig, canonical_form
+from bridge.registry import RegistryClientConfig
 from bridge.registry import SchemaRegistryClient as BridgeClient
+from devtools.devstack import LocalStack
+from devtools.registry import RegistryServer, RegistryServerConfig, canonical_form
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -471,7 +472,7 @@ def test_cli_serves_and_stops_on_sigterm(_kafka: str) -> None:
         [
             sys.executable,
             "-m",
-            "bridge.registry.server",
+            "devtools.registry.server",
             "--port",
             str(port),
             "--bootstrap-servers",

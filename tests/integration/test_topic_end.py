@@ -19,9 +19,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.devstack import LocalStack, StackEndpoints
 from bridge.kafka import END_READER_CONFIG, read_to_end
 from bridge.offsets import OffsetStore
+from devtools.devstack import LocalStack, StackEndpoints
 from tests.helpers import unique
 
 

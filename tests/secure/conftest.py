@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from bridge.apache_kafka import KafkaSecurity, Listener
-from bridge.devstack import LocalStack, StackEndpoints, free_port
 from bridge.errors import BridgeError
+from devtools.apache_kafka import KafkaSecurity, Listener
+from devtools.devstack import LocalStack, StackEndpoints, free_port
 from tests.conftest import _need_apache_kafka, _remember_logs
 from tests.secure.pki import Pki, make_pki
 
@@ -67,7 +67,7 @@ def compile_msk_validator(out: Path) -> Path:
     """tests/secure/MskIamLikeValidator.java compiled against the cached Kafka jars."""
     import subprocess
 
-    from bridge.apache_kafka import ensure_distribution
+    from devtools.apache_kafka import ensure_distribution
 
     libs = ensure_distribution()
     out.mkdir(parents=True, exist_ok=True)
@@ -157,13 +157,13 @@ def secure_registry(secure_kafka: SecureKafka) -> Iterator[SecureRegistry]:
     import sys
     import time
 
-    from bridge.devstack import _tcp_open
+    from devtools.devstack import _tcp_open
     from tests.helpers import ROOT, bridge_env
 
     sk, pki = secure_kafka, secure_kafka.pki
     port = free_port()
     log_path = sk.workdir / "logs" / "secure-registry.log"
-    args = [sys.executable, "-m", "bridge.registry.server", "--port", str(port), "--topic", "_schemas_secure",
+    args = [sys.executable, "-m", "devtools.registry.server", "--port", str(port), "--topic", "_schemas_secure",
             "--bootstrap-servers", sk.scram_bootstrap, "--tls-cert", str(pki.server_cert), "--tls-key",
             str(pki.server_key), "--tls-client-ca", str(pki.ca)]
     for k, v in sk.scram().items():

@@ -42,7 +42,7 @@ def _name(cn: str) -> x509.Name:
 
 def _ca(cn: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
@@ -60,7 +60,7 @@ def _ca(cn: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
 def _leaf(ca: tuple[rsa.RSAPrivateKey, x509.Certificate], cn: str, *, server: bool,
           expired: bool = False) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start, end = (now - dt.timedelta(days=10), now - dt.timedelta(days=1)) if expired else (
         now - dt.timedelta(days=1), now + dt.timedelta(days=30))
     b = (

@@ -93,7 +93,7 @@ def test_msk_iam_token_refused_fails_the_start_with_one_line(secure_kafka: Secur
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = bridge_env() | {"AWS_ACCESS_KEY_ID": "AKIASOMEONEELSE00001", "AWS_SECRET_ACCESS_KEY": "x"}
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 2, done.stderr[-3000:]
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
@@ -102,10 +102,10 @@ def test_msk_iam_token_refused_fails_the_start_with_one_line(secure_kafka: Secur
 
 
 def test_bundled_registry_keeps_its_schemas_through_msk_iam(secure_kafka: SecureKafka, tmp_path: Any) -> None:
-    """``python -m bridge.registry.server --aws-msk-iam-region``: its Kafka client signs tokens too."""
+    """``python -m devtools.registry.server --aws-msk-iam-region``: its Kafka client signs tokens too."""
     import httpx
 
-    from bridge.devstack import free_port
+    from devtools.devstack import free_port
 
     sk = secure_kafka
     port = free_port()
@@ -114,7 +114,7 @@ def test_bundled_registry_keeps_its_schemas_through_msk_iam(secure_kafka: Secure
     env = bridge_env() | {"AWS_ACCESS_KEY_ID": MSK_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": "msk-test-secret"}
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.registry.server", "--port", str(port), "--topic", "_schemas_msk",
+            [sys.executable, "-m", "devtools.registry.server", "--port", str(port), "--topic", "_schemas_msk",
              "--bootstrap-servers", sk.oauth_bootstrap, "--aws-msk-iam-region", MSK_REGION,
              "--kafka-config", f"ssl.ca.location={sk.pki.ca}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)

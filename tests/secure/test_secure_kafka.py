@@ -136,7 +136,7 @@ def test_bad_credentials_fail_at_start_with_one_line_and_create_nothing(
     cfg["kafka"] = _bad(sk, case)
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", "run", "-c", str(path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(path)], capture_output=True,
                           text=True, env=bridge_env(), cwd=ROOT, timeout=120)
     assert done.returncode == 2, done.stderr[-3000:]
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]

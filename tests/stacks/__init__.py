@@ -1,1 +1,1 @@
-"""Test stacks other than bridge.devstack.LocalStack (containers), and how one is chosen."""
+"""Test stacks other than devtools.devstack.LocalStack (containers), and how one is chosen."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.apache_kafka import KAFKA_VERSION
-from bridge.devstack import LocalStack, StackEndpoints
+from devtools.apache_kafka import KAFKA_VERSION
+from devtools.devstack import LocalStack, StackEndpoints
 
 __all__ = [
     "DYNAMODB_IMAGE",
@@ -60,8 +60,9 @@ def _one_line(exc: BaseException) -> str:
 def docker_engine_problem(timeout: float = 3.0) -> str | None:
     """Why no Docker engine can be used here, or None when one answers a ping."""
     try:
-        import docker  # the Docker SDK that testcontainers is built on
         import testcontainers  # noqa: F401
+
+        import docker  # the Docker SDK that testcontainers is built on
     except ImportError as exc:
         return f"testcontainers is not installed ({_one_line(exc)})"
     try:

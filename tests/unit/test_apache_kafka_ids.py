@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from bridge.apache_kafka import new_cluster_id
+from devtools.apache_kafka import new_cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash() -> None:

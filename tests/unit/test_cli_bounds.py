@@ -8,9 +8,9 @@ import io
 
 import pytest
 
-from bridge.cli import build_parser, main
 from bridge.errors import ConfigError
 from bridge.redact import RedactingStream
+from bridge_app.cli import build_parser, main
 from connectors.dynamodb.config import parse_config
 
 GOOD = {

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.dynamodb.config import load_config, parse_config
 from bridge.errors import ConfigError
+from connectors.dynamodb.config import load_config, parse_config
 
 GOOD = {
     "name": "b",

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from bridge.config import check_topic_name
-from connectors.dynamodb.config import load_config, parse_config
 from bridge.errors import ConfigError
 from bridge.redact import redact, register_secret
+from connectors.dynamodb.config import load_config, parse_config
 
 SECRET = "Sup3rS3cretPw"
 

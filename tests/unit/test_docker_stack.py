@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import StackEndpoints
+from devtools.devstack import StackEndpoints
 from tests.stacks import docker_stack
 from tests.stacks.docker_stack import docker_engine_problem, open_stack
 

@@ -16,8 +16,8 @@ import pytest
 
 from bridge.errors import ConnectorError
 from connectors.dynamodb.export import ExportFileTask
-from connectors.dynamodb.table import TableInfo
 from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.table import TableInfo
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
 

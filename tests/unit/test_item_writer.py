@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
 from connectors.dynamodb import transcode
-from connectors.dynamodb.snapshot_rows import SnapshotRows, snapshot_records
-from connectors.dynamodb.table import TableInfo
+from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
 from connectors.dynamodb.envelope import envelope_schema
 from connectors.dynamodb.schemas import KeyField, table_schemas
+from connectors.dynamodb.snapshot_rows import SnapshotRows, snapshot_records
+from connectors.dynamodb.table import TableInfo
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
 
 TABLE, REGION, TOPIC = "orders", "us-east-1", "ddb.orders"

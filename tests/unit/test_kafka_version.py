@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from bridge.apache_kafka import KAFKA_VERSION
+from devtools.apache_kafka import KAFKA_VERSION
 from tests.helpers import ROOT
 
 # "apache/kafka:3.9.0" (an image) or "Apache Kafka 3.9.0" / "Kafka 3.9.0" (prose); not

@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import ConversionError
-from connectors.dynamodb.avro import MAX_ATTRIBUTE_DEPTH, encode_envelope, encode_item, encode_key
 from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.envelope import UnreadableChange
 from connectors.dynamodb import transcode
+from connectors.dynamodb.avro import MAX_ATTRIBUTE_DEPTH, encode_envelope, encode_item, encode_key
+from connectors.dynamodb.envelope import UnreadableChange
 from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.schemas import KeyField
 from tests.ddb_strategies import attribute_values, binaries, numbers, strings

@@ -8,12 +8,11 @@ import re
 from pathlib import Path
 
 import yaml
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.metrics import Metrics
-from connectors.dynamodb.items import canonical_number
 from bridge.ops.health import HealthChecks
+from connectors.dynamodb.items import canonical_number
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = {

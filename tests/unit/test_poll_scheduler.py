@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from connectors.dynamodb.config import StreamConfig
 from bridge.task import Batch
 from connectors.dynamodb.client import AwsJsonClient, make_clients
+from connectors.dynamodb.config import StreamConfig
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.records import StreamContext
 from connectors.dynamodb.scheduler import PollScheduler
-from connectors.dynamodb.streams import Shard, ShardReader, list_shards
 from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.streams import Shard, ShardReader, list_shards
 from tests.doubles.streams_double import StreamsDouble
 
 KEY = (KeyField("pk", "S"),)

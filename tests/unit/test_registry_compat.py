@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.registry.compat import (
+from devtools.registry.compat import (
     CompatibilityLevel,
     InvalidSchemaError,
     can_read,

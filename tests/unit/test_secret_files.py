@@ -135,7 +135,7 @@ def test_non_utf8_secret_file_is_refused(tmp_path: Path) -> None:
 def _cli(tmp_path: Path, cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "validate", "-c", str(path)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bridge_app.cli", "validate", "-c", str(path)], capture_output=True,
                           text=True, env=bridge_env(), cwd=ROOT, timeout=60)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.dynamodb.config import parse_config
 from bridge.errors import ConfigError
+from connectors.dynamodb.config import parse_config
 from connectors.dynamodb.scan import scan_request
-from connectors.dynamodb.table import TableInfo
 from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.table import TableInfo
 
 BASE = {"name": "b", "kafka": {"bootstrap.servers": "x:1"}, "schema_registry": {"url": "http://r:1"}}
 

@@ -12,8 +12,8 @@ import pytest
 
 from bridge.errors import ConfigError
 from connectors.dynamodb.export import ExportFileTask, ExportLocation, find_data_files
-from connectors.dynamodb.table import TableInfo
 from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.table import TableInfo
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
 

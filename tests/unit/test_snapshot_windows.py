@@ -13,9 +13,10 @@ import asyncio
 
 import pytest
 
-from connectors.dynamodb.envelope import change_record, envelope_schema
 from bridge.task import Batch, SourceRecord, SourceTask
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from connectors.dynamodb.scan import RateLimiter
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.snapshot import (
     ConcurrentWindows,
     HandoffReader,
@@ -27,7 +28,6 @@ from connectors.dynamodb.snapshot import (
     watermark_marker,
 )
 from connectors.dynamodb.table import TableInfo
-from connectors.dynamodb.schemas import KeyField
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"), KeyField("sk", "N")), "arn", "NEW_AND_OLD_IMAGES", 0)
 

@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 
 import connectors.dynamodb.records as records_module
 from bridge.errors import ConversionError
+from bridge.serde.serializer import RecordSerializer
 from connectors.dynamodb import transcode
 from connectors.dynamodb.avro import encode_envelope, encode_key, item_from_avro
-from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.envelope import envelope_schema
+from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.schemas import KeyField, avro_field_names, table_schemas
-from tests.helpers import ROOT
 from tests.ddb_strategies import binaries, expected_item, items, numbers, strings
+from tests.helpers import ROOT
 
 TABLE, REGION, SHARD, TOPIC = "orders", "us-east-1", "shardId-7", "ddb.orders"
 ARN = "arn:aws:dynamodb:us-east-1:1:table/orders/stream/x"

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from bridge.ops.wiring import until_caught_up_hook
+from bridge.ownership import OwnEverything
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
+from bridge_app.wiring import until_caught_up_hook
 from tests.unit.test_worker import TOPIC, FakeProducer, make_worker, record
 
 RECORDS = 40
@@ -73,14 +75,25 @@ class SlowInit(FakeProducer):
         time.sleep(1.0)
 
 
+class AssignedAfter(OwnEverything):
+    """A group of one: every unit, once its first assignment is done ``after_s`` from now."""
+
+    def __init__(self, after_s: float) -> None:
+        self.t0 = time.monotonic()
+        self.after_s = after_s
+
+    def ready(self) -> bool:
+        return time.monotonic() - self.t0 >= self.after_s
+
+    def owns(self, partition: Mapping[str, Any]) -> bool:
+        return self.ready()
+
+
 def _run(producer: FakeProducer, connector: SourceConnector, *, ready_after_s: float | None = None,
          **settings: Any) -> int:
-    worker, _ = make_worker(producer, ShardTask(), **settings)  # its own connector is replaced below
+    ownership = AssignedAfter(ready_after_s) if ready_after_s is not None else None
+    worker, _ = make_worker(producer, ShardTask(), ownership=ownership, **settings)  # its connector is replaced below
     worker.connectors[:] = [connector]
-    if ready_after_s is not None:
-        t0 = time.monotonic()
-        worker.ready = lambda: time.monotonic() - t0 >= ready_after_s
-        worker.owns = lambda partition: worker.ready()  # a group of one: every unit, once assigned
 
     async def main() -> None:
         until_caught_up_hook(worker)

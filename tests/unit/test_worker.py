@@ -15,10 +15,11 @@ from confluent_kafka import KafkaError, KafkaException
 
 from bridge.errors import ProduceError
 from bridge.offsets import OffsetStore
+from bridge.ownership import Ownership
 from bridge.serde.serializer import RecordSerializer
-from connectors.dynamodb.envelope import change_record, envelope_schema
 from bridge.task import Batch, SourceConnector, SourceRecord, SourceTask, TaskRuntime, partition_key
 from bridge.worker import Worker, WorkerSettings
+from connectors.dynamodb.envelope import change_record, envelope_schema
 from connectors.dynamodb.schemas import KeyField
 
 TOPIC = "t.data"
@@ -170,12 +171,13 @@ def batches(n: int, size: int, *, final: bool = True) -> list[Batch]:
     return out
 
 
-def make_worker(producer: FakeProducer, task: SourceTask, **settings: Any) -> tuple[Worker, OffsetStore]:
+def make_worker(producer: FakeProducer, task: SourceTask, *, ownership: Ownership | None = None,
+                **settings: Any) -> tuple[Worker, OffsetStore]:
     connector = OneTask(task)
     offsets = OffsetStore({"bootstrap.servers": "unused:9"}, "t.offsets", "test")
     defaults: dict[str, Any] = {"connector_name": "test", "flush_interval_s": 0.01, "shutdown_timeout_s": 0.5}
     worker = Worker(WorkerSettings(**(defaults | settings)), [connector], producer,  # type: ignore[arg-type]
-                    offsets, RecordSerializer(_Registry()))
+                    offsets, RecordSerializer(_Registry()), ownership)
     connector.worker = worker
     return worker, offsets
 
@@ -520,7 +522,7 @@ def test_a_second_stall_warns_again(caplog: pytest.LogCaptureFixture) -> None:
         for n in (1, 2):
             producer.hold = True  # the broker answers nothing
             task.queue.put_nowait(batches(1, 3, final=False)[0])
-            await until(lambda: len(stalls()) == n, f"stall WARNING {n}")
+            await until(lambda n=n: len(stalls()) == n, f"stall WARNING {n}")
             assert worker.health()[1].startswith("DEGRADED"), worker.health()
             producer.hold = False  # acknowledged again
             await until(lambda: worker.health() == (True, "ok"), f"ok after stall {n}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from bridge.ownership import OwnEverything
 from bridge.task import Batch, SourceTask
 from tests.unit.test_worker import PARTITION, FakeProducer, data, make_worker, record
 
@@ -40,6 +41,16 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+class HeldWhile(OwnEverything):
+    """A group worker's ownership, held while ``held()`` says (a pause past its session)."""
+
+    def __init__(self, held: Callable[[], bool]) -> None:
+        self._held = held
+
+    def held(self) -> bool:
+        return self._held()
+
+
 def run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(main(), 20))
 
@@ -52,8 +63,7 @@ def test_a_batch_read_before_a_pause_waits_while_held_and_goes_on_after() -> Non
         held = True
 
     producer = FakeProducer()
-    worker, offsets = make_worker(producer, PausedMidRead(freeze))
-    worker.held = lambda: held
+    worker, offsets = make_worker(producer, PausedMidRead(freeze), ownership=HeldWhile(lambda: held))
 
     async def main() -> None:
         nonlocal held
@@ -75,8 +85,7 @@ def test_offsets_wait_while_held() -> None:
     held = False
     producer = FakeProducer()
     producer.hold = True  # acknowledgements come only when the test says
-    worker, offsets = make_worker(producer, PausedMidRead(lambda: None))
-    worker.held = lambda: held
+    worker, offsets = make_worker(producer, PausedMidRead(lambda: None), ownership=HeldWhile(lambda: held))
 
     async def main() -> None:
         nonlocal held

@@ -1,5 +1,5 @@
 """Wires the operations layer to a running worker: health checks, REST server, status
-topic, ``--until-caught-up``. ``bridge/app.py`` calls ``start_ops`` once and ``stop`` at the end.
+topic, ``--until-caught-up``. ``bridge_app/app.py`` calls ``start_ops`` once and ``stop`` at the end.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def caught_up(worker: Worker) -> bool:
     read to its end. Without the first two an empty start (no connector running yet, or no
     shard listed yet) looks like "nothing left to read".
     """
-    if not worker._started or not worker.ready():
+    if not worker._started or not worker.ownership.ready():
         return False
     done = {t.get_name() for t in list(worker._runners) if t.done()}
     for connector in list(worker.connectors):
@@ -174,7 +174,7 @@ def caught_up(worker: Worker) -> bool:
         if pending is None or pending():
             return False
     ops = worker.ops
-    for key, running in list(worker._running.items()):
+    for key in list(worker._running):
         state = ops.tasks.get(key)
         if state is None or state.state != "RUNNING" or not state.caught_up:
             return False

@@ -5,7 +5,7 @@ reads nothing, and keeps reading nothing as new records arrive below it. DynamoD
 answers such a GetShardIterator with a ValidationException, and the bridge relies on that
 answer to refuse a stored position past the end of its shard (a hand-edited or imported
 offset) instead of reading nothing for ever. So ``dev up`` and the tests run moto with that
-one check added; everything else is moto unchanged. Run as ``python -m bridge.devstack_moto``
+one check added; everything else is moto unchanged. Run as ``python -m devtools.devstack_moto``
 with moto_server's arguments.
 """
 

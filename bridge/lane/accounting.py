@@ -12,18 +12,14 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
-from bridge.errors import ConversionError, ProduceError
 from bridge.settings import WorkerSettings
 from bridge.task import SourceRecord
 
-if TYPE_CHECKING:
-    from bridge.lane import ProducerLane
-
-__all__ = ["PAYLOAD_COPIES", "RECORD_ERRORS", "RECORD_OVERHEAD", "Bounds", "Entry", "Progress"]
+__all__ = ["PAYLOAD_COPIES", "RECORD_ERRORS", "RECORD_OVERHEAD", "Bounds", "DeliverySink", "Entry", "Progress"]
 
 # Errors that concern one record, not the connection: these may go to the dead-letter topic.
 RECORD_ERRORS = {
@@ -42,6 +38,18 @@ RECORD_OVERHEAD = 2048
 PAYLOAD_COPIES = 2
 
 
+class DeliverySink(Protocol):
+    """Where a batch reports its end: all acknowledged (``released``) or a message refused.
+
+    The producer lane is the sink; a batch knows it only through these two calls, so this
+    module stays below the lane, the commits and the dead letters.
+    """
+
+    def released(self, entry: Entry) -> None: ...
+
+    def refused(self, entry: Entry, err: KafkaError, msg: Message) -> None: ...
+
+
 class Entry:
     """One batch from produce to acknowledgement, and the delivery callback of all its records.
 
@@ -54,16 +62,16 @@ class Entry:
     position of a record the broker refuses.
     """
 
-    __slots__ = ("born", "count", "dead_lettered", "lane", "offset", "progress", "records", "remaining", "size")
+    __slots__ = ("born", "count", "dead_lettered", "offset", "progress", "records", "remaining", "sink", "size")
 
     def __init__(
-        self, lane: ProducerLane, progress: Progress, offset: dict[str, Any] | None, records: list[SourceRecord],
+        self, sink: DeliverySink, progress: Progress, offset: dict[str, Any] | None, records: list[SourceRecord],
         size: int,
     ) -> None:
         self.remaining = 1
         self.offset = offset
         self.progress = progress
-        self.lane = lane
+        self.sink = sink
         self.records: list[SourceRecord] | None = records
         self.count = len(records)
         self.size = size
@@ -72,7 +80,7 @@ class Entry:
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            self._refused(err, msg)
+            self.sink.refused(self, err, msg)
             return
         self.remaining -= 1
         if self.remaining == 0:
@@ -86,38 +94,8 @@ class Entry:
 
     def _complete(self) -> None:
         self.records = None
-        self.lane.released(self)
+        self.sink.released(self)
         self.progress.advance()
-
-    def _refused(self, err: KafkaError, msg: Message) -> None:
-        lane = self.lane
-        if err.code() not in RECORD_ERRORS:
-            lane.fail(ProduceError(lane.commits.kafka_error(msg.topic() or "?", err)))
-            return
-        key, value = msg.key(), msg.value()
-        record = self._find(key, value)
-        if record is None:  # cannot happen: every message of the batch comes from its records
-            lane.fail(ProduceError(f"writing to {msg.topic()!r} failed ({err.str()}) for a record not in its batch"))
-            return
-        lane.dead_letters.send(self.progress, self, record, key, value, ProduceError(err.str()), counted=True)
-
-    def _find(self, key: bytes | None, value: bytes | None) -> SourceRecord | None:
-        """The record a refused message was made from; the error path only, so a linear search.
-
-        Matched on the framed key and value: identical messages (two tombstones of the same
-        key) each get a different one of their records.
-        """
-        serialize = self.lane.serializer.serialize
-        for i, record in enumerate(self.records or ()):
-            if i in self.dead_lettered or record.tombstone != (value is None):
-                continue
-            try:
-                if serialize(record) == (key, value):
-                    self.dead_lettered.add(i)
-                    return record
-            except (ConversionError, KeyError):
-                continue
-        return None
 
 
 @dataclass(slots=True)

@@ -16,15 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.accounting import Progress
 from bridge.errors import BridgeError, ProduceError
-
-if TYPE_CHECKING:
-    from bridge.lane import ProducerLane
+from bridge.lane.accounting import Progress
+from bridge.lane.port import LanePort
 
 __all__ = ["Commits", "OffsetCommits", "TransactionCommits"]
 
@@ -38,8 +36,9 @@ class Commits:
     """What both commit styles share: the flush loop, waiting for durability, error texts."""
 
     exactly_once = False
+    dirty = False  # exactly-once: the open transaction holds records or offsets
 
-    def __init__(self, lane: ProducerLane) -> None:
+    def __init__(self, lane: LanePort) -> None:
         self.lane = lane
         self.flush_now = asyncio.Event()
         self.txn_began = time.monotonic()
@@ -201,7 +200,7 @@ class TransactionCommits(Commits):
 
     exactly_once = True
 
-    def __init__(self, lane: ProducerLane) -> None:
+    def __init__(self, lane: LanePort) -> None:
         super().__init__(lane)
         self.dirty = False
 

@@ -1,4 +1,4 @@
-"""``ddb-kafka-bridge``: run the bridge, the local stack, the demo."""
+"""``ddb-kafka-bridge``: run the bridge, operate it, and (with the dev tools) the local stack and the demo."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import faulthandler
 import logging
 import signal
 import sys
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ConfigError, StartupError
 from bridge.redact import install_log_redaction, install_output_redaction, redact
 
+if TYPE_CHECKING:
+    from bridge.worker import Worker
+
 __all__ = ["main"]
 
-log = logging.getLogger("bridge.cli")
+log = logging.getLogger("bridge_app.cli")
 
 
 class _Phase:
@@ -24,8 +29,8 @@ class _Phase:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bridge.app import load_config, run_bridge
     from bridge.gctune import tune_for_throughput
+    from bridge_app.app import load_config, run_bridge
 
     cfg = load_config(args.config)
     logging.getLogger().setLevel(args.log_level or cfg.log_level)
@@ -34,11 +39,11 @@ def _run(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     until_caught_up = None
     if args.until_caught_up:
-        from bridge.ops.wiring import until_caught_up_hook
+        from bridge_app.wiring import until_caught_up_hook
 
         until_caught_up = until_caught_up_hook
 
-    def started(worker: object) -> None:
+    def started(worker: Worker) -> None:
         _Phase.running = True
         if until_caught_up is not None:
             until_caught_up(worker)
@@ -48,9 +53,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from bridge.app import check_connect, load_config
-
     from bridge.http_service import check_listeners, listening_ports
+    from bridge_app.app import check_connect, load_config
 
     cfg = load_config(args.config)
     check_listeners(listening_ports(cfg))  # a port in use (by a running bridge too) fails the start
@@ -83,19 +87,43 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--connect", action="store_true",
                      help="also reach Kafka, the registry and DynamoDB, probe permissions and print what would run")
     val.set_defaults(func=_validate)
-    from bridge.ops.cli import add_ops_subcommands
+    from bridge_app.ops_cli import add_ops_subcommands
 
     add_ops_subcommands(sub)
-    try:
-        from bridge.devstack import add_dev_subcommands
-    except ImportError:  # the local stack needs the dev extras
-        pass
-    else:
-        add_dev_subcommands(sub)
-    from bridge.app import add_connector_subcommands
-
-    add_connector_subcommands(sub)
+    _add_dev_subcommands(sub)
     return p
+
+
+COMMANDS_GROUP = "ddb_kafka_bridge.commands"
+"""Entry points that add subcommands: ``fn(subparsers)``. The dev tools (devtools/) declare
+``dev`` and ``demo`` here, so the bridge never imports them."""
+DEV_COMMANDS = ("dev", "demo")
+DEV_TOOLS_HINT = "in a checkout, make install (pip install -e ./devtools -e '.[dev]')"
+
+
+def _add_dev_subcommands(sub: Any) -> None:
+    """``dev up|down|status`` and ``demo`` come from the dev tools, installed beside the dev extra.
+
+    Without them the commands still parse, and fail with one line saying what to install.
+    """
+    missing = "devtools"
+    for entry in entry_points(group=COMMANDS_GROUP):
+        try:
+            add = entry.load()
+        except ImportError as e:  # the dev tools without their dependencies (moto, tansu, ...)
+            missing = e.name or str(e)
+            continue
+        add(sub)
+
+    def unavailable(args: argparse.Namespace) -> int:
+        raise StartupError(f"'{args.command}' needs the dev tools (module {missing!r} is not installed); "
+                           f"install them with the dev extra: {DEV_TOOLS_HINT}")
+
+    for name in DEV_COMMANDS:
+        if name not in sub.choices:
+            stub = sub.add_parser(name, help=f"{name} (needs the dev tools: not installed)", add_help=False)
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=unavailable)
 
 
 def _say(prefix: str, error: BaseException | str) -> None:

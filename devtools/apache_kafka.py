@@ -7,7 +7,7 @@ downloaded but Maven artifacts: a pinned ``org.apache.kafka:kafka_2.13`` and its
 dependencies are resolved once with ``mvn`` into a user cache; later runs are offline.
 
 This module only knows how to get the jars, write one node's ``server.properties``,
-format its storage and build the command line. ``bridge.devstack`` runs the processes.
+format its storage and build the command line. ``devtools.devstack`` runs the processes.
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bridge.accounting import (
+from bridge.errors import ConversionError, ProduceError, SchemaError
+from bridge.kafka import LIBRDKAFKA_TROUBLE, RDKAFKA_LOGGER
+from bridge.lane.accounting import (
     PAYLOAD_COPIES,
     RECORD_ERRORS,
     RECORD_OVERHEAD,
@@ -27,10 +29,8 @@ from bridge.accounting import (
     Entry,
     Progress,
 )
-from bridge.commits import Commits, OffsetCommits, TransactionCommits, idempotent_refusal
-from bridge.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
-from bridge.errors import ProduceError, SchemaError
-from bridge.kafka import LIBRDKAFKA_TROUBLE, RDKAFKA_LOGGER
+from bridge.lane.commits import Commits, OffsetCommits, TransactionCommits, idempotent_refusal
+from bridge.lane.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
 from bridge.serde.serializer import Framed, RecordSerializer
@@ -164,6 +164,37 @@ class ProducerLane:
         self.records_in_flight -= entry.count
         if not self.records_in_flight:
             self.drained.set()
+
+    def refused(self, entry: Entry, err: KafkaError, msg: Message) -> None:
+        """The broker refused a message of ``entry``: a record error goes to the dead-letter
+        path, anything else (the connection, the transaction) stops the worker."""
+        if err.code() not in RECORD_ERRORS:
+            self.fail(ProduceError(self.commits.kafka_error(msg.topic() or "?", err)))
+            return
+        key, value = msg.key(), msg.value()
+        record = self._find(entry, key, value)
+        if record is None:  # cannot happen: every message of the batch comes from its records
+            self.fail(ProduceError(f"writing to {msg.topic()!r} failed ({err.str()}) for a record not in its batch"))
+            return
+        self.dead_letters.send(entry.progress, entry, record, key, value, ProduceError(err.str()), counted=True)
+
+    def _find(self, entry: Entry, key: bytes | None, value: bytes | None) -> SourceRecord | None:
+        """The record a refused message was made from; the error path only, so a linear search.
+
+        Matched on the framed key and value: identical messages (two tombstones of the same
+        key) each get a different one of their records.
+        """
+        serialize = self.serializer.serialize
+        for i, record in enumerate(entry.records or ()):
+            if i in entry.dead_lettered or record.tombstone != (value is None):
+                continue
+            try:
+                if serialize(record) == (key, value):
+                    entry.dead_lettered.add(i)
+                    return record
+            except (ConversionError, KeyError):
+                continue
+        return None
 
     async def _prepare(self, record: SourceRecord) -> None:
         """Register the record's schemas; while the registry is unreachable, wait and retry.

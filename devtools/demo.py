@@ -102,7 +102,7 @@ def run_demo(kafka: str, registry: str, dynamodb: str, timeout: float = 90) -> i
     workdir = Path(tempfile.mkdtemp(prefix="ddb-demo-"))
     (workdir / "bridge.yaml").write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo")
-    bridge = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(workdir / "bridge.yaml")], env=env)
+    bridge = subprocess.Popen([sys.executable, "-m", "bridge_app.cli", "run", "-c", str(workdir / "bridge.yaml")], env=env)
     print(f"bridge started (config {workdir / 'bridge.yaml'}); reading topic ddb.{table}:", flush=True)
 
     sr = SchemaRegistryClient({"url": registry})
@@ -124,7 +124,8 @@ def run_demo(kafka: str, registry: str, dynamodb: str, timeout: float = 90) -> i
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            print("  " + format_event(msg.key(), msg.value()), flush=True)
+            # A DeserializingConsumer's message holds the decoded key and value, not bytes.
+            print("  " + format_event(msg.key(), msg.value()), flush=True)  # type: ignore[arg-type]
             seen += 1
     finally:
         consumer.close()
@@ -139,7 +140,7 @@ def run_demo(kafka: str, registry: str, dynamodb: str, timeout: float = 90) -> i
 def _cmd(args: argparse.Namespace) -> int:
     kafka, registry, dynamodb = args.kafka, args.registry, args.dynamodb
     if not (kafka and registry and dynamodb):
-        from bridge.devstack import dev_status
+        from devtools.devstack import dev_status
 
         status = dev_status(Path(args.dir))
         ep = status.get("endpoints") if status else None

@@ -14,16 +14,13 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from bridge.accounting import Entry, Progress
 from bridge.errors import BridgeError, ConversionError, ProduceError
+from bridge.lane.accounting import Entry, Progress
+from bridge.lane.port import LanePort
 from bridge.task import SourceRecord, UnreadableRecord
-
-if TYPE_CHECKING:
-    from bridge.lane import ProducerLane
 
 __all__ = ["DeadLetters"]
 
@@ -32,13 +29,14 @@ log = logging.getLogger(__name__)
 _DLQ_OVERHEAD = 8 * 1024  # headers and record framing, kept free below message.max.bytes
 QUEUE_FULL_WAIT_S = 0.05
 
-_Waiting = tuple[str, bytes | None, bytes | None, list[tuple[str, str]], Callable[[KafkaError | None, Message], None]]
+_Headers = list[tuple[str, str | bytes | None]]
+_Waiting = tuple[str, bytes | None, bytes | None, _Headers, Callable[[KafkaError | None, Message], None]]
 
 
 class DeadLetters:
     """The dead-letter path of one producer lane (so its messages share the lane's transaction)."""
 
-    def __init__(self, lane: ProducerLane) -> None:
+    def __init__(self, lane: LanePort) -> None:
         self.lane = lane
         # Dead-letter messages waiting for room in librdkafka's queue, in order (see _send).
         self._waiting: deque[_Waiting] = deque()
@@ -66,7 +64,7 @@ class DeadLetters:
             lane.fail(type(error)(f"record {record.position} cannot be written: {error}"
                                   f"{fix if isinstance(error, ConversionError) else ''}"))
             return
-        headers = [
+        headers: _Headers = [
             ("__connect.errors.topic", record.topic),
             ("__connect.errors.connector.name", settings.connector_name),
             ("__connect.errors.exception.class.name", type(error).__name__),

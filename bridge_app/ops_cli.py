@@ -2,7 +2,7 @@
 ``validate --connect``.
 
 Each works with no bridge running: everything they need is in Kafka (topics, the offsets
-and status topics), the registry and DynamoDB. ``bridge/cli.py`` adds them with one call.
+and status topics), the registry and DynamoDB. ``bridge_app/cli.py`` adds them with one call.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-
 from typing import Any
 
 from bridge.config import BridgeConfig, SourceTopic
@@ -21,8 +20,8 @@ __all__ = ["add_ops_subcommands"]
 
 
 def load_config(path: str) -> Any:
-    """The config file as the running connector reads it (``bridge/app.py`` picks the model)."""
-    from bridge.app import load_config as load
+    """The config file as the running connector reads it (``bridge_app/app.py`` picks the model)."""
+    from bridge_app.app import load_config as load
 
     return load(path)
 
@@ -41,7 +40,7 @@ def _tables(cfg: BridgeConfig, names: list[str] | None) -> list[SourceTopic]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from bridge.app import verify_source
+    from bridge_app.app import verify_source
 
     cfg = load_config(args.config)
     clean = True
@@ -74,9 +73,9 @@ def _verify(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-    from bridge.kafka import client_config
-    from bridge.app import tail_view
+    from bridge.kafka import client_config, position
     from bridge.ops.decode import DECODE_ERRORS, TopicDecoder, Undecodable, to_jsonable
+    from bridge_app.app import tail_view
 
     cfg = load_config(args.config)
     topic = args.topic or _tables(cfg, [args.table] if args.table else None)[0].topic
@@ -104,7 +103,7 @@ def _tail(args: argparse.Namespace) -> int:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition())
+                        at_end.add(position(msg)[0])
                         continue
                     raise BridgeError(f"reading {topic!r}: {err.str()}")
                 at_end.discard(msg.partition())
@@ -119,7 +118,7 @@ def _tail(args: argparse.Namespace) -> int:
                     else:
                         line |= to_jsonable(tail_view(value))
                 except DECODE_ERRORS as e:
-                    undecodable.met(msg.partition(), msg.offset(), e)
+                    undecodable.met(*position(msg), e)
                     continue
                 print(json.dumps(line, sort_keys=True), flush=True)
                 printed += 1
@@ -159,7 +158,6 @@ def _offsets_show(args: argparse.Namespace) -> int:
 
 def _offsets_export(args: argparse.Namespace) -> int:
     from bridge.ops.offsets_tool import export_lines, read_offsets, select
-    from bridge.task import partition_id
 
     cfg = load_config(args.config)
     lines = export_lines(select(read_offsets(cfg), args.table, None))
@@ -174,9 +172,9 @@ def _offsets_export(args: argparse.Namespace) -> int:
 
 
 def _offsets_import(args: argparse.Namespace) -> int:
-    from bridge.app import offset_problem
     from bridge.ops.liveness import refuse_if_running
     from bridge.ops.offsets_tool import import_lines, write_offsets
+    from bridge_app.app import offset_problem
 
     cfg = load_config(args.config)
     try:
@@ -199,7 +197,7 @@ def _offsets_reset(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.key is not None or args.key_hex is not None:
-        from bridge.offsets_cli import reset_key
+        from bridge_app.offsets_cli import reset_key
 
         refuse_if_running(cfg, "offsets reset")
         return reset_key(args, cfg)

@@ -18,33 +18,35 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.errors import ConfigError, ProduceError, RetriableError, SchemaError
-from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
-from bridge.group import GroupMembership, check_group_topic
+from bridge.group import GroupMembership, GroupOwnership, check_group_topic
 from bridge.http_service import bind_listeners, listening_ports
+from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
-from bridge.ops.wiring import start_ops, worker_identity
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
 from bridge.serde.serializer import RecordSerializer, check_subjects
-from bridge.worker import Worker, WorkerSettings
 from bridge.task import SourceConnector
+from bridge.worker import Worker, WorkerSettings
+from bridge_app.wiring import start_ops, worker_identity
 from connectors.dynamodb import RetryPolicy, TableInfo, make_clients
 from connectors.dynamodb.client import AwsApiError
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig
-from connectors.dynamodb.config import load_config  # the config file, validated against the connector's model
+from connectors.dynamodb.config import (
+    DynamoDBConfig,
+    TableConfig,
+    load_config,  # the config file, validated against the connector's model
+)
 from connectors.dynamodb.discovery import TableDiscovery
+from connectors.dynamodb.envelope import EnvelopeSchema
 from connectors.dynamodb.http import KeepAlivePool
 from connectors.dynamodb.offset_shapes import check_offset, check_partition
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.transcode import frame_records, startup_line
-from connectors.dynamodb.envelope import EnvelopeSchema
-from connectors.dynamodb.schemas import KeyField
 
 __all__ = [
-    "add_connector_subcommands", "check_connect", "load_config", "offset_problem", "run_bridge", "tail_view",
-    "verify_source",
+    "check_connect", "load_config", "offset_problem", "run_bridge", "tail_view", "verify_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,8 @@ STARTUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4)
 
 
 # ---- the connector's seams for the command line -----------------------------------------
-# The CLI (bridge/cli.py, bridge/ops/cli.py) asks here, so this module stays the one place
-# in bridge/ that knows the sources are DynamoDB tables.
+# The CLI (bridge_app/cli.py, bridge_app/ops_cli.py) asks here, so this module stays the one place
+# that knows the sources are DynamoDB tables.
 
 
 def check_connect(cfg: DynamoDBConfig) -> Any:
@@ -62,15 +64,6 @@ def check_connect(cfg: DynamoDBConfig) -> Any:
     from connectors.dynamodb.connect_check import check_connect as check
 
     return check(cfg)
-
-
-def add_connector_subcommands(sub: Any) -> None:
-    """The connector's own commands (``demo``: a DynamoDB table, writes, the bridge, a consumer)."""
-    try:
-        from connectors.dynamodb.demo import add_demo_subcommand
-    except ImportError:  # the demo needs the dev extras
-        return
-    add_demo_subcommand(sub)
 
 
 def offset_problem(cfg: DynamoDBConfig, partition: dict[str, Any], offset: dict[str, Any] | None) -> str | None:
@@ -108,7 +101,11 @@ def _registry_probe(cfg: DynamoDBConfig) -> Callable[[], None]:
         ca_file=r.ssl_ca_location, cert_file=r.ssl_certificate_location, key_file=r.ssl_key_location,
         verify=r.ssl_verify, timeout_s=min(3.0, r.timeout_s), max_attempts=1,
     ))
-    return lambda: probe.subjects() and None
+
+    def answers() -> None:
+        probe.subjects()
+
+    return answers
 
 
 def _snapshots(worker: Worker) -> list[dict[str, Any]]:
@@ -373,6 +370,8 @@ async def _run(
             max_in_flight_records=cfg.max_in_flight_records_total,
             buffer_max_bytes=cfg.buffer_max_bytes,
         )
+        ownership = GroupOwnership(slots=cfg.group.partitions, session_timeout_ms=cfg.group.session_timeout_ms,
+                                   lane_per_slot=exactly_once and grouped, solo=solo)
         errors = _FatalErrors()
         try:
             # Exactly-once: the lanes' producers come with ownership (a process that runs alone
@@ -401,7 +400,11 @@ async def _run(
             list(connectors),
             producer,
             offsets,
-            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register, frame_encoded=frame_records),
+            # The serializer's registry protocol asks for a writable schema_id (bridge/serde, being
+            # rewritten by the converter seam); the client's registered schemas are frozen.
+            RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register,  # type: ignore[arg-type]
+                             frame_encoded=frame_records),
+            ownership,
         )
         errors.worker = worker
         worker_ref.append(worker)
@@ -414,7 +417,7 @@ async def _run(
         if grouped:
             loop = asyncio.get_running_loop()
             follower = OffsetFollower(
-                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=worker.owns,
+                offsets, cfg.kafka, group_id=f"{cfg.name}-offset-follower", skip=ownership.owns,
                 on_change=lambda: loop.call_soon_threadsafe(worker.wake_connectors),
             )
             follower.start()
@@ -423,14 +426,12 @@ async def _run(
             return Producer(pconf | {"transactional.id": transactional_id, "error_cb": error_cb})
 
         membership = GroupMembership(
-            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic, slots=cfg.group.partitions,
-            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, follower=follower,
+            kafka=cfg.kafka, name=cfg.name, topic=cfg.group_topic,
+            session_timeout_ms=cfg.group.session_timeout_ms, worker=worker, ownership=ownership, follower=follower,
             make_producer=lane_producer if exactly_once and grouped else None,
-            handover_timeout_s=cfg.shutdown_timeout_s, solo=solo,
+            handover_timeout_s=cfg.shutdown_timeout_s,
             solo_producer=(lambda: Producer(pconf | {"error_cb": errors})) if exactly_once and solo else None,
         )
-        if follower is not None:
-            follower._skip = membership.owns
         beside.append(membership.run)
 
         ops = start_ops(cfg, worker, make_connectors=make_connectors, registry_probe=_registry_probe(cfg),

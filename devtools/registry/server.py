@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
-from bridge.registry.compat import (
+from devtools.registry.compat import (
     CompatibilityLevel,
     InvalidSchemaError,
     canonical_form,
@@ -58,7 +58,7 @@ __all__ = [
     "main",
 ]
 
-log = logging.getLogger("bridge.registry.server")
+log = logging.getLogger("devtools.registry.server")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 _MAX_VERSION = 2**31 - 1
@@ -1029,7 +1029,7 @@ class RegistryServer:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.registry.server",
+        prog="python -m devtools.registry.server",
         description="Confluent-compatible Schema Registry (Avro) keeping its state in a compacted Kafka topic.",
     )
     parser.add_argument("--port", type=int, default=8081, help="HTTP port (0 picks a free one; default 8081)")

