@@ -21,8 +21,8 @@ from bridge import config as base
 from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_field
 from bridge.serde.converter import Strategy
 from connectors.dynamodb.envelope import RecordFormat
-from connectors.dynamodb.typed.config import TypedValueConfig
 from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
+from connectors.dynamodb.typed.config import TypedValueConfig
 
 __all__ = [
     "AwsConfig",

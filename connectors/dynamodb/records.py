@@ -183,13 +183,26 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
         if binary:
             key = _key_from_image(key, d, binary, ctx)
         if ctx.typed is not None:
-            out.extend(ctx.typed.write_record(ctx.topic, key, op, d.get("OldImage"), d.get("NewImage"), source, ts_ms))
+            _typed(out, ctx, key, op, d.get("OldImage"), d.get("NewImage"), source, ts_ms)
             continue
         out.append(ChangeRecord(ctx.topic, ctx.schema, key, Change(op, d.get("OldImage"), d.get("NewImage")),
                                 source, ts_ms))
         if op == "d":
             out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms, tombstone=True))
     return out
+
+
+def _typed(out: list[SourceRecord], ctx: StreamContext, key: dict[str, Any], op: str, before: Any, after: Any,
+           source: dict[str, Any], ts_ms: int) -> None:
+    """A change of a typed table: its records carry the handle of the schema version they need
+    (the table's TypedTable grows it) and the value already written where it fits; with
+    ``image: after`` a delete is its tombstone only."""
+    typed = ctx.typed
+    handle, body = typed.write(op, before, after, source, ts_ms)
+    if not (op == "d" and typed.cfg.image == "after"):
+        out.append(ChangeRecord(ctx.topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
+    if op == "d":
+        out.append(ChangeRecord(ctx.topic, handle, key, None, source, ts_ms, True))
 
 
 def last_sequence_number(raw: list[Any]) -> str | None:

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bridge.errors import ConversionError
-from bridge.registry.compat import CompatibilityLevel, can_read
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed import TypeConflictStop, TypedTable, TypedValueConfig
 from connectors.dynamodb.typed.encode import UnknownAttribute
@@ -25,6 +24,7 @@ from connectors.dynamodb.typed.infer import TypeConflict
 from connectors.dynamodb.typed.names import field_name
 from connectors.dynamodb.typed.numbers import encode_number, infer_number
 from connectors.dynamodb.typed.types import Dec, Prim
+from devtools.registry.compat import CompatibilityLevel, can_read
 from tests.ddb_strategies import attribute_values, names
 
 SOURCE = {"connector": "dynamodb", "table": "orders", "region": "us-east-1", "sequence_number": "1"}

@@ -14,11 +14,11 @@ import json
 from typing import Any
 
 from bridge.errors import SchemaError
+from connectors.dynamodb.schemas import KeyField, load_avsc
 from connectors.dynamodb.typed.avmap import attribute_value_schema
+from connectors.dynamodb.typed.infer import branches
 from connectors.dynamodb.typed.names import ATTRIBUTE_PROPERTY, field_name
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Field, Prim, Rec, TType
-from connectors.dynamodb.typed.infer import branches
-from connectors.dynamodb.schemas import KeyField, load_avsc
 
 __all__ = ["item_schema", "key_schema", "value_schema", "dumps"]
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import ConversionError
-from connectors.dynamodb.typed import avro
-from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
+from bridge.serde.converter import KafkaHeaders
+from bridge.task import SourceRecord
 from connectors.dynamodb.avro import encode_source
 from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.typed import avro
+from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.names import namespace
 from connectors.dynamodb.typed.plan import compile_plan
@@ -60,7 +62,7 @@ class TypedSchema:
     key_fields: tuple[KeyField, ...]
     image: str = "envelope"  # or "after": the after image alone
     strategy: Any = "TopicNameStrategy"
-    headers: Callable[[Any], list[tuple[str, bytes]]] | None = None
+    headers: Callable[[SourceRecord], KafkaHeaders] | None = None
     key_schema: str = field(init=False)
     value_schema: str = field(init=False)
 

@@ -79,7 +79,7 @@ def infer_number(text: str) -> TType | None:
 
 def encode_number(t: Prim | Dec, text: str) -> bytes | None:
     """The Avro body of ``text`` as type ``t``, or None when it does not fit exactly."""
-    if type(t) is Prim:
+    if isinstance(t, Prim):
         if t.kind == "long":
             n = _integer(text)
             if n is None:

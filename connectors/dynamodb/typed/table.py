@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.errors import ConnectorError, ConversionError
+from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed.config import TypedValueConfig
 from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.infer import TypeConflict, absorb_item
-from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed.types import Rec
 
 __all__ = ["TypeConflictStop", "TypedTable"]
@@ -34,7 +34,7 @@ class TypeConflictStop(ConnectorError):
 class TypedTable:
     def __init__(
         self, table: str, key_fields: tuple[KeyField, ...], cfg: TypedValueConfig, *,
-        strategy: Any = "TopicNameStrategy", headers: Callable[[Any], list[tuple[str, bytes]]] | None = None,
+        strategy: Any = "TopicNameStrategy", headers: Callable[[Any], Any] | None = None,
         start: Rec | None = None,
     ) -> None:
         """``start``: the model to grow from (the declared attributes by default)."""
@@ -95,20 +95,6 @@ class TypedTable:
                     except ConversionError:
                         pass
         return rec
-
-    def write_record(self, topic: str, key: Any, op: str, before: Any, after: Any, source: Any,
-                     ts_ms: int) -> list[Any]:
-        """A change as its records: the change (unless ``image: after`` and a delete) and, for a
-        delete, its tombstone; the change carries its value already written where it fits."""
-        from connectors.dynamodb.envelope import ChangeRecord, Change
-
-        handle, body = self.write(op, before, after, source, ts_ms)
-        out = []
-        if not (op == "d" and self.cfg.image == "after"):
-            out.append(ChangeRecord(topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
-        if op == "d":
-            out.append(ChangeRecord(topic, handle, key, None, source, ts_ms, True))
-        return out
 
     def absorb_items(self, items: Iterable[Any]) -> TypedSchema:
         """Grow from items seen alone (a sample Scan); conflicts among them follow the policy."""

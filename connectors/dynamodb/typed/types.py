@@ -7,7 +7,7 @@ same Avro text, and the registered id is cached by it (``evolve.SchemaVersions``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = ["Arr", "AVMap", "Dec", "Field", "Prim", "Rec", "TType", "UnionT", "NUMBER_KINDS"]
 
@@ -30,7 +30,7 @@ class Dec:
 
 @dataclass(frozen=True, slots=True)
 class Arr:
-    items: TType
+    items: TType | None  # None: only empty lists (or NULLs) seen so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class UnionT:
     branches: tuple[TType, ...]
 
 
-TType = Union[Prim, Dec, Arr, AVMap, Rec, UnionT]
+TType = Prim | Dec | Arr | AVMap | Rec | UnionT
 
 
 @dataclass(frozen=True, slots=True)
