@@ -309,3 +309,20 @@ def test_write_encodes_once_when_steady_and_grows_when_not() -> None:
     assert h3 is not h2 and read(body3, h3.value_schema)["after"] == {"pk": "3", "a": None, "b": "x"}
     h4, body4 = t.write("c", None, {"pk": {"S": "4"}, "a": {"S": "x"}}, SOURCE, 7)
     assert h4 is h3 and body4 is None  # dead-letter: the runtime's encode_value raises the conflict
+
+
+def test_typed_in_the_discovery_template_and_refused_with_a_snapshot() -> None:
+    from connectors.dynamodb.config import TableConfig, parse_config
+
+    base = {"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"}, "schema_registry": {"url": "http://r:8081"},
+            "aws": {"region": "us-east-1"}}
+    cfg = parse_config({**base, "table_discovery": {"name_prefix": "orders", "template": {
+        "value": {"shape": "typed", "on_conflict": "widen"}}}}, check_kafka=False)
+    assert cfg.table_discovery is not None
+    found = TableConfig(name="orders-1", **cfg.table_discovery.template.model_dump())  # as discovery.py makes it
+    fmt = found.record_format()
+    assert isinstance(fmt.typed, TypedValueConfig) and fmt.typed.on_conflict == "widen"
+    assert fmt.typed_table("orders-1", KEY).handle is fmt.schema("orders-1", KEY)
+    with pytest.raises(Exception, match="value.shape: typed reads the stream only"):
+        parse_config({**base, "tables": [{"name": "orders", "value": {"shape": "typed"},
+                                          "snapshot": {"mode": "initial"}}]}, check_kafka=False)
