@@ -8,7 +8,8 @@ field plan compiled from the schema) + the per-record Python around it (source b
 the handle of the record's schema version). Key and value bodies are written for every
 record in both. Runs are interleaved; the medians of records per CPU second are printed,
 with the ratio typed / envelope and the CPU seconds spent. No broker: this is the part of
-the pipeline the shape changes (producing costs both the same per byte).
+the pipeline the shape changes (producing costs both the same per byte). The collector is
+tuned as in the bridge process (bridge.gctune).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages  # noqa: E402
+from bridge.gctune import tune_for_throughput  # noqa: E402
 from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
 from connectors.dynamodb.schemas import KeyField  # noqa: E402
 from connectors.dynamodb.transcode import IMPLEMENTATION  # noqa: E402
@@ -80,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
+    tune_for_throughput()  # as the bridge process does (bridge_app/cli.py)
     pages, reps = (4, 3) if args.quick else (12, 5)
     print(f"envelope: transcoder {IMPLEMENTATION}; typed: C plan writer {'on' if AVAILABLE else 'OFF (Python)'}; "
           f"{reps} interleaved runs of {pages} pages of 1,000 records, medians")

@@ -66,7 +66,7 @@ class AttributeDecl(Model):
         return Arr(t) if self.type == "array" else t
 
     def field(self) -> Field:
-        return Field(self.name, self.type_model(), self.nullable, self.default, self.default is not None, True)
+        return Field(self.name, self.type_model(), self.nullable, self.default, self.default is not None)
 
 
 def _default_fits(t: str, v: Any) -> bool:

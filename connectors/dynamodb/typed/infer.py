@@ -194,7 +194,7 @@ def absorb_item(rec: Rec, item: Any, maps: str, widen: bool, path: str = "") -> 
         f = fields[i]
         t = absorb(f.type, av, maps, widen, where)
         if t is not f.type:
-            fields[i] = Field(f.attribute, t, f.nullable, f.default, f.has_default, f.declared)
+            fields[i] = Field(f.attribute, t, f.nullable, f.default, f.has_default)
             changed = True
     if not changed:
         return rec

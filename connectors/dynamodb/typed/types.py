@@ -6,10 +6,10 @@ same Avro text, and the registered id is cached by it (``evolve.SchemaVersions``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Arr", "AVMap", "Dec", "Field", "Prim", "Rec", "TType", "UnionT", "NUMBER_KINDS"]
+__all__ = ["Arr", "AVMap", "Dec", "Field", "Prim", "Rec", "TType", "UnionT"]
 
 PrimKind = Literal["string", "boolean", "bytes", "long", "double"]
 
@@ -70,7 +70,4 @@ class Field:
     nullable: bool = True
     default: Any = None
     has_default: bool = False  # a declared non-null default (nullable fields default to null)
-    declared: bool = field(default=False, compare=True)
 
-
-NUMBER_KINDS = ("long", "double")
