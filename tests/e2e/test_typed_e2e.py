@@ -124,3 +124,29 @@ def test_each_conflict_policy_does_what_it_says(stack: Any, dynamodb: Any, tmp_p
     reason = headers["__connect.errors.exception.message"].decode()
     assert "attribute n" in reason and "does not fit long" in reason, reason
     assert json.loads(dead[0].value())["after"]["n"] == {"S": "one"}
+
+
+def test_a_restart_goes_on_from_the_latest_version(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    """A widened field stays a union after a restart (re-inferring it narrower would fail
+    BACKWARD), and a steady table registers nothing new."""
+    table, entry = _table(dynamodb, on_conflict="widen", sample_items=0)
+    topic, subject = f"ddb.{table}", f"ddb.{table}-value"
+    cfg = bridge_config(stack, [entry])
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "b"}, "n": {"S": "one"}})
+    bridge = BridgeProcess.write(tmp_path, cfg).start()
+    try:
+        _messages(stack.kafka_bootstrap, topic, 2, check=bridge.check)
+    finally:
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+    sr = SchemaRegistryClient({"url": stack.registry_url})
+    before = sr.get_versions(subject)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "c"}, "n": {"N": "3"}})
+    bridge = BridgeProcess.write(tmp_path, cfg).start()
+    try:
+        msgs = _messages(stack.kafka_bootstrap, topic, 3, check=bridge.check)
+    finally:
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+    assert sr.get_versions(subject) == before
+    assert int.from_bytes(msgs[2].value()[1:5], "big") == int.from_bytes(msgs[1].value()[1:5], "big")
+    assert [v["after"]["n"] for v in _values(sr, topic, msgs)] == [1, "one", 3]

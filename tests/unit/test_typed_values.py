@@ -326,3 +326,16 @@ def test_typed_in_the_discovery_template_and_refused_with_a_snapshot() -> None:
     with pytest.raises(Exception, match="value.shape: typed reads the stream only"):
         parse_config({**base, "tables": [{"name": "orders", "value": {"shape": "typed"},
                                           "snapshot": {"mode": "initial"}}]}, check_kafka=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(names, attribute_values.filter(_digits_ok), max_size=5), min_size=1, max_size=4),
+       st.sampled_from(["envelope", "after"]))
+def test_a_registered_schema_reads_back_into_its_model(images: list[dict[str, Any]], image: str) -> None:
+    from connectors.dynamodb.typed.from_avro import rec_from_value_schema
+
+    t = table("widen", image=image, attributes=[{"name": "q", "type": "long", "nullable": False, "default": 0}])
+    for item in images:
+        t.absorb(None, item)
+    h = t.handle
+    assert rec_from_value_schema(h.value_schema, image) == h.rec

@@ -96,6 +96,14 @@ class TypedTable:
                         pass
         return rec
 
+    def resume(self, registered: Rec) -> TypedSchema:
+        """Start from the subject's latest version (a restart): its fields, in its order, with
+        the declarations' types where a declared attribute is not in it yet at the end."""
+        known = {f.attribute for f in registered.fields}
+        extra = tuple(f for f in self.handle.rec.fields if f.attribute not in known)
+        self.handle = self._make(Rec(registered.fields + extra))
+        return self.handle
+
     def absorb_items(self, items: Iterable[Any]) -> TypedSchema:
         """Grow from items seen alone (a sample Scan); conflicts among them follow the policy."""
         for item in items:
