@@ -307,11 +307,12 @@ class RecordOptions(Model):
         return RecordFormat(self.subject_name_strategy, names, typed)
 
     @model_validator(mode="after")
-    def _typed_stream_only(self) -> RecordOptions:
+    def _typed_no_export(self) -> RecordOptions:
         snapshot = getattr(self, "snapshot", None)
-        if isinstance(self.value, TypedValueConfig) and snapshot is not None and snapshot.mode != "never":
-            raise ValueError(f"value.shape: typed reads the stream only in this version; snapshot.mode "
-                             f"{snapshot.mode} needs value.shape: envelope (or set snapshot.mode: never)")
+        if isinstance(self.value, TypedValueConfig) and snapshot is not None and snapshot.mode != "never" \
+                and snapshot.method == "export":
+            raise ValueError("value.shape: typed takes snapshots by Scan only in this version; snapshot.method: "
+                             "export needs value.shape: envelope (or use method: scan)")
         return self
 
 

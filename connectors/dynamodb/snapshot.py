@@ -813,6 +813,8 @@ def table_connectors(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
         start_position=t.start_position, grouped=cfg.shares_work,
     ))
+    if stream.record_format.typed is not None:
+        stream.typed_latest = _latest_schema(cfg)
     if t.stream.trimmed_policy == "resnapshot":
         _resnapshot_on_trim(stream, cfg, t, ddb)
     gate = _LateWindows(stream) if mode == "concurrent" else None

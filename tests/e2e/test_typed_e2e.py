@@ -150,3 +150,25 @@ def test_a_restart_goes_on_from_the_latest_version(stack: Any, dynamodb: Any, tm
     assert sr.get_versions(subject) == before
     assert int.from_bytes(msgs[2].value()[1:5], "big") == int.from_bytes(msgs[1].value()[1:5], "big")
     assert [v["after"]["n"] for v in _values(sr, topic, msgs)] == [1, "one", 3]
+
+
+def test_a_snapshot_then_the_stream_write_typed_records(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    table, entry = _table(dynamodb, sample_items=0)
+    entry["snapshot"] = {"mode": "initial", "method": "scan", "segments": 2}
+    topic = f"ddb.{table}"
+    for i in range(6):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "tags": {"SS": ["a", "b"]}})
+    bridge = BridgeProcess.write(tmp_path, bridge_config(stack, [entry])).start()
+    try:
+        snap = _messages(stack.kafka_bootstrap, topic, 6, check=bridge.check)
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "new"}, "n": {"N": "9"}, "added": {"BOOL": True}})
+        msgs = _messages(stack.kafka_bootstrap, topic, 7, check=bridge.check)
+    finally:
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+    sr = SchemaRegistryClient({"url": stack.registry_url})
+    values = _values(sr, topic, msgs)
+    assert sorted((v["op"], v["after"]["pk"], v["after"]["n"]) for v in values[:6]) == [
+        ("r", f"k{i}", i) for i in range(6)]
+    assert all(v["after"]["tags"] == ["a", "b"] for v in values[:6])
+    assert values[6]["op"] == "c" and values[6]["after"] == {"pk": "new", "n": 9, "tags": None, "added": True}
+    assert len(snap) == 6

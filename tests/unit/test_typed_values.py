@@ -311,7 +311,7 @@ def test_write_encodes_once_when_steady_and_grows_when_not() -> None:
     assert h4 is h3 and body4 is None  # dead-letter: the runtime's encode_value raises the conflict
 
 
-def test_typed_in_the_discovery_template_and_refused_with_a_snapshot() -> None:
+def test_typed_in_the_discovery_template_and_refused_with_an_export() -> None:
     from connectors.dynamodb.config import TableConfig, parse_config
 
     base = {"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"}, "schema_registry": {"url": "http://r:8081"},
@@ -323,9 +323,10 @@ def test_typed_in_the_discovery_template_and_refused_with_a_snapshot() -> None:
     fmt = found.record_format()
     assert isinstance(fmt.typed, TypedValueConfig) and fmt.typed.on_conflict == "widen"
     assert fmt.typed_table("orders-1", KEY).handle is fmt.schema("orders-1", KEY)
-    with pytest.raises(Exception, match="value.shape: typed reads the stream only"):
-        parse_config({**base, "tables": [{"name": "orders", "value": {"shape": "typed"},
-                                          "snapshot": {"mode": "initial"}}]}, check_kafka=False)
+    with pytest.raises(Exception, match="value.shape: typed takes snapshots by Scan only"):
+        parse_config({**base, "tables": [{"name": "orders", "value": {"shape": "typed"}, "snapshot": {
+            "mode": "only", "method": "export", "export": {"export_arn": "arn:aws:dynamodb:us-east-1:1:table/o/export/x"}}}]},
+            check_kafka=False)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,6 +14,7 @@ union; ``stop`` raises ``TypeConflictStop``, one line, and the reader stops befo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ class TypedTable:
         self.table, self.cfg = table, cfg
         self._make = lambda rec: TypedSchema(rec, table, key_fields, cfg.image, strategy, headers)
         self.handle = self._make(start if start is not None else cfg.declared())
+        self._lock = threading.Lock()
         self.sampled = False  # the first schema was grown from a sample Scan (streams.py)
 
     @property
@@ -48,7 +50,14 @@ class TypedTable:
         return self.handle.rec
 
     def absorb(self, before: Any, after: Any) -> TypedSchema:
-        """The handle to write a record with these images (a new one when they grow the schema)."""
+        """The handle to write a record with these images (a new one when they grow the schema).
+
+        Under a lock: snapshot pages are decoded on several threads, and two of them growing
+        the schema at once would each drop the other's new field."""
+        with self._lock:
+            return self._absorb(before, after)
+
+    def _absorb(self, before: Any, after: Any) -> TypedSchema:
         rec = self.handle.rec
         grown = rec
         widen = self.cfg.on_conflict == "widen"
