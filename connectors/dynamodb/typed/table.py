@@ -36,12 +36,10 @@ class TypedTable:
     def __init__(
         self, table: str, key_fields: tuple[KeyField, ...], cfg: TypedValueConfig, *,
         strategy: Any = "TopicNameStrategy", headers: Callable[[Any], Any] | None = None,
-        start: Rec | None = None,
     ) -> None:
-        """``start``: the model to grow from (the declared attributes by default)."""
         self.table, self.cfg = table, cfg
         self._make = lambda rec: TypedSchema(rec, table, key_fields, cfg.image, strategy, headers)
-        self.handle = self._make(start if start is not None else cfg.declared())
+        self.handle = self._make(cfg.declared())  # grown from the declared attributes
         self._lock = threading.Lock()
         self.sampled = False  # the first schema was grown from a sample Scan (streams.py)
 
