@@ -153,3 +153,37 @@ def test_no_headers_by_default() -> None:
     rows = snapshot_records([{"pk": {"S": "a"}, "sk": {"N": "1"}}], topic="t", table=table,
                             source={"connector": "dynamodb", "table": "orders"})
     assert _headers(rows) is None
+
+
+def _config(**table: Any) -> Any:
+    from connectors.dynamodb.config import parse_config
+
+    return parse_config({"name": "b", "kafka": {"bootstrap.servers": "localhost:9"},
+                         "schema_registry": {"url": "http://localhost:8081"},
+                         "tables": [{"name": "orders", **table}]}, check_kafka=False)
+
+
+def test_config_defaults_and_choices() -> None:
+    default = _config().tables[0].record_format()
+    assert (default.strategy, default.headers) == ("TopicNameStrategy", None)
+    chosen = _config(subject_name_strategy="RecordNameStrategy", headers=True, value={"shape": "envelope"})
+    assert chosen.tables[0].record_format().headers == HEADER_NAMES
+    assert _config(headers=["seq", "op"]).tables[0].record_format().headers == ("seq", "op")
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ({"headers": ["op", "shard_id"]}, ["tables[0].headers", "unknown header 'shard_id'", "created_ms"]),
+    ({"headers": "yes"}, ["tables[0].headers", "true, false or a list"]),
+    ({"subject_name_strategy": "TopicStrategy"}, ["tables[0].subject_name_strategy", "TopicRecordNameStrategy"]),
+    ({"value": {"shape": "columns"}}, ["tables[0].value.shape", "envelope"]),
+    ({"value": {"shap": "envelope"}}, ["tables[0].value.shap"]),
+])
+def test_config_errors_are_one_line_naming_the_key(table: dict[str, Any], words: list[str]) -> None:
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _config(**table)
+    line = str(e.value)
+    assert "\n" not in line
+    for w in words:
+        assert w in line, (w, line)
