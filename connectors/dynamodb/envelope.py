@@ -137,7 +137,7 @@ class RecordFormat:
 
     strategy: Strategy = "TopicNameStrategy"
     headers: tuple[str, ...] | None = None
-    typed: Any = field(default=None, compare=False, hash=False)  # TypedValueConfig: value: {shape: typed}
+    typed: Any = field(default=None, compare=False, hash=False)  # the ValueConfig of value: {shape: typed}
 
     def schema(self, table: str, key_fields: tuple[KeyField, ...]) -> Any:
         """The table's handle now: the envelope's, or the typed schema's current version."""

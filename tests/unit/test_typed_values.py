@@ -321,7 +321,7 @@ def test_typed_in_the_discovery_template_and_refused_with_an_export() -> None:
     assert cfg.table_discovery is not None
     found = TableConfig(name="orders-1", **cfg.table_discovery.template.model_dump())  # as discovery.py makes it
     fmt = found.record_format()
-    assert isinstance(fmt.typed, TypedValueConfig) and fmt.typed.on_conflict == "widen"
+    assert fmt.typed is not None and fmt.typed.shape == "typed" and fmt.typed.on_conflict == "widen"
     assert fmt.typed_table("orders-1", KEY).handle is fmt.schema("orders-1", KEY)
     with pytest.raises(Exception, match="value.shape: typed takes snapshots by Scan only"):
         parse_config({**base, "tables": [{"name": "orders", "value": {"shape": "typed"}, "snapshot": {
@@ -340,3 +340,22 @@ def test_a_registered_schema_reads_back_into_its_model(images: list[dict[str, An
         t.absorb(None, item)
     h = t.handle
     assert rec_from_value_schema(h.value_schema, image) == h.rec
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"on_conflict": "widen"}, ["tables[0].value", "on_conflict is only read with shape: typed"]),
+    ({"shape": "typed", "on_conflict": "merge"}, ["tables[0].value.on_conflict", "widen"]),
+    ({"shape": "typed", "attributes": [{"name": "a", "type": "decimal"}]}, ["tables[0].value.attributes[0]",
+                                                                             "needs precision"]),
+])
+def test_typed_config_errors_are_one_line_naming_the_key(value: dict[str, Any], words: list[str]) -> None:
+    from bridge.errors import ConfigError
+    from connectors.dynamodb.config import parse_config
+
+    cfg = {"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"}, "schema_registry": {"url": "http://r:8081"},
+           "aws": {"region": "us-east-1"}, "tables": [{"name": "orders", "value": value}]}
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg, check_kafka=False)
+    assert len(str(e.value).strip().splitlines()) == 1, str(e.value)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))

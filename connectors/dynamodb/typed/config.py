@@ -13,7 +13,7 @@ from connectors.dynamodb.typed.names import check_distinct
 from connectors.dynamodb.typed.numbers import MAX_PRECISION
 from connectors.dynamodb.typed.types import Arr, Dec, Field, Prim, Rec, TType
 
-__all__ = ["AttributeDecl", "TypedValueConfig"]
+__all__ = ["AttributeDecl", "TYPED_KEYS", "TypedOptions", "TypedValueConfig"]
 
 _LOGICAL = {"timestamp-millis": "long", "timestamp-micros": "long", "uuid": "string"}
 _SCALARS = ("string", "boolean", "bytes", "long", "double", "decimal")
@@ -79,10 +79,9 @@ def _default_fits(t: str, v: Any) -> bool:
     return type(v) in (int, float)
 
 
-class TypedValueConfig(Model):
-    """Values as Avro records whose fields are the item's attributes (docs/schemas.md, "Typed values")."""
+class TypedOptions(Model):
+    """The keys of ``value`` that ``shape: typed`` reads (docs/schemas.md, "Typed values")."""
 
-    shape: Literal["typed"]
     attributes: list[AttributeDecl] = PField(default_factory=list, description="declared attributes, in field order")
     sample_items: int = PField(1000, ge=0, le=1_000_000, description="items read by a Scan at start to infer the "
                                "first schema (0: none; the stream and snapshot infer as they flow)")
@@ -96,7 +95,7 @@ class TypedValueConfig(Model):
         "after image alone (a delete is its tombstone only)")
 
     @model_validator(mode="after")
-    def _distinct(self) -> TypedValueConfig:
+    def _distinct(self) -> TypedOptions:
         try:
             check_distinct([a.name for a in self.attributes], "attributes")
         except ConversionError as e:
@@ -109,3 +108,12 @@ class TypedValueConfig(Model):
 
     def declared(self) -> Rec:
         return Rec(tuple(a.field() for a in self.attributes))
+
+
+class TypedValueConfig(TypedOptions):
+    """Values as Avro records whose fields are the item's attributes."""
+
+    shape: Literal["typed"] = "typed"
+
+
+TYPED_KEYS = tuple(TypedOptions.model_fields)

@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge.errors import ConnectorError, ConversionError
 from connectors.dynamodb.schemas import KeyField
-from connectors.dynamodb.typed.config import TypedValueConfig
+from connectors.dynamodb.typed.config import TypedOptions
 from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.infer import TypeConflict, absorb_item
 from connectors.dynamodb.typed.types import Rec
@@ -34,7 +34,7 @@ class TypeConflictStop(ConnectorError):
 
 class TypedTable:
     def __init__(
-        self, table: str, key_fields: tuple[KeyField, ...], cfg: TypedValueConfig, *,
+        self, table: str, key_fields: tuple[KeyField, ...], cfg: TypedOptions, *,
         strategy: Any = "TopicNameStrategy", headers: Callable[[Any], Any] | None = None,
     ) -> None:
         self.table, self.cfg = table, cfg

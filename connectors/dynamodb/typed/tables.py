@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.dynamodb.schemas import KeyField
-from connectors.dynamodb.typed.config import TypedValueConfig
+from connectors.dynamodb.typed.config import TypedOptions
 from connectors.dynamodb.typed.table import TypedTable
 
 __all__ = ["typed_table"]
@@ -13,7 +13,7 @@ __all__ = ["typed_table"]
 _TABLES: dict[tuple[str, tuple[KeyField, ...], int], TypedTable] = {}
 
 
-def typed_table(table: str, key_fields: tuple[KeyField, ...], cfg: TypedValueConfig, strategy: Any,
+def typed_table(table: str, key_fields: tuple[KeyField, ...], cfg: TypedOptions, strategy: Any,
                 headers: Any) -> TypedTable:
     k = (table, key_fields, id(cfg))
     t = _TABLES.get(k)
