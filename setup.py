@@ -16,6 +16,13 @@ setup(
             ["connectors/dynamodb/_transcode.c"],
             optional=True,
             extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
-        )
+        ),
+        # typed values' writer (connectors/dynamodb/typed/plan.py falls back to Python without it)
+        Extension(
+            "connectors.dynamodb.typed._typed",
+            ["connectors/dynamodb/typed/_typed.c"],
+            optional=True,
+            extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+        ),
     ]
 )

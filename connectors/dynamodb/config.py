@@ -22,6 +22,7 @@ from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_fiel
 from bridge.serde.converter import Strategy
 from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
+from connectors.dynamodb.typed.config import TYPED_KEYS, TypedOptions
 
 __all__ = [
     "AwsConfig",
@@ -267,11 +268,19 @@ def parse_timestamp(value: str | int) -> int:
     return int(t.astimezone(UTC).timestamp() * 1000)
 
 
-class ValueConfig(Model):
-    """``tables[].value``: the shape of the record values (docs/schemas.md)."""
+class ValueConfig(TypedOptions):
+    """``tables[].value``: the shape of the record values (docs/schemas.md), and what ``typed`` reads."""
 
-    shape: Literal["envelope"] = Field("envelope", description="envelope: {op, before, after, source, ts_ms} with "
-                                       "images as map<AttributeValue>, lossless for any item")
+    shape: Literal["envelope", "typed"] = Field(
+        "envelope", description="envelope: {op, before, after, source, ts_ms} with images as map<AttributeValue>, "
+        "lossless for any item; typed: images as records with a field per attribute, evolving")
+
+    @model_validator(mode="after")
+    def _typed_keys(self) -> ValueConfig:
+        extra = sorted(self.model_fields_set & set(TYPED_KEYS)) if self.shape == "envelope" else []
+        if extra:
+            raise ValueError(f"{extra[0]} is only read with shape: typed; set shape: typed or remove it")
+        return self
 
 
 class RecordOptions(Model):
@@ -300,7 +309,17 @@ class RecordOptions(Model):
 
     def record_format(self) -> RecordFormat:
         names = HEADER_NAMES if self.headers is True else tuple(self.headers or ()) or None
-        return RecordFormat(self.subject_name_strategy, names)
+        typed = self.value if self.value.shape == "typed" else None
+        return RecordFormat(self.subject_name_strategy, names, typed)
+
+    @model_validator(mode="after")
+    def _typed_no_export(self) -> RecordOptions:
+        snapshot = getattr(self, "snapshot", None)
+        if self.value.shape == "typed" and snapshot is not None and snapshot.mode != "never" \
+                and snapshot.method == "export":
+            raise ValueError("value.shape: typed takes snapshots by Scan only in this version; snapshot.method: "
+                             "export needs value.shape: envelope (or use method: scan)")
+        return self
 
 
 class TableConfig(RecordOptions):

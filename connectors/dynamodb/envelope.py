@@ -13,7 +13,7 @@ envelope's source block, which is also where in the stream or snapshot the recor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -137,6 +137,18 @@ class RecordFormat:
 
     strategy: Strategy = "TopicNameStrategy"
     headers: tuple[str, ...] | None = None
+    typed: Any = field(default=None, compare=False, hash=False)  # the ValueConfig of value: {shape: typed}
 
-    def schema(self, table: str, key_fields: tuple[KeyField, ...]) -> EnvelopeSchema:
-        return envelope_schema(table, key_fields, self.strategy, self.headers)
+    def schema(self, table: str, key_fields: tuple[KeyField, ...]) -> Any:
+        """The table's handle now: the envelope's, or the typed schema's current version."""
+        t = self.typed_table(table, key_fields)
+        return envelope_schema(table, key_fields, self.strategy, self.headers) if t is None else t.handle
+
+    def typed_table(self, table: str, key_fields: tuple[KeyField, ...]) -> Any:
+        """The table's TypedTable (one per process), or None for the envelope shape."""
+        if self.typed is None:
+            return None
+        from connectors.dynamodb.typed.tables import typed_table
+
+        return typed_table(table, key_fields, self.typed, self.strategy,
+                           None if not self.headers else header_maker(self.headers))

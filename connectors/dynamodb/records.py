@@ -34,6 +34,8 @@ class StreamContext:
     shard_id: str
     # The table's record format; None: the default envelope handle of (table, key_fields).
     record_schema: EnvelopeSchema | None = None
+    # value: {shape: typed}: the table's TypedTable, which gives each record its handle.
+    typed: Any = None
 
     @property
     def schema(self) -> EnvelopeSchema:
@@ -180,11 +182,27 @@ def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord
             continue
         if binary:
             key = _key_from_image(key, d, binary, ctx)
+        if ctx.typed is not None:
+            _typed(out, ctx, key, op, d.get("OldImage"), d.get("NewImage"), source, ts_ms)
+            continue
         out.append(ChangeRecord(ctx.topic, ctx.schema, key, Change(op, d.get("OldImage"), d.get("NewImage")),
                                 source, ts_ms))
         if op == "d":
             out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms, tombstone=True))
     return out
+
+
+def _typed(out: list[SourceRecord], ctx: StreamContext, key: dict[str, Any], op: str, before: Any, after: Any,
+           source: dict[str, Any], ts_ms: int) -> None:
+    """A change of a typed table: its records carry the handle of the schema version they need
+    (the table's TypedTable grows it) and the value already written where it fits; with
+    ``image: after`` a delete is its tombstone only."""
+    typed = ctx.typed
+    handle, body = typed.write(op, before, after, source, ts_ms)
+    if not (op == "d" and typed.cfg.image == "after"):
+        out.append(ChangeRecord(ctx.topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
+    if op == "d":
+        out.append(ChangeRecord(ctx.topic, handle, key, None, source, ts_ms, True))
 
 
 def last_sequence_number(raw: list[Any]) -> str | None:
@@ -216,7 +234,9 @@ class PageReader:
 
     def __init__(self, ctx: StreamContext) -> None:
         self._ctx = ctx
-        self._transcoder = None if Transcoder is None else Transcoder(
+        # The C transcoder writes the envelope; typed values take the general path (typed/_typed.c
+        # writes the images there).
+        self._transcoder = None if Transcoder is None or ctx.typed is not None else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
             records=(ctx.topic, ctx.schema) if RECORDS_IN_ONE_PASS else None,
         )

@@ -129,6 +129,7 @@ class _Shared:
     gate: ChunkGate | None
     rcu_per_item: float = 0.5  # updated from ReturnConsumedCapacity
     pool: Executor | None = None  # where pages are parsed and encoded (None: asyncio's default)
+    typed: Any = None  # value: {shape: typed}: the table's TypedTable
 
 
 def scan_request(cfg: SnapshotConfig, table: TableInfo) -> dict[str, Any]:
@@ -181,7 +182,8 @@ class ScanSegmentTask(SourceTask):
             "total_segments": total,
             "ttl_delete": False,
         }
-        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, schema=shared.schema, source=self._source)
+        self._rows = SnapshotRows(topic=shared.topic, table=shared.table, schema=shared.schema, source=self._source,
+                                  typed=shared.typed)
 
     def _limit(self) -> int | None:
         s, cfg = self._s, self._s.config
@@ -325,6 +327,7 @@ class ScanConnector(SourceConnector):
             table=self.table,
             topic=self.topic,
             schema=self.record_format.schema(self.table.name, self.table.key_fields),
+            typed=self.record_format.typed_table(self.table.name, self.table.key_fields),
             config=cfg,
             request=scan_request(cfg, self.table),
             items_limiter=RateLimiter(cfg.max_items_per_second) if cfg.max_items_per_second else None,

@@ -774,6 +774,24 @@ def _resnapshot_on_trim(
     return resume
 
 
+def _latest_schema(cfg: DynamoDBConfig) -> Callable[[str], str | None]:
+    """subject -> its latest schema text, or None when it has none yet (blocking: off the loop)."""
+    from bridge.errors import SchemaError
+    from bridge.registry.client import registry_client
+
+    registry = registry_client(cfg)
+
+    def latest(subject: str) -> str | None:
+        try:
+            return registry.get_version(subject).schema
+        except SchemaError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    return latest
+
+
 def table_connectors(
     cfg: DynamoDBConfig, t: TableConfig, *, ddb: AwsJsonClient, streams: AwsJsonClient
 ) -> list[SourceConnector]:
@@ -787,12 +805,16 @@ def table_connectors(
             table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position,
             start_ms=t.start_ms,
         ))
+        if stream.record_format.typed is not None:
+            stream.typed_latest = _latest_schema(cfg)
         resume = _resnapshot_on_trim(stream, cfg, t, ddb) if t.stream.trimmed_policy == "resnapshot" else None
         return [stream] if resume is None else [stream, resume]
     stream = _formatted(t, HandoffStreamsConnector(
         snapshot=t.snapshot, table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream,
         start_position=t.start_position, grouped=cfg.shares_work,
     ))
+    if stream.record_format.typed is not None:
+        stream.typed_latest = _latest_schema(cfg)
     if t.stream.trimmed_policy == "resnapshot":
         _resnapshot_on_trim(stream, cfg, t, ddb)
     gate = _LateWindows(stream) if mode == "concurrent" else None

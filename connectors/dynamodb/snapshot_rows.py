@@ -47,16 +47,19 @@ class BadLine:
 
 def snapshot_records(
     items: list[Any], *, topic: str, table: TableInfo, source: dict[str, Any],
-    schema: EnvelopeSchema | None = None,
+    schema: EnvelopeSchema | None = None, typed: Any = None,
 ) -> list[SourceRecord]:
     """Snapshot rows: ``op = r``, ``after`` = the item, ``before`` = None (the general path).
 
     A Scan item without a key attribute is a config error (a projection_expression left the
     key out: every item lacks it); export lines are checked for that where they are read.
-    """
+    ``typed`` (the table's TypedTable, ``value: {shape: typed}``): each row carries the handle
+    of the schema version it needs and its value already written where it fits."""
     ts_ms = int(time.time() * 1000)
     schema = schema or envelope_schema(table.name, table.key_fields)
     names = [f.name for f in table.key_fields]
+    if typed is not None:
+        return [_typed_row(topic, typed, names, it, source, ts_ms, table.name) for it in items]
     h = names[0]
     r = names[1] if len(names) > 1 else None
 
@@ -85,6 +88,20 @@ def snapshot_records(
         ) from None
 
 
+def _typed_row(topic: str, typed: Any, names: list[str], item: Any, source: dict[str, Any], ts_ms: int,
+               table: str) -> SourceRecord:
+    if type(item) is not dict:
+        return UnreadableChange(topic, typed.handle, {}, None, source, ts_ms,
+                                reason=f"snapshot item is not an object: {item!r:.60}", raw=item)
+    try:
+        key = {n: item[n] for n in names}
+    except KeyError as e:
+        raise ConfigError(f"snapshot of {table}: item without key attribute {e.args[0]!r}; "
+                          "a projection_expression must keep the key attributes") from None
+    handle, body = typed.write("r", None, item, source, ts_ms)
+    return ChangeRecord(topic, handle, key, Change("r", None, item), source, ts_ms, False, None, body)
+
+
 def decode_pool(threads: int | None, name: str) -> ThreadPoolExecutor:
     """The small pool a snapshot decodes in (gzip, JSON, Avro): the GIL is released for most of it."""
     return ThreadPoolExecutor(max_workers=threads or _cores(), thread_name_prefix=f"decode-{name}")
@@ -107,14 +124,15 @@ class SnapshotRows:
 
     def __init__(
         self, *, topic: str, table: TableInfo, source: dict[str, Any], where: str = "",
-        schema: EnvelopeSchema | None = None,
+        schema: EnvelopeSchema | None = None, typed: Any = None,
     ) -> None:
         self._topic = topic
         self._table = table
         self._schema = schema = schema or envelope_schema(table.name, table.key_fields)
         self._source = source
         self._where = where
-        w = transcode.ItemWriter
+        self._typed = typed
+        w = None if typed is not None else transcode.ItemWriter  # the C item writer writes the envelope
         self._writer = (
             None if w is None
             else w([(f.name, f.type) for f in table.key_fields], topic, table.name, schema, source)
@@ -143,7 +161,8 @@ class SnapshotRows:
         self.general_batches += 1
         resp = orjson.loads(body) if body else {}
         items = resp.pop("Items", None) or []
-        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source), resp
+        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source,
+                                typed=self._typed), resp
 
     def lines(self, data: bytes, pos: int, want: int, final: bool, first_line: int) -> tuple[list[SourceRecord], int, int]:
         """Export lines from byte ``pos`` → (up to ``want`` records, byte position after the last
@@ -175,4 +194,5 @@ class SnapshotRows:
 
         key_names = [f.name for f in self._table.key_fields]
         items, pos, n = read_lines(data, pos, want, final, item)
-        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source), pos, n
+        return snapshot_records(items, topic=self._topic, table=self._table, schema=self._schema, source=self._source,
+                                typed=self._typed), pos, n

@@ -26,6 +26,7 @@ from typing import Any
 
 from bridge.errors import ConfigError, CorruptOffsetError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
+from bridge.serde.converter import subject_name
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
 from connectors.dynamodb.config import StreamConfig
@@ -298,6 +299,8 @@ class StreamsConnector(SourceConnector):
     """Follows one table's stream: discovers shards and starts readers in lineage order."""
 
     record_format = RecordFormat()  # the table's; set by table_connectors
+    # value: {shape: typed}: subject -> its latest schema text or None (set by table_connectors)
+    typed_latest: Callable[[str], str | None] | None = None
 
     def __init__(
         self,
@@ -345,6 +348,30 @@ class StreamsConnector(SourceConnector):
                 f"tables: table {self.table_name!r} has no stream enabled; enable it with "
                 f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
             )
+        typed = self.record_format.typed_table(self.table.name, self.table.key_fields)
+        if typed is not None and not typed.sampled:
+            await self._start_typed(typed)
+
+    async def _start_typed(self, typed: Any) -> None:
+        """The typed schema's first version: the subject's latest (a restart goes on from it),
+        grown by a sample Scan of the table."""
+        from connectors.dynamodb.typed.from_avro import rec_from_value_schema
+        from connectors.dynamodb.typed.sample import sample_items
+
+        assert self.table is not None
+        if self.typed_latest is not None:
+            subject = subject_name(typed.handle.strategy, self.topic, typed.handle.value_schema, is_key=False)
+            text = await asyncio.to_thread(self.typed_latest, subject)
+            if text is not None:
+                try:
+                    typed.resume(rec_from_value_schema(text, typed.cfg.image))
+                except (ValueError, KeyError, TypeError, StopIteration) as e:
+                    raise ConfigError(f"tables: {self.table_name}: the latest version of subject {subject!r} is not "
+                                      f"a typed schema of this table ({e!r:.80}); give the table another topic or "
+                                      f"subject, or delete the subject") from None
+        if typed.cfg.sample_items:
+            typed.absorb_items(await sample_items(self._ddb, self.table.name, typed.cfg.sample_items))
+        typed.sampled = True
 
     async def _gone(self) -> str | None:
         """Why the table's stream is no longer the one being read, or None if it still is."""
@@ -535,6 +562,7 @@ class StreamsConnector(SourceConnector):
                 stream_arn=table.stream_arn,
                 shard_id=shard.id,
                 record_schema=self.record_format.schema(table.name, table.key_fields),
+                typed=self.record_format.typed_table(table.name, table.key_fields),
             )
             log.info("starting reader for %s %s at %s", table.name, shard.id, start[0])
             lin.started.add(shard.id)

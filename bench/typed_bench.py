@@ -1,0 +1,99 @@
+"""Typed values beside the envelope: GetRecords pages → records with Avro bodies, per core.
+
+    python -m bench.typed_bench [--quick]
+
+Both shapes read the same pages through the Streams reader's PageReader: the envelope by the
+one-pass C transcoder (JSON bytes → Avro), typed by orjson + the typed C writer (_typed.c, a
+field plan compiled from the schema) + the per-record Python around it (source block, key,
+the handle of the record's schema version). Key and value bodies are written for every
+record in both. Runs are interleaved; the medians of records per CPU second are printed,
+with the ratio typed / envelope and the CPU seconds spent. No broker: this is the part of
+the pipeline the shape changes (producing costs both the same per byte). The collector is
+tuned as in the bridge process (bridge.gctune).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages  # noqa: E402
+from bridge.gctune import tune_for_throughput  # noqa: E402
+from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
+from connectors.dynamodb.schemas import KeyField  # noqa: E402
+from connectors.dynamodb.transcode import IMPLEMENTATION  # noqa: E402
+from connectors.dynamodb.typed import TypedTable, TypedValueConfig  # noqa: E402
+from connectors.dynamodb.typed.plan import AVAILABLE  # noqa: E402
+
+KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
+
+
+def _reader(shape: str) -> PageReader:
+    typed = None
+    if shape == "typed":
+        # widen: the wide items' lists mix records, strings, booleans and lists
+        cfg = TypedValueConfig.model_validate({"shape": "typed", "on_conflict": "widen"})
+        typed = TypedTable(TABLE, KEY_FIELDS, cfg)
+    return PageReader(StreamContext("bench.typed", TABLE, REGION, KEY_FIELDS, STREAM_ARN, "shardId-bench-0",
+                                    typed=typed))
+
+
+def _run(reader: PageReader, bodies: list[bytes], n_pages: int) -> tuple[int, float]:
+    count = 0
+    t0 = time.process_time()
+    for i in range(n_pages):
+        records, _, _ = reader.read(bodies[i % len(bodies)])
+        for r in records:
+            key = r.encoded_key if r.encoded_key is not None else r.schema.encode_key(r)
+            value = r.encoded_value
+            if value is None and not r.tombstone:
+                value = r.schema.encode_value(r)
+            count += key is not None
+    return count, time.process_time() - t0
+
+
+def measure(name: str, n_pages: int, reps: int) -> dict[str, Any]:
+    bodies = make_pages(WORKLOADS[name], 4)
+    readers = {shape: _reader(shape) for shape in ("envelope", "typed")}
+    for r in readers.values():  # warm: the typed schema grows on the first pages
+        _run(r, bodies, len(bodies))
+    rates: dict[str, list[float]] = {"envelope": [], "typed": []}
+    cpu: dict[str, float] = {"envelope": 0.0, "typed": 0.0}
+    records: dict[str, int] = {"envelope": 0, "typed": 0}
+    for _ in range(reps):
+        for shape, reader in readers.items():
+            n, s = _run(reader, bodies, n_pages)
+            rates[shape].append(n / s)
+            cpu[shape] += s
+            records[shape] += n
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"workload": name, "rates": med, "cpu": cpu, "records": records, "ratio": med["typed"] / med["envelope"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    tune_for_throughput()  # as the bridge process does (bridge_app/cli.py)
+    pages, reps = (4, 3) if args.quick else (12, 5)
+    print(f"envelope: transcoder {IMPLEMENTATION}; typed: C plan writer {'on' if AVAILABLE else 'OFF (Python)'}; "
+          f"{reps} interleaved runs of {pages} pages of 1,000 records, medians")
+    print(f"  {'workload':8s} {'envelope rec/s/core':>20s} {'typed rec/s/core':>17s} {'ratio':>6s} "
+          f"{'CPU s env':>10s} {'CPU s typed':>12s}")
+    for name in ("wide", "small"):
+        r = measure(name, pages, reps)
+        print(f"  {name:8s} {r['rates']['envelope']:>20,.0f} {r['rates']['typed']:>17,.0f} {r['ratio']:>6.2f} "
+              f"{r['cpu']['envelope']:>10.2f} {r['cpu']['typed']:>12.2f}")
+    print("  target: typed >= 0.80 x envelope on the wide workload (issue 20)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""One version of a table's typed schemas as the runtime's ``RecordSchema`` handle.
+
+Immutable, as the seam asks (bridge/serde/converter.py): a table that gains an attribute
+gets a new handle, and the runtime registers it before the first record that carries it.
+Records of the typed shape carry what the envelope shape's do: ``key`` in DynamoDB JSON,
+``value`` a ``Change(op, before, after)`` with the images in DynamoDB JSON, ``position`` the
+source block (the envelope's ``source`` field).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.errors import ConversionError
+from bridge.serde.converter import KafkaHeaders
+from bridge.task import SourceRecord
+from connectors.dynamodb.avro import encode_source
+from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.typed import avro
+from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
+from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.names import namespace
+from connectors.dynamodb.typed.plan import compile_plan
+from connectors.dynamodb.typed.types import Rec
+
+__all__ = ["TypedSchema", "encode_typed_key"]
+
+_NULL, _SOME = b"\x00", b"\x02"
+
+
+def encode_typed_key(key_fields: tuple[KeyField, ...], key: Any) -> bytes:
+    """The key record's body: S and N as strings, B as bytes (the envelope shape's bytes)."""
+    if type(key) is not dict:
+        raise ConversionError(f"the key must be an object of name: attribute value, got {key!r:.80}")
+    out = []
+    for kf in key_fields:
+        name, t = kf.name, kf.type
+        av = key.get(name)
+        v = av.get(t) if type(av) is dict and len(av) == 1 else None
+        if type(v) is not str:
+            raise ConversionError(f"key attribute {name!r} of type {t} missing or not a string in {key!r:.200}")
+        if t == "B":
+            try:
+                out.append(bytes_bytes(base64.b64decode(v, validate=True)))
+            except (binascii.Error, ValueError):
+                raise ConversionError(f"key attribute {name!r}: binary value is not valid base64") from None
+        else:
+            out.append(string_bytes(v))
+    return b"".join(out)
+
+
+@dataclass(frozen=True, eq=False)
+class TypedSchema:
+    """``rec`` (the item record) of ``table`` as key and value schema text and writers."""
+
+    rec: Rec
+    table: str
+    key_fields: tuple[KeyField, ...]
+    image: str = "envelope"  # or "after": the after image alone
+    strategy: Any = "TopicNameStrategy"
+    headers: Callable[[SourceRecord], KafkaHeaders] | None = None
+    key_schema: str = field(init=False)
+    value_schema: str = field(init=False)
+
+    plan: Any = field(init=False)  # the C writer's plan of ``rec`` (None: the Python writer only)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", compile_plan(self.rec))
+        ns = namespace(self.table)
+        object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, ns)))
+        object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, ns, self.image)))
+
+    def encode_key(self, record: Any) -> bytes:
+        return encode_typed_key(self.key_fields, record.key)
+
+    def encode_value(self, record: Any) -> bytes:
+        v = record.value
+        return self.encode_change(v.op, v.before, v.after, record.position, record.ts_ms)
+
+    def encode_change(self, op: str, before: Any, after: Any, source: Any, ts_ms: int) -> bytes:
+        """The value's body; TypeConflict or UnknownAttribute (both ConversionErrors) when an
+        image does not fit this version."""
+        out: list[bytes] = []
+        if self.image == "after":
+            if after is None:
+                raise ConversionError("image: after: a record without an after image has no value (a delete is "
+                                      "written as its tombstone only)")
+            self._image(after, out, "NewImage")
+            return b"".join(out)
+        out.append(string_bytes(op))
+        for image, where in ((before, "OldImage"), (after, "NewImage")):
+            if image is None:
+                out.append(_NULL)
+            else:
+                out.append(_SOME)
+                self._image(image, out, where)
+        out.append(encode_source(source))
+        out.append(long_bytes(ts_ms))
+        return b"".join(out)
+
+    def _image(self, item: Any, out: list[bytes], where: str) -> None:
+        plan = self.plan
+        if plan is not None:
+            body = plan.encode(item)
+            if body is not None:
+                out.append(body)
+                return
+        try:
+            encode_record(self.rec, item, out)
+        except ConversionError as e:
+            e.args = (f"{where}: {e}",)
+            raise
+
+    def dead_letter_value(self, record: Any) -> Any:
+        v = record.value
+        if v is None:
+            return {"key": record.key}
+        return {"op": v.op, "key": record.key, "before": v.before, "after": v.after}

@@ -1,0 +1,59 @@
+"""A typed record's field plan for the C writer (``_typed.c``), compiled from the model.
+
+``compile_plan(rec)`` is the C ``Plan`` of a record, or None where the C writer is not built
+(or ``BRIDGE_PURE_PYTHON=1``) or the record holds what it does not write (an M kept as
+AttributeValues). ``Plan.encode(item)`` returns the record's Avro body, equal to
+``encode.encode_record``'s, or None when the Python writer must decide (an attribute with no
+field yet, a value that does not fit, anything unusual).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from connectors.dynamodb.typed.encode import encode_default
+from connectors.dynamodb.typed.infer import branches
+from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Prim, Rec, TType
+
+__all__ = ["AVAILABLE", "compile_plan", "spec"]
+
+try:
+    from connectors.dynamodb.typed._typed import Plan
+except ImportError:  # not compiled here
+    Plan = None
+
+AVAILABLE = Plan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
+
+
+class _NoPlan(Exception):
+    pass
+
+
+def _node(t: TType) -> tuple[Any, ...]:
+    if type(t) is Prim:
+        return (t.kind,)
+    if type(t) is Dec:
+        return ("decimal", t.precision, t.scale)
+    if type(t) is Arr:
+        return ("array", tuple(_node(b) for b in branches(t.items)))
+    if type(t) is Rec:
+        return spec(t)
+    assert type(t) is AVMap
+    raise _NoPlan
+
+
+def spec(rec: Rec) -> tuple[Any, ...]:
+    """The plan's nested-tuple form (what ``Plan`` compiles)."""
+    return ("record", tuple(
+        (f.attribute, f.nullable, tuple(_node(b) for b in branches(f.type)), encode_default(f) if f.has_default else None)
+        for f in rec.fields))
+
+
+def compile_plan(rec: Rec) -> Any:
+    if not AVAILABLE:
+        return None
+    try:
+        return Plan(spec(rec))  # type: ignore[misc]
+    except _NoPlan:
+        return None
