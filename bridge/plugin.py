@@ -8,7 +8,7 @@ runtime what it builds (``SourceConnector`` objects, an offset check, a framing 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +35,8 @@ class Sources:
     frame_encoded: Callable[..., Any] | None = None
     # (log level, line) for the start-up log: e.g. which encoder this process uses.
     startup_line: tuple[int, str] | None = None
-    # Each topic's schema handle as known at start (for the auto_register: false check).
-    schemas: Mapping[str, RecordSchema] = field(default_factory=dict)
+    # (topic, schema handle) of every source as known at start (for the auto_register: false check).
+    schemas: Sequence[tuple[str, RecordSchema]] = field(default_factory=list)
 
 
 class ConnectorPlugin(Protocol):

@@ -249,7 +249,7 @@ async def _run(
     async with plugin.open(cfg, create_topic=create_topic) as sources:
         connectors = sources.connectors
         if not cfg.schema_registry.auto_register:
-            check_subjects(registry, sources.schemas)
+            await _off_loop(check_subjects, registry, sources.schemas)
 
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.

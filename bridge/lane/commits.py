@@ -108,7 +108,8 @@ class Commits:
     def outlived_timeout(self) -> bool:
         """Exactly-once: the open transaction is older than ``transaction.timeout.ms``, so the
         broker has aborted it (or will) while this process counted on it."""
-        return self.exactly_once and time.monotonic() - self.txn_began > self.lane.settings.transaction_timeout_s
+        return self.exactly_once and self.dirty and \
+            time.monotonic() - self.txn_began > self.lane.settings.transaction_timeout_s
 
     def _txn_timed_out(self, err: KafkaError) -> str | None:
         """The reason when the open transaction outlived ``transaction.timeout.ms``: the process

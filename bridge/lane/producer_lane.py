@@ -418,3 +418,13 @@ class ProducerLane:
         with contextlib.suppress(KafkaException):
             self.producer.purge()
         self._drain(time.monotonic() + 1.0)
+        # Its batches never complete now (their reports are ignored above): give their records
+        # and bytes back to the worker-wide bounds, or the other lanes' tasks wait for space
+        # that never comes.
+        for progress in self.progress.values():
+            for entry in progress.pending:
+                if entry.remaining > 0:
+                    entry.remaining = 0
+                    entry.records = None
+                    self.released(entry)
+            progress.pending.clear()

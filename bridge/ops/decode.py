@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -96,6 +97,8 @@ def to_jsonable(value: Any) -> Any:
         return sorted(to_jsonable(v) for v in value)
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Decimal):
+        return str(value)  # exact, as DynamoDB JSON writes N (Avro decimal of a typed value)
     return value
 
 

@@ -8,7 +8,7 @@ calls ``prepare`` off the event loop and ``serialize`` (pure CPU) on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -238,8 +238,8 @@ def _kafka_headers(records: list[SourceRecord]) -> list[KafkaHeaders | None] | N
     return out
 
 
-def check_subjects(registry: SchemaRegistryClient, schemas: Mapping[str, RecordSchema]) -> None:
-    """``auto_register: false``: each subject the bridge will write (topic → handle) must exist and
+def check_subjects(registry: SchemaRegistryClient, schemas: Iterable[tuple[str, RecordSchema]]) -> None:
+    """``auto_register: false``: each subject the bridge will write ((topic, handle) pairs) must exist and
     hold the exact schema the bridge writes; ConfigError with one line naming the first that does not.
 
     A schema that is only *compatible* with the subject's latest version is refused too: Avro
@@ -247,7 +247,7 @@ def check_subjects(registry: SchemaRegistryClient, schemas: Mapping[str, RecordS
     registered schema; the line then says that registering it would be accepted.
     """
     fix = "register it first or set schema_registry.auto_register: true"
-    for topic, schema in schemas.items():
+    for topic, schema in schemas:
         for subject, text in zip(subjects(topic, schema), (schema.key_schema, schema.value_schema)):
             try:
                 if registry.lookup(subject, text) is not None:

@@ -277,7 +277,13 @@ class ValueConfig(TypedOptions):
 
     @model_validator(mode="after")
     def _typed_keys(self) -> ValueConfig:
-        extra = sorted(self.model_fields_set & set(TYPED_KEYS)) if self.shape == "envelope" else []
+        # Set and not its default: a discovery template is copied through model_dump, which
+        # sets every key, defaults included.
+        fields = type(self).model_fields
+        extra = sorted(
+            k for k in self.model_fields_set & set(TYPED_KEYS)
+            if getattr(self, k) != fields[k].get_default(call_default_factory=True)
+        ) if self.shape == "envelope" else []
         if extra:
             raise ValueError(f"{extra[0]} is only read with shape: typed; set shape: typed or remove it")
         return self

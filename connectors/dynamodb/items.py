@@ -72,7 +72,21 @@ def avro_item(value: Any) -> dict[str, Any] | None:
     return item_from_avro(value)
 
 
+_ENVELOPE = frozenset(("op", "before", "after", "source", "ts_ms"))
+_AV_FIELDS = frozenset(("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"))
+
+
+def _image(image: Any) -> Any:
+    """An envelope's image as DynamoDB JSON; a typed image (fields, not AttributeValues) as is."""
+    if isinstance(image, dict) and all(isinstance(v, dict) and v.keys() == _AV_FIELDS for v in image.values()):
+        return avro_item(image)
+    return image
+
+
 def tail_view(value: dict[str, Any]) -> dict[str, Any]:
-    """A decoded envelope as ``tail`` prints it: images as DynamoDB JSON."""
-    return {"op": value["op"], "before": avro_item(value["before"]), "after": avro_item(value["after"]),
+    """A decoded value as ``tail`` prints it: an envelope with its images as DynamoDB JSON (or
+    typed, as they are); a typed after image published alone (``image: after``) as ``value``."""
+    if not (isinstance(value, dict) and _ENVELOPE <= value.keys()):
+        return {"value": value}
+    return {"op": value["op"], "before": _image(value["before"]), "after": _image(value["after"]),
             "source": value["source"], "ts_ms": value["ts_ms"]}

@@ -125,14 +125,16 @@ class DynamoDBPlugin:
         return verify_table(cfg, table, **kw)
 
 
-def topic_schemas(connectors: list[SourceConnector]) -> dict[str, EnvelopeSchema]:
-    """Each topic's schema handle (key and value schemas, subject strategy), decided now that
-    DescribeTable gave the key schemas.
+def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, EnvelopeSchema]]:
+    """Each table's topic and schema handle (key and value schemas, subject strategy), decided
+    now that DescribeTable gave the key schemas: every one is checked at start with
+    ``auto_register: false`` (two tables on one topic have a value schema each).
 
     Two tables may share a topic only if their keys are alike: the topic's key subject holds
     one key schema.
     """
     by_topic: dict[str, EnvelopeSchema] = {}
+    pairs: list[tuple[str, EnvelopeSchema]] = []
     for c in connectors:
         table: TableInfo | None = getattr(c, "table", None)
         topic: str | None = getattr(c, "topic", None)
@@ -150,7 +152,8 @@ def topic_schemas(connectors: list[SourceConnector]) -> dict[str, EnvelopeSchema
                 f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
             )
         by_topic.setdefault(topic, schema)
-    return by_topic
+        pairs.append((topic, schema))
+    return pairs
 
 
 async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:

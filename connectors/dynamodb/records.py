@@ -198,9 +198,13 @@ def _typed(out: list[SourceRecord], ctx: StreamContext, key: dict[str, Any], op:
     (the table's TypedTable grows it) and the value already written where it fits; with
     ``image: after`` a delete is its tombstone only."""
     typed = ctx.typed
+    if op == "d" and typed.cfg.image == "after":
+        # No value is written: the old image must not grow the schema (a version registered,
+        # or a conflict that stops the bridge, for a tombstone).
+        out.append(ChangeRecord(ctx.topic, typed.handle, key, None, source, ts_ms, True))
+        return
     handle, body = typed.write(op, before, after, source, ts_ms)
-    if not (op == "d" and typed.cfg.image == "after"):
-        out.append(ChangeRecord(ctx.topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
+    out.append(ChangeRecord(ctx.topic, handle, key, Change(op, before, after), source, ts_ms, False, None, body))
     if op == "d":
         out.append(ChangeRecord(ctx.topic, handle, key, None, source, ts_ms, True))
 

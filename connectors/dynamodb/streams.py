@@ -349,6 +349,12 @@ class StreamsConnector(SourceConnector):
                 f"StreamSpecification StreamEnabled=true, StreamViewType=NEW_AND_OLD_IMAGES"
             )
         typed = self.record_format.typed_table(self.table.name, self.table.key_fields)
+        if typed is not None and typed.cfg.image == "after" and self.table.view_type in ("KEYS_ONLY", "OLD_IMAGE"):
+            raise ConfigError(
+                f"tables: {self.table_name}.value.image is after, but the table's stream carries "
+                f"{self.table.view_type} (no new image to publish); set StreamViewType NEW_IMAGE or "
+                f"NEW_AND_OLD_IMAGES, or use image: envelope"
+            )
         if typed is not None and not typed.sampled:
             await self._start_typed(typed)
 

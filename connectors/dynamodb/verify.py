@@ -268,6 +268,11 @@ def verify_table(
     skip_undecodable: bool = False,
 ) -> VerifyReport:
     """Compare one table with its topic; ``settle_s`` > 0 re-checks differences (live tables)."""
+    if table_cfg.value.shape != "envelope":
+        raise ConfigError(
+            f"verify: table {table_cfg.name!r} has value.shape {table_cfg.value.shape}; verify compares "
+            "envelope topics (whose images keep every AttributeValue) only; use tail to read a typed topic"
+        )
     say = progress or (lambda _msg: None)
     topic = cfg.topic_for(table_cfg)
     table = _TableSide(cfg, table_cfg.name)

@@ -359,3 +359,15 @@ def test_typed_config_errors_are_one_line_naming_the_key(value: dict[str, Any], 
     assert len(str(e.value).strip().splitlines()) == 1, str(e.value)
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+
+
+def test_a_null_where_an_attribute_value_belongs_is_a_conversion_error() -> None:
+    """A malformed image (``"a": null`` for an attribute that has a field) is one record that
+    does not convert (dead letter or stop, as in envelope mode), never an unexpected error."""
+    t = table()
+    t.write("c", None, {"pk": {"S": "1"}, "a": {"N": "1"}}, SOURCE, 7)
+    bad = {"pk": {"S": "2"}, "a": None}
+    h, body = t.write("c", None, bad, SOURCE, 7)  # was: StopIteration out of the encoder
+    assert body is None  # the runtime's encode_value raises it, and errors.tolerance decides
+    with pytest.raises(ConversionError, match="attribute a: must be an attribute value object, got null"):
+        h.encode_value(Rec({"pk": {"S": "2"}}, "c", None, bad))

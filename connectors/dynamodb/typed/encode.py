@@ -164,6 +164,10 @@ def encode_record(rec: Rec, item: Any, out: list[bytes], path: str = "") -> None
             _optional(f.type, av, out, where)
     if known != len(item):
         names = {f.attribute for f in rec.fields}
+        nulls = [n for n in names if n in item and item[n] is None]
+        if nulls:  # JSON null where an AttributeValue object belongs (a malformed record)
+            where = f"{path}.{nulls[0]}" if path else nulls[0]
+            raise ConversionError(f"attribute {where}: must be an attribute value object, got null")
         new = next(n for n in item if n not in names)
         infer(item[new], "record", f"{path}.{new}" if path else new)  # its own error first (a list of mixed types)
         raise UnknownAttribute(f"attribute {(path + '.' if path else '') + new} has no field yet")
