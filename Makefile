@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # setup.py builds the C transcoder: a changed source must be compiled again.
 # The dev tools are their own distribution (devtools/pyproject.toml), installed beside the dev extra.
-$(VENV)/.installed: pyproject.toml devtools/pyproject.toml setup.py connectors/dynamodb/_transcode.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml setup.py connectors/dynamodb/_transcode.c connectors/dynamodb/typed/_typed.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ./devtools -e ".[dev]"
 	touch $@
 

@@ -23,7 +23,6 @@ __all__ = [
     "Batch",
     "KafkaHeaders",
     "OffsetReader",
-    "RECORD_FIELDS",
     "RecordSchema",
     "STRATEGIES",
     "SourceConnector",
@@ -94,9 +93,6 @@ class SourceRecord:
     tombstone: bool = False  # a null value after the key's delete
     encoded_key: bytes | None = None
     encoded_value: bytes | None = None
-
-
-RECORD_FIELDS = ("topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value")
 
 
 @dataclass(slots=True)

@@ -82,9 +82,6 @@ class RecordSerializer:
         self._headers: dict[tuple[str, int], tuple[RecordSchema, tuple[bytes, bytes]]] = {}
         self._last: tuple[RecordSchema, str, tuple[bytes, bytes]] | None = None
 
-    def ready(self, record: SourceRecord) -> bool:
-        return self._headers_of(record) is not None
-
     def unprepared(self, records: list[SourceRecord]) -> list[SourceRecord]:
         """One record per distinct (topic, schema handle) whose schemas are not registered yet.
 
@@ -207,8 +204,8 @@ class RecordSerializer:
     def _headers_of(self, record: SourceRecord) -> tuple[bytes, bytes] | None:
         """The record's key and value framing headers, or None before ``prepare``.
 
-        Runs twice per record (``ready`` and ``serialize``), so the last answer is kept and
-        reused while the same objects come by (a reader's records all share them).
+        The last answer is kept and reused while the same objects come by (a reader's records
+        all share them).
         """
         topic, schema = record.topic, record.schema
         last = self._last
