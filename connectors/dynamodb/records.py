@@ -16,6 +16,7 @@ from bridge.task import SourceRecord, UnreadableRecord
 from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.transcode import RECORD_FIELDS, Transcoder
+from connectors.dynamodb.watermarks import watermark_marker
 
 __all__ = ["PageReader", "StreamContext", "from_stream_records", "is_ttl_delete"]
 
@@ -198,6 +199,11 @@ def _typed(out: list[SourceRecord], ctx: StreamContext, key: dict[str, Any], op:
     (the table's TypedTable grows it) and the value already written where it fits; with
     ``image: after`` a delete is its tombstone only."""
     typed = ctx.typed
+    if watermark_marker(key, ctx) is not None:
+        # A concurrent snapshot's watermark (filtered out of the topic by the snapshot): its
+        # key lies outside every real item's range and must not shape the schema.
+        out.append(ChangeRecord(ctx.topic, typed.handle, key, Change(op, before, after), source, ts_ms))
+        return
     if op == "d" and typed.cfg.image == "after":
         # No value is written: the old image must not grow the schema (a version registered,
         # or a conflict that stops the bridge, for a tombstone).

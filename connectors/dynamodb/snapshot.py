@@ -31,7 +31,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.scan import ScanConnector
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.table import TableInfo
+from connectors.dynamodb.watermarks import WATERMARK_PREFIX, is_watermark, watermark_item, watermark_marker
 
 __all__ = [
     "ConcurrentWindows",
@@ -64,10 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WATERMARK_PREFIX = "__ddb_kafka_bridge_watermark__"
-_WATERMARK_B = WATERMARK_PREFIX.encode()
-# N hash keys: watermarks use numbers below -9.99...E+125 (the N type's lower end).
-_WATERMARK_N = "-9.9999999999999999999999"
 HOUR_MS = 3_600_000
 RETENTION_MS = 24 * HOUR_MS
 
@@ -94,39 +90,6 @@ def key_id(key: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
         ((t, v),) = key[name].items()
         out.append((name, t, _scalar(t, v)))
     return tuple(out)
-
-
-def watermark_item(table: TableInfo, marker: str) -> dict[str, Any]:
-    """A key in the watermark range of the table's key schema (random, so it hashes anywhere)."""
-    item: dict[str, Any] = {}
-    for i, kf in enumerate(table.key_fields):
-        if kf.type == "S":
-            item[kf.name] = {"S": f"{WATERMARK_PREFIX}#{marker}" if i == 0 else "#"}
-        elif kf.type == "B":
-            item[kf.name] = {"B": base64.b64encode(_WATERMARK_B + marker.encode() if i == 0 else b"\x00").decode()}
-        else:
-            digits = "".join(random.choices("0123456789", k=12)) + "1"
-            item[kf.name] = {"N": f"{_WATERMARK_N}{digits}E+125" if i == 0 else "0"}
-    return item
-
-
-def watermark_marker(key: dict[str, Any], table: TableInfo) -> str | None:
-    """The marker id of a watermark key, or None for an ordinary key."""
-    h = table.key_fields[0]
-    av = key.get(h.name) or {}
-    if h.type == "S":
-        s = av.get("S", "")
-        return s.split("#", 1)[1] if s.startswith(WATERMARK_PREFIX + "#") else None
-    if h.type == "B":
-        raw = av.get("B", b"")
-        b = raw if isinstance(raw, (bytes, bytearray)) else base64.b64decode(raw)
-        return bytes(b[len(_WATERMARK_B) :]).decode(errors="replace") if bytes(b).startswith(_WATERMARK_B) else None
-    n = av.get("N", "")
-    return n if n.startswith(_WATERMARK_N) else None
-
-
-def is_watermark(key: dict[str, Any], table: TableInfo) -> bool:
-    return watermark_marker(key, table) is not None
 
 
 # ---- concurrent: chunk windows -------------------------------------------------------------

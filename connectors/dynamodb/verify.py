@@ -36,7 +36,7 @@ from bridge.ops.topicstate import CompactedView
 from connectors.dynamodb.config import DynamoDBConfig, TableConfig
 from connectors.dynamodb.items import avro_item, canonical_item, canonical_number
 from connectors.dynamodb.schemas import KeyField, avro_name
-from connectors.dynamodb.snapshot import WATERMARK_PREFIX
+from connectors.dynamodb.watermarks import WATERMARK_PREFIX
 
 __all__ = ["Difference", "VerifyReport", "verify_table"]
 

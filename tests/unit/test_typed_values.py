@@ -371,3 +371,28 @@ def test_a_null_where_an_attribute_value_belongs_is_a_conversion_error() -> None
     assert body is None  # the runtime's encode_value raises it, and errors.tolerance decides
     with pytest.raises(ConversionError, match="attribute a: must be an attribute value object, got null"):
         h.encode_value(Rec({"pk": {"S": "2"}}, "c", None, bad))
+
+
+def test_a_concurrent_snapshots_watermark_never_shapes_the_typed_schema() -> None:
+    """Watermark items (a numeric hash key of about -1E+126, no real item's) pass through the
+    stream reader before the snapshot filters them out: with ``on_conflict: stop`` they must not
+    stop the bridge, with ``widen`` not turn the key field into a union."""
+    from connectors.dynamodb.records import StreamContext, from_stream_records
+    from connectors.dynamodb.watermarks import watermark_item
+
+    key = (KeyField("id", "N"),)
+    for policy in ("stop", "widen"):
+        t = TypedTable("orders", key, TypedValueConfig.model_validate({"shape": "typed", "on_conflict": policy}))
+        ctx = StreamContext(topic="t", table="orders", region="us-east-1", key_fields=key, stream_arn="arn",
+                            shard_id="shardId-1", typed=t)
+
+        def change(image: dict[str, Any], seq: str) -> dict[str, Any]:
+            return {"eventName": "INSERT", "dynamodb": {"Keys": {"id": image["id"]}, "NewImage": image,
+                                                        "SequenceNumber": seq, "ApproximateCreationDateTime": 1}}
+
+        from_stream_records([change({"id": {"N": "7"}, "a": {"S": "x"}}, "1")], ctx)
+        steady = t.handle
+        wm = watermark_item(ctx, "m1")
+        records = from_stream_records([change(wm, "2"), change({"id": {"N": "8"}, "a": {"S": "y"}}, "3")], ctx)
+        assert t.handle is steady, policy
+        assert [r.key for r in records] == [{"id": wm["id"]}, {"id": {"N": "8"}}]
