@@ -47,6 +47,7 @@ from connectors.dynamodb.config import SnapshotConfig
 from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
 from connectors.dynamodb.snapshot_rows import SnapshotRows, decode_pool, snapshot_records
 from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.typed.start import start_typed
 from connectors.dynamodb.units import UnitRun
 
 __all__ = ["ChunkGate", "RateLimiter", "ScanConnector", "ScanSegmentTask", "scan_request", "snapshot_records"]
@@ -257,6 +258,8 @@ class ScanConnector(SourceConnector):
     """Snapshots one table with a parallel Scan; ``done`` is set when a pass completes."""
 
     record_format = RecordFormat()  # the table's; set by table_connectors
+    # subject -> its latest schema text (typed values, snapshot-only tables); set by table_connectors
+    typed_latest: Callable[[str], str | None] | None = None
 
     def __init__(
         self,
@@ -303,6 +306,10 @@ class ScanConnector(SourceConnector):
             if e.code == "ValidationException":
                 raise ConfigError(f"tables: {self.table_name}.snapshot: DynamoDB refused the Scan: {e}") from None
             raise
+        # A table read by its stream too starts its typed schema there (typed_latest unset here).
+        typed = self.record_format.typed_table(self.table.name, self.table.key_fields)
+        if typed is not None and not typed.sampled and self.typed_latest is not None:
+            await start_typed(typed, ddb=self._ddb, table=self.table, topic=self.topic, latest=self.typed_latest)
 
     def _partition(self, segment: int) -> dict[str, Any]:
         return {"table": self.table_name, "segment": segment, "total_segments": self.total_segments}

@@ -762,7 +762,10 @@ def table_connectors(
     mode = t.snapshot.mode
     topic = cfg.topic_for(t)
     if mode == "only":
-        return [_snapshot_connector(cfg, t, ddb)]
+        only = _snapshot_connector(cfg, t, ddb)
+        if isinstance(only, ScanConnector) and only.record_format.typed is not None:
+            only.typed_latest = _latest_schema(cfg)  # no stream to start the typed schema
+        return [only]
     if mode == "never":
         stream = _formatted(t, StreamsConnector(
             table=t.name, topic=topic, ddb=ddb, streams=streams, config=t.stream, start_position=t.start_position,

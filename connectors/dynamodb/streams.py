@@ -26,7 +26,6 @@ from typing import Any
 
 from bridge.errors import ConfigError, CorruptOffsetError, RetriableError, SourceGoneError, TrimmedDataError
 from bridge.metrics import METRICS
-from bridge.serde.converter import subject_name
 from bridge.task import Batch, SourceConnector, SourceTask, TaskRuntime
 from connectors.dynamodb.client import AwsApiError, AwsJsonClient, ExpiredIteratorError, RetryPolicy
 from connectors.dynamodb.config import StreamConfig
@@ -35,6 +34,7 @@ from connectors.dynamodb.records import PageReader, StreamContext
 from connectors.dynamodb.scheduler import PollScheduler, scheduler_for
 from connectors.dynamodb.start import SkipOlder
 from connectors.dynamodb.table import TableInfo, describe_table
+from connectors.dynamodb.typed.start import start_typed
 
 __all__ = ["Shard", "ShardReader", "StreamsConnector", "list_shards"]
 
@@ -359,25 +359,8 @@ class StreamsConnector(SourceConnector):
             await self._start_typed(typed)
 
     async def _start_typed(self, typed: Any) -> None:
-        """The typed schema's first version: the subject's latest (a restart goes on from it),
-        grown by a sample Scan of the table."""
-        from connectors.dynamodb.typed.from_avro import rec_from_value_schema
-        from connectors.dynamodb.typed.sample import sample_items
-
         assert self.table is not None
-        if self.typed_latest is not None:
-            subject = subject_name(typed.handle.strategy, self.topic, typed.handle.value_schema, is_key=False)
-            text = await asyncio.to_thread(self.typed_latest, subject)
-            if text is not None:
-                try:
-                    typed.resume(rec_from_value_schema(text, typed.cfg.image))
-                except (ValueError, KeyError, TypeError, StopIteration) as e:
-                    raise ConfigError(f"tables: {self.table_name}: the latest version of subject {subject!r} is not "
-                                      f"a typed schema of this table ({e!r:.80}); give the table another topic or "
-                                      f"subject, or delete the subject") from None
-        if typed.cfg.sample_items:
-            typed.absorb_items(await sample_items(self._ddb, self.table.name, typed.cfg.sample_items))
-        typed.sampled = True
+        await start_typed(typed, ddb=self._ddb, table=self.table, topic=self.topic, latest=self.typed_latest)
 
     async def _gone(self) -> str | None:
         """Why the table's stream is no longer the one being read, or None if it still is."""
