@@ -5,23 +5,13 @@ from __future__ import annotations
 import struct
 from decimal import Decimal
 
+from connectors.dynamodb.avro import encode_long
+
 __all__ = ["long_bytes", "string_bytes", "bytes_bytes", "double_bytes", "decimal_bytes"]
 
-_SMALL = [bytes([n << 1]) for n in range(64)]
 _DOUBLE = struct.Struct("<d")
 
-
-def long_bytes(n: int) -> bytes:
-    """Zig-zag varint."""
-    if 0 <= n < 64:
-        return _SMALL[n]
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z & ~0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+long_bytes = encode_long  # the envelope's zig-zag varint: one implementation for both shapes
 
 
 def string_bytes(s: str) -> bytes:
