@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from bridge.serde.converter import KafkaHeaders, Strategy
 from bridge.task import SourceRecord, UnreadableRecord
 from connectors.dynamodb.avro import encode_envelope, encode_key
+from connectors.dynamodb.dead_letter import change_dead_letter_value
 from connectors.dynamodb.headers import header_maker, op_of
 from connectors.dynamodb.schemas import KeyField, table_schemas
 
@@ -103,10 +104,7 @@ class EnvelopeSchema:
         return encode_envelope(v.op, v.before, v.after, record.position, record.ts_ms)
 
     def dead_letter_value(self, record: SourceRecord) -> Any:
-        v = record.value
-        if v is None:
-            return {"key": record.key}
-        return {"op": v.op, "key": record.key, "before": v.before, "after": v.after}
+        return change_dead_letter_value(record)
 
 
 @cache

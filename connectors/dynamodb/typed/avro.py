@@ -14,16 +14,13 @@ import json
 from typing import Any
 
 from bridge.errors import SchemaError
-from connectors.dynamodb.schemas import KeyField, load_avsc
+from connectors.dynamodb.schemas import KEY_AVRO_TYPES, KeyField, load_avsc
 from connectors.dynamodb.typed.avmap import attribute_value_schema
 from connectors.dynamodb.typed.infer import branches
 from connectors.dynamodb.typed.names import ATTRIBUTE_PROPERTY, field_name
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Field, Prim, Rec, TType
 
 __all__ = ["item_schema", "key_schema", "value_schema", "dumps"]
-
-_KEY_TYPES = {"S": "string", "N": "string", "B": "bytes"}
-
 
 def dumps(schema: Any) -> str:
     return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
@@ -104,6 +101,6 @@ def value_schema(rec: Rec, namespace: str, image: str) -> dict[str, Any]:
 def key_schema(key_fields: tuple[KeyField, ...], namespace: str) -> dict[str, Any]:
     """The key record: S and N as strings (N keeps its exact text), B as bytes; the same
     bytes as the envelope shape's key, field names by the typed rule with ``attribute``."""
-    fields = [{"name": field_name(k.name), "type": _KEY_TYPES[k.type], ATTRIBUTE_PROPERTY: k.name} for k in key_fields]
+    fields = [{"name": field_name(k.name), "type": KEY_AVRO_TYPES[k.type], ATTRIBUTE_PROPERTY: k.name} for k in key_fields]
     key = dict(load_avsc("key"), namespace=namespace, fields=fields)
     return key

@@ -19,6 +19,7 @@ from bridge.errors import ConversionError
 from bridge.serde.converter import KafkaHeaders
 from bridge.task import SourceRecord
 from connectors.dynamodb.avro import encode_source
+from connectors.dynamodb.dead_letter import change_dead_letter_value
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed import avro
 from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
@@ -116,7 +117,4 @@ class TypedSchema:
             raise
 
     def dead_letter_value(self, record: Any) -> Any:
-        v = record.value
-        if v is None:
-            return {"key": record.key}
-        return {"op": v.op, "key": record.key, "before": v.before, "after": v.after}
+        return change_dead_letter_value(record)
