@@ -9,8 +9,6 @@ source block (the envelope's ``source`` field).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,40 +16,19 @@ from typing import Any
 from bridge.errors import ConversionError
 from bridge.serde.converter import KafkaHeaders
 from bridge.task import SourceRecord
-from connectors.dynamodb.avro import encode_source
+from connectors.dynamodb.avro import encode_key, encode_source
 from connectors.dynamodb.dead_letter import change_dead_letter_value
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed import avro
-from connectors.dynamodb.typed.binary import bytes_bytes, long_bytes, string_bytes
+from connectors.dynamodb.typed.binary import long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.names import namespace
 from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Rec
 
-__all__ = ["TypedSchema", "encode_typed_key"]
+__all__ = ["TypedSchema"]
 
 _NULL, _SOME = b"\x00", b"\x02"
-
-
-def encode_typed_key(key_fields: tuple[KeyField, ...], key: Any) -> bytes:
-    """The key record's body: S and N as strings, B as bytes (the envelope shape's bytes)."""
-    if type(key) is not dict:
-        raise ConversionError(f"the key must be an object of name: attribute value, got {key!r:.80}")
-    out = []
-    for kf in key_fields:
-        name, t = kf.name, kf.type
-        av = key.get(name)
-        v = av.get(t) if type(av) is dict and len(av) == 1 else None
-        if type(v) is not str:
-            raise ConversionError(f"key attribute {name!r} of type {t} missing or not a string in {key!r:.200}")
-        if t == "B":
-            try:
-                out.append(bytes_bytes(base64.b64decode(v, validate=True)))
-            except (binascii.Error, ValueError):
-                raise ConversionError(f"key attribute {name!r}: binary value is not valid base64") from None
-        else:
-            out.append(string_bytes(v))
-    return b"".join(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +53,7 @@ class TypedSchema:
         object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, ns, self.image)))
 
     def encode_key(self, record: Any) -> bytes:
-        return encode_typed_key(self.key_fields, record.key)
+        return encode_key(self.key_fields, record.key)  # the envelope shape's key bytes
 
     def encode_value(self, record: Any) -> bytes:
         v = record.value
