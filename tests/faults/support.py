@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import signal
 import socket
 import threading
@@ -35,6 +36,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bridge.group import unit_slot
 from bridge.kafka import END_READER_CONFIG, read_to_end
 from tests.doubles.streams_double import PutResult, StreamsDouble
 from tests.helpers import BridgeProcess, Event, TopicReader, bridge_config, normalize, unique
@@ -452,6 +454,32 @@ def double_config(
     if metrics:
         cfg.setdefault("metrics", {"port": free_port(), "host": "127.0.0.1"})
     return cfg
+
+
+GROUP_SLOTS = 16  # group.partitions' default
+
+
+def shard_slot(d: StreamsDouble, shard_id: str) -> int:
+    """The group slot the bridge puts a shard of the double's table in."""
+    return unit_slot({"table": d.table, "shard": shard_id}, GROUP_SLOTS)
+
+
+def spread_over_slots(d: StreamsDouble) -> None:
+    """Split shards until open ones sit in both halves of the group's slots. Shard ids are
+    random, so a few shards can all hash into one half: then whichever process gets the other
+    half has nothing to read, and a test that two processes share the work proves nothing."""
+    while len({shard_slot(d, s) < GROUP_SLOTS // 2 for s in d.open_shard_ids()}) < 2:
+        d.split(d.open_shard_ids()[0])
+
+
+def shards_of_assignment(d: StreamsDouble, log_text: str) -> list[str]:
+    """The open shards in the slots of a process's first assignment (its ``group: assigned`` line)."""
+    m = re.search(r"group: assigned partitions \[([\d, ]+)\]", log_text)
+    assert m, "no 'group: assigned' line with partitions"
+    taken = {int(k) for k in m[1].split(",")}
+    theirs = [s for s in d.open_shard_ids() if shard_slot(d, s) in taken]
+    assert theirs, f"the group gave this process slots {sorted(taken)}, where no open shard lives"
+    return theirs
 
 
 def topic_of(cfg: dict[str, Any]) -> str:

@@ -14,14 +14,12 @@ records to such consumers, so on it the count is printed, and the run is smaller
 from __future__ import annotations
 
 import random
-import re
 import signal
 import time
 from typing import Any
 
 import pytest
 
-from bridge.group import unit_slot
 from tests.faults.support import (
     RUNNING,
     ChangeLog,
@@ -31,6 +29,8 @@ from tests.faults.support import (
     double_config,
     free_port,
     read_offsets,
+    shards_of_assignment,
+    spread_over_slots,
     topic_of,
     wait_until,
 )
@@ -195,13 +195,6 @@ def test_exactly_once_crashes(on_broker, make_double, bridges, make_reader, meas
         assert dupes == 0, f"{dupes} duplicates in exactly-once mode"
 
 
-SLOTS = 16  # group.partitions' default
-
-
-def _slot(d: Any, shard_id: str) -> int:
-    return unit_slot({"table": d.table, "shard": shard_id}, SLOTS)
-
-
 def test_exactly_once_second_process_shares_the_work(on_broker, make_double, bridges, make_reader,
                                                      measured) -> None:
     """A second process with the same name joins its group (every process is a member) and
@@ -211,8 +204,7 @@ def test_exactly_once_second_process_shares_the_work(on_broker, make_double, bri
     the second fenced the first, which stopped.)"""
     broker, stack = on_broker
     d = make_double(shards=6)
-    while len({_slot(d, s) < SLOTS // 2 for s in d.open_shard_ids()}) < 2:  # shards in both halves of the slots
-        d.split(d.open_shard_ids()[0])
+    spread_over_slots(d)
     log = ChangeLog(d)
     log.write_many(200, keys=20)
     cfg = double_config(stack, d, delivery="exactly-once", offsets={"flush_interval_ms": 200})
@@ -223,9 +215,7 @@ def test_exactly_once_second_process_shares_the_work(on_broker, make_double, bri
     second = bridges.start(dict(cfg, metrics={"port": free_port(), "host": "127.0.0.1"}), instance="second",
                            env={"AWS_ACCESS_KEY_ID": "second"})
     wait_until(lambda: "group: assigned" in second.log(), 90, "the second process's assignment")
-    taken = {int(k) for k in re.search(r"group: assigned partitions \[([\d, ]+)\]", second.log())[1].split(",")}
-    theirs = [s for s in d.open_shard_ids() if _slot(d, s) in taken]
-    assert theirs, f"the group gave the second process slots {sorted(taken)}, where no shard lives"
+    theirs = shards_of_assignment(d, second.log())
     log.write_many(200, keys=20)
     reader.wait_for_log(log, 60)
     reader.drain(1.0)
