@@ -472,6 +472,17 @@ def spread_over_slots(d: StreamsDouble) -> None:
         d.split(d.open_shard_ids()[0])
 
 
+def table_spread_over_slots(segments: int) -> str:
+    """A fresh table name whose Scan segments sit in both halves of the group's slots (see
+    ``spread_over_slots``: with few segments, one half can be empty by chance)."""
+    while True:
+        table = unique("t")
+        halves = {unit_slot({"table": table, "segment": i, "total_segments": segments}, GROUP_SLOTS) < GROUP_SLOTS // 2
+                  for i in range(segments)}
+        if len(halves) == 2:
+            return table
+
+
 def shards_of_assignment(d: StreamsDouble, log_text: str) -> list[str]:
     """The open shards in the slots of a process's first assignment (its ``group: assigned`` line)."""
     m = re.search(r"group: assigned partitions \[([\d, ]+)\]", log_text)

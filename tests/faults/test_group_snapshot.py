@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
-from tests.faults.support import double_config, topic_of, wait_until
+from tests.faults.support import double_config, table_spread_over_slots, topic_of, wait_until
 from tests.helpers import Event, TopicReader, normalize, unique
 
 pytestmark = pytest.mark.slow
@@ -381,7 +381,7 @@ def test_continuous_passes_start_only_after_every_segment_of_the_last_is_committ
     """repeat: continuous in a group: a worker begins pass P only once it has seen every
     segment's done offset of pass P-1 committed, whoever read it. In the offsets topic: every
     offset of pass P was written after every done offset of pass P-1 (one machine, one clock)."""
-    d = make_double(shards=1, seed=23)
+    d = make_double(shards=1, seed=23, table=table_spread_over_slots(8))  # segments=2 × split_factor=4
     _load_n = 800
     for i in range(_load_n):
         d.put({"pk": {"S": f"k{i:04d}"}}, {"pk": {"S": f"k{i:04d}"}, "n": {"N": str(i)}})
