@@ -21,6 +21,7 @@ from tests.faults.support import (
     assert_complete_in_order,
     assert_exact,
     double_config,
+    spread_over_slots,
     topic_of,
     wait_until,
 )
@@ -76,6 +77,7 @@ def test_two_workers_share_the_shards_and_deliver_each_change_once(kafka_stack, 
     """At-least-once, no crash: the second worker takes half the shards through a committed
     hand-over, so nothing is read twice and every change arrives exactly once."""
     d = make_double(shards=8, seed=5)
+    spread_over_slots(d)
     log = ChangeLog(d)
     cfg = _group_cfg(kafka_stack, d)
     reader = make_reader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
