@@ -285,6 +285,7 @@ class Worker:
         progress = lane.progress_for(task.partition)
         ops = self.ops  # operator view: state, pause gate, lag (bridge/ops/runtime.py)
         state = ops.started(connector, task)
+        transforms = connector.transforms  # the source's transform chain (bridge.transforms), if any
         finished = False
         try:
             while True:
@@ -294,6 +295,8 @@ class Worker:
                 ops.polling(state)
                 batch = await task.poll()
                 ops.polled(state, batch)
+                if transforms is not None and batch.records:
+                    batch.records = await transforms.apply(batch.records)
                 await self._unheld()  # a batch read just before a pause waits too (or is dropped with the unit)
                 await lane.submit(progress, batch)
                 if batch.final:

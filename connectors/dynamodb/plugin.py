@@ -15,7 +15,8 @@ from typing import Any
 
 from bridge.errors import ConfigError, RetriableError
 from bridge.plugin import Sources
-from bridge.task import SourceConnector
+from bridge.task import RecordSchema, SourceConnector
+from bridge.transforms import TransformStage
 from connectors.dynamodb.client import AwsApiError, RetryPolicy, make_clients
 from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config
 from connectors.dynamodb.discovery import TableDiscovery
@@ -67,6 +68,8 @@ class DynamoDBPlugin:
                 for c in parts:
                     if isinstance(c, StreamsConnector):
                         c.stop_alone = alone
+                    if isinstance(c.transforms, TransformStage):
+                        c.transforms.create_topic = create_topic  # a route's topics, as discovered ones
                 return parts
 
             async def discovered(t: TableConfig) -> list[SourceConnector]:
@@ -125,7 +128,7 @@ class DynamoDBPlugin:
         return verify_table(cfg, table, **kw)
 
 
-def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, EnvelopeSchema]]:
+def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, RecordSchema]]:
     """Each table's topic and schema handle (key and value schemas, subject strategy), decided
     now that DescribeTable gave the key schemas: every one is checked at start with
     ``auto_register: false`` (two tables on one topic have a value schema each).
@@ -134,7 +137,7 @@ def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, Envelope
     one key schema.
     """
     by_topic: dict[str, EnvelopeSchema] = {}
-    pairs: list[tuple[str, EnvelopeSchema]] = []
+    pairs: list[tuple[str, RecordSchema]] = []
     for c in connectors:
         table: TableInfo | None = getattr(c, "table", None)
         topic: str | None = getattr(c, "topic", None)
@@ -152,7 +155,9 @@ def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, Envelope
                 f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
             )
         by_topic.setdefault(topic, schema)
-        pairs.append((topic, schema))
+        # With transforms, the chain's output handle: compiling it now refuses a bad path at start.
+        stage = c.transforms
+        pairs.append((topic, stage.handle(schema) if isinstance(stage, TransformStage) else schema))
     return pairs
 
 
