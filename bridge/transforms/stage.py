@@ -17,8 +17,9 @@ from __future__ import annotations
 import copy
 import io
 import json
+import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro
@@ -29,7 +30,7 @@ from bridge.transforms.chain import NO_KEY, Compiled, Item, Layout, compile_chai
 from bridge.transforms.record import Record
 from bridge.transforms.spec import Spec
 
-__all__ = ["TransformStage", "TransformedSchema"]
+__all__ = ["TransformFailure", "TransformStage", "TransformedSchema"]
 
 
 @dataclass(slots=True)
@@ -66,8 +67,18 @@ class TransformedSchema:
         return getattr(record, "raw", None)
 
 
+@dataclass(slots=True)
+class TransformFailure(UnreadableRecord):
+    """A record the chain could not carry; ``error_headers`` go with it to the dead-letter topic
+    (a user's transform: its exception's class, message and traceback)."""
+
+    error_headers: KafkaHeaders = field(default_factory=list)
+
+
 class _UserError(Exception):
-    pass
+    def __init__(self, text: str, headers: KafkaHeaders) -> None:
+        super().__init__(text)
+        self.headers = headers
 
 
 @dataclass
@@ -140,12 +151,19 @@ class TransformStage:
         try:
             out = fn(rec)
         except Exception as e:  # noqa: BLE001 - the user's error, as the record's reason
-            raise _UserError(f"transform {ref} raised {type(e).__name__}: {e}") from e
+            kind = f"{type(e).__module__}.{type(e).__qualname__}"
+            raise _UserError(f"transform {ref} raised {type(e).__name__}: {e}", [
+                ("__bridge.transform", ref),
+                ("__bridge.transform.exception.class.name", kind),
+                ("__bridge.transform.exception.message", str(e)[:2000]),
+                ("__connect.errors.exception.stacktrace", "".join(traceback.format_exception(e))[-8000:]),
+            ]) from e
         results = [] if out is None else out if isinstance(out, list) else [out]
         items = []
         for r in results:
             if not isinstance(r, Record):
-                raise _UserError(f"transform {ref} returned {type(r).__name__}; return a Record, a list of them or None")
+                raise _UserError(f"transform {ref} returned {type(r).__name__}; return a Record, a list of them or "
+                                 "None", [("__bridge.transform", ref)])
             items.append(Item(r.value, r.topic, list(r.headers), False, item.context,
                               NO_KEY if r.key == original_key else r.key))
         return items
@@ -188,7 +206,7 @@ class TransformStage:
             try:
                 items = plan.compiled.run(item)
             except _UserError as e:
-                out.append(self._failed(record, plan, str(e)))
+                out.append(self._failed(record, plan, str(e), e.headers))
                 continue
             for it in items:
                 try:
@@ -217,10 +235,11 @@ class TransformStage:
         return TransformedRecord(it.topic, plan.handle, None, None, record.position, record.ts_ms, it.tombstone,
                                  key, value, it.headers or None)
 
-    def _failed(self, record: SourceRecord, plan: _Plan, reason: str) -> UnreadableRecord:
+    def _failed(self, record: SourceRecord, plan: _Plan, reason: str, headers: KafkaHeaders | None = None
+                ) -> UnreadableRecord:
         try:
             raw = record.schema.dead_letter_value(record)
         except Exception:  # noqa: BLE001 - the dead-letter value is a picture; the reason matters
             raw = None
-        return UnreadableRecord(record.topic, plan.handle, record.key, None, record.position, record.ts_ms,
-                                reason=reason, raw=raw)
+        return TransformFailure(record.topic, plan.handle, record.key, None, record.position, record.ts_ms,
+                                reason=reason, raw=raw, error_headers=headers or [])

@@ -140,3 +140,79 @@ def test_a_bad_chain_is_one_line_at_start(stack: Any, dynamodb: Any, tmp_path: P
     errors = [ln for ln in bridge.log().splitlines() if line in ln]
     assert errors, bridge.log()[-3000:]
     assert "Traceback" not in bridge.log()
+
+
+USER_MODULE = '''
+"""A user's transforms, in a module outside the bridge's package."""
+from dataclasses import replace
+
+
+def mask_pii(record):
+    after = record.value["after"]
+    if after is not None and after["status"] == "boom":
+        raise ValueError(f"cannot handle order {after['orderId']}")
+    if after is not None:
+        after["customerEmail"] = "***"
+    record.headers.append(("pii", b"masked"))
+    return [record, replace(record, topic=record.topic + "-audit")] if record.value["op"] == "c" else record
+'''
+
+
+def user_module(tmp_path: Path) -> dict[str, str]:
+    """The module in its own folder, on the bridge process's PYTHONPATH."""
+    folder = tmp_path / "user_code" / "shop_transforms"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "pii.py").write_text(USER_MODULE)
+    from tests.helpers import bridge_env
+
+    return {"PYTHONPATH": f"{tmp_path / 'user_code'}:{bridge_env()['PYTHONPATH']}"}
+
+
+def test_user_python_transform_by_dotted_path_and_its_exception_in_the_dead_letter_topic(
+        stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    table = orders_table(dynamodb)
+    topic = unique("masked_orders")
+    entry = {"name": table, "topic": topic, "stream": STREAM, "value": {"shape": "typed", "attributes": [ORDER_TOTAL]},
+             "transforms": [{"python": "shop_transforms.pii:mask_pii"}, {"select": SELECT}]}
+    cfg = bridge_config(stack, [entry], errors={"tolerance": "all"})
+    dynamodb.put_item(TableName=table, Item={"orderId": {"S": "bad"}, "status": {"S": "boom"}})
+    write_orders(dynamodb, table)
+    bridge = BridgeProcess.write(tmp_path, cfg)
+    bridge.env = user_module(tmp_path)
+    bridge.start()
+    try:
+        msgs = _messages(stack.kafka_bootstrap, topic, 4, check=bridge.check)
+        audit = _messages(stack.kafka_bootstrap, topic + "-audit", 1, check=bridge.check)
+        (dead,) = _messages(stack.kafka_bootstrap, f"{cfg['name']}-dlq", 1, check=bridge.check)
+    finally:
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+    sr = SchemaRegistryClient({"url": stack.registry_url})
+    values = decode(sr, topic, msgs)
+    assert [v and (v["event_name"], v["customer_email"]) for v in values] == [
+        ("c", "***"), ("u", "***"), ("d", None), None]
+    assert dict(msgs[0].headers())["pii"] == b"masked"
+    assert decode(sr, topic + "-audit", audit)[0]["customer_email"] == "***"
+    headers = dict(dead.headers())
+    assert headers["__bridge.transform"] == b"shop_transforms.pii:mask_pii"
+    assert headers["__bridge.transform.exception.class.name"] == b"builtins.ValueError"
+    assert headers["__bridge.transform.exception.message"] == b"cannot handle order bad"
+    assert b"mask_pii" in headers["__connect.errors.exception.stacktrace"]
+    assert b"raised ValueError" in headers["__connect.errors.exception.message"]
+    assert json.loads(dead.value())["record"]["after"]["status"] == {"S": "boom"}  # the change as read
+
+
+def test_user_transform_exception_stops_the_task_with_one_line_under_tolerance_none(
+        stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    table = orders_table(dynamodb)
+    entry = {"name": table, "stream": STREAM, "value": {"shape": "typed"},
+             "transforms": [{"python": "shop_transforms.pii:mask_pii"}]}
+    dynamodb.put_item(TableName=table, Item={"orderId": {"S": "bad"}, "status": {"S": "boom"}})
+    bridge = BridgeProcess.write(tmp_path, bridge_config(stack, [entry]))
+    bridge.env = user_module(tmp_path)
+    bridge.start()
+    code = bridge.wait(timeout=90)
+    lines = [ln for ln in bridge.log().splitlines() if "raised ValueError: cannot handle order bad" in ln]
+    assert code != 0 and lines, bridge.log()[-3000:]
+    assert "errors.tolerance: all sends such records to the dead-letter topic" in lines[0]
+    assert "Traceback" not in bridge.log()

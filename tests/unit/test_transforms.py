@@ -290,3 +290,61 @@ def test_config_refuses_a_bad_chain_in_one_line(where: str, table: dict[str, Any
     with pytest.raises(Refused) as e:
         parse_config(data, check_kafka=False)
     assert line in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+# User transforms, named by dotted path below.
+def drop_new(record: Any) -> Any:
+    return None if record.value["after"]["status"] == "new" else record
+
+
+def rekey(record: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(record, key={"orderId": record.key["orderId"].upper()})
+
+
+def add_field(record: Any) -> Any:
+    record.value["after"]["nope"] = 1  # not in the schema
+    record.value["op"] = 5
+    return record
+
+
+def wrong_type(record: Any) -> Any:
+    return {"value": record.value}
+
+
+def see_metadata(record: Any) -> Any:
+    record.headers.append(("seq", record.metadata["sequence_number"].encode()))
+    assert isinstance(record.value["after"]["orderTotal"], Decimal)
+    return record
+
+
+@pytest.mark.parametrize("fn, check", [
+    ("drop_new", lambda out: out == []),
+    ("see_metadata", lambda out: out[0].schema.headers(out[0]) == [("seq", b"1")]),
+])
+def test_python_transform_drops_or_changes(fn: str, check: Any) -> None:
+    _, out = run([{"python": f"tests.unit.test_transforms:{fn}"}], change(typed(ORDER), "c", None, ORDER))
+    values(out)
+    assert check(out)
+
+
+def test_python_transform_may_change_the_key() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    _, out = run([{"python": "tests.unit.test_transforms:rekey"}], records)
+    changed = dict(records[0].key, orderId={"S": "O1"})
+    assert out[0].encoded_key == h.encode_key(ChangeRecord("orders", h, changed, None, source(), 7))
+
+
+@pytest.mark.parametrize("fn, reason", [
+    ("add_field", "the transformed value does not fit its schema"),
+    ("wrong_type", "returned dict; return a Record, a list of them or None"),
+])
+def test_python_transform_errors_are_record_errors(fn: str, reason: str) -> None:
+    _, out = run([{"python": f"tests.unit.test_transforms:{fn}"}], change(typed(ORDER), "c", None, ORDER))
+    (failed,) = out
+    assert isinstance(failed, UnreadableRecord) and reason in failed.reason, failed
+    serializer = RecordSerializer(type("R", (), {"register": lambda *a: 1, "lookup": lambda *a: None})())
+    serializer.prepare(failed)
+    assert reason in str(serializer.serialize_batch(out).errors[0])
