@@ -610,6 +610,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_config(path: str | Path, *, model: type[C] = BridgeConfig, check_kafka: bool = True) -> C:  # type: ignore[assignment]
     """Read and validate a YAML config file (strict: no aliases, no duplicate keys, UTF-8)."""
+    return parse_config(read_config(path), str(path), model=model, check_kafka=check_kafka)
+
+
+def read_config(path: str | Path) -> Any:
+    """A YAML config file's data, not validated yet (strict: no aliases, no duplicate keys, UTF-8)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -630,4 +635,4 @@ def load_config(path: str | Path, *, model: type[C] = BridgeConfig, check_kafka:
         raise ConfigError(redact(f"{p}:{where} is not valid YAML: {problem}")) from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to be a bridge config; flatten it") from None
-    return parse_config(data, str(p), model=model, check_kafka=check_kafka)
+    return data

@@ -403,10 +403,11 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             return item
         return route
     assert name == "python"
-    fn = load_callable(o, where)
+    fn = o if callable(o) else load_callable(o, where)
+    ref = o if isinstance(o, str) else f"{fn.__module__}:{fn.__qualname__}"
 
     def python(item: Item) -> Any:
-        return call(fn, o, item)
+        return call(fn, ref, item)
     return python
 
 

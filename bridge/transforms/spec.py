@@ -183,6 +183,8 @@ def _one(name: str, v: Any, where: str) -> Any:
         return _template(topic, where)
     assert name == "python"
     ref = v.get("function") if isinstance(v, dict) else v
+    if callable(ref):  # a function registered in code (the Python API)
+        return ref
     if not isinstance(ref, str):
         raise ValueError(f"{where}: write python: package.module:function")
     load_callable(ref, where)

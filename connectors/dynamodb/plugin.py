@@ -18,7 +18,7 @@ from bridge.plugin import Sources
 from bridge.task import RecordSchema, SourceConnector
 from bridge.transforms import TransformStage
 from connectors.dynamodb.client import AwsApiError, RetryPolicy, make_clients
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config, parse_config
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
 from connectors.dynamodb.http import KeepAlivePool
@@ -39,6 +39,9 @@ class DynamoDBPlugin:
 
     def load_config(self, path: str | Path) -> DynamoDBConfig:
         return load_config(path)
+
+    def parse_config(self, data: Any, source: str = "config") -> DynamoDBConfig:
+        return parse_config(data, source)
 
     @asynccontextmanager
     async def open(

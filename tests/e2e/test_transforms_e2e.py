@@ -216,3 +216,61 @@ def test_user_transform_exception_stops_the_task_with_one_line_under_tolerance_n
     assert code != 0 and lines, bridge.log()[-3000:]
     assert "errors.tolerance: all sends such records to the dead-letter topic" in lines[0]
     assert "Traceback" not in bridge.log()
+
+
+def test_processed_orders_pipeline_with_the_python_api(stack: Any, dynamodb: Any, monkeypatch: Any) -> None:
+    """The same pipeline, in-process, in about ten lines of Python."""
+    from tests.helpers import bridge_env
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, bridge_env()[k])
+    table, topic = orders_table(dynamodb), unique("processed_orders")
+    write_orders(dynamodb, table)
+    config = bridge_config(stack, [])  # connections as the other tests make them
+
+    # -- the ten lines -----------------------------------------------------------------
+    from ddb_kafka_bridge import Bridge
+
+    bridge = Bridge({**config, "tables": [{"name": table, "topic": topic, "value": {
+        "shape": "typed", "attributes": [{"name": "orderTotal", "type": "decimal", "precision": 12, "scale": 2}]}}]})
+    bridge.transform(table, select=["op as event_name", "after.orderId as order_id",
+                                    "after.customerEmail as customer_email", "after.orderTotal as order_total",
+                                    "after.status as status"])
+    produced = bridge.run_until_caught_up()
+    # -------------------------------------------------------------------------------------
+
+    assert produced == 4
+    check_processed_orders(stack, topic, _messages(stack.kafka_bootstrap, topic, 4))
+
+
+def test_python_api_decorated_transform_and_one_line_config_errors(stack: Any, dynamodb: Any, monkeypatch: Any
+                                                                    ) -> None:
+    from ddb_kafka_bridge import Bridge, ConfigError, Record
+    from tests.helpers import bridge_env
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, bridge_env()[k])
+    table, topic = orders_table(dynamodb), unique("api_orders")
+    write_orders(dynamodb, table)
+    bridge = Bridge({**bridge_config(stack, []), "tables": [{"name": table, "topic": topic, "value": {
+        "shape": "typed", "attributes": [ORDER_TOTAL]}}]})
+    seen: list[str] = []  # state: a closure (or an object's attributes), on the loop's thread
+
+    @bridge.transform(table)
+    def only_changes_of_new_orders(record: Record) -> Record | None:
+        seen.append(record.value["op"])
+        return record if record.value["op"] == "c" else None
+
+    bridge.transform(table, select=["after.orderId", "after.orderTotal"])
+    assert bridge.run_until_caught_up() == 2  # the insert, and the tombstone of the delete
+    assert seen == ["c", "u", "d"]  # the delete's tombstone follows the YAML transforms only: not shown
+    sr = SchemaRegistryClient({"url": stack.registry_url})
+    # A dropped delete keeps its tombstone (a compacted topic still forgets the key).
+    msgs = _messages(stack.kafka_bootstrap, topic, 2)
+    assert decode(sr, topic, msgs) == [{"orderId": "o-1", "orderTotal": Decimal("1234567890.25")}, None]
+
+    with pytest.raises(ConfigError, match="no table 'nope'"):
+        bridge.transform("nope", select=["op"])
+    bad = Bridge({**bridge_config(stack, []), "tables": [{"name": table, "transforms": [{"select": ["op.x"]}]}]})
+    with pytest.raises(ConfigError, match="op is a string, it has no field 'x'"):
+        bad.run()
