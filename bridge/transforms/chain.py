@@ -428,8 +428,12 @@ class Compiled:
 
     schema: dict[str, Any]
     steps: list[Step] = field(default_factory=list)
-    routes: bool = False
-    headers: bool = False
+    headers: bool = False  # a step may add Kafka headers
+    # No step changes the value's shape (filter, route, insert_header, python): the output
+    # schema is the input's, and a value no step changed keeps the bytes it came with.
+    same_shape: bool = False
+    # Some step reads the value (else it is not decoded at all: a static route or header).
+    reads: bool = True
     python: bool = False
 
     def run(self, item: Item) -> list[Item]:
@@ -483,6 +487,12 @@ def compile_chain(specs: tuple[Spec, ...], value_schema: Any, layout: Layout,
     top = dict(top, name=top_name)
     names.types[top_name] = top
     schema = finish(top_name, names)
-    return Compiled(schema, steps, routes=any(s.name == "route" for s in specs),
-                    headers=any(s.name in ("insert_header", "python") for s in specs),
+    def static(s: Spec) -> bool:
+        """A route or header that reads nothing from the value."""
+        texts = [x for _, x in s.options] if s.name == "insert_header" else [s.options]
+        return all(not isinstance(t, str) or not TEMPLATE.search(t) for t in texts)
+
+    return Compiled(schema, steps, headers=any(s.name in ("insert_header", "python") for s in specs),
+                    same_shape=all(s.name in ("filter", "route", "insert_header", "python") for s in specs),
+                    reads=not all(s.name in ("route", "insert_header") and static(s) for s in specs),
                     python=any(s.name == "python" for s in specs))

@@ -129,7 +129,9 @@ class TransformStage:
             if made is None:
                 compiled = compile_chain(self.specs, json.loads(schema.value_schema), self.layout, self._call,
                                          where=self.where)
-                text = json.dumps(compiled.schema, separators=(",", ":"))
+                # The same shape: the input's own text, so that bodies no step changed are kept as they are.
+                text = schema.value_schema if compiled.same_shape else json.dumps(compiled.schema,
+                                                                                  separators=(",", ":"))
                 made = self._by_schema[k] = (compiled, _parse(text), _parse(schema.key_schema), text)
             compiled, writer, key_schema, text = made
             headers = _record_headers if (compiled.headers or schema.headers is not None) else None
@@ -180,13 +182,15 @@ class TransformStage:
                 continue
             try:
                 key_body = record.encoded_key if record.encoded_key is not None else record.schema.encode_key(record)
+                body = None
                 if record.tombstone:
                     value = prev[2] if prev is not None and prev[1] == key_body else None
                 else:
                     body = record.encoded_value
                     if body is None:
                         body = record.schema.encode_value(record)
-                    value = fastavro.schemaless_reader(io.BytesIO(body), plan.reader, None)
+                    value = fastavro.schemaless_reader(io.BytesIO(body), plan.reader, None) \
+                        if plan.compiled.reads else None
             except ConversionError as e:
                 out.append(self._failed(record, plan, str(e)))
                 prev = None
@@ -208,9 +212,13 @@ class TransformStage:
             except _UserError as e:
                 out.append(self._failed(record, plan, str(e), e.headers))
                 continue
+            same = plan.compiled.same_shape and body is not None
+            if same and plan.compiled.python:  # a user's function may have changed the value in place
+                pristine = fastavro.schemaless_reader(io.BytesIO(body), plan.reader, None)  # type: ignore[arg-type]
             for it in items:
+                keep = same and (not plan.compiled.python or it.value == pristine)
                 try:
-                    out.append(self._emit(record, plan, it, key_body))
+                    out.append(self._emit(record, plan, it, key_body, body if keep else None))
                 except (ValueError, TypeError, AttributeError, KeyError, OverflowError, ArithmeticError) as e:
                     out.append(self._failed(record, plan, f"the transformed value does not fit its schema: "
                                                           f"{type(e).__name__}: {e}"))
@@ -221,14 +229,16 @@ class TransformStage:
                     self._topics.add(r.topic)
         return out
 
-    def _emit(self, record: SourceRecord, plan: _Plan, it: Item, key_body: bytes) -> SourceRecord:
+    def _emit(self, record: SourceRecord, plan: _Plan, it: Item, key_body: bytes, body: bytes | None
+              ) -> SourceRecord:
+        """The item as a record; ``body``: its value's bytes where they are the input's."""
         key = key_body
         if it.key is not NO_KEY:
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, plan.key_schema, it.key)
             key = buf.getvalue()
-        value: bytes | None = None
-        if not it.tombstone:
+        value: bytes | None = body
+        if not it.tombstone and value is None:
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, plan.writer, it.value)
             value = buf.getvalue()

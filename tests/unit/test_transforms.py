@@ -348,3 +348,29 @@ def test_python_transform_errors_are_record_errors(fn: str, reason: str) -> None
     serializer = RecordSerializer(type("R", (), {"register": lambda *a: 1, "lookup": lambda *a: None})())
     serializer.prepare(failed)
     assert reason in str(serializer.serialize_batch(out).errors[0])
+
+
+@pytest.mark.parametrize("chain", [
+    [{"filter": {"op": ["c"]}}],
+    [{"route": {"topic": "static"}}, {"insert_header": {"team": "orders"}}],
+    [{"python": "tests.unit.test_transforms:see_metadata"}],
+])
+def test_chains_that_keep_the_shape_keep_the_schema_and_the_bytes(chain: list[Any]) -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    stage, out = run(chain, records)
+    assert stage.handle(h).value_schema == h.value_schema
+    assert out[0].encoded_value == h.encode_value(records[0])
+
+
+def test_a_python_transform_that_changes_a_value_in_place_is_written_again() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    _, out = run([{"python": "tests.unit.test_transforms:blank_email"}], records)
+    (v,) = values(out)
+    assert v["after"]["customerEmail"] is None and out[0].encoded_value != h.encode_value(records[0])
+
+
+def blank_email(record: Any) -> Any:
+    record.value["after"]["customerEmail"] = None
+    return record
