@@ -28,6 +28,7 @@ from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.table import TableInfo
 from connectors.dynamodb.transcode import frame_records, startup_line
+from connectors.dynamodb.transforms import table_stage
 
 __all__ = ["PLUGIN", "DynamoDBPlugin"]
 
@@ -87,6 +88,7 @@ class DynamoDBPlugin:
                 return made
 
             connectors = all_connectors()
+            check_template(cfg)
             await _check_tables(connectors, ddb.url)
             ddb.retry = streams.retry = RetryPolicy()
             http.timeout_s = 30.0
@@ -162,6 +164,17 @@ def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, RecordSc
         stage = c.transforms
         pairs.append((topic, stage.handle(schema) if isinstance(stage, TransformStage) else schema))
     return pairs
+
+
+def check_template(cfg: DynamoDBConfig) -> None:
+    """The discovery template's transforms against a table of its record format with no
+    attributes yet: a path that can go nowhere in any table (``metadata.nope``, ``op.x``) is
+    refused at start, not when the first table is found."""
+    template = cfg.table_discovery.template if cfg.table_discovery is not None else None
+    stage = table_stage(template) if template is not None else None
+    if stage is not None:
+        assert template is not None
+        stage.check(template.record_format().schema("table_discovery.template", ()))
 
 
 async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:

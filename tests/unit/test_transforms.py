@@ -374,3 +374,17 @@ def test_a_python_transform_that_changes_a_value_in_place_is_written_again() -> 
 def blank_email(record: Any) -> Any:
     record.value["after"]["customerEmail"] = None
     return record
+
+
+def test_the_discovery_templates_paths_are_checked_at_start() -> None:
+    from connectors.dynamodb.config import parse_config
+    from connectors.dynamodb.plugin import check_template
+
+    good = parse_config(_config(table_discovery={"name_prefix": "o", "template": {
+        "value": {"shape": "typed"}, "transforms": [{"select": ["op", "after.anything", "metadata.table"]}]}}),
+        check_kafka=False)
+    check_template(good)
+    bad = parse_config(_config(table_discovery={"name_prefix": "o", "template": {
+        "transforms": [{"select": ["metadata.nope"]}]}}), check_kafka=False)
+    with pytest.raises(ConfigError, match="no field 'nope' in source"):
+        check_template(bad)
