@@ -3,6 +3,6 @@
 from bridge.transforms.chain import Layout
 from bridge.transforms.record import Record
 from bridge.transforms.spec import Spec, parse_transforms
-from bridge.transforms.stage import TransformStage
+from bridge.transforms.stage import DROP, TransformStage
 
-__all__ = ["Layout", "Record", "Spec", "TransformStage", "parse_transforms"]
+__all__ = ["DROP", "Layout", "Record", "Spec", "TransformStage", "parse_transforms"]

@@ -30,7 +30,7 @@ from bridge.transforms.chain import NO_KEY, Compiled, Item, Layout, compile_chai
 from bridge.transforms.record import Record
 from bridge.transforms.spec import Spec
 
-__all__ = ["TransformFailure", "TransformStage", "TransformedSchema"]
+__all__ = ["DROP", "TransformFailure", "TransformStage", "TransformedSchema"]
 
 
 @dataclass(slots=True)
@@ -75,6 +75,9 @@ class TransformFailure(UnreadableRecord):
     error_headers: KafkaHeaders = field(default_factory=list)
 
 
+DROP = object()  # a fast writer's answer for a record the chain drops
+
+
 class _UserError(Exception):
     def __init__(self, text: str, headers: KafkaHeaders) -> None:
         super().__init__(text)
@@ -92,6 +95,7 @@ class _Plan:
     key_schema: Any
     writer: Any
     handle: TransformedSchema
+    fast: Callable[[SourceRecord], Any] | None = None  # the connector's writer of this chain's values
 
 
 def _parse(text: str) -> Any:
@@ -102,8 +106,14 @@ class TransformStage:
     """One source's chain; ``apply`` a batch's records (``SourceConnector.transforms``)."""
 
     def __init__(self, specs: tuple[Spec, ...], layout: Layout, *, where: str = "transforms",
-                 create_topic: Callable[[str], Awaitable[None]] | None = None) -> None:
-        self.specs, self.layout, self.where = specs, layout, where
+                 create_topic: Callable[[str], Awaitable[None]] | None = None,
+                 fast: Callable[[tuple[Spec, ...], RecordSchema], Callable[[SourceRecord], Any] | None] | None = None
+                 ) -> None:
+        """``fast(specs, handle)``: a connector's writer of the chain's value bytes for records of
+        ``handle`` straight from its own data (returning ``DROP`` for a record a filter drops,
+        None for one it leaves to the structured path), or None where it has none; its bytes
+        must equal the structured path's."""
+        self.specs, self.layout, self.where, self.fast = specs, layout, where, fast
         self.create_topic = create_topic
         self._by_schema: dict[tuple[str, str, str], tuple[Compiled, Any, Any, str]] = {}
         self._plans: dict[int, _Plan] = {}
@@ -138,7 +148,8 @@ class TransformStage:
             # The same output text gives the same handle content: the serializer registers it once.
             handle = TransformedSchema(schema.key_schema, text, schema.strategy, headers)
             plan = self._plans[id(schema)] = _Plan(schema, compiled, _parse(schema.value_schema), key_schema,
-                                                   writer, handle)
+                                                   writer, handle, None if self.fast is None else
+                                                   self.fast(self.specs, schema))
         self._last = plan
         return plan
 
@@ -173,6 +184,7 @@ class TransformStage:
     async def apply(self, records: list[SourceRecord]) -> list[SourceRecord]:
         out: list[SourceRecord] = []
         prev: tuple[SourceRecord, bytes | None, Any] | None = None
+        last_fast: tuple[bytes, bool] | None = None  # (key, dropped) of the last change the fast path wrote
         for record in records:
             plan = self._plan(record.schema)
             if isinstance(record, UnreadableRecord):
@@ -182,6 +194,13 @@ class TransformStage:
                 continue
             try:
                 key_body = record.encoded_key if record.encoded_key is not None else record.schema.encode_key(record)
+                fast = plan.fast
+                if fast is not None and (record.tombstone or record.encoded_value is not None):
+                    done = self._fast(record, plan, fast, key_body, last_fast, out)
+                    if done is not None:
+                        last_fast, prev = done, None
+                        continue
+                last_fast = None
                 body = None
                 if record.tombstone:
                     value = prev[2] if prev is not None and prev[1] == key_body else None
@@ -228,6 +247,27 @@ class TransformStage:
                     await self.create_topic(r.topic)
                     self._topics.add(r.topic)
         return out
+
+    def _fast(self, record: SourceRecord, plan: _Plan, fast: Callable[[SourceRecord], Any], key_body: bytes,
+              last: tuple[bytes, bool] | None, out: list[SourceRecord]) -> tuple[bytes, bool] | None:
+        """The connector's writer of the chain's value (``fast``); None where the record takes the
+        structured path. A tombstone goes as the change before it went (when that went this way)."""
+        if record.tombstone:
+            if last is None or last[0] != key_body:
+                return None
+            dropped = last[1]
+            body = None
+        else:
+            body = fast(record)
+            if body is None:
+                return None
+            dropped = body is DROP
+        if not dropped:
+            base = record.schema.headers
+            headers = list(base(record) or ()) if base is not None else None
+            out.append(TransformedRecord(record.topic, plan.handle, None, None, record.position, record.ts_ms,
+                                         record.tombstone, key_body, body, headers or None))
+        return key_body, dropped
 
     def _emit(self, record: SourceRecord, plan: _Plan, it: Item, key_body: bytes, body: bytes | None
               ) -> SourceRecord:

@@ -3,11 +3,18 @@ the metadata (``bridge.transforms.Layout``), and one stage per table shared by i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from bridge.transforms import Layout, TransformStage, parse_transforms
+from bridge.transforms import DROP, Layout, Spec, TransformStage, parse_transforms
+from connectors.dynamodb.envelope import Change
+from connectors.dynamodb.typed.binary import long_bytes, string_bytes
+from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.handle import TypedSchema
+from connectors.dynamodb.typed.plan import compile_plan
+from connectors.dynamodb.typed.types import Rec
 
-__all__ = ["expand", "layout", "table_stage"]
+__all__ = ["expand", "fast_plan", "layout", "table_stage"]
 
 _STAGES: dict[int, tuple[Any, TransformStage]] = {}
 
@@ -50,6 +57,127 @@ def table_stage(t: Any) -> TransformStage | None:
     found = _STAGES.get(id(t))
     if found is None or found[0] is not t:
         where = f"tables[{t.name}].transforms" if getattr(t, "name", None) else "transforms"
-        stage = TransformStage(parse_transforms(expand(t.transforms), where), layout(t.value.shape == "typed"), where=where)
+        stage = TransformStage(parse_transforms(expand(t.transforms), where), layout(t.value.shape == "typed"),
+                               where=where, fast=fast_plan)
         found = _STAGES[id(t)] = (t, stage)
     return found[1]
+
+
+# ---- the typed fast path -------------------------------------------------------------------
+# A chain of op filters, one select of op / image attributes / metadata / ts_ms, and renames
+# or drops of its output fields writes each value straight from the record's DynamoDB JSON
+# images with the typed writer (the C plan where built): no Avro decode and re-encode. The
+# bytes equal the structured path's (tests/unit/test_transforms.py holds them to it).
+
+_SOURCE_TYPES = {"connector": "s", "table": "s", "region": "os", "stream_arn": "os", "shard_id": "os",
+                 "sequence_number": "os", "event_id": "os", "snapshot": "os", "segment": "ol",
+                 "total_segments": "ol", "approximate_creation_ms": "ol", "ttl_delete": "b"}
+
+
+def _source_field(name: str) -> Callable[[Any], bytes]:
+    kind = _SOURCE_TYPES[name]
+    if kind == "s":
+        return lambda r: string_bytes(r.position[name])
+    if kind == "b":
+        return lambda r: b"\x01" if r.position.get(name) else b"\x00"
+    one = string_bytes if kind == "os" else long_bytes
+
+    def optional(r: Any) -> bytes:
+        v = r.position.get(name)
+        return b"\x00" if v is None else b"\x02" + one(v)
+    return optional
+
+
+def _image_run(rec: Rec, attributes: list[str], which: str) -> Callable[[Any], bytes] | None:
+    """The fields ``attributes`` of the before or after image, in order (None: not all nullable)."""
+    fields = {f.attribute: f for f in rec.fields}
+    present = [fields[a] for a in attributes if a in fields]  # an attribute not seen yet is "null": no bytes
+    if any(not f.nullable for f in present):
+        return None
+    sub = Rec(tuple(present))
+    plan = compile_plan(sub)
+    names = [f.attribute for f in present]
+    nulls = b"\x00" * len(present)
+
+    def write(r: Any) -> bytes:
+        image = getattr(r.value, which)
+        if image is None:
+            return nulls
+        item = {a: image[a] for a in names if a in image}
+        if plan is not None:
+            body = plan.encode(item)
+            if body is not None:
+                return body  # type: ignore[no-any-return]
+        out: list[bytes] = []
+        encode_record(sub, item, out)
+        return b"".join(out)
+    return write
+
+
+def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | None] | None:
+    """A writer of the chain's value for records of the typed ``handle`` (None: the chain or the
+    handle is not of the form above). It returns DROP for a record an op filter drops."""
+    if not isinstance(handle, TypedSchema) or handle.image != "envelope":
+        return None
+    ops: set[str] | None = None
+    out: list[tuple[str, tuple[str, ...]]] | None = None
+    for spec in specs:
+        if spec.name == "filter" and out is None:
+            allowed, conds = spec.options
+            if conds or allowed is None:
+                return None
+            ops = set(allowed) if ops is None else ops & set(allowed)
+        elif spec.name == "select" and out is None:
+            out = [(name, tuple(p if i else {"metadata": "source"}.get(p, p) for i, p in enumerate(parts)))
+                   for _, parts, name in spec.options]
+        elif spec.name == "rename" and out is not None and all(len(p) == 1 for _, p, _ in spec.options):
+            new = {p[0]: n for _, p, n in spec.options}
+            out = [(new.get(name, name), src) for name, src in out]
+        elif spec.name == "drop" and out is not None and all(len(p) == 1 for _, p in spec.options):
+            gone = {p[0] for _, p in spec.options}
+            out = [(name, src) for name, src in out if name not in gone]
+        else:
+            return None
+    if out is None:
+        return None
+    parts: list[Callable[[Any], bytes]] = []
+    run: list[str] = []
+    run_of = ""
+
+    def close_run() -> bool:
+        if run:
+            w = _image_run(handle.rec, list(run), run_of)
+            if w is None:
+                return False
+            parts.append(w)
+            run.clear()
+        return True
+
+    for _, src in out:
+        if src[0] in ("before", "after") and len(src) == 2:
+            if run and run_of != src[0] and not close_run():
+                return None
+            run_of = src[0]
+            run.append(src[1])
+            continue
+        if not close_run():
+            return None
+        if src == ("op",):
+            parts.append(lambda r: string_bytes(r.value.op))
+        elif src == ("ts_ms",):
+            parts.append(lambda r: long_bytes(r.ts_ms))
+        elif src[0] == "source" and len(src) == 2 and src[1] in _SOURCE_TYPES:
+            parts.append(_source_field(src[1]))
+        else:
+            return None
+    if not close_run():
+        return None
+
+    def write(r: Any) -> Any:
+        value = r.value
+        if type(value) is not Change:
+            return None
+        if ops is not None and value.op not in ops:
+            return DROP
+        return b"".join([p(r) for p in parts])
+    return write

@@ -388,3 +388,46 @@ def test_the_discovery_templates_paths_are_checked_at_start() -> None:
         "transforms": [{"select": ["metadata.nope"]}]}}), check_kafka=False)
     with pytest.raises(ConfigError, match="no field 'nope' in source"):
         check_template(bad)
+
+
+@pytest.mark.parametrize("chain", [
+    [{"select": ["op as event_name", "after.orderId as order_id", "after.customerEmail as customer_email",
+                 "after.orderTotal as order_total", "after.status as status"]}],
+    [{"filter": {"op": ["c", "u"]}}, {"select": ["after.status", "before.status as was", "after.address",
+                                                  "after.notYet", "metadata.table", "metadata.sequence_number",
+                                                  "metadata.approximate_creation_ms", "metadata.ttl_delete",
+                                                  "metadata.segment", "ts_ms", "op"]},
+     {"rename": {"status": "state"}}, {"drop": ["table"]}],
+    [{"filter": {"op": ["d"]}}, {"select": ["before.orderTotal", "after.orderTotal as gone"]}],
+])
+def test_the_typed_fast_path_writes_the_structured_paths_bytes(chain: list[Any]) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    h = typed(ORDER)
+    paid = dict(ORDER, status={"S": "paid"}, orderTotal={"N": "99.90"})
+    sparse = {"orderId": {"S": "o2"}}
+    records = (change(h, "c", None, ORDER) + change(h, "u", ORDER, paid) + change(h, "c", None, sparse)
+               + change(h, "d", paid, None) + change(h, "d", sparse, None, ttl_delete=True))
+    for r in records:  # as the typed reader hands them on: the value already written
+        if not r.tombstone:
+            r.encoded_value = h.encode_value(r)
+    specs = parse_transforms(expand(chain))
+    assert fast_plan(specs, h) is not None
+    slow = asyncio.run(TransformStage(specs, layout(True)).apply(records))
+    fast = asyncio.run(TransformStage(specs, layout(True), fast=fast_plan).apply(records))
+    assert [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in fast] == \
+           [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in slow]
+    assert fast[0].schema.value_schema == slow[0].schema.value_schema
+    values(fast)
+
+
+@pytest.mark.parametrize("chain", [
+    [{"select": ["after.address.city"]}],
+    [{"filter": {"where": {"after.status": "new"}}}, {"select": ["op"]}],
+    [{"flatten": None}],
+    [{"select": ["op"]}, {"insert_field": {"x": 1}}],
+])
+def test_the_fast_path_leaves_other_chains_to_the_structured_path(chain: list[Any]) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    assert fast_plan(parse_transforms(chain), typed(ORDER)) is None
