@@ -86,7 +86,7 @@ def test_processed_orders_pipeline_in_yaml(stack: Any, dynamodb: Any, tmp_path: 
     check_processed_orders(stack, topic, msgs)
 
 
-def test_filter_mask_flatten_insert_and_route(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+def test_filter_mask_flatten_drop_insert_route_rename(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
     """Inserts and updates of orders over 100, routed by status, flat, e-mail hashed, with the
     table as a field and a header; deletes (and so their tombstones) filtered out. The small
     order is written first: the first message of the ``new`` topic being o-1 shows it was filtered."""
@@ -102,6 +102,7 @@ def test_filter_mask_flatten_insert_and_route(stack: Any, dynamodb: Any, tmp_pat
                  {"insert_field": {"source_table": "{__table}"}},
                  {"insert_header": {"order-status": "{status}", "pipeline": "orders-v1"}},
                  {"route": {"topic": prefix + ".{status}"}},
+                 {"rename": {"source_table": "table_name"}},
              ]}
     dynamodb.put_item(TableName=table, Item={"orderId": {"S": "small"}, "orderTotal": {"N": "100.00"},
                                              "status": {"S": "new"}})
@@ -120,7 +121,7 @@ def test_filter_mask_flatten_insert_and_route(stack: Any, dynamodb: Any, tmp_pat
     email = hashlib.sha256(b"ann@example.com").hexdigest()
     assert a == {"orderId": "o-1", "customerEmail": email, "orderTotal": Decimal("1234567890.25"), "status": "new",
                  "__op": "c", "__table": table, "__source_ts_ms": a["__source_ts_ms"], "__deleted": False,
-                 "source_table": table}
+                 "table_name": table}
     assert b["status"] == "paid" and b["__op"] == "u"
     assert dict(new[0].headers()) == {"order-status": b"new", "pipeline": b"orders-v1"}
 
