@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.task import KafkaHeaders
-from bridge.transforms.schema import OPEN, Names, Resolved, finish, nullable, optional, resolve, strip_null
+from bridge.transforms.schema import OPEN, Names, Resolved, finish, new_field, nullable, optional, resolve, strip_null
 from bridge.transforms.spec import TEMPLATE, Spec, load_callable, split_path
 
 __all__ = ["NO_KEY", "Compiled", "Item", "Layout", "compile_chain"]
@@ -228,15 +228,7 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
     name = spec.name
     if name == "select":
         picked = [(out, ctx.resolve(parts, text)) for text, parts, out in o]
-        fields = []
-        for out, r in picked:
-            t = r.out_type
-            f: dict[str, Any] = {"name": out, "type": copy.deepcopy(t)}
-            if nullable(t):
-                f["type"] = t if t == "null" or (isinstance(t, list) and t[0] == "null") else \
-                    ["null", *[b for b in t if b != "null"]]
-                f["default"] = None
-            fields.append(f)
+        fields = [new_field(out, copy.deepcopy(r.out_type)) for out, r in picked]
         ctx.top = {"type": "record", "name": ctx.top["name"], "fields": fields}
         ctx.layout = Layout()
 
@@ -278,12 +270,8 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
                             was = f["type"]
                             t = ("string" if not nullable(was) else ["null", "string"]) if how == "hash" else \
                                 optional(was)
-                            f = {kk: vv for kk, vv in f.items() if kk != "default"}
-                            f["type"] = t
-                            if nullable(t):
-                                f["default"] = None
-                                if isinstance(t, list) and t[0] != "null":
-                                    f["type"] = ["null", *[b for b in t if b != "null"]]
+                            f = {**{kk: vv for kk, vv in f.items() if kk not in ("type", "default")},
+                                 **new_field(k, t)}
                         out.append(f)
                     return out
 
@@ -335,13 +323,13 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             raise ConfigError(f"{where}: flatten needs the after image as a record (value: {{shape: typed}}); "
                               f"here it is {image if isinstance(image, str) else image.get('type')}")
         fields = [dict(f) for f in image["fields"]]
-        extra = [("__op", "string"), ("__table", "string" if table is None or not table.may_be_null else
+        extra = [("__op", "string"), ("__table", "string" if table is not None and not table.may_be_null else
                                       ["null", "string"]), ("__source_ts_ms", ["null", "long"]), ("__deleted", "boolean")]
         have = {f["name"] for f in fields}
         for n, t in extra:
             if n in have:
                 raise ConfigError(f"{where}: the after image has a field {n!r} already; rename it first")
-            fields.append({"name": n, "type": t, **({"default": None} if nullable(t) else {})})
+            fields.append(new_field(n, t))
         fields[-1]["default"] = False  # __deleted
         names = [f["name"] for f in fields[: len(fields) - 4]]
         deletes = o
@@ -374,7 +362,7 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             if any(f["name"] == n for f in fields):
                 raise ConfigError(f"{where}: the value has a field {n!r} already; choose another name")
             t = tpl.type
-            fields.append({"name": n, "type": t, **({"default": None} if nullable(t) else {})})
+            fields.append(new_field(n, t))
         ctx.top = dict(ctx.top, fields=fields)
 
         def insert(item: Item) -> Item:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.errors import ConfigError
 
-__all__ = ["AVRO_NAME", "Names", "Resolved", "finish", "nullable", "strip_null"]
+__all__ = ["AVRO_NAME", "Names", "Resolved", "finish", "new_field", "nullable", "optional", "resolve", "strip_null"]
 
 AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -86,6 +86,16 @@ def optional(t: Any) -> Any:
     if nullable(t):
         return t
     return ["null", *t] if isinstance(t, list) else ["null", t]
+
+
+def new_field(name: str, t: Any) -> dict[str, Any]:
+    """A field of type ``t``; one that may be null has null first and defaults to it (as
+    BACKWARD-compatible evolution needs)."""
+    if not nullable(t):
+        return {"name": name, "type": t}
+    if isinstance(t, list) and t[0] != "null":
+        t = ["null", *[b for b in t if b != "null"]]
+    return {"name": name, "type": t, "default": None}
 
 
 @dataclass(frozen=True)
