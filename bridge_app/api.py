@@ -43,6 +43,7 @@ class Bridge:
         self._source = str(config) if isinstance(config, (str, Path)) else "config"
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_asked = False
 
     @overload
     def transform(self, table: str | None = None) -> Callable[[Transform], Transform]: ...
@@ -107,10 +108,12 @@ class Bridge:
 
         cfg = self.config()
         install_log_redaction()
-        self._loop = asyncio.get_running_loop()
+        self._loop, self._worker, self._stop_asked = asyncio.get_running_loop(), None, False
 
         def started(worker: Worker) -> None:
             self._worker = worker
+            if self._stop_asked:  # stop() came during the start-up checks
+                worker.stop()
             if until_caught_up:
                 until_caught_up_hook(worker)
 
@@ -119,6 +122,7 @@ class Bridge:
 
     def stop(self) -> None:
         """Ask a running bridge to stop (drain, commit, return from ``run``); from any thread."""
+        self._stop_asked = True
         worker, loop = self._worker, self._loop
         if worker is not None and loop is not None:
             loop.call_soon_threadsafe(worker.stop)

@@ -275,3 +275,45 @@ def test_python_api_decorated_transform_and_one_line_config_errors(stack: Any, d
     bad = Bridge({**bridge_config(stack, []), "tables": [{"name": table, "transforms": [{"select": ["op.x"]}]}]})
     with pytest.raises(ConfigError, match="op is a string, it has no field 'x'"):
         bad.run()
+
+
+def test_python_api_stops_on_sigterm_and_on_stop_as_the_cli_does(stack: Any, dynamodb: Any,
+                                                                  monkeypatch: Any) -> None:
+    """``run()`` in the main thread: SIGTERM drains, commits and returns; ``stop()`` from another
+    thread does the same; ``health()`` answers as /health does meanwhile."""
+    import os
+    import signal as signals
+    import threading
+    import time
+
+    from ddb_kafka_bridge import Bridge
+    from tests.helpers import bridge_env
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, bridge_env()[k])
+    table, topic = orders_table(dynamodb), unique("api_signals")
+    write_orders(dynamodb, table)
+    config = {**bridge_config(stack, []), "tables": [{"name": table, "topic": topic, "stream": STREAM}]}
+    for how in ("SIGTERM", "stop()"):
+        bridge = Bridge(config)
+        answers: list[tuple[bool, str]] = []
+
+        def stop_when_written(bridge: Any = bridge, how: str = how, answers: Any = answers) -> None:
+            if how == "SIGTERM":
+                _messages(stack.kafka_bootstrap, topic, 4, timeout=60)  # the changes are in Kafka
+            deadline = time.monotonic() + 60
+            while bridge.health() != (True, "ok") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            answers.append(bridge.health())
+            if how == "SIGTERM":
+                os.kill(os.getpid(), signals.SIGTERM)
+            else:
+                bridge.stop()
+
+        helper = threading.Thread(target=stop_when_written)
+        helper.start()
+        assert answers == [] and bridge.health() == (False, "STARTING")
+        produced = bridge.run()
+        helper.join(60)
+        assert answers == [(True, "ok")], (how, answers)
+        assert produced == (4 if how == "SIGTERM" else 0), how  # the second run resumes after the committed offsets
