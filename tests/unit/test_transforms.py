@@ -431,3 +431,13 @@ def test_the_fast_path_leaves_other_chains_to_the_structured_path(chain: list[An
     from connectors.dynamodb.transforms import fast_plan
 
     assert fast_plan(parse_transforms(chain), typed(ORDER)) is None
+
+
+def test_verify_refuses_a_table_with_transforms_in_one_line() -> None:
+    from connectors.dynamodb.config import parse_config
+    from connectors.dynamodb.verify import verify_table
+
+    cfg = parse_config(_config(tables=[{"name": "orders", "transforms": [{"filter": {"op": ["c"]}}]}]),
+                       check_kafka=False)
+    with pytest.raises(ConfigError, match="verify: table 'orders' has transforms"):
+        verify_table(cfg, cfg.tables[0])
