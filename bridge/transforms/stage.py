@@ -110,9 +110,9 @@ class TransformStage:
                  fast: Callable[[tuple[Spec, ...], RecordSchema], Callable[[SourceRecord], Any] | None] | None = None
                  ) -> None:
         """``fast(specs, handle)``: a connector's writer of the chain's value bytes for records of
-        ``handle`` straight from its own data (returning ``DROP`` for a record a filter drops,
-        None for one it leaves to the structured path), or None where it has none; its bytes
-        must equal the structured path's."""
+        ``handle`` straight from its own data (returning ``DROP`` for a record the chain drops,
+        None for one it leaves to the structured path; for a tombstone, ``DROP`` or anything
+        else to keep it), or None where it has none; its results must equal the structured path's."""
         self.specs, self.layout, self.where, self.fast = specs, layout, where, fast
         self.create_topic = create_topic
         self._by_schema: dict[tuple[str, str, str], tuple[Compiled, Any, Any, str]] = {}
@@ -251,11 +251,12 @@ class TransformStage:
     def _fast(self, record: SourceRecord, plan: _Plan, fast: Callable[[SourceRecord], Any], key_body: bytes,
               last: tuple[bytes, bool] | None, out: list[SourceRecord]) -> tuple[bytes, bool] | None:
         """The connector's writer of the chain's value (``fast``); None where the record takes the
-        structured path. A tombstone goes as the change before it went (when that went this way)."""
+        structured path. A tombstone is decided by the writer too (``DROP`` or not), when the
+        change before it, its delete, went this way."""
         if record.tombstone:
             if last is None or last[0] != key_body:
                 return None
-            dropped = last[1]
+            dropped = fast(record) is DROP  # as its delete's chain decides for it
             body = None
         else:
             body = fast(record)

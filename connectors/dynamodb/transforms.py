@@ -11,6 +11,7 @@ from connectors.dynamodb.envelope import Change
 from connectors.dynamodb.typed.binary import long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.handle import TypedSchema
+from connectors.dynamodb.typed.names import field_name
 from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Rec
 
@@ -121,7 +122,19 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
         return None
     ops: set[str] | None = None
     out: list[tuple[str, tuple[str, ...]]] | None = None
+    flat: str | None = None  # flatten's deletes: tombstone or rewrite
     for spec in specs:
+        if flat is not None:
+            if spec.name != "drop" or any(len(p) != 1 for _, p in spec.options):
+                return None
+            gone = {p[0] for _, p in spec.options}
+            out = [(name, src) for name, src in out or () if name not in gone]
+            continue
+        if spec.name == "flatten" and out is None:
+            flat = spec.options
+            out = [("*", ("image",)), ("__op", ("op",)), ("__table", ("source", "table")),
+                   ("__source_ts_ms", ("source", "approximate_creation_ms")), ("__deleted", ("deleted",))]
+            continue
         if spec.name == "filter" and out is None:
             allowed, conds = spec.options
             if conds or allowed is None:
@@ -140,6 +153,9 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
             return None
     if out is None:
         return None
+    if flat is not None:
+        return _flat_writer(handle, ops, flat, out, {p[0] for spec in specs if spec.name == "drop"
+                                                     for _, p in spec.options})
     parts: list[Callable[[Any], bytes]] = []
     run: list[str] = []
     run_of = ""
@@ -175,9 +191,55 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
 
     def write(r: Any) -> Any:
         value = r.value
+        if r.tombstone:  # as its delete went (the stage asks only when the delete went this way)
+            return DROP if ops is not None and "d" not in ops else b""
         if type(value) is not Change:
             return None
         if ops is not None and value.op not in ops:
             return DROP
         return b"".join([p(r) for p in parts])
+    return write
+
+
+def _flat_writer(handle: TypedSchema, ops: set[str] | None, deletes: str, out: list[tuple[str, tuple[str, ...]]],
+                 dropped: set[str]) -> Callable[[Any], Any] | None:
+    """``flatten`` (and drops after it): the item record as the typed writer writes it, minus
+    dropped attributes, then ``__op``, ``__table``, ``__source_ts_ms`` and ``__deleted``."""
+    keep = tuple(f for f in handle.rec.fields if not ({f.attribute, field_name(f.attribute)} & dropped))
+    sub = Rec(keep) if len(keep) != len(handle.rec.fields) else handle.rec
+    plan = compile_plan(sub) if sub is not handle.rec else handle.plan
+    attributes = [f.attribute for f in keep]
+    extras = [name for name, _ in out if name != "*"]
+    ts = _source_field("approximate_creation_ms")
+    has_image = any(name == "*" for name, _ in out)
+
+    def write(r: Any) -> Any:
+        value = r.value
+        if r.tombstone:
+            if ops is not None and "d" not in ops:
+                return DROP
+            return b"" if deletes == "tombstone" else DROP
+        if type(value) is not Change:
+            return None
+        op = value.op
+        if ops is not None and op not in ops:
+            return DROP
+        deleted = op == "d"
+        if deleted and deletes == "tombstone":
+            return DROP
+        image = value.before if deleted else value.after
+        if image is None:
+            return None
+        body = b""
+        if has_image:
+            item = image if sub is handle.rec else {a: image[a] for a in attributes if a in image}
+            written = plan.encode(item) if plan is not None else None
+            if written is None:
+                parts: list[bytes] = []
+                encode_record(sub, item, parts)
+                written = b"".join(parts)
+            body = written
+        tail = {"__op": string_bytes(op), "__table": string_bytes(r.position["table"]), "__source_ts_ms": ts(r),
+                "__deleted": b"\x01" if deleted else b"\x00"}
+        return body + b"".join(tail[n] for n in extras)
     return write

@@ -399,6 +399,11 @@ def test_the_discovery_templates_paths_are_checked_at_start() -> None:
                                                   "metadata.segment", "ts_ms", "op"]},
      {"rename": {"status": "state"}}, {"drop": ["table"]}],
     [{"filter": {"op": ["d"]}}, {"select": ["before.orderTotal", "after.orderTotal as gone"]}],
+    [{"flatten": None}],
+    [{"flatten": {"deletes": "rewrite"}}],
+    [{"filter": {"op": ["u", "d"]}}, {"flatten": {"deletes": "rewrite"}},
+     {"drop": ["address", "customerEmail", "__table", "neverSeen"]}],
+    [{"filter": {"op": ["c", "u"]}}, {"flatten": {}}, {"drop": ["__deleted"]}],
 ])
 def test_the_typed_fast_path_writes_the_structured_paths_bytes(chain: list[Any]) -> None:
     from connectors.dynamodb.transforms import fast_plan
@@ -424,7 +429,7 @@ def test_the_typed_fast_path_writes_the_structured_paths_bytes(chain: list[Any])
 @pytest.mark.parametrize("chain", [
     [{"select": ["after.address.city"]}],
     [{"filter": {"where": {"after.status": "new"}}}, {"select": ["op"]}],
-    [{"flatten": None}],
+    [{"flatten": None}, {"rename": {"status": "state"}}],
     [{"select": ["op"]}, {"insert_field": {"x": 1}}],
 ])
 def test_the_fast_path_leaves_other_chains_to_the_structured_path(chain: list[Any]) -> None:
