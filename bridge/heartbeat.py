@@ -19,7 +19,7 @@ import fastavro
 
 from bridge.task import Batch, SourceRecord, partition_key
 
-__all__ = ["HEARTBEAT_KEY_SCHEMA", "HEARTBEAT_VALUE_SCHEMA", "Heartbeats"]
+__all__ = ["HEARTBEAT_KEY_SCHEMA", "HEARTBEAT_VALUE_SCHEMA", "Heartbeats", "TaskBeat"]
 
 _NS = "io.ddbkafka.bridge"
 HEARTBEAT_KEY_SCHEMA = json.dumps({"type": "record", "name": "HeartbeatKey", "namespace": _NS, "fields": [
@@ -62,25 +62,33 @@ _HANDLE = _HeartbeatSchema()
 
 
 class Heartbeats:
-    """Adds a heartbeat to a task's batch when it has read nothing for ``interval_s``."""
+    """Heartbeats of one worker: ``task(partition)`` gives a task's own clock."""
 
     def __init__(self, topic: str, interval_s: float, connector_name: str) -> None:
         self.topic, self.interval_s, self.connector_name = topic, interval_s, connector_name
 
-    def start(self) -> list[float]:
-        """A task's state: when it last read a record (or beat)."""
-        return [time.monotonic()]
+    def task(self, partition: dict[str, Any]) -> TaskBeat:
+        return TaskBeat(self, partition)
 
-    def on_batch(self, state: list[float], partition: dict[str, Any], batch: Batch) -> None:
+
+class TaskBeat:
+    """Adds a heartbeat to a task's batch when it has read nothing for the interval."""
+
+    def __init__(self, beats: Heartbeats, partition: dict[str, Any]) -> None:
+        self.beats, self.pkey = beats, partition_key(partition)
+        self.last = time.monotonic()  # when it last read a record (or beat)
+
+    def on_batch(self, batch: Batch) -> None:
         now = time.monotonic()
         if batch.records or batch.final:
-            state[0] = now
+            self.last = now
             return
-        idle = now - state[0]
-        if idle < self.interval_s:
+        idle = now - self.last
+        if idle < self.beats.interval_s:
             return
-        state[0] = now
-        pkey = partition_key(partition)
+        self.last = now
         ts_ms = int(time.time() * 1000)
-        value = {"connector": self.connector_name, "partition": pkey, "ts_ms": ts_ms, "idle_ms": int(idle * 1000)}
-        batch.records = [SourceRecord(self.topic, _HANDLE, {"partition": pkey}, value, {"heartbeat": pkey}, ts_ms)]
+        value = {"connector": self.beats.connector_name, "partition": self.pkey, "ts_ms": ts_ms,
+                 "idle_ms": int(idle * 1000)}
+        batch.records = [SourceRecord(self.beats.topic, _HANDLE, {"partition": self.pkey}, value,
+                                      {"heartbeat": self.pkey}, ts_ms)]

@@ -289,8 +289,7 @@ class Worker:
         ops = self.ops  # operator view: state, pause gate, lag (bridge/ops/runtime.py)
         state = ops.started(connector, task)
         transforms = connector.transforms  # the source's transform chain (bridge.transforms), if any
-        heartbeats = self.heartbeats
-        beat = heartbeats.start() if heartbeats is not None else None
+        beat = self.heartbeats.task(task.partition) if self.heartbeats is not None else None
         finished = False
         try:
             while True:
@@ -303,7 +302,7 @@ class Worker:
                 if transforms is not None and batch.records:
                     batch.records = await transforms.apply(batch.records)
                 if beat is not None:
-                    heartbeats.on_batch(beat, task.partition, batch)  # type: ignore[union-attr]
+                    beat.on_batch(batch)
                 await self._unheld()  # a batch read just before a pause waits too (or is dropped with the unit)
                 await lane.submit(progress, batch)
                 if batch.final:

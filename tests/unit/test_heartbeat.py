@@ -13,22 +13,21 @@ from bridge.task import Batch, SourceRecord
 
 
 def test_a_heartbeat_per_idle_interval_only() -> None:
-    beats = Heartbeats("hb", 0.05, "b")
-    state = beats.start()
     partition = {"table": "t", "shard": "s-1"}
+    beat = Heartbeats("hb", 0.05, "b").task(partition)
     busy = Batch([SourceRecord("t", None, {}, {}, {}, 0)], {"seq": "1"})  # type: ignore[arg-type]
-    beats.on_batch(state, partition, busy)
+    beat.on_batch(busy)
     assert len(busy.records) == 1
     empty = Batch([], {"seq": "1"})
-    beats.on_batch(state, partition, empty)
+    beat.on_batch(empty)
     assert empty.records == []  # not idle long enough yet
     time.sleep(0.06)
-    beats.on_batch(state, partition, empty)
-    (beat,) = empty.records
-    assert beat.topic == "hb" and empty.offset == {"seq": "1"}  # committed with it
-    value = fastavro.schemaless_reader(io.BytesIO(beat.schema.encode_value(beat)),
+    beat.on_batch(empty)
+    (record,) = empty.records
+    assert record.topic == "hb" and empty.offset == {"seq": "1"}  # committed with it
+    value = fastavro.schemaless_reader(io.BytesIO(record.schema.encode_value(record)),
                                        fastavro.parse_schema(json.loads(HEARTBEAT_VALUE_SCHEMA)), None)
     assert json.loads(value["partition"]) == partition and value["idle_ms"] >= 50
     again = Batch([], None)
-    beats.on_batch(state, partition, again)
+    beat.on_batch(again)
     assert again.records == []  # the next one an interval later
