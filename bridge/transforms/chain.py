@@ -23,7 +23,7 @@ from bridge.task import KafkaHeaders
 from bridge.transforms.schema import OPEN, Names, Resolved, finish, new_field, nullable, optional, resolve, strip_null
 from bridge.transforms.spec import TEMPLATE, Spec, load_callable, split_path
 
-__all__ = ["NO_KEY", "Compiled", "Item", "Layout", "compile_chain"]
+__all__ = ["NO_KEY", "Compiled", "Item", "Layout", "compile_chain", "matches"]
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,8 @@ def _exact(v: Any) -> Decimal | None:
     return None
 
 
-def _test(op: str, want: Any, got: Any) -> bool:
+def matches(op: str, want: Any, got: Any) -> bool:
+    """A filter's test (``eq``, ``gt``, ``present``...) of a value; numbers compared exactly as decimals."""
     if op == "present":
         return (got is not None) is want
     if got is None:
@@ -310,7 +311,7 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             if op_of is not None and op_of.get(v) not in ops:
                 return None
             for r, test, want in tests:
-                if not _test(test, want, r.get(v)):
+                if not matches(test, want, r.get(v)):
                     return None
             return item
         return keep

@@ -4,16 +4,17 @@ the metadata (``bridge.transforms.Layout``), and one stage per table shared by i
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from bridge.transforms import DROP, Layout, Spec, TransformStage, parse_transforms
+from bridge.transforms import DROP, Layout, Spec, TransformStage, matches, parse_transforms
 from connectors.dynamodb.envelope import Change
 from connectors.dynamodb.typed.binary import long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.names import field_name
 from connectors.dynamodb.typed.plan import compile_plan
-from connectors.dynamodb.typed.types import Rec
+from connectors.dynamodb.typed.types import Dec, Prim, Rec
 
 __all__ = ["expand", "fast_plan", "layout", "table_stage"]
 
@@ -121,6 +122,7 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
     if not isinstance(handle, TypedSchema) or handle.image != "envelope":
         return None
     ops: set[str] | None = None
+    tests: list[tuple[Callable[[Any], Any], str, Any]] = []  # (value getter, test, wanted)
     out: list[tuple[str, tuple[str, ...]]] | None = None
     flat: str | None = None  # flatten's deletes: tombstone or rewrite
     for spec in specs:
@@ -137,9 +139,14 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
             continue
         if spec.name == "filter" and out is None:
             allowed, conds = spec.options
-            if conds or allowed is None:
-                return None
-            ops = set(allowed) if ops is None else ops & set(allowed)
+            if allowed is not None:
+                ops = set(allowed) if ops is None else ops & set(allowed)
+            for _, cond_path, test, want in conds:
+                get = _getter(handle.rec, tuple(p if i else {"metadata": "source"}.get(p, p)
+                                                for i, p in enumerate(cond_path)))
+                if get is None:
+                    return None
+                tests.append((get, test, want))
         elif spec.name == "select" and out is None:
             out = [(name, tuple(p if i else {"metadata": "source"}.get(p, p) for i, p in enumerate(parts)))
                    for _, parts, name in spec.options]
@@ -154,8 +161,8 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
     if out is None:
         return None
     if flat is not None:
-        return _flat_writer(handle, ops, flat, out, {p[0] for spec in specs if spec.name == "drop"
-                                                     for _, p in spec.options})
+        return _flat_writer(handle, ops, tests, flat, out, {p[0] for spec in specs if spec.name == "drop"
+                                                            for _, p in spec.options})
     parts: list[Callable[[Any], bytes]] = []
     run: list[str] = []
     run_of = ""
@@ -189,20 +196,64 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
     if not close_run():
         return None
 
+    kept = [True]  # the filters' decision on the last change: its tombstone's (asked right after it)
+
     def write(r: Any) -> Any:
         value = r.value
-        if r.tombstone:  # as its delete went (the stage asks only when the delete went this way)
-            return DROP if ops is not None and "d" not in ops else b""
+        if r.tombstone:
+            return b"" if kept[0] else DROP
         if type(value) is not Change:
             return None
-        if ops is not None and value.op not in ops:
+        kept[0] = _kept(r, ops, tests)
+        if not kept[0]:
             return DROP
         return b"".join([p(r) for p in parts])
     return write
 
 
-def _flat_writer(handle: TypedSchema, ops: set[str] | None, deletes: str, out: list[tuple[str, tuple[str, ...]]],
-                 dropped: set[str]) -> Callable[[Any], Any] | None:
+def _kept(r: Any, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], str, Any]]) -> bool:
+    """The filters' decision on a change, as ``bridge.transforms`` decides on its decoded value."""
+    if ops is not None and r.value.op not in ops:
+        return False
+    return all(matches(test, want, get(r)) for get, test, want in tests)
+
+
+def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
+    """What a filter's path reads, as the decoded value would hold it, from the record's own
+    data: op, a metadata field, or a top-level attribute of a scalar type (numbers as exact
+    decimals, which the tests compare exactly anyway); None for anything else."""
+    if path == ("op",):
+        return lambda r: r.value.op
+    if len(path) != 2:
+        return None
+    root, name = path
+    if root == "source" and name in _SOURCE_TYPES:
+        if _SOURCE_TYPES[name] == "b":
+            return lambda r: bool(r.position.get(name))
+        return lambda r: r.position.get(name)
+    if root not in ("before", "after"):
+        return None
+    found = next((f for f in rec.fields if name in (f.attribute, field_name(f.attribute))), None)
+    if found is None:
+        return lambda r: None  # an attribute not seen yet: null, as its field is
+    t = found.type
+    if not (isinstance(t, Dec) or isinstance(t, Prim) and t.kind in ("string", "boolean", "long", "double")):
+        return None
+    attribute = found.attribute
+
+    def get(r: Any) -> Any:
+        image = getattr(r.value, root)
+        av = None if image is None else image.get(attribute)
+        if av is None or "NULL" in av:
+            return None
+        if "N" in av:
+            return Decimal(av["N"])
+        return av.get("S", av.get("BOOL"))
+    return get
+
+
+def _flat_writer(handle: TypedSchema, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], str, Any]],
+                 deletes: str, out: list[tuple[str, tuple[str, ...]]], dropped: set[str]) -> Callable[[Any], Any] | None:
     """``flatten`` (and drops after it): the item record as the typed writer writes it, minus
     dropped attributes, then ``__op``, ``__table``, ``__source_ts_ms`` and ``__deleted``."""
     keep = tuple(f for f in handle.rec.fields if not ({f.attribute, field_name(f.attribute)} & dropped))
@@ -213,16 +264,17 @@ def _flat_writer(handle: TypedSchema, ops: set[str] | None, deletes: str, out: l
     ts = _source_field("approximate_creation_ms")
     has_image = any(name == "*" for name, _ in out)
 
+    kept = [True]  # the filters' decision on the last change: its tombstone's (asked right after it)
+
     def write(r: Any) -> Any:
         value = r.value
         if r.tombstone:
-            if ops is not None and "d" not in ops:
-                return DROP
-            return b"" if deletes == "tombstone" else DROP
+            return b"" if kept[0] and deletes == "tombstone" else DROP
         if type(value) is not Change:
             return None
         op = value.op
-        if ops is not None and op not in ops:
+        kept[0] = _kept(r, ops, tests)
+        if not kept[0]:
             return DROP
         deleted = op == "d"
         if deleted and deletes == "tombstone":
