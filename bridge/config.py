@@ -316,6 +316,18 @@ class SourceTopic:
     hint: str = ""  # appended to a "name too long" error: how to shorten it
 
 
+class HeartbeatConfig(Model):
+    interval_ms: int | None = Field(
+        None, ge=100, le=86_400_000, description="a reader that read nothing this long writes a heartbeat record "
+        "(None: no heartbeats)")
+    topic: str | None = Field(None, description="defaults to '<name>-heartbeats'")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return topic_field(v)
+
+
 class BridgeConfig(Model):
     # <name>-offsets must stay a legal topic name (at most 249 characters).
     name: str = Field(
@@ -335,6 +347,7 @@ class BridgeConfig(Model):
     health: HealthConfig = HealthConfig()
     status: StatusConfig = StatusConfig()
     stall: StallConfig = StallConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     max_in_flight_records: int = Field(20000, ge=1, le=10_000_000, description="per task; a reader waits above it")
     max_in_flight_records_total: int = Field(
@@ -392,6 +405,11 @@ class BridgeConfig(Model):
                     f"errors.dead_letter_topic: {self.dead_letter_topic!r} is also the offsets topic; give each its own"
                 )
             own[self.dead_letter_topic] = "errors.dead_letter_topic"
+        if self.heartbeat_topic is not None:
+            if self.heartbeat_topic in own:
+                problems.append(f"heartbeat.topic: {self.heartbeat_topic!r} is also the {own[self.heartbeat_topic]}; "
+                                "give each its own")
+            own[self.heartbeat_topic] = "heartbeat.topic"
         derived = [t for t, set_ in ((self.offsets_topic, self.offsets.topic), (self.dead_letter_topic,
                                      self.errors.dead_letter_topic)) if set_ is None]
         for topic in derived:
@@ -467,6 +485,13 @@ class BridgeConfig(Model):
     @property
     def dead_letter_topic(self) -> str:
         return self.errors.dead_letter_topic or f"{self.name}-dlq"
+
+    @property
+    def heartbeat_topic(self) -> str | None:
+        """Where heartbeats go, or None when they are off (``heartbeat.interval_ms`` unset)."""
+        if self.heartbeat.interval_ms is None:
+            return None
+        return self.heartbeat.topic or f"{self.name}-heartbeats"
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -610,6 +635,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_config(path: str | Path, *, model: type[C] = BridgeConfig, check_kafka: bool = True) -> C:  # type: ignore[assignment]
     """Read and validate a YAML config file (strict: no aliases, no duplicate keys, UTF-8)."""
+    return parse_config(read_config(path), str(path), model=model, check_kafka=check_kafka)
+
+
+def read_config(path: str | Path) -> Any:
+    """A YAML config file's data, not validated yet (strict: no aliases, no duplicate keys, UTF-8)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -630,4 +660,4 @@ def load_config(path: str | Path, *, model: type[C] = BridgeConfig, check_kafka:
         raise ConfigError(redact(f"{p}:{where} is not valid YAML: {problem}")) from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to be a bridge config; flatten it") from None
-    return parse_config(data, str(p), model=model, check_kafka=check_kafka)
+    return data

@@ -45,6 +45,9 @@ class ConnectorPlugin(Protocol):
     def load_config(self, path: str | Path) -> BridgeConfig:
         """The config file, validated against the connector's model (a ``BridgeConfig``)."""
 
+    def parse_config(self, data: Any, source: str = "config") -> BridgeConfig:
+        """Config data (as the file's YAML gives it, or built in code), validated likewise."""
+
     def open(
         self, cfg: Any, *, create_topic: Callable[[str], Awaitable[None]]
     ) -> AbstractAsyncContextManager[Sources]:

@@ -23,3 +23,5 @@ class WorkerSettings:
     task_failure: str = "stop"  # errors.task_failure: "fail-task" lets the other tasks go on
     stall_warn_s: float = 60.0  # oldest unacknowledged record this old: WARNING and /health DEGRADED
     stall_fail_s: float | None = 900.0  # this old: stop (exit 1); None: wait forever
+    heartbeat_topic: str | None = None  # None: no heartbeats (bridge.heartbeat)
+    heartbeat_interval_s: float = 0.0

@@ -24,6 +24,7 @@ __all__ = [
     "KafkaHeaders",
     "OffsetReader",
     "RecordSchema",
+    "RecordTransforms",
     "STRATEGIES",
     "SourceConnector",
     "SourceRecord",
@@ -162,10 +163,17 @@ class TaskRuntime(Protocol):
         """Run another connector beside this one, until it is done or the worker stops."""
 
 
+class RecordTransforms(Protocol):
+    async def apply(self, records: list[SourceRecord]) -> list[SourceRecord]: ...
+
+
 class SourceConnector(ABC):
     """Turns one table's configuration into tasks and follows change (new shards, segments)."""
 
     name: str
+    # The source's single-message transforms (``bridge.transforms.TransformStage``), applied to
+    # each batch before conversion; None: records go as the connector made them.
+    transforms: RecordTransforms | None = None
 
     @abstractmethod
     async def validate(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from bridge.errors import BridgeError, ProducerStalledError
+from bridge.heartbeat import Heartbeats
 from bridge.kafka import LIBRDKAFKA_TROUBLE
 from bridge.lane import Bounds, ProducerLane
 from bridge.metrics import METRICS
@@ -132,6 +133,8 @@ class Worker:
         self._shut_down = asyncio.Event()
         self._stalled: str | None = None  # why /health is DEGRADED, while a producer is stalled
         self._flush_now = _FlushAll(self)
+        self.heartbeats = None if settings.heartbeat_topic is None else Heartbeats(
+            settings.heartbeat_topic, settings.heartbeat_interval_s, settings.connector_name)
         self.on_stopping: list[Callable[[], None]] = []
         if producer is not None:
             self.lanes[DEFAULT_LANE] = self._make_lane(DEFAULT_LANE, producer)
@@ -285,6 +288,8 @@ class Worker:
         progress = lane.progress_for(task.partition)
         ops = self.ops  # operator view: state, pause gate, lag (bridge/ops/runtime.py)
         state = ops.started(connector, task)
+        transforms = connector.transforms  # the source's transform chain (bridge.transforms), if any
+        beat = self.heartbeats.task(task.partition) if self.heartbeats is not None else None
         finished = False
         try:
             while True:
@@ -294,6 +299,10 @@ class Worker:
                 ops.polling(state)
                 batch = await task.poll()
                 ops.polled(state, batch)
+                if transforms is not None and batch.records:
+                    batch.records = await transforms.apply(batch.records)
+                if beat is not None:
+                    beat.on_batch(batch)
                 await self._unheld()  # a batch read just before a pause waits too (or is dropped with the unit)
                 await lane.submit(progress, batch)
                 if batch.final:

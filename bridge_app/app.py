@@ -114,6 +114,8 @@ def _create_topics(admin: Any, cfg: BridgeConfig) -> None:
         topics[cfg.status_topic] = {"cleanup.policy": "compact"}
     if cfg.errors.tolerance == "all":
         topics[cfg.dead_letter_topic] = dict(sized)
+    if cfg.heartbeat_topic is not None:  # the latest heartbeat of each source partition
+        topics[cfg.heartbeat_topic] = {"cleanup.policy": "compact"}
     try:
         ensure_topics(admin, topics, partitions=tc.partitions, replication_factor=tc.replication_factor)
     except ProduceError as e:
@@ -296,6 +298,8 @@ async def _run(
                 task_failure=cfg.errors.task_failure,
                 stall_warn_s=cfg.stall.warn_after_s,
                 stall_fail_s=cfg.stall.fail_after_s,
+                heartbeat_topic=cfg.heartbeat_topic,
+                heartbeat_interval_s=(cfg.heartbeat.interval_ms or 0) / 1000,
             ),
             list(connectors),
             producer,

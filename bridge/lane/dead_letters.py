@@ -71,6 +71,7 @@ class DeadLetters:
             ("__connect.errors.exception.message", str(error)[:2000]),
             ("__bridge.source.partition", json.dumps(progress.partition, sort_keys=True)),
             ("__bridge.source.position", json.dumps(record.position, sort_keys=True, default=str)),
+            *getattr(record, "error_headers", ()),  # e.g. a user transform's exception (bridge.transforms)
         ]
         if value is None and not record.tombstone:
             # The value never serialized: keep the source record itself, as JSON.

@@ -20,8 +20,10 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from bridge import config as base
 from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_field
 from bridge.serde.converter import Strategy
+from bridge.transforms import parse_transforms
 from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
+from connectors.dynamodb.transforms import expand
 from connectors.dynamodb.typed.config import TYPED_KEYS, TypedOptions
 
 __all__ = [
@@ -300,6 +302,23 @@ class RecordOptions(Model):
     headers: bool | list[HeaderName] = Field(
         False, description=f"source metadata as Kafka headers ddb.<name>: true for all, or a list of "
         f"{', '.join(HEADER_NAMES)}")
+
+    transforms: list[dict[str, Any]] = Field(
+        default_factory=list, description="single-message transforms applied in order (docs/transforms.md)")
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _transforms(cls, v: Any) -> Any:
+        """One line naming the entry (an unknown transform, a bad option, a function that does not import)."""
+        parse_transforms(expand(v), where="")  # the location (tables[i].transforms) comes first
+        return v
+
+    @model_validator(mode="after")
+    def _transforms_image(self) -> RecordOptions:
+        if self.transforms and self.value.shape == "typed" and self.value.image == "after":
+            raise ValueError("transforms read op, before and after: use value.image: envelope (the default) with "
+                             "transforms; flatten gives the after image alone")
+        return self
 
     @field_validator("headers", mode="before")
     @classmethod

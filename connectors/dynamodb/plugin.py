@@ -15,9 +15,10 @@ from typing import Any
 
 from bridge.errors import ConfigError, RetriableError
 from bridge.plugin import Sources
-from bridge.task import SourceConnector
+from bridge.task import RecordSchema, SourceConnector
+from bridge.transforms import TransformStage
 from connectors.dynamodb.client import AwsApiError, RetryPolicy, make_clients
-from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config
+from connectors.dynamodb.config import DynamoDBConfig, TableConfig, load_config, parse_config
 from connectors.dynamodb.discovery import TableDiscovery
 from connectors.dynamodb.envelope import EnvelopeSchema, RecordFormat
 from connectors.dynamodb.http import KeepAlivePool
@@ -27,6 +28,7 @@ from connectors.dynamodb.snapshot import table_connectors
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.table import TableInfo
 from connectors.dynamodb.transcode import frame_records, startup_line
+from connectors.dynamodb.transforms import table_stage
 
 __all__ = ["PLUGIN", "DynamoDBPlugin"]
 
@@ -38,6 +40,9 @@ class DynamoDBPlugin:
 
     def load_config(self, path: str | Path) -> DynamoDBConfig:
         return load_config(path)
+
+    def parse_config(self, data: Any, source: str = "config") -> DynamoDBConfig:
+        return parse_config(data, source)
 
     @asynccontextmanager
     async def open(
@@ -67,6 +72,8 @@ class DynamoDBPlugin:
                 for c in parts:
                     if isinstance(c, StreamsConnector):
                         c.stop_alone = alone
+                    if isinstance(c.transforms, TransformStage):
+                        c.transforms.create_topic = create_topic  # a route's topics, as discovered ones
                 return parts
 
             async def discovered(t: TableConfig) -> list[SourceConnector]:
@@ -81,6 +88,7 @@ class DynamoDBPlugin:
                 return made
 
             connectors = all_connectors()
+            check_template(cfg)
             await _check_tables(connectors, ddb.url)
             ddb.retry = streams.retry = RetryPolicy()
             http.timeout_s = 30.0
@@ -125,7 +133,7 @@ class DynamoDBPlugin:
         return verify_table(cfg, table, **kw)
 
 
-def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, EnvelopeSchema]]:
+def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, RecordSchema]]:
     """Each table's topic and schema handle (key and value schemas, subject strategy), decided
     now that DescribeTable gave the key schemas: every one is checked at start with
     ``auto_register: false`` (two tables on one topic have a value schema each).
@@ -134,7 +142,7 @@ def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, Envelope
     one key schema.
     """
     by_topic: dict[str, EnvelopeSchema] = {}
-    pairs: list[tuple[str, EnvelopeSchema]] = []
+    pairs: list[tuple[str, RecordSchema]] = []
     for c in connectors:
         table: TableInfo | None = getattr(c, "table", None)
         topic: str | None = getattr(c, "topic", None)
@@ -152,8 +160,21 @@ def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, Envelope
                 f"keys differ ({keys(other.key_fields)} vs {keys(table.key_fields)}); give each its own topic"
             )
         by_topic.setdefault(topic, schema)
-        pairs.append((topic, schema))
+        # With transforms, the chain's output handle: compiling it now refuses a bad path at start.
+        stage = c.transforms
+        pairs.append((topic, stage.handle(schema) if isinstance(stage, TransformStage) else schema))
     return pairs
+
+
+def check_template(cfg: DynamoDBConfig) -> None:
+    """The discovery template's transforms against a table of its record format with no
+    attributes yet: a path that can go nowhere in any table (``metadata.nope``, ``op.x``) is
+    refused at start, not when the first table is found."""
+    template = cfg.table_discovery.template if cfg.table_discovery is not None else None
+    stage = table_stage(template) if template is not None else None
+    if stage is not None:
+        assert template is not None
+        stage.check(template.record_format().schema("table_discovery.template", ()))
 
 
 async def _check_tables(connectors: list[SourceConnector], endpoint: str) -> None:

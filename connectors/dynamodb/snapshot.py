@@ -47,6 +47,7 @@ from connectors.dynamodb.marks import OffsetTask
 from connectors.dynamodb.scan import ScanConnector
 from connectors.dynamodb.streams import StreamsConnector
 from connectors.dynamodb.table import TableInfo
+from connectors.dynamodb.transforms import table_stage
 from connectors.dynamodb.watermarks import WATERMARK_PREFIX, is_watermark, watermark_item, watermark_marker
 
 __all__ = [
@@ -675,8 +676,9 @@ _C = TypeVar("_C", bound=SourceConnector)
 
 
 def _formatted(t: TableConfig, connector: _C) -> _C:
-    """The connector, writing the table's record format (subject names, headers)."""
+    """The connector, writing the table's record format (subject names, headers) through its transforms."""
     connector.record_format = t.record_format()  # type: ignore[attr-defined]
+    connector.transforms = table_stage(t)
     return connector
 
 

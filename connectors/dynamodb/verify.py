@@ -273,6 +273,11 @@ def verify_table(
             f"verify: table {table_cfg.name!r} has value.shape {table_cfg.value.shape}; verify compares "
             "envelope topics (whose images keep every AttributeValue) only; use tail to read a typed topic"
         )
+    if table_cfg.transforms:
+        raise ConfigError(
+            f"verify: table {table_cfg.name!r} has transforms; its topic holds what they made, not the table's "
+            "items; verify compares untransformed envelope topics only (use tail to read the topic)"
+        )
     say = progress or (lambda _msg: None)
     topic = cfg.topic_for(table_cfg)
     table = _TableSide(cfg, table_cfg.name)

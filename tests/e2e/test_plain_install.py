@@ -69,6 +69,12 @@ def test_pip_install_without_extras_runs_the_bridge_without_the_dev_tools(tmp_pa
     assert validated.returncode == 0 and validated.stdout.strip() == f"{config}: ok", validated.stdout + validated.stderr
     as_module = run(python, "-m", "bridge_app", "validate", "-c", str(config))
     assert as_module.returncode == 0, as_module.stderr
+    # The Python API's one public module, and its config check, installed too.
+    api = run(python, "-c", "import ddb_kafka_bridge as b; print(sorted(b.__all__)); "
+                            f"print(b.Bridge({str(config)!r}).config().name)")
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.splitlines() == ["['Bridge', 'BridgeError', 'ConfigError', 'ConversionError', 'Record']",
+                                       "plain"], api.stdout
 
     for argv in (("dev", "up", "--dir", str(work / "stack")), ("demo",)):
         refused = run("ddb-kafka-bridge", *argv)

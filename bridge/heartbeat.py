@@ -1,0 +1,94 @@
+"""Heartbeats (``heartbeat.interval_ms``, after Debezium's ``heartbeat.interval.ms``).
+
+A task that read nothing for the interval hands the runtime a heartbeat record with its
+(empty) batch: it goes to the heartbeat topic keyed by the source partition, is
+acknowledged, and the batch's offset is committed with it. Consumers of the heartbeat topic
+tell an idle source (heartbeats keep coming) from a stuck one (they stop), and the offsets
+of idle partitions are written again, so their commit time says the reader is alive.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+
+from bridge.task import Batch, SourceRecord, partition_key
+
+__all__ = ["HEARTBEAT_KEY_SCHEMA", "HEARTBEAT_VALUE_SCHEMA", "Heartbeats", "TaskBeat"]
+
+_NS = "io.ddbkafka.bridge"
+HEARTBEAT_KEY_SCHEMA = json.dumps({"type": "record", "name": "HeartbeatKey", "namespace": _NS, "fields": [
+    {"name": "partition", "type": "string", "doc": "the source partition, as canonical JSON"}]},
+    separators=(",", ":"))
+HEARTBEAT_VALUE_SCHEMA = json.dumps({"type": "record", "name": "Heartbeat", "namespace": _NS, "fields": [
+    {"name": "connector", "type": "string", "doc": "the bridge's name"},
+    {"name": "partition", "type": "string", "doc": "the source partition, as canonical JSON"},
+    {"name": "ts_ms", "type": "long", "doc": "when the heartbeat was made (epoch ms)"},
+    {"name": "idle_ms", "type": "long", "doc": "how long the partition's reader has read nothing"},
+]}, separators=(",", ":"))
+_KEY = fastavro.parse_schema(json.loads(HEARTBEAT_KEY_SCHEMA))
+_VALUE = fastavro.parse_schema(json.loads(HEARTBEAT_VALUE_SCHEMA))
+
+
+def _write(schema: Any, data: Any) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, data)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True, eq=False)
+class _HeartbeatSchema:
+    key_schema: str = HEARTBEAT_KEY_SCHEMA
+    value_schema: str = HEARTBEAT_VALUE_SCHEMA
+    strategy: Any = "TopicNameStrategy"
+    headers: Any = None
+
+    def encode_key(self, record: SourceRecord) -> bytes:
+        return _write(_KEY, record.key)
+
+    def encode_value(self, record: SourceRecord) -> bytes:
+        return _write(_VALUE, record.value)
+
+    def dead_letter_value(self, record: SourceRecord) -> Any:
+        return record.value
+
+
+_HANDLE = _HeartbeatSchema()
+
+
+class Heartbeats:
+    """Heartbeats of one worker: ``task(partition)`` gives a task's own clock."""
+
+    def __init__(self, topic: str, interval_s: float, connector_name: str) -> None:
+        self.topic, self.interval_s, self.connector_name = topic, interval_s, connector_name
+
+    def task(self, partition: dict[str, Any]) -> TaskBeat:
+        return TaskBeat(self, partition)
+
+
+class TaskBeat:
+    """Adds a heartbeat to a task's batch when it has read nothing for the interval."""
+
+    def __init__(self, beats: Heartbeats, partition: dict[str, Any]) -> None:
+        self.beats, self.pkey = beats, partition_key(partition)
+        self.last = time.monotonic()  # when it last read a record (or beat)
+
+    def on_batch(self, batch: Batch) -> None:
+        now = time.monotonic()
+        if batch.records or batch.final:
+            self.last = now
+            return
+        idle = now - self.last
+        if idle < self.beats.interval_s:
+            return
+        self.last = now
+        ts_ms = int(time.time() * 1000)
+        value = {"connector": self.beats.connector_name, "partition": self.pkey, "ts_ms": ts_ms,
+                 "idle_ms": int(idle * 1000)}
+        batch.records = [SourceRecord(self.beats.topic, _HANDLE, {"partition": self.pkey}, value,
+                                      {"heartbeat": self.pkey}, ts_ms)]

@@ -1,0 +1,297 @@
+"""A DynamoDB table's transform chain: where its records keep the operation, the images and
+the metadata (``bridge.transforms.Layout``), and one stage per table shared by its readers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from bridge.transforms import DROP, Layout, Spec, TransformStage, matches, parse_transforms
+from connectors.dynamodb.envelope import Change
+from connectors.dynamodb.typed.binary import long_bytes, string_bytes
+from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.handle import TypedSchema
+from connectors.dynamodb.typed.names import field_name
+from connectors.dynamodb.typed.plan import compile_plan
+from connectors.dynamodb.typed.types import Dec, Prim, Rec
+
+__all__ = ["expand", "fast_plan", "layout", "table_stage"]
+
+_STAGES: dict[int, tuple[Any, TransformStage]] = {}
+
+
+def layout(typed: bool) -> Layout:
+    """``metadata`` is the envelope's ``source`` block; a typed image grows as attributes come
+    (a path to one not seen yet is null until it is), an envelope image is a map."""
+    return Layout(op="op", before="before", after="after", table="source.table",
+                  source_ts_ms="source.approximate_creation_ms",
+                  aliases=(("metadata", "source"),), open=("before", "after") if typed else ())
+
+
+def expand(transforms: Any) -> Any:
+    """The DynamoDB words of the chain in the runtime's: ``filter: {ttl_deletes: drop|only|keep}``
+    is a test of the source block's ``ttl_delete`` (DynamoDB's TTL process deleted the item)."""
+    if not isinstance(transforms, list):
+        return transforms
+    out = []
+    for entry in transforms:
+        options = entry.get("filter") if isinstance(entry, dict) and len(entry) == 1 else None
+        if isinstance(options, dict) and "ttl_deletes" in options:
+            options = dict(options)
+            ttl = options.pop("ttl_deletes")
+            if ttl not in ("keep", "drop", "only"):
+                raise ValueError(f"filter.ttl_deletes: write keep, drop or only, not {ttl!r}")
+            if ttl != "keep":
+                where = dict(options.get("where") or {})
+                where["metadata.ttl_delete"] = {"eq": ttl == "only"}
+                options["where"] = where
+            entry = {"filter": options}
+        out.append(entry)
+    return out
+
+
+def table_stage(t: Any) -> TransformStage | None:
+    """The stage of a table's config (one per config object: the stream and snapshot readers of
+    a table share its compiled chains), or None without transforms."""
+    if not t.transforms:
+        return None
+    found = _STAGES.get(id(t))
+    if found is None or found[0] is not t:
+        where = f"tables[{t.name}].transforms" if getattr(t, "name", None) else "transforms"
+        stage = TransformStage(parse_transforms(expand(t.transforms), where), layout(t.value.shape == "typed"),
+                               where=where, fast=fast_plan)
+        found = _STAGES[id(t)] = (t, stage)
+    return found[1]
+
+
+# ---- the typed fast path -------------------------------------------------------------------
+# A chain of op filters, one select of op / image attributes / metadata / ts_ms, and renames
+# or drops of its output fields writes each value straight from the record's DynamoDB JSON
+# images with the typed writer (the C plan where built): no Avro decode and re-encode. The
+# bytes equal the structured path's (tests/unit/test_transforms.py holds them to it).
+
+_SOURCE_TYPES = {"connector": "s", "table": "s", "region": "os", "stream_arn": "os", "shard_id": "os",
+                 "sequence_number": "os", "event_id": "os", "snapshot": "os", "segment": "ol",
+                 "total_segments": "ol", "approximate_creation_ms": "ol", "ttl_delete": "b"}
+
+
+def _source_field(name: str) -> Callable[[Any], bytes]:
+    kind = _SOURCE_TYPES[name]
+    if kind == "s":
+        return lambda r: string_bytes(r.position[name])
+    if kind == "b":
+        return lambda r: b"\x01" if r.position.get(name) else b"\x00"
+    one = string_bytes if kind == "os" else long_bytes
+
+    def optional(r: Any) -> bytes:
+        v = r.position.get(name)
+        return b"\x00" if v is None else b"\x02" + one(v)
+    return optional
+
+
+def _image_run(rec: Rec, attributes: list[str], which: str) -> Callable[[Any], bytes] | None:
+    """The fields ``attributes`` of the before or after image, in order (None: not all nullable)."""
+    fields = {f.attribute: f for f in rec.fields}
+    present = [fields[a] for a in attributes if a in fields]  # an attribute not seen yet is "null": no bytes
+    if any(not f.nullable for f in present):
+        return None
+    sub = Rec(tuple(present))
+    plan = compile_plan(sub)
+    names = [f.attribute for f in present]
+    nulls = b"\x00" * len(present)
+
+    def write(r: Any) -> bytes:
+        image = getattr(r.value, which)
+        if image is None:
+            return nulls
+        item = {a: image[a] for a in names if a in image}
+        if plan is not None:
+            body = plan.encode(item)
+            if body is not None:
+                return body  # type: ignore[no-any-return]
+        out: list[bytes] = []
+        encode_record(sub, item, out)
+        return b"".join(out)
+    return write
+
+
+def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | None] | None:
+    """A writer of the chain's value for records of the typed ``handle`` (None: the chain or the
+    handle is not of the form above). It returns DROP for a record an op filter drops."""
+    if not isinstance(handle, TypedSchema) or handle.image != "envelope":
+        return None
+    ops: set[str] | None = None
+    tests: list[tuple[Callable[[Any], Any], str, Any]] = []  # (value getter, test, wanted)
+    out: list[tuple[str, tuple[str, ...]]] | None = None
+    flat: str | None = None  # flatten's deletes: tombstone or rewrite
+    for spec in specs:
+        if flat is not None:
+            if spec.name != "drop" or any(len(p) != 1 for _, p in spec.options):
+                return None
+            gone = {p[0] for _, p in spec.options}
+            out = [(name, src) for name, src in out or () if name not in gone]
+            continue
+        if spec.name == "flatten" and out is None:
+            flat = spec.options
+            out = [("*", ("image",)), ("__op", ("op",)), ("__table", ("source", "table")),
+                   ("__source_ts_ms", ("source", "approximate_creation_ms")), ("__deleted", ("deleted",))]
+            continue
+        if spec.name == "filter" and out is None:
+            allowed, conds = spec.options
+            if allowed is not None:
+                ops = set(allowed) if ops is None else ops & set(allowed)
+            for _, cond_path, test, want in conds:
+                get = _getter(handle.rec, tuple(p if i else {"metadata": "source"}.get(p, p)
+                                                for i, p in enumerate(cond_path)))
+                if get is None:
+                    return None
+                tests.append((get, test, want))
+        elif spec.name == "select" and out is None:
+            out = [(name, tuple(p if i else {"metadata": "source"}.get(p, p) for i, p in enumerate(parts)))
+                   for _, parts, name in spec.options]
+        elif spec.name == "rename" and out is not None and all(len(p) == 1 for _, p, _ in spec.options):
+            new = {p[0]: n for _, p, n in spec.options}
+            out = [(new.get(name, name), src) for name, src in out]
+        elif spec.name == "drop" and out is not None and all(len(p) == 1 for _, p in spec.options):
+            gone = {p[0] for _, p in spec.options}
+            out = [(name, src) for name, src in out if name not in gone]
+        else:
+            return None
+    if out is None:
+        return None
+    if flat is not None:
+        return _flat_writer(handle, ops, tests, flat, out, {p[0] for spec in specs if spec.name == "drop"
+                                                            for _, p in spec.options})
+    parts: list[Callable[[Any], bytes]] = []
+    run: list[str] = []
+    run_of = ""
+
+    def close_run() -> bool:
+        if run:
+            w = _image_run(handle.rec, list(run), run_of)
+            if w is None:
+                return False
+            parts.append(w)
+            run.clear()
+        return True
+
+    for _, src in out:
+        if src[0] in ("before", "after") and len(src) == 2:
+            if run and run_of != src[0] and not close_run():
+                return None
+            run_of = src[0]
+            run.append(src[1])
+            continue
+        if not close_run():
+            return None
+        if src == ("op",):
+            parts.append(lambda r: string_bytes(r.value.op))
+        elif src == ("ts_ms",):
+            parts.append(lambda r: long_bytes(r.ts_ms))
+        elif src[0] == "source" and len(src) == 2 and src[1] in _SOURCE_TYPES:
+            parts.append(_source_field(src[1]))
+        else:
+            return None
+    if not close_run():
+        return None
+
+    kept = [True]  # the filters' decision on the last change: its tombstone's (asked right after it)
+
+    def write(r: Any) -> Any:
+        value = r.value
+        if r.tombstone:
+            return b"" if kept[0] else DROP
+        if type(value) is not Change:
+            return None
+        kept[0] = _kept(r, ops, tests)
+        if not kept[0]:
+            return DROP
+        return b"".join([p(r) for p in parts])
+    return write
+
+
+def _kept(r: Any, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], str, Any]]) -> bool:
+    """The filters' decision on a change, as ``bridge.transforms`` decides on its decoded value."""
+    if ops is not None and r.value.op not in ops:
+        return False
+    return all(matches(test, want, get(r)) for get, test, want in tests)
+
+
+def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
+    """What a filter's path reads, as the decoded value would hold it, from the record's own
+    data: op, a metadata field, or a top-level attribute of a scalar type (numbers as exact
+    decimals, which the tests compare exactly anyway); None for anything else."""
+    if path == ("op",):
+        return lambda r: r.value.op
+    if len(path) != 2:
+        return None
+    root, name = path
+    if root == "source" and name in _SOURCE_TYPES:
+        if _SOURCE_TYPES[name] == "b":
+            return lambda r: bool(r.position.get(name))
+        return lambda r: r.position.get(name)
+    if root not in ("before", "after"):
+        return None
+    found = next((f for f in rec.fields if name in (f.attribute, field_name(f.attribute))), None)
+    if found is None:
+        return lambda r: None  # an attribute not seen yet: null, as its field is
+    t = found.type
+    if not (isinstance(t, Dec) or isinstance(t, Prim) and t.kind in ("string", "boolean", "long", "double")):
+        return None
+    attribute = found.attribute
+
+    def get(r: Any) -> Any:
+        image = getattr(r.value, root)
+        av = None if image is None else image.get(attribute)
+        if av is None or "NULL" in av:
+            return None
+        if "N" in av:
+            return Decimal(av["N"])
+        return av.get("S", av.get("BOOL"))
+    return get
+
+
+def _flat_writer(handle: TypedSchema, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], str, Any]],
+                 deletes: str, out: list[tuple[str, tuple[str, ...]]], dropped: set[str]) -> Callable[[Any], Any] | None:
+    """``flatten`` (and drops after it): the item record as the typed writer writes it, minus
+    dropped attributes, then ``__op``, ``__table``, ``__source_ts_ms`` and ``__deleted``."""
+    keep = tuple(f for f in handle.rec.fields if not ({f.attribute, field_name(f.attribute)} & dropped))
+    sub = Rec(keep) if len(keep) != len(handle.rec.fields) else handle.rec
+    plan = compile_plan(sub) if sub is not handle.rec else handle.plan
+    attributes = [f.attribute for f in keep]
+    extras = [name for name, _ in out if name != "*"]
+    ts = _source_field("approximate_creation_ms")
+    has_image = any(name == "*" for name, _ in out)
+
+    kept = [True]  # the filters' decision on the last change: its tombstone's (asked right after it)
+
+    def write(r: Any) -> Any:
+        value = r.value
+        if r.tombstone:
+            return b"" if kept[0] and deletes == "tombstone" else DROP
+        if type(value) is not Change:
+            return None
+        op = value.op
+        kept[0] = _kept(r, ops, tests)
+        if not kept[0]:
+            return DROP
+        deleted = op == "d"
+        if deleted and deletes == "tombstone":
+            return DROP
+        image = value.before if deleted else value.after
+        if image is None:
+            return None
+        body = b""
+        if has_image:
+            item = image if sub is handle.rec else {a: image[a] for a in attributes if a in image}
+            written = plan.encode(item) if plan is not None else None
+            if written is None:
+                parts: list[bytes] = []
+                encode_record(sub, item, parts)
+                written = b"".join(parts)
+            body = written
+        tail = {"__op": string_bytes(op), "__table": string_bytes(r.position["table"]), "__source_ts_ms": ts(r),
+                "__deleted": b"\x01" if deleted else b"\x00"}
+        return body + b"".join(tail[n] for n in extras)
+    return write

@@ -1,0 +1,33 @@
+"""Heartbeats: one per interval of a reader that read nothing; none while records come."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import fastavro
+
+from bridge.heartbeat import HEARTBEAT_VALUE_SCHEMA, Heartbeats
+from bridge.task import Batch, SourceRecord
+
+
+def test_a_heartbeat_per_idle_interval_only() -> None:
+    partition = {"table": "t", "shard": "s-1"}
+    beat = Heartbeats("hb", 0.05, "b").task(partition)
+    busy = Batch([SourceRecord("t", None, {}, {}, {}, 0)], {"seq": "1"})  # type: ignore[arg-type]
+    beat.on_batch(busy)
+    assert len(busy.records) == 1
+    empty = Batch([], {"seq": "1"})
+    beat.on_batch(empty)
+    assert empty.records == []  # not idle long enough yet
+    time.sleep(0.06)
+    beat.on_batch(empty)
+    (record,) = empty.records
+    assert record.topic == "hb" and empty.offset == {"seq": "1"}  # committed with it
+    value = fastavro.schemaless_reader(io.BytesIO(record.schema.encode_value(record)),
+                                       fastavro.parse_schema(json.loads(HEARTBEAT_VALUE_SCHEMA)), None)
+    assert json.loads(value["partition"]) == partition and value["idle_ms"] >= 50
+    again = Batch([], None)
+    beat.on_batch(again)
+    assert again.records == []  # the next one an interval later

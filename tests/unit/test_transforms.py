@@ -1,0 +1,455 @@
+"""Each transform on DynamoDB records of both value shapes, through the stage the worker runs:
+values decoded from what the stage wrote, with the schema it derived (as a consumer would)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.serde.serializer import RecordSerializer
+from bridge.task import SourceRecord, UnreadableRecord
+from bridge.transforms import TransformStage, parse_transforms
+from connectors.dynamodb.envelope import Change, ChangeRecord, envelope_schema
+from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.transforms import expand, layout
+from connectors.dynamodb.typed.config import TypedOptions
+from connectors.dynamodb.typed.handle import TypedSchema
+from connectors.dynamodb.typed.infer import absorb_item
+
+KEY = (KeyField("orderId", "S"),)
+ORDER = {"orderId": {"S": "o1"}, "customerEmail": {"S": "ann@example.com"}, "status": {"S": "new"},
+         "orderTotal": {"N": "12.50"}, "address": {"M": {"city": {"S": "Oslo"}, "zip": {"S": "0150"}}}}
+
+
+def typed(*items: dict[str, Any]) -> TypedSchema:
+    cfg = TypedOptions(attributes=[{"name": "orderTotal", "type": "decimal", "precision": 12, "scale": 2}])
+    rec = cfg.declared()
+    for item in items:
+        rec = absorb_item(rec, item, "record", False)
+    return TypedSchema(rec, "orders", KEY)
+
+
+def source(**kw: Any) -> dict[str, Any]:
+    return {"connector": "dynamodb", "table": "orders", "region": "eu-north-1", "stream_arn": None, "shard_id": None,
+            "sequence_number": "1", "event_id": None, "approximate_creation_ms": 1700000000000, "ttl_delete": False,
+            **kw}
+
+
+def change(handle: Any, op: str, before: Any, after: Any, **src: Any) -> list[SourceRecord]:
+    key = {"orderId": (after or before)["orderId"]}
+    out: list[SourceRecord] = [ChangeRecord("orders", handle, key, Change(op, before, after), source(**src), 7)]
+    if op == "d":
+        out.append(ChangeRecord("orders", handle, key, None, source(**src), 7, True))
+    return out
+
+
+def run(chain: list[Any], records: list[SourceRecord], *, is_typed: bool = True, **kw: Any
+        ) -> tuple[TransformStage, list[SourceRecord]]:
+    stage = TransformStage(parse_transforms(expand(chain)), layout(is_typed), **kw)
+    return stage, asyncio.run(stage.apply(records))
+
+
+def values(records: list[SourceRecord]) -> list[Any]:
+    out = []
+    for r in records:
+        assert not isinstance(r, UnreadableRecord), r.reason
+        if r.tombstone:
+            out.append(None)
+            continue
+        schema = fastavro.parse_schema(json.loads(r.schema.value_schema))
+        out.append(fastavro.schemaless_reader(io.BytesIO(r.encoded_value), schema, None))
+    return out
+
+
+def test_select_with_aliases_keeps_decimals_exact_and_nothing_else() -> None:
+    h = typed(ORDER)
+    _, out = run([{"select": ["op as event_name", "after.orderId as order_id", "after.orderTotal as order_total",
+                              "after.address.city", "metadata.table"]}], change(h, "c", None, ORDER))
+    assert values(out) == [{"event_name": "c", "order_id": "o1", "order_total": Decimal("12.50"), "city": "Oslo",
+                            "table": "orders"}]
+    fields = json.loads(out[0].schema.value_schema)["fields"]
+    assert [f["type"] for f in fields][:2] == ["string", ["null", "string"]]  # after may be null: so may its fields
+
+
+def test_a_delete_keeps_its_tombstone_and_the_key() -> None:
+    h = typed(ORDER)
+    records = change(h, "d", ORDER, None)
+    _, out = run([{"select": ["op", "before.status"]}], records)
+    assert values(out) == [{"op": "d", "status": "new"}, None]
+    assert out[1].encoded_key == out[0].encoded_key == h.encode_key(records[0])
+
+
+def test_rename_drop_and_mask_nested_paths() -> None:
+    h = typed(ORDER)
+    _, out = run([{"rename": {"after.address.zip": "postcode", "after.status": "state"}},
+                  {"drop": ["before", "after.address.city", "source"]},
+                  {"mask": {"fields": ["after.customerEmail"], "with": "blank"}},
+                  {"mask": ["after.orderId"]}], change(h, "c", None, ORDER))
+    (v,) = values(out)
+    assert set(v) == {"op", "after", "ts_ms"}
+    import hashlib
+    assert v["after"]["address"] == {"postcode": "0150"}
+    assert v["after"]["state"] == "new" and v["after"]["customerEmail"] is None
+    assert v["after"]["orderId"] == hashlib.sha256(b"o1").hexdigest()
+
+
+@pytest.mark.parametrize("where, kept", [
+    ({"after.orderTotal": {"gt": "12.49"}}, True),
+    ({"after.orderTotal": {"gt": 12.5}}, False),
+    ({"after.orderTotal": {"gte": "12.5"}}, True),
+    ({"after.orderTotal": 12.5}, True),  # equality of numbers is exact: 12.50 == 12.5
+    ({"after.status": "new", "after.orderId": {"ne": "o2"}}, True),
+    ({"after.missing": {"present": True}}, False),
+    ({"after.address.city": {"present": True}}, True),
+])
+def test_filter_predicates_compare_numbers_exactly(where: dict[str, Any], kept: bool) -> None:
+    _, out = run([{"filter": {"where": where}}], change(typed(ORDER), "c", None, ORDER))
+    assert len(out) == int(kept)
+
+
+def test_filter_of_a_double_is_exact_too() -> None:
+    item = {"orderId": {"S": "o1"}, "ratio": {"N": "0.1"}}
+    cfg_rec = absorb_item(TypedOptions().declared(), item, "record", False)
+    h = TypedSchema(cfg_rec, "orders", KEY)
+    is_double = "double" in h.value_schema
+    _, out = run([{"filter": {"where": {"after.ratio": {"lte": "0.1"}}}}], change(h, "c", None, item))
+    # A double 0.1 is 0.1000000000000000055...: above the decimal 0.1, compared exactly.
+    assert len(out) == (0 if is_double else 1)
+
+
+def test_filter_by_operation_drops_a_delete_and_its_tombstone() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER) + change(h, "d", ORDER, None)
+    _, out = run([{"filter": {"op": ["c", "u"]}}], records)
+    assert [v["op"] for v in values(out)] == ["c"]
+
+
+def test_filter_ttl_deletes() -> None:
+    h = typed(ORDER)
+    records = change(h, "d", ORDER, None, ttl_delete=True) + change(h, "d", ORDER, None)
+    _, dropped = run([{"filter": {"ttl_deletes": "drop"}}], records)
+    assert [v and v["source"]["ttl_delete"] for v in values(dropped)] == [False, None]
+    _, only = run([{"filter": {"ttl_deletes": "only"}}], records)
+    assert [v and v["source"]["ttl_delete"] for v in values(only)] == [True, None]
+
+
+def test_flatten_as_extract_new_record_state() -> None:
+    h = typed(ORDER)
+    updated = dict(ORDER, status={"S": "paid"})
+    records = change(h, "u", ORDER, updated) + change(h, "d", updated, None)
+    _, out = run([{"flatten": None}], records)
+    flat = values(out)
+    assert flat[0]["status"] == "paid" and flat[0]["__op"] == "u" and flat[0]["__table"] == "orders"
+    assert flat[0]["__source_ts_ms"] == 1700000000000 and flat[0]["__deleted"] is False
+    assert flat[1:] == [None]  # deletes: tombstone (the default): the delete is its tombstone only
+    _, out = run([{"flatten": {"deletes": "rewrite"}}], records)
+    flat = values(out)
+    assert len(flat) == 2 and flat[1]["__deleted"] is True and flat[1]["status"] == "paid"
+
+
+def test_insert_field_and_header_static_and_from_metadata() -> None:
+    h = typed(ORDER)
+    _, out = run([{"select": ["after.orderId"]},
+                  {"insert_field": {"pipeline": "v1", "version": 3, "exact": True}}], change(h, "c", None, ORDER))
+    assert values(out) == [{"orderId": "o1", "pipeline": "v1", "version": 3, "exact": True}]
+    _, out = run([{"insert_header": {"table": "{metadata.table}", "op": "{op}", "team": "orders"}}],
+                 change(h, "c", None, ORDER))
+    assert out[0].schema.headers is not None
+    assert out[0].schema.headers(out[0]) == [("table", b"orders"), ("op", b"c"), ("team", b"orders")]
+
+
+def test_route_creates_each_topic_once() -> None:
+    created: list[str] = []
+
+    async def create(topic: str) -> None:
+        created.append(topic)
+
+    h = typed(ORDER)
+    paid = dict(ORDER, status={"S": "paid"})
+    records = change(h, "c", None, ORDER) + change(h, "u", ORDER, paid) + change(h, "u", paid, paid)
+    stage, out = run([{"route": {"topic": "orders.{after.status}"}}], records, create_topic=create)
+    assert [r.topic for r in out] == ["orders.new", "orders.paid", "orders.paid"]
+    asyncio.run(stage.apply(records))
+    assert created == ["orders.new", "orders.paid"]
+
+
+def test_derived_schemas_are_cached_by_content() -> None:
+    """A new input handle (the typed schema grew) with the same output registers nothing."""
+    registered: list[tuple[str, str]] = []
+
+    class Registry:  # the registry protocol, counting calls
+        def register(self, subject: str, schema: str) -> int:
+            registered.append((subject, schema))
+            return len(registered)
+
+        def lookup(self, subject: str, schema: str) -> Any:
+            return None
+
+    stage = TransformStage(parse_transforms([{"select": ["after.orderId", "after.status"]}]), layout(True))
+    serializer = RecordSerializer(Registry())
+    first, grown = typed(ORDER), typed(ORDER, {"orderId": {"S": "o2"}, "extra": {"S": "x"}})
+    records = change(first, "c", None, ORDER) * 3 + change(grown, "c", None, ORDER) * 3
+    out = asyncio.run(stage.apply(records))
+    assert len({id(r.schema) for r in out}) == 2  # one handle per input handle
+    for r in serializer.unprepared(out):
+        serializer.prepare(r)
+    assert len(registered) == 2  # key and value, once: the grown table gives the same output text
+    framed = serializer.serialize_batch(out)
+    assert not framed.errors
+
+
+def test_a_path_to_an_attribute_not_seen_yet_is_null_until_it_comes() -> None:
+    stage = TransformStage(parse_transforms([{"select": ["after.orderId", "after.later"]}]), layout(True))
+    before = json.loads(stage.handle(typed(ORDER)).value_schema)["fields"][1]
+    assert before["type"] == "null"
+    grown = typed(ORDER, {"orderId": {"S": "o"}, "later": {"S": "x"}})
+    after = json.loads(stage.handle(grown).value_schema)["fields"][1]
+    assert after == {"name": "later", "type": ["null", "string"], "default": None}
+
+
+def test_envelope_images_are_maps_of_attribute_values() -> None:
+    h = envelope_schema("orders", KEY)
+    _, out = run([{"select": ["after.status", "op"]}], change(h, "c", None, ORDER), is_typed=False)
+    (v,) = values(out)
+    assert v["op"] == "c" and v["status"]["S"] == "new"
+
+
+@pytest.mark.parametrize("chain, line", [
+    ([{"select": ["metadata.nope"]}], "transforms[0].select: path 'metadata.nope': no field 'nope' in source"),
+    ([{"select": ["op.x"]}], "op is a string, it has no field 'x'"),
+    ([{"select": ["op"]}, {"select": ["after.orderId"]}], "no field 'after' in the value (it has op)"),
+    ([{"select": ["after.orderId", "op"]}, {"filter": {"op": ["c"]}}], "the records here have no op"),
+    ([{"rename": {"after.orderId": "status"}}], "cannot become 'status': that field exists already"),
+])
+def test_a_bad_path_is_one_config_line(chain: list[Any], line: str) -> None:
+    stage = TransformStage(parse_transforms(chain), layout(True))
+    with pytest.raises(ConfigError) as e:
+        stage.check(typed(ORDER))
+    assert line in str(e.value) and "\n" not in str(e.value)
+
+
+def test_flatten_of_envelope_images_is_refused() -> None:
+    stage = TransformStage(parse_transforms([{"flatten": None}]), layout(False))
+    with pytest.raises(ConfigError, match="flatten needs the after image as a record"):
+        stage.check(envelope_schema("orders", KEY))
+
+
+@pytest.mark.parametrize("chain, line", [
+    ([{"sellect": ["op"]}], "transforms[0]: unknown transform 'sellect'; one of select"),
+    ([{"select": ["op as 9x"]}], "'9x' is not an Avro field name"),
+    ([{"select": ["op", "after.op"]}], "two fields would be named 'op'"),
+    ([{"filter": {"op": ["x"]}}], "'x' is not an operation"),
+    ([{"filter": {"where": {"after.n": {"gt": "many"}}}}], "'many' is not a number"),
+    ([{"flatten": {"deletes": "drop"}}], "write tombstone or rewrite"),
+    ([{"python": "tests.unit.test_transforms:nothing_here"}], "has no 'nothing_here'"),
+    ([{"python": "json"}], "is not a dotted path"),
+    ([{"select": ["op"], "drop": ["op"]}], "one transform per entry"),
+])
+def test_spec_errors_are_one_line(chain: list[Any], line: str) -> None:
+    with pytest.raises(ValueError) as e:
+        parse_transforms(chain)
+    assert line in str(e.value)
+
+
+def _config(**table: Any) -> dict[str, Any]:
+    return {"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"}, "schema_registry": {"url": "http://r"},
+            **table}
+
+
+def test_tables_and_the_discovery_template_take_transforms() -> None:
+    from connectors.dynamodb.config import TableConfig, parse_config
+
+    chain = [{"filter": {"ttl_deletes": "drop"}}, {"select": ["after.orderId as order_id"]}]
+    cfg = parse_config(_config(tables=[{"name": "orders", "value": {"shape": "typed"}, "transforms": chain}],
+                               table_discovery={"name_prefix": "o", "template": {"transforms": chain}}),
+                       check_kafka=False)
+    assert cfg.tables[0].transforms == chain
+    found = TableConfig(name="orders2", **cfg.table_discovery.template.model_dump())  # as discovery makes it
+    assert found.transforms == chain
+
+
+@pytest.mark.parametrize("where, table, line", [
+    ("tables", {"name": "orders", "transforms": [{"route": {}}]}, "tables[0].transforms: [0].route: write route"),
+    ("template", {"transforms": [{"filter": {"ttl_deletes": "sometimes"}}]}, "write keep, drop or only"),
+    ("tables", {"name": "orders", "value": {"shape": "typed", "image": "after"}, "transforms": [{"flatten": None}]},
+     "use value.image: envelope"),
+])
+def test_config_refuses_a_bad_chain_in_one_line(where: str, table: dict[str, Any], line: str) -> None:
+    from bridge.errors import ConfigError as Refused
+    from connectors.dynamodb.config import parse_config
+
+    data = _config(tables=[table]) if where == "tables" else _config(
+        table_discovery={"name_prefix": "o", "template": table})
+    with pytest.raises(Refused) as e:
+        parse_config(data, check_kafka=False)
+    assert line in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+# User transforms, named by dotted path below.
+def drop_new(record: Any) -> Any:
+    return None if record.value["after"]["status"] == "new" else record
+
+
+def rekey(record: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(record, key={"orderId": record.key["orderId"].upper()})
+
+
+def add_field(record: Any) -> Any:
+    record.value["after"]["nope"] = 1  # not in the schema
+    record.value["op"] = 5
+    return record
+
+
+def wrong_type(record: Any) -> Any:
+    return {"value": record.value}
+
+
+def see_metadata(record: Any) -> Any:
+    record.headers.append(("seq", record.metadata["sequence_number"].encode()))
+    assert isinstance(record.value["after"]["orderTotal"], Decimal)
+    return record
+
+
+@pytest.mark.parametrize("fn, check", [
+    ("drop_new", lambda out: out == []),
+    ("see_metadata", lambda out: out[0].schema.headers(out[0]) == [("seq", b"1")]),
+])
+def test_python_transform_drops_or_changes(fn: str, check: Any) -> None:
+    _, out = run([{"python": f"tests.unit.test_transforms:{fn}"}], change(typed(ORDER), "c", None, ORDER))
+    values(out)
+    assert check(out)
+
+
+def test_python_transform_may_change_the_key() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    _, out = run([{"python": "tests.unit.test_transforms:rekey"}], records)
+    changed = dict(records[0].key, orderId={"S": "O1"})
+    assert out[0].encoded_key == h.encode_key(ChangeRecord("orders", h, changed, None, source(), 7))
+
+
+@pytest.mark.parametrize("fn, reason", [
+    ("add_field", "the transformed value does not fit its schema"),
+    ("wrong_type", "returned dict; return a Record, a list of them or None"),
+])
+def test_python_transform_errors_are_record_errors(fn: str, reason: str) -> None:
+    _, out = run([{"python": f"tests.unit.test_transforms:{fn}"}], change(typed(ORDER), "c", None, ORDER))
+    (failed,) = out
+    assert isinstance(failed, UnreadableRecord) and reason in failed.reason, failed
+    serializer = RecordSerializer(type("R", (), {"register": lambda *a: 1, "lookup": lambda *a: None})())
+    serializer.prepare(failed)
+    assert reason in str(serializer.serialize_batch(out).errors[0])
+
+
+@pytest.mark.parametrize("chain", [
+    [{"filter": {"op": ["c"]}}],
+    [{"route": {"topic": "static"}}, {"insert_header": {"team": "orders"}}],
+    [{"python": "tests.unit.test_transforms:see_metadata"}],
+])
+def test_chains_that_keep_the_shape_keep_the_schema_and_the_bytes(chain: list[Any]) -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    stage, out = run(chain, records)
+    assert stage.handle(h).value_schema == h.value_schema
+    assert out[0].encoded_value == h.encode_value(records[0])
+
+
+def test_a_python_transform_that_changes_a_value_in_place_is_written_again() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER)
+    _, out = run([{"python": "tests.unit.test_transforms:blank_email"}], records)
+    (v,) = values(out)
+    assert v["after"]["customerEmail"] is None and out[0].encoded_value != h.encode_value(records[0])
+
+
+def blank_email(record: Any) -> Any:
+    record.value["after"]["customerEmail"] = None
+    return record
+
+
+def test_the_discovery_templates_paths_are_checked_at_start() -> None:
+    from connectors.dynamodb.config import parse_config
+    from connectors.dynamodb.plugin import check_template
+
+    good = parse_config(_config(table_discovery={"name_prefix": "o", "template": {
+        "value": {"shape": "typed"}, "transforms": [{"select": ["op", "after.anything", "metadata.table"]}]}}),
+        check_kafka=False)
+    check_template(good)
+    bad = parse_config(_config(table_discovery={"name_prefix": "o", "template": {
+        "transforms": [{"select": ["metadata.nope"]}]}}), check_kafka=False)
+    with pytest.raises(ConfigError, match="no field 'nope' in source"):
+        check_template(bad)
+
+
+@pytest.mark.parametrize("chain", [
+    [{"select": ["op as event_name", "after.orderId as order_id", "after.customerEmail as customer_email",
+                 "after.orderTotal as order_total", "after.status as status"]}],
+    [{"filter": {"op": ["c", "u"]}}, {"select": ["after.status", "before.status as was", "after.address",
+                                                  "after.notYet", "metadata.table", "metadata.sequence_number",
+                                                  "metadata.approximate_creation_ms", "metadata.ttl_delete",
+                                                  "metadata.segment", "ts_ms", "op"]},
+     {"rename": {"status": "state"}}, {"drop": ["table"]}],
+    [{"filter": {"op": ["d"]}}, {"select": ["before.orderTotal", "after.orderTotal as gone"]}],
+    [{"flatten": None}],
+    [{"flatten": {"deletes": "rewrite"}}],
+    [{"filter": {"op": ["u", "d"]}}, {"flatten": {"deletes": "rewrite"}},
+     {"drop": ["address", "customerEmail", "__table", "neverSeen"]}],
+    [{"filter": {"op": ["c", "u"]}}, {"flatten": {}}, {"drop": ["__deleted"]}],
+    [{"filter": {"where": {"after.status": "new"}}}, {"select": ["op", "after.orderId"]}],
+    [{"filter": {"where": {"before.orderTotal": {"gte": "99.9"}, "metadata.ttl_delete": False}}},
+     {"flatten": {}}],
+    [{"filter": {"where": {"before.orderTotal": {"gt": 12.5}, "after.neverSeen": {"present": False}}}},
+     {"flatten": {"deletes": "rewrite"}}],
+    [{"filter": {"ttl_deletes": "only"}}, {"select": ["op", "before.orderId"]}],
+    [{"filter": {"where": {"after.orderTotal": {"lt": 50}, "op": {"ne": "d"}}}}, {"select": ["ts_ms"]}],
+])
+def test_the_typed_fast_path_writes_the_structured_paths_bytes(chain: list[Any]) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    h = typed(ORDER)
+    paid = dict(ORDER, status={"S": "paid"}, orderTotal={"N": "99.90"})
+    sparse = {"orderId": {"S": "o2"}}
+    records = (change(h, "c", None, ORDER) + change(h, "u", ORDER, paid) + change(h, "c", None, sparse)
+               + change(h, "d", paid, None) + change(h, "d", sparse, None, ttl_delete=True))
+    for r in records:  # as the typed reader hands them on: the value already written
+        if not r.tombstone:
+            r.encoded_value = h.encode_value(r)
+    specs = parse_transforms(expand(chain))
+    assert fast_plan(specs, h) is not None
+    slow = asyncio.run(TransformStage(specs, layout(True)).apply(records))
+    fast = asyncio.run(TransformStage(specs, layout(True), fast=fast_plan).apply(records))
+    assert [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in fast] == \
+           [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in slow]
+    assert fast[0].schema.value_schema == slow[0].schema.value_schema
+    values(fast)
+
+
+@pytest.mark.parametrize("chain", [
+    [{"select": ["after.address.city"]}],
+    [{"filter": {"where": {"after.address.city": "Oslo"}}}, {"select": ["op"]}],
+    [{"flatten": None}, {"rename": {"status": "state"}}],
+    [{"select": ["op"]}, {"insert_field": {"x": 1}}],
+])
+def test_the_fast_path_leaves_other_chains_to_the_structured_path(chain: list[Any]) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    assert fast_plan(parse_transforms(chain), typed(ORDER)) is None
+
+
+def test_verify_refuses_a_table_with_transforms_in_one_line() -> None:
+    from connectors.dynamodb.config import parse_config
+    from connectors.dynamodb.verify import verify_table
+
+    cfg = parse_config(_config(tables=[{"name": "orders", "transforms": [{"filter": {"op": ["c"]}}]}]),
+                       check_kafka=False)
+    with pytest.raises(ConfigError, match="verify: table 'orders' has transforms"):
+        verify_table(cfg, cfg.tables[0])
