@@ -1,0 +1,128 @@
+"""Each record format through the real stack (moto table → bridge process → broker, the dev
+registry over HTTP), read back with the consumer's own tools for that format:
+
+- ``json``: plain ``json.loads`` (envelope and typed, and Kafka Connect's wrapper);
+- ``json_schema``: confluent-kafka's ``JSONDeserializer`` with ``SchemaRegistryClient``;
+- ``protobuf``: confluent-kafka's ``ProtobufDeserializer`` with the message class protoc
+  generated from the ``.proto`` the registry holds.
+
+Values exact in each: a 38-digit number, binary, sets and nested maps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_record_format_e2e import _messages
+from tests.helpers import BridgeProcess, bridge_config, create_table, unique
+
+pytestmark = pytest.mark.slow
+
+BIG = "12345678901234567890123456789012345678"
+ITEM = {
+    "pk": {"S": "a"},
+    "big": {"N": BIG},
+    "frac": {"N": "-0.000000000000000000000000000000000001"},
+    "bin": {"B": b"\x00\x01\xfe\xff"},
+    "ss": {"SS": ["x", "y"]},
+    "ns": {"NS": ["1", "2"]},
+    "bs": {"BS": [b"\x01", b"\x02"]},
+    "m": {"M": {"k": {"N": "1"}, "inner": {"M": {"flag": {"BOOL": True}, "s": {"S": "deep"}}}}},
+    "l": {"L": [{"S": "one"}, {"N": "2"}]},
+}
+
+
+def _table(dynamodb: Any, **entry: Any) -> tuple[str, dict[str, Any]]:
+    name = unique("fmt")
+    create_table(dynamodb, name, range_key=None)
+    return name, {"name": name, "stream": {"poll_interval_ms": 100, "discovery_interval_ms": 1000}, **entry}
+
+
+def _run(stack: Any, dynamodb: Any, tmp_path: Path, entry: dict[str, Any], items: list[dict[str, Any]],
+         **extra: Any) -> list[Any]:
+    table = entry["name"]
+    bridge = BridgeProcess.write(tmp_path, bridge_config(stack, [entry], **extra)).start()
+    try:
+        for item in items:
+            dynamodb.put_item(TableName=table, Item=item)
+        return _messages(stack.kafka_bootstrap, f"ddb.{table}", len(items), check=bridge.check)
+    finally:
+        assert bridge.stop() == 0, bridge.log()[-3000:]
+
+
+def _ddb_json(item: dict[str, Any]) -> Any:
+    """An item as DynamoDB JSON text reads (binary as base64)."""
+    def av(v: dict[str, Any]) -> Any:
+        (t, x), = v.items()
+        if t == "B":
+            return {t: base64.b64encode(x).decode()}
+        if t == "BS":
+            return {t: [base64.b64encode(b).decode() for b in x]}
+        if t == "M":
+            return {t: {k: av(y) for k, y in x.items()}}
+        if t == "L":
+            return {t: [av(y) for y in x]}
+        return {t: x}
+    return {k: av(v) for k, v in item.items()}
+
+
+def test_json_envelope_reads_back_as_dynamodb_json(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    _, entry = _table(dynamodb, key={"format": "json"}, value={"format": "json"})
+    (msg,) = _run(stack, dynamodb, tmp_path, entry, [ITEM])
+    assert json.loads(msg.key()) == {"pk": "a"}
+    value = json.loads(msg.value())
+    assert value["op"] == "c" and "before" not in value  # null optional fields are left out
+    assert value["after"] == _ddb_json(ITEM)
+    assert value["after"]["big"] == {"N": BIG}
+    assert value["source"]["table"] == entry["name"]
+
+
+TYPED = {"shape": "typed", "sample_items": 0,
+         "attributes": [{"name": "big", "type": "decimal", "precision": 38, "scale": 0},
+                        {"name": "frac", "type": "decimal", "precision": 38, "scale": 36}]}
+
+
+def _typed_expected(after: dict[str, Any], decimal: Any) -> None:
+    assert after["pk"] == "a"
+    assert decimal(after["big"]) == Decimal(BIG)
+    assert decimal(after["frac"]) == Decimal("-0.000000000000000000000000000000000001")
+    assert base64.b64decode(after["bin"]) == b"\x00\x01\xfe\xff"
+    assert sorted(after["ss"]) == ["x", "y"] and sorted(after["ns"]) == [1, 2]
+    assert sorted(base64.b64decode(b) for b in after["bs"]) == [b"\x01", b"\x02"]
+    assert after["m"]["k"] == 1 and after["m"]["inner"] == {"flag": True, "s": "deep"}
+
+
+def test_json_typed_plain_and_exact(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    _, entry = _table(dynamodb, value={"format": "json", "image": "after", **TYPED})
+    (msg,) = _run(stack, dynamodb, tmp_path, entry, [{k: v for k, v in ITEM.items() if k != "l"}])
+    assert msg.key()[0] == 0  # the key stays Avro (its own format setting)
+    after = json.loads(msg.value())
+    _typed_expected(after, Decimal)  # decimals as their exact text
+
+
+def test_json_typed_in_kafka_connect_wrapper(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    _, entry = _table(dynamodb, key={"format": "json", "schemas_enable": True},
+                      value={"format": "json", "schemas_enable": True, **TYPED})
+    (msg,) = _run(stack, dynamodb, tmp_path, entry, [{k: v for k, v in ITEM.items() if k != "l"}])
+    key = json.loads(msg.key())
+    assert key["payload"] == {"pk": "a"} and key["schema"]["type"] == "struct"
+    value = json.loads(msg.value())
+    schema, payload = value["schema"], value["payload"]
+    after_schema = next(f for f in schema["fields"] if f["field"] == "after")
+    big_schema = next(f for f in after_schema["fields"] if f["field"] == "big")
+    assert big_schema["name"] == "org.apache.kafka.connect.data.Decimal" and big_schema["parameters"]["scale"] == "0"
+
+    def connect_decimal(scale: int) -> Any:
+        return lambda text: Decimal(f"{int.from_bytes(base64.b64decode(text), 'big', signed=True)}E-{scale}")
+
+    after = payload["after"]
+    assert connect_decimal(0)(after["big"]) == Decimal(BIG)
+    assert connect_decimal(36)(after["frac"]) == Decimal("-0.000000000000000000000000000000000001")
+    after["frac"] = str(connect_decimal(36)(after["frac"]))
+    _typed_expected(after, lambda t: connect_decimal(0)(t) if t == after["big"] else Decimal(t))

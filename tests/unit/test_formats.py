@@ -1,0 +1,99 @@
+"""Converters (bridge/serde/formats): config checks at start, and Avro → each format, exact."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.serde.formats import FormatOptions, converter
+from bridge.serde.formats.model import decimal_text, unscaled_of
+from connectors.dynamodb.config import parse_config
+from connectors.dynamodb.envelope import change_record, envelope_schema
+from connectors.dynamodb.schemas import KeyField
+
+GOOD: dict[str, Any] = {"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"},
+                        "schema_registry": {"url": "http://localhost:8081"}}
+BIG = "12345678901234567890123456789012345678"
+
+
+def _table(**entry: Any) -> dict[str, Any]:
+    return {**GOOD, "tables": [{"name": "orders", **entry}]}
+
+
+def test_formats_are_read_per_key_and_value() -> None:
+    cfg = parse_config(_table(key={"format": "json"}, value={"format": "json", "shape": "typed"}))
+    f = cfg.tables[0].formats()
+    assert (f.key.format, f.value.format) == ("json", "json")
+    assert parse_config(_table()).tables[0].formats().all_avro
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"value": {"format": "xml"}}, "format"),
+    ({"key": {"format": "avro", "schemas_enable": True}}, "schemas_enable is only read with format: json"),
+    ({"value": {"format": "json", "schemas_enable": True}}, "recursive AttributeValue"),
+    ({"value": {"format": "json", "schemas_enable": True, "shape": "typed", "maps": "attribute_value"}},
+     "maps: attribute_value"),
+])
+def test_bad_format_config_fails_at_start_with_the_fix(entry: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_config(_table(**entry))
+
+
+def test_decimals_stay_exact() -> None:
+    d = Decimal(BIG)
+    assert unscaled_of(d, 0) == int(BIG)
+    assert unscaled_of(Decimal("-1.5"), 3) == -1500
+    assert decimal_text(Decimal("1E+3")) == "1000"
+
+
+ITEM = {"pk": {"S": "a"}, "big": {"N": BIG}, "b": {"B": "AAH+/w=="}, "ss": {"SS": ["x", "y"]},
+        "m": {"M": {"k": {"N": "1"}, "inner": {"M": {"t": {"BOOL": True}}}}}, "nul": {"NULL": True}}
+
+
+def _envelope() -> tuple[Any, Any]:
+    h = envelope_schema("orders", (KeyField("pk", "S"),))
+    r = change_record("ddb.orders", h, {"pk": {"S": "a"}}, "c", None, ITEM, {"connector": "x", "table": "orders"}, 7)
+    return h, r
+
+
+def test_plain_json_envelope_images_are_dynamodb_json() -> None:
+    h, r = _envelope()
+    value = json.loads(converter(FormatOptions("json"), h.value_schema).convert(h.encode_value(r)))
+    assert value == {"op": "c", "after": ITEM, "source": {"connector": "x", "table": "orders", "ttl_delete": False},
+                     "ts_ms": 7}
+    assert json.loads(converter(FormatOptions("json"), h.key_schema).convert(h.encode_key(r))) == {"pk": "a"}
+
+
+def test_connect_wrapper_of_a_key() -> None:
+    h, r = _envelope()
+    key = json.loads(converter(FormatOptions("json", True), h.key_schema).convert(h.encode_key(r)))
+    assert key["payload"] == {"pk": "a"}
+    assert key["schema"]["type"] == "struct" and key["schema"]["fields"][0] == {
+        "type": "string", "optional": False, "field": "pk"}
+
+
+def test_connect_wrapper_refuses_a_recursive_schema() -> None:
+    h, _ = _envelope()
+    with pytest.raises(ConfigError, match="recursive"):
+        converter(FormatOptions("json", True), h.value_schema)
+
+
+def test_connect_decimal_is_base64_of_the_unscaled_integer() -> None:
+    schema = json.dumps({"type": "record", "name": "R", "fields": [
+        {"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 2}}]})
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(json.loads(schema)), {"d": Decimal("-123456789012345678901234567890123456.78")})
+    out = json.loads(converter(FormatOptions("json", True), schema).convert(buf.getvalue()))
+    unscaled = int.from_bytes(base64.b64decode(out["payload"]["d"]), "big", signed=True)
+    assert unscaled == -12345678901234567890123456789012345678
+    plain = json.loads(converter(FormatOptions("json"), schema).convert(buf.getvalue()))
+    assert plain == {"d": "-123456789012345678901234567890123456.78"}
