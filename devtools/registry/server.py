@@ -42,13 +42,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
+from devtools.registry import types as schema_types
 from devtools.registry.compat import (
     CompatibilityLevel,
     InvalidSchemaError,
-    canonical_form,
-    check,
-    compact_form,
-    parse_schema,
 )
 
 __all__ = [
@@ -120,10 +117,15 @@ class StoredVersion:
     schema_id: int
     schema: str
     deleted: bool = False
+    schema_type: str = "AVRO"
 
     def as_json(self) -> dict[str, Any]:
         """Confluent's representation of a subject version (no ``schemaType`` for Avro)."""
-        return {"subject": self.subject, "version": self.version, "id": self.schema_id, "schema": self.schema}
+        out: dict[str, Any] = {"subject": self.subject, "version": self.version, "id": self.schema_id}
+        if self.schema_type != "AVRO":
+            out["schemaType"] = self.schema_type
+        out["schema"] = self.schema
+        return out
 
 
 def _dumps(obj: Any) -> bytes:
@@ -153,6 +155,7 @@ class RegistryState:
         self.configs: dict[str | None, CompatibilityLevel] = {}
         self.max_id = 0
         self.schemas_by_id: dict[int, str] = {}
+        self.types_by_id: dict[int, str] = {}
         self.ids_by_canonical: dict[str, int] = {}
         self._canonical_by_id: dict[int, str] = {}
         self._refs: dict[int, set[tuple[str, int]]] = {}
@@ -197,14 +200,16 @@ class RegistryState:
             schema_id=int(v["id"]),
             schema=str(v["schema"]),
             deleted=bool(v.get("deleted", False)),
+            schema_type=str(v.get("schemaType") or "AVRO").upper(),
         )
         versions[version] = stored
         self.max_id = max(self.max_id, stored.schema_id)
         self._refs.setdefault(stored.schema_id, set()).add((subject, version))
         if stored.schema_id not in self.schemas_by_id:
             self.schemas_by_id[stored.schema_id] = stored.schema
+            self.types_by_id[stored.schema_id] = stored.schema_type
             try:
-                canonical = canonical_form(stored.schema)
+                canonical = schema_types.parse(stored.schema, stored.schema_type).canonical
             except InvalidSchemaError:
                 log.warning(
                     "schema id %d in the schemas topic does not parse; it is served but never reused", stored.schema_id
@@ -223,6 +228,7 @@ class RegistryState:
         # Nothing references the id any more (permanent delete): forget it.
         del self._refs[old.schema_id]
         self.schemas_by_id.pop(old.schema_id, None)
+        self.types_by_id.pop(old.schema_id, None)
         canonical = self._canonical_by_id.pop(old.schema_id, None)
         if canonical is not None and self.ids_by_canonical.get(canonical) == old.schema_id:
             del self.ids_by_canonical[canonical]
@@ -440,28 +446,31 @@ class SchemaRegistry:
         raise _version_not_found(version)
 
     @staticmethod
-    def _schema_from_body(body: Mapping[str, Any]) -> tuple[str, str]:
-        """Validate a request's schema; return (text to store, identity)."""
+    def _schema_from_body(body: Mapping[str, Any]) -> schema_types.Parsed:
+        """Validate a request's schema: its text to store and its identity."""
         schema = body.get("schema")
         if not isinstance(schema, str) or not schema.strip():
             raise _invalid_schema("the request has no 'schema' string")
-        schema_type = body.get("schemaType") or "AVRO"
-        if str(schema_type).upper() != "AVRO":
-            raise _invalid_schema(f"schemaType {schema_type!r} is not supported; this registry serves AVRO only")
+        schema_type = str(body.get("schemaType") or "AVRO").upper()
+        if schema_type not in schema_types.SCHEMA_TYPES:
+            raise _invalid_schema(f"schemaType {schema_type!r} is not supported; this registry serves "
+                                  f"{', '.join(schema_types.SCHEMA_TYPES)}")
         if body.get("references"):
             raise _invalid_schema("schema references are not supported by this registry")
         if body.get("metadata") or body.get("ruleSet"):
             raise _invalid_schema("schema metadata and rule sets are not supported by this registry")
         try:
-            parsed = parse_schema(schema)
+            return schema_types.parse(schema, schema_type)
         except InvalidSchemaError as exc:
             raise _invalid_schema(str(exc)) from None
-        return compact_form(parsed), canonical_form(parsed)
 
     @staticmethod
-    def _incompatibilities(level: CompatibilityLevel, schema: str, targets: Sequence[StoredVersion]) -> list[str]:
+    def _incompatibilities(
+        level: CompatibilityLevel, schema: schema_types.Parsed, targets: Sequence[StoredVersion]
+    ) -> list[str]:
         try:
-            return check(level, schema, [t.schema for t in targets], labels=[f"version {t.version}" for t in targets])
+            olds = [(f"version {t.version}", schema_types.parse(t.schema, t.schema_type)) for t in targets]
+            return schema_types.check(level, schema, olds)
         except InvalidSchemaError as exc:  # a stored schema written by someone else
             raise ApiError(500, 50001, f"A stored schema version does not parse: {exc}") from exc
 
@@ -474,14 +483,15 @@ class SchemaRegistry:
                 42205,
                 "Registering with an explicit id or version needs IMPORT mode, which this registry does not support",
             )
-        text, canonical = self._schema_from_body(body)
+        parsed = self._schema_from_body(body)
+        text, canonical = parsed.text, parsed.canonical
         with self._lock:
             live = self._state.versions(subject)
             for sv in live:
                 if self._state.canonical_of(sv.schema_id) == canonical:
                     return {"id": sv.schema_id}
             level = self._level(subject)
-            problems = self._incompatibilities(level, text, live)
+            problems = self._incompatibilities(level, parsed, live)
             if problems:
                 raise ApiError(
                     409,
@@ -496,15 +506,16 @@ class SchemaRegistry:
                 text = self._state.schemas_by_id[schema_id]
             all_versions = self._state.versions(subject, deleted=True)
             version = (all_versions[-1].version if all_versions else 0) + 1
-            self._write(
-                _schema_key(subject, version),
-                {"subject": subject, "version": version, "id": schema_id, "schema": text, "deleted": False},
-            )
+            stored: dict[str, Any] = {"subject": subject, "version": version, "id": schema_id, "schema": text,
+                                      "deleted": False}
+            if parsed.schema_type != "AVRO":
+                stored["schemaType"] = parsed.schema_type
+            self._write(_schema_key(subject, version), stored)
             log.info("registered subject %s version %d as schema id %d", subject, version, schema_id)
             return {"id": schema_id}
 
     def lookup(self, subject: str, body: Mapping[str, Any], *, deleted: bool) -> dict[str, Any]:
-        _, canonical = self._schema_from_body(body)
+        canonical = self._schema_from_body(body).canonical
         with self._lock:
             versions = self._state.versions(subject, deleted=deleted)
             if not versions:
@@ -609,6 +620,13 @@ class SchemaRegistry:
                 raise _schema_not_found(schema_id)
             return schema
 
+    def schema_json(self, schema_id: int) -> dict[str, Any]:
+        """``GET /schemas/ids/{id}``: the schema, and its type when not Avro."""
+        with self._lock:
+            schema = self.schema_by_id(schema_id)
+            kind = self._state.types_by_id.get(schema_id, "AVRO")
+            return {"schema": schema} if kind == "AVRO" else {"schemaType": kind, "schema": schema}
+
     def id_usages(self, schema_id: int, *, deleted: bool) -> list[StoredVersion]:
         with self._lock:
             if schema_id not in self._state.schemas_by_id:
@@ -642,7 +660,7 @@ class SchemaRegistry:
     def test_compatibility(
         self, subject: str, raw_version: str | None, body: Mapping[str, Any]
     ) -> tuple[bool, list[str]]:
-        text, _ = self._schema_from_body(body)
+        parsed = self._schema_from_body(body)
         version = _parse_version(raw_version) if raw_version is not None else None
         with self._lock:
             level = self._level(subject)
@@ -652,18 +670,21 @@ class SchemaRegistry:
                 targets = self._state.versions(subject)
             else:
                 targets = [self._find_version(subject, str(version), deleted=False)]
-            problems = self._incompatibilities(level, text, targets)
+            problems = self._incompatibilities(level, parsed, targets)
             return not problems, problems
 
 
 def _record(sv: StoredVersion) -> dict[str, Any]:
-    return {
+    out = {
         "subject": sv.subject,
         "version": sv.version,
         "id": sv.schema_id,
         "schema": sv.schema,
         "deleted": sv.deleted,
     }
+    if sv.schema_type != "AVRO":
+        out["schemaType"] = sv.schema_type
+    return out
 
 
 # ============================================================================================
@@ -833,10 +854,10 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted")).schema.encode()
 
     def _h_schema_types(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, ["AVRO"]
+        return 200, list(schema_types.SCHEMA_TYPES)
 
     def _h_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, {"schema": self._registry.schema_by_id(self._schema_id(args[0]))}
+        return 200, self._registry.schema_json(self._schema_id(args[0]))
 
     def _h_raw_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.schema_by_id(self._schema_id(args[0])).encode()

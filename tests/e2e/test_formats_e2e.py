@@ -126,3 +126,56 @@ def test_json_typed_in_kafka_connect_wrapper(stack: Any, dynamodb: Any, tmp_path
     assert connect_decimal(36)(after["frac"]) == Decimal("-0.000000000000000000000000000000000001")
     after["frac"] = str(connect_decimal(36)(after["frac"]))
     _typed_expected(after, lambda t: connect_decimal(0)(t) if t == after["big"] else Decimal(t))
+
+
+def _sr(stack: Any) -> Any:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": stack.registry_url})
+
+
+def test_json_schema_envelope_read_with_jsondeserializer(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    table, entry = _table(dynamodb, key={"format": "json_schema"}, value={"format": "json_schema"})
+    (msg,) = _run(stack, dynamodb, tmp_path, entry, [ITEM])
+    sr, topic = _sr(stack), f"ddb.{table}"
+    registered = sr.get_latest_version(f"{topic}-value").schema
+    assert registered.schema_type == "JSON" and json.loads(registered.schema_str)["additionalProperties"] is False
+    deserialize = JSONDeserializer(None, schema_registry_client=sr)  # the writer's schema, by the message's id
+    key = deserialize(msg.key(), SerializationContext(topic, MessageField.KEY))
+    value = deserialize(msg.value(), SerializationContext(topic, MessageField.VALUE))
+    assert key == {"pk": "a"}
+    assert value["after"] == _ddb_json(ITEM) and value["op"] == "c"
+
+
+def test_json_schema_typed_evolves_under_backward(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    first = {k: v for k, v in ITEM.items() if k not in ("l", "ss")}
+    table, entry = _table(dynamodb, value={"format": "json_schema", **TYPED})
+    # the second item gains an attribute (ss) and a nested map key (m.extra)
+    second = {**first, "pk": {"S": "b"}, "ss": {"SS": ["x", "y"]},
+              "m": {"M": {**first["m"]["M"], "extra": {"S": "new"}}}}
+    msgs = sorted(_run(stack, dynamodb, tmp_path, entry, [first, second]), key=lambda m: m.key())  # by pk
+    sr, topic = _sr(stack), f"ddb.{table}"
+    subject = f"{topic}-value"
+    assert sr.get_compatibility() == "BACKWARD"
+    versions = sr.get_versions(subject)
+    assert len(versions) == 2, versions
+    old, new = (sr.get_version(subject, v).schema for v in versions)
+    assert sr.test_compatibility(subject, Schema(new.schema_str, "JSON"), version=versions[0])
+    ids = [int.from_bytes(m.value()[1:5], "big") for m in msgs]
+    assert ids == [sr.get_version(subject, v).schema_id for v in versions]
+    deserialize = JSONDeserializer(None, schema_registry_client=sr)
+    a, b = (deserialize(m.value(), SerializationContext(topic, MessageField.VALUE))["after"] for m in msgs)
+    assert "ss" not in a and b["ss"] == ["x", "y"] and b["m"]["extra"] == "new"
+    a["ss"] = ["x", "y"]
+    _typed_expected(a, Decimal)
+    _typed_expected({**b, "pk": "a"}, Decimal)
+    # The newest schema validates the oldest message (what BACKWARD promises a reader).
+    newest = JSONDeserializer(new.schema_str)
+    assert newest(msgs[0].value(), SerializationContext(topic, MessageField.VALUE))["after"]["pk"] == "a"

@@ -23,7 +23,7 @@ from typing import Literal, Protocol, get_args
 
 __all__ = ["FORMATS", "Converter", "FormatName", "FormatOptions", "TopicFormats", "converter"]
 
-FormatName = Literal["avro", "json"]
+FormatName = Literal["avro", "json", "json_schema"]
 FORMATS: tuple[str, ...] = get_args(FormatName)
 
 
@@ -84,4 +84,8 @@ def converter(options: FormatOptions, avro_schema: str) -> Converter:
         from bridge.serde.formats.json_plain import JsonConverter
 
         return JsonConverter(avro_schema, options.schemas_enable)
+    if f == "json_schema":
+        from bridge.serde.formats.json_schema import JsonSchemaConverter
+
+        return JsonSchemaConverter(avro_schema)
     raise ValueError(f"unknown format {f!r}; one of {', '.join(FORMATS)}")

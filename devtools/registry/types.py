@@ -1,0 +1,63 @@
+"""The schema types the dev registry serves (AVRO, JSON, PROTOBUF): each parses a schema to
+the text it stores and the identity it compares, and says whether one schema reads another's
+data; ``check`` applies a compatibility level with any of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from devtools.registry import compat, json_compat
+from devtools.registry.compat import CompatibilityLevel, InvalidSchemaError
+
+__all__ = ["SCHEMA_TYPES", "Parsed", "check", "parse"]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    schema_type: str
+    text: str  # as stored and served
+    canonical: str  # same schema, same canonical: same id
+    obj: Any = field(repr=False, compare=False)
+
+
+def _avro(text: str) -> Parsed:
+    p = compat.parse_schema(text)
+    return Parsed("AVRO", compat.compact_form(p), compat.canonical_form(p), p)
+
+
+def _json(text: str) -> Parsed:
+    schema = json_compat.parse(text)
+    return Parsed("JSON", text, "JSON:" + json_compat.canonical(schema), schema)
+
+
+_PARSERS: dict[str, Callable[[str], Parsed]] = {"AVRO": _avro, "JSON": _json}
+_READS: dict[str, Callable[[Any, Any], list[str]]] = {"AVRO": compat.can_read, "JSON": json_compat.can_read}
+SCHEMA_TYPES = ("JSON", "AVRO")
+
+
+def parse(text: str, schema_type: str = "AVRO") -> Parsed:
+    """InvalidSchemaError for a schema that does not parse, or a type this registry does not serve."""
+    parser = _PARSERS.get(schema_type.upper())
+    if parser is None:
+        raise InvalidSchemaError(f"Invalid schema type {schema_type!r}; one of {', '.join(SCHEMA_TYPES)}")
+    return parser(text)
+
+
+def check(level: CompatibilityLevel, new: Parsed, existing: Sequence[tuple[str, Parsed]]) -> list[str]:
+    """Why ``new`` breaks ``level`` against ``existing`` ((label, schema), oldest first)."""
+    if level is CompatibilityLevel.NONE or not existing:
+        return []
+    chosen = existing if level.transitive else existing[-1:]
+    messages: list[str] = []
+    for name, old in reversed(chosen):
+        if old.schema_type != new.schema_type:
+            messages.append(f"Incompatible schema type: {name} is {old.schema_type}, the new schema {new.schema_type}")
+            continue
+        reads = _READS[new.schema_type]
+        if level.backward:
+            messages += [f"the new schema cannot read data written with {name}: {p}" for p in reads(new.obj, old.obj)]
+        if level.forward:
+            messages += [f"{name} cannot read data written with the new schema: {p}" for p in reads(old.obj, new.obj)]
+    return messages
