@@ -42,6 +42,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
+from devtools.registry import proto_compat
 from devtools.registry import types as schema_types
 from devtools.registry.compat import (
     CompatibilityLevel,
@@ -620,12 +621,17 @@ class SchemaRegistry:
                 raise _schema_not_found(schema_id)
             return schema
 
-    def schema_json(self, schema_id: int) -> dict[str, Any]:
-        """``GET /schemas/ids/{id}``: the schema, and its type when not Avro."""
+    def schema_json(self, schema_id: int, fmt: str | None = None) -> dict[str, Any]:
+        """``GET /schemas/ids/{id}``: the schema, and its type when not Avro (``format=serialized``:
+        a Protobuf schema as the base64 of its file descriptor, as confluent-kafka asks)."""
         with self._lock:
             schema = self.schema_by_id(schema_id)
             kind = self._state.types_by_id.get(schema_id, "AVRO")
-            return {"schema": schema} if kind == "AVRO" else {"schemaType": kind, "schema": schema}
+        if kind == "AVRO":
+            return {"schema": schema}
+        if kind == "PROTOBUF" and fmt == "serialized":
+            schema = proto_compat.serialized(schema)
+        return {"schemaType": kind, "schema": schema}
 
     def id_usages(self, schema_id: int, *, deleted: bool) -> list[StoredVersion]:
         with self._lock:
@@ -689,6 +695,11 @@ def _record(sv: StoredVersion) -> dict[str, Any]:
 
 # ============================================================================================
 # HTTP
+
+
+def _last(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name) or []
+    return values[-1] if values else None
 
 
 def _flag(query: Mapping[str, list[str]], name: str) -> bool:
@@ -845,7 +856,10 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, self._registry.register(args[0], self._object(body))
 
     def _h_version(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted")).as_json()
+        out = self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted")).as_json()
+        if out.get("schemaType") == "PROTOBUF" and _last(query, "format") == "serialized":
+            out["schema"] = proto_compat.serialized(out["schema"])
+        return 200, out
 
     def _h_delete_version(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.delete_version(args[0], args[1], permanent=_flag(query, "permanent"))
@@ -857,7 +871,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, list(schema_types.SCHEMA_TYPES)
 
     def _h_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, self._registry.schema_json(self._schema_id(args[0]))
+        return 200, self._registry.schema_json(self._schema_id(args[0]), _last(query, "format"))
 
     def _h_raw_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.schema_by_id(self._schema_id(args[0])).encode()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from devtools.registry import compat, json_compat
+from devtools.registry import compat, json_compat, proto_compat
 from devtools.registry.compat import CompatibilityLevel, InvalidSchemaError
 
 __all__ = ["SCHEMA_TYPES", "Parsed", "check", "parse"]
@@ -32,9 +32,15 @@ def _json(text: str) -> Parsed:
     return Parsed("JSON", text, "JSON:" + json_compat.canonical(schema), schema)
 
 
-_PARSERS: dict[str, Callable[[str], Parsed]] = {"AVRO": _avro, "JSON": _json}
-_READS: dict[str, Callable[[Any, Any], list[str]]] = {"AVRO": compat.can_read, "JSON": json_compat.can_read}
-SCHEMA_TYPES = ("JSON", "AVRO")
+def _protobuf(text: str) -> Parsed:
+    fd = proto_compat.parse(text)
+    return Parsed("PROTOBUF", text, proto_compat.canonical(fd), fd)
+
+
+_PARSERS: dict[str, Callable[[str], Parsed]] = {"AVRO": _avro, "JSON": _json, "PROTOBUF": _protobuf}
+_READS: dict[str, Callable[[Any, Any], list[str]]] = {
+    "AVRO": compat.can_read, "JSON": json_compat.can_read, "PROTOBUF": proto_compat.can_read}
+SCHEMA_TYPES = ("JSON", "PROTOBUF", "AVRO")
 
 
 def parse(text: str, schema_type: str = "AVRO") -> Parsed:

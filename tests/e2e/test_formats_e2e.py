@@ -179,3 +179,84 @@ def test_json_schema_typed_evolves_under_backward(stack: Any, dynamodb: Any, tmp
     # The newest schema validates the oldest message (what BACKWARD promises a reader).
     newest = JSONDeserializer(new.schema_str)
     assert newest(msgs[0].value(), SerializationContext(topic, MessageField.VALUE))["after"]["pk"] == "a"
+
+
+def _message_class(tmp_path: Path, proto: str, name: str, message: str) -> Any:
+    """Compile ``proto`` with protoc (grpcio-tools) and import the message class it defines."""
+    import importlib.util
+    import os
+
+    import grpc_tools
+    from grpc_tools import protoc
+
+    out = tmp_path / f"pb_{name}"
+    out.mkdir()
+    (out / f"{name}.proto").write_text(proto)
+    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    assert protoc.main(["protoc", f"-I{out}", f"-I{include}", f"--python_out={out}", f"{name}.proto"]) == 0
+    spec = importlib.util.spec_from_file_location(f"{name}_pb2", out / f"{name}_pb2.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, message)
+
+
+def _proto_reader(stack: Any, tmp_path: Path, subject: str, name: str, message: str) -> Any:
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+
+    sr = _sr(stack)
+    latest = sr.get_latest_version(subject).schema
+    assert latest.schema_type == "PROTOBUF"
+    cls = _message_class(tmp_path, latest.schema_str, name, message)
+    return ProtobufDeserializer(cls, {"use.deprecated.format": False}, schema_registry_client=sr)
+
+
+def test_protobuf_envelope_read_with_protobufdeserializer(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf.json_format import MessageToDict
+
+    table, entry = _table(dynamodb, key={"format": "protobuf"}, value={"format": "protobuf"})
+    (msg,) = _run(stack, dynamodb, tmp_path, entry, [ITEM])
+    topic = f"ddb.{table}"
+    safe = table.replace("-", "_")
+    keys = _proto_reader(stack, tmp_path, f"{topic}-key", f"{safe}_key", "Key")
+    values = _proto_reader(stack, tmp_path, f"{topic}-value", f"{safe}_value", "Envelope")
+    key = keys(msg.key(), SerializationContext(topic, MessageField.KEY))
+    value = values(msg.value(), SerializationContext(topic, MessageField.VALUE))
+    assert key.pk == "a"
+    assert value.op == "c" and not value.before
+    assert MessageToDict(value)["after"] == _ddb_json(ITEM)  # bytes as base64, as DynamoDB JSON has them
+    assert value.after["big"].N == BIG and value.after["bin"].B == b"\x00\x01\xfe\xff"
+    assert value.after["m"].M["inner"].M["flag"].BOOL is True
+
+
+def test_protobuf_typed_evolves_under_backward(stack: Any, dynamodb: Any, tmp_path: Path) -> None:
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    first = {k: v for k, v in ITEM.items() if k not in ("l", "ss")}
+    second = {**first, "pk": {"S": "b"}, "ss": {"SS": ["x", "y"]},
+              "m": {"M": {**first["m"]["M"], "extra": {"S": "new"}}}}
+    table, entry = _table(dynamodb, value={"format": "protobuf", **TYPED})
+    msgs = sorted(_run(stack, dynamodb, tmp_path, entry, [first, second]), key=lambda m: m.key())
+    sr, topic = _sr(stack), f"ddb.{table}"
+    subject = f"{topic}-value"
+    versions = sr.get_versions(subject)
+    assert len(versions) == 2, versions
+    old, new = (sr.get_version(subject, v).schema for v in versions)
+    assert sr.test_compatibility(subject, Schema(new.schema_str, "PROTOBUF"), version=versions[0])
+    # never renumbered: every field of the old version keeps its number in the new one
+    old_fields = {ln.strip() for ln in old.schema_str.splitlines() if ln.strip().endswith(";") and "=" in ln}
+    assert old_fields <= {ln.strip() for ln in new.schema_str.splitlines()}
+    ids = [int.from_bytes(m.value()[1:5], "big") for m in msgs]
+    assert ids == [sr.get_version(subject, v).schema_id for v in versions]
+    # The newest .proto reads the old message and the new one.
+    read = _proto_reader(stack, tmp_path, subject, table.replace("-", "_"), "Envelope")
+    a, b = (read(m.value(), SerializationContext(topic, MessageField.VALUE)).after for m in msgs)
+    for after, pk in ((a, "a"), (b, "b")):
+        assert after.pk == pk and Decimal(after.big) == Decimal(BIG)
+        assert Decimal(after.frac) == Decimal("-0.000000000000000000000000000000000001")
+        assert after.bin == b"\x00\x01\xfe\xff" and sorted(after.ns) == [1, 2]
+        assert sorted(after.bs) == [b"\x01", b"\x02"]
+        assert after.m.k == 1 and after.m.inner.flag is True and after.m.inner.s == "deep"
+    assert list(a.ss) == [] and sorted(b.ss) == ["x", "y"] and not a.m.extra and b.m.extra == "new"

@@ -26,9 +26,9 @@ def _table(**entry: Any) -> dict[str, Any]:
 
 
 def test_formats_are_read_per_key_and_value() -> None:
-    cfg = parse_config(_table(key={"format": "json"}, value={"format": "json", "shape": "typed"}))
+    cfg = parse_config(_table(key={"format": "json"}, value={"format": "protobuf", "shape": "typed"}))
     f = cfg.tables[0].formats()
-    assert (f.key.format, f.value.format) == ("json", "json")
+    assert (f.key.format, f.value.format) == ("json", "protobuf")
     assert parse_config(_table()).tables[0].formats().all_avro
 
 

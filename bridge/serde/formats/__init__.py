@@ -23,7 +23,7 @@ from typing import Literal, Protocol, get_args
 
 __all__ = ["FORMATS", "Converter", "FormatName", "FormatOptions", "TopicFormats", "converter"]
 
-FormatName = Literal["avro", "json", "json_schema"]
+FormatName = Literal["avro", "json", "json_schema", "protobuf"]
 FORMATS: tuple[str, ...] = get_args(FormatName)
 
 
@@ -88,4 +88,8 @@ def converter(options: FormatOptions, avro_schema: str) -> Converter:
         from bridge.serde.formats.json_schema import JsonSchemaConverter
 
         return JsonSchemaConverter(avro_schema)
+    if f == "protobuf":
+        from bridge.serde.formats.protobuf import ProtobufConverter
+
+        return ProtobufConverter(avro_schema)
     raise ValueError(f"unknown format {f!r}; one of {', '.join(FORMATS)}")

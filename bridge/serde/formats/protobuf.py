@@ -1,0 +1,319 @@
+"""``format: protobuf``: a ``.proto`` (proto3) generated from the Avro schema, registered with
+``schemaType: PROTOBUF``, and messages in Confluent wire format with message indexes, as
+confluent-kafka's ``ProtobufSerializer`` writes them (the root message is the file's first,
+so its index list is the single byte 0).
+
+Generation, one rule each:
+
+- records become top-level messages, the root first, named by their Avro full name less the
+  root's namespace (dots become ``_``); the package is the root's namespace;
+- **field numbers are Avro field positions + 1**. The typed shape only ever appends fields
+  (a new attribute, a new key in a nested map), so a table that gains attributes gets new
+  numbers and never a renumbering; a field that is null-only so far keeps its number unused
+  until it gets a type;
+- ``["null", T]`` is ``optional T`` for scalars (presence kept), the message itself for
+  records, and an empty ``repeated``/``map`` for arrays and maps; a union of several types
+  (the typed ``widen`` policy) is a wrapper message with a ``oneof``;
+- long → int64, int → int32, double/float as such, bytes → bytes, **decimal → string of its
+  exact text** (protobuf has no decimal), enum → enum (values prefixed with the enum's name);
+- a ``repeated`` cannot hold null: a list with a NULL item does not convert (the record goes
+  to the dead-letter topic with the reason).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from bridge.errors import ConfigError, ConversionError
+from bridge.serde.formats.model import (
+    ArrayT,
+    DecimalT,
+    EnumT,
+    MapT,
+    Node,
+    PrimT,
+    RecordT,
+    UnionT,
+    avro_model,
+    decimal_text,
+)
+
+__all__ = ["ProtobufConverter", "proto_file"]
+
+_SCALARS = {"boolean": "bool", "int": "int32", "long": "int64", "float": "float", "double": "double",
+            "string": "string", "bytes": "bytes", "fixed": "bytes"}
+# wire types: 0 varint, 1 64-bit, 2 length-delimited, 5 32-bit
+_WIRE = {"bool": 0, "int32": 0, "int64": 0, "enum": 0, "double": 1, "float": 5, "string": 2, "bytes": 2,
+         "message": 2}
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+class _Field:
+    """One generated field and how to write a value of it."""
+
+    __slots__ = ("name", "number", "kind", "label", "type_name", "message", "enum", "key", "union_branches")
+
+    def __init__(self, name: str, number: int) -> None:
+        self.name, self.number = name, number
+        self.kind = ""  # a scalar type, "enum" or "message"
+        self.label = ""  # "", "optional", "repeated" or "map"
+        self.type_name = ""
+        self.message: _Message | None = None
+        self.enum: EnumT | None = None
+        self.union_branches: list[tuple[Node, _Field]] | None = None
+
+
+class _Message:
+    __slots__ = ("name", "fields", "oneof", "node")
+
+    def __init__(self, name: str, node: Node | None) -> None:
+        self.name = name
+        self.fields: list[_Field] = []
+        self.oneof = False  # a union wrapper: its fields are one oneof
+        self.node = node
+
+
+class _Generator:
+    def __init__(self, root: Node) -> None:
+        if not isinstance(root, RecordT):
+            raise ConfigError("format protobuf needs a record schema at the top")
+        self.package = root.namespace or ""
+        self.messages: list[_Message] = []
+        self.by_node: dict[int, _Message] = {}
+        self.enums: dict[int, tuple[str, EnumT]] = {}
+        self.names: set[str] = set()
+        self.root = self.record(root)
+
+    def _name(self, full: str) -> str:
+        prefix = f"{self.package}." if self.package else ""
+        name = (full[len(prefix):] if full.startswith(prefix) else full).replace(".", "_")
+        if name in self.names:
+            raise ConfigError(f"format protobuf: two types would both be message {name!r}")
+        self.names.add(name)
+        return name
+
+    def record(self, node: RecordT) -> _Message:
+        found = self.by_node.get(id(node))
+        if found is not None:
+            return found
+        msg = _Message(self._name(node.full_name), node)
+        self.by_node[id(node)] = msg
+        self.messages.append(msg)
+        for i, (name, t) in enumerate(node.fields):
+            f = self.field(name, i + 1, t, msg.name)
+            if f is not None:
+                msg.fields.append(f)
+        return msg
+
+    def field(self, name: str, number: int, t: Node, parent: str, in_union: bool = False) -> _Field | None:
+        f = _Field(name, number)
+        if isinstance(t, UnionT):
+            others = t.others
+            if not others:
+                return None  # null only so far: the number waits for a type
+            if len(others) == 1:
+                inner = self.field(name, number, others[0], parent, in_union)
+                if inner is not None and inner.kind != "message" and inner.label == "" and not in_union:
+                    inner.label = "optional"
+                return inner
+            wrapper = _Message(self._name(f"{parent}.{name}_union"), t)
+            wrapper.oneof = True
+            self.messages.append(wrapper)
+            branches = []
+            for j, b in enumerate(others):
+                bf = self.field(f"{_branch(b)}_value", j + 1, b, wrapper.name, in_union=True)
+                if bf is None or bf.label in ("repeated", "map"):
+                    raise ConfigError(f"format protobuf: field {parent}.{name}: a union of arrays or maps cannot be "
+                                      "a oneof; use another format for this table")
+                wrapper.fields.append(bf)
+                branches.append((b, bf))
+            f.kind, f.type_name, f.message, f.union_branches = "message", wrapper.name, wrapper, branches
+            return f
+        if isinstance(t, ArrayT):
+            items = t.items
+            if isinstance(items, UnionT) and len(items.others) == 1:
+                items = items.others[0]
+            inner = self.field(name, number, items, parent, in_union=True)
+            if inner is None or inner.label in ("repeated", "map"):
+                raise ConfigError(f"format protobuf: field {parent}.{name}: an array of arrays, maps or nulls has no "
+                                  "protobuf form; use another format for this table")
+            inner.label = "repeated"
+            return inner
+        if isinstance(t, MapT):
+            values = t.values
+            if isinstance(values, UnionT) and len(values.others) == 1:
+                values = values.others[0]
+            inner = self.field("value", 2, values, parent, in_union=True)
+            if inner is None or inner.label in ("repeated", "map"):
+                raise ConfigError(f"format protobuf: field {parent}.{name}: a map of arrays, maps or nulls has no "
+                                  "protobuf form; use another format for this table")
+            f.label, f.kind, f.message = "map", "message", None
+            f.type_name = f"map<string, {inner.type_name}>"
+            f.union_branches = [(values, inner)]
+            return f
+        if isinstance(t, RecordT):
+            msg = self.record(t)
+            f.kind, f.type_name, f.message = "message", msg.name, msg
+            return f
+        if isinstance(t, EnumT):
+            if id(t) not in self.enums:
+                self.enums[id(t)] = (self._name(f"{t.namespace}.{t.name}" if t.namespace else t.name), t)
+            f.kind, f.type_name, f.enum = "enum", self.enums[id(t)][0], t
+            return f
+        if isinstance(t, DecimalT):
+            f.kind = f.type_name = "string"
+            return f
+        assert isinstance(t, PrimT)
+        if t.kind == "null":
+            return None
+        f.kind = f.type_name = _SCALARS[t.kind]
+        return f
+
+    def text(self) -> str:
+        lines = ['syntax = "proto3";']
+        if self.package:
+            lines.append(f"package {self.package};")
+        lines.append("")
+        for m in self.messages:
+            lines.append(f"message {m.name} {{")
+            indent = "  "
+            if m.oneof:
+                lines.append("  oneof value {")
+                indent = "    "
+            for f in m.fields:
+                label = f"{f.label} " if f.label in ("optional", "repeated") else ""
+                lines.append(f"{indent}{label}{f.type_name} {f.name} = {f.number};")
+            if m.oneof:
+                lines.append("  }")
+            lines.append("}")
+        for name, e in self.enums.values():
+            lines.append(f"enum {name} {{")
+            lines += [f"  {name}_{s} = {i};" for i, s in enumerate(e.symbols)]
+            lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _branch(node: Node) -> str:
+    if isinstance(node, RecordT | EnumT):
+        return node.name
+    if isinstance(node, DecimalT):
+        return "decimal"
+    if isinstance(node, PrimT):
+        return node.kind
+    return "array" if isinstance(node, ArrayT) else "map"
+
+
+def _scalar(kind: str, v: Any, f: _Field) -> bytes:
+    """A scalar's payload (without tag)."""
+    if kind in ("int64", "int32"):
+        return _varint(v)
+    if kind == "bool":
+        return b"\x01" if v else b"\x00"
+    if kind == "double":
+        return struct.pack("<d", v)
+    if kind == "float":
+        return struct.pack("<f", v)
+    if kind == "enum":
+        assert f.enum is not None
+        return _varint(f.enum.symbols.index(v))
+    if kind == "string":
+        b = (decimal_text(v) if not isinstance(v, str) else v).encode("utf-8")
+    else:
+        b = v
+    return _varint(len(b)) + b
+
+
+def _is_default(kind: str, v: Any) -> bool:
+    return v in (0, False, "", b"") if kind not in ("enum", "message") else kind == "enum" and v is None
+
+
+def _encode_message(msg: _Message, v: dict[str, Any], out: bytearray) -> None:
+    for f in msg.fields:
+        x = v.get(f.name)
+        if x is None:
+            continue
+        _encode_field(f, x, out)
+
+
+def _encode_value(f: _Field, x: Any) -> bytes:
+    """A singular value's payload (with its length for length-delimited kinds)."""
+    if f.kind != "message":
+        return _scalar(f.kind, x, f)
+    body = bytearray()
+    if f.union_branches is not None:  # a oneof wrapper: the branch the value is in
+        assert f.message is not None
+        branch_node = f.message.node
+        assert isinstance(branch_node, UnionT)
+        chosen = branch_node.branch_of(x)
+        for node, bf in f.union_branches:
+            if node is chosen:
+                _encode_field(bf, x, body, force=True)
+    else:
+        assert f.message is not None
+        _encode_message(f.message, x, body)
+    return _varint(len(body)) + bytes(body)
+
+
+def _encode_field(f: _Field, x: Any, out: bytearray, force: bool = False) -> None:
+    if f.label == "map":
+        assert f.union_branches is not None
+        _, vf = f.union_branches[0]
+        tag = _varint(f.number << 3 | 2)
+        for k, item in x.items():
+            if item is None:
+                raise ConversionError(f"protobuf: map field {f.name!r} key {k!r} is null; a protobuf map value "
+                                      "cannot be null")
+            kb = k.encode("utf-8")
+            entry = b"\x0a" + _varint(len(kb)) + kb + _varint(2 << 3 | _WIRE[vf.kind]) + _encode_value(vf, item)
+            out += tag + _varint(len(entry)) + entry
+        return
+    wire = _WIRE[f.kind]
+    if f.label == "repeated":
+        if any(i is None for i in x):
+            raise ConversionError(f"protobuf: repeated field {f.name!r} holds a null, which protobuf cannot write")
+        if wire != 2:  # packed
+            body = b"".join(_scalar(f.kind, i, f) for i in x)
+            if body:
+                out += _varint(f.number << 3 | 2) + _varint(len(body)) + body
+            return
+        tag = _varint(f.number << 3 | 2)
+        for i in x:
+            out += tag + _encode_value(f, i)
+        return
+    if not force and f.label == "" and f.kind != "message" and _is_default(f.kind, x):
+        return  # proto3: an implicit-presence field at its default is not written
+    out += _varint(f.number << 3 | wire) + _encode_value(f, x)
+
+
+def proto_file(avro_schema: str) -> str:
+    """The ``.proto`` text of an Avro schema."""
+    return _Generator(avro_model(avro_schema).root).text()
+
+
+class ProtobufConverter:
+    schema_type = "PROTOBUF"
+
+    def __init__(self, avro_schema: str) -> None:
+        self._model = avro_model(avro_schema)
+        gen = _Generator(self._model.root)
+        self.schema = gen.text()
+        self._root = gen.root
+
+    def convert(self, body: bytes) -> bytes:
+        out = bytearray(b"\x00")  # message indexes [0]: the file's first message
+        _encode_message(self._root, self._model.decode(body), out)
+        return bytes(out)
