@@ -50,9 +50,16 @@ def _include() -> str:
 
 
 @lru_cache(maxsize=1024)
-def parse(text: str) -> descriptor_pb2.FileDescriptorProto:
-    """The file's descriptor as protoc makes it; InvalidSchemaError with protoc's words otherwise."""
+def parse(text: str, references: tuple[tuple[str, str], ...] = ()) -> descriptor_pb2.FileDescriptorProto:
+    """The file's descriptor as protoc makes it; InvalidSchemaError with protoc's words otherwise.
+
+    ``references``: (import path, .proto text) of every file it imports, directly or not."""
     with tempfile.TemporaryDirectory() as d:
+        for name, ref in references:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise InvalidSchemaError(f"Invalid schema: reference name {name!r} is not a relative import path")
+            Path(d, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(d, name).write_text(ref)
         Path(d, FILE_NAME).write_text(text)
         out = Path(d, "set.pb")
         run = subprocess.run(
@@ -72,9 +79,9 @@ def canonical(fd: descriptor_pb2.FileDescriptorProto) -> str:
     return "PROTOBUF:" + base64.b64encode(fd.SerializeToString(deterministic=True)).decode()
 
 
-def serialized(text: str) -> str:
+def serialized(text: str, references: tuple[tuple[str, str], ...] = ()) -> str:
     """``?format=serialized``: the base64 of the file's descriptor (what confluent-kafka reads)."""
-    return base64.b64encode(parse(text).SerializeToString(deterministic=True)).decode()
+    return base64.b64encode(parse(text, references).SerializeToString(deterministic=True)).decode()
 
 
 def _messages(fd: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.DescriptorProto]:

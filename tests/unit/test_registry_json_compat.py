@@ -111,7 +111,13 @@ def test_invalid_json_schema_is_refused(text: str) -> None:
         schema_types.parse(text, "JSON")
 
 
-def test_key_order_and_spaces_do_not_make_another_schema() -> None:
-    a = schema_types.parse('{"type": "object", "properties": {"a": {"type": "string"}}}', "JSON")
-    b = schema_types.parse('{"properties":{"a":{"type":"string"}},"type":"object"}', "JSON")
-    assert a.canonical == b.canonical
+def test_spaces_never_make_another_schema_and_key_order_only_without_normalize() -> None:
+    """As Confluent: its canonical string keeps key order; ``normalize=true`` sorts it away."""
+    a = '{"type": "object", "properties": {"a": {"type": "string"}}}'
+    spaced = '{"type":"object",   "properties":{"a":{"type":"string"}}}'
+    reordered = '{"properties":{"a":{"type":"string"}},"type":"object"}'
+    assert schema_types.parse(a, "JSON").canonical == schema_types.parse(spaced, "JSON").canonical
+    assert schema_types.parse(a, "JSON").canonical != schema_types.parse(reordered, "JSON").canonical
+    normal = schema_types.parse(reordered, "JSON", normalize=True)
+    assert normal.canonical == schema_types.parse(a, "JSON", normalize=True).canonical
+    assert normal.text == '{"properties":{"a":{"type":"string"}},"type":"object"}'
