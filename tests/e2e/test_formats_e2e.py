@@ -260,3 +260,33 @@ def test_protobuf_typed_evolves_under_backward(stack: Any, dynamodb: Any, tmp_pa
         assert sorted(after.bs) == [b"\x01", b"\x02"]
         assert after.m.k == 1 and after.m.inner.flag is True and after.m.inner.s == "deep"
     assert list(a.ss) == [] and sorted(b.ss) == ["x", "y"] and not a.m.extra and b.m.extra == "new"
+
+
+def test_auto_register_false_checks_protobuf_subjects_by_record_name(
+    stack: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    """The start check looks up the schema the format registers (here the .proto, under the
+    record name Confluent's protobuf serializer uses: package.Message); a key in plain JSON
+    has no subject to check."""
+    from confluent_kafka.schema_registry import Schema
+
+    from bridge.serde.formats.protobuf import proto_file
+    from connectors.dynamodb.schemas import KeyField, table_schemas
+    from tests.e2e.test_record_format_e2e import _run as run_until_caught_up
+
+    table, entry = _table(dynamodb, key={"format": "json"}, value={"format": "protobuf"},
+                          subject_name_strategy="RecordNameStrategy")
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}})
+    cfg = bridge_config(stack, [entry])
+    cfg["schema_registry"]["auto_register"] = False
+    subject = f"ddbkafka.{table.replace('-', '_')}.Envelope"
+    proc = run_until_caught_up(cfg, tmp_path)
+    out = (proc.stdout + proc.stderr).strip()
+    assert proc.returncode == 2 and f"subject {subject!r}" in out and "does not exist" in out, out
+    assert len(out.splitlines()) == 1, out
+    proto = proto_file(table_schemas(table, (KeyField("pk", "S"),)).value_schema)
+    value_id = _sr(stack).register_schema(subject, Schema(proto, "PROTOBUF"))
+    proc = run_until_caught_up(cfg, tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (msg,) = _messages(stack.kafka_bootstrap, f"ddb.{table}", 1)
+    assert json.loads(msg.key()) == {"pk": "a"} and int.from_bytes(msg.value()[1:5], "big") == value_id

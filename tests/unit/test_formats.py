@@ -155,3 +155,37 @@ def test_bodies_that_do_not_fit_the_schema_do_not_convert() -> None:
         model.decode(body[:-3])
     with pytest.raises(ConversionError):
         model.decode(body + b"\x00")
+
+
+class _Ids:
+    """The registry's protocol (register, lookup) handing out one id: what is tested is the writing."""
+
+    def register(self, subject: str, schema: str, schema_type: str = "AVRO") -> int:
+        return 7
+
+    def lookup(self, subject: str, schema: str, schema_type: str = "AVRO") -> Any:
+        return None
+
+
+def test_a_record_the_format_cannot_write_goes_to_the_dead_letter_path() -> None:
+    """A list holding NULL has no protobuf form: that record gets its ConversionError (the
+    worker dead-letters it), the batch's other records are written."""
+    from bridge.serde.formats import TopicFormats
+    from bridge.serde.serializer import RecordSerializer
+    from connectors.dynamodb.typed import TypedTable, TypedValueConfig
+
+    typed = TypedTable("orders", (KeyField("pk", "S"),), TypedValueConfig.model_validate(
+        {"shape": "typed", "attributes": [{"name": "tags", "type": "array", "items": "string"}]}))
+    protobuf = TopicFormats(FormatOptions("avro"), FormatOptions("protobuf"))
+    ser = RecordSerializer(_Ids(), formats=lambda topic: protobuf)
+    records = []
+    for pk, tags in (("a", {"L": [{"S": "x"}]}), ("b", {"L": [{"S": "x"}, {"NULL": True}]})):
+        item = {"pk": {"S": pk}, "tags": tags}
+        handle = typed.absorb(None, item)
+        records.append(change_record("ddb.orders", handle, {"pk": {"S": pk}}, "c", None, item,
+                                     {"connector": "x", "table": "orders"}, 1))
+    for r in ser.unprepared(records):
+        ser.prepare(r)
+    framed = ser.serialize_batch(records)
+    assert framed.values[0] is not None and framed.values[0][:6] == b"\x00\x00\x00\x00\x07\x00"
+    assert framed.keys[1] is None and "repeated field 'tags' holds a null" in str(framed.errors[1])
