@@ -189,3 +189,16 @@ def test_a_record_the_format_cannot_write_goes_to_the_dead_letter_path() -> None
     framed = ser.serialize_batch(records)
     assert framed.values[0] is not None and framed.values[0][:6] == b"\x00\x00\x00\x00\x07\x00"
     assert framed.keys[1] is None and "repeated field 'tags' holds a null" in str(framed.errors[1])
+
+
+@pytest.mark.parametrize("schema", ['{"type": "object", "properties": {}}', 'syntax = "proto3";'])
+def test_tail_and_verify_say_they_read_avro_topics_only(schema: str) -> None:
+    from bridge.errors import ConversionError
+    from bridge.ops.decode import TopicDecoder
+
+    class Registry:  # the client's protocol: a schema by id
+        def get_schema(self, schema_id: int) -> str:
+            return schema
+
+    with pytest.raises(ConversionError, match="tail and verify read Avro topics"):
+        TopicDecoder(Registry()).decode(b"\x00\x00\x00\x00\x01{}")  # type: ignore[arg-type]
