@@ -202,3 +202,78 @@ def test_tail_and_verify_say_they_read_avro_topics_only(schema: str) -> None:
 
     with pytest.raises(ConversionError, match="tail and verify read Avro topics"):
         TopicDecoder(Registry()).decode(b"\x00\x00\x00\x00\x01{}")  # type: ignore[arg-type]
+
+
+def _empty(v: Any) -> bool:
+    """What protobuf cannot tell from nothing (docs/schemas.md, lossy corners): {"L": []} too."""
+    return v in (None, [], {}) or (isinstance(v, dict) and all(_empty(x) for x in v.values()))
+
+
+def _same(json_value: Any, proto_value: Any) -> bool:
+    """The plain-JSON and the protobuf (MessageToDict) pictures of one value agree: a oneof
+    wrapper ({"long_value": 1}) or a box ({"value": [...]}) stands for what it holds, int64 is
+    text in protobuf's JSON, an empty list or map is what protobuf has for a missing one."""
+    if isinstance(proto_value, dict) and len(proto_value) == 1:
+        (k, inner), = proto_value.items()
+        if (k == "value" or k.endswith("_value")) and not (isinstance(json_value, dict) and k in json_value):
+            return _same(json_value, inner)
+    if _empty(json_value) or _empty(proto_value):
+        return _empty(json_value) and _empty(proto_value)
+    if isinstance(json_value, dict) and isinstance(proto_value, dict):
+        keys = {k for k, v in json_value.items() if v not in (None, [], {})}
+        return keys == {k for k, v in proto_value.items() if v not in (None, [], {})} and all(
+            _same(json_value[k], proto_value[k]) for k in keys)
+    if isinstance(json_value, list) and isinstance(proto_value, list):
+        return len(json_value) == len(proto_value) and all(map(_same, json_value, proto_value))
+    if isinstance(json_value, int) and not isinstance(json_value, bool) and isinstance(proto_value, str):
+        return str(json_value) == proto_value
+    if isinstance(json_value, float) and isinstance(proto_value, (int, float)):
+        return json_value == proto_value
+    return bool(json_value == proto_value)
+
+
+def test_protobuf_and_json_agree_on_the_wide_workload_in_both_shapes(tmp_path: Any) -> None:
+    """Every record of the bench's wide pages (nested maps, sets, lists of mixed types widened
+    to unions, lists in lists), written as protobuf and read back with the class protoc
+    generates from the .proto, says what the plain JSON of the same record says."""
+    import importlib.util
+    import os
+
+    import grpc_tools
+    from google.protobuf.json_format import MessageToDict
+    from grpc_tools import protoc
+
+    from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages
+    from connectors.dynamodb.records import PageReader, StreamContext
+    from connectors.dynamodb.typed import TypedTable, TypedValueConfig
+
+    keys = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
+    page = make_pages(WORKLOADS["wide"], 1)[0]
+    for shape in ("envelope", "typed"):
+        typed = None if shape == "envelope" else TypedTable(TABLE, keys, TypedValueConfig.model_validate(
+            {"shape": "typed", "on_conflict": "widen"}))
+        reader = PageReader(StreamContext("t", TABLE, REGION, keys, STREAM_ARN, "shardId-0", typed=typed))
+        records, _, _ = reader.read(page)
+        last = records[-1].schema  # the newest version reads them all (fields only appended)
+        pb = converter(FormatOptions("protobuf"), last.value_schema)
+        out = tmp_path / shape
+        out.mkdir()
+        (out / f"wide_{shape}.proto").write_text(pb.schema)
+        include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+        assert protoc.main(["protoc", f"-I{out}", f"-I{include}", f"--python_out={out}", f"wide_{shape}.proto"]) == 0
+        spec = importlib.util.spec_from_file_location(f"wide_{shape}_pb2", out / f"wide_{shape}_pb2.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cls = module.Envelope
+        checked = 0
+        for r in records[:200]:
+            if r.tombstone:
+                continue
+            body = r.encoded_value if r.encoded_value is not None else r.schema.encode_value(r)
+            plain = json.loads(converter(FormatOptions("json"), r.schema.value_schema).convert(body))
+            message = cls.FromString(converter(FormatOptions("protobuf"), r.schema.value_schema).convert(body)[1:])
+            pictured = MessageToDict(message, preserving_proto_field_name=True)
+            assert _same(plain.get("after"), pictured.get("after")), (shape, plain.get("after"), pictured.get("after"))
+            checked += 1
+        assert checked > 100

@@ -16,8 +16,10 @@ Generation, one rule each:
   (the typed ``widen`` policy) is a wrapper message with a ``oneof``;
 - long → int64, int → int32, double/float as such, bytes → bytes, **decimal → string of its
   exact text** (protobuf has no decimal), enum → enum (values prefixed with the enum's name);
+- an array or map where protobuf takes neither (a ``oneof`` branch, an array item, a map
+  value: a list of lists) is a message ``<name>_box`` whose field 1, ``value``, holds it;
 - a ``repeated`` cannot hold null: a list with a NULL item does not convert (the record goes
-  to the dead-letter topic with the reason).
+  to the dead-letter topic with the reason); nor can a field seen only as NULL hold a value.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _varint(n: int) -> bytes:
 class _Field:
     """One generated field and how to write a value of it."""
 
-    __slots__ = ("name", "number", "kind", "label", "type_name", "message", "enum", "key", "union_branches")
+    __slots__ = ("name", "number", "kind", "label", "type_name", "message", "enum", "union_branches", "boxed")
 
     def __init__(self, name: str, number: int) -> None:
         self.name, self.number = name, number
@@ -75,14 +77,16 @@ class _Field:
         self.message: _Message | None = None
         self.enum: EnumT | None = None
         self.union_branches: list[tuple[Node, _Field]] | None = None
+        self.boxed = False  # a message whose field 1 ("value") holds this field's array or map
 
 
 class _Message:
-    __slots__ = ("name", "fields", "oneof", "node")
+    __slots__ = ("name", "fields", "oneof", "node", "omitted")
 
     def __init__(self, name: str, node: Node | None) -> None:
         self.name = name
         self.fields: list[_Field] = []
+        self.omitted: list[str] = []  # fields with no protobuf type yet (null-only): must stay empty
         self.oneof = False  # a union wrapper: its fields are one oneof
         self.node = node
 
@@ -115,9 +119,22 @@ class _Generator:
         self.messages.append(msg)
         for i, (name, t) in enumerate(node.fields):
             f = self.field(name, i + 1, t, msg.name)
-            if f is not None:
+            if f is None:
+                msg.omitted.append(name)
+            else:
                 msg.fields.append(f)
         return msg
+
+    def boxed(self, inner: _Field, parent: str, name: str) -> _Field:
+        """An array or map where protobuf takes neither (a oneof branch, an array item, a map
+        value) as a message whose field 1, ``value``, holds it."""
+        box = _Message(self._name(f"{parent}.{name}_box"), None)
+        self.messages.append(box)
+        inner.name, inner.number = "value", 1
+        box.fields.append(inner)
+        f = _Field(name, 0)
+        f.kind, f.type_name, f.message, f.boxed = "message", box.name, box, True
+        return f
 
     def field(self, name: str, number: int, t: Node, parent: str, in_union: bool = False) -> _Field | None:
         f = _Field(name, number)
@@ -136,9 +153,11 @@ class _Generator:
             branches = []
             for j, b in enumerate(others):
                 bf = self.field(f"{_branch(b)}_value", j + 1, b, wrapper.name, in_union=True)
-                if bf is None or bf.label in ("repeated", "map"):
-                    raise ConfigError(f"format protobuf: field {parent}.{name}: a union of arrays or maps cannot be "
-                                      "a oneof; use another format for this table")
+                if bf is None:
+                    continue
+                if bf.label in ("repeated", "map"):
+                    bf = self.boxed(bf, wrapper.name, f"{_branch(b)}_value")
+                bf.name, bf.number = f"{_branch(b)}_value", j + 1
                 wrapper.fields.append(bf)
                 branches.append((b, bf))
             f.kind, f.type_name, f.message, f.union_branches = "message", wrapper.name, wrapper, branches
@@ -148,9 +167,11 @@ class _Generator:
             if isinstance(items, UnionT) and len(items.others) == 1:
                 items = items.others[0]
             inner = self.field(name, number, items, parent, in_union=True)
-            if inner is None or inner.label in ("repeated", "map"):
-                raise ConfigError(f"format protobuf: field {parent}.{name}: an array of arrays, maps or nulls has no "
-                                  "protobuf form; use another format for this table")
+            if inner is None:
+                return None  # items null-only so far
+            if inner.label in ("repeated", "map"):
+                inner = self.boxed(inner, parent, name)
+                inner.number = number
             inner.label = "repeated"
             return inner
         if isinstance(t, MapT):
@@ -158,9 +179,10 @@ class _Generator:
             if isinstance(values, UnionT) and len(values.others) == 1:
                 values = values.others[0]
             inner = self.field("value", 2, values, parent, in_union=True)
-            if inner is None or inner.label in ("repeated", "map"):
-                raise ConfigError(f"format protobuf: field {parent}.{name}: a map of arrays, maps or nulls has no "
-                                  "protobuf form; use another format for this table")
+            if inner is None:
+                return None
+            if inner.label in ("repeated", "map"):
+                inner = self.boxed(inner, parent, name)
             f.label, f.kind, f.message = "map", "message", None
             f.type_name = f"map<string, {inner.type_name}>"
             f.union_branches = [(values, inner)]
@@ -242,6 +264,10 @@ def _is_default(kind: str, v: Any) -> bool:
 
 
 def _encode_message(msg: _Message, v: dict[str, Any], out: bytearray) -> None:
+    for name in msg.omitted:
+        if v.get(name):
+            raise ConversionError(f"protobuf: field {name!r} has no protobuf type yet (only nulls were seen) and "
+                                  "holds a value")
     for f in msg.fields:
         x = v.get(f.name)
         if x is None:
@@ -254,7 +280,10 @@ def _encode_value(f: _Field, x: Any) -> bytes:
     if f.kind != "message":
         return _scalar(f.kind, x, f)
     body = bytearray()
-    if f.union_branches is not None:  # a oneof wrapper: the branch the value is in
+    if f.boxed:
+        assert f.message is not None
+        _encode_field(f.message.fields[0], x, body, force=True)
+    elif f.union_branches is not None:  # a oneof wrapper: the branch the value is in
         assert f.message is not None
         branch_node = f.message.node
         assert isinstance(branch_node, UnionT)
