@@ -277,3 +277,29 @@ def test_protobuf_and_json_agree_on_the_wide_workload_in_both_shapes(tmp_path: A
             assert _same(plain.get("after"), pictured.get("after")), (shape, plain.get("after"), pictured.get("after"))
             checked += 1
         assert checked > 100
+
+
+def test_json_schema_values_of_the_wide_workload_validate_against_their_and_the_newest_schema() -> None:
+    from jsonschema import Draft7Validator  # type: ignore[import-untyped]
+
+    from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages
+    from connectors.dynamodb.records import PageReader, StreamContext
+    from connectors.dynamodb.typed import TypedTable, TypedValueConfig
+
+    keys = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
+    page = make_pages(WORKLOADS["wide"], 1)[0]
+    for shape in ("envelope", "typed"):
+        typed = None if shape == "envelope" else TypedTable(TABLE, keys, TypedValueConfig.model_validate(
+            {"shape": "typed", "on_conflict": "widen"}))
+        records, _, _ = PageReader(StreamContext("t", TABLE, REGION, keys, STREAM_ARN, "shardId-0",
+                                                 typed=typed)).read(page)
+        newest = Draft7Validator(json.loads(converter(FormatOptions("json_schema"), records[-1].schema.value_schema)
+                                            .schema))
+        for r in records[:300]:
+            if r.tombstone:
+                continue
+            conv = converter(FormatOptions("json_schema"), r.schema.value_schema)
+            body = r.encoded_value if r.encoded_value is not None else r.schema.encode_value(r)
+            value = json.loads(conv.convert(body))
+            Draft7Validator(json.loads(conv.schema)).validate(value)
+            newest.validate(value)  # what BACKWARD promises: the newest schema reads old values
