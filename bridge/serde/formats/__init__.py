@@ -1,6 +1,7 @@
-"""Converters: a record's Avro (the neutral form, see ``model.py``) as the table's format.
+"""Converters: a record's Avro (the neutral form, see ``model.py``) as its topic's format.
 
-``format`` per key and per value (``tables[].key.format``, ``tables[].value.format``):
+``format`` per key and per value (for the DynamoDB connector ``tables[].key.format`` and
+``tables[].value.format``; a connector says each topic's formats through ``Sources.formats``):
 
 - ``avro`` (default): the handle's Avro bodies as they are, Confluent wire format;
 - ``json_schema``: JSON text, its JSON Schema registered with ``schemaType: JSON``, Confluent
@@ -37,7 +38,7 @@ class FormatOptions:
 
 @dataclass(frozen=True, slots=True)
 class TopicFormats:
-    """A topic's key and value formats (one table per topic, or tables alike)."""
+    """A topic's key and value formats."""
 
     key: FormatOptions = FormatOptions()
     value: FormatOptions = FormatOptions()

@@ -3,7 +3,7 @@
 Without the wrapper (``schemas.enable=false`` in Connect's terms) the message is the value
 itself: records as objects, arrays, maps as objects, bytes as base64 text, decimals as their
 exact text, unions as the value of their branch; a field whose default is null is left out
-while null (so the envelope's images read as DynamoDB JSON: ``{"N": "1"}``). With ``schemas_enable: true`` it is
+while null (so a record of optional fields with one set reads as that one: ``{"N": "1"}``). With ``schemas_enable: true`` it is
 ``{"schema": <Connect schema>, "payload": <value>}`` as Connect's ``JsonConverter`` writes
 it (decimals then as Connect's ``Decimal``: base64 of the unscaled integer, exact).
 """
@@ -69,7 +69,7 @@ def to_json(node: Node, v: Any, *, connect: bool = False) -> Any:
 
 def json_writer(root: Node) -> Callable[[Any], Any]:
     """``to_json`` (plain, no wrapper) compiled once per schema into closures: one call per
-    value and no type dispatch on the schema at run time (the envelope's images are deep)."""
+    value and no type dispatch on the schema at run time (values nest deep)."""
     made: dict[int, Callable[[Any], Any]] = {}
 
     def compile_(node: Node) -> Callable[[Any], Any]:
@@ -143,8 +143,8 @@ def connect_schema(node: Node, optional: bool = False, field: str | None = None,
     out: dict[str, Any]
     if id(node) in _path:
         raise ConfigError(f"schemas_enable: true: the schema is recursive ({getattr(node, 'full_name', node)}), which "
-                          "Kafka Connect's schemas cannot express; use schemas_enable: false, or value.shape: typed "
-                          "with maps: record")
+                          "Kafka Connect's schemas cannot express; use schemas_enable: false or a schema without "
+                          "recursion")
     path = _path + (id(node),) if isinstance(node, RecordT) else _path
     if isinstance(node, UnionT):
         others = node.others

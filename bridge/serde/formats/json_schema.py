@@ -6,8 +6,8 @@ The JSON is the plain converter's (``json_plain.py``). Records are *closed* obje
 (``additionalProperties: false``) with their non-null fields ``required``: under Confluent's
 JSON Schema rules an optional property added to a closed object is BACKWARD compatible
 (old data cannot have it), while adding one to an open object is not. Named records other
-than the root live in ``definitions`` and are reached by ``$ref`` (the envelope's
-AttributeValue refers to itself). Decimals are strings of their exact text; bytes are
+than the root live in ``definitions`` and are reached by ``$ref`` (a record may refer to
+itself). Decimals are strings of their exact text; bytes are
 base64 strings.
 """
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from fastavro import parse_schema
 
-try:  # fastavro's compiled reader, without the Python wrapper's checks per call (~30% of a wide envelope)
+try:  # fastavro's compiled reader, without the Python wrapper's checks per call (~30% of a wide record)
     from fastavro._read import schemaless_reader as _schemaless_reader
 except ImportError:  # pragma: no cover - a fastavro without its extension
     from fastavro import schemaless_reader as _schemaless_reader
@@ -217,7 +217,7 @@ class AvroModel:
 
 @lru_cache(maxsize=256)
 def avro_model(text: str) -> AvroModel:
-    """The model of an Avro schema text (cached: a table's handles share their texts)."""
+    """The model of an Avro schema text (cached: a source's handles share their texts)."""
     schema = _strip_logical(json.loads(text))
     return AvroModel(text, _Builder().node(schema, None), parse_schema(schema))
 

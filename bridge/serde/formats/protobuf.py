@@ -7,13 +7,13 @@ Generation, one rule each:
 
 - records become top-level messages, the root first, named by their Avro full name less the
   root's namespace (dots become ``_``); the package is the root's namespace;
-- **field numbers are Avro field positions + 1**. The typed shape only ever appends fields
-  (a new attribute, a new key in a nested map), so a table that gains attributes gets new
-  numbers and never a renumbering; a field that is null-only so far keeps its number unused
+- **field numbers are Avro field positions + 1**. A source whose schemas evolve by
+  appending fields (as the DynamoDB connector's typed shape does) gets new numbers for new
+  fields and never a renumbering; a field that is null-only so far keeps its number unused
   until it gets a type;
 - ``["null", T]`` is ``optional T`` for scalars (presence kept), the message itself for
   records, and an empty ``repeated``/``map`` for arrays and maps; a union of several types
-  (the typed ``widen`` policy) is a wrapper message with a ``oneof``;
+  (a field widened to several types) is a wrapper message with a ``oneof``;
 - long → int64, int → int32, double/float as such, bytes → bytes, **decimal → string of its
   exact text** (protobuf has no decimal), enum → enum (values prefixed with the enum's name);
 - an array or map where protobuf takes neither (a ``oneof`` branch, an array item, a map
