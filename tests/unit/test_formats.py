@@ -303,3 +303,26 @@ def test_json_schema_values_of_the_wide_workload_validate_against_their_and_the_
             value = json.loads(conv.convert(body))
             Draft7Validator(json.loads(conv.schema)).validate(value)
             newest.validate(value)  # what BACKWARD promises: the newest schema reads old values
+
+
+def test_discovered_tables_take_the_templates_formats() -> None:
+    from connectors.dynamodb.plugin import topic_formats
+
+    cfg = parse_config({**GOOD, "tables": [{"name": "orders", "value": {"format": "json_schema"}}],
+                        "table_discovery": {"name_prefix": "app-",
+                                            "template": {"key": {"format": "json"}, "value": {"format": "protobuf"}}}})
+    formats = topic_formats(cfg)
+    assert formats(cfg.topic_for(cfg.tables[0])).value.format == "json_schema"
+    found = formats(cfg.prefixed("app-users"))
+    assert (found.key.format, found.value.format) == ("json", "protobuf")
+
+
+def test_the_start_check_names_the_topic_whose_schema_a_format_cannot_write() -> None:
+    from bridge.serde.formats import TopicFormats
+    from bridge.serde.serializer import check_formats
+
+    h, _ = _envelope()
+    wrapped = TopicFormats(FormatOptions("avro"), FormatOptions("json", True))
+    with pytest.raises(ConfigError, match="topic 'ddb.orders': value.format json: .*recursive"):
+        check_formats([("ddb.orders", h)], lambda topic: wrapped)
+    check_formats([("ddb.orders", h)], lambda topic: TopicFormats(FormatOptions("protobuf"), FormatOptions("json")))
