@@ -199,3 +199,50 @@ def test_sr_errors_are_confluents(sr: SchemaRegistryClient) -> None:
     with pytest.raises(SchemaRegistryError) as e:
         sr.get_version(_subject(), 1)
     assert e.value.error_code == 40401
+
+
+TYPES = {
+    "JSON": (_closed({"a": {"type": "string"}}), _closed({"a": {"type": "string"}, "b": {"type": "integer"}}),
+             json.dumps({"type": "object", "properties": {"a": {"type": "string"}}})),
+    "PROTOBUF": (PROTO_V1, PROTO_V2, PROTO_BAD),
+}
+
+
+@pytest.mark.parametrize("schema_type", sorted(TYPES))
+def test_every_subject_endpoint_with_the_type(schema_type: str, http: httpx.Client) -> None:
+    """register, versions, raw schema, ids' subjects and versions, per-subject config, and the
+    soft then permanent deletes, with a non-Avro type (the bodies carry its schemaType)."""
+    tag = uuid.uuid4().hex[:8]  # schemas of this test alone: ids are shared by equal schemas
+    v1, v2, other = (t.replace("fmt.test", f"fmt.t{tag}").replace('"object"', f'"object", "title": "t{tag}"')
+                     for t in TYPES[schema_type])
+    subject = _subject()
+
+    def register(schema: str) -> httpx.Response:
+        return http.post(f"/subjects/{subject}/versions", json={"schema": schema, "schemaType": schema_type})
+
+    id1 = register(v1).json()["id"]
+    assert register(v1).json() == {"id": id1}  # the same schema again: the same id, no new version
+    assert subject in http.get("/subjects").json()
+    assert http.get(f"/subjects/{subject}/versions").json() == [1]
+    assert http.get(f"/subjects/{subject}/versions/1/schema").text == v1
+    assert http.get(f"/schemas/ids/{id1}/schema").text == v1
+    assert http.get(f"/schemas/ids/{id1}/subjects").json() == [subject]
+    assert http.get(f"/schemas/ids/{id1}/versions").json() == [{"subject": subject, "version": 1}]
+    # FULL: the added field fits both ways for protobuf; JSON's closed model refuses it forward
+    assert http.put(f"/config/{subject}", json={"compatibility": "FULL"}).json() == {"compatibility": "FULL"}
+    r = register(v2)
+    assert (r.status_code == 200) == (schema_type == "PROTOBUF"), r.text
+    assert http.put(f"/config/{subject}", json={"compatibility": "NONE"}).status_code == 200
+    id_other = register(other).json()["id"]  # anything goes under NONE
+    versions = http.get(f"/subjects/{subject}/versions").json()
+    assert http.get(f"/subjects/{subject}/versions/latest").json()["id"] == id_other
+    # soft delete, then permanent, of the latest version; then the subject
+    last = versions[-1]
+    assert http.delete(f"/subjects/{subject}/versions/{last}").json() == last
+    r = http.delete(f"/subjects/{subject}/versions/{last}")
+    assert r.status_code == 404 and r.json()["error_code"] == 40406
+    assert http.delete(f"/subjects/{subject}/versions/{last}", params={"permanent": "true"}).json() == last
+    assert http.delete(f"/subjects/{subject}").json() == versions[:-1]
+    r = http.get(f"/subjects/{subject}/versions")
+    assert r.status_code == 404 and r.json()["error_code"] == 40401
+    assert http.get(f"/schemas/ids/{id1}", params={"deleted": "true"}).json()["schemaType"] == schema_type
