@@ -326,3 +326,46 @@ def test_the_start_check_names_the_topic_whose_schema_a_format_cannot_write() ->
     with pytest.raises(ConfigError, match="topic 'ddb.orders': value.format json: .*recursive"):
         check_formats([("ddb.orders", h)], lambda topic: wrapped)
     check_formats([("ddb.orders", h)], lambda topic: TopicFormats(FormatOptions("protobuf"), FormatOptions("json")))
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_the_one_pass_json_reader_writes_what_to_json_makes_of_fastavros_datum(value: dict[str, Any]) -> None:
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from bridge.serde.formats.avro_json import compile_json_reader
+    from bridge.serde.formats.json_plain import to_json
+    from bridge.serde.formats.model import avro_model
+
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(ALL_TYPES), value)
+    model = avro_model(json.dumps(ALL_TYPES))
+    assert compile_json_reader(model.root)(buf.getvalue()) == to_json(model.root, model.decode(buf.getvalue()))
+
+
+def test_the_one_pass_json_reader_agrees_on_the_wide_workload_in_both_shapes() -> None:
+    from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages
+    from bridge.serde.formats.avro_json import compile_json_reader
+    from bridge.serde.formats.json_plain import to_json
+    from bridge.serde.formats.model import avro_model
+    from connectors.dynamodb.records import PageReader, StreamContext
+    from connectors.dynamodb.typed import TypedTable, TypedValueConfig
+
+    keys = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
+    page = make_pages(WORKLOADS["wide"], 1)[0]
+    readers: dict[str, Any] = {}
+    for shape in ("envelope", "typed"):
+        typed = None if shape == "envelope" else TypedTable(TABLE, keys, TypedValueConfig.model_validate(
+            {"shape": "typed", "on_conflict": "widen"}))
+        records, _, _ = PageReader(StreamContext("t", TABLE, REGION, keys, STREAM_ARN, "shardId-0",
+                                                 typed=typed)).read(page)
+        for r in records:
+            for text, body in ((r.schema.key_schema, r.encoded_key or r.schema.encode_key(r)),
+                               (r.schema.value_schema, None if r.tombstone else
+                                r.encoded_value if r.encoded_value is not None else r.schema.encode_value(r))):
+                if body is None:
+                    continue
+                model = avro_model(text)
+                read = readers.get(text) or readers.setdefault(text, compile_json_reader(model.root))
+                assert read(body) == to_json(model.root, model.decode(body))

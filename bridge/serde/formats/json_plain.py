@@ -10,12 +10,12 @@ it (decimals then as Connect's ``Decimal``: base64 of the unscaled integer, exac
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from bridge.errors import ConfigError
+from bridge.serde.formats.avro_json import compile_json_reader
 from bridge.serde.formats.model import (
     ArrayT,
     DecimalT,
@@ -31,7 +31,7 @@ from bridge.serde.formats.model import (
     unscaled_of,
 )
 
-__all__ = ["JsonConverter", "connect_schema", "json_writer", "to_json"]
+__all__ = ["JsonConverter", "connect_schema", "to_json"]
 
 _CONNECT_UNION = "io.confluent.connect.avro.Union"
 _CONNECT_DECIMAL = "org.apache.kafka.connect.data.Decimal"
@@ -65,66 +65,6 @@ def to_json(node: Node, v: Any, *, connect: bool = False) -> Any:
     if isinstance(node, PrimT) and node.kind in ("bytes", "fixed"):
         return b64(v)
     return v
-
-
-def json_writer(root: Node) -> Callable[[Any], Any]:
-    """``to_json`` (plain, no wrapper) compiled once per schema into closures: one call per
-    value and no type dispatch on the schema at run time (values nest deep)."""
-    made: dict[int, Callable[[Any], Any]] = {}
-
-    def compile_(node: Node) -> Callable[[Any], Any]:
-        found = made.get(id(node))
-        if found is not None:
-            return found
-        if isinstance(node, RecordT):
-            fields: list[tuple[str, Callable[[Any], Any], bool]] = []
-
-            def record(v: Any) -> Any:
-                out: dict[str, Any] = {}
-                for name, write, omit in fields:
-                    x = v.get(name)
-                    if x is None:
-                        if not omit:
-                            out[name] = None
-                    else:
-                        out[name] = write(x)
-                return out
-
-            made[id(node)] = record  # before the fields: a record may contain itself
-            fields.extend((name, compile_(f), name in node.optional) for name, f in node.fields)
-            return record
-        fn: Callable[[Any], Any]
-        if isinstance(node, UnionT):
-            others = node.others
-            if len(others) == 1:
-                inner = compile_(others[0])
-
-                def fn(v: Any) -> Any:
-                    return None if v is None else inner(v)
-            else:
-                def fn(v: Any) -> Any:
-                    return None if v is None else to_json(node.branch_of(v), v)
-        elif isinstance(node, ArrayT):
-            item = compile_(node.items)
-
-            def fn(v: Any) -> Any:
-                return [item(x) for x in v]
-        elif isinstance(node, MapT):
-            value = compile_(node.values)
-
-            def fn(v: Any) -> Any:
-                return {k: value(x) for k, x in v.items()}
-        elif isinstance(node, DecimalT):
-            fn = decimal_text
-        elif isinstance(node, PrimT) and node.kind in ("bytes", "fixed"):
-            fn = b64
-        else:
-            def fn(v: Any) -> Any:
-                return v
-        made[id(node)] = fn
-        return fn
-
-    return compile_(root)
 
 
 def _branch_name(node: Node) -> str:
@@ -181,11 +121,10 @@ class JsonConverter:
     def __init__(self, avro_schema: str, wrap: bool) -> None:
         self._model = avro_model(avro_schema)
         self._wrap = connect_schema(self._model.root) if wrap else None
-        self._write = json_writer(self._model.root)
+        self._read = compile_json_reader(self._model.root)
 
     def convert(self, body: bytes) -> bytes:
-        root = self._model.root
-        data = self._model.decode(body)
         if self._wrap is None:
-            return orjson.dumps(self._write(data))
-        return orjson.dumps({"schema": self._wrap, "payload": to_json(root, data, connect=True)})
+            return orjson.dumps(self._read(body))
+        payload = to_json(self._model.root, self._model.decode(body), connect=True)
+        return orjson.dumps({"schema": self._wrap, "payload": payload})

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bridge.serde.formats.json_plain import json_writer
+from bridge.serde.formats.avro_json import compile_json_reader
 from bridge.serde.formats.model import ArrayT, DecimalT, EnumT, MapT, Node, RecordT, UnionT, avro_model
 
 __all__ = ["JsonSchemaConverter", "json_schema"]
@@ -81,7 +81,7 @@ class JsonSchemaConverter:
     def __init__(self, avro_schema: str) -> None:
         self._model = avro_model(avro_schema)
         self.schema = json.dumps(json_schema(self._model.root), separators=(",", ":"))
-        self._write = json_writer(self._model.root)
+        self._read = compile_json_reader(self._model.root)
 
     def convert(self, body: bytes) -> bytes:
-        return orjson.dumps(self._write(self._model.decode(body)))
+        return orjson.dumps(self._read(body))
