@@ -369,3 +369,38 @@ def test_the_one_pass_json_reader_agrees_on_the_wide_workload_in_both_shapes() -
                 model = avro_model(text)
                 read = readers.get(text) or readers.setdefault(text, compile_json_reader(model.root))
                 assert read(body) == to_json(model.root, model.decode(body))
+
+
+def _item(*fields: tuple[str, Any]) -> str:
+    return json.dumps({"type": "record", "name": "Item", "namespace": "t",
+                       "fields": [{"name": n, "type": t} for n, t in fields]})
+
+
+def _proto_problems(old_avro: str, new_avro: str) -> list[str]:
+    """What the registry's Protobuf rules say of the .proto of ``new_avro`` after that of ``old_avro``."""
+    from bridge.serde.formats.protobuf import proto_file
+    from devtools.registry import types as schema_types
+    from devtools.registry.compat import CompatibilityLevel
+
+    old, new = (schema_types.parse(proto_file(a), "PROTOBUF") for a in (old_avro, new_avro))
+    return schema_types.check(CompatibilityLevel.BACKWARD, new, [("v1", old)])
+
+
+def test_a_union_gaining_a_branch_before_another_keeps_the_oneof_numbers() -> None:
+    """Widening puts long before double: the double branch keeps its number."""
+    old = _item(("x", ["null", "double", "string"]))
+    new = _item(("x", ["null", "long", "double", "string"]))
+    assert _proto_problems(old, new) == []
+
+
+@pytest.mark.parametrize("branches", [["null", "int", "long"], ["null", "float", "double"], ["bytes", "string", {
+    "type": "enum", "name": "E", "symbols": ["A"]}], [{"type": "map", "values": "long"}, {
+        "type": "record", "name": "R", "fields": []}]])
+def test_protobuf_refuses_a_union_whose_branches_a_value_does_not_tell_apart(branches: list[Any]) -> None:
+    """The branch is found from the decoded value's type, so two branches of one type would
+    be a guess: refused when the schema is built, with the field named."""
+    from bridge.serde.formats.protobuf import ProtobufConverter
+
+    with pytest.raises(ConfigError, match="field 'x' has branches") as e:
+        ProtobufConverter(_item(("x", branches)))
+    assert "\n" not in str(e.value)

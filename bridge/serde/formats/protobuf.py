@@ -13,7 +13,12 @@ Generation, one rule each:
   until it gets a type;
 - ``["null", T]`` is ``optional T`` for scalars (presence kept), the message itself for
   records, and an empty ``repeated``/``map`` for arrays and maps; a union of several types
-  (a field widened to several types) is a wrapper message with a ``oneof``;
+  (a field widened to several types) is a wrapper message with a ``oneof`` whose branches are
+  **numbered by their Avro kind** (long 1, double 2, string 3, ...), not their place, so a
+  union that gains a branch anywhere keeps its numbers;
+- a union holds at most one branch per decoded value type (int/long, float/double,
+  string/enum, bytes/fixed, map/record each count once): the branch is told from the value,
+  as the Avro union index is not kept; other unions are refused when the schema is built;
 - long → int64, int → int32, double/float as such, bytes → bytes, **decimal → string of its
   exact text** (protobuf has no decimal), enum → enum (values prefixed with the enum's name);
 - an array or map where protobuf takes neither (a ``oneof`` branch, an array item, a map
@@ -147,17 +152,19 @@ class _Generator:
                 if inner is not None and inner.kind != "message" and inner.label == "" and not in_union:
                     inner.label = "optional"
                 return inner
+            _one_per_value_type(name, others)
             wrapper = _Message(self._name(f"{parent}.{name}_union"), t)
             wrapper.oneof = True
             self.messages.append(wrapper)
             branches = []
-            for j, b in enumerate(others):
-                bf = self.field(f"{_branch(b)}_value", j + 1, b, wrapper.name, in_union=True)
+            for b in others:
+                number = _BRANCH_NUMBERS[_kind(b)]
+                bf = self.field(f"{_branch(b)}_value", number, b, wrapper.name, in_union=True)
                 if bf is None:
                     continue
                 if bf.label in ("repeated", "map"):
                     bf = self.boxed(bf, wrapper.name, f"{_branch(b)}_value")
-                bf.name, bf.number = f"{_branch(b)}_value", j + 1
+                bf.name, bf.number = f"{_branch(b)}_value", number
                 wrapper.fields.append(bf)
                 branches.append((b, bf))
             f.kind, f.type_name, f.message, f.union_branches = "message", wrapper.name, wrapper, branches
@@ -227,6 +234,37 @@ class _Generator:
             lines += [f"  {name}_{s} = {i};" for i, s in enumerate(e.symbols)]
             lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+# A oneof branch's number is its Avro kind's, whatever its place in the union: a union that
+# gains a branch anywhere (a long is put before a double) keeps the numbers it had.
+_BRANCH_NUMBERS = {"long": 1, "double": 2, "string": 3, "bytes": 4, "boolean": 5, "decimal": 6, "array": 7,
+                   "map": 8, "record": 9, "int": 10, "float": 11, "fixed": 12, "enum": 13}
+
+
+# The Python type each Avro kind decodes to: a value's branch is found by its type (the Avro
+# union index is not kept), so a union may hold one branch of each.
+_VALUE_TYPES = {"long": "int", "int": "int", "double": "float", "float": "float", "string": "str", "enum": "str",
+                "bytes": "bytes", "fixed": "bytes", "map": "dict", "record": "dict"}
+
+
+def _one_per_value_type(name: str, others: list[Node]) -> None:
+    seen: dict[str, str] = {}
+    for b in others:
+        kind = _kind(b)
+        group = _VALUE_TYPES.get(kind, kind)
+        if group in seen:
+            raise ConfigError(f"format protobuf: the union of field {name!r} has branches {seen[group]} and {kind}, "
+                              "which a value does not tell apart; keep one of them or use format avro or json_schema")
+        seen[group] = kind
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, RecordT):
+        return "record"
+    if isinstance(node, EnumT):
+        return "enum"
+    return _branch(node)
 
 
 def _branch(node: Node) -> str:
