@@ -156,7 +156,7 @@ def can_read(reader: descriptor_pb2.FileDescriptorProto, writer: descriptor_pb2.
 def _field(r: descriptor_pb2.FieldDescriptorProto, w: descriptor_pb2.FieldDescriptorProto, where: str) -> list[str]:
     if r.type != w.type:
         if r.type in _NAMED or w.type in _NAMED:
-            return [f"FIELD_KIND_CHANGED {where}"]
+            return [f"FIELD_KIND_CHANGED {where} from {_type_text(w)} to {_type_text(r)}"]
         if not any(r.type in g and w.type in g for g in _GROUPS):
             return [f"FIELD_SCALAR_KIND_CHANGED {where}"]
     elif r.type in _NAMED and r.type_name != w.type_name:
@@ -165,3 +165,8 @@ def _field(r: descriptor_pb2.FieldDescriptorProto, w: descriptor_pb2.FieldDescri
     if repeated[0] != repeated[1] and not (r.type in _LABEL_FREE and w.type in _LABEL_FREE):
         return [f"FIELD_NUMERIC_LABEL_CHANGED {where}"]
     return []
+
+
+def _type_text(f: descriptor_pb2.FieldDescriptorProto) -> str:
+    kind = FDP.Type.Name(f.type)[len("TYPE_"):].lower()
+    return f"{kind} {f.type_name.lstrip('.')}" if f.type in _NAMED else kind

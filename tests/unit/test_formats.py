@@ -404,3 +404,12 @@ def test_protobuf_refuses_a_union_whose_branches_a_value_does_not_tell_apart(bra
     with pytest.raises(ConfigError, match="field 'x' has branches") as e:
         ProtobufConverter(_item(("x", branches)))
     assert "\n" not in str(e.value)
+
+
+def test_a_field_widened_to_a_union_is_refused_in_one_line_naming_the_field_and_both_types() -> None:
+    """Protobuf has no compatible change from a scalar to a oneof (docs/schemas.md, Evolution)."""
+    old = _item(("id", "string"), ("x", ["null", "long"]))
+    new = _item(("id", "string"), ("x", ["null", "long", "string"]))
+    (problem,) = _proto_problems(old, new)
+    assert problem.endswith("FIELD_KIND_CHANGED t.Item.x (#2) from int64 to message t.Item_x_union")
+    assert "\n" not in problem

@@ -19,6 +19,10 @@ Generation, one rule each:
 - a union holds at most one branch per decoded value type (int/long, float/double,
   string/enum, bytes/fixed, map/record each count once): the branch is told from the value,
   as the Avro union index is not kept; other unions are refused when the schema is built;
+- a field with one type that becomes a union changes from a scalar (or a message) to the
+  wrapper message, which protobuf's compatibility rules refuse (``FIELD_KIND_CHANGED``): the
+  schema alone does not say which branch was the field's first type, so it cannot keep
+  that one at its number;
 - long → int64, int → int32, double/float as such, bytes → bytes, **decimal → string of its
   exact text** (protobuf has no decimal), enum → enum (values prefixed with the enum's name);
 - an array or map where protobuf takes neither (a ``oneof`` branch, an array item, a map
