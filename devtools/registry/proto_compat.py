@@ -1,17 +1,19 @@
 """Protobuf for the dev registry: parsing (by protoc, from grpcio-tools), canonical form, the
 serialized descriptor clients ask for (``?format=serialized``), and compatibility.
 
-Compatibility follows Confluent's rules for Protobuf (its difference types, named in the
-messages). Protobuf's wire format reads either way round, so the rules do not depend on the
-direction: compatible are a message, enum, enum value or field added or removed, a field
-renamed, a scalar changed within a wire-compatible group (int32/uint32/int64/uint64/bool;
-sint32/sint64; fixed32/sfixed32; fixed64/sfixed64; string/bytes), a string, bytes or
-message field changed between singular and repeated, a single field moved into a new
-oneof; incompatible are the package changed, a message or enum removed, a field's kind
-changed (scalar, enum, message) or its message type changed, another scalar change, a
-numeric field changed between singular and repeated, a field moved into an existing oneof,
-several fields moved into a new oneof, an enum value's number changed, a required field
-added or removed (proto2).
+Compatibility follows Confluent's rules for Protobuf (its protobuf-provider ``diff``
+package; its difference types name the messages), comparing the writer's schema (the
+original) with the reader's (the update); FORWARD swaps them. Compatible: a message, enum,
+enum value, field or oneof added or removed, a field renamed, an enum value renumbered, a
+scalar changed within one group (int32/uint32/int64/uint64/bool/enum, one enum to another;
+sint32/sint64; fixed32/sfixed32; fixed64/sfixed64; string/bytes), a field moved into a new
+oneof of its own, a field added to a oneof, a string, bytes or message field changed
+between labels, an implicit (proto3, no label) field made repeated. Incompatible: the
+package changed, a message removed (not a map's synthetic entry), a field's kind changed
+(scalar or enum, message) or its message type changed, another scalar change, a numeric
+field changed between explicit labels (optional, repeated), a field moved into an existing
+oneof, several fields moved into a new oneof, a field removed from a oneof, a required
+field added or removed (proto2).
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ __all__ = ["can_read", "canonical", "parse", "serialized"]
 
 FDP = descriptor_pb2.FieldDescriptorProto
 _GROUPS = [
-    {FDP.TYPE_INT32, FDP.TYPE_UINT32, FDP.TYPE_INT64, FDP.TYPE_UINT64, FDP.TYPE_BOOL},
+    {FDP.TYPE_INT32, FDP.TYPE_UINT32, FDP.TYPE_INT64, FDP.TYPE_UINT64, FDP.TYPE_BOOL, FDP.TYPE_ENUM},
     {FDP.TYPE_SINT32, FDP.TYPE_SINT64},
     {FDP.TYPE_FIXED32, FDP.TYPE_SFIXED32},
     {FDP.TYPE_FIXED64, FDP.TYPE_SFIXED64},
     {FDP.TYPE_STRING, FDP.TYPE_BYTES},
 ]
-_NAMED = {FDP.TYPE_MESSAGE, FDP.TYPE_ENUM, FDP.TYPE_GROUP}
+_NAMED = {FDP.TYPE_MESSAGE, FDP.TYPE_GROUP}  # an enum is a general-number scalar
 _LABEL_FREE = {FDP.TYPE_STRING, FDP.TYPE_BYTES, FDP.TYPE_MESSAGE}
 FILE_NAME = "schema.proto"
 
@@ -97,13 +99,6 @@ def _messages(fd: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb
     return out
 
 
-def _enums(fd: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.EnumDescriptorProto]:
-    out = {f"{fd.package}.{e.name}" if fd.package else e.name: e for e in fd.enum_type}
-    for name, m in _messages(fd).items():
-        out.update({f"{name}.{e.name}": e for e in m.enum_type})
-    return out
-
-
 def _oneof(m: descriptor_pb2.DescriptorProto, f: descriptor_pb2.FieldDescriptorProto) -> str | None:
     """The real (not proto3-optional) oneof a field is in."""
     if not f.HasField("oneof_index") or f.proto3_optional:
@@ -116,10 +111,12 @@ def can_read(reader: descriptor_pb2.FileDescriptorProto, writer: descriptor_pb2.
     if reader.package != writer.package:
         problems.append(f"PACKAGE_CHANGED from {writer.package!r} to {reader.package!r}")
     r_msgs, w_msgs = _messages(reader), _messages(writer)
+    proto3 = reader.syntax == "proto3" and writer.syntax == "proto3"
     for name, wm in w_msgs.items():
         rm = r_msgs.get(name)
         if rm is None:
-            problems.append(f"MESSAGE_REMOVED {name}")
+            if not wm.options.map_entry:  # a map field's entry goes with the field
+                problems.append(f"MESSAGE_REMOVED {name}")
             continue
         r_fields = {f.number: f for f in rm.field}
         w_fields = {f.number: f for f in wm.field}
@@ -129,8 +126,11 @@ def can_read(reader: descriptor_pb2.FileDescriptorProto, writer: descriptor_pb2.
             if rf is None:
                 if wf.label == FDP.LABEL_REQUIRED:
                     problems.append(f"REQUIRED_FIELD_REMOVED {where}")
+                w_oneof = _oneof(wm, wf)
+                if w_oneof is not None and any(_oneof(rm, g) == w_oneof for g in rm.field):
+                    problems.append(f"ONEOF_FIELD_REMOVED {where} from oneof {w_oneof}")
                 continue
-            problems += _field(rf, wf, where)
+            problems += _field(rf, wf, where, proto3)
             w_oneof, r_oneof = _oneof(wm, wf), _oneof(rm, rf)
             if r_oneof is not None and w_oneof is None:
                 if any(_oneof(wm, g) == r_oneof for g in wm.field):
@@ -140,20 +140,11 @@ def can_read(reader: descriptor_pb2.FileDescriptorProto, writer: descriptor_pb2.
         for number, rf in r_fields.items():
             if number not in w_fields and rf.label == FDP.LABEL_REQUIRED:
                 problems.append(f"REQUIRED_FIELD_ADDED {name}.{rf.name} (#{number})")
-    r_enums, w_enums = _enums(reader), _enums(writer)
-    for name, we in w_enums.items():
-        re_ = r_enums.get(name)
-        if re_ is None:
-            problems.append(f"ENUM_REMOVED {name}")
-            continue
-        numbers = {v.name: v.number for v in re_.value}
-        for v in we.value:
-            if v.name in numbers and numbers[v.name] != v.number:
-                problems.append(f"ENUM_CONST_CHANGED {name}.{v.name}")
-    return problems
+    return problems  # enums: added, removed or renumbered, all compatible in Confluent's rules
 
 
-def _field(r: descriptor_pb2.FieldDescriptorProto, w: descriptor_pb2.FieldDescriptorProto, where: str) -> list[str]:
+def _field(r: descriptor_pb2.FieldDescriptorProto, w: descriptor_pb2.FieldDescriptorProto, where: str,
+           proto3: bool) -> list[str]:
     if r.type != w.type:
         if r.type in _NAMED or w.type in _NAMED:
             return [f"FIELD_KIND_CHANGED {where} from {_type_text(w)} to {_type_text(r)}"]
@@ -161,12 +152,21 @@ def _field(r: descriptor_pb2.FieldDescriptorProto, w: descriptor_pb2.FieldDescri
             return [f"FIELD_SCALAR_KIND_CHANGED {where}"]
     elif r.type in _NAMED and r.type_name != w.type_name:
         return [f"FIELD_NAMED_TYPE_CHANGED {where} from {w.type_name} to {r.type_name}"]
-    repeated = (r.label == FDP.LABEL_REPEATED, w.label == FDP.LABEL_REPEATED)
-    if repeated[0] != repeated[1] and not (r.type in _LABEL_FREE and w.type in _LABEL_FREE):
-        return [f"FIELD_NUMERIC_LABEL_CHANGED {where}"]
+    labels = (_label(r, proto3), _label(w, proto3))
+    if None not in labels and labels[0] != labels[1] and not (r.type in _LABEL_FREE and w.type in _LABEL_FREE):
+        return [f"FIELD_NUMERIC_LABEL_CHANGED {where} from {labels[1]} to {labels[0]}"]
     return []
+
+
+def _label(f: descriptor_pb2.FieldDescriptorProto, proto3: bool) -> str | None:
+    """The label as written; None for a proto3 singular field written without one."""
+    if f.label == FDP.LABEL_REPEATED:
+        return "repeated"
+    if f.label == FDP.LABEL_REQUIRED:
+        return "required"
+    return "optional" if f.proto3_optional or not proto3 else None
 
 
 def _type_text(f: descriptor_pb2.FieldDescriptorProto) -> str:
     kind = FDP.Type.Name(f.type)[len("TYPE_"):].lower()
-    return f"{kind} {f.type_name.lstrip('.')}" if f.type in _NAMED else kind
+    return f"{kind} {f.type_name.lstrip('.')}" if f.type_name else kind
