@@ -7,14 +7,17 @@ way round), judged structurally the way Confluent judges it:
 
 - the content model decides property changes: adding a property to an *open* object
   (``additionalProperties`` absent or true) is incompatible (old data may hold it with any
-  type), to a *closed* one it is compatible unless required; removing a property from a
-  closed object is incompatible, from an open one compatible;
+  type) unless its schema is empty (``{}``/``true``), to a *closed* one it is compatible
+  unless required without a ``default``; removing a property from a closed object is
+  incompatible unless its schema was ``false``, from an open one compatible;
 - types may widen (``integer`` → ``number``, a type added), never narrow;
-- a ``required`` name added, ``additionalProperties`` removed (open → closed), an ``enum``
+- a ``required`` name added (but for a property with a ``default``), ``additionalProperties`` removed (open → closed), an ``enum``
   narrowed, a bound tightened (maxLength/minLength, maximum/minimum, maxItems/minItems,
   maxProperties/minProperties, pattern added or changed, uniqueItems added) is incompatible;
 - ``oneOf``/``anyOf``: every writer branch must fit some reader branch (a branch added is
-  compatible, one removed is not); ``allOf``: every reader branch must admit the writer.
+  compatible, one removed is not); ``allOf``: every reader branch must admit the writer;
+  the criterion may change from ``allOf``/``oneOf`` to ``anyOf``, and from a single branch
+  to ``oneOf``; any other change (``anyOf`` of several to ``oneOf``) is COMBINED_TYPE_CHANGED.
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ class _Checker:
             return
         if w is True:
             w = {}
+        if self._criterion_changed(r, w, path):
+            return
         for combined in ("oneOf", "anyOf"):
             if combined in r or combined in w:
                 self._sum(r, w, path)
@@ -139,6 +144,17 @@ class _Checker:
         sub.seen = set(self.seen)
         sub.check(r, w, path)
         return not sub.problems
+
+    def _criterion_changed(self, r: Mapping[str, Any], w: Mapping[str, Any], path: str) -> bool:
+        """Confluent's criterion rule: allOf/oneOf may become anyOf; a single branch may become
+        oneOf (and a single branch allOf); anything else is COMBINED_TYPE_CHANGED."""
+        rc, wc = _criterion(r), _criterion(w)
+        if rc is None or wc is None or rc == wc or rc == "anyOf":
+            return False
+        single = len(w[wc]) == 1 and (rc == "oneOf" or len(r[rc]) == 1)
+        if not single:
+            self.fail("COMBINED_TYPE_CHANGED", path)
+        return not single
 
     def _sum(self, r: Mapping[str, Any], w: Mapping[str, Any], path: str) -> None:
         r_branches = r.get("oneOf") or r.get("anyOf") or [ {k: v for k, v in r.items()} ]
@@ -183,10 +199,11 @@ class _Checker:
             if name in w_props:
                 self.check(schema, w_props[name], where)
             elif w_extra is False:
-                if name in r_required:
+                if name in r_required and not self._has_default(schema):
                     self.fail("REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL", where)
             elif w_extra is True or w_extra == {}:
-                self.fail("PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL", where)
+                if not (schema is True or schema == {}):  # an empty schema admits what old data held
+                    self.fail("PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL", where)
             elif not self._fits(schema, w_extra, where):
                 self.fail("PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL", where)
         for name, schema in w_props.items():
@@ -194,10 +211,12 @@ class _Checker:
                 continue
             where = f"{path}/properties/{name}"
             if r_extra is False:
-                self.fail("PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL", where)
+                if schema is not False:  # a property that could not be there leaves no data
+                    self.fail("PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL", where)
             elif not (r_extra is True or r_extra == {}) and not self._fits(r_extra, schema, where):
                 self.fail("PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL", where)
-        if r_required - w_required - (set(r_props) - set(w_props)):
+        made_required = r_required - w_required - (set(r_props) - set(w_props))
+        if any(not (name in r_props and self._has_default(r_props[name])) for name in made_required):
             self.fail("REQUIRED_ATTRIBUTE_ADDED", path)
         if r_extra is False and w_extra is not False:
             self.fail("ADDITIONAL_PROPERTIES_REMOVED", path)
@@ -206,6 +225,10 @@ class _Checker:
                 self.fail("ADDITIONAL_PROPERTIES_NARROWED", path)
             elif isinstance(w_extra, Mapping):
                 self.check(r_extra, w_extra, f"{path}/additionalProperties")
+
+    def _has_default(self, schema: Any) -> bool:
+        resolved = self._resolve(schema, 0)
+        return isinstance(resolved, Mapping) and "default" in resolved
 
     def _array(self, r: Mapping[str, Any], w: Mapping[str, Any], path: str) -> None:
         r_items, w_items = r.get("items"), w.get("items")
@@ -221,6 +244,10 @@ class _Checker:
                     self.check(ri, wi, f"{path}/items/{i}")
         else:
             self.check(r_items, w_items, f"{path}/items")
+
+
+def _criterion(s: Mapping[str, Any]) -> str | None:
+    return next((k for k in ("allOf", "anyOf", "oneOf") if k in s), None)
 
 
 def can_read(reader: Any, writer: Any) -> list[str]:

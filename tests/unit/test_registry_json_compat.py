@@ -78,6 +78,22 @@ PAIRS: list[tuple[str, Any, Any, str, bool]] = [
     ("nested closed object gains an optional property", obj({"m": obj({"k": INT}, closed=True)}, closed=True),
      obj({"m": obj({"k": INT, "x": STR}, closed=True)}, closed=True), "BACKWARD", True),
     ("anything changed under NONE", STR, INT, "NONE", True),
+    ("required property with a default added to a closed model", obj({"a": STR}, closed=True),
+     obj({"a": STR, "b": {**INT, "default": 0}}, closed=True, required=["b"]), "BACKWARD", True),
+    ("existing property made required with a default", obj({"a": STR}),
+     obj({"a": {**STR, "default": ""}}, required=["a"]), "BACKWARD", True),
+    ("property with an empty schema added to an open model", obj({"a": STR}), obj({"a": STR, "b": {}}),
+     "BACKWARD", True),
+    ("property with schema true added to an open model", obj({"a": STR}), obj({"a": STR, "b": True}),
+     "BACKWARD", True),
+    ("property with schema false removed from a closed model", obj({"a": STR, "b": False}, closed=True),
+     obj({"a": STR}, closed=True), "BACKWARD", True),
+    ("anyOf of several to oneOf", {"anyOf": [STR, INT]}, {"oneOf": [STR, INT]}, "BACKWARD", False),
+    ("anyOf of one to oneOf", {"anyOf": [STR]}, {"oneOf": [STR]}, "BACKWARD", True),
+    ("oneOf to anyOf", {"oneOf": [STR, INT]}, {"anyOf": [STR, INT]}, "BACKWARD", True),
+    ("allOf to anyOf", {"allOf": [STR, {"maxLength": 5}]}, {"anyOf": [STR, {"maxLength": 5}]}, "BACKWARD", True),
+    ("allOf of several to oneOf", {"allOf": [STR, {"maxLength": 5}]}, {"oneOf": [STR, {"maxLength": 5}]},
+     "BACKWARD", False),
 ]
 
 
