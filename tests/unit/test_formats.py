@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -413,3 +414,24 @@ def test_a_field_widened_to_a_union_is_refused_in_one_line_naming_the_field_and_
     (problem,) = _proto_problems(old, new)
     assert problem.endswith("FIELD_KIND_CHANGED t.Item.x (#2) from int64 to message t.Item_x_union")
     assert "\n" not in problem
+
+
+def _avro_body(schema: str, value: dict[str, Any]) -> bytes:
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(json.loads(schema)), value)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind, packed", [("double", b"\x09" + struct.pack("<d", -0.0)),
+                                          ("float", b"\x0d" + struct.pack("<f", -0.0))], ids=["double", "float"])
+def test_protobuf_writes_negative_zero_which_is_not_the_default(kind: str, packed: bytes) -> None:
+    from bridge.serde.formats.protobuf import ProtobufConverter
+
+    schema = _item(("x", kind))
+    conv = ProtobufConverter(schema)
+    assert conv.convert(_avro_body(schema, {"x": -0.0})) == b"\x00" + packed
+    assert conv.convert(_avro_body(schema, {"x": 0.0})) == b"\x00"  # +0.0 is the default: not written

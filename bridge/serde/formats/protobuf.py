@@ -33,6 +33,7 @@ Generation, one rule each:
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -302,6 +303,8 @@ def _scalar(kind: str, v: Any, f: _Field) -> bytes:
 
 
 def _is_default(kind: str, v: Any) -> bool:
+    if kind in ("double", "float"):  # -0.0 == 0 but is not the default: its sign bit is data
+        return v == 0 and math.copysign(1.0, v) > 0
     return v in (0, False, "", b"") if kind not in ("enum", "message") else kind == "enum" and v is None
 
 
