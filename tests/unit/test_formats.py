@@ -435,3 +435,16 @@ def test_protobuf_writes_negative_zero_which_is_not_the_default(kind: str, packe
     conv = ProtobufConverter(schema)
     assert conv.convert(_avro_body(schema, {"x": -0.0})) == b"\x00" + packed
     assert conv.convert(_avro_body(schema, {"x": 0.0})) == b"\x00"  # +0.0 is the default: not written
+
+
+@pytest.mark.parametrize("kind", ["double", "float"])
+def test_a_body_cut_inside_a_double_or_float_is_a_conversion_error(kind: str) -> None:
+    """So the record goes to the dead-letter topic like any other body that does not decode."""
+    from bridge.errors import ConversionError
+    from bridge.serde.formats.avro_json import compile_json_reader
+    from bridge.serde.formats.model import avro_model
+
+    schema = _item(("x", kind))
+    read = compile_json_reader(avro_model(schema).root)
+    with pytest.raises(ConversionError, match="does not decode"):
+        read(_avro_body(schema, {"x": 1.5})[:-1])

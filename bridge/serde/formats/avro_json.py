@@ -15,6 +15,7 @@ import base64
 from collections.abc import Callable
 from decimal import Decimal
 from struct import Struct
+from struct import error as StructError
 from typing import Any
 
 from bridge.errors import ConversionError
@@ -183,7 +184,7 @@ def compile_json_reader(root: Node) -> Callable[[bytes], Any]:
     def decode(body: bytes) -> Any:
         try:
             value, end = read(body, 0)
-        except (IndexError, UnicodeDecodeError, ValueError) as e:
+        except (IndexError, UnicodeDecodeError, ValueError, StructError) as e:  # StructError: a cut double
             raise ConversionError(f"the Avro body does not decode with its schema: {e}") from None
         if end != len(body):
             raise ConversionError(f"the Avro body does not decode with its schema: {len(body) - end} bytes left over")
