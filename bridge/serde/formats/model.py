@@ -78,6 +78,10 @@ class UnionT:
         return [b for b in self.branches if not (isinstance(b, PrimT) and b.kind == "null")]
 
     def branch_of(self, value: Any) -> Node:
+        """The branch a decoded value is in, told from its Python type (the decoder does not
+        keep the Avro union index): exact only for a union with one branch per decoded type
+        (int/long, float/double, string/enum, bytes/fixed, map/record each count once), which
+        is why protobuf refuses other unions when it builds its schema."""
         for b in self.branches:
             if _fits(b, value):
                 return b
