@@ -448,3 +448,17 @@ def test_a_body_cut_inside_a_double_or_float_is_a_conversion_error(kind: str) ->
     read = compile_json_reader(avro_model(schema).root)
     with pytest.raises(ConversionError, match="does not decode"):
         read(_avro_body(schema, {"x": 1.5})[:-1])
+
+
+def test_the_formats_package_names_no_connector_even_in_its_docstrings() -> None:
+    """Where a connector's config sets the formats, and how its schemas evolve, is said in the
+    connector's docs (README, docs/schemas.md), not in the generic converters."""
+    import re
+    from pathlib import Path
+
+    import bridge.serde.formats as formats
+
+    words = re.compile(r"dynamo|tables\[\]|attribute ?value", re.IGNORECASE)
+    found = [f"{p.name}:{n}: {line.strip()}" for p in sorted(Path(formats.__file__).parent.glob("*.py"))
+             for n, line in enumerate(p.read_text().splitlines(), 1) if words.search(line)]
+    assert not found, found

@@ -1,7 +1,7 @@
 """Converters: a record's Avro (the neutral form, see ``model.py``) as its topic's format.
 
-``format`` per key and per value (for the DynamoDB connector ``tables[].key.format`` and
-``tables[].value.format``; a connector says each topic's formats through ``Sources.formats``):
+``format`` per key and per value (a connector says each topic's formats through
+``Sources.formats``; its own docs say where its config sets them):
 
 - ``avro`` (default): the handle's Avro bodies as they are, Confluent wire format;
 - ``json_schema``: JSON text, its JSON Schema registered with ``schemaType: JSON``, Confluent

@@ -8,9 +8,8 @@ Generation, one rule each:
 - records become top-level messages, the root first, named by their Avro full name less the
   root's namespace (dots become ``_``); the package is the root's namespace;
 - **field numbers are Avro field positions + 1**. A source whose schemas evolve by
-  appending fields (as the DynamoDB connector's typed shape does) gets new numbers for new
-  fields and never a renumbering; a field that is null-only so far keeps its number unused
-  until it gets a type;
+  appending fields gets new numbers for new fields and never a renumbering; a field that is
+  null-only so far keeps its number unused until it gets a type;
 - ``["null", T]`` is ``optional T`` for scalars (presence kept), the message itself for
   records, and an empty ``repeated``/``map`` for arrays and maps; a union of several types
   (a field widened to several types) is a wrapper message with a ``oneof`` whose branches are
