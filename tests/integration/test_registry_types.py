@@ -246,3 +246,27 @@ def test_every_subject_endpoint_with_the_type(schema_type: str, http: httpx.Clie
     r = http.get(f"/subjects/{subject}/versions")
     assert r.status_code == 404 and r.json()["error_code"] == 40401
     assert http.get(f"/schemas/ids/{id1}", params={"deleted": "true"}).json()["schemaType"] == schema_type
+
+
+def test_protobuf_union_evolution_through_the_bridges_client(_registry: RegistryServer) -> None:  # noqa: F811
+    """The bridge's own client against the registry, BACKWARD: a union that gains a branch
+    before another keeps its oneof numbers and registers; a long field become a union is
+    refused with one line naming the field and both types (docs/schemas.md, Evolution)."""
+    from bridge.errors import SchemaError
+    from bridge.registry.client import SchemaRegistryClient as BridgeClient
+    from bridge.serde.formats.protobuf import proto_file
+
+    def item(x: object) -> str:
+        return json.dumps({"type": "record", "name": "Item", "namespace": "t",
+                           "fields": [{"name": "id", "type": "string"}, {"name": "x", "type": x}]})
+
+    widened, scalar = _subject(), _subject()
+    with BridgeClient(_registry.url) as client:
+        first = client.register(widened, proto_file(item(["null", "double", "string"])), "PROTOBUF")
+        assert client.register(widened, proto_file(item(["null", "long", "double", "string"])), "PROTOBUF") != first
+        client.register(scalar, proto_file(item(["null", "long"])), "PROTOBUF")
+        with pytest.raises(SchemaError) as e:
+            client.register(scalar, proto_file(item(["null", "long", "string"])), "PROTOBUF")
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"schema for subject '{scalar}' is incompatible")
+    assert "FIELD_KIND_CHANGED t.Item.x (#2) from int64 to message t.Item_x_union" in message
