@@ -11,9 +11,10 @@ way round), judged structurally the way Confluent judges it:
   unless required without a ``default``; removing a property from a closed object is
   incompatible unless its schema was ``false``, from an open one compatible;
 - types may widen (``integer`` → ``number``, a type added), never narrow;
-- a ``required`` name added (but for a property with a ``default``), ``additionalProperties`` removed (open → closed), an ``enum``
-  narrowed, a bound tightened (maxLength/minLength, maximum/minimum, maxItems/minItems,
-  maxProperties/minProperties, pattern added or changed, uniqueItems added) is incompatible;
+- a ``required`` name added (but for a property with a ``default``), ``additionalProperties``
+  removed (open → closed), an ``enum`` narrowed, a bound tightened (maxLength/minLength,
+  maximum/minimum, maxItems/minItems, maxProperties/minProperties, pattern added or changed,
+  uniqueItems added) is incompatible;
 - ``oneOf``/``anyOf``: every writer branch must fit some reader branch (a branch added is
   compatible, one removed is not); ``allOf``: every reader branch must admit the writer;
   the criterion may change from ``allOf``/``oneOf`` to ``anyOf``, and from a single branch
