@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=4, help="shard readers in the bridge runs")
     ap.add_argument("--reps", type=int, help="repetitions of ceiling and bridge runs (best is kept)")
     ap.add_argument("--skip", action="append", default=[],
-                    choices=["wide", "small", "backlog", "latency", "idle", "scale", "snapshot", "typed"])
+                    choices=["wide", "small", "backlog", "latency", "idle", "scale", "snapshot", "typed", "formats"])
     ap.add_argument("--scale", action="store_true", help="only the scale section (shard count)")
     ap.add_argument("--scale-src", help="run the scale section with the bridge from this source tree")
     ap.add_argument("--markdown", help="also write the results as a README section to this file")
@@ -219,7 +219,7 @@ def main() -> None:
     if args.backlog_child:
         return backlog_child(args)
     if args.scale:
-        args.skip = ["wide", "small", "backlog", "latency", "idle", "snapshot", "typed"]
+        args.skip = ["wide", "small", "backlog", "latency", "idle", "snapshot", "typed", "formats"]
     if args.workers:
         from bench import workers
 
@@ -317,6 +317,12 @@ def main() -> None:
             cmd = [sys.executable, "-m", "bench.typed_bench"] + (["--quick"] if args.quick else [])
             report["typed"] = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
             say(report["typed"])
+
+        if "formats" not in args.skip:  # its own process, like the typed section
+            say("\n== record formats beside the Avro envelope: pages -> framed key and value (bench/formats_bench.py) ==")
+            cmd = [sys.executable, "-m", "bench.formats_bench"] + (["--quick"] if args.quick else [])
+            report["formats"] = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            say(report["formats"])
 
         if "snapshot" not in args.skip:  # its own process: its CPU seconds are its own (no broker needed)
             say("\n== snapshots: stream path, Scan pages, export files on the same items (bench/snapshot_bench.py) ==")

@@ -36,9 +36,11 @@ from pydantic_core import ErrorDetails
 from bridge.errors import ConfigError
 from bridge.interpolate import interpolate
 from bridge.redact import redact, register_secret, register_secrets, register_url_secrets
+from bridge.serde.formats import FormatName, FormatOptions
 
 __all__ = [
     "BridgeConfig",
+    "FormatConfig",
     "ErrorsConfig",
     "GroupConfig",
     "HealthConfig",
@@ -96,6 +98,26 @@ def check_topic_name(name: str) -> str | None:
     if name in RESERVED_TOPICS:
         return f"{name!r} is {RESERVED_TOPICS[name]}; choose another name"
     return None
+
+
+class FormatConfig(Model):
+    """How a record's key or value is written (``bridge/serde/formats``): ``key: {format: ...}``,
+    ``value: {format: ...}``."""
+
+    format: FormatName = Field("avro", description="avro, json_schema or protobuf (Confluent wire format, schema "
+                               "registered), or json (plain UTF-8 JSON, no registry)")
+    schemas_enable: bool = Field(False, description="format: json: Kafka Connect's {\"schema\", \"payload\"} "
+                                 "wrapper (JsonConverter's schemas.enable)")
+
+    @model_validator(mode="after")
+    def _wrapper(self) -> FormatConfig:
+        if self.schemas_enable and self.format != "json":
+            raise ValueError(f"schemas_enable is only read with format: json (format is {self.format}); "
+                             "remove it or set format: json")
+        return self
+
+    def options(self) -> FormatOptions:
+        return FormatOptions(self.format, self.schemas_enable)
 
 
 def topic_field(v: str | None) -> str | None:

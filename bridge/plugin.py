@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.config import BridgeConfig
+from bridge.serde.formats import TopicFormats
 from bridge.task import RecordSchema, SourceConnector
 
 __all__ = ["ENTRY_POINT_GROUP", "ConnectorPlugin", "Sources"]
@@ -37,6 +38,8 @@ class Sources:
     startup_line: tuple[int, str] | None = None
     # (topic, schema handle) of every source as known at start (for the auto_register: false check).
     schemas: Sequence[tuple[str, RecordSchema]] = field(default_factory=list)
+    # Each topic's key and value formats (None: Avro for all).
+    formats: Callable[[str], TopicFormats] | None = None
 
 
 class ConnectorPlugin(Protocol):

@@ -27,7 +27,7 @@ from bridge.metrics import MetricsServer
 from bridge.offset_follower import OffsetFollower
 from bridge.offsets import OffsetStore
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient, registry_client
-from bridge.serde.serializer import RecordSerializer, check_subjects
+from bridge.serde.serializer import RecordSerializer, check_formats, check_subjects
 from bridge.task import SourceConnector
 from bridge.worker import Worker, WorkerSettings
 from bridge_app.connector import connector
@@ -250,8 +250,9 @@ async def _run(
     # The connector's sources, checked against the source system (its own one-line errors).
     async with plugin.open(cfg, create_topic=create_topic) as sources:
         connectors = sources.connectors
+        check_formats(sources.schemas, sources.formats)
         if not cfg.schema_registry.auto_register:
-            await _off_loop(check_subjects, registry, sources.schemas)
+            await _off_loop(check_subjects, registry, sources.schemas, sources.formats)
 
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.
@@ -305,7 +306,7 @@ async def _run(
             producer,
             offsets,
             RecordSerializer(registry, auto_register=cfg.schema_registry.auto_register,
-                             frame_encoded=sources.frame_encoded),
+                             frame_encoded=sources.frame_encoded, formats=sources.formats),
             ownership,
         )
         errors.worker = worker

@@ -76,7 +76,11 @@ class TopicDecoder:
         schema_id, body = unframe(data)
         parsed = self._parsed.get(schema_id)
         if parsed is None:
-            parsed = fastavro.parse_schema(json.loads(self._registry.get_schema(schema_id)))
+            try:
+                parsed = fastavro.parse_schema(json.loads(self._registry.get_schema(schema_id)))
+            except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException, fastavro.schema.UnknownType):
+                raise ConversionError(f"schema id {schema_id} is not an Avro schema (a json_schema or protobuf "
+                                      "topic?); tail and verify read Avro topics") from None
             self._parsed[schema_id] = parsed
         try:
             return fastavro.schemaless_reader(io.BytesIO(body), parsed)

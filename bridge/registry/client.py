@@ -194,8 +194,9 @@ class SchemaRegistryClient:
 
     # ------------------------------------------------------------------ API
 
-    def register(self, subject: str, schema_str: str) -> int:
-        """Register (or find) ``schema_str`` under ``subject``; the id is cached."""
+    def register(self, subject: str, schema_str: str, schema_type: str = "AVRO") -> int:
+        """Register (or find) ``schema_str`` (of ``schema_type``: AVRO, JSON, PROTOBUF) under
+        ``subject``; the id is cached."""
         key = (subject, schema_str)
         cached = self._ids.get(key)
         if cached is not None:
@@ -203,7 +204,7 @@ class SchemaRegistryClient:
         body = self._request(
             "POST",
             f"/subjects/{quote(subject, safe='')}/versions",
-            json={"schema": schema_str, "schemaType": "AVRO"},
+            json={"schema": schema_str, "schemaType": schema_type},
             what=f"register a schema for subject '{subject}'",
             on_error=lambda f: self._register_error(subject, f),
         )
@@ -213,7 +214,7 @@ class SchemaRegistryClient:
             self._ids[key] = schema_id
         return schema_id
 
-    def lookup(self, subject: str, schema_str: str) -> RegisteredSchema | None:
+    def lookup(self, subject: str, schema_str: str, schema_type: str = "AVRO") -> RegisteredSchema | None:
         """The registration of ``schema_str`` under ``subject``, or None if it is not there."""
         key = (subject, schema_str)
         cached = self._lookups.get(key)
@@ -223,7 +224,7 @@ class SchemaRegistryClient:
             body = self._request(
                 "POST",
                 f"/subjects/{quote(subject, safe='')}",
-                json={"schema": schema_str, "schemaType": "AVRO"},
+                json={"schema": schema_str, "schemaType": schema_type},
                 what=f"look up a schema under subject '{subject}'",
             )
         except SchemaError as exc:
@@ -259,13 +260,15 @@ class SchemaRegistryClient:
             self._schemas.setdefault(found.schema_id, found.schema)
         return found
 
-    def check_compatibility(self, subject: str, schema_str: str, version: Version = "latest") -> CompatibilityResult:
+    def check_compatibility(
+        self, subject: str, schema_str: str, version: Version = "latest", schema_type: str = "AVRO"
+    ) -> CompatibilityResult:
         """Would the registry accept ``schema_str`` against ``version`` under the subject's level?"""
         body = self._request(
             "POST",
             f"/compatibility/subjects/{quote(subject, safe='')}/versions/{version}",
             params={"verbose": "true"},
-            json={"schema": schema_str, "schemaType": "AVRO"},
+            json={"schema": schema_str, "schemaType": schema_type},
             what=f"check compatibility for subject '{subject}' against version {version}",
         )
         return CompatibilityResult(bool(body["is_compatible"]), tuple(str(m) for m in body.get("messages") or ()))

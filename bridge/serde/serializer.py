@@ -1,8 +1,10 @@
-"""SourceRecord → (key bytes, value bytes) in Confluent wire format: the Avro converter.
+"""SourceRecord → (key bytes, value bytes) in Confluent wire format (or plain JSON).
 
-A record's schema handle (``bridge/serde/converter.py``) gives the schema texts, the subject
-name strategy and the writers; this registers each handle's schemas once under the subjects
-its strategy names and caches the ids. Registration is a blocking HTTP call, so the worker
+A record's schema handle (``bridge/serde/converter.py``) gives the Avro schema texts, the
+subject name strategy and the writers; this registers each handle's schemas once under the
+subjects its strategy names and caches the ids. A topic whose key or value format is not
+Avro (``bridge/serde/formats``) has its Avro converted: the schema once per handle, each body
+per record. Registration is a blocking HTTP call, so the worker
 calls ``prepare`` off the event loop and ``serialize`` (pure CPU) on it.
 """
 
@@ -15,10 +17,11 @@ from typing import Any, Protocol
 from bridge.errors import ConfigError, ConversionError, SchemaError
 from bridge.registry.client import SchemaRegistryClient
 from bridge.serde.converter import KafkaHeaders, RecordSchema, subject_name
+from bridge.serde.formats import Converter, TopicFormats, converter
 from bridge.serde.wire import frame
 from bridge.task import SourceRecord, UnreadableRecord
 
-__all__ = ["Framed", "RecordSerializer", "SchemaIds", "check_subjects", "subjects"]
+__all__ = ["Framed", "RecordSerializer", "SchemaIds", "check_formats", "check_subjects", "subjects"]
 
 
 class _Registered(Protocol):
@@ -27,9 +30,9 @@ class _Registered(Protocol):
 
 
 class _Registry(Protocol):
-    def register(self, subject: str, schema_str: str) -> int: ...
+    def register(self, subject: str, schema_str: str, schema_type: str = ...) -> int: ...
 
-    def lookup(self, subject: str, schema_str: str) -> _Registered | None: ...
+    def lookup(self, subject: str, schema_str: str, schema_type: str = ...) -> _Registered | None: ...
 
 
 def subjects(topic: str, schema: RecordSchema) -> tuple[str, str]:
@@ -69,11 +72,16 @@ class RecordSerializer:
         auto_register: bool = True,
         frame_encoded: Callable[[list[Any], bytes, bytes], tuple[list[bytes | None], list[bytes | None], int] | None]
         | None = None,
+        formats: Callable[[str], TopicFormats] | None = None,
     ) -> None:
         """``frame_encoded(records, key_header, value_header)``: a source's own framing of the
         records it encoded (the DynamoDB C transcoder's, wired by ``bridge_app.app``), returning
-        None when the batch is not all its records; the runtime knows no source's types."""
+        None when the batch is not all its records; the runtime knows no source's types.
+        ``formats(topic)``: the topic's key and value formats (None: Avro everywhere)."""
         self._frame_encoded = frame_encoded
+        self._formats = formats
+        # (topic, handle object) → (key, value) converters, for handles with a format not Avro.
+        self._converters: dict[tuple[str, int], tuple[Converter | None, Converter | None]] = {}
         self._registry = registry
         self._auto_register = auto_register
         # By content: a new handle object with the same schemas and strategy registers nothing.
@@ -105,21 +113,42 @@ class RecordSerializer:
     def prepare(self, record: SourceRecord) -> SchemaIds:
         """Register (or look up) the record's key and value schemas; blocking."""
         schema = record.schema
+        key_conv, value_conv = self.converters(record.topic, schema)
         k = (record.topic, schema.strategy, schema.key_schema, schema.value_schema)
         ids = self._ids.get(k)
         if ids is None:
             key_subject, value_subject = subjects(record.topic, schema)
-            ids = SchemaIds(key=self._id(key_subject, schema.key_schema),
-                            value=self._id(value_subject, schema.value_schema))
+            ids = SchemaIds(key=self._id(key_subject, schema.key_schema, key_conv),
+                            value=self._id(value_subject, schema.value_schema, value_conv))
             self._ids[k] = ids
+        if key_conv is not None or value_conv is not None:
+            self._converters[(record.topic, id(schema))] = (key_conv, value_conv)
         # The handle is kept with its headers, so its id() cannot be reused by another object.
-        self._headers[(record.topic, id(schema))] = (schema, (frame(ids.key, b""), frame(ids.value, b"")))
+        self._headers[(record.topic, id(schema))] = (schema, (_header(ids.key, key_conv), _header(ids.value, value_conv)))
         return ids
 
-    def _id(self, subject: str, schema: str) -> int:
+    def converters(self, topic: str, schema: RecordSchema) -> tuple[Converter | None, Converter | None]:
+        """The converters of a handle's key and value in ``topic`` (None: Avro as it is).
+
+        ConfigError when a schema cannot be written in its format."""
+        formats = None if self._formats is None else self._formats(topic)
+        if formats is None or formats.all_avro:
+            return None, None
+        return (None if formats.key.format == "avro" else converter(formats.key, schema.key_schema),
+                None if formats.value.format == "avro" else converter(formats.value, schema.value_schema))
+
+    def _id(self, subject: str, schema: str, conv: Converter | None = None) -> int:
+        """The registered id of a schema (-1 for a format without registry)."""
+        schema_type = "AVRO"
+        if conv is not None:
+            if conv.schema_type is None:
+                return -1
+            schema, schema_type = conv.schema, conv.schema_type
+        # The schema type is only passed when not Avro: registries written for Avro alone still fit.
+        typed = () if schema_type == "AVRO" else (schema_type,)
         if self._auto_register:
-            return self._registry.register(subject, schema)
-        found = self._registry.lookup(subject, schema)
+            return self._registry.register(subject, schema, *typed)
+        found = self._registry.lookup(subject, schema, *typed)
         if found is None:
             raise SchemaError(
                 f"schema for subject {subject!r} is not registered and schema_registry.auto_register is false; "
@@ -137,13 +166,20 @@ class RecordSerializer:
         key_header, value_header = headers
         if isinstance(record, UnreadableRecord):
             raise ConversionError(record.reason)
+        convs = self._converters.get((record.topic, id(record.schema))) if self._converters else None
         body = record.encoded_key
-        key = key_header + (record.schema.encode_key(record) if body is None else body)
+        if body is None:
+            body = record.schema.encode_key(record)
+        if convs is not None and convs[0] is not None:
+            body = convs[0].convert(body)
+        key = key_header + body
         if record.tombstone:
             return key, None
         body = record.encoded_value
         if body is None:
             body = record.schema.encode_value(record)
+        if convs is not None and convs[1] is not None:
+            body = convs[1].convert(body)
         return key, value_header + body
 
     def serialize_batch(self, records: list[SourceRecord]) -> Framed:
@@ -156,7 +192,9 @@ class RecordSerializer:
         stopping the batch.
         """
         frame_encoded = self._frame_encoded
-        if frame_encoded is not None and records:
+        converted = self._converters
+        if frame_encoded is not None and records and not (
+                converted and (records[0].topic, id(records[0].schema)) in converted):
             headers = self._headers_of(records[0])
             framed = None if headers is None else frame_encoded(records, *headers)
             if framed is not None:  # every record from the one transcoder: one handle, the same headers
@@ -170,6 +208,7 @@ class RecordSerializer:
         last_topic: str | None = None
         last_schema: RecordSchema | None = None
         key_header = value_header = b""
+        as_is = True  # the handle's Avro is written as it is (no converter)
         for i, record in enumerate(records):
             topic, schema = record.topic, record.schema
             if topic is not last_topic or schema is not last_schema:
@@ -178,8 +217,9 @@ class RecordSerializer:
                     raise KeyError(f"schemas of {topic!r} not prepared")
                 key_header, value_header = headers
                 last_topic, last_schema = topic, schema
+                as_is = not converted or (topic, id(schema)) not in converted
             body = record.encoded_key
-            if body is not None:
+            if body is not None and as_is:
                 if record.tombstone:
                     add_key(key_header + body)
                     add_value(None)
@@ -218,6 +258,14 @@ class RecordSerializer:
         return found[1]
 
 
+def _header(schema_id: int, conv: Converter | None) -> bytes:
+    """What precedes a body: the Confluent header, with protobuf's message indexes after it
+    coming from the converter; nothing for a format without registry."""
+    if conv is not None and conv.schema_type is None:
+        return b""
+    return frame(schema_id, b"")
+
+
 def _kafka_headers(records: list[SourceRecord]) -> list[KafkaHeaders | None] | None:
     """Each record's Kafka headers, or None when no record's handle writes any (one check per
     distinct handle, so tables without headers pay a pointer compare per record)."""
@@ -235,7 +283,22 @@ def _kafka_headers(records: list[SourceRecord]) -> list[KafkaHeaders | None] | N
     return out
 
 
-def check_subjects(registry: SchemaRegistryClient, schemas: Iterable[tuple[str, RecordSchema]]) -> None:
+def check_formats(schemas: Iterable[tuple[str, RecordSchema]], formats: Callable[[str], TopicFormats] | None) -> None:
+    """At start: every schema known now can be written in its topic's formats (ConfigError
+    naming the topic otherwise), before any topic is created."""
+    if formats is None:
+        return
+    for topic, schema in schemas:
+        f = formats(topic)
+        for options, text, what in ((f.key, schema.key_schema, "key"), (f.value, schema.value_schema, "value")):
+            try:
+                converter(options, text)
+            except ConfigError as e:
+                raise ConfigError(f"topic {topic!r}: {what}.format {options.format}: {e}") from None
+
+
+def check_subjects(registry: SchemaRegistryClient, schemas: Iterable[tuple[str, RecordSchema]],
+                   formats: Callable[[str], TopicFormats] | None = None) -> None:
     """``auto_register: false``: each subject the bridge will write ((topic, handle) pairs) must exist and
     hold the exact schema the bridge writes; ConfigError with one line naming the first that does not.
 
@@ -245,9 +308,17 @@ def check_subjects(registry: SchemaRegistryClient, schemas: Iterable[tuple[str, 
     """
     fix = "register it first or set schema_registry.auto_register: true"
     for topic, schema in schemas:
-        for subject, text in zip(subjects(topic, schema), (schema.key_schema, schema.value_schema)):
+        f = formats(topic) if formats is not None else None
+        for subject, text, options in zip(subjects(topic, schema), (schema.key_schema, schema.value_schema),
+                                          (None, None) if f is None else (f.key, f.value)):
+            schema_type = "AVRO"
+            if options is not None and options.format != "avro":
+                conv = converter(options, text)
+                if conv.schema_type is None:
+                    continue  # no registry for this one
+                text, schema_type = conv.schema, conv.schema_type
             try:
-                if registry.lookup(subject, text) is not None:
+                if registry.lookup(subject, text, schema_type) is not None:
                     continue
                 try:
                     latest = registry.get_version(subject, "latest")
@@ -256,7 +327,7 @@ def check_subjects(registry: SchemaRegistryClient, schemas: Iterable[tuple[str, 
                         raise ConfigError(f"schema_registry.auto_register is false and subject {subject!r} (topic "
                                           f"{topic!r}, {schema.strategy}) does not exist; {fix}") from None
                     raise
-                compatible = registry.check_compatibility(subject, text, "latest")
+                compatible = registry.check_compatibility(subject, text, "latest", schema_type)
             except SchemaError as e:
                 raise ConfigError(f"schema_registry: cannot check subject {subject!r}: {e}") from None
             how = ("is compatible with its latest version but not registered" if compatible

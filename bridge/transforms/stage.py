@@ -118,7 +118,7 @@ class TransformStage:
         self._by_schema: dict[tuple[str, str, str], tuple[Compiled, Any, Any, str]] = {}
         self._plans: dict[int, _Plan] = {}
         self._last: _Plan | None = None
-        self._topics: set[str] = set()
+        self.topics: set[str] = set()  # every topic this chain has written to (routes' too)
 
     def check(self, schema: RecordSchema) -> None:
         """Compile against a handle now: a bad path is a ConfigError at start."""
@@ -241,11 +241,11 @@ class TransformStage:
                 except (ValueError, TypeError, AttributeError, KeyError, OverflowError, ArithmeticError) as e:
                     out.append(self._failed(record, plan, f"the transformed value does not fit its schema: "
                                                           f"{type(e).__name__}: {e}"))
-        if self.create_topic is not None:
-            for r in out:
-                if r.topic not in self._topics:
+        for r in out:
+            if r.topic not in self.topics:
+                if self.create_topic is not None:
                     await self.create_topic(r.topic)
-                    self._topics.add(r.topic)
+                self.topics.add(r.topic)
         return out
 
     def _fast(self, record: SourceRecord, plan: _Plan, fast: Callable[[SourceRecord], Any], key_body: bytes,

@@ -18,8 +18,9 @@ import re2
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from bridge import config as base
-from bridge.config import BridgeConfig, Model, SourceTopic, http_url, topic_field
+from bridge.config import BridgeConfig, FormatConfig, Model, SourceTopic, http_url, topic_field
 from bridge.serde.converter import Strategy
+from bridge.serde.formats import TopicFormats
 from bridge.transforms import parse_transforms
 from connectors.dynamodb.envelope import RecordFormat
 from connectors.dynamodb.headers import HEADER_NAMES, HeaderName
@@ -270,8 +271,9 @@ def parse_timestamp(value: str | int) -> int:
     return int(t.astimezone(UTC).timestamp() * 1000)
 
 
-class ValueConfig(TypedOptions):
-    """``tables[].value``: the shape of the record values (docs/schemas.md), and what ``typed`` reads."""
+class ValueConfig(TypedOptions, FormatConfig):
+    """``tables[].value``: the shape and format of the record values (docs/schemas.md), and what
+    ``typed`` reads."""
 
     shape: Literal["envelope", "typed"] = Field(
         "envelope", description="envelope: {op, before, after, source, ts_ms} with images as map<AttributeValue>, "
@@ -294,6 +296,7 @@ class ValueConfig(TypedOptions):
 class RecordOptions(Model):
     """What a table's records look like in Kafka: value shape, subject names, headers (docs/schemas.md)."""
 
+    key: FormatConfig = FormatConfig()
     value: ValueConfig = ValueConfig()
     subject_name_strategy: Strategy = Field(
         "TopicNameStrategy", description="registry subjects as Confluent's serializers name them: TopicNameStrategy "
@@ -336,6 +339,20 @@ class RecordOptions(Model):
         names = HEADER_NAMES if self.headers is True else tuple(self.headers or ()) or None
         typed = self.value if self.value.shape == "typed" else None
         return RecordFormat(self.subject_name_strategy, names, typed)
+
+    def formats(self) -> TopicFormats:
+        return TopicFormats(self.key.options(), self.value.options())
+
+    @model_validator(mode="after")
+    def _connect_wrapper(self) -> RecordOptions:
+        """Kafka Connect's schemas cannot be recursive; the AttributeValue map is."""
+        v = self.value
+        if v.schemas_enable and (v.shape == "envelope" or v.maps == "attribute_value"):
+            why = "shape: envelope" if v.shape == "envelope" else "maps: attribute_value"
+            raise ValueError(f"value.schemas_enable: true needs a schema Kafka Connect can express, and {why} writes "
+                             "the recursive AttributeValue; set value.shape: typed with maps: record, or "
+                             "schemas_enable: false")
+        return self
 
     @model_validator(mode="after")
     def _typed_no_export(self) -> RecordOptions:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.errors import ConfigError, RetriableError
 from bridge.plugin import Sources
+from bridge.serde.formats import TopicFormats
 from bridge.task import RecordSchema, SourceConnector
 from bridge.transforms import TransformStage
 from connectors.dynamodb.client import AwsApiError, RetryPolicy, make_clients
@@ -94,7 +95,7 @@ class DynamoDBPlugin:
             http.timeout_s = 30.0
             yield Sources(connectors=connectors, remake=all_connectors, check_offset=check_offset,
                           frame_encoded=frame_records, startup_line=startup_line(),
-                          schemas=topic_schemas(connectors))
+                          schemas=topic_schemas(connectors), formats=topic_formats(cfg))
 
     def check_connect(self, cfg: DynamoDBConfig) -> Any:
         """``validate --connect``: reach every service, probe permissions, say what would run."""
@@ -131,6 +132,21 @@ class DynamoDBPlugin:
 
         table = next(t for t in cfg.tables if t.name == name)
         return verify_table(cfg, table, **kw)
+
+
+def topic_formats(cfg: DynamoDBConfig) -> Callable[[str], TopicFormats]:
+    """Each table's key and value formats by topic; a discovered table's are the template's."""
+    by_topic = {cfg.topic_for(t): t.formats() for t in cfg.tables}
+    other = TopicFormats() if cfg.table_discovery is None else cfg.table_discovery.template.formats()
+
+    def formats(topic: str) -> TopicFormats:
+        found = by_topic.get(topic)
+        if found is None:  # a topic a table's transforms routed to takes that table's formats
+            found = next((t.formats() for t in cfg.tables
+                          if (s := table_stage(t)) is not None and topic in s.topics), other)
+            by_topic[topic] = found
+        return found
+    return formats
 
 
 def topic_schemas(connectors: list[SourceConnector]) -> list[tuple[str, RecordSchema]]:

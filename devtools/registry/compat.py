@@ -122,15 +122,17 @@ def _load(schema: SchemaInput) -> Any:
     return copy.deepcopy(schema)
 
 
-def parse_schema(schema: SchemaInput | ParsedSchema) -> ParsedSchema:
-    """Validate with fastavro so the registry rejects exactly what a decoder would reject."""
+def parse_schema(schema: SchemaInput | ParsedSchema, known: Mapping[str, Any] | None = None) -> ParsedSchema:
+    """Validate with fastavro so the registry rejects exactly what a decoder would reject.
+
+    ``known``: named types the schema may use by name (those of its references)."""
     if isinstance(schema, ParsedSchema):
         return schema
     raw = _load(schema)
     if isinstance(raw, Mapping) and not raw:
         raise InvalidSchemaError("schema is empty")
     _require_fields(raw)
-    named: dict[str, Any] = {}
+    named: dict[str, Any] = dict(known or {})
     try:
         root = fastavro.parse_schema(copy.deepcopy(raw), named_schemas=named, _write_hint=False)
     except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -42,13 +42,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
+from devtools.registry import proto_compat
+from devtools.registry import types as schema_types
 from devtools.registry.compat import (
     CompatibilityLevel,
     InvalidSchemaError,
-    canonical_form,
-    check,
-    compact_form,
-    parse_schema,
 )
 
 __all__ = [
@@ -120,10 +118,25 @@ class StoredVersion:
     schema_id: int
     schema: str
     deleted: bool = False
+    schema_type: str = "AVRO"
+    references: tuple[tuple[str, str, int], ...] = ()  # (name, subject, version)
 
     def as_json(self) -> dict[str, Any]:
         """Confluent's representation of a subject version (no ``schemaType`` for Avro)."""
-        return {"subject": self.subject, "version": self.version, "id": self.schema_id, "schema": self.schema}
+        out: dict[str, Any] = {"subject": self.subject, "version": self.version, "id": self.schema_id}
+        if self.schema_type != "AVRO":
+            out["schemaType"] = self.schema_type
+        if self.references:
+            out["references"] = _refs_json(self.references)
+        out["schema"] = self.schema
+        return out
+
+
+def _refs_json(refs: Sequence[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    return [{"name": n, "subject": s, "version": v} for n, s, v in refs]
+
+
+MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
 
 
 def _dumps(obj: Any) -> bytes:
@@ -137,6 +150,10 @@ def _schema_key(subject: str, version: int) -> bytes:
 
 def _config_key(subject: str | None) -> bytes:
     return _dumps({"keytype": "CONFIG", "subject": subject, "magic": 0})
+
+
+def _mode_key(subject: str | None) -> bytes:
+    return _dumps({"keytype": "MODE", "subject": subject, "magic": 0})
 
 
 _MAX_ID_KEY = _dumps({"keytype": "MAX_ID", "magic": 0})
@@ -153,6 +170,9 @@ class RegistryState:
         self.configs: dict[str | None, CompatibilityLevel] = {}
         self.max_id = 0
         self.schemas_by_id: dict[int, str] = {}
+        self.types_by_id: dict[int, str] = {}
+        self.refs_by_id: dict[int, tuple[tuple[str, str, int], ...]] = {}
+        self.modes: dict[str | None, str] = {}
         self.ids_by_canonical: dict[str, int] = {}
         self._canonical_by_id: dict[int, str] = {}
         self._refs: dict[int, set[tuple[str, int]]] = {}
@@ -180,7 +200,13 @@ class RegistryState:
                     log.warning("ignoring an unknown compatibility level in the schemas topic")
         elif keytype == "MAX_ID" and v is not None:
             self.max_id = max(self.max_id, int(v.get("max_id", 0)))
-        # Other key types (NOOP, MODE, DELETE_SUBJECT from Confluent) carry nothing we serve.
+        elif keytype == "MODE":
+            subject = k.get("subject")
+            if v is None:
+                self.modes.pop(subject, None)
+            elif str(v.get("mode")) in MODES:
+                self.modes[subject] = str(v["mode"])
+        # Other key types (NOOP, DELETE_SUBJECT from Confluent) carry nothing we serve.
 
     def _apply_schema(self, subject: str, version: int, v: Mapping[str, Any] | None) -> None:
         versions = self.subjects.setdefault(subject, {})
@@ -197,15 +223,20 @@ class RegistryState:
             schema_id=int(v["id"]),
             schema=str(v["schema"]),
             deleted=bool(v.get("deleted", False)),
+            schema_type=str(v.get("schemaType") or "AVRO").upper(),
+            references=tuple((str(r["name"]), str(r["subject"]), int(r["version"])) for r in v.get("references") or ()),
         )
         versions[version] = stored
         self.max_id = max(self.max_id, stored.schema_id)
         self._refs.setdefault(stored.schema_id, set()).add((subject, version))
         if stored.schema_id not in self.schemas_by_id:
             self.schemas_by_id[stored.schema_id] = stored.schema
+            self.types_by_id[stored.schema_id] = stored.schema_type
+            self.refs_by_id[stored.schema_id] = stored.references
             try:
-                canonical = canonical_form(stored.schema)
-            except InvalidSchemaError:
+                refs = self.resolve(stored.references)
+                canonical = schema_types.parse(stored.schema, stored.schema_type, refs).canonical
+            except (InvalidSchemaError, KeyError):
                 log.warning(
                     "schema id %d in the schemas topic does not parse; it is served but never reused", stored.schema_id
                 )
@@ -223,9 +254,28 @@ class RegistryState:
         # Nothing references the id any more (permanent delete): forget it.
         del self._refs[old.schema_id]
         self.schemas_by_id.pop(old.schema_id, None)
+        self.types_by_id.pop(old.schema_id, None)
+        self.refs_by_id.pop(old.schema_id, None)
         canonical = self._canonical_by_id.pop(old.schema_id, None)
         if canonical is not None and self.ids_by_canonical.get(canonical) == old.schema_id:
             del self.ids_by_canonical[canonical]
+
+    def resolve(self, refs: Sequence[tuple[str, str, int]], _seen: frozenset[str] = frozenset()) -> schema_types.Refs:
+        """The texts of references, theirs first (KeyError when one is not here)."""
+        out: dict[str, tuple[str, str, str]] = {}
+        for name, subject, version in refs:
+            if name in _seen:
+                continue
+            sv = self.subjects[subject][version]
+            for dep in self.resolve(sv.references, _seen | {name}):
+                out.setdefault(dep[0], dep)
+            out.setdefault(name, (name, sv.schema_type, sv.schema))
+        return tuple(out.values())
+
+    def referenced_by(self, subject: str, version: int) -> list[int]:
+        """Ids of the live versions whose references name (subject, version)."""
+        return sorted({sv.schema_id for versions in self.subjects.values() for sv in versions.values()
+                       if not sv.deleted and any(s == subject and v == version for _, s, v in sv.references)})
 
     def canonical_of(self, schema_id: int) -> str | None:
         return self._canonical_by_id.get(schema_id)
@@ -439,49 +489,88 @@ class SchemaRegistry:
                 return sv
         raise _version_not_found(version)
 
-    @staticmethod
-    def _schema_from_body(body: Mapping[str, Any]) -> tuple[str, str]:
-        """Validate a request's schema; return (text to store, identity)."""
+    def _mode(self, subject: str | None) -> str:
+        if subject is not None and subject in self._state.modes:
+            return self._state.modes[subject]
+        return self._state.modes.get(None, "READWRITE")
+
+    def _writable(self, subject: str) -> str:
+        mode = self._mode(subject)
+        if mode in ("READONLY", "READONLY_OVERRIDE"):
+            raise ApiError(422, 42205, f"Subject {subject} is in read-only mode")
+        return mode
+
+    def _references(self, body: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:
+        raw = body.get("references") or []
+        if not isinstance(raw, list):
+            raise _invalid_schema("'references' must be a list of {name, subject, version}")
+        out = []
+        for r in raw:
+            if not isinstance(r, Mapping) or not isinstance(r.get("name"), str) or not isinstance(r.get("subject"), str):
+                raise _invalid_schema("each reference needs a name, a subject and a version")
+            try:
+                version = int(r.get("version", -1))
+            except (TypeError, ValueError):
+                raise _invalid_schema(f"reference {r['name']!r}: version must be a number") from None
+            versions = self._state.versions(r["subject"])
+            found = versions[-1] if versions and version == -1 else next(
+                (sv for sv in versions if sv.version == version), None)
+            if found is None:
+                raise _invalid_schema(f"reference {r['name']!r}: subject {r['subject']!r} version {version} not found")
+            out.append((r["name"], r["subject"], found.version))
+        return tuple(out)
+
+    def _schema_from_body(
+        self, body: Mapping[str, Any], normalize: bool = False
+    ) -> tuple[schema_types.Parsed, tuple[tuple[str, str, int], ...]]:
+        """Validate a request's schema: its text to store and its identity, and its references."""
         schema = body.get("schema")
         if not isinstance(schema, str) or not schema.strip():
             raise _invalid_schema("the request has no 'schema' string")
-        schema_type = body.get("schemaType") or "AVRO"
-        if str(schema_type).upper() != "AVRO":
-            raise _invalid_schema(f"schemaType {schema_type!r} is not supported; this registry serves AVRO only")
-        if body.get("references"):
-            raise _invalid_schema("schema references are not supported by this registry")
+        schema_type = str(body.get("schemaType") or "AVRO").upper()
+        if schema_type not in schema_types.SCHEMA_TYPES:
+            raise _invalid_schema(f"schemaType {schema_type!r} is not supported; this registry serves "
+                                  f"{', '.join(schema_types.SCHEMA_TYPES)}")
         if body.get("metadata") or body.get("ruleSet"):
             raise _invalid_schema("schema metadata and rule sets are not supported by this registry")
+        with self._lock:
+            refs = self._references(body)
+            resolved = self._state.resolve(refs)
         try:
-            parsed = parse_schema(schema)
+            return schema_types.parse(schema, schema_type, resolved, normalize=normalize), refs
         except InvalidSchemaError as exc:
             raise _invalid_schema(str(exc)) from None
-        return compact_form(parsed), canonical_form(parsed)
 
-    @staticmethod
-    def _incompatibilities(level: CompatibilityLevel, schema: str, targets: Sequence[StoredVersion]) -> list[str]:
+    def _incompatibilities(
+        self, level: CompatibilityLevel, schema: schema_types.Parsed, targets: Sequence[StoredVersion]
+    ) -> list[str]:
         try:
-            return check(level, schema, [t.schema for t in targets], labels=[f"version {t.version}" for t in targets])
+            olds = [(f"version {t.version}", schema_types.parse(t.schema, t.schema_type,
+                                                                self._state.resolve(t.references)))
+                    for t in targets]
+            return schema_types.check(level, schema, olds)
         except InvalidSchemaError as exc:  # a stored schema written by someone else
             raise ApiError(500, 50001, f"A stored schema version does not parse: {exc}") from exc
 
     # ---------------------------------------------------------------------------- subjects
 
-    def register(self, subject: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        if body.get("id") is not None or body.get("version") is not None:
-            raise ApiError(
-                422,
-                42205,
-                "Registering with an explicit id or version needs IMPORT mode, which this registry does not support",
-            )
-        text, canonical = self._schema_from_body(body)
+    def register(self, subject: str, body: Mapping[str, Any], *, normalize: bool = False) -> dict[str, Any]:
+        parsed, refs = self._schema_from_body(body, normalize)
+        text, canonical = parsed.text, parsed.canonical
         with self._lock:
+            mode = self._writable(subject)
+            explicit_id, explicit_version = body.get("id"), body.get("version")
+            if mode != "IMPORT" and (explicit_id is not None or explicit_version is not None):
+                raise ApiError(422, 42205, f"Subject {subject} is not in import mode; an id or a version can only "
+                               "be given in IMPORT mode")
+            if mode == "IMPORT":
+                return self._import(subject, parsed, refs, explicit_id, explicit_version)
             live = self._state.versions(subject)
             for sv in live:
                 if self._state.canonical_of(sv.schema_id) == canonical:
                     return {"id": sv.schema_id}
             level = self._level(subject)
-            problems = self._incompatibilities(level, text, live)
+            problems = self._incompatibilities(level, parsed, live)
             if problems:
                 raise ApiError(
                     409,
@@ -496,15 +585,47 @@ class SchemaRegistry:
                 text = self._state.schemas_by_id[schema_id]
             all_versions = self._state.versions(subject, deleted=True)
             version = (all_versions[-1].version if all_versions else 0) + 1
-            self._write(
-                _schema_key(subject, version),
-                {"subject": subject, "version": version, "id": schema_id, "schema": text, "deleted": False},
-            )
-            log.info("registered subject %s version %d as schema id %d", subject, version, schema_id)
+            self._store(subject, version, schema_id, text, parsed.schema_type, refs)
             return {"id": schema_id}
 
-    def lookup(self, subject: str, body: Mapping[str, Any], *, deleted: bool) -> dict[str, Any]:
-        _, canonical = self._schema_from_body(body)
+    def _store(self, subject: str, version: int, schema_id: int, text: str, schema_type: str,
+               refs: Sequence[tuple[str, str, int]]) -> None:
+        stored: dict[str, Any] = {"subject": subject, "version": version, "id": schema_id, "schema": text,
+                                  "deleted": False}
+        if schema_type != "AVRO":
+            stored["schemaType"] = schema_type
+        if refs:
+            stored["references"] = _refs_json(refs)
+        self._write(_schema_key(subject, version), stored)
+        log.info("registered subject %s version %d as schema id %d", subject, version, schema_id)
+
+    def _import(self, subject: str, parsed: schema_types.Parsed, refs: Sequence[tuple[str, str, int]],
+                schema_id: Any, version: Any) -> dict[str, Any]:
+        """IMPORT mode: the given id and version are kept (no compatibility check), as when a
+        registry is copied; an id already used by another schema is refused."""
+        try:
+            sid = int(schema_id) if schema_id is not None else None
+            ver = int(version) if version is not None else None
+        except (TypeError, ValueError):
+            raise ApiError(422, 42202, "id and version must be numbers") from None
+        if sid is None:
+            sid = self._state.ids_by_canonical.get(parsed.canonical, self._state.max_id + 1)
+        elif sid in self._state.schemas_by_id and self._state.canonical_of(sid) != parsed.canonical:
+            raise ApiError(422, 42207, f"Overwrite new schema with id {sid} is not permitted.")
+        every = self._state.versions(subject, deleted=True)
+        if ver is None:
+            ver = (every[-1].version if every else 0) + 1
+        elif any(sv.version == ver for sv in every):
+            found = next(sv for sv in every if sv.version == ver)
+            if found.schema_id == sid:
+                return {"id": sid}
+            raise ApiError(422, 42207, f"Overwrite new schema with version {ver} of subject {subject} is not "
+                           "permitted.")
+        self._store(subject, ver, sid, parsed.text, parsed.schema_type, refs)
+        return {"id": sid}
+
+    def lookup(self, subject: str, body: Mapping[str, Any], *, deleted: bool, normalize: bool = False) -> dict[str, Any]:
+        canonical = self._schema_from_body(body, normalize)[0].canonical
         with self._lock:
             versions = self._state.versions(subject, deleted=deleted)
             if not versions:
@@ -545,11 +666,19 @@ class SchemaRegistry:
         with self._lock:
             return self._find_version(subject, raw_version, deleted=deleted)
 
+    def _not_referenced(self, sv: StoredVersion) -> None:
+        if self._state.referenced_by(sv.subject, sv.version):
+            raise ApiError(422, 42206, f"One or more references exist to the schema {{magic=1,keytype=SCHEMA,"
+                           f"subject={sv.subject},version={sv.version}}}.")
+
     def delete_subject(self, subject: str, *, permanent: bool) -> list[int]:
         with self._lock:
             versions = self._state.versions(subject, deleted=True)
             if not versions:
                 raise _subject_not_found(subject)
+            self._writable(subject)
+            for sv in versions:
+                self._not_referenced(sv)
             live = [sv for sv in versions if not sv.deleted]
             if permanent:
                 if live:
@@ -577,6 +706,8 @@ class SchemaRegistry:
             # "latest" means the latest live version for a soft delete, the latest at all otherwise.
             latest_live = _parse_version(raw_version) is None and not permanent
             sv = self._find_version(subject, raw_version, deleted=not latest_live)
+            self._writable(subject)
+            self._not_referenced(sv)
             if permanent:
                 if not sv.deleted:
                     raise ApiError(
@@ -609,6 +740,71 @@ class SchemaRegistry:
                 raise _schema_not_found(schema_id)
             return schema
 
+    def schema_json(self, schema_id: int, fmt: str | None = None) -> dict[str, Any]:
+        """``GET /schemas/ids/{id}``: the schema, and its type when not Avro (``format=serialized``:
+        a Protobuf schema as the base64 of its file descriptor, as confluent-kafka asks)."""
+        with self._lock:
+            schema = self.schema_by_id(schema_id)
+            kind = self._state.types_by_id.get(schema_id, "AVRO")
+            refs = self._state.refs_by_id.get(schema_id, ())
+            resolved = self._state.resolve(refs)
+        out: dict[str, Any] = {} if kind == "AVRO" else {"schemaType": kind}
+        if refs:
+            out["references"] = _refs_json(refs)
+        if kind == "PROTOBUF" and fmt == "serialized":
+            schema = proto_compat.serialized(schema, tuple((n, t) for n, _, t in resolved))
+        out["schema"] = schema
+        return out
+
+    def serialized_version(self, sv: StoredVersion) -> str:
+        with self._lock:
+            resolved = self._state.resolve(sv.references)
+        return proto_compat.serialized(sv.schema, tuple((n, t) for n, _, t in resolved))
+
+    def list_schemas(self, *, prefix: str, deleted: bool, latest_only: bool, offset: int, limit: int
+                     ) -> list[dict[str, Any]]:
+        """``GET /schemas``: every (subject, version), by subject and version."""
+        with self._lock:
+            out = []
+            for subject in sorted(self._state.subjects):
+                if not subject.startswith(prefix):
+                    continue
+                versions = self._state.versions(subject, deleted=deleted)
+                out += [sv.as_json() for sv in (versions[-1:] if latest_only else versions)]
+        return out[offset:] if limit < 0 else out[offset:offset + limit]
+
+    def referenced_by(self, subject: str, raw_version: str) -> list[int]:
+        with self._lock:
+            sv = self._find_version(subject, raw_version, deleted=False)
+            return self._state.referenced_by(sv.subject, sv.version)
+
+    # ---------------------------------------------------------------------------- mode
+
+    def get_mode(self, subject: str | None, *, default_to_global: bool) -> str:
+        with self._lock:
+            if subject is None or subject in self._state.modes or default_to_global:
+                return self._mode(subject)
+            raise ApiError(404, 40409, f"Subject '{subject}' does not have subject-level mode configured")
+
+    def set_mode(self, subject: str | None, body: Mapping[str, Any], *, force: bool) -> str:
+        mode = str(body.get("mode", "")).upper()
+        if mode not in MODES:
+            raise ApiError(422, 42204, f"Invalid mode. Valid values are {', '.join(MODES)}.")
+        with self._lock:
+            if mode == "IMPORT" and not force:
+                has = self._state.versions(subject) if subject is not None else any(
+                    self._state.versions(s) for s in self._state.subjects)
+                if has:
+                    raise ApiError(422, 42205, "Cannot import since found existing subjects")
+            self._write(_mode_key(subject), {"mode": mode})
+            return mode
+
+    def delete_mode(self, subject: str) -> str:
+        with self._lock:
+            previous = self.get_mode(subject, default_to_global=False)
+            self._write(_mode_key(subject), None)
+            return previous
+
     def id_usages(self, schema_id: int, *, deleted: bool) -> list[StoredVersion]:
         with self._lock:
             if schema_id not in self._state.schemas_by_id:
@@ -640,9 +836,9 @@ class SchemaRegistry:
     # ---------------------------------------------------------------------------- compatibility
 
     def test_compatibility(
-        self, subject: str, raw_version: str | None, body: Mapping[str, Any]
+        self, subject: str, raw_version: str | None, body: Mapping[str, Any], *, normalize: bool = False
     ) -> tuple[bool, list[str]]:
-        text, _ = self._schema_from_body(body)
+        parsed = self._schema_from_body(body, normalize)[0]
         version = _parse_version(raw_version) if raw_version is not None else None
         with self._lock:
             level = self._level(subject)
@@ -652,22 +848,32 @@ class SchemaRegistry:
                 targets = self._state.versions(subject)
             else:
                 targets = [self._find_version(subject, str(version), deleted=False)]
-            problems = self._incompatibilities(level, text, targets)
+            problems = self._incompatibilities(level, parsed, targets)
             return not problems, problems
 
 
 def _record(sv: StoredVersion) -> dict[str, Any]:
-    return {
+    out = {
         "subject": sv.subject,
         "version": sv.version,
         "id": sv.schema_id,
         "schema": sv.schema,
         "deleted": sv.deleted,
     }
+    if sv.schema_type != "AVRO":
+        out["schemaType"] = sv.schema_type
+    if sv.references:
+        out["references"] = _refs_json(sv.references)
+    return out
 
 
 # ============================================================================================
 # HTTP
+
+
+def _last(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name) or []
+    return values[-1] if values else None
 
 
 def _flag(query: Mapping[str, list[str]], name: str) -> bool:
@@ -693,6 +899,13 @@ _ROUTES: list[Route] = [
         ("DELETE", rf"/subjects/{_SEG}/versions/{_SEG}/?", "delete_version"),
         ("GET", rf"/subjects/{_SEG}/versions/{_SEG}/schema/?", "version_schema"),
         ("GET", r"/schemas/types/?", "schema_types"),
+        ("GET", r"/schemas/?", "schemas"),
+        ("GET", rf"/subjects/{_SEG}/versions/{_SEG}/referencedby/?", "referenced_by"),
+        ("GET", r"/mode/?", "get_mode"),
+        ("PUT", r"/mode/?", "put_mode"),
+        ("GET", rf"/mode/{_SEG}/?", "get_mode"),
+        ("PUT", rf"/mode/{_SEG}/?", "put_mode"),
+        ("DELETE", rf"/mode/{_SEG}/?", "delete_mode"),
         ("GET", rf"/schemas/ids/{_SEG}/?", "schema_by_id"),
         ("GET", rf"/schemas/ids/{_SEG}/schema/?", "raw_schema_by_id"),
         ("GET", rf"/schemas/ids/{_SEG}/subjects/?", "id_subjects"),
@@ -810,7 +1023,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _h_lookup(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, self._registry.lookup(args[0], self._object(body), deleted=_flag(query, "deleted"))
+        return 200, self._registry.lookup(args[0], self._object(body), deleted=_flag(query, "deleted"),
+                                          normalize=_flag(query, "normalize"))
 
     def _h_delete_subject(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.delete_subject(args[0], permanent=_flag(query, "permanent"))
@@ -821,10 +1035,37 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _h_register(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, self._registry.register(args[0], self._object(body))
+        return 200, self._registry.register(args[0], self._object(body), normalize=_flag(query, "normalize"))
 
     def _h_version(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted")).as_json()
+        sv = self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted"))
+        out = sv.as_json()
+        if sv.schema_type == "PROTOBUF" and _last(query, "format") == "serialized":
+            out["schema"] = self._registry.serialized_version(sv)
+        return 200, out
+
+    def _h_schemas(self, args: list[str], query: Q, body: Any) -> Result:
+        try:
+            offset, limit = int(_last(query, "offset") or 0), int(_last(query, "limit") or -1)
+        except ValueError:
+            raise ApiError(422, 42202, "offset and limit must be numbers") from None
+        return 200, self._registry.list_schemas(prefix=_last(query, "subjectPrefix") or "",
+                                                deleted=_flag(query, "deleted"), latest_only=_flag(query, "latestOnly"),
+                                                offset=max(0, offset), limit=limit)
+
+    def _h_referenced_by(self, args: list[str], query: Q, body: Any) -> Result:
+        return 200, self._registry.referenced_by(args[0], args[1])
+
+    def _h_get_mode(self, args: list[str], query: Q, body: Any) -> Result:
+        subject = args[0] if args else None
+        return 200, {"mode": self._registry.get_mode(subject, default_to_global=_flag(query, "defaultToGlobal"))}
+
+    def _h_put_mode(self, args: list[str], query: Q, body: Any) -> Result:
+        mode = self._registry.set_mode(args[0] if args else None, self._object(body), force=_flag(query, "force"))
+        return 200, {"mode": mode}
+
+    def _h_delete_mode(self, args: list[str], query: Q, body: Any) -> Result:
+        return 200, {"mode": self._registry.delete_mode(args[0])}
 
     def _h_delete_version(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.delete_version(args[0], args[1], permanent=_flag(query, "permanent"))
@@ -833,10 +1074,10 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, self._registry.get_version(args[0], args[1], deleted=_flag(query, "deleted")).schema.encode()
 
     def _h_schema_types(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, ["AVRO"]
+        return 200, list(schema_types.SCHEMA_TYPES)
 
     def _h_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
-        return 200, {"schema": self._registry.schema_by_id(self._schema_id(args[0]))}
+        return 200, self._registry.schema_json(self._schema_id(args[0]), _last(query, "format"))
 
     def _h_raw_schema_by_id(self, args: list[str], query: Q, body: Any) -> Result:
         return 200, self._registry.schema_by_id(self._schema_id(args[0])).encode()
@@ -863,7 +1104,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _h_compatibility(self, args: list[str], query: Q, body: Any) -> Result:
         ok, messages = self._registry.test_compatibility(
-            args[0], args[1] if len(args) > 1 else None, self._object(body)
+            args[0], args[1] if len(args) > 1 else None, self._object(body), normalize=_flag(query, "normalize")
         )
         payload: dict[str, Any] = {"is_compatible": ok}
         if _flag(query, "verbose"):

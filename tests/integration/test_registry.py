@@ -378,7 +378,7 @@ def test_http_shapes_and_error_codes(http: httpx.Client, subject: str) -> None:
     assert http.get(f"/schemas/ids/{schema_id}/subjects").json() == [subject]
     assert http.get(f"/schemas/ids/{schema_id}/versions").json() == [{"subject": subject, "version": 1}]
     assert http.post(f"/subjects/{subject}", json={"schema": schema}).json()["version"] == 1
-    assert http.get("/schemas/types").json() == ["AVRO"]
+    assert http.get("/schemas/types").json() == ["JSON", "PROTOBUF", "AVRO"]
 
     def err(r: httpx.Response) -> tuple[int, int]:
         return r.status_code, r.json()["error_code"]

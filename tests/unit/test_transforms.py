@@ -275,6 +275,25 @@ def test_tables_and_the_discovery_template_take_transforms() -> None:
     assert found.transforms == chain
 
 
+def test_a_routed_topic_takes_its_tables_formats() -> None:
+    """The serializer finds formats by topic: a topic only a route names (orders.paid) must
+    still be written in the table's formats, not in the defaults."""
+    from connectors.dynamodb.config import parse_config
+    from connectors.dynamodb.plugin import topic_formats
+    from connectors.dynamodb.transforms import table_stage
+
+    cfg = parse_config(_config(tables=[
+        {"name": "orders", "value": {"shape": "typed", "format": "json"},
+         "transforms": [{"route": {"topic": "orders.{after.status}"}}]},
+        {"name": "users"}]), check_kafka=False)
+    h = typed(ORDER)
+    out = asyncio.run(table_stage(cfg.tables[0]).apply(change(h, "c", None, dict(ORDER, status={"S": "paid"}))))
+    assert [r.topic for r in out] == ["orders.paid"]
+    formats = topic_formats(cfg)
+    assert formats("orders.paid").value.format == "json"
+    assert formats(cfg.topic_for(cfg.tables[1])).value.format == "avro"
+
+
 @pytest.mark.parametrize("where, table, line", [
     ("tables", {"name": "orders", "transforms": [{"route": {}}]}, "tables[0].transforms: [0].route: write route"),
     ("template", {"transforms": [{"filter": {"ttl_deletes": "sometimes"}}]}, "write keep, drop or only"),
