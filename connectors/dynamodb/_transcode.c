@@ -179,11 +179,17 @@ typedef struct {
     Py_ssize_t off, len;
 } Span;
 
+typedef struct PNode PNode; /* a typed field plan's node (typed images, below) */
+
+typedef struct {
+    Py_ssize_t off, len; /* len -1: not seen */
+} TSpan;
+
 #define NFIELDS 9
 static const char *const RECORD_FIELDS[NFIELDS] = {
     "topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value",
 };
-#define ABI 5 /* what the module returns and refuses; transcode.py refuses a build of another version */
+#define ABI 6 /* what the module returns and refuses; transcode.py refuses a build of another version */
 #define HEADER 5 /* Confluent wire format: magic byte 0, schema id (4 bytes, big-endian) */
 #define MAX_KEY_FIELDS 8
 
@@ -210,6 +216,14 @@ typedef struct {
      * twice): where each B key field's attribute starts in before (0) and after (1), or -1. */
     int binary_keys;
     Py_ssize_t img_key_at[2][MAX_KEY_FIELDS];
+    /* typed images (page() given a TypedPlan): while a page is read, the plan's root and the
+     * records' schema handle; per depth, a record's field values before they are put in order */
+    PNode *plan;
+    PyObject *handle;
+    int typed_miss; /* the record's images are not plainly in the plan: the caller's */
+    Buf levels[MAX_AV_DEPTH + 1];
+    TSpan *spans;
+    Py_ssize_t nspans, capspans;
 } Transcoder;
 
 typedef struct {
@@ -1059,6 +1073,680 @@ put_item(Parser *ps, Buf *out, int depth)
     return 0;
 }
 
+/* ------------------------------------------------------------------ typed images
+ *
+ * value: {shape: typed}: an image written as the typed Avro record of a field plan
+ * (TypedPlan, compiled from connectors/dynamodb/typed/plan.py's spec) straight from the JSON,
+ * with the bytes of the Python writer (connectors/dynamodb/typed/encode.py). Attributes come
+ * in any order: each record's field values are written to its depth's level buffer and their
+ * spans kept, then copied out in the plan's order, missing ones as null (or the declared
+ * default). Only what is plainly in the plan is written: anything else (an attribute with no
+ * field, a value no branch takes, NULL false, a name twice, an unusual number text) returns
+ * 0, "not taken", and the record goes to the Python writer, which grows the schema or applies
+ * the conflict policy. Invalid JSON still fails the page (-1, ValueError), as in the envelope.
+ */
+
+enum { P_STRING, P_BOOL, P_BYTES, P_LONG, P_DOUBLE, P_DEC, P_ARR, P_REC };
+
+typedef struct {
+    PNode **v;
+    int n;
+} PBranches;
+typedef struct {
+    char *name; /* the attribute's UTF-8 */
+    Py_ssize_t nlen;
+    int nullable;
+    PBranches types;
+    char *dflt; /* a non-null field's default body, or NULL */
+    Py_ssize_t dlen;
+} PField;
+struct PNode {
+    int kind, precision, scale;
+    PBranches items; /* P_ARR */
+    PField *fields;  /* P_REC */
+    int nfields;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PNode *root;
+} TypedPlan;
+
+static PyTypeObject TypedPlanType;
+
+/* Plain number text: [-]digits[.digits][(e|E)[+-]digits] -> sign, significant digits (no
+ * leading zeros), exponent of the last digit; 0 for anything else (the Python writer decides). */
+typedef struct {
+    int neg;
+    char d[64];
+    int nd;
+    long exp;
+} Num;
+
+static int
+parse_num(const unsigned char *s, Py_ssize_t n, Num *x)
+{
+    Py_ssize_t i = 0;
+    x->neg = 0;
+    x->nd = 0;
+    x->exp = 0;
+    if (i < n && s[i] == '-') {
+        x->neg = 1;
+        i++;
+    }
+    int any = 0, frac = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        any = 1;
+        if (x->nd == 0 && s[i] == '0')
+            continue;
+        if (x->nd >= 60)
+            return 0;
+        x->d[x->nd++] = (char)s[i];
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        int fd = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            fd = 1;
+            frac++;
+            if (x->nd == 0 && s[i] == '0')
+                continue;
+            if (x->nd >= 60)
+                return 0;
+            x->d[x->nd++] = (char)s[i];
+        }
+        if (!fd)
+            return 0;
+    }
+    if (!any)
+        return 0;
+    x->exp = -frac;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0, ed = 0;
+        long e = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-')) {
+            eneg = s[i] == '-';
+            i++;
+        }
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            ed = 1;
+            if (e < 100000)
+                e = e * 10 + (s[i] - '0');
+        }
+        if (!ed)
+            return 0;
+        x->exp += eneg ? -e : e;
+    }
+    return i == n;
+}
+
+/* value == digits * 10^exp with no trailing zeros (zero: nd 0, exp 0, not negative) */
+static void
+num_norm(Num *x)
+{
+    while (x->nd && x->d[x->nd - 1] == '0') {
+        x->nd--;
+        x->exp++;
+    }
+    if (!x->nd) {
+        x->exp = 0;
+        x->neg = 0;
+    }
+}
+
+/* The unscaled value at `scale` when it has at most `prec` digits and drops none (x normalised). */
+static int
+num_unscaled(const Num *x, int scale, int prec, __int128 *out)
+{
+    long shift = x->exp + scale;
+    if (shift < 0 || x->nd + shift > prec)
+        return 0;
+    __int128 u = 0;
+    for (int i = 0; i < x->nd; i++)
+        u = u * 10 + (x->d[i] - '0');
+    for (long i = 0; i < shift; i++)
+        u *= 10;
+    *out = x->neg ? -u : u;
+    return 1;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The double of number text s (grammar checked by parse_num) when its shortest repr is the same
+ * number (Python: Decimal(repr(float(d))) == d): 1 and *f, 0 when not, -1 on error. */
+static int
+num_double(const unsigned char *s, Py_ssize_t n, int neg, const Num *x, double *f)
+{
+    /* at most 15 significant digits always come back from the double (DBL_DIG), so the
+     * shortest repr is the same number; with |exp| <= 22 one IEEE operation on two exact
+     * values is the correctly rounded double (Clinger's fast path) */
+    if (x->nd <= 15 && x->exp >= -22 && x->exp <= 22) {
+        int64_t dv = 0;
+        for (int i = 0; i < x->nd; i++)
+            dv = dv * 10 + (x->d[i] - '0');
+        double v = (double)dv;
+        v = x->exp >= 0 ? v * POW10[x->exp] : v / POW10[-x->exp];
+        *f = neg ? -v : v;
+        return 1;
+    }
+    char small[80];
+    char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
+    if (text == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(text, s, (size_t)n);
+    text[n] = '\0';
+    double v = PyOS_string_to_double(text, NULL, NULL);
+    if (text != small)
+        PyMem_Free(text);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (isinf(v) || isnan(v))
+        return 0;
+    char *r = PyOS_double_to_string(v, 'r', 0, 0, NULL);
+    if (r == NULL)
+        return -1;
+    Num y;
+    int ok = parse_num((const unsigned char *)r, (Py_ssize_t)strlen(r), &y);
+    PyMem_Free(r);
+    if (!ok)
+        return 0;
+    num_norm(&y);
+    if (!(x->neg == y.neg && x->nd == y.nd && x->exp == y.exp && memcmp(x->d, y.d, (size_t)x->nd) == 0))
+        return 0;
+    *f = v;
+    return 1;
+}
+
+/* Number text as branch t (long, double or decimal): 1 written, 0 does not fit, -1 error. */
+static int
+tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int neg, const Num *x)
+{
+    __int128 u;
+    if (t->kind == P_LONG) {
+        if (!num_unscaled(x, 0, 19, &u) || u < (__int128)INT64_MIN || u > (__int128)INT64_MAX)
+            return 0;
+        RESERVE(out, 10);
+        put_varint(out, zigzag((int64_t)u));
+        return 1;
+    }
+    if (t->kind == P_DEC) {
+        if (!num_unscaled(x, t->scale, t->precision, &u))
+            return 0;
+        /* two's complement, big-endian, in the fewest bytes (Java's BigInteger.toByteArray) */
+        unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u;
+        int bits = 0;
+        while (a) {
+            bits++;
+            a >>= 1;
+        }
+        int nb = (bits + 8) / 8;
+        RESERVE(out, nb + 10);
+        put_varint(out, zigzag(nb));
+        unsigned __int128 v = (unsigned __int128)u;
+        for (int i = nb - 1; i >= 0; i--) {
+            out->d[out->len + i] = (unsigned char)(v & 0xFF);
+            v >>= 8;
+        }
+        out->len += nb;
+        return 1;
+    }
+    double f;
+    int r = num_double(s, n, neg, x, &f);
+    if (r <= 0)
+        return r;
+    RESERVE(out, 8);
+    memcpy(out->d + out->len, &f, 8); /* little-endian hosts (x86-64, arm64) */
+    out->len += 8;
+    return 1;
+}
+
+static int tw_record(Parser *ps, const PNode *t, Buf *out, int depth);
+static int tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf *out, int depth);
+
+/* A union position's branch index (nullable: after "null"; a single non-null branch has none). */
+static inline int
+tw_index(Buf *out, int i, int nullable, int nbranches)
+{
+    if (nullable || nbranches > 1) {
+        RESERVE(out, 10);
+        put_varint(out, zigzag(nullable ? i + 1 : i));
+    }
+    return 0;
+}
+
+static int tw_array(Parser *ps, const PNode *t, int k, Buf *out, int depth);
+
+/* The value of DynamoDB type k (not NULL) at ps->p, as the first branch of bs that takes it
+ * (the Python writer's order: a number tries each numeric branch; S, B, BOOL, M and the lists
+ * take the first branch of their kind and stand or fall with it). */
+static int
+tw_value(Parser *ps, const PBranches *bs, int nullable, int k, Buf *out, int depth)
+{
+    if (depth > MAX_AV_DEPTH)
+        return 0;
+    int want = k == T_S ? P_STRING : k == T_B ? P_BYTES : k == T_BOOL ? P_BOOL : k == T_M ? P_REC
+             : k == T_N ? -1 : P_ARR;
+    if (k == T_N) {
+        if (peek(ps) != '"')
+            return 0;
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (read_string(ps, &s, &n) < 0)
+            return -1;
+        Num x;
+        if (!parse_num(s, n, &x))
+            return 0;
+        int neg = x.neg;
+        num_norm(&x);
+        for (int i = 0; i < bs->n; i++) {
+            const PNode *b = bs->v[i];
+            if (b->kind != P_LONG && b->kind != P_DOUBLE && b->kind != P_DEC)
+                continue;
+            Py_ssize_t mark = out->len;
+            if (tw_index(out, i, nullable, bs->n) < 0)
+                return -1;
+            int r = tw_number(out, b, s, n, neg, &x);
+            if (r != 0)
+                return r;
+            out->len = mark;
+        }
+        return 0;
+    }
+    int i = 0;
+    while (i < bs->n && bs->v[i]->kind != want)
+        i++;
+    if (i == bs->n)
+        return 0;
+    const PNode *b = bs->v[i];
+    if (tw_index(out, i, nullable, bs->n) < 0)
+        return -1;
+    switch (k) {
+    case T_S:
+        if (peek(ps) != '"')
+            return 0;
+        return put_json_string(ps, out, NULL, NULL) < 0 ? -1 : 1;
+    case T_B:
+        if (peek(ps) != '"')
+            return 0;
+        return put_json_base64(ps, out) < 0 ? -1 : 1;
+    case T_BOOL: {
+        int c = peek(ps), v;
+        if (c != 't' && c != 'f')
+            return 0;
+        if (literal(ps, &v) < 0)
+            return -1;
+        RESERVE(out, 1);
+        out->d[out->len++] = (unsigned char)v;
+        return 1;
+    }
+    case T_M:
+        return tw_record(ps, b, out, depth + 1);
+    default:
+        return tw_array(ps, b, k, out, depth + 1);
+    }
+}
+
+/* L (elements are attribute values), SS/NS/BS (elements are strings) as an Avro array. */
+static int
+tw_array(Parser *ps, const PNode *t, int k, Buf *out, int depth)
+{
+    if (peek(ps) != '[')
+        return 0;
+    ps->p++;
+    if (peek(ps) == ']') {
+        ps->p++;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 1;
+    }
+    int elem = k == T_SS ? T_S : k == T_NS ? T_N : k == T_BS ? T_B : -1;
+    RESERVE(out, 1);
+    Py_ssize_t at = out->len++, count = 0;
+    int more;
+    do {
+        int r = elem < 0 ? tw_position(ps, &t->items, 1, NULL, out, depth) : tw_value(ps, &t->items, 1, elem, out, depth);
+        if (r <= 0)
+            return r;
+        count++;
+    } while ((more = next_or_close(ps, ']')) == 1);
+    if (more < 0 || finish_count(out, at, count) < 0)
+        return -1;
+    RESERVE(out, 1);
+    out->d[out->len++] = 0;
+    return 1;
+}
+
+/* One attribute value ({"T": v}) at a position of branches bs; f: a non-null field (its default). */
+static int
+tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf *out, int depth)
+{
+    if (peek(ps) != '{')
+        return 0;
+    ps->p++;
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (peek(ps) != '"')
+        return 0;
+    if (member_name(ps, &s, &n) < 0)
+        return -1;
+    int k = type_index(s, n), r;
+    if (k < 0)
+        return 0;
+    if (k == T_NULL) {
+        int v, c = peek(ps);
+        if (c != 't')
+            return 0;
+        if (literal(ps, &v) < 0)
+            return -1;
+        if (nullable) {
+            RESERVE(out, 1);
+            out->d[out->len++] = 0;
+        }
+        else if (f != NULL && f->dflt != NULL) {
+            RESERVE(out, f->dlen);
+            memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
+            out->len += f->dlen;
+        }
+        else
+            return 0;
+        r = 1;
+    }
+    else if ((r = tw_value(ps, bs, nullable, k, out, depth)) <= 0)
+        return r;
+    if (peek(ps) != '}')
+        return 0; /* more than one type: the Python writer says what is wrong */
+    ps->p++;
+    return 1;
+}
+
+/* An item or M (a JSON object of name -> attribute value) as record t. */
+static int
+tw_record(Parser *ps, const PNode *t, Buf *out, int depth)
+{
+    if (depth > MAX_AV_DEPTH || peek(ps) != '{')
+        return 0;
+    ps->p++;
+    Transcoder *T = ps->t;
+    Py_ssize_t mark = T->levels[depth].len, base = T->nspans, nf = t->nfields;
+    while (T->nspans + nf > T->capspans) {
+        void *grown = grow_raw(T->spans, &T->capspans, sizeof(TSpan), 64);
+        if (grown == NULL)
+            return -1;
+        T->spans = grown;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++)
+        T->spans[base + i].len = -1;
+    T->nspans += nf;
+    int r = 0, more = 0;
+    Py_ssize_t next = 0;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n;
+            if (peek(ps) != '"') {
+                r = 0;
+                goto out;
+            }
+            if (member_name(ps, &s, &n) < 0) {
+                r = -1;
+                goto out;
+            }
+            /* the field: looked for from the one after the last (items usually keep an order) */
+            Py_ssize_t i = next, tried = 0;
+            for (; tried < nf; tried++, i = i + 1 == nf ? 0 : i + 1)
+                if (t->fields[i].nlen == n && memcmp(t->fields[i].name, s, (size_t)n) == 0)
+                    break;
+            if (tried == nf || T->spans[base + i].len >= 0) {
+                r = 0; /* no field yet, or a name given twice */
+                goto out;
+            }
+            const PField *f = &t->fields[i];
+            Buf *lv = &T->levels[depth];
+            Py_ssize_t off = lv->len;
+            r = tw_position(ps, &f->types, f->nullable, f, lv, depth);
+            if (r <= 0)
+                goto out;
+            T->spans[base + i].off = off;
+            T->spans[base + i].len = T->levels[depth].len - off;
+            next = i + 1 == nf ? 0 : i + 1;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0) {
+        r = -1;
+        goto out;
+    }
+    Buf *lv = &T->levels[depth];
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        TSpan sp = T->spans[base + i];
+        const PField *f = &t->fields[i];
+        if (sp.len >= 0) {
+            RESERVE(out, sp.len);
+            memcpy(out->d + out->len, lv->d + sp.off, (size_t)sp.len);
+            out->len += sp.len;
+        }
+        else if (f->nullable) {
+            RESERVE(out, 1);
+            out->d[out->len++] = 0;
+        }
+        else if (f->dflt != NULL) {
+            RESERVE(out, f->dlen);
+            memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
+            out->len += f->dlen;
+        }
+        else {
+            r = 0;
+            goto out;
+        }
+    }
+    r = 1;
+out:
+    T->levels[depth].len = mark;
+    T->nspans = base;
+    return r;
+}
+
+/* An image in typed mode: 1 written to out, 0 not taken (ps->p after the image either way). */
+static int
+typed_image(Parser *ps, Buf *out)
+{
+    const unsigned char *start = (ws(ps), ps->p);
+    int r = tw_record(ps, ps->t->plan, out, 1);
+    if (r != 0)
+        return r;
+    ps->p = start;
+    return skip_value(ps) < 0 ? -1 : 0;
+}
+
+/* ---- plan compilation from the spec plan.py builds */
+
+static void pnode_free(PNode *t);
+
+static void
+pbranches_free(PBranches *bs)
+{
+    for (int i = 0; i < bs->n; i++)
+        pnode_free(bs->v[i]);
+    PyMem_Free(bs->v);
+}
+
+static void
+pnode_free(PNode *t)
+{
+    if (t == NULL)
+        return;
+    pbranches_free(&t->items);
+    for (int i = 0; i < t->nfields; i++) {
+        PyMem_Free(t->fields[i].name);
+        PyMem_Free(t->fields[i].dflt);
+        pbranches_free(&t->fields[i].types);
+    }
+    PyMem_Free(t->fields);
+    PyMem_Free(t);
+}
+
+static PNode *pnode_compile(PyObject *spec);
+
+static int
+pbranches_compile(PyObject *seq, PBranches *bs)
+{
+    if (!PyTuple_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "TypedPlan: branches must be a tuple");
+        return -1;
+    }
+    int n = (int)PyTuple_GET_SIZE(seq);
+    bs->v = PyMem_Calloc(n ? (size_t)n : 1, sizeof(PNode *));
+    if (bs->v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((bs->v[i] = pnode_compile(PyTuple_GET_ITEM(seq, i))) == NULL)
+            return -1;
+        bs->n = i + 1;
+    }
+    return 0;
+}
+
+static char *
+copy_bytes(const char *s, Py_ssize_t n)
+{
+    char *d = PyMem_Malloc(n ? (size_t)n : 1);
+    if (d == NULL)
+        PyErr_NoMemory();
+    else
+        memcpy(d, s, (size_t)n);
+    return d;
+}
+
+/* spec: ("string",) ("boolean",) ("bytes",) ("long",) ("double",) ("decimal", p, s)
+ *       ("array", branches) ("record", ((attribute, nullable, branches, default bytes | None), ...)) */
+static PNode *
+pnode_compile(PyObject *spec)
+{
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1) {
+        PyErr_SetString(PyExc_TypeError, "TypedPlan: bad plan node");
+        return NULL;
+    }
+    const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(spec, 0));
+    if (kind == NULL)
+        return NULL;
+    PNode *t = PyMem_Calloc(1, sizeof(PNode));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (!strcmp(kind, "string"))
+        t->kind = P_STRING;
+    else if (!strcmp(kind, "boolean"))
+        t->kind = P_BOOL;
+    else if (!strcmp(kind, "bytes"))
+        t->kind = P_BYTES;
+    else if (!strcmp(kind, "long"))
+        t->kind = P_LONG;
+    else if (!strcmp(kind, "double"))
+        t->kind = P_DOUBLE;
+    else if (!strcmp(kind, "decimal") && PyTuple_GET_SIZE(spec) == 3) {
+        t->kind = P_DEC;
+        t->precision = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
+        t->scale = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
+        if (t->precision < 1 || t->precision > 38 || t->scale < 0 || t->scale > 38) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "TypedPlan: decimal precision is 1..38, scale 0..38");
+            goto error;
+        }
+    }
+    else if (!strcmp(kind, "array") && PyTuple_GET_SIZE(spec) == 2) {
+        t->kind = P_ARR;
+        if (pbranches_compile(PyTuple_GET_ITEM(spec, 1), &t->items) < 0)
+            goto error;
+    }
+    else if (!strcmp(kind, "record") && PyTuple_GET_SIZE(spec) == 2 && PyTuple_Check(PyTuple_GET_ITEM(spec, 1))) {
+        t->kind = P_REC;
+        PyObject *fs = PyTuple_GET_ITEM(spec, 1);
+        int nf = (int)PyTuple_GET_SIZE(fs);
+        t->fields = PyMem_Calloc(nf ? (size_t)nf : 1, sizeof(PField));
+        if (t->fields == NULL) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        for (int i = 0; i < nf; i++) {
+            PyObject *name, *nullable, *branches, *dflt;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fs, i), "UOO!O:plan field", &name, &nullable, &PyTuple_Type,
+                                  &branches, &dflt))
+                goto error;
+            PField *f = &t->fields[i];
+            t->nfields = i + 1;
+            const char *u = PyUnicode_AsUTF8AndSize(name, &f->nlen);
+            if (u == NULL || (f->name = copy_bytes(u, f->nlen)) == NULL)
+                goto error;
+            f->nullable = PyObject_IsTrue(nullable);
+            if (dflt != Py_None) {
+                if (!PyBytes_Check(dflt)) {
+                    PyErr_SetString(PyExc_TypeError, "TypedPlan: a default is bytes or None");
+                    goto error;
+                }
+                f->dlen = PyBytes_GET_SIZE(dflt);
+                if ((f->dflt = copy_bytes(PyBytes_AS_STRING(dflt), f->dlen)) == NULL)
+                    goto error;
+            }
+            if (pbranches_compile(branches, &f->types) < 0)
+                goto error;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "TypedPlan: unknown plan node %s", kind);
+        goto error;
+    }
+    return t;
+error:
+    pnode_free(t);
+    return NULL;
+}
+
+static int
+TypedPlan_init(TypedPlan *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *spec;
+    if (!PyArg_ParseTuple(args, "O:TypedPlan", &spec))
+        return -1;
+    PNode *root = pnode_compile(spec);
+    if (root == NULL)
+        return -1;
+    if (root->kind != P_REC) {
+        pnode_free(root);
+        PyErr_SetString(PyExc_ValueError, "TypedPlan: the root is a record");
+        return -1;
+    }
+    pnode_free(self->root);
+    self->root = root;
+    return 0;
+}
+
+static void
+TypedPlan_dealloc(TypedPlan *self)
+{
+    pnode_free(self->root);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject TypedPlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.TypedPlan",
+    .tp_basicsize = sizeof(TypedPlan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "TypedPlan(spec): a typed record's field plan (connectors/dynamodb/typed/plan.py's spec),\n"
+              "for Transcoder.page(body, ts_ms, plan, schema).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TypedPlan_init,
+    .tp_dealloc = (destructor)TypedPlan_dealloc,
+};
+
 /* ------------------------------------------------------------------ one stream record */
 
 /* What one record's JSON gave, besides the images (in t->before/after) and the strings kept
@@ -1151,7 +1839,14 @@ parse_image(Parser *ps, Buf *out, int *present)
         return 0;
     }
     out->len = 0;
-    if (put_item(ps, out, 1) < 0)
+    if (ps->t->plan != NULL) {
+        int r = typed_image(ps, out);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            ps->t->typed_miss = 1;
+    }
+    else if (put_item(ps, out, 1) < 0)
         return -1;
     *present = 1;
     return 0;
@@ -1404,6 +2099,7 @@ typedef struct {
     PyObject *ts_ms; /* the page's int */
     PyObject *key;   /* bytes: header room + Avro key body */
     PyObject *value; /* bytes: header room + Avro envelope body; a tombstone keeps its delete's */
+    PyObject *schema; /* typed: the handle of the plan that wrote it; NULL: the transcoder's */
     int64_t ms;
     /* where source strings are in value; -1: null (event_id) or the transcoder's (region) */
     int32_t seq_at, seq_len, event_id_at, event_id_len, region_at, region_len;
@@ -1548,7 +2244,8 @@ StreamRecord_topic(StreamRecord *r, void *closure)
 static PyObject *
 StreamRecord_key_fields(StreamRecord *r, void *closure)
 {
-    return Py_NewRef(r->t->rec_key_fields ? r->t->rec_key_fields : Py_None);
+    PyObject *schema = r->schema ? r->schema : r->t->rec_key_fields;
+    return Py_NewRef(schema ? schema : Py_None);
 }
 
 /* The connector's own names beside the neutral fields (connectors.dynamodb.envelope.ChangeRecord's). */
@@ -1567,7 +2264,8 @@ StreamRecord_op(StreamRecord *r, void *closure)
 static PyObject *
 StreamRecord_schema_key_fields(StreamRecord *r, void *closure)
 {
-    return r->t->rec_key_fields ? PyObject_GetAttrString(r->t->rec_key_fields, "key_fields") : Py_NewRef(Py_None);
+    PyObject *schema = r->schema ? r->schema : r->t->rec_key_fields;
+    return schema ? PyObject_GetAttrString(schema, "key_fields") : Py_NewRef(Py_None);
 }
 
 static PyObject *
@@ -1648,6 +2346,7 @@ StreamRecord_dealloc(StreamRecord *r)
     Py_DECREF(r->ts_ms);
     Py_DECREF(r->key);
     Py_DECREF(r->value);
+    Py_XDECREF(r->schema);
     PyObject_Free(r);
 }
 
@@ -1672,6 +2371,7 @@ new_stream_record(Transcoder *t, PyObject *op, PyObject *ts_obj, PyObject *key, 
     r->ts_ms = Py_NewRef(ts_obj);
     r->key = Py_NewRef(key);
     r->value = Py_NewRef(value);
+    r->schema = Py_XNewRef(t->handle);
     return r;
 }
 
@@ -1800,12 +2500,14 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
 }
 
 static int
-parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
+parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list, PyObject *misses)
 {
     Transcoder *t = ps->t;
     Rec r;
     memset(&r, 0, sizeof r);
     int out = -1;
+    t->typed_miss = 0;
+    const unsigned char *start = (ws(ps), ps->p);
     if (peek(ps) != '{')
         return fail(ps, "a record must be an object");
     ps->p++;
@@ -1877,6 +2579,20 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
     }
     if (!r.has_dynamodb) {
         fail(ps, "record has no dynamodb");
+        goto done;
+    }
+    if (t->typed_miss) {
+        /* typed images not plainly in the plan: the record's JSON, for the Python writer */
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)start, ps->p - start);
+        PyObject *at = raw ? PyLong_FromSsize_t(PyList_GET_SIZE(out_list)) : NULL;
+        out = at == NULL || PyList_Append(out_list, raw) < 0 || PyList_Append(misses, at) < 0 ? -1 : 0;
+        Py_XDECREF(raw);
+        Py_XDECREF(at);
+        if (out == 0) {
+            t->last_seq_text.len = 0;
+            out = put_buf(&t->last_seq_text, &t->seq_text);
+            t->has_last_seq = 1;
+        }
         goto done;
     }
     out = build_record(ps, &r, ts, ts_obj, out_list);
@@ -1961,7 +2677,7 @@ static void
 stream_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
 {
     StreamRecord *r = (StreamRecord *)o;
-    *owner = r->t;
+    *owner = r->schema ? (void *)r->schema : (void *)r->t; /* one framing header per schema */
     *key = r->key;
     *value = r->tombstone ? NULL : r->value;
 }
@@ -1979,12 +2695,27 @@ Transcoder_page(Transcoder *self, PyObject *args)
 {
     Py_buffer view;
     long long ts_ms;
+    PyObject *plan = NULL, *handle = NULL, *misses = NULL;
     if (self->source_template == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Transcoder.__init__ was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*L:page", &view, &ts_ms))
+    if (!PyArg_ParseTuple(args, "y*L|O!O:page", &view, &ts_ms, &TypedPlanType, &plan, &handle))
         return NULL;
+    if (plan != NULL) {
+        if (handle == NULL || !self->records || self->binary_keys) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_ValueError, "page: a TypedPlan needs its schema handle, records=(topic, schema) "
+                                              "and a key without binary attributes");
+            return NULL;
+        }
+        if ((misses = PyList_New(0)) == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        self->plan = ((TypedPlan *)plan)->root;
+        self->handle = handle;
+    }
     Parser ps = {view.buf, view.buf, (const unsigned char *)view.buf + view.len, 0, self};
     PyObject *ts_obj = PyLong_FromLongLong(ts_ms);
     if (ts_obj == NULL) {
@@ -2014,7 +2745,8 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 goto done;
             if (NAME_IS(s, n, "Records")) {
                 /* given twice: the last one counts */
-                if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0)
+                if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0 ||
+                    (misses && PyList_SetSlice(misses, 0, PyList_GET_SIZE(misses), NULL) < 0))
                     goto done;
                 self->has_last_seq = 0;
                 int c = peek(&ps);
@@ -2035,7 +2767,7 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 else {
                     int m;
                     do {
-                        if (parse_record(&ps, &ts, ts_obj, records) < 0)
+                        if (parse_record(&ps, &ts, ts_obj, records, misses) < 0)
                             goto done;
                     } while ((m = next_or_close(&ps, ']')) == 1);
                     if (m < 0)
@@ -2063,10 +2795,16 @@ Transcoder_page(Transcoder *self, PyObject *args)
                              ? PyUnicode_DecodeUTF8((const char *)self->last_seq_text.d, self->last_seq_text.len, NULL)
                              : Py_NewRef(Py_None);
         if (last != NULL)
-            result = PyTuple_Pack(3, records, last, next ? next : Py_None);
+            result = misses ? PyTuple_Pack(4, records, last, next ? next : Py_None, misses)
+                            : PyTuple_Pack(3, records, last, next ? next : Py_None);
         Py_XDECREF(last);
     }
 done:
+    self->plan = NULL;
+    self->handle = NULL;
+    Py_XDECREF(misses);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_trim(&self->levels[i], 1 << 20);
     buf_trim(&self->before, 1 << 20);
     buf_trim(&self->after, 1 << 20);
     buf_trim(&self->scratch, 1 << 20);
@@ -2218,6 +2956,9 @@ Transcoder_dealloc(Transcoder *self)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         buf_free(bufs[i]);
     PyMem_RawFree(self->names);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_free(&self->levels[i]);
+    PyMem_RawFree(self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2226,7 +2967,10 @@ static PyMethodDef Transcoder_methods[] = {
      "page(body, ts_ms) -> (records, last_sequence_number, next_shard_iterator)\n\n"
      "records: list of (op, key, source, key_avro, value_avro), or with records=(topic, schema)\n"
      "StreamRecords (a REMOVE followed by its tombstone); ValueError on input the general path\n"
-     "must handle."},
+     "must handle.\n\n"
+     "page(body, ts_ms, plan, schema) -> (records, last, next, misses): typed images by a TypedPlan,\n"
+     "the records' schema handle `schema`; a record whose images are not plainly in the plan is left\n"
+     "in records as its JSON (bytes), at the indices listed in misses, for the Python writer."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2887,7 +3631,7 @@ PyInit__transcode(void)
     INTERN(t_S, "S");
     INTERN(t_N, "N");
     INTERN(t_B, "B");
-    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0 ||
+    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0 || PyType_Ready(&TypedPlanType) < 0 ||
         PyType_Ready(&ItemWriterType) < 0 || PyType_Ready(&ItemRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
@@ -2909,6 +3653,7 @@ PyInit__transcode(void)
     }
     if (PyModule_AddObjectRef(m, "Transcoder", (PyObject *)&TranscoderType) < 0 ||
         PyModule_AddObjectRef(m, "StreamRecord", (PyObject *)&StreamRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "TypedPlan", (PyObject *)&TypedPlanType) < 0 ||
         PyModule_AddObjectRef(m, "ItemWriter", (PyObject *)&ItemWriterType) < 0 ||
         PyModule_AddObjectRef(m, "ItemRecord", (PyObject *)&ItemRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ABI", ABI) < 0 ||

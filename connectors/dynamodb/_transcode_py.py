@@ -24,7 +24,7 @@ from connectors.dynamodb.schemas import KeyField
 
 __all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "ItemWriter", "Transcoder"]
 
-ABI = 5  # must equal ABI in _transcode.c: what page() returns and refuses
+ABI = 6  # must equal ABI in _transcode.c: what page() returns and refuses
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
 # The fields of the records page() returns with records=(topic, schema): SourceRecord's.
 RECORD_FIELDS = ("topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value")

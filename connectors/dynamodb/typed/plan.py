@@ -5,6 +5,9 @@
 AttributeValues). ``Plan.encode(item)`` returns the record's Avro body, equal to
 ``encode.encode_record``'s, or None when the Python writer must decide (an attribute with no
 field yet, a value that does not fit, anything unusual).
+
+``compile_stream_plan(rec)`` is the same plan for the C transcoder (``_transcode.TypedPlan``):
+the Streams reader's one pass from GetRecords JSON to typed Avro, with no dicts in between.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from connectors.dynamodb.typed.encode import encode_default
 from connectors.dynamodb.typed.infer import branches
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Prim, Rec, TType
 
-__all__ = ["AVAILABLE", "compile_plan", "spec"]
+__all__ = ["AVAILABLE", "STREAM_AVAILABLE", "compile_plan", "compile_stream_plan", "spec"]
 
 try:
     from connectors.dynamodb.typed._typed import Plan
 except ImportError:  # not compiled here
     Plan = None
 
+from connectors.dynamodb.transcode import TypedPlan  # noqa: E402  (None: no C transcoder)
+
 AVAILABLE = Plan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
+STREAM_AVAILABLE = TypedPlan is not None
 
 
 class _NoPlan(Exception):
@@ -55,5 +61,15 @@ def compile_plan(rec: Rec) -> Any:
         return None
     try:
         return Plan(spec(rec))  # type: ignore[misc]
+    except _NoPlan:
+        return None
+
+
+def compile_stream_plan(rec: Rec) -> Any:
+    """The C transcoder's plan of ``rec``, or None (no transcoder, or an M kept as AttributeValues)."""
+    if not STREAM_AVAILABLE:
+        return None
+    try:
+        return TypedPlan(spec(rec))  # type: ignore[misc]
     except _NoPlan:
         return None
