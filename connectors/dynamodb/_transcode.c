@@ -1552,7 +1552,9 @@ out:
     return r;
 }
 
-/* An image in typed mode: 1 written to out, 0 not taken (ps->p after the image either way). */
+/* An image in typed mode: 1 written to out, 0 not taken (ps->p after the image either way).
+ * One not taken is read again as the envelope reads it, so that a page fails (ValueError) on
+ * exactly what fails an envelope page, and the Python twin refuses the same. */
 static int
 typed_image(Parser *ps, Buf *out)
 {
@@ -1561,7 +1563,8 @@ typed_image(Parser *ps, Buf *out)
     if (r != 0)
         return r;
     ps->p = start;
-    return skip_value(ps) < 0 ? -1 : 0;
+    out->len = 0;
+    return put_item(ps, out, 1) < 0 ? -1 : 0;
 }
 
 /* ---- plan compilation from the spec plan.py builds */

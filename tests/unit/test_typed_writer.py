@@ -13,7 +13,7 @@ from bridge.errors import ConversionError
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.infer import absorb_item
 from connectors.dynamodb.typed.plan import AVAILABLE, Plan, spec
-from connectors.dynamodb.typed.types import Dec, Field, Prim, Rec
+from connectors.dynamodb.typed.types import Arr, Dec, Field, Prim, Rec, UnionT
 from tests.ddb_strategies import attribute_values, names, numbers
 
 pytestmark = pytest.mark.skipif(Plan is None, reason="the C extension was not built here (no compiler?)")
@@ -76,3 +76,210 @@ def test_declared_defaults_and_unknown_attributes() -> None:
     assert c(rec, {"s": {"S": "x"}}) == python(rec, {"s": {"S": "x"}})
     assert c(rec, {"s": {"S": "x"}, "new": {"S": "y"}}) is None
     assert AVAILABLE
+
+
+# ---- typed images in the transcoder's one pass (_transcode.c's TypedPlan; its twin in
+# _transcode_py.py writes with the Python writer): GetRecords JSON straight to typed Avro.
+
+import random  # noqa: E402
+
+import orjson  # noqa: E402
+
+from connectors.dynamodb import transcode  # noqa: E402
+from connectors.dynamodb._transcode_py import _typed_envelope  # noqa: E402
+from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
+from connectors.dynamodb.schemas import KeyField  # noqa: E402
+from connectors.dynamodb.typed import TypedTable, TypedValueConfig  # noqa: E402
+from connectors.dynamodb.typed.handle import TypedSchema  # noqa: E402
+from connectors.dynamodb.typed.plan import compile_stream_plan  # noqa: E402
+
+needs_transcoder = pytest.mark.skipif(transcode.CTranscoder is None or transcode.CTypedPlan is None,
+                                      reason="the C transcoder was not built here (no compiler?)")
+KEYS = (KeyField("pk", "S"),)
+TS = 1_700_000_000_123
+IMPLS = ["c", "python"]
+
+
+def shuffled(v: Any, rnd: random.Random) -> Any:
+    """The same JSON with every object's members in another order (images come in any order)."""
+    if type(v) is dict:
+        ks = list(v)
+        rnd.shuffle(ks)
+        return {k: shuffled(v[k], rnd) for k in ks}
+    if type(v) is list:
+        return [shuffled(x, rnd) for x in v]
+    return v
+
+
+def stream_record(seq: int, op: str, before: Any, after: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"Keys": {"pk": {"S": f"k{seq}"}}, "SequenceNumber": str(seq)}
+    if after is not None:
+        d["NewImage"] = after
+    if before is not None:
+        d["OldImage"] = before
+    return {"eventName": {"c": "INSERT", "u": "MODIFY", "d": "REMOVE"}[op], "eventID": f"e{seq}", "dynamodb": d}
+
+
+def typed_page(impl: str, rec: Rec, changes: list[tuple[str, Any, Any]], rnd: random.Random | None = None) -> Any:
+    """(records, misses) of one page of ``changes`` through ``impl``'s typed pass."""
+    handle = TypedSchema(rec, "t", KEYS)
+    cls = transcode.CTranscoder if impl == "c" else transcode.PyTranscoder
+    t = cls((("pk", "S"),), "t", "us-east-1", "arn:stream", "shard-1", records=("topic", handle))
+    raw = [stream_record(i + 100, *ch) for i, ch in enumerate(changes)]
+    body = orjson.dumps({"Records": [shuffled(r, rnd) if rnd else r for r in raw]})
+    plan = handle.stream_plan if impl == "c" else object()
+    records, last, _, misses = t.page(body, TS, plan, handle)
+    assert last == str(99 + len(changes))
+    assert all(type(records[i]) is bytes for i in misses)
+    return records, misses
+
+
+def reference(rec: Rec, record: Any, before: Any, after: Any) -> bytes | None:
+    """The typed envelope's body by the Python writer (encode.py)."""
+    return _typed_envelope(rec, record.op, before, after, record.position, TS)
+
+
+@needs_transcoder
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(items, min_size=1, max_size=4), st.booleans(), st.randoms(use_true_random=False))
+def test_stream_equals_python_where_it_writes(seen: list[dict[str, Any]], widen: bool, rnd: random.Random) -> None:
+    """Where the one pass takes an image its bytes are the Python writer's; where the Python
+    writer refuses one, the one pass hands the record back (misses). The twin agrees."""
+    rec = Rec()
+    for item in seen[:-1]:
+        try:
+            rec = absorb_item(rec, item, "record", widen)
+        except ConversionError:
+            pass
+    item, old = seen[-1], seen[0]
+    changes = [("c", None, item), ("u", old, item), ("d", item, None)]
+    for impl in IMPLS:
+        records, misses = typed_page(impl, rec, changes, rnd)
+        written = [r for r in records if type(r) is not bytes and not r.tombstone]
+        assert len(written) + len(misses) == 3
+        by_seq = {r.position["sequence_number"]: r for r in written}
+        for i, (_, before, after) in enumerate(changes):
+            r = by_seq.get(str(100 + i))
+            want = _typed_envelope(rec, "cud"[i], before, after, {
+                "connector": "dynamodb", "table": "t", "region": "us-east-1", "stream_arn": "arn:stream",
+                "shard_id": "shard-1", "sequence_number": str(100 + i), "event_id": f"e{100 + i}",
+                "approximate_creation_ms": None, "ttl_delete": False}, TS)
+            if r is None:
+                continue  # handed back (the C pass may hand back more than Python refuses)
+            assert r.encoded_value == want and want is not None
+            assert r.encoded_key == b"\x08k" + str(100 + i).encode()
+        if want is None:
+            assert by_seq.get("102") is None
+
+
+@needs_transcoder
+@settings(max_examples=80, deadline=None)
+@given(items, st.randoms(use_true_random=False))
+def test_stream_takes_what_the_schema_was_grown_from(item: dict[str, Any], rnd: random.Random) -> None:
+    """A steady table is all one pass: an image of the attributes its schema was grown from,
+    in any member order, is written in C (no record handed back), with the Python writer's bytes."""
+    try:
+        rec = absorb_item(Rec(), item, "record", True)
+    except ConversionError:
+        return
+    records, misses = typed_page("c", rec, [("c", None, item), ("u", item, item)], rnd)
+    if reference(rec, records[0], None, item) is None:
+        return
+    assert misses == []
+    assert records[0].encoded_value == reference(rec, records[0], None, item)
+    assert records[1].encoded_value == reference(rec, records[1], item, item)
+
+
+@needs_transcoder
+@given(numbers, st.sampled_from([Prim("long"), Prim("double"), Dec(38, 0), Dec(38, 10), Dec(10, 2), Dec(1, 0)]))
+def test_stream_numbers_exactly_as_python(text: str, t: Any) -> None:
+    rec = Rec((Field("n", t),))
+    item = {"n": {"N": text}}
+    (r, *_), misses = typed_page("c", rec, [("c", None, item)])
+    want = reference(rec, r, None, item) if not misses else None
+    if not misses:
+        assert r.encoded_value == want
+    else:
+        assert python(rec, item) is None  # plain number text is never handed back when it fits
+
+
+@needs_transcoder
+def test_stream_unions_defaults_and_hand_backs() -> None:
+    rec = Rec((
+        Field("q", Prim("long"), nullable=False, default=3, has_default=True),
+        Field("s", Prim("string")),
+        Field("u", UnionT((Prim("long"), Prim("double"), Prim("string")))),
+        Field("m", Rec((Field("a", Arr(Prim("long"))), Field("b", Prim("boolean"))))),
+        Field("ss", Arr(Prim("string"))),
+        Field("d", Dec(38, 2)),
+    ))
+    fits = [
+        {"s": {"S": "x"}},  # q missing: its default; the rest null
+        {"q": {"NULL": True}, "u": {"N": "1.5"}, "m": {"M": {"b": {"BOOL": True}, "a": {"L": [{"N": "1"}, {"NULL": True}]}}}},
+        {"u": {"S": "é\n\"q\""}, "ss": {"SS": ["a", "b"]}, "d": {"N": "-12345678901234567890123456789012345.67"}, "q": {"N": "7"}},
+        {"u": {"N": "9223372036854775807"}, "m": {"M": {}}, "d": {"N": "0.10"}},
+        {"u": {"N": "-0"}, "d": {"N": "1E+2"}},
+    ]
+    handed_back = [
+        {"s": {"S": "x"}, "new": {"S": "y"}},      # no field yet: the schema grows
+        {"s": {"N": "1"}},                          # a conflict
+        {"u": {"BOOL": True}},                      # no branch takes it
+        {"m": {"M": {"c": {"S": "z"}}}},            # a nested map gains a key
+        {"d": {"N": "0.001"}},                      # does not fit decimal(38, 2): never rounded
+        {"s": {"NULL": False}},                     # not DynamoDB data
+        {"u": {"N": "1e400"}},                      # fits no numeric branch exactly
+    ]
+    changes = [("c", None, x) for x in fits + handed_back]
+    for impl in IMPLS:
+        records, misses = typed_page(impl, rec, changes)
+        assert misses == list(range(len(fits), len(fits) + len(handed_back)))
+        for r, x in zip(records, fits, strict=False):
+            assert r.encoded_value == reference(rec, r, None, x)
+        for i, x in zip(misses, handed_back, strict=True):
+            assert orjson.loads(records[i])["dynamodb"]["NewImage"] == x
+
+
+@needs_transcoder
+def test_stream_page_fails_as_the_envelope_fails() -> None:
+    """Invalid input fails the page (ValueError: the general path), as for the envelope, even
+    in an image the plan does not take."""
+    rec = Rec((Field("s", Prim("string")),))
+    handle = TypedSchema(rec, "t", KEYS)
+    for impl in IMPLS:
+        cls = transcode.CTranscoder if impl == "c" else transcode.PyTranscoder
+        t = cls((("pk", "S"),), "t", "us-east-1", "arn:stream", "shard-1", records=("topic", handle))
+        plan = handle.stream_plan if impl == "c" else object()
+        for image in ({"s": {"S": "x"}, "new": {"Q": "1"}}, {"s": {"S": "x", "N": "1"}}, {"b": {"B": "abc"}}):
+            body = orjson.dumps({"Records": [stream_record(1, "c", None, image)]})
+            with pytest.raises(ValueError):
+                t.page(body, TS, plan, handle)
+
+
+@needs_transcoder
+def test_page_reader_typed_one_pass_grows_the_schema_in_order() -> None:
+    """The Streams reader of a typed table: records the plan takes come from C with the handle
+    they were written by; one it hands back goes the general way (the schema grows there) in
+    its place; the next page is written by the grown plan. Every value is the Python writer's
+    bytes under its own record's handle, and the records are those of the general path."""
+    cfg = TypedValueConfig.model_validate({"shape": "typed", "sample_items": 0})
+    typed = TypedTable("t", KEYS, cfg)
+    ctx = StreamContext("topic", "t", "us-east-1", KEYS, "arn:stream", "shard-1", typed=typed)
+    reader = PageReader(ctx)
+    a, b = {"pk": {"S": "k"}, "n": {"N": "1"}}, {"pk": {"S": "k"}, "n": {"N": "2"}, "tag": {"S": "x"}}
+    changes = [("c", None, a), ("u", a, a), ("u", a, b), ("u", b, b), ("d", b, None)]
+    body = orjson.dumps({"Records": [stream_record(i + 100, *ch) for i, ch in enumerate(changes)]})
+    first = typed.handle
+    records, last, _ = reader.read(body)  # the first record grows {} to {pk, n}, the third adds tag
+    assert last == "104"
+    assert [(r.position["sequence_number"], r.tombstone) for r in records] == [
+        ("100", False), ("101", False), ("102", False), ("103", False), ("104", False), ("104", True)]
+    assert typed.handle is not first and [f.attribute for f in typed.handle.rec.fields] == ["pk", "n", "tag"]
+    for r, (op, before, after) in zip(records, changes, strict=False):
+        assert r.schema.rec.get("pk") is not None
+        assert r.encoded_value == _typed_envelope(r.schema.rec, op, before, after, r.position, r.ts_ms)
+    again, _, _ = reader.read(body)  # steady now: all one pass, one handle
+    assert all(type(r).__name__ == "StreamRecord" and r.schema is typed.handle for r in again)
+    assert [r.encoded_value for r in again[2:]] == [r.encoded_value for r in records[2:]]
+    framed = transcode.frame_records(again, b"\0\0\0\0\x01", b"\0\0\0\0\x02")
+    assert framed is not None and framed[1][0] == b"\0\0\0\0\x02" + again[0].encoded_value
+    assert transcode.frame_records(records, b"\0\0\0\0\x01", b"\0\0\0\0\x02") is None  # two handles: framed one by one
