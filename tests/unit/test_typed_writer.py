@@ -284,3 +284,24 @@ def test_page_reader_typed_one_pass_grows_the_schema_in_order() -> None:
     framed = transcode.frame_records(again, b"\0\0\0\0\x01", b"\0\0\0\0\x02")
     assert framed is not None and framed[1][0] == b"\0\0\0\0\x02" + again[0].encoded_value
     assert transcode.frame_records(records, b"\0\0\0\0\x01", b"\0\0\0\0\x02") is None  # two handles: framed one by one
+
+
+def test_a_widened_declared_default_is_written_as_its_first_branch() -> None:
+    """``nullable: false`` with a default, widened to a union by ``widen``: a missing attribute
+    is the default as the union's first branch (index 0), which is what Avro readers expect."""
+    import io
+    import json
+
+    import fastavro
+
+    rec = Rec((Field("q", UnionT((Prim("long"), Prim("string"))), nullable=False, default=3, has_default=True),))
+    assert python(rec, {}) == python(rec, {"q": {"NULL": True}}) == b"\x00\x06"
+    if Plan is not None:
+        assert c(rec, {}) == b"\x00\x06"
+    handle = TypedSchema(rec, "t", KEYS, image="after")
+    schema = fastavro.parse_schema(json.loads(handle.value_schema))
+    assert fastavro.schemaless_reader(io.BytesIO(b"\x00\x06"), schema) == {"q": 3}
+    for impl in IMPLS if transcode.CTypedPlan is not None else ["python"]:
+        (r,), misses = typed_page(impl, rec, [("c", None, {})])
+        assert misses == [] and r.encoded_value == reference(rec, r, None, {})
+        assert r.encoded_value[:5] == b"\x02c\x00\x02" + b"\x00" and r.encoded_value[5] == 6
