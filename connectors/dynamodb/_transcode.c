@@ -1306,6 +1306,13 @@ tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int ne
     return 1;
 }
 
+static inline int
+buf_grow_to(Buf *b, Py_ssize_t n)
+{
+    RESERVE(b, n);
+    return 0;
+}
+
 static int tw_record(Parser *ps, const PNode *t, Buf *out, int depth);
 static int tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf *out, int depth);
 
@@ -1429,15 +1436,24 @@ tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf 
     if (peek(ps) != '{')
         return 0;
     ps->p++;
-    const unsigned char *s;
+    const unsigned char *s, *p;
     Py_ssize_t n;
+    int k = -1, r;
     if (peek(ps) != '"')
         return 0;
-    if (member_name(ps, &s, &n) < 0)
-        return -1;
-    int k = type_index(s, n), r;
-    if (k < 0)
-        return 0;
+    p = ps->p;
+    /* fast path, as put_attribute's: a plain type name followed directly by ':' */
+    if (ps->end - p >= 7) {
+        n = p[2] == '"' ? 1 : p[3] == '"' ? 2 : p[5] == '"' ? 4 : 0;
+        if (n && p[n + 2] == ':' && (k = type_index(p + 1, n)) >= 0)
+            ps->p = p + n + 3;
+    }
+    if (k < 0) {
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        if ((k = type_index(s, n)) < 0)
+            return 0;
+    }
     if (k == T_NULL) {
         int v, c = peek(ps);
         if (c != 't')
@@ -1465,12 +1481,85 @@ tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf 
     return 1;
 }
 
+/* A field the item does not hold: null, or a non-null field's default; 0: it has none. */
+static inline int
+tw_absent(const PField *f, Buf *out)
+{
+    if (f->nullable) {
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 1;
+    }
+    if (f->dflt == NULL)
+        return 0;
+    RESERVE(out, f->dlen);
+    memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
+    out->len += f->dlen;
+    return 1;
+}
+
+/* Record t with the item's attributes in the plan's order (the usual case: the schema was
+ * grown from items like it): each value written straight to out. 2: not in order (or a field
+ * missing that has no default, which may come later), for tw_record_spans. */
+static int
+tw_record_in_order(Parser *ps, const PNode *t, Buf *out, int depth)
+{
+    ps->p++;
+    int nf = t->nfields, next = 0, more = 0, r;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n;
+            if (peek(ps) != '"')
+                return 0;
+            if (member_name(ps, &s, &n) < 0)
+                return -1;
+            int i = next;
+            while (i < nf && !(t->fields[i].nlen == n && memcmp(t->fields[i].name, s, (size_t)n) == 0))
+                i++;
+            if (i == nf)
+                return 2; /* an earlier field, a name twice, or none: the spans decide */
+            for (; next < i; next++)
+                if ((r = tw_absent(&t->fields[next], out)) <= 0)
+                    return r < 0 ? -1 : 2;
+            const PField *f = &t->fields[i];
+            if ((r = tw_position(ps, &f->types, f->nullable, f, out, depth)) <= 0)
+                return r;
+            next = i + 1;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    for (; next < nf; next++)
+        if ((r = tw_absent(&t->fields[next], out)) <= 0)
+            return r;
+    return 1;
+}
+
+static int tw_record_spans(Parser *ps, const PNode *t, Buf *out, int depth);
+
 /* An item or M (a JSON object of name -> attribute value) as record t. */
 static int
 tw_record(Parser *ps, const PNode *t, Buf *out, int depth)
 {
     if (depth > MAX_AV_DEPTH || peek(ps) != '{')
         return 0;
+    const unsigned char *start = ps->p;
+    Py_ssize_t mark = out->len;
+    int r = tw_record_in_order(ps, t, out, depth);
+    if (r != 2)
+        return r;
+    ps->p = start;
+    out->len = mark;
+    return tw_record_spans(ps, t, out, depth);
+}
+
+/* Record t with the attributes in any order: values to the depth's level buffer, then copied
+ * out in the plan's order. */
+static int
+tw_record_spans(Parser *ps, const PNode *t, Buf *out, int depth)
+{
     ps->p++;
     Transcoder *T = ps->t;
     Py_ssize_t mark = T->levels[depth].len, base = T->nspans, nf = t->nfields;
@@ -1525,25 +1614,16 @@ tw_record(Parser *ps, const PNode *t, Buf *out, int depth)
     Buf *lv = &T->levels[depth];
     for (Py_ssize_t i = 0; i < nf; i++) {
         TSpan sp = T->spans[base + i];
-        const PField *f = &t->fields[i];
         if (sp.len >= 0) {
-            RESERVE(out, sp.len);
+            if (buf_grow_to(out, sp.len) < 0) {
+                r = -1;
+                goto out;
+            }
             memcpy(out->d + out->len, lv->d + sp.off, (size_t)sp.len);
             out->len += sp.len;
         }
-        else if (f->nullable) {
-            RESERVE(out, 1);
-            out->d[out->len++] = 0;
-        }
-        else if (f->dflt != NULL) {
-            RESERVE(out, f->dlen);
-            memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
-            out->len += f->dlen;
-        }
-        else {
-            r = 0;
+        else if ((r = tw_absent(&t->fields[i], out)) <= 0)
             goto out;
-        }
     }
     r = 1;
 out:
