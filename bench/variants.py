@@ -141,10 +141,15 @@ def context(topic: str, shard_id: str = "shardId-bench-0", typed: Any = None) ->
     return StreamContext(topic, TABLE, REGION, KEY_FIELDS, STREAM_ARN, shard_id, typed=typed)
 
 
-def typed_table() -> TypedTable:
-    """The workload table with ``value: {shape: typed}`` (one per bridge process, as there).
-    ``widen``: the wide items' lists mix records, strings, booleans and lists."""
-    return TypedTable(TABLE, KEY_FIELDS, TypedValueConfig.model_validate({"shape": "typed", "on_conflict": "widen"}))
+def typed_table(pages: Pages) -> TypedTable:
+    """The workload table with ``value: {shape: typed}`` (one per bridge process, as there),
+    started as the bridge starts one (connectors/dynamodb/typed/start.py): from a sample of the
+    table's items, here the first page's. ``widen``: the wide items' lists mix records,
+    strings, booleans and lists."""
+    t = TypedTable(TABLE, KEY_FIELDS, TypedValueConfig.model_validate({"shape": "typed", "on_conflict": "widen"}))
+    t.absorb_items(r["dynamodb"].get("NewImage") or r["dynamodb"]["OldImage"]
+                   for r in orjson.loads(pages.bodies[0])["Records"])
+    return t
 
 
 # --------------------------------------------------------------------------- ceiling
@@ -418,7 +423,7 @@ def bridge(pages: Pages, n_pages: int, shards: int, conf: dict[str, Any], serial
         records_module.Transcoder = None
     try:
         run = run_bridge(pages, per_shard, shards, conf, serializer, topic, gc_tuned=gc_tuned,
-                         typed=typed_table() if typed else None)
+                         typed=typed_table(pages) if typed else None)
     finally:
         records_module.Transcoder = saved
     records = per_shard * shards * pages.per_page

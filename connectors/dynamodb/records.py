@@ -270,7 +270,7 @@ class PageReader:
                 if handle.stream_plan is None:  # an M kept as AttributeValues
                     return self._general(body)
                 page, last_seq, next_iterator, misses = self._transcoder.page(body, ts_ms, handle.stream_plan, handle)
-                return (self._typed_misses(page, misses, ts_ms) if misses else page), last_seq, next_iterator
+                return (self._typed_misses(page, misses, ts_ms, handle) if misses else page), last_seq, next_iterator
             page, last_seq, next_iterator = self._transcoder.page(body, ts_ms)
         except ValueError as e:
             log.info("%s %s: page takes the general path: %s", self._ctx.table, self._ctx.shard_id, e)
@@ -287,15 +287,27 @@ class PageReader:
                                         tombstone=True, encoded_key=key_avro))
         return out, last_seq, next_iterator
 
-    def _typed_misses(self, page: list[Any], misses: list[int], ts_ms: int) -> list[SourceRecord]:
+    def _typed_misses(self, page: list[Any], misses: list[int], ts_ms: int, tried: Any) -> list[SourceRecord]:
         """The page with each record the plan did not take (its JSON, at the listed places)
-        converted the general way, in order (the schema grows here, one record at a time)."""
+        in its place, in order: written by the current version's plan where the schema has
+        grown since (a page's first new attribute would otherwise send the whole page the slow
+        way), else converted the general way, which grows the schema or applies the policy.
+        ``tried``: the version whose plan wrote the page."""
+        typed, ctx = self._ctx.typed, self._ctx
         out: list[SourceRecord] = []
         done = 0
         for i in misses:
             out += page[done:i]
-            out += from_stream_records([orjson.loads(page[i])], self._ctx, ts_ms)
             done = i + 1
+            handle = typed.handle
+            if handle is not tried and handle.stream_plan is not None:
+                again, _, _, missed = self._transcoder.page(b'{"Records":[' + page[i] + b"]}", ts_ms,
+                                                            handle.stream_plan, handle)
+                if not missed:
+                    out += again
+                    continue
+                tried = handle  # this version did not take it: the general way grows the next
+            out += from_stream_records([orjson.loads(page[i])], ctx, ts_ms)
         out += page[done:]
         return out
 

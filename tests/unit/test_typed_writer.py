@@ -274,6 +274,9 @@ def test_page_reader_typed_one_pass_grows_the_schema_in_order() -> None:
     assert [(r.position["sequence_number"], r.tombstone) for r in records] == [
         ("100", False), ("101", False), ("102", False), ("103", False), ("104", False), ("104", True)]
     assert typed.handle is not first and [f.attribute for f in typed.handle.rec.fields] == ["pk", "n", "tag"]
+    # after the schema grew, the page's next records are written in C by the grown version
+    assert [type(r).__name__ for r in records] == ["ChangeRecord", "StreamRecord", "ChangeRecord", "StreamRecord",
+                                                    "StreamRecord", "StreamRecord"]
     for r, (op, before, after) in zip(records, changes, strict=False):
         assert r.schema.rec.get("pk") is not None
         assert r.encoded_value == _typed_envelope(r.schema.rec, op, before, after, r.position, r.ts_ms)
