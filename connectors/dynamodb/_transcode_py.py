@@ -34,7 +34,7 @@ _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 _SCALAR_TYPES = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
 _LONG_MIN, _LONG_MAX = -9223372036854775808.0, 9223372036854775808.0
 
-Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes]
+Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes | None]  # value None: typed, not in the plan
 
 
 def _bad(message: str) -> ValueError:

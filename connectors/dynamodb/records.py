@@ -252,9 +252,9 @@ class PageReader:
         typed = ctx.typed
         # Typed images in the transcoder's pass need its records, and a key with no binary
         # attribute (moto's binary Keys are mended from the image on the general path only).
-        usable = Transcoder is not None and (typed is None or (
-            RECORDS_IN_ONE_PASS and typed.cfg.image == "envelope" and all(k.type != "B" for k in ctx.key_fields)))
-        self._transcoder = None if not usable else Transcoder(
+        usable = typed is None or (
+            RECORDS_IN_ONE_PASS and typed.cfg.image == "envelope" and all(k.type != "B" for k in ctx.key_fields))
+        self._transcoder = None if Transcoder is None or not usable else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
             records=(ctx.topic, ctx.schema if typed is None else typed.handle) if RECORDS_IN_ONE_PASS else None,
         )
@@ -293,7 +293,8 @@ class PageReader:
         grown since (a page's first new attribute would otherwise send the whole page the slow
         way), else converted the general way, which grows the schema or applies the policy.
         ``tried``: the version whose plan wrote the page."""
-        typed, ctx = self._ctx.typed, self._ctx
+        typed, ctx, transcoder = self._ctx.typed, self._ctx, self._transcoder
+        assert transcoder is not None
         out: list[SourceRecord] = []
         done = 0
         for i in misses:
@@ -301,8 +302,8 @@ class PageReader:
             done = i + 1
             handle = typed.handle
             if handle is not tried and handle.stream_plan is not None:
-                again, _, _, missed = self._transcoder.page(b'{"Records":[' + page[i] + b"]}", ts_ms,
-                                                            handle.stream_plan, handle)
+                again, _, _, missed = transcoder.page(b'{"Records":[' + page[i] + b"]}", ts_ms,
+                                                      handle.stream_plan, handle)
                 if not missed:
                     out += again
                     continue

@@ -21,9 +21,10 @@ transcoder's records (or of one ItemWriter's) for the producer without copying t
 pages or files encode on several cores; ``PyItemWriter`` is its twin, held to identical
 bytes by tests/unit/test_item_writer.py.
 
-``Transcoder.page(body, ts_ms, plan, schema)`` writes typed images instead (``TypedPlan``,
-compiled from a typed schema by connectors/dynamodb/typed/plan.py): records whose images are
-not plainly in the plan come back as their JSON for the Python writer (records.PageReader).
+``Transcoder.page(body, ts_ms, plan, schema)`` writes typed images instead (the C module's
+``TypedPlan``, compiled from a typed schema by connectors/dynamodb/typed/plan.py): records whose
+images are not plainly in the plan come back as their JSON for the Python writer
+(records.PageReader).
 
 ``Transcoder`` is the C one; it is None where the extension was not built, or when
 ``BRIDGE_PURE_PYTHON=1`` is set. The Streams reader then takes the general path (orjson,
@@ -46,7 +47,7 @@ from connectors.dynamodb._transcode_py import Transcoder as PyTranscoder
 
 __all__ = [
     "CItemWriter", "CTranscoder", "IMPLEMENTATION", "ItemWriter", "MAX_ATTRIBUTE_DEPTH", "PyItemWriter",
-    "PyTranscoder", "RECORD_FIELDS", "Transcoder", "TypedPlan", "frame_records", "startup_line",
+    "PyTranscoder", "RECORD_FIELDS", "Transcoder", "frame_records", "startup_line",
 ]
 
 # Why the C transcoder is not in use (None when it is): the start-up line says it, because the
@@ -57,7 +58,7 @@ _FALLBACK_REASON: str | None = None
 try:
     from connectors.dynamodb import _transcode  # type: ignore[attr-defined]  # the C extension, if compiled
 except ImportError as e:  # not compiled here (no compiler at install time)
-    CTranscoder = frame_records = CItemWriter = CTypedPlan = None
+    CTranscoder = frame_records = CItemWriter = None
     _FALLBACK_REASON = f"the C extension was not built ({e})"
 else:
     # A stale build of an older _transcode.c is not used.
@@ -66,7 +67,6 @@ else:
     )
     CTranscoder = _transcode.Transcoder if same else None
     CItemWriter = getattr(_transcode, "ItemWriter", None) if same else None
-    CTypedPlan = getattr(_transcode, "TypedPlan", None) if same else None
     _frame_streams = _transcode.frame
     _frame_items = getattr(_transcode, "frame_items", None)
 
@@ -88,8 +88,6 @@ Transcoder = None if _PURE else CTranscoder
 # Scan pages and export lines in one pass (the C writer only: in pure Python the general path,
 # orjson and connectors.dynamodb.avro in the serializer, is the faster one, as for streams).
 ItemWriter = None if _PURE else CItemWriter
-# Typed images in the same pass (connectors/dynamodb/typed/plan.py compiles the plans).
-TypedPlan = None if _PURE else CTypedPlan
 IMPLEMENTATION = "c" if Transcoder is not None else "python"
 
 

@@ -26,10 +26,13 @@ try:
 except ImportError:  # not compiled here
     Plan = None
 
-from connectors.dynamodb.transcode import TypedPlan  # noqa: E402  (None: no C transcoder)
+try:  # the C transcoder's typed plans (a build of an older _transcode.c has none)
+    from connectors.dynamodb._transcode import TypedPlan  # type: ignore[attr-defined]
+except ImportError:
+    TypedPlan = None
 
 AVAILABLE = Plan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
-STREAM_AVAILABLE = TypedPlan is not None
+STREAM_AVAILABLE = TypedPlan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
 
 
 class _NoPlan(Exception):
