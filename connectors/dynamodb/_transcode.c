@@ -1279,12 +1279,9 @@ tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int ne
         if (!num_unscaled(x, t->scale, t->precision, &u))
             return 0;
         /* two's complement, big-endian, in the fewest bytes (Java's BigInteger.toByteArray) */
-        unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u;
-        int bits = 0;
-        while (a) {
-            bits++;
-            a >>= 1;
-        }
+        unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u; /* bit_length(|u|) */
+        uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+        int bits = hi ? 128 - __builtin_clzll(hi) : lo ? 64 - __builtin_clzll(lo) : 0;
         int nb = (bits + 8) / 8;
         RESERVE(out, nb + 10);
         put_varint(out, zigzag(nb));
