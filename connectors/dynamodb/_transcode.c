@@ -1263,6 +1263,35 @@ num_double(const unsigned char *s, Py_ssize_t n, int neg, const Num *x, double *
     return 1;
 }
 
+/* A decimal's unscaled value: two's complement, big-endian, in the fewest bytes (Java's
+ * BigInteger.toByteArray). */
+static int
+put_decimal(Buf *out, __int128 u)
+{
+    unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u; /* bit_length(|u|) */
+    uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+    int bits = hi ? 128 - __builtin_clzll(hi) : lo ? 64 - __builtin_clzll(lo) : 0;
+    int nb = (bits + 8) / 8;
+    RESERVE(out, nb + 10);
+    put_varint(out, zigzag(nb));
+    unsigned __int128 v = (unsigned __int128)u;
+    for (int i = nb - 1; i >= 0; i--) {
+        out->d[out->len + i] = (unsigned char)(v & 0xFF);
+        v >>= 8;
+    }
+    out->len += nb;
+    return 1;
+}
+
+static int
+put_double(Buf *out, double f)
+{
+    RESERVE(out, 8);
+    memcpy(out->d + out->len, &f, 8); /* little-endian hosts (x86-64, arm64) */
+    out->len += 8;
+    return 1;
+}
+
 /* Number text as branch t (long, double or decimal): 1 written, 0 does not fit, -1 error. */
 static int
 tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int neg, const Num *x)
@@ -1275,32 +1304,93 @@ tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int ne
         put_varint(out, zigzag((int64_t)u));
         return 1;
     }
-    if (t->kind == P_DEC) {
-        if (!num_unscaled(x, t->scale, t->precision, &u))
-            return 0;
-        /* two's complement, big-endian, in the fewest bytes (Java's BigInteger.toByteArray) */
-        unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u; /* bit_length(|u|) */
-        uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
-        int bits = hi ? 128 - __builtin_clzll(hi) : lo ? 64 - __builtin_clzll(lo) : 0;
-        int nb = (bits + 8) / 8;
-        RESERVE(out, nb + 10);
-        put_varint(out, zigzag(nb));
-        unsigned __int128 v = (unsigned __int128)u;
-        for (int i = nb - 1; i >= 0; i--) {
-            out->d[out->len + i] = (unsigned char)(v & 0xFF);
-            v >>= 8;
-        }
-        out->len += nb;
-        return 1;
-    }
+    if (t->kind == P_DEC)
+        return num_unscaled(x, t->scale, t->precision, &u) ? put_decimal(out, u) : 0;
     double f;
     int r = num_double(s, n, neg, x, &f);
-    if (r <= 0)
-        return r;
-    RESERVE(out, 8);
-    memcpy(out->d + out->len, &f, 8); /* little-endian hosts (x86-64, arm64) */
-    out->len += 8;
+    return r <= 0 ? r : put_double(out, f);
+}
+
+/* The common number: plain text (-?digits[.digits], no exponent) of at most 18 digits, read in
+ * one pass. m: its digits without trailing zeros (0: zero), nd: how many, exp: the power of ten
+ * of m's last digit. */
+typedef struct {
+    int neg, nd, exp;
+    uint64_t m;
+} Small;
+
+static int
+small_num(const unsigned char *s, Py_ssize_t n, Small *x)
+{
+    Py_ssize_t i = 0;
+    int digits = 0, frac = 0;
+    uint64_t m = 0;
+    x->neg = 0;
+    if (i < n && s[i] == '-') {
+        x->neg = 1;
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9' && digits <= 18; i++, digits++)
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    if (!digits)
+        return 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        for (; i < n && s[i] >= '0' && s[i] <= '9' && digits <= 18; i++, digits++, frac++)
+            m = m * 10 + (uint64_t)(s[i] - '0');
+        if (!frac)
+            return 0;
+    }
+    if (i != n || digits > 18)
+        return 0;
+    x->exp = m ? -frac : 0;
+    x->nd = 0;
+    if (m)
+        while (m % 10 == 0) {
+            m /= 10;
+            x->exp++;
+        }
+    x->m = m;
+    for (uint64_t t = m; t; t /= 10)
+        x->nd++;
     return 1;
+}
+
+static const uint64_t UPOW10[] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+                                  100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
+                                  1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+                                  1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+                                  1000000000000000000ULL};
+
+/* tw_number for a Small: 1 written, 0 does not fit, 2 not sure (a double beyond the fast
+ * path): tw_number decides. */
+static int
+tw_small(Buf *out, const PNode *t, const Small *x)
+{
+    if (t->kind == P_LONG) {
+        if (x->exp < 0)
+            return 0; /* a fraction */
+        int64_t v = (int64_t)(x->m * UPOW10[x->exp]); /* at most 18 digits: fits */
+        RESERVE(out, 10);
+        put_varint(out, zigzag(x->neg ? -v : v));
+        return 1;
+    }
+    if (t->kind == P_DEC) {
+        int shift = x->exp + t->scale;
+        if (shift < 0 || (x->m && x->nd + shift > t->precision))
+            return 0;
+        __int128 u = (__int128)x->m;
+        for (int i = 0; i < shift; i++)
+            u *= 10;
+        return put_decimal(out, x->neg ? -u : u);
+    }
+    if (x->m == 0)
+        return put_double(out, x->neg ? -0.0 : 0.0);
+    if (x->nd > 15 || x->exp < -22 || x->exp > 22)
+        return 2;
+    double v = (double)x->m; /* as num_double's fast path */
+    v = x->exp >= 0 ? v * POW10[x->exp] : v / POW10[-x->exp];
+    return put_double(out, x->neg ? -v : v);
 }
 
 static inline int
@@ -1343,11 +1433,9 @@ tw_value(Parser *ps, const PBranches *bs, int nullable, int k, Buf *out, int dep
         Py_ssize_t n;
         if (read_string(ps, &s, &n) < 0)
             return -1;
+        Small sm = {0};
         Num x;
-        if (!parse_num(s, n, &x))
-            return 0;
-        int neg = x.neg;
-        num_norm(&x);
+        int small = small_num(s, n, &sm), parsed = 0, neg = 0;
         for (int i = 0; i < bs->n; i++) {
             const PNode *b = bs->v[i];
             if (b->kind != P_LONG && b->kind != P_DOUBLE && b->kind != P_DEC)
@@ -1355,7 +1443,17 @@ tw_value(Parser *ps, const PBranches *bs, int nullable, int k, Buf *out, int dep
             Py_ssize_t mark = out->len;
             if (tw_index(out, i, nullable, bs->n) < 0)
                 return -1;
-            int r = tw_number(out, b, s, n, neg, &x);
+            int r = small ? tw_small(out, b, &sm) : 2;
+            if (r == 2) {
+                if (!parsed) {
+                    if (!parse_num(s, n, &x))
+                        return 0; /* not plain number text: the Python writer decides */
+                    neg = x.neg;
+                    num_norm(&x);
+                    parsed = 1;
+                }
+                r = tw_number(out, b, s, n, neg, &x);
+            }
             if (r != 0)
                 return r;
             out->len = mark;

@@ -203,6 +203,25 @@ def test_stream_numbers_exactly_as_python(text: str, t: Any) -> None:
         assert python(rec, item) is None  # plain number text is never handed back when it fits
 
 
+EDGE_NUMBERS = ["0", "-0", "0.0", "-0.0", "00.500", "2.00", "-2.50", "123456789012345678", "-999999999999999999",
+                "1234567890123456789", "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+                "0.000000000000000001", "123456789012345.6", "1234567890123456.7", "0.1", "1E+2", "1e-2", "-1E+10",
+                "12345678901234567890123456789012345678", "1.7976931348623157E+308", "5E-324", "1e23", "1e22"]
+
+
+@needs_transcoder
+@pytest.mark.parametrize("t", [Prim("long"), Prim("double"), Dec(38, 0), Dec(38, 2), Dec(20, 18), Dec(1, 0)])
+def test_stream_edge_numbers_exactly_as_python(t: Any) -> None:
+    rec = Rec((Field("n", t),))
+    records, misses = typed_page("c", rec, [("c", None, {"n": {"N": x}}) for x in EDGE_NUMBERS])
+    for i, (x, r) in enumerate(zip(EDGE_NUMBERS, records, strict=True)):
+        want = python(rec, {"n": {"N": x}})
+        if i in misses:
+            assert want is None, x
+        else:
+            assert r.encoded_value == reference(rec, r, None, {"n": {"N": x}}), x
+
+
 @needs_transcoder
 def test_stream_unions_defaults_and_hand_backs() -> None:
     rec = Rec((
