@@ -2,11 +2,11 @@
 
     python -m bench.typed_bench [--quick]
 
-Both shapes read the same pages through the Streams reader's PageReader: the envelope by the
-one-pass C transcoder (JSON bytes → Avro), typed by orjson + the typed C writer (_typed.c, a
-field plan compiled from the schema) + the per-record Python around it (source block, key,
-the handle of the record's schema version). Key and value bodies are written for every
-record in both. Runs are interleaved; the medians of records per CPU second are printed,
+Both shapes read the same pages through the Streams reader's PageReader, both in the C
+transcoder's one pass (JSON bytes → Avro): the envelope's images as maps of AttributeValues,
+typed images as records by the field plan compiled from the table's schema (TypedPlan; a
+record not plainly in it would go the general way, none does once the schema has grown from
+the first pages). Key and value bodies are written for every record in both. Runs are interleaved; the medians of records per CPU second are printed,
 with the ratio typed / envelope and the CPU seconds spent. No broker: this is the part of
 the pipeline the shape changes (producing costs both the same per byte). The collector is
 tuned as in the bridge process (bridge.gctune).
@@ -31,7 +31,7 @@ from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
 from connectors.dynamodb.schemas import KeyField  # noqa: E402
 from connectors.dynamodb.transcode import IMPLEMENTATION  # noqa: E402
 from connectors.dynamodb.typed import TypedTable, TypedValueConfig  # noqa: E402
-from connectors.dynamodb.typed.plan import AVAILABLE  # noqa: E402
+from connectors.dynamodb.typed.plan import STREAM_AVAILABLE  # noqa: E402
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
 
@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     tune_for_throughput()  # as the bridge process does (bridge_app/cli.py)
     pages, reps = (4, 3) if args.quick else (12, 5)
-    print(f"envelope: transcoder {IMPLEMENTATION}; typed: C plan writer {'on' if AVAILABLE else 'OFF (Python)'}; "
+    print(f"envelope: transcoder {IMPLEMENTATION}; typed: one-pass plan {'on' if STREAM_AVAILABLE else 'OFF (Python)'}; "
           f"{reps} interleaved runs of {pages} pages of 1,000 records, medians")
     print(f"  {'workload':8s} {'envelope rec/s/core':>20s} {'typed rec/s/core':>17s} {'ratio':>6s} "
           f"{'CPU s env':>10s} {'CPU s typed':>12s}")

@@ -1,18 +1,27 @@
-"""The C typed writer (``_typed.c``) and the Python one give identical bytes wherever the C
-one takes an item, and it takes the ordinary ones (it may hand anything unusual back)."""
+"""The C typed writers and the Python one give identical bytes wherever a C one takes an item,
+and they take the ordinary ones (they may hand anything unusual back): ``_typed.c`` from parsed
+items, and the transcoder's one pass (``_transcode.c``'s TypedPlan) from GetRecords JSON."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import ConversionError
+from connectors.dynamodb import transcode
+from connectors.dynamodb._transcode_py import _typed_envelope
+from connectors.dynamodb.records import PageReader, StreamContext
+from connectors.dynamodb.schemas import KeyField
+from connectors.dynamodb.typed import TypedTable, TypedValueConfig
 from connectors.dynamodb.typed.encode import encode_record
+from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.infer import absorb_item
-from connectors.dynamodb.typed.plan import AVAILABLE, Plan, spec
+from connectors.dynamodb.typed.plan import AVAILABLE, STREAM_AVAILABLE, Plan, spec
 from connectors.dynamodb.typed.types import Arr, Dec, Field, Prim, Rec, UnionT
 from tests.ddb_strategies import attribute_values, names, numbers
 
@@ -80,18 +89,6 @@ def test_declared_defaults_and_unknown_attributes() -> None:
 
 # ---- typed images in the transcoder's one pass (_transcode.c's TypedPlan; its twin in
 # _transcode_py.py writes with the Python writer): GetRecords JSON straight to typed Avro.
-
-import random  # noqa: E402
-
-import orjson  # noqa: E402
-
-from connectors.dynamodb import transcode  # noqa: E402
-from connectors.dynamodb._transcode_py import _typed_envelope  # noqa: E402
-from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
-from connectors.dynamodb.schemas import KeyField  # noqa: E402
-from connectors.dynamodb.typed import TypedTable, TypedValueConfig  # noqa: E402
-from connectors.dynamodb.typed.handle import TypedSchema  # noqa: E402
-from connectors.dynamodb.typed.plan import STREAM_AVAILABLE  # noqa: E402
 
 needs_transcoder = pytest.mark.skipif(transcode.CTranscoder is None or not STREAM_AVAILABLE,
                                       reason="the C transcoder was not built here (no compiler?)")
