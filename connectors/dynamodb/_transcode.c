@@ -9,7 +9,8 @@
  *               connectors.dynamodb.records.from_stream_records builds)
  *   key_avro    Avro body of the table's Key record (no Confluent framing)
  *   value_avro  Avro body of the Envelope record (no Confluent framing)
- * plus the page's last SequenceNumber and its NextShardIterator. Given records=(topic,
+ * plus the page's last SequenceNumber and its NextShardIterator. Given a TypedPlan (typed values,
+ * see "typed images" below), the images are typed records instead of maps. Given records=(topic,
  * schema), it returns StreamRecords instead of tuples, each REMOVE followed by its
  * tombstone: objects with bridge.task.SourceRecord's fields (RECORD_FIELDS), made for the hot
  * path (see StreamRecord below).
@@ -1078,9 +1079,10 @@ put_item(Parser *ps, Buf *out, int depth)
  * value: {shape: typed}: an image written as the typed Avro record of a field plan
  * (TypedPlan, compiled from connectors/dynamodb/typed/plan.py's spec) straight from the JSON,
  * with the bytes of the Python writer (connectors/dynamodb/typed/encode.py). Attributes come
- * in any order: each record's field values are written to its depth's level buffer and their
- * spans kept, then copied out in the plan's order, missing ones as null (or the declared
- * default). Only what is plainly in the plan is written: anything else (an attribute with no
+ * in any order: in the plan's order (the usual case) each value is written straight out;
+ * otherwise each record's field values go to its depth's level buffer, their spans kept, and
+ * are copied out in the plan's order; missing ones are null (or the declared default). Only
+ * what is plainly in the plan is written: anything else (an attribute with no
  * field, a value no branch takes, NULL false, a name twice, an unusual number text) returns
  * 0, "not taken", and the record goes to the Python writer, which grows the schema or applies
  * the conflict policy. Invalid JSON still fails the page (-1, ValueError), as in the envelope.
@@ -2881,10 +2883,10 @@ Transcoder_page(Transcoder *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*L|O!O:page", &view, &ts_ms, &TypedPlanType, &plan, &handle))
         return NULL;
     if (plan != NULL) {
-        if (handle == NULL || !self->records || self->binary_keys) {
+        if (handle == NULL || !self->records || self->binary_keys || ((TypedPlan *)plan)->root == NULL) {
             PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_ValueError, "page: a TypedPlan needs its schema handle, records=(topic, schema) "
-                                              "and a key without binary attributes");
+            PyErr_SetString(PyExc_ValueError, "page: a (compiled) TypedPlan needs its schema handle, records=(topic, "
+                                              "schema) and a key without binary attributes");
             return NULL;
         }
         if ((misses = PyList_New(0)) == NULL) {

@@ -59,20 +59,19 @@ def spec(rec: Rec) -> tuple[Any, ...]:
         for f in rec.fields))
 
 
-def compile_plan(rec: Rec) -> Any:
-    if not AVAILABLE:
+def _compile(make: Any, rec: Rec) -> Any:
+    if make is None:
         return None
     try:
-        return Plan(spec(rec))  # type: ignore[misc]
+        return make(spec(rec))
     except _NoPlan:
         return None
+
+
+def compile_plan(rec: Rec) -> Any:
+    return _compile(Plan if AVAILABLE else None, rec)
 
 
 def compile_stream_plan(rec: Rec) -> Any:
     """The C transcoder's plan of ``rec``, or None (no transcoder, or an M kept as AttributeValues)."""
-    if not STREAM_AVAILABLE:
-        return None
-    try:
-        return TypedPlan(spec(rec))  # type: ignore[misc]
-    except _NoPlan:
-        return None
+    return _compile(TypedPlan if STREAM_AVAILABLE else None, rec)
