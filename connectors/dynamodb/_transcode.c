@@ -220,6 +220,7 @@ typedef struct {
     /* typed images (page() given a TypedPlan): while a page is read, the plan's root and the
      * records' schema handle; per depth, a record's field values before they are put in order */
     PNode *plan;
+    int plan_after; /* image: after: the value is the new image alone */
     PyObject *handle;
     int typed_miss; /* the record's images are not plainly in the plan: the caller's */
     Buf levels[MAX_AV_DEPTH + 1];
@@ -1112,6 +1113,7 @@ struct PNode {
 typedef struct {
     PyObject_HEAD
     PNode *root;
+    int after; /* image: after */
 } TypedPlan;
 
 static PyTypeObject TypedPlanType;
@@ -1893,8 +1895,10 @@ error:
 static int
 TypedPlan_init(TypedPlan *self, PyObject *args, PyObject *kwds)
 {
+    static char *kwlist[] = {"spec", "after", NULL};
     PyObject *spec;
-    if (!PyArg_ParseTuple(args, "O:TypedPlan", &spec))
+    int after = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$p:TypedPlan", kwlist, &spec, &after))
         return -1;
     PNode *root = pnode_compile(spec);
     if (root == NULL)
@@ -1906,6 +1910,7 @@ TypedPlan_init(TypedPlan *self, PyObject *args, PyObject *kwds)
     }
     pnode_free(self->root);
     self->root = root;
+    self->after = after;
     return 0;
 }
 
@@ -1920,8 +1925,8 @@ static PyTypeObject TypedPlanType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.TypedPlan",
     .tp_basicsize = sizeof(TypedPlan),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "TypedPlan(spec): a typed record's field plan (connectors/dynamodb/typed/plan.py's spec),\n"
-              "for Transcoder.page(body, ts_ms, plan, schema).",
+    .tp_doc = "TypedPlan(spec, *, after=False): a typed record's field plan (connectors/dynamodb/typed/plan.py's\n"
+              "spec), for Transcoder.page(body, ts_ms, plan, schema); after: values are the new image alone.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)TypedPlan_init,
     .tp_dealloc = (destructor)TypedPlan_dealloc,
@@ -2019,7 +2024,7 @@ parse_image(Parser *ps, Buf *out, int *present)
         return 0;
     }
     out->len = 0;
-    if (ps->t->plan != NULL) {
+    if (ps->t->plan != NULL && !(ps->t->plan_after && out == &ps->t->before)) { /* after: no old image written */
         int r = typed_image(ps, out);
         if (r < 0)
             return -1;
@@ -2280,6 +2285,7 @@ typedef struct {
     PyObject *key;   /* bytes: header room + Avro key body */
     PyObject *value; /* bytes: header room + Avro envelope body; a tombstone keeps its delete's */
     PyObject *schema; /* typed: the handle of the plan that wrote it; NULL: the transcoder's */
+    PyObject *text;   /* typed, image: after: the source block (the *_at offsets are in it); NULL: value */
     int64_t ms;
     /* where source strings are in value; -1: null (event_id) or the transcoder's (region) */
     int32_t seq_at, seq_len, event_id_at, event_id_len, region_at, region_len;
@@ -2397,9 +2403,10 @@ StreamRecord_source(StreamRecord *r, void *closure)
     PyObject *src = PyDict_Copy(r->t->source_template);
     if (src == NULL)
         return NULL;
-    if (set_text(src, S.k_sequence_number, r->value, r->seq_at, r->seq_len) < 0 ||
-        (r->region_at >= 0 && set_text(src, S.k_region, r->value, r->region_at, r->region_len) < 0) ||
-        (r->event_id_at >= 0 && set_text(src, S.k_event_id, r->value, r->event_id_at, r->event_id_len) < 0) ||
+    PyObject *text = r->text ? r->text : r->value;
+    if (set_text(src, S.k_sequence_number, text, r->seq_at, r->seq_len) < 0 ||
+        (r->region_at >= 0 && set_text(src, S.k_region, text, r->region_at, r->region_len) < 0) ||
+        (r->event_id_at >= 0 && set_text(src, S.k_event_id, text, r->event_id_at, r->event_id_len) < 0) ||
         (r->ttl && PyDict_SetItem(src, S.k_ttl_delete, Py_True) < 0))
         goto error;
     if (r->has_ms) {
@@ -2508,7 +2515,7 @@ static PyGetSetDef StreamRecord_getset[] = {
 static PyObject *
 StreamRecord_repr(StreamRecord *r)
 {
-    PyObject *seq = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->value) + r->seq_at, r->seq_len, NULL);
+    PyObject *seq = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->text ? r->text : r->value) + r->seq_at, r->seq_len, NULL);
     if (seq == NULL)
         return NULL;
     PyObject *out = PyUnicode_FromFormat("StreamRecord(topic=%R, table=%R, op=%R, sequence_number=%R%s)",
@@ -2527,6 +2534,7 @@ StreamRecord_dealloc(StreamRecord *r)
     Py_DECREF(r->key);
     Py_DECREF(r->value);
     Py_XDECREF(r->schema);
+    Py_XDECREF(r->text);
     PyObject_Free(r);
 }
 
@@ -2552,6 +2560,7 @@ new_stream_record(Transcoder *t, PyObject *op, PyObject *ts_obj, PyObject *key, 
     r->key = Py_NewRef(key);
     r->value = Py_NewRef(value);
     r->schema = Py_XNewRef(t->handle);
+    r->text = NULL;
     return r;
 }
 
@@ -2602,23 +2611,43 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
         PyErr_SetString(PyExc_ValueError, "GetRecords page: record too large");
         return -1;
     }
-    PyObject *value = PyBytes_FromStringAndSize(NULL, total);
-    if (value == NULL)
-        return -1;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
-    memset(o, 0, HEADER);
-    o += HEADER;
-    *o++ = 2; /* op: a one-character string */
-    *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
-    *o++ = r->has_before == 1 ? 2 : 0;
-    memcpy(o, t->before.d, (size_t)nb);
-    o += nb;
-    *o++ = r->has_after == 1 ? 2 : 0;
-    memcpy(o, t->after.d, (size_t)na);
-    o += na;
-    memcpy(o, src->d, (size_t)src->len);
-    o += src->len;
-    memcpy(o, ts->d, (size_t)ts->len);
+    PyObject *value, *text = NULL;
+    int after_only = t->plan != NULL && t->plan_after;
+    if (after_only) {
+        /* typed, image: after: the value is the new image alone (a delete is its tombstone
+         * only); the source block, which the record's `position` is read from, beside it */
+        if ((text = PyBytes_FromStringAndSize((const char *)src->d, src->len)) == NULL)
+            return -1;
+        src_at = 0;
+        if (r->op == S.op_d)
+            value = Py_NewRef(text); /* never written: a tombstone's value is null */
+        else if ((value = PyBytes_FromStringAndSize(NULL, HEADER + na)) != NULL) {
+            memset(PyBytes_AS_STRING(value), 0, HEADER);
+            memcpy(PyBytes_AS_STRING(value) + HEADER, t->after.d, (size_t)na);
+        }
+        if (value == NULL) {
+            Py_DECREF(text);
+            return -1;
+        }
+    }
+    else {
+        if ((value = PyBytes_FromStringAndSize(NULL, total)) == NULL)
+            return -1;
+        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
+        memset(o, 0, HEADER);
+        o += HEADER;
+        *o++ = 2; /* op: a one-character string */
+        *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
+        *o++ = r->has_before == 1 ? 2 : 0;
+        memcpy(o, t->before.d, (size_t)nb);
+        o += nb;
+        *o++ = r->has_after == 1 ? 2 : 0;
+        memcpy(o, t->after.d, (size_t)na);
+        o += na;
+        memcpy(o, src->d, (size_t)src->len);
+        o += src->len;
+        memcpy(o, ts->d, (size_t)ts->len);
+    }
 
     PyObject *key = PyBytes_FromStringAndSize(NULL, HEADER + t->key.len);
     if (key != NULL) {
@@ -2628,12 +2657,15 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     StreamRecord *rec = key == NULL ? NULL : new_stream_record(t, r->op, ts_obj, key, value);
     Py_XDECREF(key);
     Py_DECREF(value);
-    if (rec == NULL)
+    if (rec == NULL) {
+        Py_XDECREF(text);
         return -1;
+    }
+    rec->text = text;
     rec->ms = r->ms;
     rec->has_ms = (char)r->has_ms;
     rec->ttl = (char)ttl;
-    rec->tombstone = 0;
+    rec->tombstone = (char)(after_only && r->op == S.op_d);
     rec->seq_at = (int32_t)(src_at + seq_at);
     rec->seq_len = (int32_t)t->seq_text.len;
     rec->event_id_at = event_id_at < 0 ? -1 : (int32_t)(src_at + event_id_at);
@@ -2643,7 +2675,7 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     int rc;
     if (t->records) {
         rc = PyList_Append(out_list, (PyObject *)rec);
-        if (rc == 0 && r->op == S.op_d) { /* a delete is followed by a tombstone with the same key */
+        if (rc == 0 && r->op == S.op_d && !after_only) { /* a delete is followed by a tombstone with the same key */
             StreamRecord *tomb = new_stream_record(t, r->op, ts_obj, rec->key, rec->value);
             if (tomb == NULL)
                 rc = -1;
@@ -2761,6 +2793,8 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list, Py
         fail(ps, "record has no dynamodb");
         goto done;
     }
+    if (t->plan != NULL && t->plan_after && r.op != S.op_d && r.has_after != 1)
+        t->typed_miss = 1; /* image: after, no new image: the Python writer says why */
     if (t->typed_miss) {
         /* typed images not plainly in the plan: the record's JSON, for the Python writer */
         PyObject *raw = PyBytes_FromStringAndSize((const char *)start, ps->p - start);
@@ -2894,6 +2928,7 @@ Transcoder_page(Transcoder *self, PyObject *args)
             return NULL;
         }
         self->plan = ((TypedPlan *)plan)->root;
+        self->plan_after = ((TypedPlan *)plan)->after;
         self->handle = handle;
     }
     Parser ps = {view.buf, view.buf, (const unsigned char *)view.buf + view.len, 0, self};

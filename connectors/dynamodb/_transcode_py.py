@@ -176,8 +176,9 @@ class Transcoder:
 
         With ``plan`` and ``schema`` (a typed schema handle; the twin writes with its model,
         ``schema.rec``, by the Python writer, and only checks that a plan was given), the
-        images are typed records and a 4th member lists the records left for the general
-        path: their JSON (bytes) stands in the list at those indices.
+        images are typed records (``schema.image == "after"``: the new image alone, a REMOVE
+        its tombstone only) and a 4th member lists the records left for the general path:
+        their JSON (bytes) stands in the list at those indices.
         """
         if plan is not None and (schema is None or self._records is None or self._binary_keys):
             raise ValueError("page: a TypedPlan needs its schema handle, records=(topic, schema) and a key "
@@ -197,6 +198,9 @@ class Transcoder:
             if value_avro is None:
                 misses.append(len(objs))
                 objs.append(orjson.dumps(r))
+                continue
+            if plan is not None and op == "d" and handle.image == "after":
+                objs.append(ChangeRecord(topic, handle, key, None, source, ts_ms, True, key_avro, None))
                 continue
             objs.append(ChangeRecord(topic, handle, key, None, source, ts_ms, False, key_avro, value_avro))
             if op == "d":
@@ -254,6 +258,8 @@ class Transcoder:
             raise _bad(str(e)) from None
         if typed is None:
             return op, keys, source, key_avro, encode_envelope(op, before, after, source, ts_ms)
+        if typed.image == "after":
+            return op, keys, source, key_avro, b"" if op == "d" else _typed_after(typed.rec, after)
         return op, keys, source, key_avro, _typed_envelope(typed.rec, op, before, after, source, ts_ms)
 
 
@@ -273,6 +279,18 @@ def _typed_envelope(rec: Any, op: str, before: Any, after: Any, source: dict[str
         return None
     out.append(encode_source(source))
     out.append(encode_long(ts_ms))
+    return b"".join(out)
+
+
+def _typed_after(rec: Any, after: Any) -> bytes | None:
+    """``image: after``: the new image alone by the Python writer, or None (none, or it does not fit)."""
+    from connectors.dynamodb.typed.encode import encode_record
+
+    out: list[bytes] = []
+    try:
+        encode_record(rec, after, out)
+    except ConversionError:
+        return None
     return b"".join(out)
 
 

@@ -252,8 +252,7 @@ class PageReader:
         typed = ctx.typed
         # Typed images in the transcoder's pass need its records, and a key with no binary
         # attribute (moto's binary Keys are mended from the image on the general path only).
-        usable = typed is None or (
-            RECORDS_IN_ONE_PASS and typed.cfg.image == "envelope" and all(k.type != "B" for k in ctx.key_fields))
+        usable = typed is None or (RECORDS_IN_ONE_PASS and all(k.type != "B" for k in ctx.key_fields))
         self._transcoder = None if Transcoder is None or not usable else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
             records=(ctx.topic, ctx.schema if typed is None else typed.handle) if RECORDS_IN_ONE_PASS else None,
@@ -296,9 +295,18 @@ class PageReader:
         typed, ctx, transcoder = self._ctx.typed, self._ctx, self._transcoder
         assert transcoder is not None
         out: list[SourceRecord] = []
-        done = 0
+        done, first = 0, tried
+
+        def written(records: list[Any]) -> list[Any]:
+            """``image: after``: a delete is its tombstone alone, and once the schema has grown
+            it carries the current version, as on the general path (no older one registered for it)."""
+            if typed.handle is first or typed.cfg.image != "after":
+                return records
+            return [ChangeRecord(r.topic, typed.handle, r.key, None, r.position, r.ts_ms, True, r.encoded_key)
+                    if r.tombstone else r for r in records]
+
         for i in misses:
-            out += page[done:i]
+            out += written(page[done:i])
             done = i + 1
             handle = typed.handle
             if handle is not tried and handle.stream_plan is not None:
@@ -309,7 +317,7 @@ class PageReader:
                     continue
                 tried = handle  # this version did not take it: the general way grows the next
             out += from_stream_records([orjson.loads(page[i])], ctx, ts_ms)
-        out += page[done:]
+        out += written(page[done:])
         return out
 
     def _general(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bridge.errors import ConversionError
 from connectors.dynamodb import transcode
 from connectors.dynamodb._transcode_py import _typed_envelope
-from connectors.dynamodb.records import PageReader, StreamContext
+from connectors.dynamodb.records import PageReader, StreamContext, from_stream_records
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.typed import TypedTable, TypedValueConfig
 from connectors.dynamodb.typed.encode import encode_record
@@ -117,9 +117,10 @@ def stream_record(seq: int, op: str, before: Any, after: Any) -> dict[str, Any]:
     return {"eventName": {"c": "INSERT", "u": "MODIFY", "d": "REMOVE"}[op], "eventID": f"e{seq}", "dynamodb": d}
 
 
-def typed_page(impl: str, rec: Rec, changes: list[tuple[str, Any, Any]], rnd: random.Random | None = None) -> Any:
+def typed_page(impl: str, rec: Rec, changes: list[tuple[str, Any, Any]], rnd: random.Random | None = None,
+               image: str = "envelope") -> Any:
     """(records, misses) of one page of ``changes`` through ``impl``'s typed pass."""
-    handle = TypedSchema(rec, "t", KEYS)
+    handle = TypedSchema(rec, "t", KEYS, image=image)
     cls = transcode.CTranscoder if impl == "c" else transcode.PyTranscoder
     t = cls((("pk", "S"),), "t", "us-east-1", "arn:stream", "shard-1", records=("topic", handle))
     raw = [stream_record(i + 100, *ch) for i, ch in enumerate(changes)]
@@ -171,20 +172,41 @@ def test_stream_equals_python_where_it_writes(seen: list[dict[str, Any]], widen:
 
 @needs_transcoder
 @settings(max_examples=80, deadline=None)
-@given(items, st.randoms(use_true_random=False))
-def test_stream_takes_what_the_schema_was_grown_from(item: dict[str, Any], rnd: random.Random) -> None:
+@given(items, st.randoms(use_true_random=False), st.sampled_from(["envelope", "after"]))
+def test_stream_takes_what_the_schema_was_grown_from(item: dict[str, Any], rnd: random.Random, image: str) -> None:
     """A steady table is all one pass: an image of the attributes its schema was grown from,
     in any member order, is written in C (no record handed back), with the Python writer's bytes."""
     try:
         rec = absorb_item(Rec(), item, "record", True)
     except ConversionError:
         return
-    records, misses = typed_page("c", rec, [("c", None, item), ("u", item, item)], rnd)
-    if reference(rec, records[0], None, item) is None:
+    records, misses = typed_page("c", rec, [("c", None, item), ("u", item, item)], rnd, image)
+    if python(rec, item) is None:
         return
     assert misses == []
+    if image == "after":
+        assert [r.encoded_value for r in records] == [python(rec, item)] * 2
+        return
     assert records[0].encoded_value == reference(rec, records[0], None, item)
     assert records[1].encoded_value == reference(rec, records[1], item, item)
+
+
+@needs_transcoder
+def test_stream_image_after_writes_the_new_image_alone() -> None:
+    """``image: after``: the value is the new image's record; a delete is its tombstone only
+    (the old image is not written and grows nothing); a change without a new image is handed
+    back (the Python writer gives the reason). Positions as the envelope's."""
+    rec = Rec((Field("pk", Prim("string")), Field("n", Prim("long"))))
+    a, b = {"pk": {"S": "k"}, "n": {"N": "1"}}, {"pk": {"S": "k"}, "n": {"N": "2"}}
+    odd = {"pk": {"S": "k"}, "n": {"S": "not a number"}, "new": {"BOOL": True}}
+    changes = [("c", None, a), ("u", a, b), ("d", odd, None), ("u", b, None), ("u", odd, b)]
+    for impl in IMPLS:
+        records, misses = typed_page(impl, rec, changes, image="after")
+        assert misses == [3], impl
+        assert [(type(r) is bytes or r.tombstone, r if type(r) is bytes else r.encoded_value) for r in records] == [
+            (False, python(rec, a)), (False, python(rec, b)), (True, None), (True, records[3]), (False, python(rec, b))]
+        assert [r.position["sequence_number"] for r in records if type(r) is not bytes] == ["100", "101", "102", "104"]
+        assert records[2].position["event_id"] == "e102" and records[2].encoded_key == b"\x08k102"
 
 
 @needs_transcoder
@@ -324,3 +346,30 @@ def test_a_widened_declared_default_is_written_as_its_first_branch() -> None:
         (r,), misses = typed_page(impl, rec, [("c", None, {})])
         assert misses == [] and r.encoded_value == reference(rec, r, None, {})
         assert r.encoded_value[:5] == b"\x02c\x00\x02" + b"\x00" and r.encoded_value[5] == 6
+
+
+@needs_transcoder
+@pytest.mark.parametrize("image", ["envelope", "after"])
+def test_page_reader_typed_gives_the_general_paths_records(image: str) -> None:
+    """From a table's first page on (its schema grows on it), the one pass gives the records
+    the general path (orjson, from_stream_records, the Python writer) gives: the same keys,
+    values, schema versions, tombstones and positions."""
+    cfg = TypedValueConfig.model_validate({"shape": "typed", "sample_items": 0, "image": image,
+                                           "on_conflict": "widen"})
+    a = {"pk": {"S": "k"}, "n": {"N": "1"}, "m": {"M": {"x": {"SS": ["p", "q"]}}}}
+    b = {"pk": {"S": "k"}, "n": {"N": "2.5"}, "tag": {"B": "AAE="}, "m": {"M": {"y": {"NULL": True}}}}
+    changes = [("c", None, a), ("u", a, a), ("u", a, b), ("d", b, None), ("u", b, a), ("c", None, b)]
+    body = orjson.dumps({"Records": [stream_record(i + 100, *ch) for i, ch in enumerate(changes)]})
+
+    def view(r: Any) -> tuple[Any, ...]:
+        value = None if r.tombstone else (r.encoded_value if r.encoded_value is not None else r.schema.encode_value(r))
+        return (r.position, r.tombstone, r.key, value, r.schema.value_schema)
+
+    fast_typed, general_typed = TypedTable("t", KEYS, cfg), TypedTable("t", KEYS, cfg)
+    fast = PageReader(StreamContext("topic", "t", "us-east-1", KEYS, "arn:stream", "shard-1", typed=fast_typed))
+    general_ctx = StreamContext("topic", "t", "us-east-1", KEYS, "arn:stream", "shard-1", typed=general_typed)
+    for _ in range(2):  # the first page grows the schema; the second is steady
+        got = fast.read(body)[0]
+        want = from_stream_records(orjson.loads(body)["Records"], general_ctx, got[0].ts_ms)
+        assert [view(r) for r in got] == [view(r) for r in want]
+    assert any(type(r).__name__ == "StreamRecord" for r in got)

@@ -50,7 +50,7 @@ class TypedSchema:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", compile_plan(self.rec))
-        object.__setattr__(self, "stream_plan", compile_stream_plan(self.rec) if self.image == "envelope" else None)
+        object.__setattr__(self, "stream_plan", compile_stream_plan(self.rec, self.image))
         ns = namespace(self.table)
         object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, ns)))
         object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, ns, self.image)))

@@ -59,11 +59,11 @@ def spec(rec: Rec) -> tuple[Any, ...]:
         for f in rec.fields))
 
 
-def _compile(make: Any, rec: Rec) -> Any:
+def _compile(make: Any, rec: Rec, **kw: Any) -> Any:
     if make is None:
         return None
     try:
-        return make(spec(rec))
+        return make(spec(rec), **kw)
     except _NoPlan:
         return None
 
@@ -72,6 +72,7 @@ def compile_plan(rec: Rec) -> Any:
     return _compile(Plan if AVAILABLE else None, rec)
 
 
-def compile_stream_plan(rec: Rec) -> Any:
-    """The C transcoder's plan of ``rec``, or None (no transcoder, or an M kept as AttributeValues)."""
-    return _compile(TypedPlan if STREAM_AVAILABLE else None, rec)
+def compile_stream_plan(rec: Rec, image: str) -> Any:
+    """The C transcoder's plan of ``rec`` for values of ``image`` (``envelope`` or ``after``), or
+    None (no transcoder, or an M kept as AttributeValues)."""
+    return _compile(TypedPlan if STREAM_AVAILABLE else None, rec, after=image == "after")
