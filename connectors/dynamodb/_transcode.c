@@ -1235,6 +1235,8 @@ num_double(const unsigned char *s, Py_ssize_t n, int neg, const Num *x, double *
         *f = neg ? -v : v;
         return 1;
     }
+    if (nogil)
+        return -1; /* parsing a double needs the GIL: run again with it */
     char small[80];
     char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
     if (text == NULL) {
@@ -3219,6 +3221,7 @@ static PyTypeObject TranscoderType = {
 
 typedef struct {
     Py_ssize_t vat, vlen, kat, klen; /* value map and key body in ItemWriter.out */
+    Py_ssize_t jat, jlen;            /* typed, vlen -1: the item's JSON in the input, for the Python writer */
 } ItemSpan;
 
 /* CPU time this process spent in phase 1 (GIL released), for bench/snapshot_bench.py: the
@@ -3269,7 +3272,8 @@ typedef struct {
     ItemWriter *w;
     PyObject *ts_ms;
     PyObject *key;   /* bytes: header room + Avro key body */
-    PyObject *value; /* bytes: header room + head + item + tail */
+    PyObject *value;  /* bytes: header room + head + item + tail */
+    PyObject *schema; /* typed: the handle of the plan that wrote it; NULL: the writer's */
 } ItemRecord;
 
 static PyTypeObject ItemRecordType;
@@ -3303,12 +3307,13 @@ put_snapshot_item(Parser *ps, ItemWriter *w)
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         keyat[i] = -1;
     Py_ssize_t start = out->len;
+    const unsigned char *item = (ws(ps), ps->p);
     if (put_map(ps, out, 1, w->kf, w->nkf, 0, keyat, &shift) < 0)
         return -1;
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         if (keyat[i] >= 0)
             keyat[i] += shift;
-    Py_ssize_t vlen = out->len - start, kstart = out->len;
+    Py_ssize_t vlen = out->len - start, kstart = out->len, jat = -1, jlen = 0;
     for (Py_ssize_t i = 0; i < w->nkf; i++) {
         if (keyat[i] < 0)
             return fail(ps, "item without a key attribute");
@@ -3326,12 +3331,27 @@ put_snapshot_item(Parser *ps, ItemWriter *w)
         memcpy(out->d + out->len, out->d + from, (size_t)len);
         out->len += len;
     }
+    Py_ssize_t klen = out->len - kstart;
+    if (w->work.plan != NULL) {
+        /* typed: the item again, as the plan's record (the map above gave the key and checked it) */
+        Parser again = *ps;
+        again.p = item;
+        start = out->len;
+        int r = tw_record(&again, w->work.plan, out, 1);
+        if (r < 0)
+            return -1;
+        vlen = r ? out->len - start : -1;
+        jat = item - ps->base;
+        jlen = ps->p - item;
+    }
     ROOM_FOR_ONE(w->spans, w->nspans, w->capspans, 256);
     ItemSpan *s = &w->spans[w->nspans++];
     s->vat = start;
     s->vlen = vlen;
     s->kat = kstart;
-    s->klen = out->len - kstart;
+    s->klen = klen;
+    s->jat = jat;
+    s->jlen = jlen;
     return 0;
 }
 
@@ -3480,13 +3500,27 @@ lines_phase1(ItemWriter *w, const unsigned char *d, Py_ssize_t len, Py_ssize_t *
 
 /* Phase 2: the records of w->spans, as a new list. */
 static PyObject *
-build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail, Py_ssize_t tailn, PyObject *ts_obj)
+build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail, Py_ssize_t tailn, PyObject *ts_obj,
+            const unsigned char *input, PyObject *schema, PyObject *misses)
 {
     PyObject *list = PyList_New(w->nspans);
     if (list == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < w->nspans; i++) {
         ItemSpan *s = &w->spans[i];
+        if (s->vlen < 0) { /* typed, not plainly in the plan: the item's JSON for the Python writer */
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)input + s->jat, s->jlen);
+            PyObject *at = raw ? PyLong_FromSsize_t(i) : NULL;
+            int rc = at == NULL ? -1 : PyList_Append(misses, at);
+            Py_XDECREF(at);
+            if (rc < 0) {
+                Py_XDECREF(raw);
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, raw);
+            continue;
+        }
         PyObject *value = PyBytes_FromStringAndSize(NULL, HEADER + headn + s->vlen + tailn);
         PyObject *key = value ? PyBytes_FromStringAndSize(NULL, HEADER + s->klen) : NULL;
         ItemRecord *r = key ? PyObject_New(ItemRecord, &ItemRecordType) : NULL;
@@ -3508,6 +3542,7 @@ build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail,
         r->ts_ms = Py_NewRef(ts_obj);
         r->key = key;
         r->value = value;
+        r->schema = Py_XNewRef(schema);
         PyList_SET_ITEM(list, i, (PyObject *)r);
     }
     return list;
@@ -3541,13 +3576,20 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
     Py_buffer view;
     const char *head, *tail;
     Py_ssize_t headn, tailn;
-    PyObject *ts_obj;
-    if (!PyArg_ParseTuple(args, "y*y#y#O!:scan_page", &view, &head, &headn, &tail, &tailn, &PyLong_Type, &ts_obj))
+    PyObject *ts_obj, *plan = NULL, *schema = NULL, *misses = NULL;
+    if (!PyArg_ParseTuple(args, "y*y#y#O!|O!O:scan_page", &view, &head, &headn, &tail, &tailn, &PyLong_Type, &ts_obj,
+                          &TypedPlanType, &plan, &schema))
         return NULL;
+    if (plan != NULL && (schema == NULL || ((TypedPlan *)plan)->root == NULL)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan_page: a (compiled) TypedPlan needs its schema handle");
+        return NULL;
+    }
     if (writer_enter(w) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    w->work.plan = plan ? ((TypedPlan *)plan)->root : NULL;
     const unsigned char *b = view.buf;
     Parser ps = {b, b, b + view.len, 0, &w->work};
     int rc;
@@ -3567,7 +3609,9 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
     PyObject *records = NULL, *rest = NULL, *result = NULL;
     if (rc < 0)
         goto done;
-    if ((records = build_items(w, head, headn, tail, tailn, ts_obj)) == NULL || (rest = PyDict_New()) == NULL)
+    if ((plan != NULL && (misses = PyList_New(0)) == NULL) ||
+        (records = build_items(w, head, headn, tail, tailn, ts_obj, b, schema, misses)) == NULL ||
+        (rest = PyDict_New()) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < w->nothers; i++) {
         OtherMember *o = &w->others[i];
@@ -3580,10 +3624,14 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
         if (r < 0)
             goto done;
     }
-    result = PyTuple_Pack(2, records, rest);
+    result = misses ? PyTuple_Pack(3, records, rest, misses) : PyTuple_Pack(2, records, rest);
 done:
+    w->work.plan = NULL;
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_trim(&w->work.levels[i], 1 << 20);
     Py_XDECREF(records);
     Py_XDECREF(rest);
+    Py_XDECREF(misses);
     writer_trim(w);
     w->busy = 0;
     PyBuffer_Release(&view);
@@ -3628,7 +3676,7 @@ ItemWriter_lines(ItemWriter *w, PyObject *args)
         rc = lines_phase1(w, d, len, &end, max_records, final, &nlines);
     }
     PyObject *records = NULL, *result = NULL;
-    if (rc == 0 && (records = build_items(w, head, headn, tail, tailn, ts_obj)) != NULL)
+    if (rc == 0 && (records = build_items(w, head, headn, tail, tailn, ts_obj, d, NULL, NULL)) != NULL)
         result = Py_BuildValue("(Onn)", records, end, nlines);
     Py_XDECREF(records);
     writer_trim(w);
@@ -3687,6 +3735,9 @@ ItemWriter_dealloc(ItemWriter *w)
     buf_free(&w->out);
     buf_free(&w->work.scratch);
     PyMem_RawFree(w->work.names);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_free(&w->work.levels[i]);
+    PyMem_RawFree(w->work.spans);
     PyMem_RawFree(w->spans);
     Py_TYPE(w)->tp_free((PyObject *)w);
 }
@@ -3695,7 +3746,10 @@ static PyMethodDef ItemWriter_methods[] = {
     {"scan_page", (PyCFunction)ItemWriter_scan_page, METH_VARARGS,
      "scan_page(body, head, tail, ts_ms) -> (records, rest)\n\n"
      "A Scan response body: its Items as ItemRecords (value: head + item + tail), and its other\n"
-     "members as {name: raw JSON bytes}. ValueError on input the general path must handle."},
+     "members as {name: raw JSON bytes}. ValueError on input the general path must handle.\n\n"
+     "scan_page(body, head, tail, ts_ms, plan, schema) -> (records, rest, misses): items as typed\n"
+     "records by a TypedPlan (schema: their handle); an item not plainly in the plan is left in\n"
+     "records as its JSON (bytes), at the indices listed in misses, for the Python writer."},
     {"lines", (PyCFunction)ItemWriter_lines, METH_VARARGS,
      "lines(data, pos, max_records, final, head, tail, ts_ms) -> (records, pos, lines)\n\n"
      "Export lines ({\"Item\": ...} per line) from byte pos: up to max_records records, the byte\n"
@@ -3725,13 +3779,13 @@ ItemRecord_key(ItemRecord *r, void *closure)
 }
 
 static PyObject *ItemRecord_topic(ItemRecord *r, void *c) { return Py_NewRef(r->w->topic); }
-static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->w->key_fields); }
+static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->schema ? r->schema : r->w->key_fields); }
 static PyObject *ItemRecord_none(ItemRecord *r, void *c) { Py_RETURN_NONE; }
 static PyObject *ItemRecord_table(ItemRecord *r, void *c) { return Py_NewRef(r->w->table); }
 static PyObject *ItemRecord_op(ItemRecord *r, void *c) { return Py_NewRef(r->w->op); }
 static PyObject *ItemRecord_schema_key_fields(ItemRecord *r, void *c)
 {
-    return PyObject_GetAttrString(r->w->key_fields, "key_fields");
+    return PyObject_GetAttrString(r->schema ? r->schema : r->w->key_fields, "key_fields");
 }
 static PyObject *ItemRecord_source(ItemRecord *r, void *c) { return Py_NewRef(r->w->source); }
 static PyObject *ItemRecord_ts_ms(ItemRecord *r, void *c) { return Py_NewRef(r->ts_ms); }
@@ -3767,6 +3821,7 @@ ItemRecord_dealloc(ItemRecord *r)
     Py_DECREF(r->ts_ms);
     Py_DECREF(r->key);
     Py_DECREF(r->value);
+    Py_XDECREF(r->schema);
     PyObject_Free(r);
 }
 
@@ -3790,7 +3845,7 @@ static void
 item_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
 {
     ItemRecord *r = (ItemRecord *)o;
-    *owner = r->w;
+    *owner = r->schema ? (void *)r->schema : (void *)r->w; /* one framing header per schema */
     *key = r->key;
     *value = r->value;
 }

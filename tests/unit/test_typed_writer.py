@@ -373,3 +373,39 @@ def test_page_reader_typed_gives_the_general_paths_records(image: str) -> None:
         want = from_stream_records(orjson.loads(body)["Records"], general_ctx, got[0].ts_ms)
         assert [view(r) for r in got] == [view(r) for r in want]
     assert any(type(r).__name__ == "StreamRecord" for r in got)
+
+
+@needs_transcoder
+@pytest.mark.parametrize("image", ["envelope", "after"])
+def test_scan_pages_write_typed_rows_in_one_pass(image: str) -> None:
+    """Typed snapshot rows from Scan pages: the C item writer writes them by the plan (the
+    Python writer's bytes, with the handle of the version that wrote them); an item not
+    plainly in the plan is written the general way in its place, which grows the schema."""
+    from connectors.dynamodb.snapshot_rows import SnapshotRows
+    from connectors.dynamodb.table import TableInfo
+
+    cfg = TypedValueConfig.model_validate({"shape": "typed", "sample_items": 0, "image": image})
+    table = TableInfo("t", "us-east-1", KEYS, None, None, 0)
+    source = {"connector": "dynamodb", "table": "t", "region": "us-east-1", "snapshot": "scan", "segment": 0,
+              "total_segments": 1, "ttl_delete": False}
+    typed = TypedTable("t", KEYS, cfg)
+    rows = SnapshotRows(topic="topic", table=table, source=source, typed=typed)
+    a = {"pk": {"S": "k1"}, "n": {"N": "1"}, "m": {"M": {"x": {"NS": ["1", "25"]}}}}
+    b = {"pk": {"S": "k2"}, "n": {"N": "2"}, "tag": {"S": "é"}}
+    body = orjson.dumps({"Items": [a, b, a], "Count": 3, "LastEvaluatedKey": {"pk": {"S": "k2"}}})
+    first, rest = rows.scan_page(body)  # the schema grows on this page: its items go the general way
+    assert rest == {"Count": 3, "LastEvaluatedKey": {"pk": {"S": "k2"}}}
+    steady, _ = rows.scan_page(body)
+    assert [type(r).__name__ for r in steady] == ["ItemRecord"] * 3
+    assert all(r.schema is typed.handle for r in steady)
+    for r, item in zip(first + steady, [a, b, a] * 2, strict=True):
+        assert r.key == {"pk": item["pk"]} and r.position == source
+        want = python(r.schema.rec, item) if image == "after" else r.schema.encode_change(
+            "r", None, item, source, r.ts_ms)
+        assert r.encoded_value == want
+    framed = transcode.frame_records(steady, b"\0\0\0\0\x01", b"\0\0\0\0\x02")
+    assert framed is not None and framed[1][0] == b"\0\0\0\0\x02" + steady[0].encoded_value
+    odd = {"pk": {"S": "k3"}, "n": {"S": "x"}}  # a conflict (dead-letter policy): the general way, body None
+    mixed, _ = rows.scan_page(orjson.dumps({"Items": [a, odd]}))
+    assert type(mixed[0]).__name__ == "ItemRecord" and type(mixed[1]).__name__ == "ChangeRecord"
+    assert mixed[1].encoded_value is None
