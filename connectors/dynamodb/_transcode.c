@@ -3256,7 +3256,7 @@ typedef struct {
     PyObject_HEAD
     Transcoder work; /* only its parser scratch (scratch, names) is used; no Python fields */
     Py_ssize_t nkf;
-    KeyField kf[MAX_KEY_FIELDS]; /* name, type, utf8, ulen, t; val unused */
+    KeyField kf[MAX_KEY_FIELDS]; /* name, type, utf8, ulen, t; val: a typed item's key value */
     int kt[MAX_KEY_FIELDS];      /* T_S | T_N | T_B */
     PyObject *topic, *table, *key_fields, *source, *op;
     Buf out;
@@ -3299,10 +3299,83 @@ get_varint(const unsigned char *p, int *n)
  * body are appended to w->out, and their places to w->spans. The key is the item's key
  * attributes' encoded values, which are the key record's fields byte for byte (S and N as
  * strings, B as bytes); an item without one, or with one of another type, is refused. */
+/* An item the typed plan took (so well formed, its names unique) at ps->p: its key body
+ * appended to w->out from its key attributes' values, as put_snapshot_item takes them from
+ * the envelope's map. 0: a key attribute missing or of another type (that path says which). */
+static int
+typed_item_key(Parser *ps, ItemWriter *w)
+{
+    unsigned seen = 0;
+    int more = 0;
+    ps->p++;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n, i = 0;
+            if (member_name(ps, &s, &n) < 0)
+                return -1;
+            while (i < w->nkf && !(w->kf[i].ulen == n && memcmp(w->kf[i].utf8, s, (size_t)n) == 0))
+                i++;
+            if (i == w->nkf) {
+                if (skip_value(ps) < 0)
+                    return -1;
+                continue;
+            }
+            if (expect(ps, '{', "attribute value must be an object") < 0 || member_name(ps, &s, &n) < 0)
+                return -1;
+            if (!(n == 1 && s[0] == w->kf[i].t) || peek(ps) != '"')
+                return 0;
+            if (read_into(ps, &w->kf[i].val) < 0)
+                return -1;
+            if (peek(ps) != '}')
+                return 0;
+            ps->p++;
+            seen |= 1u << i;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    if (seen != (1u << w->nkf) - 1)
+        return 0;
+    for (Py_ssize_t i = 0; i < w->nkf; i++) {
+        Buf *v = &w->kf[i].val;
+        if ((w->kf[i].t == 'B' ? put_base64(ps, &w->out, v->d, v->len)
+                               : put_avro_string(&w->out, (const char *)v->d, v->len)) < 0)
+            return -1;
+    }
+    return 1;
+}
+
 static int
 put_snapshot_item(Parser *ps, ItemWriter *w)
 {
     Buf *out = &w->out;
+    if (w->work.plan != NULL) {
+        /* typed: the item as the plan's record, then its key; else the envelope's way below
+         * (its key, its checks), and the item goes to the Python writer */
+        const unsigned char *item = (ws(ps), ps->p);
+        Py_ssize_t start = out->len;
+        int r = tw_record(ps, w->work.plan, out, 1);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            Py_ssize_t vlen = out->len - start, kstart = out->len;
+            Parser again = *ps;
+            again.p = item;
+            int k = typed_item_key(&again, w);
+            if (k < 0)
+                return -1;
+            if (k == 1) {
+                ROOM_FOR_ONE(w->spans, w->nspans, w->capspans, 256);
+                ItemSpan *s = &w->spans[w->nspans++];
+                *s = (ItemSpan){start, vlen, kstart, out->len - kstart, -1, 0};
+                return 0;
+            }
+        }
+        ps->p = item;
+        out->len = start;
+    }
     Py_ssize_t keyat[MAX_KEY_FIELDS], shift;
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         keyat[i] = -1;
@@ -3332,15 +3405,8 @@ put_snapshot_item(Parser *ps, ItemWriter *w)
         out->len += len;
     }
     Py_ssize_t klen = out->len - kstart;
-    if (w->work.plan != NULL) {
-        /* typed: the item again, as the plan's record (the map above gave the key and checked it) */
-        Parser again = *ps;
-        again.p = item;
-        start = out->len;
-        int r = tw_record(&again, w->work.plan, out, 1);
-        if (r < 0)
-            return -1;
-        vlen = r ? out->len - start : -1;
+    if (w->work.plan != NULL) { /* typed, not plainly in the plan: the item's JSON */
+        vlen = -1;
         jat = item - ps->base;
         jlen = ps->p - item;
     }
@@ -3726,6 +3792,7 @@ ItemWriter_dealloc(ItemWriter *w)
     for (Py_ssize_t i = 0; i < w->nkf; i++) {
         Py_XDECREF(w->kf[i].name);
         Py_XDECREF(w->kf[i].type);
+        buf_free(&w->kf[i].val);
     }
     Py_XDECREF(w->topic);
     Py_XDECREF(w->table);

@@ -409,3 +409,32 @@ def test_scan_pages_write_typed_rows_in_one_pass(image: str) -> None:
     mixed, _ = rows.scan_page(orjson.dumps({"Items": [a, odd]}))
     assert type(mixed[0]).__name__ == "ItemRecord" and type(mixed[1]).__name__ == "ChangeRecord"
     assert mixed[1].encoded_value is None
+
+
+@needs_transcoder
+@pytest.mark.parametrize("keys", [(("pk", "S"), ("sk", "N")), (("bk", "B"),)])
+def test_scan_pages_typed_keys_as_the_envelopes(keys: tuple[tuple[str, str], ...]) -> None:
+    """A typed row's key is read from its item wherever its key attributes stand, the envelope
+    key's bytes; an item without one fails as it does for the envelope (a config error)."""
+    from bridge.errors import ConfigError
+    from connectors.dynamodb.avro import encode_key
+    from connectors.dynamodb.snapshot_rows import SnapshotRows
+    from connectors.dynamodb.table import TableInfo
+
+    key_fields = tuple(KeyField(n, t) for n, t in keys)  # type: ignore[arg-type]
+    table = TableInfo("t", "us-east-1", key_fields, None, None, 0)
+    source = {"connector": "dynamodb", "table": "t", "region": "us-east-1", "snapshot": "scan", "segment": 0,
+              "total_segments": 1, "ttl_delete": False}
+    values = {"S": 'k\u00e9"\\', "N": "-12.50", "B": "AP8="}  # escaped in the JSON
+    key = {n: {t: values[t]} for n, t in keys}
+    items = [{"v": {"N": "1"}, **key}, {**key, "v": {"N": "2"}}, {"v": {"N": "3"}, **dict(reversed(key.items()))}]
+    typed = TypedTable("t", key_fields, TypedValueConfig.model_validate({"shape": "typed", "sample_items": 0}))
+    typed.absorb_items(items)
+    rows = SnapshotRows(topic="topic", table=table, source=source, typed=typed)
+    records, _ = rows.scan_page(orjson.dumps({"Items": items}))
+    assert [type(r).__name__ for r in records] == ["ItemRecord"] * 3
+    for r, item in zip(records, items, strict=True):
+        assert r.encoded_key == encode_key(key_fields, key) and r.key == key
+        assert r.encoded_value == r.schema.encode_change("r", None, item, source, r.ts_ms)
+    with pytest.raises(ConfigError, match="item without key attribute"):
+        rows.scan_page(orjson.dumps({"Items": [{"v": {"N": "1"}}]}))
