@@ -224,6 +224,8 @@ typedef struct {
     PyObject *handle;
     int typed_miss; /* the record's images are not plainly in the plan: the caller's */
     Buf levels[MAX_AV_DEPTH + 1];
+    Buf typed_img[2]; /* a table with a binary key: the typed images (before, after); before/after
+                       * then hold the envelope's maps, where check_binary_keys finds the keys */
     TSpan *spans;
     Py_ssize_t nspans, capspans;
 } Transcoder;
@@ -2026,12 +2028,27 @@ parse_image(Parser *ps, Buf *out, int *present)
         return 0;
     }
     out->len = 0;
-    if (ps->t->plan != NULL && !(ps->t->plan_after && out == &ps->t->before)) { /* after: no old image written */
+    Transcoder *t = ps->t;
+    int typed = t->plan != NULL && !(t->plan_after && out == &t->before); /* after: no old image written */
+    if (typed && t->binary_keys) {
+        Buf *tb = &t->typed_img[out == &t->after];
+        tb->len = 0;
+        const unsigned char *start = (ws(ps), ps->p);
+        int r = tw_record(ps, t->plan, tb, 1);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            t->typed_miss = 1;
+        ps->p = start;
+        if (put_item(ps, out, 1) < 0) /* the envelope's map too: its checks, and its binary keys */
+            return -1;
+    }
+    else if (typed) {
         int r = typed_image(ps, out);
         if (r < 0)
             return -1;
         if (r == 0)
-            ps->t->typed_miss = 1;
+            t->typed_miss = 1;
     }
     else if (put_item(ps, out, 1) < 0)
         return -1;
@@ -2607,7 +2624,9 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
         src->d[src->len++] = 0;
     src->d[src->len++] = (unsigned char)ttl;
 
-    Py_ssize_t nb = r->has_before == 1 ? t->before.len : 0, na = r->has_after == 1 ? t->after.len : 0;
+    const Buf *before = t->plan && t->binary_keys ? &t->typed_img[0] : &t->before;
+    const Buf *after = t->plan && t->binary_keys ? &t->typed_img[1] : &t->after;
+    Py_ssize_t nb = r->has_before == 1 ? before->len : 0, na = r->has_after == 1 ? after->len : 0;
     Py_ssize_t src_at = HEADER + 2 + 1 + nb + 1 + na, total = src_at + src->len + ts->len;
     if (total > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "GetRecords page: record too large");
@@ -2625,7 +2644,7 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
             value = Py_NewRef(text); /* never written: a tombstone's value is null */
         else if ((value = PyBytes_FromStringAndSize(NULL, HEADER + na)) != NULL) {
             memset(PyBytes_AS_STRING(value), 0, HEADER);
-            memcpy(PyBytes_AS_STRING(value) + HEADER, t->after.d, (size_t)na);
+            memcpy(PyBytes_AS_STRING(value) + HEADER, after->d, (size_t)na);
         }
         if (value == NULL) {
             Py_DECREF(text);
@@ -2641,10 +2660,10 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
         *o++ = 2; /* op: a one-character string */
         *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
         *o++ = r->has_before == 1 ? 2 : 0;
-        memcpy(o, t->before.d, (size_t)nb);
+        memcpy(o, before->d, (size_t)nb);
         o += nb;
         *o++ = r->has_after == 1 ? 2 : 0;
-        memcpy(o, t->after.d, (size_t)na);
+        memcpy(o, after->d, (size_t)na);
         o += na;
         memcpy(o, src->d, (size_t)src->len);
         o += src->len;
@@ -2919,10 +2938,10 @@ Transcoder_page(Transcoder *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*L|O!O:page", &view, &ts_ms, &TypedPlanType, &plan, &handle))
         return NULL;
     if (plan != NULL) {
-        if (handle == NULL || !self->records || self->binary_keys || ((TypedPlan *)plan)->root == NULL) {
+        if (handle == NULL || !self->records || ((TypedPlan *)plan)->root == NULL) {
             PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_ValueError, "page: a (compiled) TypedPlan needs its schema handle, records=(topic, "
-                                              "schema) and a key without binary attributes");
+            PyErr_SetString(PyExc_ValueError, "page: a (compiled) TypedPlan needs its schema handle and "
+                                              "records=(topic, schema)");
             return NULL;
         }
         if ((misses = PyList_New(0)) == NULL) {
@@ -3022,6 +3041,8 @@ done:
     Py_XDECREF(misses);
     for (int i = 0; i <= MAX_AV_DEPTH; i++)
         buf_trim(&self->levels[i], 1 << 20);
+    buf_trim(&self->typed_img[0], 1 << 20);
+    buf_trim(&self->typed_img[1], 1 << 20);
     buf_trim(&self->before, 1 << 20);
     buf_trim(&self->after, 1 << 20);
     buf_trim(&self->scratch, 1 << 20);
@@ -3175,6 +3196,8 @@ Transcoder_dealloc(Transcoder *self)
     PyMem_RawFree(self->names);
     for (int i = 0; i <= MAX_AV_DEPTH; i++)
         buf_free(&self->levels[i]);
+    buf_free(&self->typed_img[0]);
+    buf_free(&self->typed_img[1]);
     PyMem_RawFree(self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -180,9 +180,8 @@ class Transcoder:
         its tombstone only) and a 4th member lists the records left for the general path:
         their JSON (bytes) stands in the list at those indices.
         """
-        if plan is not None and (schema is None or self._records is None or self._binary_keys):
-            raise ValueError("page: a TypedPlan needs its schema handle, records=(topic, schema) and a key "
-                             "without binary attributes")
+        if plan is not None and (schema is None or self._records is None):
+            raise ValueError("page: a TypedPlan needs its schema handle and records=(topic, schema)")
         doc, raw = _document(body, "Records")
         nxt = _optional(doc, "NextShardIterator", str)
         out = [self._record(r, ts_ms, None if plan is None else schema) for r in raw]

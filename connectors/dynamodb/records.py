@@ -250,9 +250,7 @@ class PageReader:
     def __init__(self, ctx: StreamContext) -> None:
         self._ctx = ctx
         typed = ctx.typed
-        # Typed images in the transcoder's pass need its records, and a key with no binary
-        # attribute (moto's binary Keys are mended from the image on the general path only).
-        usable = typed is None or (RECORDS_IN_ONE_PASS and all(k.type != "B" for k in ctx.key_fields))
+        usable = typed is None or RECORDS_IN_ONE_PASS  # typed images in the transcoder's pass need its records
         self._transcoder = None if Transcoder is None or not usable else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
             records=(ctx.topic, ctx.schema if typed is None else typed.handle) if RECORDS_IN_ONE_PASS else None,
