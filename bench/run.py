@@ -7,8 +7,9 @@
     python bench/run.py --scale      # only the scale section (~5 min; --quick for a short one)
 
 Prints, per workload, records/s per core and MB/s for the librdkafka ceiling, the naive
-baseline, the bridge (real ShardReader + Worker path, pages served from memory), and the
-stage costs inside the bridge; then the ratios, a 1,000,000-record backlog's RSS against
+baseline, the bridge (real ShardReader + Worker path, pages served from memory), the same
+bridge with typed values (``value: {shape: typed}``, its own topic), and the stage costs
+inside the bridge; then the ratios (typed/envelope per core among them), a 1,000,000-record backlog's RSS against
 the configured bounds, latency (busy and idle), this process's peak RSS, and the scale section
 (``bench/scale.py``: the bridge process against 100 to 3,000 idle shards and a catch-up on 1
 and 256 shards; ``--scale-src DIR`` runs another source tree's bridge there, for before/after).
@@ -49,6 +50,7 @@ SIZES = {
     "quick": {"wide": (8, 1, 2, 2), "small": (16, 2, 2, 2)},
 }
 TARGET_CEILING, TARGET_NAIVE = 0.40, 10.0
+TARGET_TYPED = 0.80  # typed values / envelope, records per core, wide workload (issue 20)
 
 
 def machine() -> dict[str, Any]:
@@ -114,23 +116,28 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
     messages = variants.encoded_messages(pages, serializer, topic)
     say(f"\n== workload {name}: {wl.describe}; {pages.per_page:,} records/page, "
         f"{pages.bytes_per_record:,.0f} bytes/record of GetRecords JSON, NEW_AND_OLD_IMAGES ==")
-    # Ceiling and bridge alternate, best of each kept: neighbours on a shared machine come and go.
-    ceilings, bridges = [], []
+    # Ceiling, bridge and the bridge with typed values alternate, best of each kept: neighbours
+    # on a shared machine come and go.
+    ceilings, bridges, typeds = [], [], []
     for _ in range(reps):
         ceilings.append(variants.ceiling(pages, n_pages, messages, conf, topic))
         bridges.append(variants.bridge(pages, n_pages, shards, conf, serializer, topic))
-    ceiling, bridge = best(ceilings), best(bridges)
+        typeds.append(variants.bridge(pages, n_pages, shards, conf, serializer, f"bench.typed.{name}", typed=True))
+    ceiling, bridge, typed = best(ceilings), best(bridges), best(typeds)
     ceiling_cb = variants.ceiling(pages, n_pages, messages, conf, topic, callbacks=True)
     naive = variants.naive(pages, n_naive, conf, registry_url, f"bench-naive.{name}")
     default_gc = variants.bridge(pages, n_pages // 2, shards, conf, serializer, topic, gc_tuned=False)
     pure = variants.bridge(pages, n_pure, min(shards, n_pure), conf, serializer, topic, pure_python=True)
-    results = [ceiling, ceiling_cb, naive, bridge, default_gc, pure]
+    results = [ceiling, ceiling_cb, naive, bridge, typed, default_gc, pure]
     say(render(table_rows(results)))
     ratio_c, ratio_n = bridge.per_core / ceiling.per_core, bridge.per_core / naive.per_core
+    ratio_t = typed.per_core / bridge.per_core
     target = f"target >= {TARGET_CEILING:.2f}" if name == "wide" else "no target for this workload"
     say(f"bridge/ceiling = {ratio_c:.2f} ({target}); "
         f"bridge/naive = {ratio_n:.1f}x (target >= {TARGET_NAIVE:.0f}x); "
-        f"bridge/(ceiling + per-message callback) = {bridge.per_core / ceiling_cb.per_core:.2f}   [per core]")
+        f"bridge/(ceiling + per-message callback) = {bridge.per_core / ceiling_cb.per_core:.2f}; "
+        f"typed/envelope = {ratio_t:.2f} ({f'target >= {TARGET_TYPED:.2f}' if name == 'wide' else 'no target'})"
+        f"   [per core]")
     stages = variants.stages(pages, serializer, conf, topic, messages, min_s=stage_s)
     say(render(stage_rows(stages)))
     by = {s.name: s for s in stages}
@@ -142,7 +149,8 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
         f"({' + '.join(s.name.split(' (')[0] for s in path)}: {accounted:.2f}) "
         f"+ worker bookkeeping, event loop and what the stages cost more under load ({residual:.2f})")
     return {"name": name, "describe": wl.describe, "bytes_per_record": pages.bytes_per_record, "results": results,
-            "stages": stages, "ratio_ceiling": ratio_c, "ratio_naive": ratio_n, "residual_us": residual,
+            "stages": stages, "ratio_ceiling": ratio_c, "ratio_naive": ratio_n, "ratio_typed": ratio_t,
+            "residual_us": residual,
             "by_stage": by}
 
 
@@ -256,6 +264,7 @@ def main() -> None:
     try:
         conf = {"bootstrap.servers": bootstrap}
         topics = {f"bench.{w}": {} for w in WORKLOADS} | {f"bench-naive.{w}": {} for w in WORKLOADS}
+        topics |= {f"bench.typed.{w}": {} for w in WORKLOADS}
         topics |= {"bench.backlog": {}, "bench.latency": {}, "bench.idle": {}}
         topics["bench-offsets"] = {"cleanup.policy": "compact"}
         ensure_topics(admin_client(conf), topics, partitions=1, replication_factor=-1)
@@ -351,8 +360,13 @@ def main() -> None:
         else:
             ok_c = "no target"
         ok_n = "ok" if w["ratio_naive"] >= TARGET_NAIVE else "BELOW TARGET"
+        if w["name"] == "wide":
+            ok_t = ("ok" if w["ratio_typed"] >= TARGET_TYPED else "BELOW") + f" target {TARGET_TYPED:.2f}"
+        else:
+            ok_t = "no target"
         say(f"  {w['name']:5s}: bridge/ceiling {w['ratio_ceiling']:.2f} ({ok_c}), "
-            f"bridge/naive {w['ratio_naive']:.1f}x ({ok_n}, target {TARGET_NAIVE:.0f}x)")
+            f"bridge/naive {w['ratio_naive']:.1f}x ({ok_n}, target {TARGET_NAIVE:.0f}x), "
+            f"typed/envelope {w['ratio_typed']:.2f} ({ok_t})")
     if report.get("scale"):
         sc = report["scale"]
         idle_runs = sc["idle"]
@@ -389,8 +403,10 @@ def markdown(report: dict[str, Any]) -> str:
         out += [f"**{w['name']}** — {w['describe']}, {w['bytes_per_record']:,.0f} bytes/record of GetRecords JSON:", ""]
         out += [render(table_rows(w["results"]), markdown=True), ""]
         target = f"target ≥ {TARGET_CEILING:.2f}" if w["name"] == "wide" else "no target for this workload"
+        typed_target = f"target ≥ {TARGET_TYPED:.2f}" if w["name"] == "wide" else "no target for this workload"
         out += [f"bridge/ceiling **{w['ratio_ceiling']:.2f}** ({target}), "
-                f"bridge/naive **{w['ratio_naive']:.0f}×** (target ≥ {TARGET_NAIVE:.0f}×).", ""]
+                f"bridge/naive **{w['ratio_naive']:.0f}×** (target ≥ {TARGET_NAIVE:.0f}×), "
+                f"typed/envelope **{w['ratio_typed']:.2f}** ({typed_target}).", ""]
         out += [render(stage_rows(w["stages"]), markdown=True), ""]
     if report.get("backlog"):
         out += ["**Bounded memory**: a backlog of small-item records on 8 shards, the broker paused "

@@ -33,6 +33,7 @@ from connectors.dynamodb.records import PageReader, StreamContext, from_stream_r
 from connectors.dynamodb.schemas import KeyField, table_schemas
 from connectors.dynamodb.streams import Shard, ShardReader
 from connectors.dynamodb.transcode import PyTranscoder, Transcoder
+from connectors.dynamodb.typed import TypedTable, TypedValueConfig
 
 KEY_FIELDS = tuple(KeyField(n, t) for n, t in KEYS)  # type: ignore[arg-type]
 
@@ -136,8 +137,19 @@ def transcoder(shard_id: str = "shardId-bench-0", impl: Any = None) -> Any:
     return (impl or Transcoder or PyTranscoder)(KEYS, TABLE, REGION, STREAM_ARN, shard_id)
 
 
-def context(topic: str, shard_id: str = "shardId-bench-0") -> StreamContext:
-    return StreamContext(topic, TABLE, REGION, KEY_FIELDS, STREAM_ARN, shard_id)
+def context(topic: str, shard_id: str = "shardId-bench-0", typed: Any = None) -> StreamContext:
+    return StreamContext(topic, TABLE, REGION, KEY_FIELDS, STREAM_ARN, shard_id, typed=typed)
+
+
+def typed_table(pages: Pages) -> TypedTable:
+    """The workload table with ``value: {shape: typed}`` (one per bridge process, as there),
+    started as the bridge starts one (connectors/dynamodb/typed/start.py): from a sample of the
+    table's items, here the first page's. ``widen``: the wide items' lists mix records,
+    strings, booleans and lists."""
+    t = TypedTable(TABLE, KEY_FIELDS, TypedValueConfig.model_validate({"shape": "typed", "on_conflict": "widen"}))
+    t.absorb_items(r["dynamodb"].get("NewImage") or r["dynamodb"]["OldImage"]
+                   for r in orjson.loads(pages.bodies[0])["Records"])
+    return t
 
 
 # --------------------------------------------------------------------------- ceiling
@@ -359,7 +371,7 @@ def make_worker(
 
 
 def shard_readers(pages: Pages, pages_per_shard: int, shards: int, topic: str, *, pace_s: float | None = None,
-                  config: StreamConfig | None = None) -> tuple[list[ShardReader], list[MemoryStreams]]:
+                  config: StreamConfig | None = None, typed: Any = None) -> tuple[list[ShardReader], list[MemoryStreams]]:
     readers, sources = [], []
     for s in range(shards):
         sid = f"shardId-bench-{s}"
@@ -367,7 +379,7 @@ def shard_readers(pages: Pages, pages_per_shard: int, shards: int, topic: str, *
         readers.append(
             ShardReader(
                 streams=src,  # type: ignore[arg-type]
-                ctx=context(topic, sid),
+                ctx=context(topic, sid, typed),
                 shard=Shard(sid, (), None, None),
                 start=("TRIM_HORIZON", None),
                 config=config or StreamConfig(),
@@ -380,11 +392,11 @@ def shard_readers(pages: Pages, pages_per_shard: int, shards: int, topic: str, *
 def run_bridge(
     pages: Pages, pages_per_shard: int, shards: int, conf: dict[str, Any], serializer: RecordSerializer, topic: str,
     *, producer: Any = None, pace_s: float | None = None, on_start: Callable[[Worker], None] | None = None,
-    gc_tuned: bool = True, **settings: Any,
+    gc_tuned: bool = True, typed: Any = None, **settings: Any,
 ) -> BridgeRun:
     """The real path: ShardReader.poll (page → records) → Worker (serialize → produce → ack → offsets),
     with the collector set as ``ddb-kafka-bridge run`` sets it unless ``gc_tuned`` is false."""
-    readers, sources = shard_readers(pages, pages_per_shard, shards, topic, pace_s=pace_s)
+    readers, sources = shard_readers(pages, pages_per_shard, shards, topic, pace_s=pace_s, typed=typed)
     worker, connector = make_worker(conf, serializer, list(readers), producer=producer, **settings)
     worker.producer.list_topics(topic, timeout=10)
 
@@ -402,13 +414,16 @@ def run_bridge(
 
 
 def bridge(pages: Pages, n_pages: int, shards: int, conf: dict[str, Any], serializer: RecordSerializer, topic: str,
-           *, pure_python: bool = False, gc_tuned: bool = True) -> Result:
+           *, pure_python: bool = False, gc_tuned: bool = True, typed: bool = False) -> Result:
+    """The real path end to end; ``typed``: the table's values as typed records (``topic`` should
+    be its own: its subject holds other schemas than the envelope's)."""
     per_shard = max(1, n_pages // shards)
     saved = records_module.Transcoder
     if pure_python:  # as where the C extension was not built: the general path
         records_module.Transcoder = None
     try:
-        run = run_bridge(pages, per_shard, shards, conf, serializer, topic, gc_tuned=gc_tuned)
+        run = run_bridge(pages, per_shard, shards, conf, serializer, topic, gc_tuned=gc_tuned,
+                         typed=typed_table(pages) if typed else None)
     finally:
         records_module.Transcoder = saved
     records = per_shard * shards * pages.per_page
@@ -420,6 +435,8 @@ def bridge(pages: Pages, n_pages: int, shards: int, conf: dict[str, Any], serial
         name = "bridge, pure Python (no C extension)"
     else:
         name = "bridge (C transcoder)"
+    if typed:
+        name = name.replace("bridge", "bridge, typed values", 1)
     if not gc_tuned:
         name += ", CPython's default GC"
     return Result(name, records, json_bytes, run.wall_s, run.cpu_s, note=f"{shards} shards")

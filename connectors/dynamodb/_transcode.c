@@ -9,7 +9,8 @@
  *               connectors.dynamodb.records.from_stream_records builds)
  *   key_avro    Avro body of the table's Key record (no Confluent framing)
  *   value_avro  Avro body of the Envelope record (no Confluent framing)
- * plus the page's last SequenceNumber and its NextShardIterator. Given records=(topic,
+ * plus the page's last SequenceNumber and its NextShardIterator. Given a TypedPlan (typed values,
+ * see "typed images" below), the images are typed records instead of maps. Given records=(topic,
  * schema), it returns StreamRecords instead of tuples, each REMOVE followed by its
  * tombstone: objects with bridge.task.SourceRecord's fields (RECORD_FIELDS), made for the hot
  * path (see StreamRecord below).
@@ -179,11 +180,17 @@ typedef struct {
     Py_ssize_t off, len;
 } Span;
 
+typedef struct PNode PNode; /* a typed field plan's node (typed images, below) */
+
+typedef struct {
+    Py_ssize_t off, len; /* len -1: not seen */
+} TSpan;
+
 #define NFIELDS 9
 static const char *const RECORD_FIELDS[NFIELDS] = {
     "topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value",
 };
-#define ABI 5 /* what the module returns and refuses; transcode.py refuses a build of another version */
+#define ABI 6 /* what the module returns and refuses; transcode.py refuses a build of another version */
 #define HEADER 5 /* Confluent wire format: magic byte 0, schema id (4 bytes, big-endian) */
 #define MAX_KEY_FIELDS 8
 
@@ -210,6 +217,17 @@ typedef struct {
      * twice): where each B key field's attribute starts in before (0) and after (1), or -1. */
     int binary_keys;
     Py_ssize_t img_key_at[2][MAX_KEY_FIELDS];
+    /* typed images (page() given a TypedPlan): while a page is read, the plan's root and the
+     * records' schema handle; per depth, a record's field values before they are put in order */
+    PNode *plan;
+    int plan_after; /* image: after: the value is the new image alone */
+    PyObject *handle;
+    int typed_miss; /* the record's images are not plainly in the plan: the caller's */
+    Buf levels[MAX_AV_DEPTH + 1];
+    Buf typed_img[2]; /* a table with a binary key: the typed images (before, after); before/after
+                       * then hold the envelope's maps, where check_binary_keys finds the keys */
+    TSpan *spans;
+    Py_ssize_t nspans, capspans;
 } Transcoder;
 
 typedef struct {
@@ -1059,6 +1077,865 @@ put_item(Parser *ps, Buf *out, int depth)
     return 0;
 }
 
+/* ------------------------------------------------------------------ typed images
+ *
+ * value: {shape: typed}: an image written as the typed Avro record of a field plan
+ * (TypedPlan, compiled from connectors/dynamodb/typed/plan.py's spec) straight from the JSON,
+ * with the bytes of the Python writer (connectors/dynamodb/typed/encode.py). Attributes come
+ * in any order: in the plan's order (the usual case) each value is written straight out;
+ * otherwise each record's field values go to its depth's level buffer, their spans kept, and
+ * are copied out in the plan's order; missing ones are null (or the declared default). Only
+ * what is plainly in the plan is written: anything else (an attribute with no
+ * field, a value no branch takes, NULL false, a name twice, an unusual number text) returns
+ * 0, "not taken", and the record goes to the Python writer, which grows the schema or applies
+ * the conflict policy. Invalid JSON still fails the page (-1, ValueError), as in the envelope.
+ */
+
+enum { P_STRING, P_BOOL, P_BYTES, P_LONG, P_DOUBLE, P_DEC, P_ARR, P_REC };
+
+typedef struct {
+    PNode **v;
+    int n;
+} PBranches;
+typedef struct {
+    char *name; /* the attribute's UTF-8 */
+    Py_ssize_t nlen;
+    int nullable;
+    PBranches types;
+    char *dflt; /* a non-null field's default body, or NULL */
+    Py_ssize_t dlen;
+} PField;
+struct PNode {
+    int kind, precision, scale;
+    PBranches items; /* P_ARR */
+    PField *fields;  /* P_REC */
+    int nfields;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PNode *root;
+    int after; /* image: after */
+} TypedPlan;
+
+static PyTypeObject TypedPlanType;
+
+/* Plain number text: [-]digits[.digits][(e|E)[+-]digits] -> sign, significant digits (no
+ * leading zeros), exponent of the last digit; 0 for anything else (the Python writer decides). */
+typedef struct {
+    int neg;
+    char d[64];
+    int nd;
+    long exp;
+} Num;
+
+static int
+parse_num(const unsigned char *s, Py_ssize_t n, Num *x)
+{
+    Py_ssize_t i = 0;
+    x->neg = 0;
+    x->nd = 0;
+    x->exp = 0;
+    if (i < n && s[i] == '-') {
+        x->neg = 1;
+        i++;
+    }
+    int any = 0, frac = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        any = 1;
+        if (x->nd == 0 && s[i] == '0')
+            continue;
+        if (x->nd >= 60)
+            return 0;
+        x->d[x->nd++] = (char)s[i];
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        int fd = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            fd = 1;
+            frac++;
+            if (x->nd == 0 && s[i] == '0')
+                continue;
+            if (x->nd >= 60)
+                return 0;
+            x->d[x->nd++] = (char)s[i];
+        }
+        if (!fd)
+            return 0;
+    }
+    if (!any)
+        return 0;
+    x->exp = -frac;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0, ed = 0;
+        long e = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-')) {
+            eneg = s[i] == '-';
+            i++;
+        }
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            ed = 1;
+            if (e < 100000)
+                e = e * 10 + (s[i] - '0');
+        }
+        if (!ed)
+            return 0;
+        x->exp += eneg ? -e : e;
+    }
+    return i == n;
+}
+
+/* value == digits * 10^exp with no trailing zeros (zero: nd 0, exp 0, not negative) */
+static void
+num_norm(Num *x)
+{
+    while (x->nd && x->d[x->nd - 1] == '0') {
+        x->nd--;
+        x->exp++;
+    }
+    if (!x->nd) {
+        x->exp = 0;
+        x->neg = 0;
+    }
+}
+
+/* The unscaled value at `scale` when it has at most `prec` digits and drops none (x normalised). */
+static int
+num_unscaled(const Num *x, int scale, int prec, __int128 *out)
+{
+    long shift = x->exp + scale;
+    if (shift < 0 || x->nd + shift > prec)
+        return 0;
+    __int128 u = 0;
+    for (int i = 0; i < x->nd; i++)
+        u = u * 10 + (x->d[i] - '0');
+    for (long i = 0; i < shift; i++)
+        u *= 10;
+    *out = x->neg ? -u : u;
+    return 1;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The double of number text s (grammar checked by parse_num) when its shortest repr is the same
+ * number (Python: Decimal(repr(float(d))) == d): 1 and *f, 0 when not, -1 on error. */
+static int
+num_double(const unsigned char *s, Py_ssize_t n, int neg, const Num *x, double *f)
+{
+    /* at most 15 significant digits always come back from the double (DBL_DIG), so the
+     * shortest repr is the same number; with |exp| <= 22 one IEEE operation on two exact
+     * values is the correctly rounded double (Clinger's fast path) */
+    if (x->nd <= 15 && x->exp >= -22 && x->exp <= 22) {
+        int64_t dv = 0;
+        for (int i = 0; i < x->nd; i++)
+            dv = dv * 10 + (x->d[i] - '0');
+        double v = (double)dv;
+        v = x->exp >= 0 ? v * POW10[x->exp] : v / POW10[-x->exp];
+        *f = neg ? -v : v;
+        return 1;
+    }
+    if (nogil)
+        return -1; /* parsing a double needs the GIL: run again with it */
+    char small[80];
+    char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
+    if (text == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(text, s, (size_t)n);
+    text[n] = '\0';
+    double v = PyOS_string_to_double(text, NULL, NULL);
+    if (text != small)
+        PyMem_Free(text);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (isinf(v) || isnan(v))
+        return 0;
+    char *r = PyOS_double_to_string(v, 'r', 0, 0, NULL);
+    if (r == NULL)
+        return -1;
+    Num y;
+    int ok = parse_num((const unsigned char *)r, (Py_ssize_t)strlen(r), &y);
+    PyMem_Free(r);
+    if (!ok)
+        return 0;
+    num_norm(&y);
+    if (!(x->neg == y.neg && x->nd == y.nd && x->exp == y.exp && memcmp(x->d, y.d, (size_t)x->nd) == 0))
+        return 0;
+    *f = v;
+    return 1;
+}
+
+/* A decimal's unscaled value: two's complement, big-endian, in the fewest bytes (Java's
+ * BigInteger.toByteArray). */
+static int
+put_decimal(Buf *out, __int128 u)
+{
+    unsigned __int128 a = u < 0 ? (unsigned __int128)(-u) : (unsigned __int128)u; /* bit_length(|u|) */
+    uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+    int bits = hi ? 128 - __builtin_clzll(hi) : lo ? 64 - __builtin_clzll(lo) : 0;
+    int nb = (bits + 8) / 8;
+    RESERVE(out, nb + 10);
+    put_varint(out, zigzag(nb));
+    unsigned __int128 v = (unsigned __int128)u;
+    for (int i = nb - 1; i >= 0; i--) {
+        out->d[out->len + i] = (unsigned char)(v & 0xFF);
+        v >>= 8;
+    }
+    out->len += nb;
+    return 1;
+}
+
+static int
+put_double(Buf *out, double f)
+{
+    RESERVE(out, 8);
+    memcpy(out->d + out->len, &f, 8); /* little-endian hosts (x86-64, arm64) */
+    out->len += 8;
+    return 1;
+}
+
+/* Number text as branch t (long, double or decimal): 1 written, 0 does not fit, -1 error. */
+static int
+tw_number(Buf *out, const PNode *t, const unsigned char *s, Py_ssize_t n, int neg, const Num *x)
+{
+    __int128 u;
+    if (t->kind == P_LONG) {
+        if (!num_unscaled(x, 0, 19, &u) || u < (__int128)INT64_MIN || u > (__int128)INT64_MAX)
+            return 0;
+        RESERVE(out, 10);
+        put_varint(out, zigzag((int64_t)u));
+        return 1;
+    }
+    if (t->kind == P_DEC)
+        return num_unscaled(x, t->scale, t->precision, &u) ? put_decimal(out, u) : 0;
+    double f;
+    int r = num_double(s, n, neg, x, &f);
+    return r <= 0 ? r : put_double(out, f);
+}
+
+/* The common number: plain text (-?digits[.digits], no exponent) of at most 18 digits, read in
+ * one pass. m: its digits without trailing zeros (0: zero), nd: how many, exp: the power of ten
+ * of m's last digit. */
+typedef struct {
+    int neg, nd, exp;
+    uint64_t m;
+} Small;
+
+static int
+small_num(const unsigned char *s, Py_ssize_t n, Small *x)
+{
+    Py_ssize_t i = 0;
+    int digits = 0, frac = 0;
+    uint64_t m = 0;
+    x->neg = 0;
+    if (i < n && s[i] == '-') {
+        x->neg = 1;
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9' && digits <= 18; i++, digits++)
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    if (!digits)
+        return 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        for (; i < n && s[i] >= '0' && s[i] <= '9' && digits <= 18; i++, digits++, frac++)
+            m = m * 10 + (uint64_t)(s[i] - '0');
+        if (!frac)
+            return 0;
+    }
+    if (i != n || digits > 18)
+        return 0;
+    x->exp = m ? -frac : 0;
+    x->nd = 0;
+    if (m)
+        while (m % 10 == 0) {
+            m /= 10;
+            x->exp++;
+        }
+    x->m = m;
+    for (uint64_t t = m; t; t /= 10)
+        x->nd++;
+    return 1;
+}
+
+static const uint64_t UPOW10[] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+                                  100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
+                                  1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+                                  1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+                                  1000000000000000000ULL};
+
+/* tw_number for a Small: 1 written, 0 does not fit, 2 not sure (a double beyond the fast
+ * path): tw_number decides. */
+static int
+tw_small(Buf *out, const PNode *t, const Small *x)
+{
+    if (t->kind == P_LONG) {
+        if (x->exp < 0)
+            return 0; /* a fraction */
+        int64_t v = (int64_t)(x->m * UPOW10[x->exp]); /* at most 18 digits: fits */
+        RESERVE(out, 10);
+        put_varint(out, zigzag(x->neg ? -v : v));
+        return 1;
+    }
+    if (t->kind == P_DEC) {
+        int shift = x->exp + t->scale;
+        if (shift < 0 || (x->m && x->nd + shift > t->precision))
+            return 0;
+        __int128 u = (__int128)x->m;
+        for (int i = 0; i < shift; i++)
+            u *= 10;
+        return put_decimal(out, x->neg ? -u : u);
+    }
+    if (x->m == 0)
+        return put_double(out, x->neg ? -0.0 : 0.0);
+    if (x->nd > 15 || x->exp < -22 || x->exp > 22)
+        return 2;
+    double v = (double)x->m; /* as num_double's fast path */
+    v = x->exp >= 0 ? v * POW10[x->exp] : v / POW10[-x->exp];
+    return put_double(out, x->neg ? -v : v);
+}
+
+static inline int
+buf_grow_to(Buf *b, Py_ssize_t n)
+{
+    RESERVE(b, n);
+    return 0;
+}
+
+static int tw_record(Parser *ps, const PNode *t, Buf *out, int depth);
+static int tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf *out, int depth);
+
+/* A union position's branch index (nullable: after "null"; a single non-null branch has none). */
+static inline int
+tw_index(Buf *out, int i, int nullable, int nbranches)
+{
+    if (nullable || nbranches > 1) {
+        RESERVE(out, 10);
+        put_varint(out, zigzag(nullable ? i + 1 : i));
+    }
+    return 0;
+}
+
+static int tw_array(Parser *ps, const PNode *t, int k, Buf *out, int depth);
+
+/* The value of DynamoDB type k (not NULL) at ps->p, as the first branch of bs that takes it
+ * (the Python writer's order: a number tries each numeric branch; S, B, BOOL, M and the lists
+ * take the first branch of their kind and stand or fall with it). */
+static int
+tw_value(Parser *ps, const PBranches *bs, int nullable, int k, Buf *out, int depth)
+{
+    if (depth > MAX_AV_DEPTH)
+        return 0;
+    int want = k == T_S ? P_STRING : k == T_B ? P_BYTES : k == T_BOOL ? P_BOOL : k == T_M ? P_REC
+             : k == T_N ? -1 : P_ARR;
+    if (k == T_N) {
+        if (peek(ps) != '"')
+            return 0;
+        const unsigned char *s;
+        Py_ssize_t n;
+        if (read_string(ps, &s, &n) < 0)
+            return -1;
+        Small sm = {0};
+        Num x;
+        int small = small_num(s, n, &sm), parsed = 0, neg = 0;
+        for (int i = 0; i < bs->n; i++) {
+            const PNode *b = bs->v[i];
+            if (b->kind != P_LONG && b->kind != P_DOUBLE && b->kind != P_DEC)
+                continue;
+            Py_ssize_t mark = out->len;
+            if (tw_index(out, i, nullable, bs->n) < 0)
+                return -1;
+            int r = small ? tw_small(out, b, &sm) : 2;
+            if (r == 2) {
+                if (!parsed) {
+                    if (!parse_num(s, n, &x))
+                        return 0; /* not plain number text: the Python writer decides */
+                    neg = x.neg;
+                    num_norm(&x);
+                    parsed = 1;
+                }
+                r = tw_number(out, b, s, n, neg, &x);
+            }
+            if (r != 0)
+                return r;
+            out->len = mark;
+        }
+        return 0;
+    }
+    int i = 0;
+    while (i < bs->n && bs->v[i]->kind != want)
+        i++;
+    if (i == bs->n)
+        return 0;
+    const PNode *b = bs->v[i];
+    if (tw_index(out, i, nullable, bs->n) < 0)
+        return -1;
+    switch (k) {
+    case T_S:
+        if (peek(ps) != '"')
+            return 0;
+        return put_json_string(ps, out, NULL, NULL) < 0 ? -1 : 1;
+    case T_B:
+        if (peek(ps) != '"')
+            return 0;
+        return put_json_base64(ps, out) < 0 ? -1 : 1;
+    case T_BOOL: {
+        int c = peek(ps), v;
+        if (c != 't' && c != 'f')
+            return 0;
+        if (literal(ps, &v) < 0)
+            return -1;
+        RESERVE(out, 1);
+        out->d[out->len++] = (unsigned char)v;
+        return 1;
+    }
+    case T_M:
+        return tw_record(ps, b, out, depth + 1);
+    default:
+        return tw_array(ps, b, k, out, depth + 1);
+    }
+}
+
+/* L (elements are attribute values), SS/NS/BS (elements are strings) as an Avro array. */
+static int
+tw_array(Parser *ps, const PNode *t, int k, Buf *out, int depth)
+{
+    if (peek(ps) != '[')
+        return 0;
+    ps->p++;
+    if (peek(ps) == ']') {
+        ps->p++;
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 1;
+    }
+    int elem = k == T_SS ? T_S : k == T_NS ? T_N : k == T_BS ? T_B : -1;
+    RESERVE(out, 1);
+    Py_ssize_t at = out->len++, count = 0;
+    int more;
+    do {
+        int r = elem < 0 ? tw_position(ps, &t->items, 1, NULL, out, depth) : tw_value(ps, &t->items, 1, elem, out, depth);
+        if (r <= 0)
+            return r;
+        count++;
+    } while ((more = next_or_close(ps, ']')) == 1);
+    if (more < 0 || finish_count(out, at, count) < 0)
+        return -1;
+    RESERVE(out, 1);
+    out->d[out->len++] = 0;
+    return 1;
+}
+
+/* One attribute value ({"T": v}) at a position of branches bs; f: a non-null field (its default). */
+static int
+tw_position(Parser *ps, const PBranches *bs, int nullable, const PField *f, Buf *out, int depth)
+{
+    if (peek(ps) != '{')
+        return 0;
+    ps->p++;
+    const unsigned char *s, *p;
+    Py_ssize_t n;
+    int k = -1, r;
+    if (peek(ps) != '"')
+        return 0;
+    p = ps->p;
+    /* fast path, as put_attribute's: a plain type name followed directly by ':' */
+    if (ps->end - p >= 7) {
+        n = p[2] == '"' ? 1 : p[3] == '"' ? 2 : p[5] == '"' ? 4 : 0;
+        if (n && p[n + 2] == ':' && (k = type_index(p + 1, n)) >= 0)
+            ps->p = p + n + 3;
+    }
+    if (k < 0) {
+        if (member_name(ps, &s, &n) < 0)
+            return -1;
+        if ((k = type_index(s, n)) < 0)
+            return 0;
+    }
+    if (k == T_NULL) {
+        int v, c = peek(ps);
+        if (c != 't')
+            return 0;
+        if (literal(ps, &v) < 0)
+            return -1;
+        if (nullable) {
+            RESERVE(out, 1);
+            out->d[out->len++] = 0;
+        }
+        else if (f != NULL && f->dflt != NULL) {
+            RESERVE(out, f->dlen);
+            memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
+            out->len += f->dlen;
+        }
+        else
+            return 0;
+        r = 1;
+    }
+    else if ((r = tw_value(ps, bs, nullable, k, out, depth)) <= 0)
+        return r;
+    if (peek(ps) != '}')
+        return 0; /* more than one type: the Python writer says what is wrong */
+    ps->p++;
+    return 1;
+}
+
+/* A field the item does not hold: null, or a non-null field's default; 0: it has none. */
+static inline int
+tw_absent(const PField *f, Buf *out)
+{
+    if (f->nullable) {
+        RESERVE(out, 1);
+        out->d[out->len++] = 0;
+        return 1;
+    }
+    if (f->dflt == NULL)
+        return 0;
+    RESERVE(out, f->dlen);
+    memcpy(out->d + out->len, f->dflt, (size_t)f->dlen);
+    out->len += f->dlen;
+    return 1;
+}
+
+/* Record t with the item's attributes in the plan's order (the usual case: the schema was
+ * grown from items like it): each value written straight to out. 2: not in order (or a field
+ * missing that has no default, which may come later), for tw_record_spans. */
+static int
+tw_record_in_order(Parser *ps, const PNode *t, Buf *out, int depth)
+{
+    ps->p++;
+    int nf = t->nfields, next = 0, more = 0, r;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n;
+            if (peek(ps) != '"')
+                return 0;
+            if (member_name(ps, &s, &n) < 0)
+                return -1;
+            int i = next;
+            while (i < nf && !(t->fields[i].nlen == n && memcmp(t->fields[i].name, s, (size_t)n) == 0))
+                i++;
+            if (i == nf)
+                return 2; /* an earlier field, a name twice, or none: the spans decide */
+            for (; next < i; next++)
+                if ((r = tw_absent(&t->fields[next], out)) <= 0)
+                    return r < 0 ? -1 : 2;
+            const PField *f = &t->fields[i];
+            if ((r = tw_position(ps, &f->types, f->nullable, f, out, depth)) <= 0)
+                return r;
+            next = i + 1;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    for (; next < nf; next++)
+        if ((r = tw_absent(&t->fields[next], out)) <= 0)
+            return r;
+    return 1;
+}
+
+static int tw_record_spans(Parser *ps, const PNode *t, Buf *out, int depth);
+
+/* An item or M (a JSON object of name -> attribute value) as record t. */
+static int
+tw_record(Parser *ps, const PNode *t, Buf *out, int depth)
+{
+    if (depth > MAX_AV_DEPTH || peek(ps) != '{')
+        return 0;
+    const unsigned char *start = ps->p;
+    Py_ssize_t mark = out->len;
+    int r = tw_record_in_order(ps, t, out, depth);
+    if (r != 2)
+        return r;
+    ps->p = start;
+    out->len = mark;
+    return tw_record_spans(ps, t, out, depth);
+}
+
+/* Record t with the attributes in any order: values to the depth's level buffer, then copied
+ * out in the plan's order. */
+static int
+tw_record_spans(Parser *ps, const PNode *t, Buf *out, int depth)
+{
+    ps->p++;
+    Transcoder *T = ps->t;
+    Py_ssize_t mark = T->levels[depth].len, base = T->nspans, nf = t->nfields;
+    while (T->nspans + nf > T->capspans) {
+        void *grown = grow_raw(T->spans, &T->capspans, sizeof(TSpan), 64);
+        if (grown == NULL)
+            return -1;
+        T->spans = grown;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++)
+        T->spans[base + i].len = -1;
+    T->nspans += nf;
+    int r = 0, more = 0;
+    Py_ssize_t next = 0;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n;
+            if (peek(ps) != '"') {
+                r = 0;
+                goto out;
+            }
+            if (member_name(ps, &s, &n) < 0) {
+                r = -1;
+                goto out;
+            }
+            /* the field: looked for from the one after the last (items usually keep an order) */
+            Py_ssize_t i = next, tried = 0;
+            for (; tried < nf; tried++, i = i + 1 == nf ? 0 : i + 1)
+                if (t->fields[i].nlen == n && memcmp(t->fields[i].name, s, (size_t)n) == 0)
+                    break;
+            if (tried == nf || T->spans[base + i].len >= 0) {
+                r = 0; /* no field yet, or a name given twice */
+                goto out;
+            }
+            const PField *f = &t->fields[i];
+            Buf *lv = &T->levels[depth];
+            Py_ssize_t off = lv->len;
+            r = tw_position(ps, &f->types, f->nullable, f, lv, depth);
+            if (r <= 0)
+                goto out;
+            T->spans[base + i].off = off;
+            T->spans[base + i].len = T->levels[depth].len - off;
+            next = i + 1 == nf ? 0 : i + 1;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0) {
+        r = -1;
+        goto out;
+    }
+    Buf *lv = &T->levels[depth];
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        TSpan sp = T->spans[base + i];
+        if (sp.len >= 0) {
+            if (buf_grow_to(out, sp.len) < 0) {
+                r = -1;
+                goto out;
+            }
+            memcpy(out->d + out->len, lv->d + sp.off, (size_t)sp.len);
+            out->len += sp.len;
+        }
+        else if ((r = tw_absent(&t->fields[i], out)) <= 0)
+            goto out;
+    }
+    r = 1;
+out:
+    T->levels[depth].len = mark;
+    T->nspans = base;
+    return r;
+}
+
+/* An image in typed mode: 1 written to out, 0 not taken (ps->p after the image either way).
+ * One not taken is read again as the envelope reads it, so that a page fails (ValueError) on
+ * exactly what fails an envelope page, and the Python twin refuses the same. */
+static int
+typed_image(Parser *ps, Buf *out)
+{
+    const unsigned char *start = (ws(ps), ps->p);
+    int r = tw_record(ps, ps->t->plan, out, 1);
+    if (r != 0)
+        return r;
+    ps->p = start;
+    out->len = 0;
+    return put_item(ps, out, 1) < 0 ? -1 : 0;
+}
+
+/* ---- plan compilation from the spec plan.py builds */
+
+static void pnode_free(PNode *t);
+
+static void
+pbranches_free(PBranches *bs)
+{
+    for (int i = 0; i < bs->n; i++)
+        pnode_free(bs->v[i]);
+    PyMem_Free(bs->v);
+}
+
+static void
+pnode_free(PNode *t)
+{
+    if (t == NULL)
+        return;
+    pbranches_free(&t->items);
+    for (int i = 0; i < t->nfields; i++) {
+        PyMem_Free(t->fields[i].name);
+        PyMem_Free(t->fields[i].dflt);
+        pbranches_free(&t->fields[i].types);
+    }
+    PyMem_Free(t->fields);
+    PyMem_Free(t);
+}
+
+static PNode *pnode_compile(PyObject *spec);
+
+static int
+pbranches_compile(PyObject *seq, PBranches *bs)
+{
+    if (!PyTuple_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "TypedPlan: branches must be a tuple");
+        return -1;
+    }
+    int n = (int)PyTuple_GET_SIZE(seq);
+    bs->v = PyMem_Calloc(n ? (size_t)n : 1, sizeof(PNode *));
+    if (bs->v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((bs->v[i] = pnode_compile(PyTuple_GET_ITEM(seq, i))) == NULL)
+            return -1;
+        bs->n = i + 1;
+    }
+    return 0;
+}
+
+static char *
+copy_bytes(const char *s, Py_ssize_t n)
+{
+    char *d = PyMem_Malloc(n ? (size_t)n : 1);
+    if (d == NULL)
+        PyErr_NoMemory();
+    else
+        memcpy(d, s, (size_t)n);
+    return d;
+}
+
+/* spec: ("string",) ("boolean",) ("bytes",) ("long",) ("double",) ("decimal", p, s)
+ *       ("array", branches) ("record", ((attribute, nullable, branches, default bytes | None), ...)) */
+static PNode *
+pnode_compile(PyObject *spec)
+{
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1) {
+        PyErr_SetString(PyExc_TypeError, "TypedPlan: bad plan node");
+        return NULL;
+    }
+    const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(spec, 0));
+    if (kind == NULL)
+        return NULL;
+    PNode *t = PyMem_Calloc(1, sizeof(PNode));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (!strcmp(kind, "string"))
+        t->kind = P_STRING;
+    else if (!strcmp(kind, "boolean"))
+        t->kind = P_BOOL;
+    else if (!strcmp(kind, "bytes"))
+        t->kind = P_BYTES;
+    else if (!strcmp(kind, "long"))
+        t->kind = P_LONG;
+    else if (!strcmp(kind, "double"))
+        t->kind = P_DOUBLE;
+    else if (!strcmp(kind, "decimal") && PyTuple_GET_SIZE(spec) == 3) {
+        t->kind = P_DEC;
+        t->precision = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
+        t->scale = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
+        if (t->precision < 1 || t->precision > 38 || t->scale < 0 || t->scale > 38) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "TypedPlan: decimal precision is 1..38, scale 0..38");
+            goto error;
+        }
+    }
+    else if (!strcmp(kind, "array") && PyTuple_GET_SIZE(spec) == 2) {
+        t->kind = P_ARR;
+        if (pbranches_compile(PyTuple_GET_ITEM(spec, 1), &t->items) < 0)
+            goto error;
+    }
+    else if (!strcmp(kind, "record") && PyTuple_GET_SIZE(spec) == 2 && PyTuple_Check(PyTuple_GET_ITEM(spec, 1))) {
+        t->kind = P_REC;
+        PyObject *fs = PyTuple_GET_ITEM(spec, 1);
+        int nf = (int)PyTuple_GET_SIZE(fs);
+        t->fields = PyMem_Calloc(nf ? (size_t)nf : 1, sizeof(PField));
+        if (t->fields == NULL) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        for (int i = 0; i < nf; i++) {
+            PyObject *name, *nullable, *branches, *dflt;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fs, i), "UOO!O:plan field", &name, &nullable, &PyTuple_Type,
+                                  &branches, &dflt))
+                goto error;
+            PField *f = &t->fields[i];
+            t->nfields = i + 1;
+            const char *u = PyUnicode_AsUTF8AndSize(name, &f->nlen);
+            if (u == NULL || (f->name = copy_bytes(u, f->nlen)) == NULL)
+                goto error;
+            f->nullable = PyObject_IsTrue(nullable);
+            if (dflt != Py_None) {
+                if (!PyBytes_Check(dflt)) {
+                    PyErr_SetString(PyExc_TypeError, "TypedPlan: a default is bytes or None");
+                    goto error;
+                }
+                f->dlen = PyBytes_GET_SIZE(dflt);
+                if ((f->dflt = copy_bytes(PyBytes_AS_STRING(dflt), f->dlen)) == NULL)
+                    goto error;
+            }
+            if (pbranches_compile(branches, &f->types) < 0)
+                goto error;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "TypedPlan: unknown plan node %s", kind);
+        goto error;
+    }
+    return t;
+error:
+    pnode_free(t);
+    return NULL;
+}
+
+static int
+TypedPlan_init(TypedPlan *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"spec", "after", NULL};
+    PyObject *spec;
+    int after = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$p:TypedPlan", kwlist, &spec, &after))
+        return -1;
+    PNode *root = pnode_compile(spec);
+    if (root == NULL)
+        return -1;
+    if (root->kind != P_REC) {
+        pnode_free(root);
+        PyErr_SetString(PyExc_ValueError, "TypedPlan: the root is a record");
+        return -1;
+    }
+    pnode_free(self->root);
+    self->root = root;
+    self->after = after;
+    return 0;
+}
+
+static void
+TypedPlan_dealloc(TypedPlan *self)
+{
+    pnode_free(self->root);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject TypedPlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "connectors.dynamodb._transcode.TypedPlan",
+    .tp_basicsize = sizeof(TypedPlan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "TypedPlan(spec, *, after=False): a typed record's field plan (connectors/dynamodb/typed/plan.py's\n"
+              "spec), for Transcoder.page(body, ts_ms, plan, schema); after: values are the new image alone.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TypedPlan_init,
+    .tp_dealloc = (destructor)TypedPlan_dealloc,
+};
+
 /* ------------------------------------------------------------------ one stream record */
 
 /* What one record's JSON gave, besides the images (in t->before/after) and the strings kept
@@ -1151,7 +2028,29 @@ parse_image(Parser *ps, Buf *out, int *present)
         return 0;
     }
     out->len = 0;
-    if (put_item(ps, out, 1) < 0)
+    Transcoder *t = ps->t;
+    int typed = t->plan != NULL && !(t->plan_after && out == &t->before); /* after: no old image written */
+    if (typed && t->binary_keys) {
+        Buf *tb = &t->typed_img[out == &t->after];
+        tb->len = 0;
+        const unsigned char *start = (ws(ps), ps->p);
+        int r = tw_record(ps, t->plan, tb, 1);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            t->typed_miss = 1;
+        ps->p = start;
+        if (put_item(ps, out, 1) < 0) /* the envelope's map too: its checks, and its binary keys */
+            return -1;
+    }
+    else if (typed) {
+        int r = typed_image(ps, out);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            t->typed_miss = 1;
+    }
+    else if (put_item(ps, out, 1) < 0)
         return -1;
     *present = 1;
     return 0;
@@ -1404,6 +2303,8 @@ typedef struct {
     PyObject *ts_ms; /* the page's int */
     PyObject *key;   /* bytes: header room + Avro key body */
     PyObject *value; /* bytes: header room + Avro envelope body; a tombstone keeps its delete's */
+    PyObject *schema; /* typed: the handle of the plan that wrote it; NULL: the transcoder's */
+    PyObject *text;   /* typed, image: after: the source block (the *_at offsets are in it); NULL: value */
     int64_t ms;
     /* where source strings are in value; -1: null (event_id) or the transcoder's (region) */
     int32_t seq_at, seq_len, event_id_at, event_id_len, region_at, region_len;
@@ -1521,9 +2422,10 @@ StreamRecord_source(StreamRecord *r, void *closure)
     PyObject *src = PyDict_Copy(r->t->source_template);
     if (src == NULL)
         return NULL;
-    if (set_text(src, S.k_sequence_number, r->value, r->seq_at, r->seq_len) < 0 ||
-        (r->region_at >= 0 && set_text(src, S.k_region, r->value, r->region_at, r->region_len) < 0) ||
-        (r->event_id_at >= 0 && set_text(src, S.k_event_id, r->value, r->event_id_at, r->event_id_len) < 0) ||
+    PyObject *text = r->text ? r->text : r->value;
+    if (set_text(src, S.k_sequence_number, text, r->seq_at, r->seq_len) < 0 ||
+        (r->region_at >= 0 && set_text(src, S.k_region, text, r->region_at, r->region_len) < 0) ||
+        (r->event_id_at >= 0 && set_text(src, S.k_event_id, text, r->event_id_at, r->event_id_len) < 0) ||
         (r->ttl && PyDict_SetItem(src, S.k_ttl_delete, Py_True) < 0))
         goto error;
     if (r->has_ms) {
@@ -1548,7 +2450,8 @@ StreamRecord_topic(StreamRecord *r, void *closure)
 static PyObject *
 StreamRecord_key_fields(StreamRecord *r, void *closure)
 {
-    return Py_NewRef(r->t->rec_key_fields ? r->t->rec_key_fields : Py_None);
+    PyObject *schema = r->schema ? r->schema : r->t->rec_key_fields;
+    return Py_NewRef(schema ? schema : Py_None);
 }
 
 /* The connector's own names beside the neutral fields (connectors.dynamodb.envelope.ChangeRecord's). */
@@ -1567,7 +2470,8 @@ StreamRecord_op(StreamRecord *r, void *closure)
 static PyObject *
 StreamRecord_schema_key_fields(StreamRecord *r, void *closure)
 {
-    return r->t->rec_key_fields ? PyObject_GetAttrString(r->t->rec_key_fields, "key_fields") : Py_NewRef(Py_None);
+    PyObject *schema = r->schema ? r->schema : r->t->rec_key_fields;
+    return schema ? PyObject_GetAttrString(schema, "key_fields") : Py_NewRef(Py_None);
 }
 
 static PyObject *
@@ -1630,7 +2534,7 @@ static PyGetSetDef StreamRecord_getset[] = {
 static PyObject *
 StreamRecord_repr(StreamRecord *r)
 {
-    PyObject *seq = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->value) + r->seq_at, r->seq_len, NULL);
+    PyObject *seq = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(r->text ? r->text : r->value) + r->seq_at, r->seq_len, NULL);
     if (seq == NULL)
         return NULL;
     PyObject *out = PyUnicode_FromFormat("StreamRecord(topic=%R, table=%R, op=%R, sequence_number=%R%s)",
@@ -1648,6 +2552,8 @@ StreamRecord_dealloc(StreamRecord *r)
     Py_DECREF(r->ts_ms);
     Py_DECREF(r->key);
     Py_DECREF(r->value);
+    Py_XDECREF(r->schema);
+    Py_XDECREF(r->text);
     PyObject_Free(r);
 }
 
@@ -1672,6 +2578,8 @@ new_stream_record(Transcoder *t, PyObject *op, PyObject *ts_obj, PyObject *key, 
     r->ts_ms = Py_NewRef(ts_obj);
     r->key = Py_NewRef(key);
     r->value = Py_NewRef(value);
+    r->schema = Py_XNewRef(t->handle);
+    r->text = NULL;
     return r;
 }
 
@@ -1716,29 +2624,51 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
         src->d[src->len++] = 0;
     src->d[src->len++] = (unsigned char)ttl;
 
-    Py_ssize_t nb = r->has_before == 1 ? t->before.len : 0, na = r->has_after == 1 ? t->after.len : 0;
+    const Buf *before = t->plan && t->binary_keys ? &t->typed_img[0] : &t->before;
+    const Buf *after = t->plan && t->binary_keys ? &t->typed_img[1] : &t->after;
+    Py_ssize_t nb = r->has_before == 1 ? before->len : 0, na = r->has_after == 1 ? after->len : 0;
     Py_ssize_t src_at = HEADER + 2 + 1 + nb + 1 + na, total = src_at + src->len + ts->len;
     if (total > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "GetRecords page: record too large");
         return -1;
     }
-    PyObject *value = PyBytes_FromStringAndSize(NULL, total);
-    if (value == NULL)
-        return -1;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
-    memset(o, 0, HEADER);
-    o += HEADER;
-    *o++ = 2; /* op: a one-character string */
-    *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
-    *o++ = r->has_before == 1 ? 2 : 0;
-    memcpy(o, t->before.d, (size_t)nb);
-    o += nb;
-    *o++ = r->has_after == 1 ? 2 : 0;
-    memcpy(o, t->after.d, (size_t)na);
-    o += na;
-    memcpy(o, src->d, (size_t)src->len);
-    o += src->len;
-    memcpy(o, ts->d, (size_t)ts->len);
+    PyObject *value, *text = NULL;
+    int after_only = t->plan != NULL && t->plan_after;
+    if (after_only) {
+        /* typed, image: after: the value is the new image alone (a delete is its tombstone
+         * only); the source block, which the record's `position` is read from, beside it */
+        if ((text = PyBytes_FromStringAndSize((const char *)src->d, src->len)) == NULL)
+            return -1;
+        src_at = 0;
+        if (r->op == S.op_d)
+            value = Py_NewRef(text); /* never written: a tombstone's value is null */
+        else if ((value = PyBytes_FromStringAndSize(NULL, HEADER + na)) != NULL) {
+            memset(PyBytes_AS_STRING(value), 0, HEADER);
+            memcpy(PyBytes_AS_STRING(value) + HEADER, after->d, (size_t)na);
+        }
+        if (value == NULL) {
+            Py_DECREF(text);
+            return -1;
+        }
+    }
+    else {
+        if ((value = PyBytes_FromStringAndSize(NULL, total)) == NULL)
+            return -1;
+        unsigned char *o = (unsigned char *)PyBytes_AS_STRING(value);
+        memset(o, 0, HEADER);
+        o += HEADER;
+        *o++ = 2; /* op: a one-character string */
+        *o++ = (unsigned char)PyUnicode_AsUTF8(r->op)[0];
+        *o++ = r->has_before == 1 ? 2 : 0;
+        memcpy(o, before->d, (size_t)nb);
+        o += nb;
+        *o++ = r->has_after == 1 ? 2 : 0;
+        memcpy(o, after->d, (size_t)na);
+        o += na;
+        memcpy(o, src->d, (size_t)src->len);
+        o += src->len;
+        memcpy(o, ts->d, (size_t)ts->len);
+    }
 
     PyObject *key = PyBytes_FromStringAndSize(NULL, HEADER + t->key.len);
     if (key != NULL) {
@@ -1748,12 +2678,15 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     StreamRecord *rec = key == NULL ? NULL : new_stream_record(t, r->op, ts_obj, key, value);
     Py_XDECREF(key);
     Py_DECREF(value);
-    if (rec == NULL)
+    if (rec == NULL) {
+        Py_XDECREF(text);
         return -1;
+    }
+    rec->text = text;
     rec->ms = r->ms;
     rec->has_ms = (char)r->has_ms;
     rec->ttl = (char)ttl;
-    rec->tombstone = 0;
+    rec->tombstone = (char)(after_only && r->op == S.op_d);
     rec->seq_at = (int32_t)(src_at + seq_at);
     rec->seq_len = (int32_t)t->seq_text.len;
     rec->event_id_at = event_id_at < 0 ? -1 : (int32_t)(src_at + event_id_at);
@@ -1763,7 +2696,7 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
     int rc;
     if (t->records) {
         rc = PyList_Append(out_list, (PyObject *)rec);
-        if (rc == 0 && r->op == S.op_d) { /* a delete is followed by a tombstone with the same key */
+        if (rc == 0 && r->op == S.op_d && !after_only) { /* a delete is followed by a tombstone with the same key */
             StreamRecord *tomb = new_stream_record(t, r->op, ts_obj, rec->key, rec->value);
             if (tomb == NULL)
                 rc = -1;
@@ -1800,12 +2733,14 @@ build_record(Parser *ps, Rec *r, const Buf *ts, PyObject *ts_obj, PyObject *out_
 }
 
 static int
-parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
+parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list, PyObject *misses)
 {
     Transcoder *t = ps->t;
     Rec r;
     memset(&r, 0, sizeof r);
     int out = -1;
+    t->typed_miss = 0;
+    const unsigned char *start = (ws(ps), ps->p);
     if (peek(ps) != '{')
         return fail(ps, "a record must be an object");
     ps->p++;
@@ -1877,6 +2812,22 @@ parse_record(Parser *ps, const Buf *ts, PyObject *ts_obj, PyObject *out_list)
     }
     if (!r.has_dynamodb) {
         fail(ps, "record has no dynamodb");
+        goto done;
+    }
+    if (t->plan != NULL && t->plan_after && r.op != S.op_d && r.has_after != 1)
+        t->typed_miss = 1; /* image: after, no new image: the Python writer says why */
+    if (t->typed_miss) {
+        /* typed images not plainly in the plan: the record's JSON, for the Python writer */
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)start, ps->p - start);
+        PyObject *at = raw ? PyLong_FromSsize_t(PyList_GET_SIZE(out_list)) : NULL;
+        out = at == NULL || PyList_Append(out_list, raw) < 0 || PyList_Append(misses, at) < 0 ? -1 : 0;
+        Py_XDECREF(raw);
+        Py_XDECREF(at);
+        if (out == 0) {
+            t->last_seq_text.len = 0;
+            out = put_buf(&t->last_seq_text, &t->seq_text);
+            t->has_last_seq = 1;
+        }
         goto done;
     }
     out = build_record(ps, &r, ts, ts_obj, out_list);
@@ -1961,7 +2912,7 @@ static void
 stream_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
 {
     StreamRecord *r = (StreamRecord *)o;
-    *owner = r->t;
+    *owner = r->schema ? (void *)r->schema : (void *)r->t; /* one framing header per schema */
     *key = r->key;
     *value = r->tombstone ? NULL : r->value;
 }
@@ -1979,12 +2930,28 @@ Transcoder_page(Transcoder *self, PyObject *args)
 {
     Py_buffer view;
     long long ts_ms;
+    PyObject *plan = NULL, *handle = NULL, *misses = NULL;
     if (self->source_template == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Transcoder.__init__ was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*L:page", &view, &ts_ms))
+    if (!PyArg_ParseTuple(args, "y*L|O!O:page", &view, &ts_ms, &TypedPlanType, &plan, &handle))
         return NULL;
+    if (plan != NULL) {
+        if (handle == NULL || !self->records || ((TypedPlan *)plan)->root == NULL) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_ValueError, "page: a (compiled) TypedPlan needs its schema handle and "
+                                              "records=(topic, schema)");
+            return NULL;
+        }
+        if ((misses = PyList_New(0)) == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        self->plan = ((TypedPlan *)plan)->root;
+        self->plan_after = ((TypedPlan *)plan)->after;
+        self->handle = handle;
+    }
     Parser ps = {view.buf, view.buf, (const unsigned char *)view.buf + view.len, 0, self};
     PyObject *ts_obj = PyLong_FromLongLong(ts_ms);
     if (ts_obj == NULL) {
@@ -2014,7 +2981,8 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 goto done;
             if (NAME_IS(s, n, "Records")) {
                 /* given twice: the last one counts */
-                if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0)
+                if (PyList_SetSlice(records, 0, PyList_GET_SIZE(records), NULL) < 0 ||
+                    (misses && PyList_SetSlice(misses, 0, PyList_GET_SIZE(misses), NULL) < 0))
                     goto done;
                 self->has_last_seq = 0;
                 int c = peek(&ps);
@@ -2035,7 +3003,7 @@ Transcoder_page(Transcoder *self, PyObject *args)
                 else {
                     int m;
                     do {
-                        if (parse_record(&ps, &ts, ts_obj, records) < 0)
+                        if (parse_record(&ps, &ts, ts_obj, records, misses) < 0)
                             goto done;
                     } while ((m = next_or_close(&ps, ']')) == 1);
                     if (m < 0)
@@ -2063,10 +3031,18 @@ Transcoder_page(Transcoder *self, PyObject *args)
                              ? PyUnicode_DecodeUTF8((const char *)self->last_seq_text.d, self->last_seq_text.len, NULL)
                              : Py_NewRef(Py_None);
         if (last != NULL)
-            result = PyTuple_Pack(3, records, last, next ? next : Py_None);
+            result = misses ? PyTuple_Pack(4, records, last, next ? next : Py_None, misses)
+                            : PyTuple_Pack(3, records, last, next ? next : Py_None);
         Py_XDECREF(last);
     }
 done:
+    self->plan = NULL;
+    self->handle = NULL;
+    Py_XDECREF(misses);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_trim(&self->levels[i], 1 << 20);
+    buf_trim(&self->typed_img[0], 1 << 20);
+    buf_trim(&self->typed_img[1], 1 << 20);
     buf_trim(&self->before, 1 << 20);
     buf_trim(&self->after, 1 << 20);
     buf_trim(&self->scratch, 1 << 20);
@@ -2218,6 +3194,11 @@ Transcoder_dealloc(Transcoder *self)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         buf_free(bufs[i]);
     PyMem_RawFree(self->names);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_free(&self->levels[i]);
+    buf_free(&self->typed_img[0]);
+    buf_free(&self->typed_img[1]);
+    PyMem_RawFree(self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2226,7 +3207,10 @@ static PyMethodDef Transcoder_methods[] = {
      "page(body, ts_ms) -> (records, last_sequence_number, next_shard_iterator)\n\n"
      "records: list of (op, key, source, key_avro, value_avro), or with records=(topic, schema)\n"
      "StreamRecords (a REMOVE followed by its tombstone); ValueError on input the general path\n"
-     "must handle."},
+     "must handle.\n\n"
+     "page(body, ts_ms, plan, schema) -> (records, last, next, misses): typed images by a TypedPlan,\n"
+     "the records' schema handle `schema`; a record whose images are not plainly in the plan is left\n"
+     "in records as its JSON (bytes), at the indices listed in misses, for the Python writer."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2260,6 +3244,7 @@ static PyTypeObject TranscoderType = {
 
 typedef struct {
     Py_ssize_t vat, vlen, kat, klen; /* value map and key body in ItemWriter.out */
+    Py_ssize_t jat, jlen;            /* typed, vlen -1: the item's JSON in the input, for the Python writer */
 } ItemSpan;
 
 /* CPU time this process spent in phase 1 (GIL released), for bench/snapshot_bench.py: the
@@ -2294,7 +3279,7 @@ typedef struct {
     PyObject_HEAD
     Transcoder work; /* only its parser scratch (scratch, names) is used; no Python fields */
     Py_ssize_t nkf;
-    KeyField kf[MAX_KEY_FIELDS]; /* name, type, utf8, ulen, t; val unused */
+    KeyField kf[MAX_KEY_FIELDS]; /* name, type, utf8, ulen, t; val: a typed item's key value */
     int kt[MAX_KEY_FIELDS];      /* T_S | T_N | T_B */
     PyObject *topic, *table, *key_fields, *source, *op;
     Buf out;
@@ -2310,7 +3295,8 @@ typedef struct {
     ItemWriter *w;
     PyObject *ts_ms;
     PyObject *key;   /* bytes: header room + Avro key body */
-    PyObject *value; /* bytes: header room + head + item + tail */
+    PyObject *value;  /* bytes: header room + head + item + tail */
+    PyObject *schema; /* typed: the handle of the plan that wrote it; NULL: the writer's */
 } ItemRecord;
 
 static PyTypeObject ItemRecordType;
@@ -2336,20 +3322,94 @@ get_varint(const unsigned char *p, int *n)
  * body are appended to w->out, and their places to w->spans. The key is the item's key
  * attributes' encoded values, which are the key record's fields byte for byte (S and N as
  * strings, B as bytes); an item without one, or with one of another type, is refused. */
+/* An item the typed plan took (so well formed, its names unique) at ps->p: its key body
+ * appended to w->out from its key attributes' values, as put_snapshot_item takes them from
+ * the envelope's map. 0: a key attribute missing or of another type (that path says which). */
+static int
+typed_item_key(Parser *ps, ItemWriter *w)
+{
+    unsigned seen = 0;
+    int more = 0;
+    ps->p++;
+    if (peek(ps) == '}')
+        ps->p++;
+    else
+        do {
+            const unsigned char *s;
+            Py_ssize_t n, i = 0;
+            if (member_name(ps, &s, &n) < 0)
+                return -1;
+            while (i < w->nkf && !(w->kf[i].ulen == n && memcmp(w->kf[i].utf8, s, (size_t)n) == 0))
+                i++;
+            if (i == w->nkf) {
+                if (skip_value(ps) < 0)
+                    return -1;
+                continue;
+            }
+            if (expect(ps, '{', "attribute value must be an object") < 0 || member_name(ps, &s, &n) < 0)
+                return -1;
+            if (!(n == 1 && s[0] == w->kf[i].t) || peek(ps) != '"')
+                return 0;
+            if (read_into(ps, &w->kf[i].val) < 0)
+                return -1;
+            if (peek(ps) != '}')
+                return 0;
+            ps->p++;
+            seen |= 1u << i;
+        } while ((more = next_or_close(ps, '}')) == 1);
+    if (more < 0)
+        return -1;
+    if (seen != (1u << w->nkf) - 1)
+        return 0;
+    for (Py_ssize_t i = 0; i < w->nkf; i++) {
+        Buf *v = &w->kf[i].val;
+        if ((w->kf[i].t == 'B' ? put_base64(ps, &w->out, v->d, v->len)
+                               : put_avro_string(&w->out, (const char *)v->d, v->len)) < 0)
+            return -1;
+    }
+    return 1;
+}
+
 static int
 put_snapshot_item(Parser *ps, ItemWriter *w)
 {
     Buf *out = &w->out;
+    if (w->work.plan != NULL) {
+        /* typed: the item as the plan's record, then its key; else the envelope's way below
+         * (its key, its checks), and the item goes to the Python writer */
+        const unsigned char *item = (ws(ps), ps->p);
+        Py_ssize_t start = out->len;
+        int r = tw_record(ps, w->work.plan, out, 1);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            Py_ssize_t vlen = out->len - start, kstart = out->len;
+            Parser again = *ps;
+            again.p = item;
+            int k = typed_item_key(&again, w);
+            if (k < 0)
+                return -1;
+            if (k == 1) {
+                ROOM_FOR_ONE(w->spans, w->nspans, w->capspans, 256);
+                ItemSpan *s = &w->spans[w->nspans++];
+                *s = (ItemSpan){start, vlen, kstart, out->len - kstart, -1, 0};
+                return 0;
+            }
+        }
+        ps->p = item;
+        out->len = start;
+    }
     Py_ssize_t keyat[MAX_KEY_FIELDS], shift;
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         keyat[i] = -1;
     Py_ssize_t start = out->len;
+    const unsigned char *item = (ws(ps), ps->p);
     if (put_map(ps, out, 1, w->kf, w->nkf, 0, keyat, &shift) < 0)
         return -1;
     for (Py_ssize_t i = 0; i < w->nkf; i++)
         if (keyat[i] >= 0)
             keyat[i] += shift;
-    Py_ssize_t vlen = out->len - start, kstart = out->len;
+    Py_ssize_t vlen = out->len - start, kstart = out->len, jat = -1, jlen = 0;
     for (Py_ssize_t i = 0; i < w->nkf; i++) {
         if (keyat[i] < 0)
             return fail(ps, "item without a key attribute");
@@ -2367,12 +3427,20 @@ put_snapshot_item(Parser *ps, ItemWriter *w)
         memcpy(out->d + out->len, out->d + from, (size_t)len);
         out->len += len;
     }
+    Py_ssize_t klen = out->len - kstart;
+    if (w->work.plan != NULL) { /* typed, not plainly in the plan: the item's JSON */
+        vlen = -1;
+        jat = item - ps->base;
+        jlen = ps->p - item;
+    }
     ROOM_FOR_ONE(w->spans, w->nspans, w->capspans, 256);
     ItemSpan *s = &w->spans[w->nspans++];
     s->vat = start;
     s->vlen = vlen;
     s->kat = kstart;
-    s->klen = out->len - kstart;
+    s->klen = klen;
+    s->jat = jat;
+    s->jlen = jlen;
     return 0;
 }
 
@@ -2521,13 +3589,27 @@ lines_phase1(ItemWriter *w, const unsigned char *d, Py_ssize_t len, Py_ssize_t *
 
 /* Phase 2: the records of w->spans, as a new list. */
 static PyObject *
-build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail, Py_ssize_t tailn, PyObject *ts_obj)
+build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail, Py_ssize_t tailn, PyObject *ts_obj,
+            const unsigned char *input, PyObject *schema, PyObject *misses)
 {
     PyObject *list = PyList_New(w->nspans);
     if (list == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < w->nspans; i++) {
         ItemSpan *s = &w->spans[i];
+        if (s->vlen < 0) { /* typed, not plainly in the plan: the item's JSON for the Python writer */
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)input + s->jat, s->jlen);
+            PyObject *at = raw ? PyLong_FromSsize_t(i) : NULL;
+            int rc = at == NULL ? -1 : PyList_Append(misses, at);
+            Py_XDECREF(at);
+            if (rc < 0) {
+                Py_XDECREF(raw);
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, raw);
+            continue;
+        }
         PyObject *value = PyBytes_FromStringAndSize(NULL, HEADER + headn + s->vlen + tailn);
         PyObject *key = value ? PyBytes_FromStringAndSize(NULL, HEADER + s->klen) : NULL;
         ItemRecord *r = key ? PyObject_New(ItemRecord, &ItemRecordType) : NULL;
@@ -2549,6 +3631,7 @@ build_items(ItemWriter *w, const char *head, Py_ssize_t headn, const char *tail,
         r->ts_ms = Py_NewRef(ts_obj);
         r->key = key;
         r->value = value;
+        r->schema = Py_XNewRef(schema);
         PyList_SET_ITEM(list, i, (PyObject *)r);
     }
     return list;
@@ -2582,13 +3665,20 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
     Py_buffer view;
     const char *head, *tail;
     Py_ssize_t headn, tailn;
-    PyObject *ts_obj;
-    if (!PyArg_ParseTuple(args, "y*y#y#O!:scan_page", &view, &head, &headn, &tail, &tailn, &PyLong_Type, &ts_obj))
+    PyObject *ts_obj, *plan = NULL, *schema = NULL, *misses = NULL;
+    if (!PyArg_ParseTuple(args, "y*y#y#O!|O!O:scan_page", &view, &head, &headn, &tail, &tailn, &PyLong_Type, &ts_obj,
+                          &TypedPlanType, &plan, &schema))
         return NULL;
+    if (plan != NULL && (schema == NULL || ((TypedPlan *)plan)->root == NULL)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan_page: a (compiled) TypedPlan needs its schema handle");
+        return NULL;
+    }
     if (writer_enter(w) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    w->work.plan = plan ? ((TypedPlan *)plan)->root : NULL;
     const unsigned char *b = view.buf;
     Parser ps = {b, b, b + view.len, 0, &w->work};
     int rc;
@@ -2608,7 +3698,9 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
     PyObject *records = NULL, *rest = NULL, *result = NULL;
     if (rc < 0)
         goto done;
-    if ((records = build_items(w, head, headn, tail, tailn, ts_obj)) == NULL || (rest = PyDict_New()) == NULL)
+    if ((plan != NULL && (misses = PyList_New(0)) == NULL) ||
+        (records = build_items(w, head, headn, tail, tailn, ts_obj, b, schema, misses)) == NULL ||
+        (rest = PyDict_New()) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < w->nothers; i++) {
         OtherMember *o = &w->others[i];
@@ -2621,10 +3713,14 @@ ItemWriter_scan_page(ItemWriter *w, PyObject *args)
         if (r < 0)
             goto done;
     }
-    result = PyTuple_Pack(2, records, rest);
+    result = misses ? PyTuple_Pack(3, records, rest, misses) : PyTuple_Pack(2, records, rest);
 done:
+    w->work.plan = NULL;
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_trim(&w->work.levels[i], 1 << 20);
     Py_XDECREF(records);
     Py_XDECREF(rest);
+    Py_XDECREF(misses);
     writer_trim(w);
     w->busy = 0;
     PyBuffer_Release(&view);
@@ -2669,7 +3765,7 @@ ItemWriter_lines(ItemWriter *w, PyObject *args)
         rc = lines_phase1(w, d, len, &end, max_records, final, &nlines);
     }
     PyObject *records = NULL, *result = NULL;
-    if (rc == 0 && (records = build_items(w, head, headn, tail, tailn, ts_obj)) != NULL)
+    if (rc == 0 && (records = build_items(w, head, headn, tail, tailn, ts_obj, d, NULL, NULL)) != NULL)
         result = Py_BuildValue("(Onn)", records, end, nlines);
     Py_XDECREF(records);
     writer_trim(w);
@@ -2719,6 +3815,7 @@ ItemWriter_dealloc(ItemWriter *w)
     for (Py_ssize_t i = 0; i < w->nkf; i++) {
         Py_XDECREF(w->kf[i].name);
         Py_XDECREF(w->kf[i].type);
+        buf_free(&w->kf[i].val);
     }
     Py_XDECREF(w->topic);
     Py_XDECREF(w->table);
@@ -2728,6 +3825,9 @@ ItemWriter_dealloc(ItemWriter *w)
     buf_free(&w->out);
     buf_free(&w->work.scratch);
     PyMem_RawFree(w->work.names);
+    for (int i = 0; i <= MAX_AV_DEPTH; i++)
+        buf_free(&w->work.levels[i]);
+    PyMem_RawFree(w->work.spans);
     PyMem_RawFree(w->spans);
     Py_TYPE(w)->tp_free((PyObject *)w);
 }
@@ -2736,7 +3836,10 @@ static PyMethodDef ItemWriter_methods[] = {
     {"scan_page", (PyCFunction)ItemWriter_scan_page, METH_VARARGS,
      "scan_page(body, head, tail, ts_ms) -> (records, rest)\n\n"
      "A Scan response body: its Items as ItemRecords (value: head + item + tail), and its other\n"
-     "members as {name: raw JSON bytes}. ValueError on input the general path must handle."},
+     "members as {name: raw JSON bytes}. ValueError on input the general path must handle.\n\n"
+     "scan_page(body, head, tail, ts_ms, plan, schema) -> (records, rest, misses): items as typed\n"
+     "records by a TypedPlan (schema: their handle); an item not plainly in the plan is left in\n"
+     "records as its JSON (bytes), at the indices listed in misses, for the Python writer."},
     {"lines", (PyCFunction)ItemWriter_lines, METH_VARARGS,
      "lines(data, pos, max_records, final, head, tail, ts_ms) -> (records, pos, lines)\n\n"
      "Export lines ({\"Item\": ...} per line) from byte pos: up to max_records records, the byte\n"
@@ -2766,13 +3869,13 @@ ItemRecord_key(ItemRecord *r, void *closure)
 }
 
 static PyObject *ItemRecord_topic(ItemRecord *r, void *c) { return Py_NewRef(r->w->topic); }
-static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->w->key_fields); }
+static PyObject *ItemRecord_key_fields(ItemRecord *r, void *c) { return Py_NewRef(r->schema ? r->schema : r->w->key_fields); }
 static PyObject *ItemRecord_none(ItemRecord *r, void *c) { Py_RETURN_NONE; }
 static PyObject *ItemRecord_table(ItemRecord *r, void *c) { return Py_NewRef(r->w->table); }
 static PyObject *ItemRecord_op(ItemRecord *r, void *c) { return Py_NewRef(r->w->op); }
 static PyObject *ItemRecord_schema_key_fields(ItemRecord *r, void *c)
 {
-    return PyObject_GetAttrString(r->w->key_fields, "key_fields");
+    return PyObject_GetAttrString(r->schema ? r->schema : r->w->key_fields, "key_fields");
 }
 static PyObject *ItemRecord_source(ItemRecord *r, void *c) { return Py_NewRef(r->w->source); }
 static PyObject *ItemRecord_ts_ms(ItemRecord *r, void *c) { return Py_NewRef(r->ts_ms); }
@@ -2808,6 +3911,7 @@ ItemRecord_dealloc(ItemRecord *r)
     Py_DECREF(r->ts_ms);
     Py_DECREF(r->key);
     Py_DECREF(r->value);
+    Py_XDECREF(r->schema);
     PyObject_Free(r);
 }
 
@@ -2831,7 +3935,7 @@ static void
 item_record_parts(PyObject *o, void **owner, PyObject **key, PyObject **value)
 {
     ItemRecord *r = (ItemRecord *)o;
-    *owner = r->w;
+    *owner = r->schema ? (void *)r->schema : (void *)r->w; /* one framing header per schema */
     *key = r->key;
     *value = r->value;
 }
@@ -2887,7 +3991,7 @@ PyInit__transcode(void)
     INTERN(t_S, "S");
     INTERN(t_N, "N");
     INTERN(t_B, "B");
-    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0 ||
+    if (PyType_Ready(&TranscoderType) < 0 || PyType_Ready(&StreamRecordType) < 0 || PyType_Ready(&TypedPlanType) < 0 ||
         PyType_Ready(&ItemWriterType) < 0 || PyType_Ready(&ItemRecordType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
@@ -2909,6 +4013,7 @@ PyInit__transcode(void)
     }
     if (PyModule_AddObjectRef(m, "Transcoder", (PyObject *)&TranscoderType) < 0 ||
         PyModule_AddObjectRef(m, "StreamRecord", (PyObject *)&StreamRecordType) < 0 ||
+        PyModule_AddObjectRef(m, "TypedPlan", (PyObject *)&TypedPlanType) < 0 ||
         PyModule_AddObjectRef(m, "ItemWriter", (PyObject *)&ItemWriterType) < 0 ||
         PyModule_AddObjectRef(m, "ItemRecord", (PyObject *)&ItemRecordType) < 0 ||
         PyModule_AddIntConstant(m, "ABI", ABI) < 0 ||

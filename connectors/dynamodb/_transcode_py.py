@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 
 from bridge.errors import ConversionError
-from connectors.dynamodb.avro import encode_envelope, encode_item, encode_key
+from connectors.dynamodb.avro import encode_envelope, encode_item, encode_key, encode_long, encode_source
 from connectors.dynamodb.envelope import ChangeRecord
 from connectors.dynamodb.schemas import KeyField
 
 __all__ = ["ABI", "MAX_ATTRIBUTE_DEPTH", "RECORD_FIELDS", "ItemWriter", "Transcoder"]
 
-ABI = 5  # must equal ABI in _transcode.c: what page() returns and refuses
+ABI = 6  # must equal ABI in _transcode.c: what page() returns and refuses
 MAX_ATTRIBUTE_DEPTH = 100  # must equal MAX_AV_DEPTH in _transcode.c
 # The fields of the records page() returns with records=(topic, schema): SourceRecord's.
 RECORD_FIELDS = ("topic", "schema", "key", "value", "position", "ts_ms", "tombstone", "encoded_key", "encoded_value")
@@ -34,7 +34,7 @@ _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 _SCALAR_TYPES = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
 _LONG_MIN, _LONG_MAX = -9223372036854775808.0, 9223372036854775808.0
 
-Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes]
+Record = tuple[str, dict[str, Any], dict[str, Any], bytes, bytes | None]  # value None: typed, not in the plan
 
 
 def _bad(message: str) -> ValueError:
@@ -168,27 +168,45 @@ class Transcoder:
         self._shard_id = shard_id
         self._records = records
 
-    def page(self, body: bytes, ts_ms: int) -> tuple[list[Any], str | None, str | None]:
+    def page(self, body: bytes, ts_ms: int, plan: Any = None, schema: Any = None) -> tuple[Any, ...]:
         """GetRecords body → ([(op, key, source, key_avro, value_avro)], last seq, next iterator).
 
         With ``records=(topic, schema)`` the list holds SourceRecords instead, each REMOVE
         followed by its tombstone (the C transcoder's StreamRecords have the same fields).
+
+        With ``plan`` and ``schema`` (a typed schema handle; the twin writes with its model,
+        ``schema.rec``, by the Python writer, and only checks that a plan was given), the
+        images are typed records (``schema.image == "after"``: the new image alone, a REMOVE
+        its tombstone only) and a 4th member lists the records left for the general path:
+        their JSON (bytes) stands in the list at those indices.
         """
+        if plan is not None and (schema is None or self._records is None):
+            raise ValueError("page: a TypedPlan needs its schema handle and records=(topic, schema)")
         doc, raw = _document(body, "Records")
         nxt = _optional(doc, "NextShardIterator", str)
-        out = [self._record(r, ts_ms) for r in raw]
+        out = [self._record(r, ts_ms, None if plan is None else schema) for r in raw]
         last = out[-1][2]["sequence_number"] if out else None
         if self._records is None:
             return out, last, nxt
-        topic, schema = self._records
-        objs = []
-        for op, key, source, key_avro, value_avro in out:
-            objs.append(ChangeRecord(topic, schema, key, None, source, ts_ms, False, key_avro, value_avro))
+        topic, handle = self._records
+        if plan is not None:
+            handle = schema
+        objs: list[Any] = []
+        misses: list[int] = []
+        for r, (op, key, source, key_avro, value_avro) in zip(raw, out):
+            if value_avro is None:
+                misses.append(len(objs))
+                objs.append(orjson.dumps(r))
+                continue
+            if plan is not None and op == "d" and handle.image == "after":
+                objs.append(ChangeRecord(topic, handle, key, None, source, ts_ms, True, key_avro, None))
+                continue
+            objs.append(ChangeRecord(topic, handle, key, None, source, ts_ms, False, key_avro, value_avro))
             if op == "d":
-                objs.append(ChangeRecord(topic, schema, key, None, source, ts_ms, True, key_avro, None))
-        return objs, last, nxt
+                objs.append(ChangeRecord(topic, handle, key, None, source, ts_ms, True, key_avro, None))
+        return (objs, last, nxt) if plan is None else (objs, last, nxt, misses)
 
-    def _record(self, r: Any, ts_ms: int) -> Record:
+    def _record(self, r: Any, ts_ms: int, typed: Any = None) -> Record:
         if type(r) is not dict:
             raise _bad("a record must be an object")
         name = r.get("eventName")
@@ -237,7 +255,42 @@ class Transcoder:
             key_avro = encode_key(self._key_fields, keys)
         except ConversionError as e:
             raise _bad(str(e)) from None
-        return op, keys, source, key_avro, encode_envelope(op, before, after, source, ts_ms)
+        if typed is None:
+            return op, keys, source, key_avro, encode_envelope(op, before, after, source, ts_ms)
+        if typed.image == "after":
+            return op, keys, source, key_avro, b"" if op == "d" else _typed_after(typed.rec, after)
+        return op, keys, source, key_avro, _typed_envelope(typed.rec, op, before, after, source, ts_ms)
+
+
+def _typed_envelope(rec: Any, op: str, before: Any, after: Any, source: dict[str, Any], ts_ms: int) -> bytes | None:
+    """The typed envelope's body by the Python writer, or None when an image does not fit ``rec``."""
+    from connectors.dynamodb.typed.encode import encode_record
+
+    out = [encode_long(len(op)), op.encode()]
+    try:
+        for image in (before, after):
+            if image is None:
+                out.append(b"\x00")
+            else:
+                out.append(b"\x02")
+                encode_record(rec, image, out)
+    except ConversionError:
+        return None
+    out.append(encode_source(source))
+    out.append(encode_long(ts_ms))
+    return b"".join(out)
+
+
+def _typed_after(rec: Any, after: Any) -> bytes | None:
+    """``image: after``: the new image alone by the Python writer, or None (none, or it does not fit)."""
+    from connectors.dynamodb.typed.encode import encode_record
+
+    out: list[bytes] = []
+    try:
+        encode_record(rec, after, out)
+    except ConversionError:
+        return None
+    return b"".join(out)
 
 
 # ---- snapshot items (Scan pages, export lines): the twin of _transcode.c's ItemWriter ----

@@ -152,14 +152,15 @@ def _key_from_image(key: dict[str, Any], d: dict[str, Any], names: list[str], ct
     return key
 
 
-def from_stream_records(raw: list[Any], ctx: StreamContext) -> list[SourceRecord]:
+def from_stream_records(raw: list[Any], ctx: StreamContext, ts_ms: int | None = None) -> list[SourceRecord]:
     """Convert one GetRecords page; a REMOVE yields the delete and then its tombstone.
 
     A record that is not a stream record (wrong JSON types, no Keys, an unknown eventName)
     becomes an UnreadableRecord; its attribute values are checked when it is encoded. Either
     way a bad record fails alone, as a ConversionError, and its neighbours go on.
     """
-    ts_ms = int(time.time() * 1000)
+    if ts_ms is None:
+        ts_ms = int(time.time() * 1000)
     out: list[SourceRecord] = []
     binary = [f.name for f in ctx.key_fields if f.type == "B"]
     for r in raw:
@@ -236,7 +237,11 @@ class PageReader:
     The fast way is one pass from the body's bytes to each record's Avro key and value
     (the C transcoder, ``connectors.dynamodb.transcode``), which also builds the records: its
     StreamRecords, with SourceRecord's fields (``encoded_key``/``encoded_value`` set, no
-    decoded images, ``key`` and ``source`` built when read). A page the transcoder does
+    decoded images, ``key`` and ``source`` built when read). A typed table's images are
+    written in the same pass by the plan of its current schema version (``stream_plan``); a
+    record whose images are not plainly in it (an attribute with no field yet, a conflict)
+    comes back as its JSON and goes the general way alone, which grows the schema or applies
+    the conflict policy. A page the transcoder does
     not take (it raises ValueError on anything unusual), and every page where it was not
     built, goes the general way: orjson, then ``from_stream_records``, where a bad record
     becomes a ConversionError for the dead-letter topic as always.
@@ -244,18 +249,25 @@ class PageReader:
 
     def __init__(self, ctx: StreamContext) -> None:
         self._ctx = ctx
-        # The C transcoder writes the envelope; typed values take the general path (typed/_typed.c
-        # writes the images there).
-        self._transcoder = None if Transcoder is None or ctx.typed is not None else Transcoder(
+        typed = ctx.typed
+        usable = typed is None or RECORDS_IN_ONE_PASS  # typed images in the transcoder's pass need its records
+        self._transcoder = None if Transcoder is None or not usable else Transcoder(
             tuple((k.name, k.type) for k in ctx.key_fields), ctx.table, ctx.region, ctx.stream_arn, ctx.shard_id,
-            records=(ctx.topic, ctx.schema) if RECORDS_IN_ONE_PASS else None,
+            records=(ctx.topic, ctx.schema if typed is None else typed.handle) if RECORDS_IN_ONE_PASS else None,
         )
 
     def read(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
         if self._transcoder is None:
             return self._general(body)
         ts_ms = int(time.time() * 1000)
+        typed = self._ctx.typed
         try:
+            if typed is not None:
+                handle = typed.handle
+                if handle.stream_plan is None:  # an M kept as AttributeValues
+                    return self._general(body)
+                page, last_seq, next_iterator, misses = self._transcoder.page(body, ts_ms, handle.stream_plan, handle)
+                return (self._typed_misses(page, misses, ts_ms, handle) if misses else page), last_seq, next_iterator
             page, last_seq, next_iterator = self._transcoder.page(body, ts_ms)
         except ValueError as e:
             log.info("%s %s: page takes the general path: %s", self._ctx.table, self._ctx.shard_id, e)
@@ -271,6 +283,40 @@ class PageReader:
                 out.append(ChangeRecord(ctx.topic, ctx.schema, key, None, source, ts_ms,
                                         tombstone=True, encoded_key=key_avro))
         return out, last_seq, next_iterator
+
+    def _typed_misses(self, page: list[Any], misses: list[int], ts_ms: int, tried: Any) -> list[SourceRecord]:
+        """The page with each record the plan did not take (its JSON, at the listed places)
+        in its place, in order: written by the current version's plan where the schema has
+        grown since (a page's first new attribute would otherwise send the whole page the slow
+        way), else converted the general way, which grows the schema or applies the policy.
+        ``tried``: the version whose plan wrote the page."""
+        typed, ctx, transcoder = self._ctx.typed, self._ctx, self._transcoder
+        assert transcoder is not None
+        out: list[SourceRecord] = []
+        done, first = 0, tried
+
+        def written(records: list[Any]) -> list[Any]:
+            """``image: after``: a delete is its tombstone alone, and once the schema has grown
+            it carries the current version, as on the general path (no older one registered for it)."""
+            if typed.handle is first or typed.cfg.image != "after":
+                return records
+            return [ChangeRecord(r.topic, typed.handle, r.key, None, r.position, r.ts_ms, True, r.encoded_key)
+                    if r.tombstone else r for r in records]
+
+        for i in misses:
+            out += written(page[done:i])
+            done = i + 1
+            handle = typed.handle
+            if handle is not tried and handle.stream_plan is not None:
+                again, _, _, missed = transcoder.page(b'{"Records":[' + page[i] + b"]}", ts_ms,
+                                                      handle.stream_plan, handle)
+                if not missed:
+                    out += again
+                    continue
+                tried = handle  # this version did not take it: the general way grows the next
+            out += from_stream_records([orjson.loads(page[i])], ctx, ts_ms)
+        out += written(page[done:])
+        return out
 
     def _general(self, body: bytes) -> tuple[list[SourceRecord], str | None, str | None]:
         ctx = self._ctx

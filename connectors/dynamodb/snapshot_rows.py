@@ -132,10 +132,12 @@ class SnapshotRows:
         self._source = source
         self._where = where
         self._typed = typed
-        w = None if typed is not None else transcode.ItemWriter  # the C item writer writes the envelope
+        # The C item writer writes the envelope, and typed rows of Scan pages by the schema's plan.
+        w = transcode.ItemWriter
         self._writer = (
             None if w is None
-            else w([(f.name, f.type) for f in table.key_fields], topic, table.name, schema, source)
+            else w([(f.name, f.type) for f in table.key_fields], topic, table.name,
+                   schema if typed is None else typed.handle, source)
         )
         self.general_batches = 0  # pages or batches the C writer refused (or all, without it)
 
@@ -146,15 +148,28 @@ class SnapshotRows:
     def _around(self, ts_ms: int) -> tuple[bytes, bytes]:
         full = encode_envelope("r", None, {}, self._source, ts_ms)
         assert full[4] == 0, "the envelope's after branch is at byte 3, its empty map at byte 4"
-        return full[:4], full[5:]
+        if self._typed is not None and self._typed.cfg.image == "after":
+            return b"", b""  # the item's record alone
+        return full[:4], full[5:]  # typed envelope values have the same op, before, source and ts_ms
 
     def scan_page(self, body: bytes) -> tuple[list[SourceRecord], dict[str, Any]]:
         """A Scan response body → (its items as records, the response without ``Items``)."""
         ts_ms = int(time.time() * 1000)
-        if self._writer is not None:
+        typed = self._typed
+        handle = None if typed is None else typed.handle
+        if self._writer is not None and (handle is None or handle.stream_plan is not None):
             head, tail = self._around(ts_ms)
             try:
-                records, rest = self._writer.scan_page(body, head, tail, ts_ms)
+                if handle is None:
+                    records, rest = self._writer.scan_page(body, head, tail, ts_ms)
+                else:
+                    records, rest, misses = self._writer.scan_page(body, head, tail, ts_ms, handle.stream_plan, handle)
+                    if misses:  # items not plainly in the plan: the Python writer (the schema grows there)
+                        names = [f.name for f in self._table.key_fields]
+                        records = list(records)
+                        for i in misses:
+                            records[i] = _typed_row(self._topic, typed, names, orjson.loads(records[i]), self._source,
+                                                    ts_ms, self._table.name)
                 return records, {k: orjson.loads(v) for k, v in rest.items()}
             except ValueError as e:
                 log.debug("snapshot of %s: Scan page takes the general path: %s", self._table.name, e)
@@ -168,7 +183,7 @@ class SnapshotRows:
         """Export lines from byte ``pos`` → (up to ``want`` records, byte position after the last
         line read, lines read, blank ones included). A last line without a newline is read only
         when ``final``. ``first_line`` (the number of the line at ``pos``) is for messages."""
-        if self._writer is not None:
+        if self._writer is not None and self._typed is None:  # (exports do not take shape: typed)
             ts_ms = int(time.time() * 1000)
             head, tail = self._around(ts_ms)
             try:

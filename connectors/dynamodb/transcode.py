@@ -21,6 +21,11 @@ transcoder's records (or of one ItemWriter's) for the producer without copying t
 pages or files encode on several cores; ``PyItemWriter`` is its twin, held to identical
 bytes by tests/unit/test_item_writer.py.
 
+``Transcoder.page(body, ts_ms, plan, schema)`` writes typed images instead (the C module's
+``TypedPlan``, compiled from a typed schema by connectors/dynamodb/typed/plan.py): records whose
+images are not plainly in the plan come back as their JSON for the Python writer
+(records.PageReader).
+
 ``Transcoder`` is the C one; it is None where the extension was not built, or when
 ``BRIDGE_PURE_PYTHON=1`` is set. The Streams reader then takes the general path (orjson,
 ``from_stream_records``, ``connectors.dynamodb.avro`` in the serializer), which in pure Python is

@@ -135,10 +135,13 @@ def _required(f: Field, av: Any, out: list[bytes], path: str) -> None:
 
 
 def encode_default(f: Field) -> bytes:
-    """A declared default's body (the config allows defaults for string, boolean, long, double)."""
-    t = f.type
+    """A declared default's body (the config allows defaults for string, boolean, long, double):
+    the first branch's, which is the declared type (Avro's rule for a union's default), with
+    its union index once ``widen`` has made the field a union."""
+    bs = branches(f.type)
+    t = bs[0]
     assert type(t) is Prim
-    out: list[bytes] = []
+    out: list[bytes] = [long_bytes(0)] if len(bs) > 1 else []
     av = {"string": "S", "boolean": "BOOL"}.get(t.kind, "N")
     v = f.default if av != "N" else str(f.default)
     if not _write(t, av, v, {av: v}, out, f.attribute):

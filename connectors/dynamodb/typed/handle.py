@@ -23,7 +23,7 @@ from connectors.dynamodb.typed import avro
 from connectors.dynamodb.typed.binary import long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
 from connectors.dynamodb.typed.names import namespace
-from connectors.dynamodb.typed.plan import compile_plan
+from connectors.dynamodb.typed.plan import compile_plan, compile_stream_plan
 from connectors.dynamodb.typed.types import Rec
 
 __all__ = ["TypedSchema"]
@@ -45,9 +45,12 @@ class TypedSchema:
     value_schema: str = field(init=False)
 
     plan: Any = field(init=False)  # the C writer's plan of ``rec`` (None: the Python writer only)
+    # the C transcoder's plan (GetRecords JSON → this version's values in one pass); None: not built
+    stream_plan: Any = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", compile_plan(self.rec))
+        object.__setattr__(self, "stream_plan", compile_stream_plan(self.rec, self.image))
         ns = namespace(self.table)
         object.__setattr__(self, "key_schema", avro.dumps(avro.key_schema(self.key_fields, ns)))
         object.__setattr__(self, "value_schema", avro.dumps(avro.value_schema(self.rec, ns, self.image)))

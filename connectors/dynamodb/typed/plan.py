@@ -5,6 +5,9 @@
 AttributeValues). ``Plan.encode(item)`` returns the record's Avro body, equal to
 ``encode.encode_record``'s, or None when the Python writer must decide (an attribute with no
 field yet, a value that does not fit, anything unusual).
+
+``compile_stream_plan(rec)`` is the same plan for the C transcoder (``_transcode.TypedPlan``):
+the Streams reader's one pass from GetRecords JSON to typed Avro, with no dicts in between.
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ from connectors.dynamodb.typed.encode import encode_default
 from connectors.dynamodb.typed.infer import branches
 from connectors.dynamodb.typed.types import Arr, AVMap, Dec, Prim, Rec, TType
 
-__all__ = ["AVAILABLE", "compile_plan", "spec"]
+__all__ = ["AVAILABLE", "STREAM_AVAILABLE", "compile_plan", "compile_stream_plan", "spec"]
 
 try:
     from connectors.dynamodb.typed._typed import Plan
 except ImportError:  # not compiled here
     Plan = None
 
+try:  # the C transcoder's typed plans (a build of an older _transcode.c has none)
+    from connectors.dynamodb._transcode import TypedPlan  # type: ignore[attr-defined]
+except ImportError:
+    TypedPlan = None
+
 AVAILABLE = Plan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
+STREAM_AVAILABLE = TypedPlan is not None and os.environ.get("BRIDGE_PURE_PYTHON") != "1"
 
 
 class _NoPlan(Exception):
@@ -50,10 +59,20 @@ def spec(rec: Rec) -> tuple[Any, ...]:
         for f in rec.fields))
 
 
-def compile_plan(rec: Rec) -> Any:
-    if not AVAILABLE:
+def _compile(make: Any, rec: Rec, **kw: Any) -> Any:
+    if make is None:
         return None
     try:
-        return Plan(spec(rec))  # type: ignore[misc]
+        return make(spec(rec), **kw)
     except _NoPlan:
         return None
+
+
+def compile_plan(rec: Rec) -> Any:
+    return _compile(Plan if AVAILABLE else None, rec)
+
+
+def compile_stream_plan(rec: Rec, image: str) -> Any:
+    """The C transcoder's plan of ``rec`` for values of ``image`` (``envelope`` or ``after``), or
+    None (no transcoder, or an M kept as AttributeValues)."""
+    return _compile(TypedPlan if STREAM_AVAILABLE else None, rec, after=image == "after")
