@@ -135,12 +135,16 @@ def _set(data: Any, keys: tuple[str, ...], fn: Callable[[dict[str, Any], str], N
 
 
 def _exact(v: Any) -> Decimal | None:
+    """A number as an exact decimal, the one conversion both paths compare with (None: not a
+    number). A double counts as the shortest text that reads back as it (``repr``): a typed
+    double is one only where that text reproduces the source's number, and a limit written as
+    19.99 means the decimal 19.99, not the binary double nearest it."""
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, Decimal)):
         return Decimal(v)
     if isinstance(v, float):
-        return Decimal(v)  # the double's exact value: 0.1 is not equal to 0.1000000000000000055...
+        return Decimal(repr(v))
     if isinstance(v, str):
         try:
             return Decimal(v)
@@ -150,19 +154,25 @@ def _exact(v: Any) -> Decimal | None:
 
 
 def matches(op: str, want: Any, got: Any) -> bool:
-    """A filter's test (``eq``, ``gt``, ``present``...) of a value; numbers compared exactly as decimals."""
+    """A filter's test (``eq``, ``gt``, ``present``...) of a value; numbers compared exactly as
+    decimals; NaN is equal to nothing and neither above nor below anything (a test on it is false,
+    ``ne`` true); a boolean is no number (``eq: 1`` does not match true)."""
     if op == "present":
         return (got is not None) is want
     if got is None:
         return op == "ne" and want is not None
+    if isinstance(got, bool) or isinstance(want, bool):
+        same = isinstance(got, bool) and isinstance(want, bool) and got is want
+        return same if op == "eq" else not same if op == "ne" else False
     a, b = _exact(got), _exact(want)
+    numeric = a is not None and b is not None and (not isinstance(got, str) or not isinstance(want, str))
     if op in ("eq", "ne"):
-        if isinstance(got, (int, float, Decimal)) and not isinstance(got, bool) and b is not None and a is not None:
-            same = a == b
+        if numeric:
+            same = not a.is_nan() and not b.is_nan() and a == b  # type: ignore[union-attr]
         else:
             same = got == want
         return same if op == "eq" else not same
-    if a is None or b is None:
+    if a is None or b is None or a.is_nan() or b.is_nan():
         return False
     return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op]
 

@@ -116,8 +116,12 @@ def _filter(v: Any, where: str) -> Any:
             if op == "present":
                 if not isinstance(value, bool):
                     raise ValueError(f"{where}.where.{path}.present: write true or false")
-            elif op in ("gt", "gte", "lt", "lte") and _number(value, where) is None:
-                raise ValueError(f"{where}.where.{path}.{op}: {value!r} is not a number")
+            elif op in ("gt", "gte", "lt", "lte"):
+                value = _number(value, where)
+                if value is None:
+                    raise ValueError(f"{where}.where.{path}.{op}: {test[op]!r} is not a number")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = _number(value, where)  # 0.1 means the decimal 0.1 (as the YAML reads)
             conds.append((str(path), parts, op, value))
     return (ops, tuple(conds))
 

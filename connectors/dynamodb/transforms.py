@@ -220,8 +220,9 @@ def _kept(r: Any, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], 
 
 def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
     """What a filter's path reads, as the decoded value would hold it, from the record's own
-    data: op, a metadata field, or a top-level attribute of a scalar type (numbers as exact
-    decimals, which the tests compare exactly anyway); None for anything else."""
+    data: op, a metadata field, or a top-level attribute of a scalar type (a number as the
+    decoded value holds it: a double as a float, else a decimal; ``matches`` turns both into
+    the same exact decimal); None for anything else."""
     if path == ("op",):
         return lambda r: r.value.op
     if len(path) != 2:
@@ -240,6 +241,7 @@ def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
     if not (isinstance(t, Dec) or isinstance(t, Prim) and t.kind in ("string", "boolean", "long", "double")):
         return None
     attribute = found.attribute
+    number = float if isinstance(t, Prim) and t.kind == "double" else Decimal  # as the value decodes
 
     def get(r: Any) -> Any:
         image = getattr(r.value, root)
@@ -247,7 +249,7 @@ def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
         if av is None or "NULL" in av:
             return None
         if "N" in av:
-            return Decimal(av["N"])
+            return number(av["N"])
         return av.get("S", av.get("BOOL"))
     return get
 

@@ -114,14 +114,33 @@ def test_filter_predicates_compare_numbers_exactly(where: dict[str, Any], kept: 
     assert len(out) == int(kept)
 
 
-def test_filter_of_a_double_is_exact_too() -> None:
-    item = {"orderId": {"S": "o1"}, "ratio": {"N": "0.1"}}
-    cfg_rec = absorb_item(TypedOptions().declared(), item, "record", False)
-    h = TypedSchema(cfg_rec, "orders", KEY)
-    is_double = "double" in h.value_schema
-    _, out = run([{"filter": {"where": {"after.ratio": {"lte": "0.1"}}}}], change(h, "c", None, item))
-    # A double 0.1 is 0.1000000000000000055...: above the decimal 0.1, compared exactly.
-    assert len(out) == (0 if is_double else 1)
+PRICED = {"orderId": {"S": "o1"}, "price": {"N": "19.99"}, "orderTotal": {"N": "0.10"}}
+
+
+@pytest.mark.parametrize("where, kept", [
+    ({"after.price": {"eq": 19.99}}, True),  # a double read back as the text it came as
+    ({"after.price": {"lte": 19.99}}, True),
+    ({"after.price": {"lt": 19.99}}, False),
+    ({"after.price": {"gte": "19.99"}}, True),
+    ({"after.price": {"ne": 19.99}}, False),
+    ({"after.orderTotal": {"eq": 0.1}}, True),  # a limit is the decimal it reads as, not a double
+    ({"after.orderTotal": {"lt": 0.1}}, False),
+    ({"after.orderTotal": {"gte": 0.1}}, True),
+])
+@pytest.mark.parametrize("encoded", [False, True])  # the structured path; the fast path (value already written)
+def test_numbers_compare_alike_on_both_paths_doubles_as_written(where: dict[str, Any], kept: bool,
+                                                                 encoded: bool) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    h = typed(PRICED)
+    assert '"price","type":["null","double"]' in h.value_schema.replace(" ", "")
+    records = change(h, "c", None, PRICED)
+    if encoded:
+        records[0].encoded_value = h.encode_value(records[0])
+    chain = parse_transforms([{"filter": {"where": where}}, {"select": ["op", "after.price"]}])
+    stage = TransformStage(chain, layout(True), fast=fast_plan)
+    out = asyncio.run(stage.apply(records))
+    assert values(out) == ([{"op": "c", "price": 19.99}] if kept else [])
 
 
 def test_filter_by_operation_drops_a_delete_and_its_tombstone() -> None:
