@@ -23,7 +23,7 @@ from bridge.task import KafkaHeaders
 from bridge.transforms.schema import OPEN, Names, Resolved, finish, new_field, nullable, optional, resolve, strip_null
 from bridge.transforms.spec import TEMPLATE, Spec, load_callable, split_path
 
-__all__ = ["NO_KEY", "Compiled", "Item", "Layout", "compile_chain", "matches"]
+__all__ = ["FLAT_FIELDS", "NO_KEY", "Compiled", "Item", "Layout", "compile_chain", "matches"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Layout:
 
 
 NO_KEY = object()
+FLAT_FIELDS = ("__op", "__table", "__source_ts_ms", "__deleted")  # flatten's own fields, after the image's
 
 
 @dataclass(slots=True)
@@ -260,15 +261,16 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             elif name == "rename":
                 new = entry[2]
 
-                def rename_fields(fs: list[dict[str, Any]], k: str, new: str = new, text: str = text
-                                  ) -> list[dict[str, Any]]:
-                    if any(f["name"] == new for f in fs):
-                        raise ConfigError(f"{where}: {text!r} cannot become {new!r}: that field exists already")
-                    return [dict(f, name=new) if f["name"] == k else f for f in fs]
+                # The new name wins over a field of that name (one the source's records gained
+                # later, say): that field is left out, as a record gains attributes at any time.
+                def rename_fields(fs: list[dict[str, Any]], k: str, new: str = new) -> list[dict[str, Any]]:
+                    return [dict(f, name=new) if f["name"] == k else f for f in fs if f["name"] != new or new == k]
 
                 keys = ctx.edit(parts, text, rename_fields)
 
                 def rename_data(d: dict[str, Any], k: str, new: str = new) -> None:
+                    if k != new:
+                        d.pop(new, None)
                     if k in d:
                         d[new] = d.pop(k)
                 edits.append((keys, rename_data))
@@ -333,13 +335,11 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
         if not isinstance(image, dict) or image.get("type") != "record":
             raise ConfigError(f"{where}: flatten needs the after image as a record (value: {{shape: typed}}); "
                               f"here it is {image if isinstance(image, str) else image.get('type')}")
-        fields = [dict(f) for f in image["fields"]]
         extra = [("__op", "string"), ("__table", "string" if table is not None and not table.may_be_null else
                                       ["null", "string"]), ("__source_ts_ms", ["null", "long"]), ("__deleted", "boolean")]
-        have = {f["name"] for f in fields}
+        # flatten's own fields win over an image's attributes of those names (left out)
+        fields = [dict(f) for f in image["fields"] if f["name"] not in FLAT_FIELDS]
         for n, t in extra:
-            if n in have:
-                raise ConfigError(f"{where}: the after image has a field {n!r} already; rename it first")
             fields.append(new_field(n, t))
         fields[-1]["default"] = False  # __deleted
         names = [f["name"] for f in fields[: len(fields) - 4]]
@@ -369,11 +369,9 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
     if name == "insert_field":
         adds = [(n, _Template(ctx, v, where)) for n, v in o]
         fields = list(ctx.top["fields"])
-        for n, tpl in adds:
-            if any(f["name"] == n for f in fields):
-                raise ConfigError(f"{where}: the value has a field {n!r} already; choose another name")
-            t = tpl.type
-            fields.append(new_field(n, t))
+        for n, tpl in adds:  # the inserted field wins over one of its name (left out)
+            fields = [f for f in fields if f["name"] != n]
+            fields.append(new_field(n, tpl.type))
         ctx.top = dict(ctx.top, fields=fields)
 
         def insert(item: Item) -> Item:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.transforms import DROP, Layout, Spec, TransformStage, matches, parse_transforms
+from bridge.transforms.chain import FLAT_FIELDS
 from connectors.dynamodb.envelope import Change
 from connectors.dynamodb.typed.binary import long_bytes, string_bytes
 from connectors.dynamodb.typed.encode import encode_record
@@ -152,7 +153,7 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
                    for _, parts, name in spec.options]
         elif spec.name == "rename" and out is not None and all(len(p) == 1 for _, p, _ in spec.options):
             new = {p[0]: n for _, p, n in spec.options}
-            out = [(new.get(name, name), src) for name, src in out]
+            out = [(new.get(name, name), src) for name, src in out if name in new or name not in new.values()]
         elif spec.name == "drop" and out is not None and all(len(p) == 1 for _, p in spec.options):
             gone = {p[0] for _, p in spec.options}
             out = [(name, src) for name, src in out if name not in gone]
@@ -258,7 +259,8 @@ def _flat_writer(handle: TypedSchema, ops: set[str] | None, tests: list[tuple[Ca
                  deletes: str, out: list[tuple[str, tuple[str, ...]]], dropped: set[str]) -> Callable[[Any], Any] | None:
     """``flatten`` (and drops after it): the item record as the typed writer writes it, minus
     dropped attributes, then ``__op``, ``__table``, ``__source_ts_ms`` and ``__deleted``."""
-    keep = tuple(f for f in handle.rec.fields if not ({f.attribute, field_name(f.attribute)} & dropped))
+    keep = tuple(f for f in handle.rec.fields
+                 if not ({f.attribute, field_name(f.attribute)} & dropped) and field_name(f.attribute) not in FLAT_FIELDS)
     sub = Rec(keep) if len(keep) != len(handle.rec.fields) else handle.rec
     plan = compile_plan(sub) if sub is not handle.rec else handle.plan
     attributes = [f.attribute for f in keep]
