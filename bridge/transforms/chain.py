@@ -23,7 +23,7 @@ from bridge.task import KafkaHeaders
 from bridge.transforms.schema import OPEN, Names, Resolved, finish, new_field, nullable, optional, resolve, strip_null
 from bridge.transforms.spec import TEMPLATE, Spec, load_callable, split_path
 
-__all__ = ["FLAT_FIELDS", "NO_KEY", "Compiled", "Item", "Layout", "compile_chain", "matches"]
+__all__ = ["FLAT_FIELDS", "NO_KEY", "Compiled", "StepError", "Item", "Layout", "compile_chain", "matches"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ class Item:
     key: Any = NO_KEY  # a new key (a Python transform changed it), else the record's own
 
 
+
+
+class StepError(Exception):
+    """A step that failed on one record (a record error: dead letter or stop, as errors.tolerance says)."""
 
 
 class _Ctx:
@@ -432,13 +436,20 @@ class Compiled:
     # Some step reads the value (else it is not decoded at all: a static route or header).
     reads: bool = True
     python: bool = False
+    names: list[str] = field(default_factory=list)  # each step's place in the config, for errors
 
     def run(self, item: Item) -> list[Item]:
+        """The items out of the chain; StepError (a record error) where a step fails on this item."""
         items = [item]
-        for step in self.steps:
+        for step, name in zip(self.steps, self.names):
             nxt: list[Item] = []
             for it in items:
-                out = step(it)
+                try:
+                    out = step(it)
+                except StepError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one record's failure, not the bridge's
+                    raise StepError(f"{name} failed on this record: {type(e).__name__}: {e}") from e
                 if out is None:
                     continue
                 if isinstance(out, list):
@@ -468,6 +479,7 @@ def compile_chain(specs: tuple[Spec, ...], value_schema: Any, layout: Layout,
         if isinstance(rec, dict) and rec.get("type") == "record":
             rec[OPEN] = True
     steps: list[Step] = []
+    step_names: list[str] = []
 
     def no_call(fn: Callable[..., Any], ref: str, item: Item) -> Any:
         return fn(item)
@@ -476,6 +488,7 @@ def compile_chain(specs: tuple[Spec, ...], value_schema: Any, layout: Layout,
         here = f"{where}[{i}].{spec.name}"
         try:
             steps.append(_step(spec, ctx, here, call or no_call))
+            step_names.append(here)
         except ConfigError as e:
             msg = str(e)
             raise ConfigError(msg if msg.startswith(here) else f"{here}: {msg}") from None
@@ -489,7 +502,7 @@ def compile_chain(specs: tuple[Spec, ...], value_schema: Any, layout: Layout,
         texts = [x for _, x in s.options] if s.name == "insert_header" else [s.options]
         return all(not isinstance(t, str) or not TEMPLATE.search(t) for t in texts)
 
-    return Compiled(schema, steps, headers=any(s.name in ("insert_header", "python") for s in specs),
+    return Compiled(schema, steps, names=step_names, headers=any(s.name in ("insert_header", "python") for s in specs),
                     same_shape=all(s.name in ("filter", "route", "insert_header", "python") for s in specs),
                     reads=not all(s.name in ("route", "insert_header") and static(s) for s in specs),
                     python=any(s.name == "python" for s in specs))

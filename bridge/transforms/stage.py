@@ -26,7 +26,7 @@ import fastavro
 
 from bridge.errors import ConversionError
 from bridge.task import KafkaHeaders, RecordSchema, SourceRecord, UnreadableRecord
-from bridge.transforms.chain import NO_KEY, Compiled, Item, Layout, compile_chain
+from bridge.transforms.chain import NO_KEY, Compiled, Item, Layout, StepError, compile_chain
 from bridge.transforms.record import Record
 from bridge.transforms.spec import Spec
 
@@ -78,7 +78,7 @@ class TransformFailure(UnreadableRecord):
 DROP = object()  # a fast writer's answer for a record the chain drops
 
 
-class _UserError(Exception):
+class _UserError(StepError):
     def __init__(self, text: str, headers: KafkaHeaders) -> None:
         super().__init__(text)
         self.headers = headers
@@ -228,8 +228,8 @@ class TransformStage:
             item = Item(value, record.topic, headers, record.tombstone, (record, key))
             try:
                 items = plan.compiled.run(item)
-            except _UserError as e:
-                out.append(self._failed(record, plan, str(e), e.headers))
+            except StepError as e:
+                out.append(self._failed(record, plan, str(e), getattr(e, "headers", None)))
                 continue
             same = plan.compiled.same_shape and body is not None
             if same and plan.compiled.python:  # a user's function may have changed the value in place

@@ -166,6 +166,27 @@ def test_an_attribute_gained_later_with_a_transforms_name_is_shadowed_not_a_stop
     assert len(out) == 2 and all(check(v) for v in values(out))
 
 
+@pytest.mark.parametrize("text, test", [("NaN", {"gt": 5}), ("sNaN", {"lte": 5}), ("sNaN", {"eq": 5}),
+                                         ("NaN", {"eq": "NaN"})])
+def test_nan_makes_a_test_false_and_stops_nothing(text: str, test: dict[str, Any]) -> None:
+    item = dict(ORDER, status={"S": text})
+    _, out = run([{"filter": {"where": {"after.status": test}}}], change(typed(item), "c", None, item))
+    assert out == [] if "NaN" not in test.values() else len(out) == 1  # a string "NaN" equals the string
+
+
+def value_a_list(record: Any) -> Any:
+    record.value = [1, 2]
+    return record
+
+
+def test_a_step_failing_on_a_record_is_a_record_error_naming_the_step() -> None:
+    _, out = run([{"python": "tests.unit.test_transforms:value_a_list"}, {"insert_field": {"x": 1}}],
+                 change(typed(ORDER), "c", None, ORDER))
+    (failed,) = out
+    assert isinstance(failed, UnreadableRecord) and failed.reason.startswith(
+        "transforms[1].insert_field failed on this record: TypeError"), failed.reason
+
+
 def test_filter_by_operation_drops_a_delete_and_its_tombstone() -> None:
     h = typed(ORDER)
     records = change(h, "c", None, ORDER) + change(h, "d", ORDER, None)
