@@ -83,6 +83,23 @@ class _Ctx:
     def resolve(self, parts: tuple[str, ...], text: str) -> Resolved:
         return resolve(self.names, self.top, self.parts(parts), text)
 
+    def read(self, parts: tuple[str, ...], text: str) -> Resolved:
+        """A path a filter or template reads: one into the after image reads the before image
+        where the after image is null (a delete routes and filters by the item it deleted)."""
+        r = self.resolve(parts, text)
+        after, before = self.layout.after, self.layout.before
+        if after is None or before is None:
+            return r
+        a, b = split_path(after, "layout"), split_path(before, "layout")
+        full = self.parts(parts)
+        if full[:len(a)] != a:
+            return r
+        try:
+            instead = resolve(self.names, self.top, (*b, *full[len(a):]), text)
+        except ConfigError:
+            return r
+        return replace(r, image=resolve(self.names, self.top, a, after).keys, instead=instead)
+
     def role(self, name: str, transform: str) -> Resolved:
         path = getattr(self.layout, name)
         if path is None:
@@ -203,11 +220,11 @@ class _Template:
             return
         m = TEMPLATE.fullmatch(v)
         if m is not None:
-            self.whole = ctx.resolve(split_path(m.group(1), where), m.group(1))
+            self.whole = ctx.read(split_path(m.group(1), where), m.group(1))
             return
         last = 0
         for m in TEMPLATE.finditer(v):
-            self.pieces.append((v[last:m.start()], ctx.resolve(split_path(m.group(1), where), m.group(1))))
+            self.pieces.append((v[last:m.start()], ctx.read(split_path(m.group(1), where), m.group(1))))
             last = m.end()
         self.pieces.append((v[last:], None))
 
@@ -318,7 +335,7 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
     if name == "filter":
         ops, conds = o
         op_of = ctx.role("op", where) if ops is not None else None
-        tests = [(ctx.resolve(parts, text), test, value) for text, parts, test, value in conds]
+        tests = [(ctx.read(parts, text), test, value) for text, parts, test, value in conds]
 
         def keep(item: Item) -> Item | None:
             v = item.value

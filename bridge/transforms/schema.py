@@ -105,17 +105,27 @@ class Resolved:
     keys: tuple[str, ...]
     type: Any
     may_be_null: bool
+    # A path into the after image that reads the before image's field ``instead`` when the
+    # after image (``image``: its keys) is null, as on a delete.
+    image: tuple[str, ...] = ()
+    instead: Resolved | None = None
 
     def get(self, data: Any) -> Any:
-        for k in self.keys:
-            if not isinstance(data, dict):
-                return None
-            data = data.get(k)
-        return data
+        if self.instead is not None and _follow(data, self.image) is None:
+            return self.instead.get(data)
+        return _follow(data, self.keys)
 
     @property
     def out_type(self) -> Any:
         return optional(self.type) if self.may_be_null else self.type
+
+
+def _follow(data: Any, keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
 
 
 def resolve(names: Names, root: Any, parts: tuple[str, ...], text: str) -> Resolved:

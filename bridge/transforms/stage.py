@@ -119,6 +119,9 @@ class TransformStage:
         self._plans: dict[int, _Plan] = {}
         self._last: _Plan | None = None
         self.topics: set[str] = set()  # every topic this chain has written to (routes' too)
+        # What each user function made of the last change it saw, by function: that change's key
+        # and the (topic, key, headers) it returned; its tombstone, right after it, goes alike.
+        self._user_out: dict[str, tuple[bytes, list[tuple[str, Any, KafkaHeaders, Any]]]] = {}
 
     def check(self, schema: RecordSchema) -> None:
         """Compile against a handle now: a bad path is a ConfigError at start."""
@@ -155,9 +158,13 @@ class TransformStage:
 
     def _call(self, fn: Callable[..., Any], ref: str, item: Item) -> Any:
         """A user's function on one item: a Record in, a Record, a list of them or None out."""
-        if item.tombstone:
-            return item  # tombstones follow their delete through the YAML transforms only
-        source, key = item.context
+        source, key, key_body = item.context
+        if item.tombstone:  # as the function did with its delete: dropped, routed, re-keyed
+            done = self._user_out.get(ref)
+            if done is None or done[0] != key_body:
+                return item
+            return [Item(value, topic, list(headers), True, item.context, new_key)
+                    for topic, new_key, headers, value in done[1]]
         original_key = copy.deepcopy(key())
         rec = Record(key=key(), value=item.value, headers=list(item.headers), metadata=dict(source.position),
                      topic=item.topic)
@@ -179,18 +186,26 @@ class TransformStage:
                                  "None", [("__bridge.transform", ref)])
             items.append(Item(r.value, r.topic, list(r.headers), False, item.context,
                               NO_KEY if r.key == original_key else r.key))
+        self._user_out[ref] = (key_body, [(it.topic, it.key, it.headers, it.value) for it in items])
         return items
 
     async def apply(self, records: list[SourceRecord]) -> list[SourceRecord]:
         out: list[SourceRecord] = []
         prev: tuple[SourceRecord, bytes | None, Any] | None = None
         last_fast: tuple[bytes, bool] | None = None  # (key, dropped) of the last change the fast path wrote
+        # The key of the last change that failed (a record error): its tombstone, right after it,
+        # follows it (dropped; the change is the dead letter), never routed or kept on its own.
+        failed: Any = None
         for record in records:
             plan = self._plan(record.schema)
+            if record.tombstone and failed is not None and record.key == failed:
+                failed = None
+                continue
+            failed = None
             if isinstance(record, UnreadableRecord):
                 out.append(UnreadableRecord(record.topic, plan.handle, record.key, None, record.position,
                                             record.ts_ms, reason=record.reason, raw=record.raw))
-                prev = None
+                prev, failed = None, record.key
                 continue
             try:
                 key_body = record.encoded_key if record.encoded_key is not None else record.schema.encode_key(record)
@@ -212,7 +227,7 @@ class TransformStage:
                         if plan.compiled.reads else None
             except ConversionError as e:
                 out.append(self._failed(record, plan, str(e)))
-                prev = None
+                prev, failed = None, record.key
                 continue
             prev = None if record.tombstone else (record, key_body, value)
             base = record.schema.headers
@@ -225,11 +240,12 @@ class TransformStage:
                     decoded.append(fastavro.schemaless_reader(io.BytesIO(key_body), plan.key_schema, None))
                 return decoded[0]
 
-            item = Item(value, record.topic, headers, record.tombstone, (record, key))
+            item = Item(value, record.topic, headers, record.tombstone, (record, key, key_body))
             try:
                 items = plan.compiled.run(item)
             except StepError as e:
                 out.append(self._failed(record, plan, str(e), getattr(e, "headers", None)))
+                failed = record.key
                 continue
             same = plan.compiled.same_shape and body is not None
             if same and plan.compiled.python:  # a user's function may have changed the value in place
@@ -241,6 +257,7 @@ class TransformStage:
                 except (ValueError, TypeError, AttributeError, KeyError, OverflowError, ArithmeticError) as e:
                     out.append(self._failed(record, plan, f"the transformed value does not fit its schema: "
                                                           f"{type(e).__name__}: {e}"))
+                    failed = record.key
         for r in out:
             if r.topic not in self.topics:
                 if self.create_topic is not None:

@@ -246,6 +246,8 @@ def _getter(rec: Rec, path: tuple[str, ...]) -> Callable[[Any], Any] | None:
 
     def get(r: Any) -> Any:
         image = getattr(r.value, root)
+        if image is None and root == "after":
+            image = r.value.before  # a delete: filtered by the item it deleted, as bridge.transforms reads it
         av = None if image is None else image.get(attribute)
         if av is None or "NULL" in av:
             return None

@@ -187,6 +187,76 @@ def test_a_step_failing_on_a_record_is_a_record_error_naming_the_step() -> None:
         "transforms[1].insert_field failed on this record: TypeError"), failed.reason
 
 
+def route_deletes(record: Any) -> Any:
+    from dataclasses import replace
+
+    if record.value["op"] != "d":
+        return record
+    return replace(record, topic="orders.deleted", key={"orderId": record.key["orderId"].upper()})
+
+
+def drop_deletes(record: Any) -> Any:
+    return None if record.value["op"] == "d" else record
+
+
+def fail_deletes(record: Any) -> Any:
+    if record.value["op"] == "d":
+        raise RuntimeError("no deletes here")
+    return record
+
+
+def test_a_python_transforms_routed_rekeyed_or_dropped_delete_takes_its_tombstone_along() -> None:
+    h = typed(ORDER)
+    records = change(h, "c", None, ORDER) + change(h, "d", ORDER, None)
+    _, out = run([{"python": "tests.unit.test_transforms:route_deletes"}], records)
+    assert [(r.topic, r.tombstone) for r in out] == [("orders", False), ("orders.deleted", False),
+                                                     ("orders.deleted", True)]
+    assert out[2].encoded_key == out[1].encoded_key != out[0].encoded_key
+    _, out = run([{"python": "tests.unit.test_transforms:drop_deletes"}], records)
+    assert [(r.topic, r.tombstone) for r in out] == [("orders", False)]
+
+
+def test_a_failed_delete_takes_its_tombstone_along() -> None:
+    h = typed(ORDER)
+    records = change(h, "d", ORDER, None)
+    _, out = run([{"python": "tests.unit.test_transforms:fail_deletes"}, {"route": "orders.{after.status}"}],
+                 records)
+    (failed,) = out
+    assert isinstance(failed, UnreadableRecord) and "no deletes here" in failed.reason
+
+
+@pytest.mark.parametrize("chain", [
+    [{"route": "orders.{after.status}"}],
+    [{"filter": {"where": {"after.status": "paid"}}}, {"route": {"topic": "orders.{after.status}"}}],
+])
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_delete_is_routed_and_filtered_by_the_item_it_deleted(chain: list[Any], fast: bool) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    h = typed(ORDER)
+    paid = dict(ORDER, status={"S": "paid"})
+    records = change(h, "d", paid, None)
+    records[0].encoded_value = h.encode_value(records[0])
+    out = asyncio.run(TransformStage(parse_transforms(chain), layout(True),
+                                     fast=fast_plan if fast else None).apply(records))
+    assert [(r.topic, r.tombstone) for r in out] == [("orders.paid", False), ("orders.paid", True)]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_filter_on_the_after_image_keeps_a_delete_of_a_matching_item(fast: bool) -> None:
+    from connectors.dynamodb.transforms import fast_plan
+
+    h = typed(ORDER)
+    paid = dict(ORDER, status={"S": "paid"})
+    records = change(h, "d", paid, None) + change(h, "d", ORDER, None)
+    for r in records:
+        if not r.tombstone:
+            r.encoded_value = h.encode_value(r)
+    chain = parse_transforms([{"filter": {"where": {"after.status": "paid"}}}, {"select": ["op", "before.orderId"]}])
+    out = asyncio.run(TransformStage(chain, layout(True), fast=fast_plan if fast else None).apply(records))
+    assert values(out) == [{"op": "d", "orderId": "o1"}, None]
+
+
 def test_filter_by_operation_drops_a_delete_and_its_tombstone() -> None:
     h = typed(ORDER)
     records = change(h, "c", None, ORDER) + change(h, "d", ORDER, None)
