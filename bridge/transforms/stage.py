@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class TransformFailure(UnreadableRecord):
 
 
 DROP = object()  # a fast writer's answer for a record the chain drops
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class _UserError(StepError):
@@ -184,6 +186,9 @@ class TransformStage:
             if not isinstance(r, Record):
                 raise _UserError(f"transform {ref} returned {type(r).__name__}; return a Record, a list of them or "
                                  "None", [("__bridge.transform", ref)])
+            if not isinstance(r.topic, str) or not _TOPIC.fullmatch(r.topic) or r.topic in (".", ".."):
+                raise _UserError(f"transform {ref} returned topic {r.topic!r:.80}, not a Kafka topic name; write 1 to "
+                                 "249 of a-z, A-Z, 0-9, '.', '_', '-'", [("__bridge.transform", ref)])
             items.append(Item(r.value, r.topic, list(r.headers), False, item.context,
                               NO_KEY if r.key == original_key else r.key))
         self._user_out[ref] = (key_body, [(it.topic, it.key, it.headers, it.value) for it in items])
@@ -296,6 +301,11 @@ class TransformStage:
             fastavro.schemaless_writer(buf, plan.key_schema, it.key)
             key = buf.getvalue()
         value: bytes | None = body
+        if plan.compiled.python:  # fastavro leaves out what the schema does not have: refuse it
+            if it.key is not NO_KEY:
+                _refuse_unknown(it.key, plan.key_schema, "key")
+            if not it.tombstone and value is None:
+                _refuse_unknown(it.value, plan.writer, "value")
         if not it.tombstone and value is None:
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, plan.writer, it.value)
@@ -305,9 +315,52 @@ class TransformStage:
 
     def _failed(self, record: SourceRecord, plan: _Plan, reason: str, headers: KafkaHeaders | None = None
                 ) -> UnreadableRecord:
+        reason = " | ".join(line.strip() for line in reason.splitlines() if line.strip())  # one line
         try:
             raw = record.schema.dead_letter_value(record)
         except Exception:  # noqa: BLE001 - the dead-letter value is a picture; the reason matters
             raw = None
         return TransformFailure(record.topic, plan.handle, record.key, None, record.position, record.ts_ms,
                                 reason=reason, raw=raw, error_headers=headers or [])
+
+
+def _refuse_unknown(datum: Any, schema: Any, where: str) -> None:
+    """ValueError naming the first field of ``datum`` its (parsed) schema does not have."""
+    found = _unknown(datum, schema, schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}, where)
+    if found is not None:
+        raise ValueError(f"{found} is not in the {where}'s schema; a transform may change values, not fields "
+                         "(add it with insert_field or select before the Python transform)")
+
+
+def _unknown(datum: Any, t: Any, names: dict[str, Any], path: str) -> str | None:
+    if isinstance(t, str):
+        t = names.get(t)
+        if t is None:
+            return None
+    if isinstance(t, list):  # a union: fine if some branch has every field
+        found = [_unknown(datum, b, names, path) for b in t if b != "null"] if datum is not None else [None]
+        return None if not found or None in found else found[0]
+    if not isinstance(t, dict) or datum is None:
+        return None
+    kind = t.get("type")
+    if kind == "record":
+        if not isinstance(datum, dict):
+            return None
+        fields = {f["name"]: f["type"] for f in t["fields"]}
+        for k, v in datum.items():
+            if k not in fields:
+                return f"{path}.{k}"
+            found = _unknown(v, fields[k], names, f"{path}.{k}")
+            if found is not None:
+                return found
+    elif kind == "map" and isinstance(datum, dict):
+        for k, v in datum.items():
+            found = _unknown(v, t["values"], names, f"{path}.{k}")
+            if found is not None:
+                return found
+    elif kind == "array" and isinstance(datum, list):
+        for i, v in enumerate(datum):
+            found = _unknown(v, t["items"], names, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

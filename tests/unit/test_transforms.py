@@ -501,6 +501,44 @@ def test_python_transform_errors_are_record_errors(fn: str, reason: str) -> None
     assert reason in str(serializer.serialize_batch(out).errors[0])
 
 
+def extra_key(record: Any) -> Any:
+    record.value["after"]["nope"] = "x"  # a field the schema does not have
+    return record
+
+
+def empty_topic(record: Any) -> Any:
+    record.topic = ""
+    return record
+
+
+def spaced_topic(record: Any) -> Any:
+    record.topic = "orders by status"
+    return record
+
+
+def multi_line_error(record: Any) -> Any:
+    raise ValueError("first line\nsecond line\n")
+
+
+@pytest.mark.parametrize("fn, reason", [
+    ("extra_key", "value.after.nope is not in the value's schema"),
+    ("empty_topic", "returned topic '', not a Kafka topic name"),
+    ("spaced_topic", "returned topic 'orders by status', not a Kafka topic name"),
+    ("multi_line_error", "raised ValueError: first line | second line"),
+])
+def test_python_transform_output_is_checked_and_its_errors_are_one_line(fn: str, reason: str) -> None:
+    topics: list[str] = []
+
+    async def create_topic(name: str) -> None:
+        topics.append(name)
+
+    _, out = run([{"python": f"tests.unit.test_transforms:{fn}"}], change(typed(ORDER), "c", None, ORDER),
+                 create_topic=create_topic)
+    (failed,) = out
+    assert isinstance(failed, UnreadableRecord) and reason in failed.reason and "\n" not in failed.reason, failed
+    assert "" not in topics
+
+
 @pytest.mark.parametrize("chain", [
     [{"filter": {"op": ["c"]}}],
     [{"route": {"topic": "static"}}, {"insert_header": {"team": "orders"}}],
