@@ -43,7 +43,10 @@ class Bridge:
         self._source = str(config) if isinstance(config, (str, Path)) else "config"
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_asked = False
+        # Set by stop() from any thread, at any time (before the run, during its start-up
+        # checks): the run stops as soon as its worker exists; cleared when the run ends.
+        self._stop_asked = threading.Event()
+        self._state = "STARTING"
 
     @overload
     def transform(self, table: str | None = None) -> Callable[[Transform], Transform]: ...
@@ -106,30 +109,41 @@ class Bridge:
         from bridge_app.app import run_bridge
         from bridge_app.wiring import until_caught_up_hook
 
-        cfg = self.config()
-        install_log_redaction()
-        self._loop, self._worker, self._stop_asked = asyncio.get_running_loop(), None, False
+        try:
+            cfg = self.config()
+            install_log_redaction()
+            self._loop, self._worker, self._state = asyncio.get_running_loop(), None, "STARTING"
 
-        def started(worker: Worker) -> None:
-            self._worker = worker
-            if self._stop_asked:  # stop() came during the start-up checks
-                worker.stop()
-            if until_caught_up:
-                until_caught_up_hook(worker)
+            def started(worker: Worker) -> None:
+                self._worker = worker  # before the flag is read: stop() sees the worker or we see the flag
+                if self._stop_asked.is_set():  # stop() came before or during the start-up checks
+                    worker.stop()
+                if until_caught_up:
+                    until_caught_up_hook(worker)
 
-        worker = await run_bridge(cfg, install_signal_handlers=signals, on_start=started)
-        return 0 if worker is None else worker.records_produced
+            worker = await run_bridge(cfg, install_signal_handlers=signals, on_start=started)
+            return 0 if worker is None else worker.records_produced
+        finally:
+            self._loop, self._worker, self._state = None, None, "STOPPED"
+            self._stop_asked.clear()
 
     def stop(self) -> None:
-        """Ask a running bridge to stop (drain, commit, return from ``run``); from any thread."""
-        self._stop_asked = True
+        """Ask the bridge to stop (drain, commit, return from ``run``); from any thread. Asked
+        before ``run`` or during its start-up checks, the run stops as soon as it has started;
+        after the run it does nothing."""
+        self._stop_asked.set()
         worker, loop = self._worker, self._loop
         if worker is not None and loop is not None:
-            loop.call_soon_threadsafe(worker.stop)
+            try:
+                loop.call_soon_threadsafe(worker.stop)
+            except RuntimeError:  # the run ended meanwhile and its loop is closed: nothing to stop
+                pass
 
     def health(self) -> tuple[bool, str]:
-        """(ok, text) as ``/health`` answers: STARTING, ok, DEGRADED, STOPPING or FAILED."""
-        return (False, "STARTING") if self._worker is None else self._worker.health()
+        """(ok, text) as ``/health`` answers: STARTING, ok, DEGRADED, STOPPING or FAILED; STOPPED
+        once ``run`` has returned."""
+        worker = self._worker
+        return (False, self._state) if worker is None else worker.health()
 
 
 def _main_thread() -> bool:

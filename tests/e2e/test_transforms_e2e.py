@@ -317,3 +317,26 @@ def test_python_api_stops_on_sigterm_and_on_stop_as_the_cli_does(stack: Any, dyn
         helper.join(60)
         assert answers == [(True, "ok")], (how, answers)
         assert produced == (4 if how == "SIGTERM" else 0), how  # the second run resumes after the committed offsets
+
+
+def test_python_api_stop_is_never_lost_and_does_nothing_after_the_run(stack: Any, dynamodb: Any,
+                                                                       monkeypatch: Any) -> None:
+    """``stop()`` before ``run`` (as during its start-up checks) stops the run once it has started;
+    after the run ``stop()`` does nothing and ``health()`` says STOPPED, not the old worker's answer."""
+    import threading
+
+    from ddb_kafka_bridge import Bridge
+    from tests.helpers import bridge_env
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, bridge_env()[k])
+    table, topic = orders_table(dynamodb), unique("api_stop")
+    bridge = Bridge({**bridge_config(stack, []), "tables": [{"name": table, "topic": topic, "stream": STREAM}]})
+    bridge.stop()
+    done: list[int] = []
+    runner = threading.Thread(target=lambda: done.append(bridge.run()), daemon=True)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive() and done == [0], "stop() before run() was lost"
+    bridge.stop()  # no loop to call: nothing happens
+    assert bridge.health() == (False, "STOPPED")
