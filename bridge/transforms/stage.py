@@ -338,8 +338,8 @@ def _unknown(datum: Any, t: Any, names: dict[str, Any], path: str) -> str | None
         if t is None:
             return None
     if isinstance(t, list):  # a union: fine if some branch has every field
-        found = [_unknown(datum, b, names, path) for b in t if b != "null"] if datum is not None else [None]
-        return None if not found or None in found else found[0]
+        branches = [_unknown(datum, b, names, path) for b in t if b != "null"] if datum is not None else [None]
+        return None if not branches or None in branches else branches[0]
     if not isinstance(t, dict) or datum is None:
         return None
     kind = t.get("type")
