@@ -354,6 +354,22 @@ def test_envelope_images_are_maps_of_attribute_values() -> None:
     assert v["op"] == "c" and v["status"]["S"] == "new"
 
 
+@pytest.mark.parametrize("where, kept, is_typed", [
+    ({"after.gift": {"eq": 1}}, False, True),  # a boolean is no number
+    ({"after.gift": {"ne": 1}}, True, True),
+    ({"after.gift": {"eq": True}}, True, True),
+    ({"after.gift.BOOL": {"eq": 1}}, False, False),
+    ({"after.orderTotal.N": {"eq": 12.5}}, True, False),  # an envelope's N text compares as the number it is
+    ({"after.orderTotal.N": {"ne": 12.5}}, False, False),
+])
+def test_booleans_are_no_numbers_and_envelope_numbers_compare_as_numbers(where: dict[str, Any], kept: bool,
+                                                                         is_typed: bool) -> None:
+    item = dict(ORDER, gift={"BOOL": True})
+    h = typed(item) if is_typed else envelope_schema("orders", KEY)
+    _, out = run([{"filter": {"where": where}}], change(h, "c", None, item), is_typed=is_typed)
+    assert len(out) == int(kept)
+
+
 @pytest.mark.parametrize("chain, line", [
     ([{"select": ["metadata.nope"]}], "transforms[0].select: path 'metadata.nope': no field 'nope' in source"),
     ([{"select": ["op.x"]}], "op is a string, it has no field 'x'"),
