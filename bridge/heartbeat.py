@@ -76,19 +76,22 @@ class TaskBeat:
 
     def __init__(self, beats: Heartbeats, partition: dict[str, Any]) -> None:
         self.beats, self.pkey = beats, partition_key(partition)
-        self.last = time.monotonic()  # when it last read a record (or beat)
+        # When it last read a record, and last beat: idle_ms counts from the read (a reader idle
+        # for three intervals says so), the next beat an interval after the later of the two.
+        self.last_read = self.last_beat = time.monotonic()
 
-    def on_batch(self, batch: Batch) -> None:
+    def on_batch(self, batch: Batch, read: bool | None = None) -> None:
+        """``read``: the task read records into this batch (decided before the transforms: a
+        reader whose records were all filtered out is not idle); default: the batch has records."""
         now = time.monotonic()
-        if batch.records or batch.final:
-            self.last = now
+        if (bool(batch.records) if read is None else read) or batch.final:
+            self.last_read = now
             return
-        idle = now - self.last
-        if idle < self.beats.interval_s:
+        if now - max(self.last_read, self.last_beat) < self.beats.interval_s:
             return
-        self.last = now
+        self.last_beat = now
         ts_ms = int(time.time() * 1000)
         value = {"connector": self.beats.connector_name, "partition": self.pkey, "ts_ms": ts_ms,
-                 "idle_ms": int(idle * 1000)}
+                 "idle_ms": int((now - self.last_read) * 1000)}
         batch.records = [SourceRecord(self.beats.topic, _HANDLE, {"partition": self.pkey}, value,
                                       {"heartbeat": self.pkey}, ts_ms)]

@@ -299,10 +299,11 @@ class Worker:
                 ops.polling(state)
                 batch = await task.poll()
                 ops.polled(state, batch)
-                if transforms is not None and batch.records:
+                read = bool(batch.records)  # before the transforms: a reader whose records are all filtered is not idle
+                if transforms is not None and read:
                     batch.records = await transforms.apply(batch.records)
                 if beat is not None:
-                    beat.on_batch(batch)
+                    beat.on_batch(batch, read)
                 await self._unheld()  # a batch read just before a pause waits too (or is dropped with the unit)
                 await lane.submit(progress, batch)
                 if batch.final:

@@ -31,3 +31,27 @@ def test_a_heartbeat_per_idle_interval_only() -> None:
     again = Batch([], None)
     beat.on_batch(again)
     assert again.records == []  # the next one an interval later
+
+
+def _idle_ms(record: SourceRecord) -> int:
+    value = fastavro.schemaless_reader(io.BytesIO(record.schema.encode_value(record)),
+                                       fastavro.parse_schema(json.loads(HEARTBEAT_VALUE_SCHEMA)), None)
+    return int(value["idle_ms"])
+
+
+def test_idle_ms_counts_from_the_last_read_not_the_last_beat() -> None:
+    beat = Heartbeats("hb", 0.05, "b").task({"table": "t"})
+    first, second = Batch([], None), Batch([], None)
+    time.sleep(0.06)
+    beat.on_batch(first)
+    time.sleep(0.06)
+    beat.on_batch(second)
+    assert _idle_ms(first.records[0]) >= 50 and _idle_ms(second.records[0]) >= 110
+
+
+def test_a_reader_whose_records_were_all_filtered_is_not_idle() -> None:
+    beat = Heartbeats("hb", 0.05, "b").task({"table": "t"})
+    time.sleep(0.06)
+    filtered = Batch([], {"seq": "2"})  # the transforms dropped what it read
+    beat.on_batch(filtered, read=True)
+    assert filtered.records == []
