@@ -432,8 +432,12 @@ class BridgeConfig(Model):
                 problems.append(f"heartbeat.topic: {self.heartbeat_topic!r} is also the {own[self.heartbeat_topic]}; "
                                 "give each its own")
             own[self.heartbeat_topic] = "heartbeat.topic"
+        if self.heartbeat.topic is not None and self.heartbeat.interval_ms is None:
+            problems.append("heartbeat.topic: set without heartbeat.interval_ms, so no heartbeat would be written; "
+                            "set heartbeat.interval_ms (e.g. 60000) or remove heartbeat.topic")
         derived = [t for t, set_ in ((self.offsets_topic, self.offsets.topic), (self.dead_letter_topic,
-                                     self.errors.dead_letter_topic)) if set_ is None]
+                                     self.errors.dead_letter_topic), (self.heartbeat_topic, self.heartbeat.topic))
+                   if set_ is None and t is not None]
         for topic in derived:
             why = check_topic_name(topic)
             if why is not None:

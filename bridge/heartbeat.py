@@ -19,7 +19,7 @@ import fastavro
 
 from bridge.task import Batch, SourceRecord, partition_key
 
-__all__ = ["HEARTBEAT_KEY_SCHEMA", "HEARTBEAT_VALUE_SCHEMA", "Heartbeats", "TaskBeat"]
+__all__ = ["HEARTBEAT_HANDLE", "HEARTBEAT_KEY_SCHEMA", "HEARTBEAT_VALUE_SCHEMA", "Heartbeats", "TaskBeat"]
 
 _NS = "io.ddbkafka.bridge"
 HEARTBEAT_KEY_SCHEMA = json.dumps({"type": "record", "name": "HeartbeatKey", "namespace": _NS, "fields": [
@@ -58,7 +58,7 @@ class _HeartbeatSchema:
         return record.value
 
 
-_HANDLE = _HeartbeatSchema()
+HEARTBEAT_HANDLE = _HeartbeatSchema()  # the start-up subject check names it too
 
 
 class Heartbeats:
@@ -93,5 +93,5 @@ class TaskBeat:
         ts_ms = int(time.time() * 1000)
         value = {"connector": self.beats.connector_name, "partition": self.pkey, "ts_ms": ts_ms,
                  "idle_ms": int((now - self.last_read) * 1000)}
-        batch.records = [SourceRecord(self.beats.topic, _HANDLE, {"partition": self.pkey}, value,
+        batch.records = [SourceRecord(self.beats.topic, HEARTBEAT_HANDLE, {"partition": self.pkey}, value,
                                       {"heartbeat": self.pkey}, ts_ms)]

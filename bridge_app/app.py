@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, ProduceError, SchemaError
 from bridge.group import GroupMembership, GroupOwnership, check_group_topic
+from bridge.heartbeat import HEARTBEAT_HANDLE
 from bridge.http_service import bind_listeners, listening_ports
 from bridge.kafka import admin_client, check_reachable, ensure_topics, producer_config
 from bridge.metrics import MetricsServer
@@ -252,7 +253,10 @@ async def _run(
         connectors = sources.connectors
         check_formats(sources.schemas, sources.formats)
         if not cfg.schema_registry.auto_register:
-            await _off_loop(check_subjects, registry, sources.schemas, sources.formats)
+            schemas = list(sources.schemas)
+            if cfg.heartbeat_topic is not None:  # the heartbeat topic's subjects are written too
+                schemas.append((cfg.heartbeat_topic, HEARTBEAT_HANDLE))
+            await _off_loop(check_subjects, registry, schemas, sources.formats)
 
         # Read (never write) the offsets first: a corrupt offsets topic stops the start here,
         # before any topic is created.

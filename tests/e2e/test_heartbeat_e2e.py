@@ -43,3 +43,27 @@ def test_an_idle_table_beats_on_the_heartbeat_topic(stack: Any, dynamodb: Any, t
     key = AvroDeserializer(sr)(beats[0].key(), SerializationContext(topic, MessageField.KEY))
     assert key == {"partition": values[0]["partition"]}
     assert change.value() is not None
+
+
+def test_auto_register_false_checks_the_heartbeat_subjects_at_start(stack: Any, dynamodb: Any,
+                                                                    tmp_path: Path) -> None:
+    """The table's subjects registered, the heartbeat topic's not: one line, exit 2, at start."""
+    from confluent_kafka.schema_registry import Schema
+
+    from connectors.dynamodb.schemas import table_schemas
+    from tests.e2e.test_record_format_e2e import KEYS, _run
+
+    table = unique("hbsub")
+    create_table(dynamodb, table, range_key=None)
+    cfg = bridge_config(stack, [{"name": table, "stream": {"poll_interval_ms": 100}}],
+                        heartbeat={"interval_ms": 1000})
+    cfg["schema_registry"]["auto_register"] = False
+    schemas = table_schemas(table, KEYS)
+    sr = SchemaRegistryClient({"url": stack.registry_url})
+    sr.register_schema(f"ddb.{table}-key", Schema(schemas.key_schema, "AVRO"))
+    sr.register_schema(f"ddb.{table}-value", Schema(schemas.value_schema, "AVRO"))
+    proc = _run(cfg, tmp_path)
+    out = (proc.stdout + proc.stderr).strip()
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, out[-3000:]
+    assert f"subject '{cfg['name']}-heartbeats-key'" in lines[0] and "does not exist" in lines[0], lines

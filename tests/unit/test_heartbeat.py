@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import time
+from typing import Any
 
 import fastavro
+import pytest
 
 from bridge.heartbeat import HEARTBEAT_VALUE_SCHEMA, Heartbeats
 from bridge.task import Batch, SourceRecord
@@ -55,3 +57,22 @@ def test_a_reader_whose_records_were_all_filtered_is_not_idle() -> None:
     filtered = Batch([], {"seq": "2"})  # the transforms dropped what it read
     beat.on_batch(filtered, read=True)
     assert filtered.records == []
+
+
+def _parse(**cfg: Any) -> Any:
+    from connectors.dynamodb.config import parse_config
+
+    return parse_config({"name": "b", "kafka": {"bootstrap.servers": "localhost:9092"},
+                         "schema_registry": {"url": "http://r"}, "tables": [{"name": "orders"}], **cfg}, check_kafka=False)
+
+
+@pytest.mark.parametrize("cfg, line", [
+    ({"heartbeat": {"topic": "beats"}}, "heartbeat.topic: set without heartbeat.interval_ms"),
+    ({"name": "b" * 240, "heartbeat": {"interval_ms": 1000}}, "characters; Kafka allows at most 249"),
+])
+def test_heartbeat_config_mistakes_are_one_line_at_start(cfg: dict[str, Any], line: str) -> None:
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _parse(**cfg)
+    assert line in str(e.value) and "\n" not in str(e.value), str(e.value)
