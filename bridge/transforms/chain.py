@@ -378,7 +378,10 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
             deleted = op == "d"
             if deleted and (deletes == "tombstone") != item.tombstone:
                 return None  # tombstone: the delete is its tombstone only; rewrite: the record only
-            img = (before if deleted else after).get(v) or {}
+            img = (before if deleted else after).get(v)
+            if img is None and deleted and item.context is not None:
+                img = item.context[1]()  # no before image (a NEW_IMAGE stream): the key is what is known
+            img = img or {}
             out = {n: img.get(n) for n in names}
             out["__op"] = op
             out["__table"] = None if table is None else table.get(v)

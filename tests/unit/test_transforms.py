@@ -257,6 +257,16 @@ def test_a_filter_on_the_after_image_keeps_a_delete_of_a_matching_item(fast: boo
     assert values(out) == [{"op": "d", "orderId": "o1"}, None]
 
 
+def test_flatten_rewrite_of_a_delete_without_its_before_image_keeps_the_key_fields() -> None:
+    h = typed(ORDER)
+    key = {"orderId": {"S": "o1"}}
+    records: list[SourceRecord] = [ChangeRecord("orders", h, key, Change("d", None, None), source(), 7),
+                                   ChangeRecord("orders", h, key, None, source(), 7, True)]
+    _, out = run([{"flatten": {"deletes": "rewrite"}}], records)
+    (v,) = values(out)
+    assert v["orderId"] == "o1" and v["__deleted"] is True and v["status"] is None
+
+
 def test_filter_by_operation_drops_a_delete_and_its_tombstone() -> None:
     h = typed(ORDER)
     records = change(h, "c", None, ORDER) + change(h, "d", ORDER, None)
