@@ -42,6 +42,10 @@ class Layout:
     source_ts_ms: str | None = None
     aliases: tuple[tuple[str, str], ...] = ()
     open: tuple[str, ...] = ()
+    # A field property holding the source's own name of a field (paths may use either name),
+    # and what to tell a user whose after image is no record (how to get one).
+    name_property: str | None = None
+    record_hint: str = ""
 
 
 NO_KEY = object()
@@ -73,6 +77,11 @@ class _Ctx:
     def __init__(self, names: Names, top: dict[str, Any], layout: Layout) -> None:
         self.names, self.top, self.layout = names, top, layout
         self.made = 0
+        self.alt, self.hint = layout.name_property, layout.record_hint  # the source's, whatever the layout becomes
+
+    def named(self, f: dict[str, Any], name: str) -> bool:
+        """The field's name, or the source's own name of it, is ``name``."""
+        return f["name"] == name or (self.alt is not None and f.get(self.alt) == name)
 
     def parts(self, parts: tuple[str, ...]) -> tuple[str, ...]:
         for alias, real in self.layout.aliases:
@@ -81,7 +90,7 @@ class _Ctx:
         return parts
 
     def resolve(self, parts: tuple[str, ...], text: str) -> Resolved:
-        return resolve(self.names, self.top, self.parts(parts), text)
+        return resolve(self.names, self.top, self.parts(parts), text, self.alt)
 
     def read(self, parts: tuple[str, ...], text: str) -> Resolved:
         """A path a filter or template reads: one into the after image reads the before image
@@ -95,10 +104,10 @@ class _Ctx:
         if full[:len(a)] != a:
             return r
         try:
-            instead = resolve(self.names, self.top, (*b, *full[len(a):]), text)
+            instead = resolve(self.names, self.top, (*b, *full[len(a):]), text, self.alt)
         except ConfigError:
             return r
-        return replace(r, image=resolve(self.names, self.top, a, after).keys, instead=instead)
+        return replace(r, image=resolve(self.names, self.top, a, after, self.alt).keys, instead=instead)
 
     def role(self, name: str, transform: str) -> Resolved:
         path = getattr(self.layout, name)
@@ -121,13 +130,13 @@ class _Ctx:
                 raise ConfigError(f"path {text!r}: {'.'.join(parts[:i]) or 'the value'} is not a record")
             fields = [dict(f) for f in rec["fields"]]
             if i == len(parts) - 1:
-                found = next((f for f in fields if parts[i] in (f["name"], f.get("attribute"))), None)
+                found = next((f for f in fields if self.named(f, parts[i])), None)
                 if found is None and not rec.get(OPEN):
                     raise ConfigError(f"path {text!r}: no field {parts[i]!r} in {'.'.join(parts[:i]) or 'the value'}")
                 keys.append(parts[i] if found is None else found["name"])
                 fields = fn(fields, keys[-1]) if found is not None else fields
             else:
-                found = next((f for f in fields if parts[i] in (f["name"], f.get("attribute"))), None)
+                found = next((f for f in fields if self.named(f, parts[i])), None)
                 if found is None:
                     raise ConfigError(f"path {text!r}: no field {parts[i]!r} in {'.'.join(parts[:i]) or 'the value'}")
                 keys.append(found["name"])
@@ -354,7 +363,7 @@ def _step(spec: Spec, ctx: _Ctx, where: str, call: Callable[[Callable[..., Any],
         ts = ctx.role("source_ts_ms", where) if ctx.layout.source_ts_ms else None
         image = ctx.names.deref(strip_null(after.type))
         if not isinstance(image, dict) or image.get("type") != "record":
-            raise ConfigError(f"{where}: flatten needs the after image as a record (value: {{shape: typed}}); "
+            raise ConfigError(f"{where}: flatten needs the after image as a record{ctx.hint}; "
                               f"here it is {image if isinstance(image, str) else image.get('type')}")
         extra = [("__op", "string"), ("__table", "string" if table is not None and not table.may_be_null else
                                       ["null", "string"]), ("__source_ts_ms", ["null", "long"]), ("__deleted", "boolean")]

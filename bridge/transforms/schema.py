@@ -1,7 +1,7 @@
 """Avro schemas as the transform chain sees them: named types, paths, nullability.
 
 A chain works on parsed schema JSON. Named types are kept once by full name (``names``);
-references stay strings, so recursive types (a map of AttributeValue inside itself) need no
+references stay strings, so recursive types (a record holding a map of itself) need no
 unrolling. ``finish`` writes a derived schema back out with each named type defined once,
 at its first use, as Avro requires.
 """
@@ -128,8 +128,9 @@ def _follow(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
-def resolve(names: Names, root: Any, parts: tuple[str, ...], text: str) -> Resolved:
-    """Follow ``parts`` from the record ``root``; ConfigError naming ``text`` where it goes nowhere."""
+def resolve(names: Names, root: Any, parts: tuple[str, ...], text: str, alt: str | None = None) -> Resolved:
+    """Follow ``parts`` from the record ``root``; ConfigError naming ``text`` where it goes nowhere.
+    ``alt``: a field property holding the source's own name of a field, which a path may use too."""
     t: Any = root
     keys: list[str] = []
     maybe_null = False
@@ -144,8 +145,8 @@ def resolve(names: Names, root: Any, parts: tuple[str, ...], text: str) -> Resol
                                   "a path cannot go into it")
         if isinstance(t, dict) and t.get("type") == "record":
             is_open = is_open or bool(t.get(OPEN))
-            found = next((f for f in t["fields"] if f["name"] == part), None) or next(
-                (f for f in t["fields"] if f.get("attribute") == part), None)
+            found = next((f for f in t["fields"] if f["name"] == part), None) or (next(
+                (f for f in t["fields"] if f.get(alt) == part), None) if alt else None)
             if found is None:
                 if is_open:  # an attribute not seen yet: null until it is
                     return Resolved((*keys, part), "null", True)

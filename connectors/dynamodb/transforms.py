@@ -27,7 +27,8 @@ def layout(typed: bool) -> Layout:
     (a path to one not seen yet is null until it is), an envelope image is a map."""
     return Layout(op="op", before="before", after="after", table="source.table",
                   source_ts_ms="source.approximate_creation_ms",
-                  aliases=(("metadata", "source"),), open=("before", "after") if typed else ())
+                  aliases=(("metadata", "source"),), open=("before", "after") if typed else (),
+                  name_property="attribute", record_hint=" (value: {shape: typed})")
 
 
 def expand(transforms: Any) -> Any:

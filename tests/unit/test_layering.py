@@ -249,3 +249,13 @@ def test_the_composition_root_finds_the_connector_by_its_entry_point() -> None:
     assert connector("dynamodb") is PLUGIN
     wanted = {name for name in vars(ConnectorPlugin) if not name.startswith("_")} | {"name"}
     assert wanted <= set(dir(PLUGIN)), sorted(wanted - set(dir(PLUGIN)))
+
+
+def test_the_transform_chain_takes_the_sources_words_from_its_layout() -> None:
+    """bridge/transforms names no source's config (``shape: typed``), field property
+    (``"attribute"``) or type (AttributeValue): the connector's Layout passes them in."""
+    words = re.compile(r"shape: typed|[\"']attribute[\"']|AttributeValue")
+    offenders = [f"{path.relative_to(ROOT)}:{n}: {line.strip()[:80]}"
+                 for path in sorted((ROOT / "bridge" / "transforms").glob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if words.search(line)]
+    assert not offenders, "\n".join(offenders)
