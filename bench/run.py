@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import scale, scenarios, variants  # noqa: E402
-from bench.variants import Pages, Result, best, prepare  # noqa: E402
+from bench.transforms_bench import CHAINS  # noqa: E402
+from bench.variants import Pages, Result, best, median, prepare  # noqa: E402
 from bench.workload import WORKLOADS  # noqa: E402
 from bridge.kafka import admin_client, ensure_topics  # noqa: E402
 from bridge.registry.client import RegistryClientConfig, SchemaRegistryClient  # noqa: E402
@@ -51,6 +52,7 @@ SIZES = {
 }
 TARGET_CEILING, TARGET_NAIVE = 0.40, 10.0
 TARGET_TYPED = 0.80  # typed values / envelope, records per core, wide workload (issue 20)
+TARGET_CHAIN = 0.70  # typed values + a filter/select/rename chain / envelope, records per core (issue 21)
 
 
 def machine() -> dict[str, Any]:
@@ -116,28 +118,35 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
     messages = variants.encoded_messages(pages, serializer, topic)
     say(f"\n== workload {name}: {wl.describe}; {pages.per_page:,} records/page, "
         f"{pages.bytes_per_record:,.0f} bytes/record of GetRecords JSON, NEW_AND_OLD_IMAGES ==")
-    # Ceiling, bridge and the bridge with typed values alternate, best of each kept: neighbours
-    # on a shared machine come and go.
-    ceilings, bridges, typeds = [], [], []
+    # Ceiling, bridge, the bridge with typed values and with typed values and a transform chain
+    # alternate, best of the ceiling's and median of the others kept: neighbours on a shared
+    # machine come and go.
+    ceilings, bridges, typeds, chains = [], [], [], []
     for _ in range(reps):
         ceilings.append(variants.ceiling(pages, n_pages, messages, conf, topic))
         bridges.append(variants.bridge(pages, n_pages, shards, conf, serializer, topic))
         typeds.append(variants.bridge(pages, n_pages, shards, conf, serializer, f"bench.typed.{name}", typed=True))
-    ceiling, bridge, typed = best(ceilings), best(bridges), best(typeds)
+        chains.append(variants.bridge(pages, n_pages, shards, conf, serializer, f"bench.chain.{name}",
+                                      chain=CHAINS[name]))
+    ceiling, bridge, typed, chained = best(ceilings), median(bridges), median(typeds), median(chains)
     ceiling_cb = variants.ceiling(pages, n_pages, messages, conf, topic, callbacks=True)
     naive = variants.naive(pages, n_naive, conf, registry_url, f"bench-naive.{name}")
     default_gc = variants.bridge(pages, n_pages // 2, shards, conf, serializer, topic, gc_tuned=False)
     pure = variants.bridge(pages, n_pure, min(shards, n_pure), conf, serializer, topic, pure_python=True)
-    results = [ceiling, ceiling_cb, naive, bridge, typed, default_gc, pure]
+    results = [ceiling, ceiling_cb, naive, bridge, typed, chained, default_gc, pure]
     say(render(table_rows(results)))
     ratio_c, ratio_n = bridge.per_core / ceiling.per_core, bridge.per_core / naive.per_core
     ratio_t = typed.per_core / bridge.per_core
+    ratio_chain = chained.per_core / bridge.per_core
     target = f"target >= {TARGET_CEILING:.2f}" if name == "wide" else "no target for this workload"
     say(f"bridge/ceiling = {ratio_c:.2f} ({target}); "
         f"bridge/naive = {ratio_n:.1f}x (target >= {TARGET_NAIVE:.0f}x); "
         f"bridge/(ceiling + per-message callback) = {bridge.per_core / ceiling_cb.per_core:.2f}; "
         f"typed/envelope = {ratio_t:.2f} ({f'target >= {TARGET_TYPED:.2f}' if name == 'wide' else 'no target'})"
         f"   [per core]")
+    say(f"typed + chain/envelope = {ratio_chain:.2f} (target >= {TARGET_CHAIN:.2f}, issue 21)   [per core, medians of "
+        f"{reps} interleaved runs; CPU s: envelope {sum(r.cpu_s for r in bridges):.2f}, typed "
+        f"{sum(r.cpu_s for r in typeds):.2f}, typed + chain {sum(r.cpu_s for r in chains):.2f}]")
     stages = variants.stages(pages, serializer, conf, topic, messages, min_s=stage_s)
     say(render(stage_rows(stages)))
     by = {s.name: s for s in stages}
@@ -150,7 +159,7 @@ def run_workload(name: str, sizes: tuple[int, int, int, int], conf: dict[str, An
         f"+ worker bookkeeping, event loop and what the stages cost more under load ({residual:.2f})")
     return {"name": name, "describe": wl.describe, "bytes_per_record": pages.bytes_per_record, "results": results,
             "stages": stages, "ratio_ceiling": ratio_c, "ratio_naive": ratio_n, "ratio_typed": ratio_t,
-            "residual_us": residual,
+            "ratio_chain": ratio_chain, "residual_us": residual,
             "by_stage": by}
 
 
@@ -206,7 +215,7 @@ def main() -> None:
     ap.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
                     help="the local stack's broker: tansu (default) or Apache Kafka (KRaft, on the JDK)")
     ap.add_argument("--shards", type=int, default=4, help="shard readers in the bridge runs")
-    ap.add_argument("--reps", type=int, help="repetitions of ceiling and bridge runs (best is kept)")
+    ap.add_argument("--reps", type=int, help="interleaved repetitions of the ceiling and bridge runs (best ceiling, median bridges kept)")
     ap.add_argument("--skip", action="append", default=[],
                     choices=["wide", "small", "backlog", "latency", "idle", "scale", "snapshot", "typed", "formats"])
     ap.add_argument("--scale", action="store_true", help="only the scale section (shard count)")
@@ -239,7 +248,7 @@ def main() -> None:
         workers.run(ns)
         return None
     size = "quick" if args.quick else "full"
-    reps = args.reps or (1 if args.quick else 2)
+    reps = args.reps or (1 if args.quick else 3)
     if args.backlog_records is None:
         args.backlog_records = 100_000 if args.quick else 1_000_000
 
@@ -264,7 +273,7 @@ def main() -> None:
     try:
         conf = {"bootstrap.servers": bootstrap}
         topics = {f"bench.{w}": {} for w in WORKLOADS} | {f"bench-naive.{w}": {} for w in WORKLOADS}
-        topics |= {f"bench.typed.{w}": {} for w in WORKLOADS}
+        topics |= {f"bench.typed.{w}": {} for w in WORKLOADS} | {f"bench.chain.{w}": {} for w in WORKLOADS}
         topics |= {"bench.backlog": {}, "bench.latency": {}, "bench.idle": {}}
         topics["bench-offsets"] = {"cleanup.policy": "compact"}
         ensure_topics(admin_client(conf), topics, partitions=1, replication_factor=-1)
@@ -366,7 +375,8 @@ def main() -> None:
             ok_t = "no target"
         say(f"  {w['name']:5s}: bridge/ceiling {w['ratio_ceiling']:.2f} ({ok_c}), "
             f"bridge/naive {w['ratio_naive']:.1f}x ({ok_n}, target {TARGET_NAIVE:.0f}x), "
-            f"typed/envelope {w['ratio_typed']:.2f} ({ok_t})")
+            f"typed/envelope {w['ratio_typed']:.2f} ({ok_t}), typed + chain/envelope {w['ratio_chain']:.2f} "
+            f"({'ok' if w['ratio_chain'] >= TARGET_CHAIN else 'BELOW'} target {TARGET_CHAIN:.2f})")
     if report.get("scale"):
         sc = report["scale"]
         idle_runs = sc["idle"]
