@@ -3,6 +3,8 @@ the metadata (``bridge.transforms.Layout``), and one stage per table shared by i
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -16,6 +18,11 @@ from connectors.dynamodb.typed.handle import TypedSchema
 from connectors.dynamodb.typed.names import field_name
 from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Dec, Prim, Rec
+
+try:
+    from connectors.dynamodb.typed._typed import offsets as _offsets
+except ImportError:  # not built: the structured path reads those records
+    _offsets = None
 
 __all__ = ["expand", "fast_plan", "layout", "table_stage"]
 
@@ -199,17 +206,240 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
         return None
 
     kept = [True]  # the filters' decision on the last change: its tombstone's (asked right after it)
+    # Records the one-pass writer wrote (no images as data, the typed body only): the same
+    # value from the body's fields, found without decoding it.
+    sliced = _sliced_writer(handle, ops, specs, out)
 
     def write(r: Any) -> Any:
         value = r.value
         if r.tombstone:
             return b"" if kept[0] else DROP
         if type(value) is not Change:
-            return None
+            if value is not None or sliced is None or r.encoded_value is None:
+                return None
+            got = sliced(r)
+            if got is not None:
+                kept[0] = got is not DROP
+            return got
         kept[0] = _kept(r, ops, tests)
         if not kept[0]:
             return DROP
         return b"".join([p(r) for p in parts])
+    return write
+
+
+# ---- the same from a typed body: its fields' bytes, found by _typed.offsets -------------------
+
+_PRIM = {"null": 0, "boolean": 1, "int": 2, "long": 2, "float": 3, "double": 4, "string": 5, "bytes": 5}
+
+
+def _program(schema: Any) -> tuple[Any, dict[str, list[Any]], dict[str, Any]]:
+    """The value schema as ``_typed.offsets`` reads it, its named types' programs and its record
+    definitions, by full name."""
+    named: dict[str, list[Any]] = {}
+    records: dict[str, Any] = {}
+
+    def full(name: str, ns: str | None) -> str:
+        return name if "." in name or not ns else f"{ns}.{name}"
+
+    def prog(t: Any, ns: str | None) -> Any:
+        if isinstance(t, str):
+            if t in _PRIM:
+                return _PRIM[t]
+            return named[full(t, ns)]
+        if isinstance(t, list):
+            return (11, tuple(prog(b, ns) for b in t))
+        kind = t["type"]
+        if isinstance(kind, (dict, list)) or kind in _PRIM:  # a logical type: its underlying type's bytes
+            return prog(kind, ns)
+        if kind == "array":
+            return (8, prog(t["items"], ns))
+        if kind == "map":
+            return (9, prog(t["values"], ns))
+        inner = t.get("namespace", ns)
+        name = full(t["name"], inner)
+        cell: list[Any] = [None]
+        named[name] = cell
+        if kind == "fixed":
+            cell[0] = (6, int(t["size"]))
+        elif kind == "enum":
+            cell[0] = 2
+        else:
+            records[name] = t
+            cell[0] = (10, tuple(prog(f["type"], name.rpartition(".")[0] or None) for f in t["fields"]))
+        return cell
+
+    return prog(schema, None), named, records
+
+
+def _read_value(data: bytes, t: list[Any]) -> Any:
+    """A ``["null", T]`` field's bytes as the decoded value holds them (T a scalar, ``_scalar``)."""
+    if data[0] == 0:
+        return None
+    kind = t[1]
+    if kind == "boolean":
+        return data[1] == 1
+    if kind == "string":
+        return _string(data, 1)
+    if kind in ("long", "int"):
+        return _varint(data, 1)[0]
+    if kind == "double":
+        return struct.unpack("<d", data[1:9])[0]
+    n, at = _varint(data, 1)  # a decimal over bytes: the unscaled value, big-endian
+    return Decimal(int.from_bytes(data[at:at + n], "big", signed=True)).scaleb(-int(kind.get("scale", 0)))
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        c = data[at]
+        at += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return (v >> 1) ^ -(v & 1), at
+        shift += 7
+
+
+def _string(data: bytes, at: int) -> str:
+    n, at = _varint(data, at)
+    return data[at:at + n].decode()
+
+
+def _scalar(t: Any) -> bool:
+    """A union of null and a scalar the filters compare (as ``_getter`` takes them)."""
+    if not (isinstance(t, list) and len(t) == 2 and t[0] == "null"):
+        return False
+    b = t[1]
+    if isinstance(b, dict):
+        return b.get("type") == "bytes" and b.get("logicalType") == "decimal"
+    return b in ("boolean", "string", "long", "int", "double")
+
+
+def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec, ...],
+                   out: list[tuple[str, tuple[str, ...]]]) -> Callable[[Any], Any] | None:
+    """The select chain's value from the typed body's fields (None where the chain or the schema
+    is not of the form this reads: filters of op, metadata and top-level scalar attributes)."""
+    if _offsets is None:
+        return None
+    schema = json.loads(handle.value_schema)
+    top_prog, named, records = _program(schema)
+    if [f["name"] for f in schema["fields"]][:3] != ["op", "before", "after"]:
+        return None
+    before_t, after_t = schema["fields"][1]["type"], schema["fields"][2]["type"]
+    if not (isinstance(before_t, list) and len(before_t) == 2 and isinstance(before_t[1], dict)):
+        return None
+    item = before_t[1]
+    ns = item.get("namespace", schema.get("namespace"))
+    item_name = item["name"] if "." in item["name"] or not ns else f"{ns}.{item['name']}"
+    if after_t not in (["null", item_name], ["null", item["name"]]) or item_name not in records:
+        return None  # both images one record type, as the typed writer writes them
+    item_fields = named[item_name][0][1]
+    index: dict[str, int] = {}
+    for n, f in enumerate(item["fields"]):
+        index[f["name"]] = n
+        index.setdefault(f.get("attribute", f["name"]), n)
+    top_fields = top_prog[0][1]
+
+    # filters
+    conds: list[tuple[str, Any, str, Any]] = []  # (kind, how, test, wanted)
+    for spec in specs:
+        if spec.name != "filter":
+            continue
+        for _, path, test, want in spec.options[1]:
+            path = tuple(p if i else {"metadata": "source"}.get(p, p) for i, p in enumerate(path))
+            if path == ("op",):
+                conds.append(("op", None, test, want))
+            elif len(path) == 2 and path[0] == "source" and path[1] in _SOURCE_TYPES:
+                conds.append(("source", path[1], test, want))
+            elif len(path) == 2 and path[0] in ("before", "after"):
+                i = index.get(path[1])
+                if i is None:
+                    conds.append(("none", None, test, want))
+                elif _scalar(item["fields"][i]["type"]):
+                    conds.append((path[0], (i, item["fields"][i]["type"]), test, want))
+                else:
+                    return None
+            else:
+                return None
+    # output
+    parts: list[tuple[str, Any]] = []
+    for _, src in out:
+        if src[0] in ("before", "after") and len(src) == 2:
+            i = index.get(src[1])
+            if i is None:
+                continue  # an attribute not seen yet: null, no bytes
+            t = item["fields"][i]["type"]
+            if not (isinstance(t, list) and t[0] == "null"):
+                return None
+            parts.append((src[0], i))
+        elif src == ("op",):
+            parts.append(("op", None))
+        elif src == ("ts_ms",):
+            parts.append(("ts_ms", None))
+        elif src[0] == "source" and len(src) == 2 and src[1] in _SOURCE_TYPES:
+            parts.append(("source", _source_field(src[1])))
+        else:
+            return None
+    used: dict[str, list[int]] = {"before": [-1], "after": [-1]}  # the image fields read: the first ones only
+    for kind, i in parts:
+        if kind in used:
+            used[kind].append(i)
+    for kind, how, _, _ in conds:
+        if kind in used:
+            used[kind].append(how[0])
+            used["before"].append(how[0])  # a delete's filter reads the before image
+    need = {w: 1 + max(v) for w, v in used.items()}
+    offsets = _offsets
+
+    def write(r: Any) -> Any:
+        body = r.encoded_value
+        top = offsets(body, 0, top_fields, 3)
+        if top is None:
+            return None
+        images: dict[str, Any] = {}
+
+        def image(which: str) -> Any:
+            found = images.get(which, images)
+            if found is images:
+                at = top[1] if which == "before" else top[2]
+                found = images[which] = None if body[at] == 0 else offsets(body, at + 1, item_fields, need[which])
+            return found
+
+        op = r.op
+        if ops is not None and op not in ops:
+            return DROP
+        for kind, how, test, want in conds:
+            if kind == "op":
+                got: Any = op
+            elif kind == "source":
+                got = r.position.get(how)
+                got = bool(got) if _SOURCE_TYPES[how] == "b" else got
+            elif kind == "none":
+                got = None
+            else:
+                which = kind
+                img = image(which)
+                if img is None and which == "after":  # a delete: the item it deleted
+                    which, img = "before", image("before")
+                if img is None:
+                    got = None
+                else:
+                    i, t = how
+                    got = _read_value(body[img[i]:img[i + 1]], t)
+            if not matches(test, want, got):
+                return DROP
+        chunks = []
+        for kind, how in parts:
+            if kind == "op":
+                chunks.append(string_bytes(op))
+            elif kind == "ts_ms":
+                chunks.append(long_bytes(r.ts_ms))
+            elif kind == "source":
+                chunks.append(how(r))
+            else:
+                img = image(kind)
+                chunks.append(b"\x00" if img is None else body[img[how]:img[how + 1]])
+        return b"".join(chunks)
     return write
 
 

@@ -668,3 +668,34 @@ def test_verify_refuses_a_table_with_transforms_in_one_line() -> None:
                        check_kafka=False)
     with pytest.raises(ConfigError, match="verify: table 'orders' has transforms"):
         verify_table(cfg, cfg.tables[0])
+
+
+@pytest.mark.parametrize("workload, chain", [
+    ("wide", [{"filter": {"op": ["c", "u"], "where": {"after.active": True}}},
+              {"select": ["op as event", "after.pk as customer", "after.email", "after.balance", "after.name"]},
+              {"rename": {"email": "customer_email"}}]),
+    ("wide", [{"filter": {"where": {"after.balance": {"gte": "100.5"}, "metadata.ttl_delete": False}}},
+              {"select": ["op", "before.email as was", "after.email", "metadata.table", "ts_ms", "after.neverSeen"]}]),
+    ("small", [{"filter": {"op": ["c", "u"], "where": {"after.count": {"gte": 1}}}},
+               {"select": ["op as event", "after.pk as key", "after.count"]}, {"rename": {"count": "n"}}]),
+    ("small", [{"filter": {"where": {"after.count": {"lt": 3}}}}, {"select": ["op", "before.count", "after.sk"]}]),
+])
+def test_the_fast_path_reads_the_one_pass_writers_bodies_as_the_structured_path_does(workload: str,
+                                                                                    chain: list[Any]) -> None:
+    """Records of the C one-pass writer carry the typed body only (no images as data): the chain's
+    value is cut from the body's fields, byte for byte the structured path's."""
+    from bench.typed_bench import _reader
+    from bench.workload import WORKLOADS, make_pages
+    from connectors.dynamodb.transforms import fast_plan
+
+    records = [r for body in make_pages(WORKLOADS[workload], 2) for r in _reader("typed")(body)]
+    changes = [r for r in records if not r.tombstone]
+    assert sum(r.value is None and r.encoded_value is not None for r in changes) > len(changes) // 2
+    specs = parse_transforms(expand(chain))
+    writer = fast_plan(specs, changes[0].schema)
+    assert writer is not None and all(writer(r) is not None for r in changes)  # none left to the structured path
+    slow = asyncio.run(TransformStage(specs, layout(True)).apply(records))
+    fast = asyncio.run(TransformStage(specs, layout(True), fast=fast_plan).apply(records))
+    assert fast
+    assert [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in fast] == \
+           [(r.topic, r.tombstone, r.encoded_key, r.encoded_value) for r in slow]

@@ -411,7 +411,128 @@ static PyTypeObject PlanType = {
     .tp_doc = "Plan(spec): a typed record's field plan; .encode(item)",
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_typed", NULL, -1, NULL};
+
+/* ---- reading typed Avro bodies: where each field of a record starts (the transform chain's
+ * fast path reads a few fields of the one-pass writer's bodies without decoding them).
+ * A type is a program of Python objects: an int (0 null, 1 boolean, 2 int/long/enum, 3 float,
+ * 4 double, 5 string/bytes), a pair (6, size) fixed, (8, items) array, (9, values) map,
+ * (10, fields) record, (11, branches) union, or a one-item list holding a type (named types,
+ * so that recursive ones close). */
+
+static int rd_varint(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos, int64_t *out) {
+    uint64_t v = 0;
+    int shift = 0;
+    while (*pos < n) {
+        unsigned char c = b[(*pos)++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+        shift += 7;
+        if (shift > 63) return -1;
+    }
+    return -1;
+}
+
+static int skip_type(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos, PyObject *t, int depth);
+
+static int skip_bytes(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos) {
+    int64_t len;
+    if (rd_varint(b, n, pos, &len) < 0 || len < 0 || len > n - *pos) return -1;
+    *pos += (Py_ssize_t)len;
+    return 0;
+}
+
+static int skip_fields(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos, PyObject *fields, int depth) {
+    Py_ssize_t k = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (skip_type(b, n, pos, PyTuple_GET_ITEM(fields, i), depth + 1) < 0) return -1;
+    return 0;
+}
+
+static int skip_type(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos, PyObject *t, int depth) {
+    int64_t v;
+    if (depth > 256) return -1;
+    while (PyList_Check(t) && PyList_GET_SIZE(t) == 1) t = PyList_GET_ITEM(t, 0);
+    if (PyLong_Check(t)) {
+        switch (PyLong_AsLong(t)) {
+        case 0: return 0;
+        case 1: if (*pos >= n) return -1; (*pos)++; return 0;
+        case 2: return rd_varint(b, n, pos, &v);
+        case 3: if (n - *pos < 4) return -1; *pos += 4; return 0;
+        case 4: if (n - *pos < 8) return -1; *pos += 8; return 0;
+        case 5: return skip_bytes(b, n, pos);
+        }
+        return -1;
+    }
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) return -1;
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(t, 0));
+    PyObject *a = PyTuple_GET_ITEM(t, 1);
+    switch (code) {
+    case 6: {
+        long size = PyLong_AsLong(a);
+        if (size < 0 || n - *pos < size) return -1;
+        *pos += size;
+        return 0;
+    }
+    case 8: case 9:
+        for (;;) {
+            if (rd_varint(b, n, pos, &v) < 0) return -1;
+            if (v == 0) return 0;
+            if (v < 0) {  /* a block with its size in bytes: skipped whole */
+                int64_t size;
+                if (rd_varint(b, n, pos, &size) < 0 || size < 0 || size > n - *pos) return -1;
+                *pos += (Py_ssize_t)size;
+                continue;
+            }
+            for (int64_t i = 0; i < v; i++) {
+                if (code == 9 && skip_bytes(b, n, pos) < 0) return -1;
+                if (skip_type(b, n, pos, a, depth + 1) < 0) return -1;
+            }
+        }
+    case 10:
+        return PyTuple_Check(a) ? skip_fields(b, n, pos, a, depth) : -1;
+    case 11:
+        if (!PyTuple_Check(a) || rd_varint(b, n, pos, &v) < 0 || v < 0 || v >= PyTuple_GET_SIZE(a)) return -1;
+        return skip_type(b, n, pos, PyTuple_GET_ITEM(a, (Py_ssize_t)v), depth + 1);
+    }
+    return -1;
+}
+
+static PyObject *offsets(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos, count;
+    PyObject *fields;
+    if (!PyArg_ParseTuple(args, "y*nO!n", &buf, &pos, &PyTuple_Type, &fields, &count)) return NULL;
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    Py_ssize_t n = buf.len, k = PyTuple_GET_SIZE(fields);
+    if (count > k) count = k;
+    PyObject *out = PyTuple_New(count + 1);
+    if (!out) { PyBuffer_Release(&buf); return NULL; }
+    for (Py_ssize_t i = 0; i <= count; i++) {
+        PyObject *o = PyLong_FromSsize_t(pos);
+        if (!o) { Py_DECREF(out); PyBuffer_Release(&buf); return NULL; }
+        PyTuple_SET_ITEM(out, i, o);
+        if (i < count && (pos < 0 || skip_type(b, n, &pos, PyTuple_GET_ITEM(fields, i), 0) < 0)) {
+            Py_DECREF(out);
+            PyBuffer_Release(&buf);
+            Py_RETURN_NONE;
+        }
+    }
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"offsets", offsets, METH_VARARGS,
+     "offsets(body, pos, fields, count) -> (start of field 0, ..., end of field count-1) | None\n\n"
+     "Where the first ``count`` fields of a record (a tuple of type programs) written at ``pos``\n"
+     "of ``body`` start, and where the last ends; None where the body does not read as them."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_typed", NULL, -1, module_methods};
 
 PyMODINIT_FUNC PyInit__typed(void) {
     if (PyType_Ready(&PlanType) < 0) return NULL;
