@@ -4,6 +4,7 @@ the metadata (``bridge.transforms.Layout``), and one stage per table shared by i
 from __future__ import annotations
 
 import json
+import operator
 import struct
 from collections.abc import Callable
 from decimal import Decimal
@@ -390,57 +391,77 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
             used["before"].append(how[0])  # a delete's filter reads the before image
     need = {w: 1 + max(v) for w, v in used.items()}
     offsets = _offsets
+    n_before, n_after = need["before"], need["after"]
+    preds = [_predicate(*c) for c in conds]
+    op_bytes = {o: string_bytes(o) for o in ("c", "u", "d", "r")}
 
     def write(r: Any) -> Any:
+        op = r.op
+        if ops is not None and op not in ops:
+            return DROP
         body = r.encoded_value
         top = offsets(body, 0, top_fields, 3)
         if top is None:
             return None
-        images: dict[str, Any] = {}
-
-        def image(which: str) -> Any:
-            found = images.get(which, images)
-            if found is images:
-                at = top[1] if which == "before" else top[2]
-                found = images[which] = None if body[at] == 0 else offsets(body, at + 1, item_fields, need[which])
-            return found
-
-        op = r.op
-        if ops is not None and op not in ops:
-            return DROP
-        for kind, how, test, want in conds:
-            if kind == "op":
-                got: Any = op
-            elif kind == "source":
-                got = r.position.get(how)
-                got = bool(got) if _SOURCE_TYPES[how] == "b" else got
-            elif kind == "none":
-                got = None
-            else:
-                which = kind
-                img = image(which)
-                if img is None and which == "after":  # a delete: the item it deleted
-                    which, img = "before", image("before")
-                if img is None:
-                    got = None
-                else:
-                    i, t = how
-                    got = _read_value(body[img[i]:img[i + 1]], t)
-            if not matches(test, want, got):
+        before = after = None
+        if n_before and body[top[1]]:
+            before = offsets(body, top[1] + 1, item_fields, n_before)
+            if before is None:
+                return None
+        if n_after and body[top[2]]:
+            after = offsets(body, top[2] + 1, item_fields, n_after)
+            if after is None:
+                return None
+        for pred in preds:
+            if not pred(r, op, body, before, after):
                 return DROP
         chunks = []
         for kind, how in parts:
-            if kind == "op":
-                chunks.append(string_bytes(op))
+            if kind == "after" or kind == "before":
+                img = after if kind == "after" else before
+                chunks.append(b"\x00" if img is None else body[img[how]:img[how + 1]])
+            elif kind == "op":
+                chunks.append(op_bytes.get(op) or string_bytes(op))
             elif kind == "ts_ms":
                 chunks.append(long_bytes(r.ts_ms))
-            elif kind == "source":
-                chunks.append(how(r))
             else:
-                img = image(kind)
-                chunks.append(b"\x00" if img is None else body[img[how]:img[how + 1]])
+                chunks.append(how(r))
         return b"".join(chunks)
     return write
+
+
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+            "lte": operator.le}
+
+
+def _predicate(kind: str, how: Any, test: str, want: Any) -> Callable[..., bool]:
+    """One filter test of a sliced record (``r, op, body, before, after`` offsets), as ``matches``
+    decides it; a test of a long or decimal field against a finite number compares directly (an
+    int or a Decimal against a Decimal is exact in Python)."""
+    if kind == "op":
+        return lambda r, op, body, b, a: matches(test, want, op)
+    if kind == "none":
+        return lambda r, op, body, b, a: matches(test, want, None)
+    if kind == "source":
+        as_bool = _SOURCE_TYPES[how] == "b"
+        return lambda r, op, body, b, a: matches(test, want, bool(r.position.get(how)) if as_bool
+                                                  else r.position.get(how))
+    i, t = how
+    deleted_reads_before = kind == "after"
+
+    def get(body: bytes, b: Any, a: Any) -> Any:
+        img = a if kind == "after" else b
+        if img is None and deleted_reads_before:  # a delete: the item it deleted
+            img = b
+        return None if img is None else _read_value(body[img[i]:img[i + 1]], t)
+
+    direct = (test in _COMPARE and isinstance(want, Decimal) and want.is_finite()
+              and (t[1] in ("long", "int") or isinstance(t[1], dict)))
+    if direct:
+        cmp = _COMPARE[test]
+        return lambda r, op, body, b, a: (v := get(body, b, a)) is not None and cmp(v, want) or \
+            (v is None and test == "ne")
+    return lambda r, op, body, b, a: matches(test, want, get(body, b, a))
 
 
 def _kept(r: Any, ops: set[str] | None, tests: list[tuple[Callable[[Any], Any], str, Any]]) -> bool:
