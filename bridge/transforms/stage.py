@@ -201,8 +201,16 @@ class TransformStage:
         # The key of the last change that failed (a record error): its tombstone, right after it,
         # follows it (dropped; the change is the dead letter), never routed or kept on its own.
         failed: Any = None
-        for record in records:
+        i, n = 0, len(records)
+        while i < n:
+            record = records[i]
             plan = self._plan(record.schema)
+            if plan.fast is not None and not record.tombstone and failed is None:
+                i, done = self._fast_run(records, i, plan, out)
+                if done is not None:
+                    last_fast, prev = done, None
+                    continue
+            i += 1
             if record.tombstone and failed is not None and record.key == failed:
                 failed = None
                 continue
@@ -269,6 +277,45 @@ class TransformStage:
                     await self.create_topic(r.topic)
                 self.topics.add(r.topic)
         return out
+
+    def _fast_run(self, records: list[SourceRecord], i: int, plan: _Plan, out: list[SourceRecord]
+                  ) -> tuple[int, tuple[bytes, bool] | None]:
+        """``_fast`` for the run of records from ``i`` of ``plan``'s handle that the connector's
+        writer takes (changes with their bodies, each delete's tombstone right after it), in one
+        loop; returns where the run stopped and the (key, dropped) of its last change."""
+        fast, handle, schema = plan.fast, plan.handle, plan.source
+        assert fast is not None
+        base = schema.headers
+        add = out.append
+        last: tuple[bytes, bool] | None = None
+        n = len(records)
+        while i < n:
+            record = records[i]
+            if record.schema is not schema or isinstance(record, UnreadableRecord):
+                break
+            key_body = record.encoded_key
+            if key_body is None:
+                break
+            if record.tombstone:
+                if last is None or last[0] != key_body:
+                    break
+                body = fast(record)
+                dropped = body is DROP
+                body = None
+            else:
+                if record.encoded_value is None:
+                    break
+                body = fast(record)
+                if body is None:
+                    break
+                dropped = body is DROP
+            if not dropped:
+                headers = list(base(record) or ()) if base is not None else None
+                add(TransformedRecord(record.topic, handle, None, None, record.position, record.ts_ms,
+                                      record.tombstone, key_body, body, headers or None))
+            last = (key_body, dropped)
+            i += 1
+        return i, last
 
     def _fast(self, record: SourceRecord, plan: _Plan, fast: Callable[[SourceRecord], Any], key_body: bytes,
               last: tuple[bytes, bool] | None, out: list[SourceRecord]) -> tuple[bytes, bool] | None:

@@ -381,17 +381,19 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
             parts.append(("source", _source_field(src[1])))
         else:
             return None
-    used: dict[str, list[int]] = {"before": [-1], "after": [-1]}  # the image fields read: the first ones only
+    # the image fields read (the first ones only); a delete's filter of the after image reads
+    # the before image's ("instead", read only when the after image is null)
+    used: dict[str, list[int]] = {"before": [-1], "after": [-1], "instead": [-1]}
     for kind, i in parts:
         if kind in used:
             used[kind].append(i)
     for kind, how, _, _ in conds:
         if kind in used:
             used[kind].append(how[0])
-            used["before"].append(how[0])  # a delete's filter reads the before image
+            used["instead"].append(how[0])
     need = {w: 1 + max(v) for w, v in used.items()}
     offsets = _offsets
-    n_before, n_after = need["before"], need["after"]
+    n_before, n_after, n_instead = need["before"], need["after"], max(need["before"], need["instead"])
     preds = [_predicate(*c) for c in conds]
     op_bytes = {o: string_bytes(o) for o in ("c", "u", "d", "r")}
 
@@ -404,13 +406,13 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
         if top is None:
             return None
         before = after = None
-        if n_before and body[top[1]]:
-            before = offsets(body, top[1] + 1, item_fields, n_before)
-            if before is None:
-                return None
         if n_after and body[top[2]]:
             after = offsets(body, top[2] + 1, item_fields, n_after)
             if after is None:
+                return None
+        if (n_before or after is None and n_instead) and body[top[1]]:
+            before = offsets(body, top[1] + 1, item_fields, n_instead)
+            if before is None:
                 return None
         for pred in preds:
             if not pred(r, op, body, before, after):
