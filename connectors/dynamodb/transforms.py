@@ -21,9 +21,9 @@ from connectors.dynamodb.typed.plan import compile_plan
 from connectors.dynamodb.typed.types import Dec, Prim, Rec
 
 try:
-    from connectors.dynamodb.typed._typed import offsets as _offsets
+    from connectors.dynamodb.typed._typed import image_offsets as _image_offsets
 except ImportError:  # not built: the structured path reads those records
-    _offsets = None
+    _image_offsets = None
 
 __all__ = ["expand", "fast_plan", "layout", "table_stage"]
 
@@ -229,13 +229,13 @@ def fast_plan(specs: tuple[Spec, ...], handle: Any) -> Callable[[Any], bytes | N
     return write
 
 
-# ---- the same from a typed body: its fields' bytes, found by _typed.offsets -------------------
+# ---- the same from a typed body: its fields' bytes, found by _typed.image_offsets -------------
 
 _PRIM = {"null": 0, "boolean": 1, "int": 2, "long": 2, "float": 3, "double": 4, "string": 5, "bytes": 5}
 
 
 def _program(schema: Any) -> tuple[Any, dict[str, list[Any]], dict[str, Any]]:
-    """The value schema as ``_typed.offsets`` reads it, its named types' programs and its record
+    """The value schema as ``_typed.image_offsets`` reads it, its named types' programs and its record
     definitions, by full name."""
     named: dict[str, list[Any]] = {}
     records: dict[str, Any] = {}
@@ -320,7 +320,7 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
                    out: list[tuple[str, tuple[str, ...]]]) -> Callable[[Any], Any] | None:
     """The select chain's value from the typed body's fields (None where the chain or the schema
     is not of the form this reads: filters of op, metadata and top-level scalar attributes)."""
-    if _offsets is None:
+    if _image_offsets is None:
         return None
     schema = json.loads(handle.value_schema)
     top_prog, named, records = _program(schema)
@@ -392,7 +392,7 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
             used[kind].append(how[0])
             used["instead"].append(how[0])
     need = {w: 1 + max(v) for w, v in used.items()}
-    offsets = _offsets
+    image = _image_offsets
     n_before, n_after, n_instead = need["before"], need["after"], max(need["before"], need["instead"])
     preds = [_predicate(*c) for c in conds]
     op_bytes = {o: string_bytes(o) for o in ("c", "u", "d", "r")}
@@ -402,18 +402,17 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
         if ops is not None and op not in ops:
             return DROP
         body = r.encoded_value
-        top = offsets(body, 0, top_fields, 3)
-        if top is None:
-            return None
         before = after = None
-        if n_after and body[top[2]]:
-            after = offsets(body, top[2] + 1, item_fields, n_after)
+        if n_after:
+            after = image(body, top_fields, 2, item_fields, n_after)
             if after is None:
                 return None
-        if (n_before or after is None and n_instead) and body[top[1]]:
-            before = offsets(body, top[1] + 1, item_fields, n_instead)
+            after = after or None  # (): the after image is null
+        if n_before or after is None and n_instead:
+            before = image(body, top_fields, 1, item_fields, n_instead)
             if before is None:
                 return None
+            before = before or None
         for pred in preds:
             if not pred(r, op, body, before, after):
                 return DROP

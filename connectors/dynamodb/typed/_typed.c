@@ -412,7 +412,7 @@ static PyTypeObject PlanType = {
 };
 
 
-/* ---- reading typed Avro bodies: where each field of a record starts (the transform chain's
+/* ---- reading typed Avro bodies: where an image's fields start (the transform chain's
  * fast path reads a few fields of the one-pass writer's bodies without decoding them).
  * A type is a program of Python objects: an int (0 null, 1 boolean, 2 int/long/enum, 3 float,
  * 4 double, 5 string/bytes), a pair (6, size) fixed, (8, items) array, (9, values) map,
@@ -500,13 +500,20 @@ static int skip_type(const unsigned char *b, Py_ssize_t n, Py_ssize_t *pos, PyOb
     return -1;
 }
 
-static PyObject *offsets(PyObject *self, PyObject *args) {
+static PyObject *image_offsets(PyObject *self, PyObject *args) {
     Py_buffer buf;
-    Py_ssize_t pos, count;
-    PyObject *fields;
-    if (!PyArg_ParseTuple(args, "y*nO!n", &buf, &pos, &PyTuple_Type, &fields, &count)) return NULL;
+    Py_ssize_t which, count, pos = 0;
+    PyObject *top, *fields;
+    int64_t branch;
+    if (!PyArg_ParseTuple(args, "y*O!nO!n", &buf, &PyTuple_Type, &top, &which, &PyTuple_Type, &fields, &count))
+        return NULL;
     const unsigned char *b = (const unsigned char *)buf.buf;
     Py_ssize_t n = buf.len, k = PyTuple_GET_SIZE(fields);
+    if (which < 0 || which >= PyTuple_GET_SIZE(top)) goto bad;
+    for (Py_ssize_t i = 0; i < which; i++)
+        if (skip_type(b, n, &pos, PyTuple_GET_ITEM(top, i), 0) < 0) goto bad;
+    if (rd_varint(b, n, &pos, &branch) < 0 || branch < 0 || branch > 1) goto bad;
+    if (branch == 0) { PyBuffer_Release(&buf); return PyTuple_New(0); }
     if (count > k) count = k;
     PyObject *out = PyTuple_New(count + 1);
     if (!out) { PyBuffer_Release(&buf); return NULL; }
@@ -514,21 +521,22 @@ static PyObject *offsets(PyObject *self, PyObject *args) {
         PyObject *o = PyLong_FromSsize_t(pos);
         if (!o) { Py_DECREF(out); PyBuffer_Release(&buf); return NULL; }
         PyTuple_SET_ITEM(out, i, o);
-        if (i < count && (pos < 0 || skip_type(b, n, &pos, PyTuple_GET_ITEM(fields, i), 0) < 0)) {
-            Py_DECREF(out);
-            PyBuffer_Release(&buf);
-            Py_RETURN_NONE;
-        }
+        if (i < count && skip_type(b, n, &pos, PyTuple_GET_ITEM(fields, i), 0) < 0) { Py_DECREF(out); goto bad; }
     }
     PyBuffer_Release(&buf);
     return out;
+bad:
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
-    {"offsets", offsets, METH_VARARGS,
-     "offsets(body, pos, fields, count) -> (start of field 0, ..., end of field count-1) | None\n\n"
-     "Where the first ``count`` fields of a record (a tuple of type programs) written at ``pos``\n"
-     "of ``body`` start, and where the last ends; None where the body does not read as them."},
+    {"image_offsets", image_offsets, METH_VARARGS,
+     "image_offsets(body, top, which, fields, count) -> offsets | () | None\n\n"
+     "Where the first ``count`` fields (a tuple of type programs) of the record in the union\n"
+     "[null, record] that is field ``which`` of the top record (``top``: its fields' programs)\n"
+     "start, and where the last ends; () where that field is null, None where the body does not\n"
+     "read as them."},
     {NULL, NULL, 0, NULL},
 };
 
