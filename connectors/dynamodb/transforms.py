@@ -273,21 +273,26 @@ def _program(schema: Any) -> tuple[Any, dict[str, list[Any]], dict[str, Any]]:
     return prog(schema, None), named, records
 
 
-def _read_value(data: bytes, t: list[Any]) -> Any:
-    """A ``["null", T]`` field's bytes as the decoded value holds them (T a scalar, ``_scalar``)."""
-    if data[0] == 0:
-        return None
+def _reader(t: list[Any]) -> Callable[[bytes], Any]:
+    """How a ``["null", T]`` field's bytes read as the decoded value holds them (T a scalar,
+    ``_scalar``); the bytes start at the union's branch (0: null)."""
     kind = t[1]
     if kind == "boolean":
-        return data[1] == 1
+        return lambda data: None if data[0] == 0 else data[1] == 1
     if kind == "string":
-        return _string(data, 1)
+        return lambda data: None if data[0] == 0 else _string(data, 1)
     if kind in ("long", "int"):
-        return _varint(data, 1)[0]
+        return lambda data: None if data[0] == 0 else _varint(data, 1)[0]
     if kind == "double":
-        return struct.unpack("<d", data[1:9])[0]
-    n, at = _varint(data, 1)  # a decimal over bytes: the unscaled value, big-endian
-    return Decimal(int.from_bytes(data[at:at + n], "big", signed=True)).scaleb(-int(kind.get("scale", 0)))
+        return lambda data: None if data[0] == 0 else struct.unpack("<d", data[1:9])[0]
+    scale = -int(kind.get("scale", 0))  # a decimal over bytes: the unscaled value, big-endian
+
+    def decimal(data: bytes) -> Any:
+        if data[0] == 0:
+            return None
+        n, at = _varint(data, 1)
+        return Decimal(int.from_bytes(data[at:at + n], "big", signed=True)).scaleb(scale)
+    return decimal
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -448,13 +453,16 @@ def _predicate(kind: str, how: Any, test: str, want: Any) -> Callable[..., bool]
         return lambda r, op, body, b, a: matches(test, want, bool(r.position.get(how)) if as_bool
                                                   else r.position.get(how))
     i, t = how
-    deleted_reads_before = kind == "after"
+    read = _reader(t)
+    j = i + 1
 
-    def get(body: bytes, b: Any, a: Any) -> Any:
-        img = a if kind == "after" else b
-        if img is None and deleted_reads_before:  # a delete: the item it deleted
-            img = b
-        return None if img is None else _read_value(body[img[i]:img[i + 1]], t)
+    if kind == "after":
+        def get(body: bytes, b: Any, a: Any) -> Any:
+            img = b if a is None else a  # a delete: the item it deleted
+            return None if img is None else read(body[img[i]:img[j]])
+    else:
+        def get(body: bytes, b: Any, a: Any) -> Any:
+            return None if b is None else read(body[b[i]:b[j]])
 
     direct = (test in _COMPARE and isinstance(want, Decimal) and want.is_finite()
               and (t[1] in ("long", "int") or isinstance(t[1], dict)))
