@@ -328,7 +328,10 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
     if _image_offsets is None:
         return None
     schema = json.loads(handle.value_schema)
-    top_prog, named, records = _program(schema)
+    try:
+        top_prog, named, records = _program(schema)
+    except (KeyError, TypeError, ValueError):  # a schema this does not read: the structured path
+        return None
     if [f["name"] for f in schema["fields"]][:3] != ["op", "before", "after"]:
         return None
     before_t, after_t = schema["fields"][1]["type"], schema["fields"][2]["type"]
@@ -418,9 +421,12 @@ def _sliced_writer(handle: TypedSchema, ops: set[str] | None, specs: tuple[Spec,
             if before is None:
                 return None
             before = before or None
-        for pred in preds:
-            if not pred(r, op, body, before, after):
-                return DROP
+        try:
+            for pred in preds:
+                if not pred(r, op, body, before, after):
+                    return DROP
+        except (IndexError, ValueError, struct.error):  # bytes that do not read: the structured path says why
+            return None
         chunks = []
         for kind, how in parts:
             if kind == "after" or kind == "before":
