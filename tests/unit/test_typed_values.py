@@ -230,6 +230,21 @@ def test_not_null_declared_with_default() -> None:
     assert read(body, h.value_schema)["after"]["qty"] == 0
 
 
+def test_a_declared_default_keeps_its_type_first_when_widened() -> None:
+    """Avro reads a union's default as its first branch: a declared double widened by a long
+    (a 19-digit integer a double cannot hold) keeps double first, and the schema parses with
+    its default (it did not: long went first, the default 0.5 did not fit it)."""
+    t = table("widen", attributes=[{"name": "x", "type": "double", "nullable": False, "default": 0.5}])
+    write(t, {"pk": {"S": "1"}, "x": {"N": "1.5"}})
+    h, body = write(t, {"pk": {"S": "2"}, "x": {"N": "1234567890123456789"}})
+    field = json.loads(h.value_schema)["fields"][1]["type"][1]["fields"][0]
+    assert field["type"] == ["double", "long"] and field["default"] == 0.5
+    fastavro.parse_schema(json.loads(h.value_schema))
+    assert read(body, h.value_schema)["after"]["x"] == 1234567890123456789
+    h3, missing = write(t, {"pk": {"S": "3"}})
+    assert read(missing, h3.value_schema)["after"]["x"] == 0.5
+
+
 # --------------------------------------------------------------------------- generated
 
 def _digits_ok(av: dict[str, Any]) -> bool:

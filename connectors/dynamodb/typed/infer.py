@@ -193,6 +193,12 @@ def absorb_item(rec: Rec, item: Any, maps: str, widen: bool, path: str = "") -> 
             continue
         f = fields[i]
         t = absorb(f.type, av, maps, widen, where)
+        if t is not f.type and f.has_default and not f.nullable and type(t) is UnionT:
+            # Avro takes a union's default as its first branch's: the declared type stays
+            # first, even where _with would put a long before it (a declared double).
+            first = branches(f.type)[0]
+            if t.branches[0] != first:
+                t = UnionT((first, *(b for b in t.branches if b != first)))
         if t is not f.type:
             fields[i] = Field(f.attribute, t, f.nullable, f.default, f.has_default)
             changed = True
