@@ -124,8 +124,20 @@ class BridgeProcess:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 60) -> int:
+        """The exit code; a bridge still running after ``timeout`` is made to dump every
+        thread's stack (faulthandler on SIGABRT, when PYTHONFAULTHANDLER is set) into its log,
+        which the failure shows: a hang is then diagnosable from one CI run."""
         assert self.proc is not None
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            raise AssertionError(f"the bridge did not exit within {timeout:.0f} s; its stacks and log:\n"
+                                 f"{self.log()[-8000:]}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -47,10 +47,7 @@ def test_catastrophic_name_regex_neither_pins_the_loop_nor_blocks_sigterm(stack:
             status, _body = get_status(f"http://127.0.0.1:{port}/health", timeout=10)
             assert status in (200, 503), f"/health did not answer ({status}):\n{bridge.log()[-3000:]}"
         bridge.send(signal.SIGTERM)
-        try:
-            rc = bridge.wait(45)  # shutdown_timeout_s is 20
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"SIGTERM did not stop the bridge in 45 s:\n{bridge.log()[-3000:]}")
+        rc = bridge.wait(45)  # shutdown_timeout_s is 20
         assert rc == 0, bridge.log()[-3000:]
     finally:
         if bridge.proc is not None and bridge.proc.poll() is None:
