@@ -48,13 +48,13 @@ class RoutedReader:
         while True:
             missing = [t for t in self.topics if t not in self.assigned]
             if missing:
+                # Only the topics found now are added, from their start: assign() of every topic
+                # would read the ones already read from offset 0 again (counted as duplicates).
                 md = self.consumer.list_topics(timeout=5).topics
-                for t in missing:
-                    if t in md and md[t].partitions and md[t].error is None:
-                        self.assigned.add(t)
-                if self.assigned:
-                    self.consumer.assign([TopicPartition(t, p, 0) for t in self.assigned
-                                          for p in self.consumer.list_topics(t, timeout=5).topics[t].partitions])
+                found = [t for t in missing if t in md and md[t].partitions and md[t].error is None]
+                if found:
+                    self.assigned.update(found)
+                    self.consumer.incremental_assign([TopicPartition(t, p, 0) for t in found for p in md[t].partitions])
             msg = self.consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 if msg.value() is None:
