@@ -656,6 +656,25 @@ string_or_null(Parser *ps, PyObject **out, const char *what)
     return expect_null(ps, what);
 }
 
+/* PyOS_string_to_double of n bytes of number text (it wants a NUL-terminated copy): -1.0
+ * with an exception set when it fails, as PyOS_string_to_double. Needs the GIL. */
+static double
+text_to_double(const unsigned char *s, Py_ssize_t n)
+{
+    char small[80];
+    char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
+    if (text == NULL) {
+        PyErr_NoMemory();
+        return -1.0;
+    }
+    memcpy(text, s, (size_t)n);
+    text[n] = '\0';
+    double v = PyOS_string_to_double(text, NULL, NULL);
+    if (text != small)
+        PyMem_Free(text);
+    return v;
+}
+
 /* A JSON number at ps->p (grammar checked); *d gets its value when d is not NULL. */
 static int
 number(Parser *ps, double *d)
@@ -693,17 +712,7 @@ number(Parser *ps, double *d)
         /* orjson refuses numbers that overflow a double; we need the value anyway */
         if (nogil)
             return -1; /* parsing a double needs the GIL: run again with it */
-        char small[64];
-        char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
-        if (text == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(text, start, (size_t)n);
-        text[n] = '\0';
-        double v = PyOS_string_to_double(text, NULL, NULL);
-        if (text != small)
-            PyMem_Free(text);
+        double v = text_to_double(start, n);
         if (v == -1.0 && PyErr_Occurred())
             return -1;
         if (isinf(v))
@@ -1239,18 +1248,10 @@ num_double(const unsigned char *s, Py_ssize_t n, int neg, const Num *x, double *
     }
     if (nogil)
         return -1; /* parsing a double needs the GIL: run again with it */
-    char small[80];
-    char *text = n < (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n + 1);
-    if (text == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(text, s, (size_t)n);
-    text[n] = '\0';
-    double v = PyOS_string_to_double(text, NULL, NULL);
-    if (text != small)
-        PyMem_Free(text);
+    double v = text_to_double(s, n);
     if (v == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError))
+            return -1;
         PyErr_Clear();
         return 0;
     }
