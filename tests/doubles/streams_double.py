@@ -41,7 +41,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -262,6 +262,7 @@ class FaultRule:
     error: str
     op: str | None = None
     shard: str | None = None
+    segments: frozenset[int] | None = None  # Scan: only these Segment numbers
     times: int | None = 1
     skip: int = 0
     delay: float = 1.0
@@ -273,8 +274,10 @@ class FaultRule:
     def exhausted(self) -> bool:
         return self.times is not None and self.fired >= self.times
 
-    def matches(self, op: str, shard: str | None) -> bool:
+    def matches(self, op: str, shard: str | None, segment: int | None = None) -> bool:
         if self.op is not None and self.op != op:
+            return False
+        if self.segments is not None and segment not in self.segments:
             return False
         return self.shard is None or self.shard == shard
 
@@ -292,12 +295,14 @@ class FaultPlan:
         *,
         op: str | None = None,
         shard: str | None = None,
+        segments: Iterable[int] | None = None,
         times: int | None = 1,
         skip: int = 0,
         delay: float = 1.0,
         message: str | None = None,
     ) -> FaultRule:
-        """Queue a fault; returns the rule so a test can assert it actually fired."""
+        """Queue a fault; returns the rule so a test can assert it actually fired.
+        ``segments``: a Scan fault for these segments only (a test holds some segments back)."""
         if error not in AWS_ERRORS and error not in TRANSPORT_FAULTS:
             raise ValueError(
                 f"unknown fault {error!r}; use one of {sorted(AWS_ERRORS) + list(TRANSPORT_FAULTS)}"
@@ -306,7 +311,8 @@ class FaultPlan:
             raise ValueError(f"unknown operation {op!r}; use one of {OPERATIONS + TABLE_OPERATIONS}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
-        rule = FaultRule(error, op, shard, times, skip, delay, message)
+        rule = FaultRule(error, op, shard, None if segments is None else frozenset(segments), times, skip, delay,
+                         message)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -331,10 +337,10 @@ class FaultPlan:
         with self._lock:
             return [r for r in self._rules if not r.exhausted]
 
-    def _take(self, op: str, shard: str | None) -> FaultRule | None:
+    def _take(self, op: str, shard: str | None, segment: int | None = None) -> FaultRule | None:
         with self._lock:
             for rule in self._rules:
-                if rule.exhausted or not rule.matches(op, shard):
+                if rule.exhausted or not rule.matches(op, shard, segment):
                     continue
                 rule.seen += 1
                 if rule.seen <= rule.skip:
@@ -936,7 +942,8 @@ class StreamsDouble:
             elif op == "Scan":  # which worker read which segment when (snapshots shared by a group)
                 unit = f"segment {params.get('Segment')}/{params.get('TotalSegments')} limit {params.get('Limit')}"
                 self.request_log.append((time.monotonic(), op, unit, who))
-            rule = self.faults._take(op, shard)
+            segment = params.get("Segment") if op == "Scan" else None
+            rule = self.faults._take(op, shard, segment if isinstance(segment, int) else None)
             if rule is not None:
                 if rule.error != "slow":
                     return _fault_reply(rule)

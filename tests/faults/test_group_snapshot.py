@@ -24,6 +24,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from bridge.kafka import END_READER_CONFIG, read_to_end
+from bridge.group import unit_slot
 from tests.faults.support import double_config, table_spread_over_slots, topic_of, wait_until
 from tests.helpers import Event, TopicReader, normalize, unique
 
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.slow
 
 N_ITEMS = 4_000
 SEGMENTS, SPLIT = 3, 8  # 24 fine segments, 3 scanned at a time per process
+HELD = range(16, 24)  # segments held back until the added worker is in (~1,300 items)
+GROUP_PARTITIONS = 12
 PAGE = 20
 RATE = 200  # items a second per process: the snapshot takes ~15 s, long enough to kill and add
 
@@ -53,7 +56,7 @@ def _cfg(stack: Any, double: Any, delivery: str) -> dict[str, Any]:
         "mode": "only", "segments": SEGMENTS, "split_factor": SPLIT, "page_size": PAGE,
         "max_items_per_second": RATE, "progress_interval_s": 1,
     }
-    cfg["group"] = {"enabled": True, "partitions": 12, "session_timeout_ms": 3000}
+    cfg["group"] = {"enabled": True, "partitions": GROUP_PARTITIONS, "session_timeout_ms": 3000}
     return cfg
 
 
@@ -122,15 +125,33 @@ class _DistinctKeys:
         return len(self.keys) >= self.n
 
 
+def _table_with_work_for_an_added_worker() -> str:
+    """A fresh table name whose HELD segments sit in more than half of the group's slots.
+
+    A worker joining a group of one gets half the slots, and which half is the sticky
+    assignor's choice; the segments of those slots may all be finished by then (the first
+    worker reads the slots it had from the start first). Held back until the added worker is
+    in, segments in more than half of the slots leave it work whichever half it gets."""
+    while True:
+        table = unique("t")
+        slots = {unit_slot({"table": table, "segment": i, "total_segments": SEGMENTS * SPLIT}, GROUP_PARTITIONS)
+                 for i in HELD}
+        if len(slots) > GROUP_PARTITIONS // 2:
+            return table
+
+
 def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dict[str, Any]:
     """w1 and w2 share the snapshot, w1 is SIGKILLed mid-way, w3 joins; all read to the end."""
-    d = make_double(shards=2, seed=11)
+    d = make_double(shards=2, seed=11, table=_table_with_work_for_an_added_worker())
     items = _load(d)
     cfg = _cfg(kafka_stack, d, delivery)
     table = cfg["tables"][0]["name"]
     reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
     workers: dict[str, Any] = {}
     t0 = time.monotonic()
+    # The last segments (every worker reads its segments in order) are throttled until w3 is
+    # in: w3 joins with work left in its slots, however long the joins take.
+    held = d.faults.add("ProvisionedThroughputExceededException", op="Scan", segments=HELD, times=None)
     # A process start and a group join take seconds, 10-15 on a loaded host, while a worker
     # reads 200 items a second: pages come slowly (2 s each, as a throttled table would serve
     # them) while a worker starts, so each joins with most of its share still to read.
@@ -147,11 +168,10 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
         workers["w1"].wait(10)
         killed_at = time.monotonic()
         reader.read_until(lambda ev: len(ev) >= N_ITEMS // 2, 120, check=workers["w2"].check)
-        slow = d.faults.add("slow", op="Scan", times=None, delay=2.0)
         workers["w3"] = _start(bridges, cfg, "w3")
         wait_until(lambda: "group: assigned" in workers["w3"].log(), 60, "the added worker's assignment")
         added_at = time.monotonic()
-        d.faults.remove(slow)
+        d.faults.remove(held)
         reader.read_until(_DistinctKeys(N_ITEMS), 240, check=workers["w3"].check)
         took = time.monotonic() - t0
         for w in ("w2", "w3"):
