@@ -23,8 +23,8 @@ import boto3
 import pytest
 from confluent_kafka import Consumer
 
-from bridge.kafka import END_READER_CONFIG, read_to_end
 from bridge.group import unit_slot
+from bridge.kafka import END_READER_CONFIG, read_to_end
 from tests.faults.support import double_config, table_spread_over_slots, topic_of, wait_until
 from tests.helpers import Event, TopicReader, normalize, unique
 
