@@ -56,6 +56,7 @@ from bridge.gctune import tune_for_throughput  # noqa: E402
 from bridge.serde.serializer import RecordSerializer  # noqa: E402
 from connectors.dynamodb import transcode  # noqa: E402
 from connectors.dynamodb.config import SnapshotConfig  # noqa: E402
+from connectors.dynamodb.envelope import envelope_schema  # noqa: E402
 from connectors.dynamodb.export import ExportFileTask  # noqa: E402
 from connectors.dynamodb.records import PageReader, StreamContext  # noqa: E402
 from connectors.dynamodb.scan import ScanSegmentTask, _Shared  # noqa: E402
@@ -108,8 +109,8 @@ def serializer() -> RecordSerializer:
 def frame(ser: RecordSerializer, records: list[Any]) -> int:
     if not records:
         return 0
-    if not ser.ready(records[0]):
-        ser.prepare(records[0])
+    for r in ser.unprepared(records):
+        ser.prepare(r)
     return ser.serialize_batch(records).payload
 
 
@@ -260,7 +261,7 @@ def scan_path(bodies: list[bytes], *, one_pass: bool, segments: int = 1, decode_
             async def segment(i: int) -> None:
                 share = bodies[i::segments]
                 shared = _Shared(ddb=_MemoryDynamo(share), table=TABLE_INFO, topic=TOPIC,  # type: ignore[arg-type]
-                                 config=SnapshotConfig(), request={"TableName": TABLE}, items_limiter=None,
+                                 schema=envelope_schema(TABLE, KEY_FIELDS), config=SnapshotConfig(), request={"TableName": TABLE}, items_limiter=None,
                                  rcu_limiter=None, concurrency=segments, progress=None, gate=None, pool=pool)
                 task = ScanSegmentTask(shared, i, segments, pass_no=0, resume=None)
                 if not one_pass:
