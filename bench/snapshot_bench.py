@@ -53,7 +53,7 @@ import orjson  # noqa: E402
 
 from bench.workload import KEYS, REGION, STREAM_ARN, TABLE, WORKLOADS, make_pages, wide_item  # noqa: E402
 from bridge.gctune import tune_for_throughput  # noqa: E402
-from bridge.serde.serializer import RecordSerializer  # noqa: E402
+from bridge.serde.serializer import NotPrepared, RecordSerializer  # noqa: E402
 from connectors.dynamodb import transcode  # noqa: E402
 from connectors.dynamodb.config import SnapshotConfig  # noqa: E402
 from connectors.dynamodb.envelope import envelope_schema  # noqa: E402
@@ -109,9 +109,12 @@ def serializer() -> RecordSerializer:
 def frame(ser: RecordSerializer, records: list[Any]) -> int:
     if not records:
         return 0
-    for r in ser.unprepared(records):
-        ser.prepare(r)
-    return ser.serialize_batch(records).payload
+    try:
+        return ser.serialize_batch(records).payload
+    except NotPrepared:  # as the worker does: prepare only when framing says so
+        for r in ser.unprepared(records):
+            ser.prepare(r)
+        return ser.serialize_batch(records).payload
 
 
 # --------------------------------------------------------------------------- inputs

@@ -33,7 +33,7 @@ from bridge.lane.commits import Commits, OffsetCommits, TransactionCommits, idem
 from bridge.lane.dead_letters import QUEUE_FULL_WAIT_S, DeadLetters
 from bridge.metrics import METRICS
 from bridge.offsets import OffsetStore
-from bridge.serde.serializer import Framed, RecordSerializer
+from bridge.serde.serializer import Framed, NotPrepared, RecordSerializer
 from bridge.settings import WorkerSettings
 from bridge.task import Batch, SourceRecord, partition_key
 
@@ -251,9 +251,12 @@ class ProducerLane:
 
     async def submit(self, progress: Progress, batch: Batch) -> None:
         records = batch.records
-        for record in self.serializer.unprepared(records):
-            await self._prepare(record)
-        framed = self.serializer.serialize_batch(records)
+        try:
+            framed = self.serializer.serialize_batch(records)
+        except NotPrepared:  # a new schema handle (a table's first batch, a schema change)
+            for record in self.serializer.unprepared(records):
+                await self._prepare(record)
+            framed = self.serializer.serialize_batch(records)
         while self.committing:  # exactly-once: a transaction holds whole batches only
             await self.commit_done.wait()
         size = PAYLOAD_COPIES * framed.payload + RECORD_OVERHEAD * len(records)
