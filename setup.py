@@ -17,6 +17,14 @@ setup(
             optional=True,
             extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
         ),
+        # export files inflated without the GIL (connectors/dynamodb/export.py falls back to Python's zlib)
+        Extension(
+            "connectors.dynamodb._inflate",
+            ["connectors/dynamodb/_inflate.c"],
+            libraries=["z"],
+            optional=True,
+            extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+        ),
         # typed values' writer (connectors/dynamodb/typed/plan.py falls back to Python without it)
         Extension(
             "connectors.dynamodb.typed._typed",

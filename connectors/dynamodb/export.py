@@ -152,11 +152,20 @@ class _Inflater:
             self._started = bool(self._pending)
         return out
 
+    def inflate_after(self, buf: bytes, pos: int, limit: int) -> bytes:
+        """``buf[pos:]`` (a line not complete yet) followed by up to ``limit`` new bytes."""
+        return buf[pos:] + self.inflate(limit)
+
     def finish(self) -> None:
         """The input ended: a member cut short is an error (gzip.GzipFile raises EOFError)."""
         if self._started and not self._d.eof:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
+
+try:  # the same contract in C, copying without the GIL (connectors/dynamodb/_inflate.c)
+    from connectors.dynamodb._inflate import Inflater
+except ImportError:  # not built (no zlib headers where it was installed): the same bytes, in Python
+    Inflater = _Inflater  # type: ignore[misc,assignment]
 
 RAW_CHUNK = 1 << 20  # compressed bytes per S3 read
 INFLATE_CHUNK = 4 << 20  # decompressed bytes buffered per file at most (plus one line)
@@ -201,7 +210,7 @@ class ExportFileTask(SourceTask):
         self._body: Any = None
         self.raw_chunk, self.inflate_chunk = RAW_CHUNK, INFLATE_CHUNK
         self._raw_eof = False
-        self._inflater = _Inflater()
+        self._inflater = Inflater()
         self._buf = b""  # decompressed, not yet read from self._pos on
         self._pos = 0
         self._source = {
@@ -270,7 +279,7 @@ class ExportFileTask(SourceTask):
                     if not self._raw_eof:
                         return records, False, True
                     continue  # final now: the last line may lack its newline
-                self._buf = self._buf[self._pos:] + self._inflater.inflate(self.inflate_chunk)
+                self._buf = self._inflater.inflate_after(self._buf, self._pos, self.inflate_chunk)
                 self._pos = 0
         except (zlib.error, EOFError) as e:
             raise ConnectorError(f"reading s3://{self._bucket}/{self.key} at line {self.line}: {e}") from None

@@ -26,7 +26,7 @@ from bridge.errors import ConfigError
 from bridge.task import SourceRecord
 from connectors.dynamodb import transcode
 from connectors.dynamodb._transcode_py import read_lines
-from connectors.dynamodb.avro import encode_envelope
+from connectors.dynamodb.avro import encode_envelope, encode_long
 from connectors.dynamodb.envelope import Change, ChangeRecord, EnvelopeSchema, UnreadableChange, envelope_schema
 from connectors.dynamodb.table import TableInfo
 
@@ -130,6 +130,7 @@ class SnapshotRows:
         self._table = table
         self._schema = schema = schema or envelope_schema(table.name, table.key_fields)
         self._source = source
+        self._frame: tuple[bytes, bytes] | None = None  # the envelope around the item, up to ts_ms
         self._where = where
         self._typed = typed
         # The C item writer writes the envelope, and typed rows of Scan pages by the schema's plan.
@@ -146,11 +147,16 @@ class SnapshotRows:
         return self._writer is not None
 
     def _around(self, ts_ms: int) -> tuple[bytes, bytes]:
-        full = encode_envelope("r", None, {}, self._source, ts_ms)
-        assert full[4] == 0, "the envelope's after branch is at byte 3, its empty map at byte 4"
         if self._typed is not None and self._typed.cfg.image == "after":
             return b"", b""  # the item's record alone
-        return full[:4], full[5:]  # typed envelope values have the same op, before, source and ts_ms
+        # typed envelope values have the same op, before, source and ts_ms
+        if self._frame is None:  # once: encoding the source block per batch showed in profiles
+            full = encode_envelope("r", None, {}, self._source, 0)
+            assert full[4] == 0, "the envelope's after branch is at byte 3, its empty map at byte 4"
+            assert full[-1] == 0, "ts_ms (0: one byte) ends the envelope"
+            self._frame = full[:4], full[5:-1]
+        head, source = self._frame
+        return head, source + encode_long(ts_ms)
 
     def scan_page(self, body: bytes) -> tuple[list[SourceRecord], dict[str, Any]]:
         """A Scan response body → (its items as records, the response without ``Items``)."""

@@ -43,6 +43,7 @@ DOCKERFILE = ROOT / "docker" / "Dockerfile"
 APT_PACKAGES = {
     "gcc": lambda: shutil.which("gcc") is not None,
     "libc6-dev": lambda: Path("/usr/include/stdio.h").exists(),
+    "zlib1g-dev": lambda: Path("/usr/include/zlib.h").exists(),
 }
 # Instructions that only describe the image (metadata, the process it starts, its user).
 DESCRIPTIVE = {"ENTRYPOINT", "CMD", "USER", "LABEL", "EXPOSE"}

@@ -14,14 +14,37 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.errors import ConnectorError
 from bridge.task import UnreadableRecord
+from connectors.dynamodb import export
 from connectors.dynamodb.export import ExportFileTask
 from connectors.dynamodb.schemas import KeyField
 from connectors.dynamodb.table import TableInfo
 
 TABLE = TableInfo("t", "us-east-1", (KeyField("pk", "S"),), None, None, 0)
+
+C_INFLATER = None if export.Inflater is export._Inflater else export.Inflater
+
+
+def test_the_c_inflater_is_built() -> None:
+    """Where the C transcoder builds, so does the inflater (zlib's headers come with Python's
+    build needs): without it every test below would only read the Python one."""
+    from connectors.dynamodb import transcode
+
+    assert transcode.ItemWriter is None or C_INFLATER is not None
+
+
+@pytest.fixture(autouse=True, params=["C", "Python"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every reading test runs with both inflaters (C: zlib without the GIL; Python: zlib module)."""
+    cls = C_INFLATER if request.param == "C" else export._Inflater
+    if cls is None:
+        pytest.fail("the C inflater is not built (see test_the_c_inflater_is_built)")
+    monkeypatch.setattr(export, "Inflater", cls)
+    return cls
 
 
 class FakeS3:
@@ -140,3 +163,41 @@ def test_decode_threads_is_checked_at_start() -> None:
     for bad in (0, 65, "many"):
         with pytest.raises(ValidationError, match="decode_threads"):
             SnapshotConfig(decode_threads=bad)
+
+
+def _drain(cls: Any, body: bytes, raw: int, limit: int) -> bytes:
+    inf, out = cls(), b""
+    for i in range(0, len(body), raw):
+        inf.feed(body[i:i + raw])
+        while not inf.hungry:
+            out += inf.inflate_after(b"", 0, limit)
+    inf.finish()
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=st.lists(st.binary(max_size=3000), min_size=1, max_size=4), raw=st.integers(1, 4000),
+       limit=st.integers(1, 4000), keep=st.binary(max_size=50))
+def test_c_and_python_inflaters_give_the_same_bytes(parts: list[bytes], raw: int, limit: int, keep: bytes) -> None:
+    body = b"".join(gzip.compress(p, 1 + len(p) % 9) for p in parts)
+    want = b"".join(parts)
+    assert _drain(export._Inflater, body, raw, limit) == want
+    if C_INFLATER is not None:
+        assert _drain(C_INFLATER, body, raw, limit) == want
+        # the unread tail goes in front of the new bytes
+        inf = C_INFLATER()
+        inf.feed(body)
+        got = inf.inflate_after(b"x" + keep, 1, limit)
+        assert got == keep + want[:limit]
+
+
+@pytest.mark.parametrize("cut", [1, 9, 20])
+def test_a_member_cut_short_and_garbage_after_a_member_are_errors(cut: int) -> None:
+    import zlib
+
+    body = gzip.compress(b"abc" * 1000)
+    for cls in filter(None, (export._Inflater, C_INFLATER)):
+        with pytest.raises(EOFError):
+            _drain(cls, body[:-cut], 7, 100)
+        with pytest.raises(zlib.error):
+            _drain(cls, body + b"not gzip", 7, 100)
