@@ -31,11 +31,12 @@ from tests.helpers import Event, TopicReader, normalize, unique
 pytestmark = pytest.mark.slow
 
 N_ITEMS = 4_000
-SEGMENTS, SPLIT = 3, 8  # 24 fine segments, 3 scanned at a time per process
+SEGMENTS, SPLIT = 12, 2  # 24 fine segments, 12 scanned at a time per process
 HELD = range(16, 24)  # segments held back until the added worker is in (~1,300 items)
+assert SEGMENTS > len(HELD), "a worker's runners waiting on every held segment must leave room for others"
 GROUP_PARTITIONS = 12
 PAGE = 20
-RATE = 200  # items a second per process: the snapshot takes ~15 s, long enough to kill and add
+RATE = PAGE * SEGMENTS  # 240 items a second per process (a full page per runner): ~15 s, long enough to kill and add
 
 
 def _load(double: Any) -> dict[str, Any]:
@@ -149,8 +150,9 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
     reader = TopicReader(kafka_stack.kafka_bootstrap, kafka_stack.registry_url, topic_of(cfg))
     workers: dict[str, Any] = {}
     t0 = time.monotonic()
-    # The last segments (every worker reads its segments in order) are throttled until w3 is
-    # in: w3 joins with work left in its slots, however long the joins take.
+    # The HELD segments are throttled until w3 is in: w3 joins with work left in its slots
+    # however long the joins take. A worker's runners wait on them meanwhile, so each worker
+    # runs more segments at once (SEGMENTS) than are held.
     held = d.faults.add("ProvisionedThroughputExceededException", op="Scan", segments=HELD, times=None)
     # A process start and a group join take seconds, 10-15 on a loaded host, while a worker
     # reads 200 items a second: pages come slowly (2 s each, as a throttled table would serve
@@ -161,8 +163,8 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
         workers["w2"] = _start(bridges, cfg, "w2")
         wait_until(lambda: "group: assigned" in workers["w2"].log(), 60, "the second worker's assignment")
         d.faults.remove(slow)
-        wait_until(lambda: sum(1 for reads in _scans(d).values() for _, w in reads if w == "w2") >= 10, 60,
-                   "the second worker's first pages")
+        wait_until(lambda: sum(1 for seg, reads in _scans(d).items() if seg not in HELD
+                               for _, w in reads if w == "w2") >= 10, 60, "the second worker's first pages")
         reader.read_until(lambda ev: len(ev) >= N_ITEMS // 4, 120, check=workers["w2"].check)
         workers["w1"].send(signal.SIGKILL)
         workers["w1"].wait(10)
