@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("bench", "expect"), [
-    ("snapshot_bench", "export, all cores / single-core rate"),
+    ("snapshot_bench", "export, all cores / the same export on one core"),
     ("typed_bench", "target: typed >= 0.80"),
     ("transforms_bench", "target: typed+chain >= 0.70"),
     ("formats_bench", "protobuf"),
