@@ -14,6 +14,7 @@ setup(
         Extension(
             "connectors.dynamodb._transcode",
             ["connectors/dynamodb/_transcode.c"],
+            depends=["connectors/dynamodb/_nogil_time.h"],
             optional=True,
             extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
         ),
@@ -21,6 +22,7 @@ setup(
         Extension(
             "connectors.dynamodb._inflate",
             ["connectors/dynamodb/_inflate.c"],
+            depends=["connectors/dynamodb/_nogil_time.h"],
             libraries=["z"],
             optional=True,
             extra_compile_args=[] if sys.platform == "win32" else ["-O2"],

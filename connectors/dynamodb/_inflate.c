@@ -13,25 +13,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
-#include <time.h>
 #include <zlib.h>
 
+#include "_nogil_time.h"
+
 static PyObject *ZlibError; /* zlib.error: the caller's except clause stays the same */
-
-/* CPU time spent with the GIL released, for bench/snapshot_bench.py's share of the work that
- * runs beside other threads. Updated with the GIL held. */
-static long long nogil_cpu_ns_total;
-
-static long long
-thread_cpu_ns(void)
-{
-#if defined(CLOCK_THREAD_CPUTIME_ID)
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-#endif
-    return 0;
-}
 
 typedef struct {
     PyObject_HEAD
@@ -232,12 +218,6 @@ static PyTypeObject InflaterType = {
     .tp_methods = Inflater_methods,
     .tp_getset = Inflater_getset,
 };
-
-static PyObject *
-nogil_cpu_ns(PyObject *module, PyObject *unused)
-{
-    return PyLong_FromLongLong(nogil_cpu_ns_total);
-}
 
 static PyMethodDef module_methods[] = {
     {"nogil_cpu_ns", nogil_cpu_ns, METH_NOARGS, "nogil_cpu_ns() -> int: CPU time spent inflating without the GIL."},

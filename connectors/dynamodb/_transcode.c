@@ -34,6 +34,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "_nogil_time.h"
+
 #define MAX_JSON_DEPTH 1024 /* orjson refuses deeper documents */
 #define MAX_AV_DEPTH 100    /* must equal MAX_ATTRIBUTE_DEPTH in _transcode_py.py */
 
@@ -3247,27 +3249,6 @@ typedef struct {
     Py_ssize_t vat, vlen, kat, klen; /* value map and key body in ItemWriter.out */
     Py_ssize_t jat, jlen;            /* typed, vlen -1: the item's JSON in the input, for the Python writer */
 } ItemSpan;
-
-/* CPU time this process spent in phase 1 (GIL released), for bench/snapshot_bench.py: the
- * share of the work other threads can run beside it. Updated with the GIL held. */
-static long long nogil_cpu_ns_total;
-
-static long long
-thread_cpu_ns(void)
-{
-#if defined(CLOCK_THREAD_CPUTIME_ID)
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-#endif
-    return 0;
-}
-
-static PyObject *
-nogil_cpu_ns(PyObject *module, PyObject *unused)
-{
-    return PyLong_FromLongLong(nogil_cpu_ns_total);
-}
 
 #define MAX_OTHER_MEMBERS 32
 
