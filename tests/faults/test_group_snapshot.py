@@ -155,7 +155,7 @@ def _run(kafka_stack: Any, make_double: Any, bridges: Any, delivery: str) -> dic
     # runs more segments at once (SEGMENTS) than are held.
     held = d.faults.add("ProvisionedThroughputExceededException", op="Scan", segments=HELD, times=None)
     # A process start and a group join take seconds, 10-15 on a loaded host, while a worker
-    # reads 200 items a second: pages come slowly (2 s each, as a throttled table would serve
+    # reads RATE items a second: pages come slowly (2 s each, as a throttled table would serve
     # them) while a worker starts, so each joins with most of its share still to read.
     slow = d.faults.add("slow", op="Scan", times=None, delay=2.0)
     try:

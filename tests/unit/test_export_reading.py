@@ -37,14 +37,18 @@ def test_the_c_inflater_is_built() -> None:
     assert transcode.ItemWriter is None or C_INFLATER is not None
 
 
-@pytest.fixture(autouse=True, params=["C", "Python"])
+@pytest.fixture(params=["C", "Python"])
 def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Every reading test runs with both inflaters (C: zlib without the GIL; Python: zlib module)."""
+    """A reading test marked ``with_both_inflaters`` runs with each (C: zlib without the GIL;
+    Python: the zlib module)."""
     cls = C_INFLATER if request.param == "C" else export._Inflater
     if cls is None:
         pytest.fail("the C inflater is not built (see test_the_c_inflater_is_built)")
     monkeypatch.setattr(export, "Inflater", cls)
     return cls
+
+
+with_both_inflaters = pytest.mark.usefixtures("inflater")
 
 
 class FakeS3:
@@ -86,6 +90,7 @@ def read_all(body: bytes, *, resume: dict[str, Any] | None = None, raw_chunk: in
     return asyncio.run(main())
 
 
+@with_both_inflaters
 @pytest.mark.parametrize(("raw_chunk", "inflate_chunk"), [(1 << 20, 4 << 20), (7, 13), (1000, 97), (1, 1 << 20)])
 def test_records_and_line_offsets_do_not_depend_on_chunking(raw_chunk: int, inflate_chunk: int) -> None:
     data, want = text(2345)
@@ -106,6 +111,7 @@ def test_records_and_line_offsets_do_not_depend_on_chunking(raw_chunk: int, infl
     assert batches[-1].offset == {"line": 2345, "items": len(keys), "done": True}
 
 
+@with_both_inflaters
 @pytest.mark.parametrize("stored", [0, 1, 5, 6, 999, 1000, 1001, 2344, 2345])
 def test_a_restart_at_any_stored_line_publishes_exactly_the_rest(stored: int) -> None:
     data, want = text(2345)
@@ -117,12 +123,14 @@ def test_a_restart_at_any_stored_line_publishes_exactly_the_rest(stored: int) ->
     assert batches[-1].offset == {"line": 2345, "items": items_before + len(keys), "done": True}
 
 
+@with_both_inflaters
 def test_a_cut_off_file_stops_with_one_line() -> None:
     data, _ = text(50)
     with pytest.raises(ConnectorError, match=r"s3://b/f.gz at line \d+: Compressed file ended"):
         read_all(gzip.compress(data)[:-9])
 
 
+@with_both_inflaters
 @pytest.mark.parametrize(("line", "why"), [
     (b'{"Itm": {"pk": {"S": "k7"}}}', "not a DYNAMODB_JSON line"),
     (b'{"Item": [1]}', "not a DYNAMODB_JSON line"),
@@ -148,6 +156,7 @@ def test_a_bad_line_is_one_unreadable_record_and_the_file_goes_on(line: bytes, w
     assert batches[-1].offset["done"] and batches[-1].offset["line"] == 50
 
 
+@with_both_inflaters
 def test_an_empty_file_is_done_at_once() -> None:
     assert [(b.records, b.offset) for b in read_all(b"")] == [([], {"line": 0, "items": 0, "done": True})]
     assert [(b.records, b.offset) for b in read_all(gzip.compress(b""))] == [([], {"line": 0, "items": 0, "done": True})]
